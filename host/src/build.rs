@@ -1,0 +1,124 @@
+//! `waypass mapper build`: a mapper's source directory into a component.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The Rust target whose output is a WASI 0.2 component.
+pub const RUST_TARGET: &str = "wasm32-wasip2";
+
+/// The languages `mapper build` knows, detected from the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Rust,
+}
+
+/// Detects the mapper's language from the files in `dir`.
+pub fn detect_language(dir: &Path) -> anyhow::Result<Language> {
+    if dir.join("Cargo.toml").is_file() {
+        return Ok(Language::Rust);
+    }
+    bail!(
+        "{} does not look like a mapper: expected Cargo.toml (Rust)",
+        dir.display()
+    )
+}
+
+/// Builds the mapper in `dir` and returns the path of the component.
+pub fn build_mapper(dir: &Path) -> anyhow::Result<PathBuf> {
+    match detect_language(dir)? {
+        Language::Rust => build_rust(dir),
+    }
+}
+
+/// Installs the `wasm32-wasip2` standard library with rustup if it is missing.
+pub fn ensure_rust_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup (needed to install the wasm32-wasip2 target)")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == RUST_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("installing the Rust target {RUST_TARGET} (once)…");
+    let status = Command::new("rustup")
+        .args(["target", "add", RUST_TARGET])
+        .status()
+        .context("cannot run rustup")?;
+    if !status.success() {
+        bail!("`rustup target add {RUST_TARGET}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+    ensure_rust_target()?;
+    let manifest = dir
+        .join("Cargo.toml")
+        .canonicalize()
+        .with_context(|| format!("cannot read {}/Cargo.toml", dir.display()))?;
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", RUST_TARGET])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("cargo build failed for {} ({})", dir.display(), output.status);
+    }
+    wasm_artifact(&String::from_utf8_lossy(&output.stdout), &manifest).with_context(|| {
+        format!(
+            "cargo built {} but produced no .wasm: is it a `cdylib` crate?",
+            dir.display()
+        )
+    })
+}
+
+/// The `.wasm` that cargo's JSON messages report for the package at `manifest`.
+fn wasm_artifact(messages: &str, manifest: &Path) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest))
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wasm_artifact_of_the_built_package_is_found_among_cargo_messages() {
+        let messages = r#"{"reason":"compiler-artifact","manifest_path":"/dep/Cargo.toml","filenames":["/t/libdep.rlib"]}
+{"reason":"compiler-artifact","manifest_path":"/m/Cargo.toml","filenames":["/t/wasm32-wasip2/release/m.wasm"]}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            wasm_artifact(messages, Path::new("/m/Cargo.toml")),
+            Some(PathBuf::from("/t/wasm32-wasip2/release/m.wasm"))
+        );
+        assert_eq!(wasm_artifact(messages, Path::new("/other/Cargo.toml")), None);
+    }
+
+    #[test]
+    fn directories_without_a_known_project_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = detect_language(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("does not look like a mapper"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! The `waypass` command line: one file per command.
+
+mod demo;
+mod mapper;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Waypass: a self-hosted login broker with WebAssembly profile mappers.
+#[derive(Debug, Parser)]
+#[command(name = "waypass", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build, check and run profile mappers.
+    #[command(subcommand)]
+    Mapper(mapper::MapperCommand),
+    /// Build the example mapper and run it against a local provider.
+    Demo,
+}
+
+/// Runs the parsed command; errors are printed, not panicked.
+pub fn main(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAYPASS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Mapper(cmd) => mapper::run(cmd),
+        Command::Demo => demo::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A small tokio runtime for one command.
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Where compiled mappers are cached between runs of the CLI.
+fn default_cache_dir() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("waypass").join("artifacts")
+}

@@ -1,0 +1,264 @@
+//! The per-connection egress policy: which hosts, which schemes, which limits.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use url::Url;
+
+/// Per-request time limit. Providers' userinfo endpoints answer in well under
+/// a second; five leaves room for a slow one without holding a login for long.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound for a connection's request timeout.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response body a mapper may receive. Userinfo documents are a few
+/// KiB; 1 MiB fits any of them and keeps a hostile provider from filling memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Upper bound for a connection's response cap.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body a mapper may send (form posts, GraphQL queries).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Requests per invocation. Real mappers need one to three (GitHub needs two);
+/// ten leaves room while stopping a loop from hammering the provider.
+pub const DEFAULT_MAX_REQUESTS: u32 = 10;
+/// Upper bound for a connection's request budget.
+pub const MAX_REQUESTS: u32 = 100;
+
+/// What one connection's mapper may reach, and how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressPolicy {
+    /// Hosts the mapper may call. Empty means no network at all.
+    pub allowed_hosts: Vec<HostRule>,
+    /// Allow loopback, private and link-local addresses (after resolution).
+    /// Cloud metadata addresses stay refused even then.
+    pub allow_private_networks: bool,
+    /// Time limit for one request, connect to last byte.
+    pub request_timeout: Duration,
+    /// Cap on one response body.
+    pub max_response_bytes: usize,
+    /// Cap on one request body.
+    pub max_request_bytes: usize,
+    /// Requests allowed in one invocation.
+    pub max_requests: u32,
+}
+
+impl Default for EgressPolicy {
+    /// The closed sandbox: no host allowed.
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allow_private_networks: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_requests: DEFAULT_MAX_REQUESTS,
+        }
+    }
+}
+
+impl EgressPolicy {
+    /// A policy allowing `hosts`, with default limits.
+    pub fn allowing(hosts: impl IntoIterator<Item = HostRule>) -> Self {
+        Self {
+            allowed_hosts: hosts.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Clamps every limit into its bounds, so a connection's override can
+    /// loosen the sandbox only so far.
+    pub fn clamped(mut self) -> Self {
+        self.request_timeout = self
+            .request_timeout
+            .clamp(Duration::from_millis(10), MAX_REQUEST_TIMEOUT);
+        self.max_response_bytes = self.max_response_bytes.clamp(1, MAX_RESPONSE_BYTES);
+        self.max_request_bytes = self.max_request_bytes.clamp(0, MAX_RESPONSE_BYTES);
+        self.max_requests = self.max_requests.min(MAX_REQUESTS);
+        self
+    }
+
+    /// Why `url` may not be requested, if it may not. Addresses are checked
+    /// later, after resolution.
+    pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        let mut matched = self
+            .allowed_hosts
+            .iter()
+            .filter(|rule| rule.matches_host(host, port))
+            .peekable();
+        if matched.peek().is_none() {
+            return Err(format!(
+                "host `{host}` is not on this connection's allow-list"
+            ));
+        }
+        if url.scheme() == "http" && !matched.any(|rule| rule.allow_http) {
+            return Err(format!(
+                "plain http to `{host}` is not allowed; use https or allow the host as http://{host}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One allowed host: `api.example.com`, `*.example.com`, `api.example.com:8443`,
+/// or with a scheme, `http://127.0.0.1:8080` to allow plain HTTP to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    host: HostPattern,
+    port: Option<u16>,
+    allow_http: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: any name ending in `.example.com`, not the apex.
+    Suffix(String),
+}
+
+impl HostRule {
+    /// The rule for exactly the host (and port, if not the default) of `url`;
+    /// allows plain HTTP only when `url` itself is `http://`.
+    pub fn for_url(url: &Url) -> Option<Self> {
+        let host = url.host_str()?.to_ascii_lowercase();
+        Some(Self {
+            host: HostPattern::Exact(host),
+            port: url.port(),
+            allow_http: url.scheme() == "http",
+        })
+    }
+
+    /// Whether plain HTTP is allowed to this host.
+    pub fn allows_http(&self) -> bool {
+        self.allow_http
+    }
+
+    fn matches_host(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok = match &self.host {
+            HostPattern::Exact(h) => *h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")),
+        };
+        host_ok && (self.port.is_none() || self.port == port)
+    }
+}
+
+impl fmt::Display for HostRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.allow_http {
+            f.write_str("http://")?;
+        }
+        match &self.host {
+            HostPattern::Exact(h) => f.write_str(h)?,
+            HostPattern::Suffix(s) => write!(f, "*.{s}")?,
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for HostRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (allow_http, rest) = match s.split_once("://") {
+            Some(("http", rest)) => (true, rest),
+            Some(("https", rest)) => (false, rest),
+            Some((scheme, _)) => return Err(format!("`{s}`: scheme `{scheme}` is not http or https")),
+            None => (false, s),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(format!("`{s}` is not a host: expected host, host:port or *.domain"));
+        }
+        let (wildcard, rest) = match rest.strip_prefix("*.") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        // Let the URL parser do host syntax, IDNA and IPv6 brackets.
+        let url = Url::parse(&format!("http://{rest}/"))
+            .map_err(|e| format!("`{s}` is not a valid host: {e}"))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("`{s}` has no host"))?
+            .to_ascii_lowercase();
+        if wildcard && url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) {
+            return Err(format!("`{s}`: wildcards apply to domain names only"));
+        }
+        Ok(Self {
+            host: if wildcard {
+                HostPattern::Suffix(host)
+            } else {
+                HostPattern::Exact(host)
+            },
+            port: url.port(),
+            allow_http,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(rules: &[&str]) -> EgressPolicy {
+        EgressPolicy::allowing(rules.iter().map(|r| r.parse().expect("rule parses")))
+    }
+
+    fn check(p: &EgressPolicy, url: &str) -> Result<(), String> {
+        p.check_url(&Url::parse(url).expect("url parses"))
+    }
+
+    #[test]
+    fn an_empty_policy_allows_nothing() {
+        assert!(check(&EgressPolicy::default(), "https://example.com/").is_err());
+    }
+
+    #[test]
+    fn exact_hosts_match_case_insensitively_and_nothing_else() {
+        let p = policy(&["API.example.com"]);
+        assert!(check(&p, "https://api.example.com/userinfo").is_ok());
+        assert!(check(&p, "https://API.EXAMPLE.COM/").is_ok());
+        let err = check(&p, "https://evil.example.com/").unwrap_err();
+        assert!(err.contains("not on this connection's allow-list"), "{err}");
+        assert!(check(&p, "https://api.example.com.evil.net/").is_err());
+    }
+
+    #[test]
+    fn plain_http_needs_an_http_rule() {
+        let p = policy(&["api.example.com"]);
+        let err = check(&p, "http://api.example.com/").unwrap_err();
+        assert!(err.contains("plain http"), "{err}");
+        let p = policy(&["http://127.0.0.1:8080"]);
+        assert!(check(&p, "http://127.0.0.1:8080/x").is_ok());
+        assert!(check(&p, "http://127.0.0.1:8081/x").is_err());
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_but_not_the_apex() {
+        let p = policy(&["*.example.com"]);
+        assert!(check(&p, "https://a.example.com/").is_ok());
+        assert!(check(&p, "https://a.b.example.com/").is_ok());
+        assert!(check(&p, "https://example.com/").is_err());
+        assert!(check(&p, "https://badexample.com/").is_err());
+    }
+
+    #[test]
+    fn rules_that_are_not_hosts_are_refused() {
+        for bad in ["", "https://a.com/path", "ftp://a.com", "user@a.com", "*.127.0.0.1"] {
+            assert!(bad.parse::<HostRule>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn rules_display_as_they_parse() {
+        for s in ["api.example.com", "http://127.0.0.1:8080", "*.example.com", "[::1]:9000"] {
+            let rule: HostRule = s.parse().expect("parses");
+            assert_eq!(rule.to_string(), s);
+        }
+    }
+}

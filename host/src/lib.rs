@@ -1,0 +1,20 @@
+//! Waypass: a self-hosted login broker. Apps log users in through any OAuth2
+//! provider; each connection's profile mapping runs as a WebAssembly component
+//! that reaches the network only through the host.
+//!
+//! # Layout
+//!
+//! - [`mapper`]: the mapper runtime — loads components implementing the
+//!   `waypass:mapper/mapper` world (`wit/`), runs one fresh instance per
+//!   call under limits, and reports typed outcomes.
+//! - [`egress`]: the egress policy behind every request a mapper makes, through
+//!   our `http` import and `wasi:http` alike.
+//! - [`build`]: compiling a mapper's source directory into a component.
+//! - [`cli`]: the `waypass` command's subcommands (the binary only parses and
+//!   dispatches).
+
+pub mod build;
+pub mod cli;
+pub mod dev_provider;
+pub mod egress;
+pub mod mapper;

@@ -1,0 +1,407 @@
+//! The mapper runtime: loads profile-mapper components and runs them, one
+//! fresh instance per call, inside the sandbox. Knows nothing of OAuth.
+//!
+//! - One [`wasmtime::Engine`] per [`Runtime`], with the pooling allocator,
+//!   copy-on-write memory images and epoch interruption; one `Linker`.
+//! - [`Runtime::load`] validates a component against the world, compiles it
+//!   (or loads the cached artifact) and pre-instantiates it: a [`LoadedMapper`].
+//! - [`Runtime::invoke`] builds a fresh `Store` and instance, calls
+//!   `fetch-user-profile` under the [`Sandbox`], and turns every outcome into
+//!   a typed [`InvocationReport`]: the host never panics or hangs on a guest.
+
+mod bindings;
+pub mod cache;
+pub mod limits;
+mod state;
+mod types;
+mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+
+pub use cache::{ArtifactCache, sha256_hex};
+pub use limits::Limits;
+pub use types::{
+    InvocationReport, LogLevel, LogLine, LogSource, MapperError, MapperInput, Profile, Settings,
+    TokenSet,
+};
+pub use validate::ComponentInfo;
+
+use crate::egress::{EgressPolicy, EgressSession, NetworkTransport, Transport};
+use bindings::{Mapper, MapperPre};
+use state::HostState;
+use types::{MAX_ERROR_MESSAGE_BYTES, MAX_USER_ID_BYTES, truncate};
+
+/// The name of the world every mapper implements.
+pub const WORLD: &str = "waypass:mapper/mapper@0.1.0";
+
+/// How one connection's mapper runs: where it may connect, and its limits.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    pub egress: Arc<EgressPolicy>,
+    pub limits: Limits,
+}
+
+/// Why a component could not be loaded as a mapper.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("the component could not be compiled: {0}")]
+    Compile(String),
+    #[error(
+        "the component imports {} which a mapper may not use (allowed: {WORLD}'s imports, WASI 0.2 and wasi:http/outgoing-handler)",
+        .0.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    )]
+    ForbiddenImports(Vec<String>),
+    #[error("the component does not implement {WORLD}: {0}")]
+    WorldMismatch(String),
+}
+
+/// Configuration of a [`Runtime`].
+pub struct RuntimeConfig {
+    /// Where compiled artifacts are kept; `None` compiles in memory only.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// What carries the mappers' vetted requests.
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            transport: Arc::new(NetworkTransport),
+        }
+    }
+}
+
+/// The process's mapper engine.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ArtifactCache>,
+    transport: Arc<dyn Transport>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// A validated, compiled, pre-instantiated mapper version.
+#[derive(Clone)]
+pub struct LoadedMapper {
+    pre: MapperPre<HostState>,
+    digest: String,
+    info: ComponentInfo,
+    from_cache: bool,
+}
+
+impl LoadedMapper {
+    /// SHA-256 of the component's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The component's imports and exports.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// Whether the compiled artifact came from the cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config())
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| Mapper::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s))
+            .map_err(|e| anyhow::anyhow!("cannot link the mapper world: {e:#}"))?;
+        let cache = match config.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(&dir, &engine).map_err(|e| {
+                anyhow::anyhow!("cannot open the artifact cache {}: {e}", dir.display())
+            })?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            transport: config.transport,
+            ticker_stop,
+        })
+    }
+
+    /// Validates, compiles (or loads from the cache) and pre-instantiates a
+    /// mapper component.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedMapper, LoadError> {
+        if let Some(problem) = validate::preamble_problem(bytes) {
+            return Err(LoadError::NotAComponent(problem.into()));
+        }
+        let digest = sha256_hex(bytes);
+        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
+        let from_cache = cached.is_some();
+        let component = match (cached, &self.cache) {
+            (Some(component), _) => component,
+            (None, Some(cache)) => cache
+                .compile_and_store(&self.engine, &digest, bytes)
+                .map_err(|e| LoadError::Compile(e.to_string()))?,
+            (None, None) => Component::new(&self.engine, bytes)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
+        };
+        let info = ComponentInfo::of(&self.engine, &component);
+        let forbidden = info.forbidden_imports();
+        if !forbidden.is_empty() {
+            return Err(LoadError::ForbiddenImports(forbidden));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        let pre = MapperPre::new(pre).map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        Ok(LoadedMapper {
+            pre,
+            digest,
+            info,
+            from_cache,
+        })
+    }
+
+    /// Imports and exports of a component, whether or not it is a mapper.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        if let Some(problem) = validate::preamble_problem(bytes) {
+            return Err(LoadError::NotAComponent(problem.into()));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Ok(ComponentInfo::of(&self.engine, &component))
+    }
+
+    /// Runs `mapper` once, in a fresh instance, under `sandbox`.
+    pub async fn invoke(
+        &self,
+        mapper: &LoadedMapper,
+        input: &MapperInput,
+        sandbox: &Sandbox,
+    ) -> InvocationReport {
+        let started = Instant::now();
+        let limits = sandbox.limits.clamped();
+        let deadline = started + limits.deadline;
+        let egress = Arc::new(EgressSession::new(
+            sandbox.egress.clone(),
+            self.transport.clone(),
+            deadline,
+        ));
+        let mut store = Store::new(&self.engine, HostState::new(egress.clone(), limits.memory_bytes));
+        store.limiter(|state| &mut state.memory);
+        // Guest CPU: every epoch tick, check the deadline; before it, yield to
+        // the executor so a busy guest cannot hog a worker thread.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().deadline_hit = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let ctx = wit_context(input);
+        // Host calls (an HTTP request, a guest sleeping in `poll`) are bounded
+        // by the same deadline from outside.
+        let outcome = tokio::time::timeout(limits.deadline, async {
+            let instance = mapper
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (true, e))?;
+            instance
+                .call_fetch_user_profile(&mut store, &input.tokens.access_token, &ctx)
+                .await
+                .map_err(|e| (false, e))
+        })
+        .await;
+
+        let state = store.data_mut();
+        let result = match outcome {
+            Err(_elapsed) => Err(MapperError::timeout(limits.deadline)),
+            Ok(Err((instantiating, error))) => Err(classify_failure(state, instantiating, &error, limits)),
+            Ok(Ok(Err(guest_error))) => Err(from_guest_error(guest_error)),
+            Ok(Ok(Ok(profile))) => check_profile(profile, limits.max_profile_bytes),
+        };
+        let stdout = state.stdout.take();
+        let stderr = state.stderr.take();
+        state.logs.push_output(LogSource::Stdout, LogLevel::Info, &stdout);
+        state.logs.push_output(LogSource::Stderr, LogLevel::Warn, &stderr);
+        let logs = std::mem::take(&mut state.logs);
+        InvocationReport {
+            result,
+            logs: logs.lines,
+            dropped_log_lines: logs.dropped,
+            requests: egress.records(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The engine, for tools that need to inspect components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The artifact cache, when configured.
+    pub fn cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_ref()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let calls = limits::POOL_CONCURRENT_CALLS;
+    pool.total_component_instances(calls)
+        .total_stacks(calls)
+        .max_core_instances_per_component(limits::POOL_CORE_INSTANCES_PER_COMPONENT)
+        .total_core_instances(calls * limits::POOL_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(limits::POOL_MEMORIES_PER_COMPONENT)
+        .total_memories(calls * limits::POOL_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(limits::POOL_TABLES_PER_COMPONENT)
+        .total_tables(calls * limits::POOL_TABLES_PER_COMPONENT)
+        .table_elements(limits::POOL_TABLE_ELEMENTS)
+        .max_memory_size(limits::MAX_MEMORY_BYTES);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`limits::EPOCH_TICK`] until `stop`.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("waypass-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(limits::EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("cannot start the epoch thread: {e}"))
+}
+
+fn wit_context(input: &MapperInput) -> bindings::types::Context {
+    let t = &input.tokens;
+    bindings::types::Context {
+        connection: input.connection.clone(),
+        tokens: bindings::types::Tokens {
+            access_token: t.access_token.clone(),
+            token_type: t.token_type.clone(),
+            id_token: t.id_token.clone(),
+            refresh_token: t.refresh_token.clone(),
+            expires_in: t.expires_in,
+            scope: t.scope.clone(),
+            raw: t.raw.clone(),
+        },
+        settings: input
+            .settings
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+/// Names the cause of a trap or failed instantiation.
+fn classify_failure(
+    state: &HostState,
+    instantiating: bool,
+    error: &wasmtime::Error,
+    limits: Limits,
+) -> MapperError {
+    if state.deadline_hit {
+        return MapperError::timeout(limits.deadline);
+    }
+    if state.memory.exceeded {
+        return MapperError::MemoryLimit {
+            limit_bytes: state.memory.limit(),
+        };
+    }
+    let message = truncate(format!("{error:#}"), MAX_ERROR_MESSAGE_BYTES);
+    if instantiating && error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return MapperError::Busy { message };
+    }
+    MapperError::Trap { message }
+}
+
+fn from_guest_error(error: bindings::types::Error) -> MapperError {
+    use bindings::types::Error as E;
+    let bound = |m: String| truncate(m, MAX_ERROR_MESSAGE_BYTES);
+    match error {
+        E::Unauthorized(m) => MapperError::Unauthorized { message: bound(m) },
+        E::Provider(m) => MapperError::Provider { message: bound(m) },
+        E::InvalidProfile(m) => MapperError::InvalidProfile { message: bound(m) },
+        E::Other(m) => MapperError::Other { message: bound(m) },
+    }
+}
+
+/// Checks the guest's profile: size first (before any copying), then shape.
+fn check_profile(p: bindings::types::Profile, cap: usize) -> Result<Profile, MapperError> {
+    let optional = [
+        &p.email,
+        &p.name,
+        &p.given_name,
+        &p.family_name,
+        &p.nickname,
+        &p.picture,
+        &p.extra,
+    ];
+    let size = p.user_id.len() + optional.iter().map(|o| o.as_ref().map_or(0, String::len)).sum::<usize>();
+    if size > cap {
+        return Err(MapperError::OutputTooLarge {
+            size_bytes: size,
+            limit_bytes: cap,
+        });
+    }
+    let invalid = |message: String| MapperError::InvalidProfile { message };
+    if p.user_id.trim().is_empty() {
+        return Err(invalid("user-id is empty".into()));
+    }
+    if p.user_id.len() > MAX_USER_ID_BYTES || p.user_id.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "user-id must be at most {MAX_USER_ID_BYTES} bytes without control characters"
+        )));
+    }
+    let extra = match p.extra.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        None => serde_json::Map::new(),
+        Some(Ok(serde_json::Value::Object(map))) => map,
+        Some(Ok(_)) => return Err(invalid("extra must be a JSON object".into())),
+        Some(Err(e)) => return Err(invalid(format!("extra is not JSON: {e}"))),
+    };
+    Ok(Profile {
+        user_id: p.user_id,
+        email: p.email,
+        email_verified: p.email_verified,
+        name: p.name,
+        given_name: p.given_name,
+        family_name: p.family_name,
+        nickname: p.nickname,
+        picture: p.picture,
+        extra,
+    })
+}

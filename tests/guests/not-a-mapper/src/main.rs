@@ -1,0 +1,5 @@
+//! An ordinary `wasi:cli/run` command: the host must refuse it as a mapper.
+
+fn main() {
+    println!("hello");
+}

@@ -1,0 +1,542 @@
+//! The mapper runtime, end to end: real components (built by `build.rs`)
+//! against stub providers on 127.0.0.1.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use waypass::egress::{EgressPolicy, HostRule, HttpError};
+use waypass::mapper::limits::MAX_LOG_LINES;
+use waypass::mapper::{
+    InvocationReport, Limits, LoadError, LoadedMapper, LogSource, MapperError, MapperInput,
+    Runtime, RuntimeConfig, Sandbox, Settings, TokenSet,
+};
+use waypass_tests::guests;
+use waypass_tests::stub::{Reply, Stub};
+
+/// One runtime for the whole binary, as in the broker: the pool is sized
+/// for a process, not for a test.
+static RUNTIME: LazyLock<Runtime> =
+    LazyLock::new(|| Runtime::new(RuntimeConfig::default()).expect("runtime starts"));
+
+fn load(path: &str) -> LoadedMapper {
+    RUNTIME.load(&guests::bytes(path)).expect("guest loads")
+}
+
+static HOSTILE: LazyLock<LoadedMapper> = LazyLock::new(|| load(guests::HOSTILE));
+static AUTH0: LazyLock<LoadedMapper> = LazyLock::new(|| load(guests::AUTH0_EXAMPLE));
+
+fn input(settings: &[(&str, &str)]) -> MapperInput {
+    MapperInput {
+        connection: "test-conn".into(),
+        tokens: TokenSet::bearer("at-123"),
+        settings: settings.iter().map(|(k, v)| (*k, *v)).collect::<Settings>(),
+    }
+}
+
+fn sandbox(policy: EgressPolicy) -> Sandbox {
+    Sandbox {
+        egress: Arc::new(policy),
+        limits: Limits::default(),
+    }
+}
+
+/// Loopback stubs need plain HTTP and private addresses allowed.
+fn stub_policy(stub: &Stub) -> EgressPolicy {
+    EgressPolicy {
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([stub.rule()])
+    }
+}
+
+async fn run(mapper: &LoadedMapper, input: &MapperInput, sandbox: &Sandbox) -> InvocationReport {
+    RUNTIME.invoke(mapper, input, sandbox).await
+}
+
+async fn hostile(mode: &str, extra: &[(&str, &str)], sandbox: &Sandbox) -> InvocationReport {
+    let mut settings = vec![("mode", mode)];
+    settings.extend_from_slice(extra);
+    run(&HOSTILE, &input(&settings), sandbox).await
+}
+
+fn other_message(report: &InvocationReport) -> String {
+    match &report.result {
+        Err(MapperError::Other { message }) => message.clone(),
+        other => panic!("expected the guest's own error, got {other:?}"),
+    }
+}
+
+/// After a hostile call the same runtime serves a normal call.
+async fn assert_still_serving() {
+    let report = hostile("echo", &[], &Sandbox::default()).await;
+    let profile = report.result.expect("echo mapper still answers");
+    assert_eq!(profile.user_id, "echo");
+}
+
+// ---- the mappers ----
+
+#[tokio::test]
+async fn the_auth0_example_maps_account_uuid_and_email_and_sends_the_bearer_token() {
+    let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"uuid":"u-42","email":"ada@example.com"}}"#.into())).await;
+    let userinfo = stub.url("/userinfo");
+    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("profile");
+    assert_eq!(profile.user_id, "u-42");
+    assert_eq!(profile.email.as_deref(), Some("ada@example.com"));
+    let received = stub.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path_and_query, "/userinfo");
+    assert_eq!(received[0].header("authorization"), Some("Bearer at-123"));
+}
+
+#[tokio::test]
+async fn the_auth0_example_turns_a_non_200_answer_into_a_provider_error_carrying_the_body() {
+    let stub = Stub::start(|_| Reply::Body(401, "token revoked".into())).await;
+    let userinfo = stub.url("/userinfo");
+    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::Provider {
+            message: "token revoked".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_auth0_example_turns_a_body_that_is_not_json_into_a_provider_error() {
+    let stub = Stub::start(|_| Reply::Body(200, "<html>oops</html>".into())).await;
+    let userinfo = stub.url("/userinfo");
+    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::Provider {
+            message: "<html>oops</html>".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_auth0_example_without_account_uuid_is_an_invalid_profile() {
+    let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"email":"a@b.c"}}"#.into())).await;
+    let userinfo = stub.url("/userinfo");
+    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    assert!(
+        matches!(report.result, Err(MapperError::InvalidProfile { .. })),
+        "{:?}",
+        report.result
+    );
+}
+
+#[tokio::test]
+async fn the_declarative_mapper_reads_the_fields_its_settings_point_at() {
+    let stub = Stub::start(|_| {
+        Reply::Body(
+            200,
+            r#"{"data":{"id":12345,"mail":"grace@example.com","verified":"true","display":"Grace","team":"navy"}}"#.into(),
+        )
+    })
+    .await;
+    let declarative = load(guests::DECLARATIVE);
+    let userinfo = stub.url("/me");
+    let settings = [
+        ("userinfo_url", userinfo.as_str()),
+        ("user_id", "/data/id"),
+        ("email", "/data/mail"),
+        ("email_verified", "/data/verified"),
+        ("name", "/data/display"),
+        ("extra", "team=/data/team"),
+    ];
+    let report = run(&declarative, &input(&settings), &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("profile");
+    assert_eq!(profile.user_id, "12345");
+    assert_eq!(profile.email.as_deref(), Some("grace@example.com"));
+    assert_eq!(profile.email_verified, Some(true));
+    assert_eq!(profile.name.as_deref(), Some("Grace"));
+    assert_eq!(profile.extra.get("team"), Some(&serde_json::json!("navy")));
+}
+
+#[tokio::test]
+async fn the_declarative_mapper_defaults_to_openid_connect_userinfo_claims() {
+    let stub = Stub::start(|_| {
+        Reply::Body(200, r#"{"sub":"abc","email":"x@example.com","email_verified":false,"given_name":"X"}"#.into())
+    })
+    .await;
+    let declarative = load(guests::DECLARATIVE);
+    let userinfo = stub.url("/userinfo");
+    let report = run(&declarative, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("profile");
+    assert_eq!(profile.user_id, "abc");
+    assert_eq!(profile.email_verified, Some(false));
+    assert_eq!(profile.given_name.as_deref(), Some("X"));
+}
+
+#[tokio::test]
+async fn the_github_mapper_makes_two_calls_and_picks_the_primary_verified_email() {
+    let stub = Stub::start(|req| match req.path_and_query.as_str() {
+        "/user" => Reply::Body(
+            200,
+            r#"{"id":583231,"login":"octocat","name":"The Octocat","avatar_url":"https://a/o.png","email":null,"html_url":"https://github.com/octocat"}"#.into(),
+        ),
+        "/user/emails" => Reply::Body(
+            200,
+            r#"[{"email":"old@example.com","primary":false,"verified":true},{"email":"octo@example.com","primary":true,"verified":true}]"#.into(),
+        ),
+        _ => Reply::Body(404, "{}".into()),
+    })
+    .await;
+    let github = load(guests::GITHUB);
+    let api = stub.url("");
+    let report = run(&github, &input(&[("api_base", &api)]), &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("profile");
+    assert_eq!(profile.user_id, "583231");
+    assert_eq!(profile.nickname.as_deref(), Some("octocat"));
+    assert_eq!(profile.email.as_deref(), Some("octo@example.com"));
+    assert_eq!(profile.email_verified, Some(true));
+    assert_eq!(stub.received().len(), 2);
+    assert!(stub.received().iter().all(|r| r.header("user-agent").is_some()));
+}
+
+#[tokio::test]
+async fn the_github_mapper_falls_back_when_the_token_cannot_read_emails() {
+    let stub = Stub::start(|req| match req.path_and_query.as_str() {
+        "/user" => Reply::Body(200, r#"{"id":7,"login":"l","email":"public@example.com"}"#.into()),
+        _ => Reply::Body(403, r#"{"message":"Resource not accessible"}"#.into()),
+    })
+    .await;
+    let github = load(guests::GITHUB);
+    let api = stub.url("/");
+    let report = run(&github, &input(&[("api_base", &api)]), &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("profile");
+    assert_eq!(profile.email.as_deref(), Some("public@example.com"));
+    assert_eq!(profile.email_verified, Some(false));
+}
+
+// ---- isolation and context ----
+
+#[tokio::test]
+async fn nothing_a_mapper_keeps_survives_to_the_next_call() {
+    for _ in 0..3 {
+        let report = hostile("counter", &[], &Sandbox::default()).await;
+        assert_eq!(report.result.expect("counter answers").user_id, "1");
+    }
+}
+
+#[tokio::test]
+async fn the_mapper_sees_the_connection_tokens_and_settings() {
+    let mut input = input(&[("mode", "echo"), ("api_key", "k-1")]);
+    input.tokens = TokenSet::from_json(
+        r#"{"access_token":"at-9","token_type":"Bearer","id_token":"h.p.s","expires_in":60,"scope":"openid","x_custom":1}"#,
+    )
+    .expect("token response");
+    let report = run(&HOSTILE, &input, &Sandbox::default()).await;
+    let extra = report.result.expect("echo").extra;
+    assert_eq!(extra["access_token"], "at-9");
+    assert_eq!(extra["connection"], "test-conn");
+    assert_eq!(extra["settings"]["api_key"], "k-1");
+    assert_eq!(extra["id_token"], "h.p.s");
+    assert_eq!(extra["expires_in"], 60);
+    let raw: serde_json::Value = serde_json::from_str(extra["raw"].as_str().expect("raw is text")).expect("raw is JSON");
+    assert_eq!(raw["x_custom"], 1);
+}
+
+// ---- limits ----
+
+#[tokio::test]
+async fn an_infinite_loop_ends_at_the_deadline() {
+    let sandbox = Sandbox {
+        limits: Limits {
+            deadline: Duration::from_millis(200),
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
+    let report = hostile("loop", &[], &sandbox).await;
+    assert_eq!(report.result, Err(MapperError::Timeout { limit_ms: 200 }));
+    assert!(report.elapsed < Duration::from_secs(2), "took {:?}", report.elapsed);
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_stops_at_the_memory_limit() {
+    let sandbox = Sandbox {
+        limits: Limits {
+            memory_bytes: 32 << 20,
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
+    let report = hostile("memory-bomb", &[], &sandbox).await;
+    assert_eq!(report.result, Err(MapperError::MemoryLimit { limit_bytes: 32 << 20 }));
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_huge_profile_is_refused_as_too_large() {
+    let report = hostile("huge-output", &[], &Sandbox::default()).await;
+    match report.result {
+        Err(MapperError::OutputTooLarge { size_bytes, limit_bytes }) => {
+            assert!(size_bytes >= 10 << 20);
+            assert_eq!(limit_bytes, Limits::default().max_profile_bytes);
+        }
+        other => panic!("expected output-too-large, got {other:?}"),
+    }
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_trap_becomes_a_typed_error_and_the_panic_message_reaches_the_log() {
+    let report = hostile("trap", &[], &Sandbox::default()).await;
+    assert!(matches!(report.result, Err(MapperError::Trap { .. })), "{:?}", report.result);
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.source == LogSource::Stderr && l.message.contains("hostile guest panicked on purpose")),
+        "{:?}",
+        report.logs
+    );
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_log_flood_is_bounded_and_the_call_still_succeeds() {
+    let report = hostile("log-flood", &[], &Sandbox::default()).await;
+    assert_eq!(report.result.expect("flood returns").user_id, "flooded");
+    assert_eq!(report.logs.len(), MAX_LOG_LINES);
+    assert!(report.dropped_log_lines > 0);
+}
+
+// ---- egress ----
+
+#[tokio::test]
+async fn a_request_to_a_host_off_the_allow_list_is_denied_without_connecting() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let other: HostRule = "api.example.com".parse().expect("rule");
+    let policy = EgressPolicy {
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([other])
+    };
+    let url = stub.url("/");
+    let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
+    let message = other_message(&report);
+    assert!(message.starts_with("denied: ") && message.contains("allow-list"), "{message}");
+    assert!(stub.received().is_empty());
+    assert!(matches!(report.requests[0].error, Some(HttpError::Denied(_))));
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn loopback_is_refused_unless_the_connection_allows_private_networks() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let url = stub.url("/");
+    let closed = EgressPolicy::allowing([stub.rule()]);
+    let report = hostile("fetch", &[("url", &url)], &sandbox(closed)).await;
+    let message = other_message(&report);
+    assert!(message.contains("private address"), "{message}");
+    assert!(stub.received().is_empty());
+
+    let report = hostile("fetch", &[("url", &url)], &sandbox(stub_policy(&stub))).await;
+    assert_eq!(report.result.expect("allowed").user_id, "fetched");
+    assert_eq!(stub.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_a_private_address_is_refused() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let url = format!("http://localhost:{}/", stub.addr.port());
+    let rule: HostRule = format!("http://localhost:{}", stub.addr.port()).parse().expect("rule");
+    let report = hostile("fetch", &[("url", &url)], &sandbox(EgressPolicy::allowing([rule]))).await;
+    let message = other_message(&report);
+    assert!(message.contains("private address"), "{message}");
+    assert!(stub.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_cloud_metadata_address_is_refused_even_where_private_networks_are_allowed() {
+    let rule: HostRule = "http://169.254.169.254".parse().expect("rule");
+    let policy = EgressPolicy {
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([rule])
+    };
+    let report = hostile(
+        "fetch",
+        &[("url", "http://169.254.169.254/latest/meta-data/iam/")],
+        &sandbox(policy),
+    )
+    .await;
+    let message = other_message(&report);
+    assert!(message.contains("metadata"), "{message}");
+    let report = hostile("fetch", &[("url", "http://169.254.169.254/")], &Sandbox::default()).await;
+    assert!(other_message(&report).starts_with("denied: "));
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_one_to_a_forbidden_host_is_denied() {
+    let stub = Stub::start(|req| match req.path_and_query.as_str() {
+        "/start" => Reply::Full(302, vec![("location", "http://evil.example.net/steal".into())], Vec::new()),
+        _ => Reply::Body(200, "{}".into()),
+    })
+    .await;
+    let url = stub.url("/start");
+    let report = hostile(
+        "fetch",
+        &[("url", &url), ("follow_redirects", "true")],
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
+    let message = other_message(&report);
+    assert!(message.starts_with("denied: ") && message.contains("evil.example.net"), "{message}");
+    assert_eq!(report.requests[0].status, Some(302), "the guest saw the 3xx itself");
+    assert_eq!(stub.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_response_over_the_size_cap_is_too_large() {
+    let stub = Stub::start(|_| Reply::Full(200, vec![], vec![b'x'; 2 << 20])).await;
+    let url = stub.url("/big");
+    let policy = EgressPolicy {
+        max_response_bytes: 1 << 20,
+        ..stub_policy(&stub)
+    };
+    let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
+    assert_eq!(other_message(&report), "too-large");
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_budget_are_refused() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let url = stub.url("/");
+    let policy = EgressPolicy {
+        max_requests: 3,
+        ..stub_policy(&stub)
+    };
+    let report = hostile("fetch", &[("url", &url), ("count", "5")], &sandbox(policy)).await;
+    assert_eq!(other_message(&report), "budget-exhausted");
+    assert_eq!(stub.received().len(), 3);
+}
+
+#[tokio::test]
+async fn a_provider_that_never_answers_times_out() {
+    let stub = Stub::start(|_| Reply::Hang).await;
+    let url = stub.url("/slow");
+    let policy = EgressPolicy {
+        request_timeout: Duration::from_millis(200),
+        ..stub_policy(&stub)
+    };
+    let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
+    assert_eq!(other_message(&report), "timeout");
+    assert!(report.elapsed < Duration::from_secs(3), "took {:?}", report.elapsed);
+}
+
+#[tokio::test]
+async fn a_provider_that_outlasts_the_mapper_deadline_ends_the_call_at_the_deadline() {
+    let stub = Stub::start(|_| Reply::Hang).await;
+    let url = stub.url("/slow");
+    let sandbox = Sandbox {
+        egress: Arc::new(stub_policy(&stub)),
+        limits: Limits {
+            deadline: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    };
+    let report = hostile("fetch", &[("url", &url)], &sandbox).await;
+    // The request's timeout is cut to the time left, so the guest sees a
+    // timeout in time to answer, or the call ends at the deadline.
+    match &report.result {
+        Err(MapperError::Other { message }) => assert_eq!(message, "timeout"),
+        Err(MapperError::Timeout { limit_ms }) => assert_eq!(*limit_ms, 300),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(report.elapsed < Duration::from_secs(2), "took {:?}", report.elapsed);
+}
+
+#[tokio::test]
+async fn wasi_http_requests_meet_the_same_policy() {
+    let stub = Stub::start(|_| Reply::Body(200, r#"{"ok":true}"#.into())).await;
+    let url = stub.url("/wasi");
+    let report = hostile("wasi-http", &[("url", &url)], &sandbox(stub_policy(&stub))).await;
+    let profile = report.result.expect("allowed wasi:http request succeeds");
+    assert_eq!(profile.extra["statuses"], serde_json::json!([200]));
+    assert_eq!(stub.received().len(), 1);
+
+    let closed = EgressPolicy::allowing([stub.rule()]);
+    let report = hostile("wasi-http", &[("url", &url)], &sandbox(closed)).await;
+    let message = other_message(&report);
+    assert!(message.contains("HttpRequestDenied"), "{message}");
+    assert!(matches!(report.requests[0].error, Some(HttpError::Denied(_))));
+    assert_eq!(stub.received().len(), 1, "the denied request never arrived");
+
+    let budget = EgressPolicy {
+        max_requests: 1,
+        ..stub_policy(&stub)
+    };
+    let report = hostile("wasi-http", &[("url", &url), ("count", "2")], &sandbox(budget)).await;
+    assert!(matches!(report.requests[1].error, Some(HttpError::BudgetExhausted)));
+}
+
+// ---- loading ----
+
+#[test]
+fn a_component_that_does_not_implement_the_world_is_refused_by_name() {
+    let err = RUNTIME.load(&guests::bytes(guests::NOT_A_MAPPER)).err().expect("refused");
+    let LoadError::WorldMismatch(message) = &err else {
+        panic!("expected a world mismatch, got {err:?}");
+    };
+    assert!(message.contains("fetch-user-profile"), "{message}");
+
+    let err = RUNTIME.load(&guests::bytes(guests::WRONG_SIGNATURE)).err().expect("refused");
+    assert!(matches!(err, LoadError::WorldMismatch(_)), "{err:?}");
+}
+
+#[test]
+fn a_component_importing_anything_else_is_refused_naming_the_import() {
+    let err = RUNTIME.load(&guests::bytes(guests::FOREIGN_IMPORT)).err().expect("refused");
+    assert_eq!(err, LoadError::ForbiddenImports(vec!["evil:net/raw-socket@0.1.0".into()]));
+    assert!(err.to_string().contains("`evil:net/raw-socket@0.1.0`"));
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused_with_what_they_are() {
+    assert!(matches!(RUNTIME.load(b"{\"not\":\"wasm\"}"), Err(LoadError::NotAComponent(_))));
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = RUNTIME.load(core_module).err().expect("refused");
+    assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+    let mut truncated = guests::bytes(guests::AUTH0_EXAMPLE);
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(RUNTIME.load(&truncated), Err(LoadError::Compile(_))));
+}
+
+#[tokio::test]
+async fn compiled_artifacts_are_reused_across_runtimes_and_a_corrupt_one_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = guests::bytes(guests::HOSTILE);
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let first = Runtime::new(config()).expect("runtime");
+    assert!(!first.load(&bytes).expect("loads").from_cache());
+    drop(first);
+
+    let second = Runtime::new(config()).expect("runtime");
+    let mapper = second.load(&bytes).expect("loads");
+    assert!(mapper.from_cache());
+    let report = second
+        .invoke(&mapper, &input(&[("mode", "echo")]), &Sandbox::default())
+        .await;
+    assert_eq!(report.result.expect("runs from the cache").user_id, "echo");
+    drop((mapper, second));
+
+    // Corrupt each artifact the way the cache itself writes: a new file
+    // renamed over the old one (rewriting a mapped file in place is a SIGBUS
+    // for whoever maps it, which is why the cache never does that).
+    for entry in std::fs::read_dir(dir.path()).expect("cache dir") {
+        let path = entry.expect("entry").path();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, b"garbage").expect("write");
+        std::fs::rename(&tmp, &path).expect("replace");
+    }
+    let third = Runtime::new(config()).expect("runtime");
+    let mapper = third.load(&bytes).expect("recompiles");
+    assert!(!mapper.from_cache());
+}
