@@ -22,7 +22,10 @@ const GUESTS: &[(&str, &str, &str)] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("tests/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let target_dir = out_dir
@@ -43,10 +46,20 @@ fn main() {
     let mut constants = String::new();
     for (name, _, file) in GUESTS {
         let path = release.join(file);
-        assert!(path.is_file(), "guest build did not produce {}", path.display());
-        constants.push_str(&format!("pub const {name}: &str = {:?};\n", path.display().to_string()));
+        assert!(
+            path.is_file(),
+            "guest build did not produce {}",
+            path.display()
+        );
+        constants.push_str(&format!(
+            "pub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
-    constants.push_str(&format!("pub const TARGET_DIR: &str = {:?};\n", target_dir.display().to_string()));
+    constants.push_str(&format!(
+        "pub const TARGET_DIR: &str = {:?};\n",
+        target_dir.display().to_string()
+    ));
     std::fs::write(out_dir.join("guests.rs"), constants).expect("write guests.rs");
 }
 
@@ -55,7 +68,10 @@ fn ensure_target() {
         .args(["target", "list", "--installed"])
         .output()
         .expect("rustup is needed to install the wasm32-wasip2 target");
-    if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TARGET) {
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
         let status = Command::new("rustup")
             .args(["target", "add", TARGET])
             .status()
@@ -79,7 +95,11 @@ fn build_workspace(manifest: &Path, target_dir: &Path) {
         .env_remove("CARGO_BUILD_TARGET")
         .status()
         .expect("run cargo for the guests");
-    assert!(status.success(), "building the guests in {} failed", manifest.display());
+    assert!(
+        status.success(),
+        "building the guests in {} failed",
+        manifest.display()
+    );
 }
 
 fn rerun_if_changed(dir: &Path) {

@@ -70,7 +70,11 @@ fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
         .output()
         .context("cannot run cargo")?;
     if !output.status.success() {
-        bail!("cargo build failed for {} ({})", dir.display(), output.status);
+        bail!(
+            "cargo build failed for {} ({})",
+            dir.display(),
+            output.status
+        );
     }
     wasm_artifact(&String::from_utf8_lossy(&output.stdout), &manifest).with_context(|| {
         format!(
@@ -95,8 +99,7 @@ fn wasm_artifact(messages: &str, manifest: &Path) -> Option<PathBuf> {
                 .into_iter()
                 .filter_map(|f| f.as_str().map(PathBuf::from))
         })
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .next_back()
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
 }
 
 #[cfg(test)]
@@ -112,13 +115,19 @@ mod tests {
             wasm_artifact(messages, Path::new("/m/Cargo.toml")),
             Some(PathBuf::from("/t/wasm32-wasip2/release/m.wasm"))
         );
-        assert_eq!(wasm_artifact(messages, Path::new("/other/Cargo.toml")), None);
+        assert_eq!(
+            wasm_artifact(messages, Path::new("/other/Cargo.toml")),
+            None
+        );
     }
 
     #[test]
     fn directories_without_a_known_project_file_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = detect_language(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("does not look like a mapper"), "{err}");
+        assert!(
+            err.to_string().contains("does not look like a mapper"),
+            "{err}"
+        );
     }
 }

@@ -71,7 +71,8 @@ impl DevProvider {
         match token.and_then(|t| self.users.get(t)) {
             Some(user) => respond(
                 StatusCode::OK,
-                serde_json::json!({"account": {"uuid": user.uuid, "email": user.email}}).to_string(),
+                serde_json::json!({"account": {"uuid": user.uuid, "email": user.email}})
+                    .to_string(),
             ),
             None => respond(
                 StatusCode::UNAUTHORIZED,

@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::Criterion;
 use waypass::egress::{CannedTransport, EgressPolicy, OutboundResponse};
-use waypass::mapper::{LoadedMapper, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
+use waypass::mapper::{
+    LoadedMapper, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet,
+};
 use waypass_tests::guests;
 
-const USERINFO: &str = r#"{"account":{"uuid":"0b7e2a52-5e0b-4c0f-9d0e-1f2a3b4c5d6e","email":"ada@example.com"}}"#;
+const USERINFO: &str =
+    r#"{"account":{"uuid":"0b7e2a52-5e0b-4c0f-9d0e-1f2a3b4c5d6e","email":"ada@example.com"}}"#;
 
 fn canned_runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
     let transport = CannedTransport::new(|_| OutboundResponse {
@@ -34,11 +37,15 @@ fn canned_runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
 
 fn setup() -> (Runtime, LoadedMapper, MapperInput, Sandbox) {
     let runtime = canned_runtime(None);
-    let mapper = runtime.load(&guests::bytes(guests::AUTH0_EXAMPLE)).expect("loads");
+    let mapper = runtime
+        .load(&guests::bytes(guests::AUTH0_EXAMPLE))
+        .expect("loads");
     let input = MapperInput {
         connection: "bench".into(),
         tokens: TokenSet::bearer("at-bench"),
-        settings: [("userinfo_url", "http://127.0.0.1:9/userinfo")].into_iter().collect::<Settings>(),
+        settings: [("userinfo_url", "http://127.0.0.1:9/userinfo")]
+            .into_iter()
+            .collect::<Settings>(),
     };
     let sandbox = Sandbox {
         egress: Arc::new(EgressPolicy {

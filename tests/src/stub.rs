@@ -65,17 +65,22 @@ impl Stub {
                 };
                 let (handler, log) = (handler.clone(), log.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (handler, log) = (handler.clone(), log.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &*handler, &log).await) }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (handler, log) = (handler.clone(), log.clone());
+                            async move { Ok::<_, Infallible>(answer(req, &*handler, &log).await) }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Stub { addr, received, task }
+        Stub {
+            addr,
+            received,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -85,7 +90,9 @@ impl Stub {
 
     /// The rule allowing plain HTTP to this stub.
     pub fn rule(&self) -> HostRule {
-        format!("http://{}", self.addr).parse().expect("stub rule parses")
+        format!("http://{}", self.addr)
+            .parse()
+            .expect("stub rule parses")
     }
 
     /// Requests received so far.
@@ -106,20 +113,37 @@ async fn answer(
     log: &Mutex<Vec<Received>>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     let received = Received {
         method: parts.method.to_string(),
-        path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
     };
     log.lock().expect("stub log").push(received.clone());
     let (status, headers, body) = match handler(&received) {
-        Reply::Body(status, body) => (status, vec![("content-type", "application/json".to_string())], body.into_bytes()),
+        Reply::Body(status, body) => (
+            status,
+            vec![("content-type", "application/json".to_string())],
+            body.into_bytes(),
+        ),
         Reply::Full(status, headers, body) => (status, headers, body),
         Reply::Hang => std::future::pending().await,
     };

@@ -76,9 +76,20 @@ async fn assert_still_serving() {
 
 #[tokio::test]
 async fn the_auth0_example_maps_account_uuid_and_email_and_sends_the_bearer_token() {
-    let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"uuid":"u-42","email":"ada@example.com"}}"#.into())).await;
+    let stub = Stub::start(|_| {
+        Reply::Body(
+            200,
+            r#"{"account":{"uuid":"u-42","email":"ada@example.com"}}"#.into(),
+        )
+    })
+    .await;
     let userinfo = stub.url("/userinfo");
-    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &AUTH0,
+        &input(&[("userinfo_url", &userinfo)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "u-42");
     assert_eq!(profile.email.as_deref(), Some("ada@example.com"));
@@ -92,7 +103,12 @@ async fn the_auth0_example_maps_account_uuid_and_email_and_sends_the_bearer_toke
 async fn the_auth0_example_turns_a_non_200_answer_into_a_provider_error_carrying_the_body() {
     let stub = Stub::start(|_| Reply::Body(401, "token revoked".into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &AUTH0,
+        &input(&[("userinfo_url", &userinfo)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     assert_eq!(
         report.result,
         Err(MapperError::Provider {
@@ -105,7 +121,12 @@ async fn the_auth0_example_turns_a_non_200_answer_into_a_provider_error_carrying
 async fn the_auth0_example_turns_a_body_that_is_not_json_into_a_provider_error() {
     let stub = Stub::start(|_| Reply::Body(200, "<html>oops</html>".into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &AUTH0,
+        &input(&[("userinfo_url", &userinfo)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     assert_eq!(
         report.result,
         Err(MapperError::Provider {
@@ -118,7 +139,12 @@ async fn the_auth0_example_turns_a_body_that_is_not_json_into_a_provider_error()
 async fn the_auth0_example_without_account_uuid_is_an_invalid_profile() {
     let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"email":"a@b.c"}}"#.into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(&AUTH0, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &AUTH0,
+        &input(&[("userinfo_url", &userinfo)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     assert!(
         matches!(report.result, Err(MapperError::InvalidProfile { .. })),
         "{:?}",
@@ -145,7 +171,12 @@ async fn the_declarative_mapper_reads_the_fields_its_settings_point_at() {
         ("name", "/data/display"),
         ("extra", "team=/data/team"),
     ];
-    let report = run(&declarative, &input(&settings), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &declarative,
+        &input(&settings),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "12345");
     assert_eq!(profile.email.as_deref(), Some("grace@example.com"));
@@ -157,12 +188,21 @@ async fn the_declarative_mapper_reads_the_fields_its_settings_point_at() {
 #[tokio::test]
 async fn the_declarative_mapper_defaults_to_openid_connect_userinfo_claims() {
     let stub = Stub::start(|_| {
-        Reply::Body(200, r#"{"sub":"abc","email":"x@example.com","email_verified":false,"given_name":"X"}"#.into())
+        Reply::Body(
+            200,
+            r#"{"sub":"abc","email":"x@example.com","email_verified":false,"given_name":"X"}"#
+                .into(),
+        )
     })
     .await;
     let declarative = load(guests::DECLARATIVE);
     let userinfo = stub.url("/userinfo");
-    let report = run(&declarative, &input(&[("userinfo_url", &userinfo)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &declarative,
+        &input(&[("userinfo_url", &userinfo)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "abc");
     assert_eq!(profile.email_verified, Some(false));
@@ -185,26 +225,43 @@ async fn the_github_mapper_makes_two_calls_and_picks_the_primary_verified_email(
     .await;
     let github = load(guests::GITHUB);
     let api = stub.url("");
-    let report = run(&github, &input(&[("api_base", &api)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &github,
+        &input(&[("api_base", &api)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "583231");
     assert_eq!(profile.nickname.as_deref(), Some("octocat"));
     assert_eq!(profile.email.as_deref(), Some("octo@example.com"));
     assert_eq!(profile.email_verified, Some(true));
     assert_eq!(stub.received().len(), 2);
-    assert!(stub.received().iter().all(|r| r.header("user-agent").is_some()));
+    assert!(
+        stub.received()
+            .iter()
+            .all(|r| r.header("user-agent").is_some())
+    );
 }
 
 #[tokio::test]
 async fn the_github_mapper_falls_back_when_the_token_cannot_read_emails() {
     let stub = Stub::start(|req| match req.path_and_query.as_str() {
-        "/user" => Reply::Body(200, r#"{"id":7,"login":"l","email":"public@example.com"}"#.into()),
+        "/user" => Reply::Body(
+            200,
+            r#"{"id":7,"login":"l","email":"public@example.com"}"#.into(),
+        ),
         _ => Reply::Body(403, r#"{"message":"Resource not accessible"}"#.into()),
     })
     .await;
     let github = load(guests::GITHUB);
     let api = stub.url("/");
-    let report = run(&github, &input(&[("api_base", &api)]), &sandbox(stub_policy(&stub))).await;
+    let report = run(
+        &github,
+        &input(&[("api_base", &api)]),
+        &sandbox(stub_policy(&stub)),
+    )
+    .await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.email.as_deref(), Some("public@example.com"));
     assert_eq!(profile.email_verified, Some(false));
@@ -234,7 +291,8 @@ async fn the_mapper_sees_the_connection_tokens_and_settings() {
     assert_eq!(extra["settings"]["api_key"], "k-1");
     assert_eq!(extra["id_token"], "h.p.s");
     assert_eq!(extra["expires_in"], 60);
-    let raw: serde_json::Value = serde_json::from_str(extra["raw"].as_str().expect("raw is text")).expect("raw is JSON");
+    let raw: serde_json::Value =
+        serde_json::from_str(extra["raw"].as_str().expect("raw is text")).expect("raw is JSON");
     assert_eq!(raw["x_custom"], 1);
 }
 
@@ -251,7 +309,11 @@ async fn an_infinite_loop_ends_at_the_deadline() {
     };
     let report = hostile("loop", &[], &sandbox).await;
     assert_eq!(report.result, Err(MapperError::Timeout { limit_ms: 200 }));
-    assert!(report.elapsed < Duration::from_secs(2), "took {:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_secs(2),
+        "took {:?}",
+        report.elapsed
+    );
     assert_still_serving().await;
 }
 
@@ -265,7 +327,12 @@ async fn a_memory_bomb_stops_at_the_memory_limit() {
         ..Sandbox::default()
     };
     let report = hostile("memory-bomb", &[], &sandbox).await;
-    assert_eq!(report.result, Err(MapperError::MemoryLimit { limit_bytes: 32 << 20 }));
+    assert_eq!(
+        report.result,
+        Err(MapperError::MemoryLimit {
+            limit_bytes: 32 << 20
+        })
+    );
     assert_still_serving().await;
 }
 
@@ -273,7 +340,10 @@ async fn a_memory_bomb_stops_at_the_memory_limit() {
 async fn a_huge_profile_is_refused_as_too_large() {
     let report = hostile("huge-output", &[], &Sandbox::default()).await;
     match report.result {
-        Err(MapperError::OutputTooLarge { size_bytes, limit_bytes }) => {
+        Err(MapperError::OutputTooLarge {
+            size_bytes,
+            limit_bytes,
+        }) => {
             assert!(size_bytes >= 10 << 20);
             assert_eq!(limit_bytes, Limits::default().max_profile_bytes);
         }
@@ -285,12 +355,14 @@ async fn a_huge_profile_is_refused_as_too_large() {
 #[tokio::test]
 async fn a_trap_becomes_a_typed_error_and_the_panic_message_reaches_the_log() {
     let report = hostile("trap", &[], &Sandbox::default()).await;
-    assert!(matches!(report.result, Err(MapperError::Trap { .. })), "{:?}", report.result);
     assert!(
-        report
-            .logs
-            .iter()
-            .any(|l| l.source == LogSource::Stderr && l.message.contains("hostile guest panicked on purpose")),
+        matches!(report.result, Err(MapperError::Trap { .. })),
+        "{:?}",
+        report.result
+    );
+    assert!(
+        report.logs.iter().any(|l| l.source == LogSource::Stderr
+            && l.message.contains("hostile guest panicked on purpose")),
         "{:?}",
         report.logs
     );
@@ -318,9 +390,15 @@ async fn a_request_to_a_host_off_the_allow_list_is_denied_without_connecting() {
     let url = stub.url("/");
     let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
     let message = other_message(&report);
-    assert!(message.starts_with("denied: ") && message.contains("allow-list"), "{message}");
+    assert!(
+        message.starts_with("denied: ") && message.contains("allow-list"),
+        "{message}"
+    );
     assert!(stub.received().is_empty());
-    assert!(matches!(report.requests[0].error, Some(HttpError::Denied(_))));
+    assert!(matches!(
+        report.requests[0].error,
+        Some(HttpError::Denied(_))
+    ));
     assert_still_serving().await;
 }
 
@@ -343,8 +421,15 @@ async fn loopback_is_refused_unless_the_connection_allows_private_networks() {
 async fn a_name_that_resolves_to_a_private_address_is_refused() {
     let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
     let url = format!("http://localhost:{}/", stub.addr.port());
-    let rule: HostRule = format!("http://localhost:{}", stub.addr.port()).parse().expect("rule");
-    let report = hostile("fetch", &[("url", &url)], &sandbox(EgressPolicy::allowing([rule]))).await;
+    let rule: HostRule = format!("http://localhost:{}", stub.addr.port())
+        .parse()
+        .expect("rule");
+    let report = hostile(
+        "fetch",
+        &[("url", &url)],
+        &sandbox(EgressPolicy::allowing([rule])),
+    )
+    .await;
     let message = other_message(&report);
     assert!(message.contains("private address"), "{message}");
     assert!(stub.received().is_empty());
@@ -365,14 +450,23 @@ async fn the_cloud_metadata_address_is_refused_even_where_private_networks_are_a
     .await;
     let message = other_message(&report);
     assert!(message.contains("metadata"), "{message}");
-    let report = hostile("fetch", &[("url", "http://169.254.169.254/")], &Sandbox::default()).await;
+    let report = hostile(
+        "fetch",
+        &[("url", "http://169.254.169.254/")],
+        &Sandbox::default(),
+    )
+    .await;
     assert!(other_message(&report).starts_with("denied: "));
 }
 
 #[tokio::test]
 async fn redirects_are_not_followed_and_one_to_a_forbidden_host_is_denied() {
     let stub = Stub::start(|req| match req.path_and_query.as_str() {
-        "/start" => Reply::Full(302, vec![("location", "http://evil.example.net/steal".into())], Vec::new()),
+        "/start" => Reply::Full(
+            302,
+            vec![("location", "http://evil.example.net/steal".into())],
+            Vec::new(),
+        ),
         _ => Reply::Body(200, "{}".into()),
     })
     .await;
@@ -384,8 +478,15 @@ async fn redirects_are_not_followed_and_one_to_a_forbidden_host_is_denied() {
     )
     .await;
     let message = other_message(&report);
-    assert!(message.starts_with("denied: ") && message.contains("evil.example.net"), "{message}");
-    assert_eq!(report.requests[0].status, Some(302), "the guest saw the 3xx itself");
+    assert!(
+        message.starts_with("denied: ") && message.contains("evil.example.net"),
+        "{message}"
+    );
+    assert_eq!(
+        report.requests[0].status,
+        Some(302),
+        "the guest saw the 3xx itself"
+    );
     assert_eq!(stub.received().len(), 1);
 }
 
@@ -425,7 +526,11 @@ async fn a_provider_that_never_answers_times_out() {
     };
     let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
     assert_eq!(other_message(&report), "timeout");
-    assert!(report.elapsed < Duration::from_secs(3), "took {:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_secs(3),
+        "took {:?}",
+        report.elapsed
+    );
 }
 
 #[tokio::test]
@@ -447,7 +552,11 @@ async fn a_provider_that_outlasts_the_mapper_deadline_ends_the_call_at_the_deadl
         Err(MapperError::Timeout { limit_ms }) => assert_eq!(*limit_ms, 300),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(report.elapsed < Duration::from_secs(2), "took {:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_secs(2),
+        "took {:?}",
+        report.elapsed
+    );
 }
 
 #[tokio::test]
@@ -463,47 +572,76 @@ async fn wasi_http_requests_meet_the_same_policy() {
     let report = hostile("wasi-http", &[("url", &url)], &sandbox(closed)).await;
     let message = other_message(&report);
     assert!(message.contains("HttpRequestDenied"), "{message}");
-    assert!(matches!(report.requests[0].error, Some(HttpError::Denied(_))));
+    assert!(matches!(
+        report.requests[0].error,
+        Some(HttpError::Denied(_))
+    ));
     assert_eq!(stub.received().len(), 1, "the denied request never arrived");
 
     let budget = EgressPolicy {
         max_requests: 1,
         ..stub_policy(&stub)
     };
-    let report = hostile("wasi-http", &[("url", &url), ("count", "2")], &sandbox(budget)).await;
-    assert!(matches!(report.requests[1].error, Some(HttpError::BudgetExhausted)));
+    let report = hostile(
+        "wasi-http",
+        &[("url", &url), ("count", "2")],
+        &sandbox(budget),
+    )
+    .await;
+    assert!(matches!(
+        report.requests[1].error,
+        Some(HttpError::BudgetExhausted)
+    ));
 }
 
 // ---- loading ----
 
 #[test]
 fn a_component_that_does_not_implement_the_world_is_refused_by_name() {
-    let err = RUNTIME.load(&guests::bytes(guests::NOT_A_MAPPER)).err().expect("refused");
+    let err = RUNTIME
+        .load(&guests::bytes(guests::NOT_A_MAPPER))
+        .err()
+        .expect("refused");
     let LoadError::WorldMismatch(message) = &err else {
         panic!("expected a world mismatch, got {err:?}");
     };
     assert!(message.contains("fetch-user-profile"), "{message}");
 
-    let err = RUNTIME.load(&guests::bytes(guests::WRONG_SIGNATURE)).err().expect("refused");
+    let err = RUNTIME
+        .load(&guests::bytes(guests::WRONG_SIGNATURE))
+        .err()
+        .expect("refused");
     assert!(matches!(err, LoadError::WorldMismatch(_)), "{err:?}");
 }
 
 #[test]
 fn a_component_importing_anything_else_is_refused_naming_the_import() {
-    let err = RUNTIME.load(&guests::bytes(guests::FOREIGN_IMPORT)).err().expect("refused");
-    assert_eq!(err, LoadError::ForbiddenImports(vec!["evil:net/raw-socket@0.1.0".into()]));
+    let err = RUNTIME
+        .load(&guests::bytes(guests::FOREIGN_IMPORT))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err,
+        LoadError::ForbiddenImports(vec!["evil:net/raw-socket@0.1.0".into()])
+    );
     assert!(err.to_string().contains("`evil:net/raw-socket@0.1.0`"));
 }
 
 #[test]
 fn bytes_that_are_not_a_component_are_refused_with_what_they_are() {
-    assert!(matches!(RUNTIME.load(b"{\"not\":\"wasm\"}"), Err(LoadError::NotAComponent(_))));
+    assert!(matches!(
+        RUNTIME.load(b"{\"not\":\"wasm\"}"),
+        Err(LoadError::NotAComponent(_))
+    ));
     let core_module = b"\0asm\x01\0\0\0";
     let err = RUNTIME.load(core_module).err().expect("refused");
     assert!(err.to_string().contains("core WebAssembly module"), "{err}");
     let mut truncated = guests::bytes(guests::AUTH0_EXAMPLE);
     truncated.truncate(truncated.len() / 2);
-    assert!(matches!(RUNTIME.load(&truncated), Err(LoadError::Compile(_))));
+    assert!(matches!(
+        RUNTIME.load(&truncated),
+        Err(LoadError::Compile(_))
+    ));
 }
 
 #[tokio::test]
@@ -539,4 +677,26 @@ async fn compiled_artifacts_are_reused_across_runtimes_and_a_corrupt_one_is_rebu
     let third = Runtime::new(config()).expect("runtime");
     let mapper = third.load(&bytes).expect("recompiles");
     assert!(!mapper.from_cache());
+}
+
+#[tokio::test]
+async fn a_connection_cannot_raise_the_request_budget_past_its_bound() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let url = stub.url("/");
+    let policy = EgressPolicy {
+        max_requests: u32::MAX,
+        ..stub_policy(&stub)
+    };
+    let count = (waypass::egress::MAX_REQUESTS + 1).to_string();
+    let report = hostile(
+        "fetch",
+        &[("url", &url), ("count", &count)],
+        &sandbox(policy),
+    )
+    .await;
+    assert_eq!(other_message(&report), "budget-exhausted");
+    assert_eq!(
+        stub.received().len(),
+        waypass::egress::MAX_REQUESTS as usize
+    );
 }

@@ -48,9 +48,14 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
             }),
             ..Sandbox::default()
         };
-        let settings: Settings = [("userinfo_url", format!("{origin}/userinfo"))].into_iter().collect();
+        let settings: Settings = [("userinfo_url", format!("{origin}/userinfo"))]
+            .into_iter()
+            .collect();
         let mut code = ExitCode::SUCCESS;
-        for (label, token) in [("a valid token", GOOD_TOKEN), ("a revoked token", "revoked")] {
+        for (label, token) in [
+            ("a valid token", GOOD_TOKEN),
+            ("a revoked token", "revoked"),
+        ] {
             println!("\n== fetch-user-profile with {label}");
             let input = MapperInput {
                 connection: "demo".into(),

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 
 use crate::egress::{EgressPolicy, HostRule};
 use crate::mapper::{
-    InvocationReport, Limits, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet,
+    InvocationReport, Limits, LoadError, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings,
+    TokenSet,
 };
 
 #[derive(Debug, Subcommand)]
@@ -66,9 +67,13 @@ pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
         MapperCommand::Build { dir } => {
             let wasm = crate::build::build_mapper(&dir)?;
             let runtime = Runtime::new(RuntimeConfig::default())?;
-            let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
             if let Err(e) = runtime.load(&bytes) {
-                eprintln!("built {}, but it is not a usable mapper: {e}", wasm.display());
+                eprintln!(
+                    "built {}, but it is not a usable mapper: {e}",
+                    wasm.display()
+                );
                 return Ok(ExitCode::FAILURE);
             }
             println!("{}", wasm.display());
@@ -82,19 +87,31 @@ pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
 fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    // Show what the component is even when it is not a mapper.
-    if let Ok(info) = runtime.inspect(&bytes) {
+    let print = |info: &crate::mapper::ComponentInfo| {
         println!("imports:");
         info.imports.iter().for_each(|i| println!("  {i}"));
         println!("exports:");
         info.exports.iter().for_each(|e| println!("  {e}"));
-    }
+    };
     match runtime.load(&bytes) {
         Ok(mapper) => {
-            println!("ok: implements {} (sha256 {})", crate::mapper::WORLD, mapper.digest());
+            print(mapper.info());
+            println!(
+                "ok: implements {} (sha256 {})",
+                crate::mapper::WORLD,
+                mapper.digest()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            // Show what the component is, when it is one, next to why it does not fit.
+            if matches!(
+                e,
+                LoadError::ForbiddenImports(_) | LoadError::WorldMismatch(_)
+            ) && let Ok(info) = runtime.inspect(&bytes)
+            {
+                print(&info);
+            }
             eprintln!("{}: {e}", file.display());
             Ok(ExitCode::FAILURE)
         }
@@ -102,10 +119,12 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let tokens = match &args.token_response {
         Some(json) => {
-            let tokens = TokenSet::from_json(json).map_err(|e| anyhow::anyhow!("--token-response: {e}"))?;
+            let tokens =
+                TokenSet::from_json(json).map_err(|e| anyhow::anyhow!("--token-response: {e}"))?;
             TokenSet {
                 access_token: args.access_token.clone(),
                 ..tokens
@@ -126,7 +145,9 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..EgressPolicy::default()
         }),
         limits: Limits {
-            deadline: args.timeout_ms.map_or(defaults.deadline, Duration::from_millis),
+            deadline: args
+                .timeout_ms
+                .map_or(defaults.deadline, Duration::from_millis),
             memory_bytes: args.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
             ..defaults
         },
@@ -137,7 +158,9 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             cache_dir: Some(super::default_cache_dir()),
             ..RuntimeConfig::default()
         })?;
-        let mapper = runtime.load(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+        let mapper = runtime
+            .load(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
         anyhow::Ok(runtime.invoke(&mapper, &input, &sandbox).await)
     })?;
     Ok(print_report(&report))
@@ -158,7 +181,10 @@ pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
             (None, Some(e)) => e.to_string(),
             (None, None) => "-".into(),
         };
-        eprintln!("[request] {} {} -> {} ({} ms)", r.method, r.url, outcome, r.elapsed_ms);
+        eprintln!(
+            "[request] {} {} -> {} ({} ms)",
+            r.method, r.url, outcome, r.elapsed_ms
+        );
     }
     match &report.result {
         Ok(profile) => {

@@ -125,7 +125,11 @@ pub struct EgressSession {
 }
 
 impl EgressSession {
-    pub fn new(policy: Arc<EgressPolicy>, transport: Arc<dyn Transport>, deadline: Instant) -> Self {
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        transport: Arc<dyn Transport>,
+        deadline: Instant,
+    ) -> Self {
         Self {
             policy,
             transport,
@@ -157,9 +161,9 @@ impl EgressSession {
         result
     }
 
-    /// The policy this session enforces.
-    pub fn policy(&self) -> &EgressPolicy {
-        &self.policy
+    /// The largest request body this session sends.
+    pub fn max_request_bytes(&self) -> usize {
+        self.policy.max_request_bytes.min(MAX_RESPONSE_BYTES)
     }
 
     /// Every request made so far, in order.
@@ -173,7 +177,9 @@ impl EgressSession {
     async fn send_checked(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
         // Every attempt counts, refused ones too: a guest looping on a denied
         // URL must run out as surely as one looping on an allowed one.
-        if self.used.fetch_add(1, Ordering::Relaxed) >= self.policy.max_requests {
+        // A connection's overrides loosen the sandbox only up to the bounds.
+        let policy = &*self.policy;
+        if self.used.fetch_add(1, Ordering::Relaxed) >= policy.max_requests.min(MAX_REQUESTS) {
             return Err(HttpError::BudgetExhausted);
         }
         let url = Url::parse(&req.url)
@@ -189,9 +195,9 @@ impl EgressSession {
                 "credentials in the URL are not supported; send an Authorization header".into(),
             ));
         }
-        self.policy.check_url(&url).map_err(HttpError::Denied)?;
+        policy.check_url(&url).map_err(HttpError::Denied)?;
         let body = req.body.unwrap_or_default();
-        if body.len() > self.policy.max_request_bytes {
+        if body.len() > self.max_request_bytes() {
             return Err(HttpError::TooLarge);
         }
         let headers = header_map(&req.headers)?;
@@ -199,15 +205,18 @@ impl EgressSession {
         if remaining.is_zero() {
             return Err(HttpError::Timeout);
         }
-        let timeout = self.policy.request_timeout.min(remaining);
+        let timeout = policy
+            .request_timeout
+            .min(MAX_REQUEST_TIMEOUT)
+            .min(remaining);
         let prepared = PreparedRequest {
             method: req.method,
             url,
             headers,
             body: Bytes::from(body),
         };
-        let allow_private = self.policy.allow_private_networks;
-        let max_response = self.policy.max_response_bytes;
+        let allow_private = policy.allow_private_networks;
+        let max_response = policy.max_response_bytes.min(MAX_RESPONSE_BYTES);
         tokio::time::timeout(timeout, async {
             let addrs = vetted_addresses(&prepared.url, allow_private).await?;
             self.transport.send(prepared, addrs, max_response).await
@@ -220,8 +229,9 @@ impl EgressSession {
 fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| HttpError::InvalidRequest(format!("`{name}` is not a valid header name")))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            HttpError::InvalidRequest(format!("`{name}` is not a valid header name"))
+        })?;
         if HOST_CONTROLLED_HEADERS.contains(&name.as_str()) {
             continue;
         }
@@ -289,7 +299,14 @@ fn mask_url(raw: &str) -> String {
             .map(|(k, v)| {
                 let lower = k.to_ascii_lowercase();
                 let secret = SECRET_PARAM_HINTS.iter().any(|hint| lower.contains(hint));
-                (k.into_owned(), if secret { "****".into() } else { v.into_owned() })
+                (
+                    k.into_owned(),
+                    if secret {
+                        "****".into()
+                    } else {
+                        v.into_owned()
+                    },
+                )
             })
             .collect();
         url.query_pairs_mut().clear().extend_pairs(pairs);
@@ -303,7 +320,8 @@ mod tests {
 
     #[test]
     fn masked_urls_hide_credentials_and_secret_parameters() {
-        let masked = mask_url("https://u:p@api.example.com/me?access_token=abc&fields=id&api_key=k");
+        let masked =
+            mask_url("https://u:p@api.example.com/me?access_token=abc&fields=id&api_key=k");
         assert_eq!(
             masked,
             "https://api.example.com/me?access_token=****&fields=id&api_key=****"
@@ -318,7 +336,10 @@ mod tests {
         ])
         .expect("valid headers");
         assert!(map.get("host").is_none());
-        assert_eq!(map.get("accept").map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+        assert_eq!(
+            map.get("accept").map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
         assert!(matches!(
             header_map(&[("bad header".into(), "x".into())]),
             Err(HttpError::InvalidRequest(_))

@@ -9,7 +9,7 @@ use url::Url;
 /// Per-request time limit. Providers' userinfo endpoints answer in well under
 /// a second; five leaves room for a slow one without holding a login for long.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Upper bound for a connection's request timeout.
+/// Upper bound for a connection's request timeout (enforced per request).
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body a mapper may receive. Userinfo documents are a few
 /// KiB; 1 MiB fits any of them and keeps a hostile provider from filling memory.
@@ -63,18 +63,6 @@ impl EgressPolicy {
             allowed_hosts: hosts.into_iter().collect(),
             ..Self::default()
         }
-    }
-
-    /// Clamps every limit into its bounds, so a connection's override can
-    /// loosen the sandbox only so far.
-    pub fn clamped(mut self) -> Self {
-        self.request_timeout = self
-            .request_timeout
-            .clamp(Duration::from_millis(10), MAX_REQUEST_TIMEOUT);
-        self.max_response_bytes = self.max_response_bytes.clamp(1, MAX_RESPONSE_BYTES);
-        self.max_request_bytes = self.max_request_bytes.clamp(0, MAX_RESPONSE_BYTES);
-        self.max_requests = self.max_requests.min(MAX_REQUESTS);
-        self
     }
 
     /// Why `url` may not be requested, if it may not. Addresses are checked
@@ -168,12 +156,16 @@ impl FromStr for HostRule {
         let (allow_http, rest) = match s.split_once("://") {
             Some(("http", rest)) => (true, rest),
             Some(("https", rest)) => (false, rest),
-            Some((scheme, _)) => return Err(format!("`{s}`: scheme `{scheme}` is not http or https")),
+            Some((scheme, _)) => {
+                return Err(format!("`{s}`: scheme `{scheme}` is not http or https"));
+            }
             None => (false, s),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            return Err(format!("`{s}` is not a host: expected host, host:port or *.domain"));
+            return Err(format!(
+                "`{s}` is not a host: expected host, host:port or *.domain"
+            ));
         }
         let (wildcard, rest) = match rest.strip_prefix("*.") {
             Some(r) => (true, r),
@@ -186,7 +178,11 @@ impl FromStr for HostRule {
             .host_str()
             .ok_or_else(|| format!("`{s}` has no host"))?
             .to_ascii_lowercase();
-        if wildcard && url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) {
+        if wildcard
+            && url
+                .host()
+                .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+        {
             return Err(format!("`{s}`: wildcards apply to domain names only"));
         }
         Ok(Self {
@@ -249,14 +245,25 @@ mod tests {
 
     #[test]
     fn rules_that_are_not_hosts_are_refused() {
-        for bad in ["", "https://a.com/path", "ftp://a.com", "user@a.com", "*.127.0.0.1"] {
+        for bad in [
+            "",
+            "https://a.com/path",
+            "ftp://a.com",
+            "user@a.com",
+            "*.127.0.0.1",
+        ] {
             assert!(bad.parse::<HostRule>().is_err(), "{bad:?} parsed");
         }
     }
 
     #[test]
     fn rules_display_as_they_parse() {
-        for s in ["api.example.com", "http://127.0.0.1:8080", "*.example.com", "[::1]:9000"] {
+        for s in [
+            "api.example.com",
+            "http://127.0.0.1:8080",
+            "*.example.com",
+            "[::1]:9000",
+        ] {
             let rule: HostRule = s.parse().expect("parses");
             assert_eq!(rule.to_string(), s);
         }

@@ -50,8 +50,9 @@ async fn send_over_network(
     let host = req.url.host_str().unwrap_or_default().to_owned();
     let request = build_request(&req)?;
     if req.url.scheme() == "https" {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| HttpError::InvalidRequest(format!("`{host}` is not a TLS server name: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            HttpError::InvalidRequest(format!("`{host}` is not a TLS server name: {e}"))
+        })?;
         let tls = tokio_rustls::TlsConnector::from(tls_config())
             .connect(name, stream)
             .await
@@ -137,7 +138,12 @@ where
     let headers = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     Ok(OutboundResponse {
         status: parts.status.as_u16(),
@@ -182,7 +188,9 @@ pub struct CannedTransport {
 }
 
 impl CannedTransport {
-    pub fn new(respond: impl Fn(&PreparedRequest) -> OutboundResponse + Send + Sync + 'static) -> Self {
+    pub fn new(
+        respond: impl Fn(&PreparedRequest) -> OutboundResponse + Send + Sync + 'static,
+    ) -> Self {
         Self {
             respond: Arc::new(respond),
         }

@@ -88,8 +88,9 @@ impl ArtifactCache {
             return unsafe { Component::deserialize(engine, &compiled) }
                 .map_err(|e| CompileError::Compile(format!("{e:#}")));
         }
-        self.load(engine, digest)
-            .ok_or_else(|| CompileError::Compile("the freshly compiled artifact did not load".into()))
+        self.load(engine, digest).ok_or_else(|| {
+            CompileError::Compile("the freshly compiled artifact did not load".into())
+        })
     }
 }
 

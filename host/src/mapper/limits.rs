@@ -46,6 +46,11 @@ pub const POOL_TABLE_ELEMENTS: usize = 64 << 10;
 /// Elements any one table may grow to in a call.
 pub const MAX_TABLE_ELEMENTS: usize = POOL_TABLE_ELEMENTS;
 
+/// Bytes of each pooled memory, table and stack kept resident between calls
+/// and reset in place: covers a Rust mapper's stack and heap; bigger guests
+/// pay page faults only beyond it.
+pub const POOL_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
 /// One connection's limits for its mapper's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -22,7 +22,8 @@ use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    UpdateDeadline,
 };
 
 pub use cache::{ArtifactCache, sha256_hex};
@@ -150,7 +151,10 @@ impl Runtime {
             return Err(LoadError::NotAComponent(problem.into()));
         }
         let digest = sha256_hex(bytes);
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
         let from_cache = cached.is_some();
         let component = match (cached, &self.cache) {
             (Some(component), _) => component,
@@ -203,7 +207,10 @@ impl Runtime {
             self.transport.clone(),
             deadline,
         ));
-        let mut store = Store::new(&self.engine, HostState::new(egress.clone(), limits.memory_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(egress.clone(), limits.memory_bytes),
+        );
         store.limiter(|state| &mut state.memory);
         // Guest CPU: every epoch tick, check the deadline; before it, yield to
         // the executor so a busy guest cannot hog a worker thread.
@@ -235,14 +242,20 @@ impl Runtime {
         let state = store.data_mut();
         let result = match outcome {
             Err(_elapsed) => Err(MapperError::timeout(limits.deadline)),
-            Ok(Err((instantiating, error))) => Err(classify_failure(state, instantiating, &error, limits)),
+            Ok(Err((instantiating, error))) => {
+                Err(classify_failure(state, instantiating, &error, limits))
+            }
             Ok(Ok(Err(guest_error))) => Err(from_guest_error(guest_error)),
             Ok(Ok(Ok(profile))) => check_profile(profile, limits.max_profile_bytes),
         };
         let stdout = state.stdout.take();
         let stderr = state.stderr.take();
-        state.logs.push_output(LogSource::Stdout, LogLevel::Info, &stdout);
-        state.logs.push_output(LogSource::Stderr, LogLevel::Warn, &stderr);
+        state
+            .logs
+            .push_output(LogSource::Stdout, LogLevel::Info, &stdout);
+        state
+            .logs
+            .push_output(LogSource::Stderr, LogLevel::Warn, &stderr);
         let logs = std::mem::take(&mut state.logs);
         InvocationReport {
             result,
@@ -282,7 +295,15 @@ fn engine_config() -> Config {
         .max_tables_per_component(limits::POOL_TABLES_PER_COMPONENT)
         .total_tables(calls * limits::POOL_TABLES_PER_COMPONENT)
         .table_elements(limits::POOL_TABLE_ELEMENTS)
-        .max_memory_size(limits::MAX_MEMORY_BYTES);
+        .max_memory_size(limits::MAX_MEMORY_BYTES)
+        // Reset a freed slot by rewriting only the pages the call dirtied
+        // (PAGEMAP_SCAN, Linux 6.7+; plain memset of the low bytes before
+        // that) instead of madvise: the next call finds its pages resident
+        // and takes no page faults. This halves a Rust mapper's call.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES)
+        .table_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -343,7 +364,11 @@ fn classify_failure(
         };
     }
     let message = truncate(format!("{error:#}"), MAX_ERROR_MESSAGE_BYTES);
-    if instantiating && error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if instantiating
+        && error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+    {
         return MapperError::Busy { message };
     }
     MapperError::Trap { message }
@@ -371,7 +396,11 @@ fn check_profile(p: bindings::types::Profile, cap: usize) -> Result<Profile, Map
         &p.picture,
         &p.extra,
     ];
-    let size = p.user_id.len() + optional.iter().map(|o| o.as_ref().map_or(0, String::len)).sum::<usize>();
+    let size = p.user_id.len()
+        + optional
+            .iter()
+            .map(|o| o.as_ref().map_or(0, String::len))
+            .sum::<usize>();
     if size > cap {
         return Err(MapperError::OutputTooLarge {
             size_bytes: size,
@@ -387,7 +416,11 @@ fn check_profile(p: bindings::types::Profile, cap: usize) -> Result<Profile, Map
             "user-id must be at most {MAX_USER_ID_BYTES} bytes without control characters"
         )));
     }
-    let extra = match p.extra.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+    let extra = match p
+        .extra
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
         None => serde_json::Map::new(),
         Some(Ok(serde_json::Value::Object(map))) => map,
         Some(Ok(_)) => return Err(invalid("extra must be a JSON object".into())),

@@ -148,7 +148,7 @@ impl WasiHttpHooks for EgressHooks {
             use wasmtime_wasi_http::Error as E;
             let (parts, body) = request.into_parts();
             // The policy's request cap applies here too; reading stops there.
-            let body = Limited::new(body, egress.policy().max_request_bytes)
+            let body = Limited::new(body, egress.max_request_bytes())
                 .collect()
                 .await
                 .map_err(|_| E::HttpRequestBodySize(None))?

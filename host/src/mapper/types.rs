@@ -59,7 +59,8 @@ impl TokenSet {
     /// A token set holding only a bearer access token.
     pub fn bearer(access_token: impl Into<String>) -> Self {
         let access_token = access_token.into();
-        let raw = serde_json::json!({"access_token": access_token, "token_type": "Bearer"}).to_string();
+        let raw =
+            serde_json::json!({"access_token": access_token, "token_type": "Bearer"}).to_string();
         Self {
             access_token,
             token_type: Some("Bearer".into()),
@@ -109,7 +110,11 @@ impl Settings {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Settings {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -169,7 +174,10 @@ pub enum MapperError {
     #[error("mapper exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimit { limit_bytes: usize },
     #[error("mapper returned {size_bytes} bytes of profile, over the {limit_bytes}-byte cap")]
-    OutputTooLarge { size_bytes: usize, limit_bytes: usize },
+    OutputTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("mapper trapped: {message}")]
     Trap { message: String },
     #[error("no capacity to run the mapper now: {message}")]
@@ -277,7 +285,10 @@ mod tests {
     fn settings_show_keys_but_not_values_in_debug() {
         let settings: Settings = [("api_key", "sk-live-123")].into_iter().collect();
         let shown = format!("{settings:?}");
-        assert!(shown.contains("api_key") && !shown.contains("sk-live"), "{shown}");
+        assert!(
+            shown.contains("api_key") && !shown.contains("sk-live"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -60,8 +60,14 @@ impl ComponentInfo {
     pub(crate) fn of(engine: &Engine, component: &Component) -> Self {
         let ty = component.component_type();
         Self {
-            imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
-            exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
+            imports: ty
+                .imports(engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            exports: ty
+                .exports(engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
         }
     }
 
@@ -147,7 +153,8 @@ mod tests {
     fn core_modules_and_garbage_are_named_as_such() {
         assert!(preamble_problem(b"hello world").is_some_and(|m| m.contains("not WebAssembly")));
         assert!(
-            preamble_problem(b"\0asm\x01\0\0\0").is_some_and(|m| m.contains("core WebAssembly module"))
+            preamble_problem(b"\0asm\x01\0\0\0")
+                .is_some_and(|m| m.contains("core WebAssembly module"))
         );
         assert_eq!(preamble_problem(b"\0asm\x0d\0\x01\0"), None);
     }

@@ -1,0 +1,193 @@
+//! The `waypass` binary: `mapper build | check | run` and `demo`, run as a
+//! user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use waypass::dev_provider::{DevProvider, DevUser};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// The command with its caches kept apart from the user's, and guests built
+/// into the directory the end-to-end tests' build script uses.
+fn waypass(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waypass"));
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("wasm-guests");
+    cmd.env("CARGO_TARGET_DIR", target)
+        .env("XDG_CACHE_HOME", cache)
+        .current_dir(repo());
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Builds the example mapper once for this binary, through `mapper build`.
+fn example_wasm() -> &'static PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let out = waypass(cache.path())
+            .args(["mapper", "build", "plugins/mappers/auth0-example"])
+            .output()
+            .expect("run waypass");
+        assert!(
+            out.status.success(),
+            "mapper build failed: {}",
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        let last = stdout.lines().last().expect("a path on the last line");
+        PathBuf::from(last)
+    })
+}
+
+#[test]
+fn mapper_build_prints_the_component_path_last() {
+    let wasm = example_wasm();
+    assert!(wasm.ends_with("auth0_example.wasm"), "{}", wasm.display());
+    let bytes = std::fs::read(wasm).expect("the printed path exists");
+    assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "a component");
+}
+
+#[test]
+fn mapper_build_refuses_a_directory_that_is_not_a_mapper() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = waypass(cache.path())
+        .args(["mapper", "build", "wit"])
+        .output()
+        .expect("run waypass");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("does not look like a mapper"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn mapper_check_lists_imports_and_exports_of_a_mapper() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = waypass(cache.path())
+        .args(["mapper", "check"])
+        .arg(example_wasm())
+        .output()
+        .expect("run waypass");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("waypass:mapper/http@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("exports:\n  fetch-user-profile"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok: implements waypass:mapper/mapper@0.1.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn mapper_check_exits_1_with_the_reason_for_a_file_that_is_not_a_component() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mapper.wasm");
+    std::fs::write(&file, b"#!/bin/sh\necho not wasm\n").expect("write");
+    let out = waypass(dir.path())
+        .args(["mapper", "check"])
+        .arg(&file)
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not a WebAssembly component"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs `waypass mapper run` on the example against a development provider.
+async fn run_example(token: &str, allow: bool) -> Output {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let provider = DevProvider::new().with_token(
+        "good-token",
+        DevUser {
+            uuid: "u-cli".into(),
+            email: "cli@example.com".into(),
+        },
+    );
+    let server = tokio::spawn(provider.serve(listener));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut cmd = waypass(cache.path());
+    cmd.args(["mapper", "run"])
+        .arg(example_wasm())
+        .args(["--access-token", token])
+        .arg(format!("--setting=userinfo_url=http://{addr}/userinfo"));
+    if allow {
+        cmd.arg(format!("--allow-host=http://{addr}"))
+            .arg("--allow-private-network");
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run waypass"))
+        .await
+        .expect("join");
+    server.abort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapper_run_prints_the_profile_as_json() {
+    let out = run_example("good-token", true).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(
+        profile,
+        serde_json::json!({"user_id": "u-cli", "email": "cli@example.com"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapper_run_prints_the_typed_error_and_exits_1_when_the_provider_refuses() {
+    let out = run_example("revoked", true).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("mapper error (provider)") && stderr.contains("unknown access token"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mapper_run_reaches_nothing_that_was_not_allowed() {
+    let out = run_example("good-token", false).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("denied") && stderr.contains("allow-list"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_builds_the_example_and_shows_a_profile_and_a_typed_error() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = waypass(cache.path())
+        .arg("demo")
+        .output()
+        .expect("run waypass");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(r#""user_id": "8d1f3c4e-demo""#), "{stdout}");
+    assert!(stderr.contains("mapper error (provider)"), "{stderr}");
+}
