@@ -58,6 +58,15 @@ async fn hostile(mode: &str, extra: &[(&str, &str)], sandbox: &Sandbox) -> Invoc
     run(&HOSTILE, &input(&settings), sandbox).await
 }
 
+/// Runs `mapper` with only `stub` reachable.
+async fn run_on(stub: &Stub, mapper: &LoadedMapper, settings: &[(&str, &str)]) -> InvocationReport {
+    run(mapper, &input(settings), &sandbox(stub_policy(stub))).await
+}
+
+async fn hostile_on(stub: &Stub, mode: &str, extra: &[(&str, &str)]) -> InvocationReport {
+    hostile(mode, extra, &sandbox(stub_policy(stub))).await
+}
+
 fn other_message(report: &InvocationReport) -> String {
     match &report.result {
         Err(MapperError::Other { message }) => message.clone(),
@@ -84,12 +93,7 @@ async fn the_auth0_example_maps_account_uuid_and_email_and_sends_the_bearer_toke
     })
     .await;
     let userinfo = stub.url("/userinfo");
-    let report = run(
-        &AUTH0,
-        &input(&[("userinfo_url", &userinfo)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &AUTH0, &[("userinfo_url", &userinfo)]).await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "u-42");
     assert_eq!(profile.email.as_deref(), Some("ada@example.com"));
@@ -103,12 +107,7 @@ async fn the_auth0_example_maps_account_uuid_and_email_and_sends_the_bearer_toke
 async fn the_auth0_example_turns_a_non_200_answer_into_a_provider_error_carrying_the_body() {
     let stub = Stub::start(|_| Reply::Body(401, "token revoked".into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(
-        &AUTH0,
-        &input(&[("userinfo_url", &userinfo)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &AUTH0, &[("userinfo_url", &userinfo)]).await;
     assert_eq!(
         report.result,
         Err(MapperError::Provider {
@@ -121,12 +120,7 @@ async fn the_auth0_example_turns_a_non_200_answer_into_a_provider_error_carrying
 async fn the_auth0_example_turns_a_body_that_is_not_json_into_a_provider_error() {
     let stub = Stub::start(|_| Reply::Body(200, "<html>oops</html>".into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(
-        &AUTH0,
-        &input(&[("userinfo_url", &userinfo)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &AUTH0, &[("userinfo_url", &userinfo)]).await;
     assert_eq!(
         report.result,
         Err(MapperError::Provider {
@@ -139,12 +133,7 @@ async fn the_auth0_example_turns_a_body_that_is_not_json_into_a_provider_error()
 async fn the_auth0_example_without_account_uuid_is_an_invalid_profile() {
     let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"email":"a@b.c"}}"#.into())).await;
     let userinfo = stub.url("/userinfo");
-    let report = run(
-        &AUTH0,
-        &input(&[("userinfo_url", &userinfo)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &AUTH0, &[("userinfo_url", &userinfo)]).await;
     assert!(
         matches!(report.result, Err(MapperError::InvalidProfile { .. })),
         "{:?}",
@@ -171,12 +160,7 @@ async fn the_declarative_mapper_reads_the_fields_its_settings_point_at() {
         ("name", "/data/display"),
         ("extra", "team=/data/team"),
     ];
-    let report = run(
-        &declarative,
-        &input(&settings),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &declarative, &settings).await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "12345");
     assert_eq!(profile.email.as_deref(), Some("grace@example.com"));
@@ -197,12 +181,7 @@ async fn the_declarative_mapper_defaults_to_openid_connect_userinfo_claims() {
     .await;
     let declarative = load(guests::DECLARATIVE);
     let userinfo = stub.url("/userinfo");
-    let report = run(
-        &declarative,
-        &input(&[("userinfo_url", &userinfo)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &declarative, &[("userinfo_url", &userinfo)]).await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "abc");
     assert_eq!(profile.email_verified, Some(false));
@@ -225,12 +204,7 @@ async fn the_github_mapper_makes_two_calls_and_picks_the_primary_verified_email(
     .await;
     let github = load(guests::GITHUB);
     let api = stub.url("");
-    let report = run(
-        &github,
-        &input(&[("api_base", &api)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &github, &[("api_base", &api)]).await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.user_id, "583231");
     assert_eq!(profile.nickname.as_deref(), Some("octocat"));
@@ -256,12 +230,7 @@ async fn the_github_mapper_falls_back_when_the_token_cannot_read_emails() {
     .await;
     let github = load(guests::GITHUB);
     let api = stub.url("/");
-    let report = run(
-        &github,
-        &input(&[("api_base", &api)]),
-        &sandbox(stub_policy(&stub)),
-    )
-    .await;
+    let report = run_on(&stub, &github, &[("api_base", &api)]).await;
     let profile = report.result.expect("profile");
     assert_eq!(profile.email.as_deref(), Some("public@example.com"));
     assert_eq!(profile.email_verified, Some(false));
@@ -412,7 +381,7 @@ async fn loopback_is_refused_unless_the_connection_allows_private_networks() {
     assert!(message.contains("private address"), "{message}");
     assert!(stub.received().is_empty());
 
-    let report = hostile("fetch", &[("url", &url)], &sandbox(stub_policy(&stub))).await;
+    let report = hostile_on(&stub, "fetch", &[("url", &url)]).await;
     assert_eq!(report.result.expect("allowed").user_id, "fetched");
     assert_eq!(stub.received().len(), 1);
 }
@@ -471,10 +440,10 @@ async fn redirects_are_not_followed_and_one_to_a_forbidden_host_is_denied() {
     })
     .await;
     let url = stub.url("/start");
-    let report = hostile(
+    let report = hostile_on(
+        &stub,
         "fetch",
         &[("url", &url), ("follow_redirects", "true")],
-        &sandbox(stub_policy(&stub)),
     )
     .await;
     let message = other_message(&report);
@@ -563,7 +532,7 @@ async fn a_provider_that_outlasts_the_mapper_deadline_ends_the_call_at_the_deadl
 async fn wasi_http_requests_meet_the_same_policy() {
     let stub = Stub::start(|_| Reply::Body(200, r#"{"ok":true}"#.into())).await;
     let url = stub.url("/wasi");
-    let report = hostile("wasi-http", &[("url", &url)], &sandbox(stub_policy(&stub))).await;
+    let report = hostile_on(&stub, "wasi-http", &[("url", &url)]).await;
     let profile = report.result.expect("allowed wasi:http request succeeds");
     assert_eq!(profile.extra["statuses"], serde_json::json!([200]));
     assert_eq!(stub.received().len(), 1);
