@@ -9,12 +9,15 @@
 //!   call under limits, and reports typed outcomes.
 //! - [`egress`]: the egress policy behind every request a mapper makes, through
 //!   our `http` import and `wasi:http` alike.
+//! - [`broker`]: the login flow and the OpenID Connect provider, over hyper.
 //! - [`build`]: compiling a mapper's source directory into a component.
 //! - [`cli`]: the `waypass` command's subcommands (the binary only parses and
 //!   dispatches).
 
+pub mod broker;
 pub mod build;
 pub mod cli;
 pub mod dev_provider;
 pub mod egress;
 pub mod mapper;
+pub mod quickstart;

@@ -2,6 +2,8 @@
 
 mod demo;
 mod mapper;
+mod quickstart;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,14 @@ enum Command {
     Mapper(mapper::MapperCommand),
     /// Build the example mapper and run it against a local provider.
     Demo,
+    /// Run the login service.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, env = "WAYPASS_CONFIG")]
+        config: std::path::PathBuf,
+    },
+    /// Run a complete local setup: broker, development provider, demo app.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 /// Runs the parsed command; errors are printed, not panicked.
@@ -36,6 +46,8 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Mapper(cmd) => mapper::run(cmd),
         Command::Demo => demo::run(),
+        Command::Serve { config } => serve::run(config),
+        Command::Quickstart(args) => quickstart::run(args),
     };
     match result {
         Ok(code) => code,

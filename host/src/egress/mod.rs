@@ -243,6 +243,12 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     Ok(map)
 }
 
+/// Resolves `url` for the host's own requests to operator-configured URLs
+/// (token endpoints): private addresses allowed, metadata addresses refused.
+pub async fn resolve(url: &Url) -> Result<Vec<SocketAddr>, HttpError> {
+    vetted_addresses(url, true).await
+}
+
 /// Resolves the URL's host and keeps only the addresses the policy allows.
 async fn vetted_addresses(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, HttpError> {
     let port = url.port_or_known_default().unwrap_or(443);

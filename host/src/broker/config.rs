@@ -1,0 +1,301 @@
+//! `waypass serve --config FILE`: TOML configuration, environment overrides,
+//! secrets from the environment or files (never required inline).
+//!
+//! ```toml
+//! issuer = "https://login.example.com"   # WAYPASS_ISSUER
+//! listen = "127.0.0.1:8080"              # WAYPASS_LISTEN
+//! data_dir = "/var/lib/waypass"          # WAYPASS_DATA_DIR
+//!
+//! [[mappers]]
+//! name = "acme-userinfo"
+//! path = "mappers/acme.wasm"             # relative to this file
+//!
+//! [[clients]]
+//! client_id = "shop"
+//! client_secret_env = "SHOP_SECRET"      # or client_secret_file, client_secret_sha256
+//! callbacks = ["https://shop.example.com/callback"]
+//!
+//! [[connections]]
+//! name = "acme"
+//! enabled_clients = ["shop"]
+//! [connections.options]
+//! authorizationURL = "https://id.acme.test/oauth2/authorize"
+//! tokenURL = "https://id.acme.test/oauth2/token"
+//! scope = "profile"
+//! client_id = "waypass"
+//! client_secret_env = "ACME_SECRET"
+//! mapper = "acme-userinfo"
+//! mapper_settings = { userinfo_url = "https://id.acme.test/userinfo" }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::keys::Alg;
+use super::model::{Client, ClientType, Connection, ConnectionSpec};
+use super::secret::SecretHash;
+
+/// The configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Public base URL; the OIDC issuer.
+    pub issuer: Url,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub mappers: Vec<MapperConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionSpec>,
+}
+
+/// A mapper component registered by path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapperConfig {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// An app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub client_type: ClientType,
+    pub callbacks: Vec<String>,
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<Alg>,
+    /// Inline secret: allowed, but prefer the env, file or hash forms.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The secret's SHA-256 in hex: the config never holds the secret.
+    #[serde(default)]
+    pub client_secret_sha256: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("waypass-data")
+}
+
+impl Config {
+    /// Reads `path`, applies `WAYPASS_*` overrides, resolves secrets and
+    /// makes relative paths relative to the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the configuration {}: {e}", path.display())
+        })?;
+        let mut config =
+            Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for m in &mut config.mappers {
+            if m.path.is_relative() {
+                m.path = base.join(&m.path);
+            }
+        }
+        if config.data_dir.is_relative() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        config.apply_env()?;
+        Ok(config)
+    }
+
+    /// Parses TOML and resolves the secrets it points at.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for conn in &mut config.connections {
+            conn.options
+                .resolve_secrets()
+                .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", conn.name))?;
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Ok(issuer) = std::env::var("WAYPASS_ISSUER") {
+            self.issuer = issuer
+                .parse()
+                .map_err(|e| anyhow::anyhow!("WAYPASS_ISSUER `{issuer}`: {e}"))?;
+        }
+        if let Ok(listen) = std::env::var("WAYPASS_LISTEN") {
+            self.listen = listen
+                .parse()
+                .map_err(|e| anyhow::anyhow!("WAYPASS_LISTEN `{listen}`: {e}"))?;
+        }
+        if let Ok(dir) = std::env::var("WAYPASS_DATA_DIR") {
+            self.data_dir = dir.into();
+        }
+        Ok(())
+    }
+
+    /// The apps, checked.
+    pub fn clients(&self) -> anyhow::Result<HashMap<String, Arc<Client>>> {
+        let mut clients = HashMap::new();
+        for c in &self.clients {
+            let client = client(c).map_err(|e| anyhow::anyhow!("client `{}`: {e}", c.client_id))?;
+            if clients
+                .insert(c.client_id.clone(), Arc::new(client))
+                .is_some()
+            {
+                anyhow::bail!("client `{}` is defined twice", c.client_id);
+            }
+        }
+        Ok(clients)
+    }
+
+    /// The connections, checked.
+    pub fn connections(&self) -> anyhow::Result<HashMap<String, Arc<Connection>>> {
+        let mut connections = HashMap::new();
+        for spec in &self.connections {
+            let name = spec.name.to_string();
+            let conn = Connection::new(spec.clone())
+                .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?;
+            if connections.insert(name.clone(), conn).is_some() {
+                anyhow::bail!("connection `{name}` is defined twice");
+            }
+        }
+        Ok(connections)
+    }
+}
+
+fn client(c: &ClientConfig) -> Result<Client, String> {
+    if c.callbacks.is_empty() {
+        return Err("at least one callback URL is required".into());
+    }
+    for cb in &c.callbacks {
+        let url = Url::parse(cb).map_err(|e| format!("callback `{cb}` is not a URL: {e}"))?;
+        if url.fragment().is_some() {
+            // RFC 6749 §3.1.2: redirection endpoints have no fragment.
+            return Err(format!("callback `{cb}` has a fragment"));
+        }
+    }
+    let secret_hash = match (
+        &c.client_secret,
+        &c.client_secret_env,
+        &c.client_secret_file,
+        &c.client_secret_sha256,
+    ) {
+        (Some(s), None, None, None) => Some(SecretHash::of(s)),
+        (None, Some(var), None, None) => {
+            let s = std::env::var(var)
+                .map_err(|_| format!("environment variable `{var}` is not set"))?;
+            Some(SecretHash::of(&s))
+        }
+        (None, None, Some(path), None) => {
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read client_secret_file {}: {e}", path.display()))?;
+            Some(SecretHash::of(s.trim_end_matches(['\r', '\n'])))
+        }
+        (None, None, None, Some(hex)) => Some(
+            SecretHash::from_hex(hex)
+                .ok_or_else(|| "client_secret_sha256 is not 64 hex digits".to_string())?,
+        ),
+        (None, None, None, None) => None,
+        _ => return Err("give the secret one way only".into()),
+    };
+    match (c.client_type, &secret_hash) {
+        (ClientType::Confidential, None) => {
+            return Err("a confidential client needs a secret".into());
+        }
+        (ClientType::Public, Some(_)) => return Err("a public client has no secret".into()),
+        _ => {}
+    }
+    Ok(Client {
+        client_id: c.client_id.clone(),
+        name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
+        client_type: c.client_type,
+        secret_hash,
+        callbacks: c.callbacks.clone(),
+        id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        issuer = "https://login.example.com"
+        [[clients]]
+        client_id = "shop"
+        client_secret_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        callbacks = ["https://shop.example.com/cb"]
+        id_token_signed_response_alg = "ES256"
+        [[connections]]
+        name = "acme"
+        enabled_clients = ["shop"]
+        [connections.options]
+        authorizationURL = "https://id.acme.test/authorize"
+        tokenURL = "https://id.acme.test/token"
+        client_id = "w"
+        client_secret = "inline-ok"
+        mapper = "m"
+        authParams = { prompt = "login" }
+    "#;
+
+    #[test]
+    fn a_configuration_with_clients_and_connections_loads() {
+        let config = Config::parse(EXAMPLE).expect("parses");
+        let clients = config.clients().expect("clients");
+        assert!(
+            clients["shop"]
+                .secret_hash
+                .is_some_and(|h| h.matches("test"))
+        );
+        assert_eq!(clients["shop"].id_token_alg, Alg::Es256);
+        let connections = config.connections().expect("connections");
+        assert_eq!(
+            connections["acme"].spec.options.auth_params["prompt"],
+            "login"
+        );
+        assert_eq!(config.listen, default_listen());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let err = Config::parse("issuer = \"https://x\"\nlisten_port = 3").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_from_a_missing_environment_variable_is_an_error_naming_it() {
+        let text = EXAMPLE.replace(
+            "client_secret = \"inline-ok\"",
+            "client_secret_env = \"WAYPASS_TEST_UNSET_VAR\"",
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.to_string().contains("WAYPASS_TEST_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn a_confidential_client_without_a_secret_is_refused() {
+        let text = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "x"
+            callbacks = ["https://x.example.com/cb"]
+        "#;
+        let err = Config::parse(text).expect("parses").clients().unwrap_err();
+        assert!(err.to_string().contains("needs a secret"), "{err}");
+    }
+}

@@ -1,0 +1,193 @@
+//! The login broker: `/authorize` → provider → `/login/callback` → app, and
+//! the OpenID Connect provider side (`/oauth/token`, `/userinfo`, discovery).
+//!
+//! Domain functions here take parsed input and return outcomes; the HTTP
+//! layer ([`server`]) only parses, calls one of them and maps the result.
+//! Time ([`Clock`]), randomness ([`secret::Random`]) and the upstream HTTP
+//! client are passed in, so tests control them.
+
+mod authorize;
+mod callback;
+pub mod config;
+pub mod keys;
+pub mod model;
+pub mod oauth;
+pub mod pages;
+pub mod secret;
+pub mod server;
+mod startup;
+pub mod store;
+mod token;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use url::Url;
+
+pub use authorize::AuthorizeOutcome;
+pub use callback::CallbackOutcome;
+pub use token::JsonReply;
+
+use crate::mapper::{LoadedMapper, Runtime};
+use keys::KeySet;
+use model::{Client, Connection};
+use secret::Random;
+use store::Store;
+use upstream::Upstream;
+
+/// Time for a person to log in at the provider.
+pub const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(600);
+/// Authorization codes are redeemed at once by the app's backend; RFC 6749
+/// §4.1.2 allows at most ten minutes, one is plenty.
+pub const AUTHORIZATION_CODE_TTL: Duration = Duration::from_secs(60);
+/// Lifetime of our access tokens and id_tokens.
+pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Seconds since the Unix epoch, from a source tests can control.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// Apps, connections and mappers the broker serves.
+#[derive(Default)]
+pub struct Catalog {
+    pub clients: HashMap<String, Arc<Client>>,
+    pub connections: HashMap<String, Arc<Connection>>,
+    pub mappers: HashMap<String, Arc<LoadedMapper>>,
+}
+
+/// Everything the broker needs, built once at start-up.
+pub struct BrokerParts {
+    /// Public base URL, e.g. `https://login.example.com` (no trailing slash).
+    pub issuer: Url,
+    pub catalog: Catalog,
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<dyn Store>,
+    pub keys: KeySet,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub upstream: Upstream,
+}
+
+/// The broker.
+pub struct Broker {
+    issuer: String,
+    issuer_url: Url,
+    catalog: RwLock<Catalog>,
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    keys: KeySet,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    upstream: Upstream,
+}
+
+impl Broker {
+    pub fn new(parts: BrokerParts) -> Self {
+        let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
+        Self {
+            issuer,
+            issuer_url: parts.issuer,
+            catalog: RwLock::new(parts.catalog),
+            runtime: parts.runtime,
+            store: parts.store,
+            keys: parts.keys,
+            clock: parts.clock,
+            random: parts.random,
+            upstream: parts.upstream,
+        }
+    }
+
+    /// The issuer identifier (RFC 8414 §2), without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Where providers send users back: `<issuer>/login/callback`.
+    pub fn callback_url(&self) -> String {
+        format!("{}/login/callback", self.issuer)
+    }
+
+    /// Cookies get `Secure` when the issuer is https.
+    fn secure_cookies(&self) -> bool {
+        self.issuer_url.scheme() == "https"
+    }
+
+    fn client(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.catalog_read().clients.get(client_id).cloned()
+    }
+
+    fn connection(&self, name: &str) -> Option<Arc<Connection>> {
+        self.catalog_read().connections.get(name).cloned()
+    }
+
+    fn mapper(&self, name: &str) -> Option<Arc<LoadedMapper>> {
+        self.catalog_read().mappers.get(name).cloned()
+    }
+
+    /// Connections enabled for `client_id`, by name.
+    fn connections_for(&self, client_id: &str) -> Vec<Arc<Connection>> {
+        let mut list: Vec<_> = self
+            .catalog_read()
+            .connections
+            .values()
+            .filter(|c| c.is_enabled_for(client_id))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.name().cmp(b.name()));
+        list
+    }
+
+    /// Replaces (or adds) a mapper; logins already running keep the one
+    /// they started with (they hold its `Arc`).
+    pub fn set_mapper(&self, name: &str, mapper: Arc<LoadedMapper>) {
+        self.catalog_write().mappers.insert(name.to_owned(), mapper);
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.jwks()
+    }
+
+    /// Whether the broker can serve logins: every connection's mapper loaded.
+    pub fn ready(&self) -> Result<(), String> {
+        let catalog = self.catalog_read();
+        for conn in catalog.connections.values() {
+            if !catalog.mappers.contains_key(&conn.spec.options.mapper) {
+                return Err(format!(
+                    "connection `{}` uses mapper `{}`, which is not loaded",
+                    conn.name(),
+                    conn.spec.options.mapper
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn catalog_write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expires_in(&self, ttl: Duration) -> u64 {
+        self.clock.now() + ttl.as_secs()
+    }
+}

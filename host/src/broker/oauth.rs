@@ -1,0 +1,226 @@
+//! OAuth 2.0 errors and parameters: the RFC 6749 vocabulary in one place.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use url::Url;
+
+/// Longest `error_description` sent to an app: enough to say what went
+/// wrong, short enough for a URL; the whole detail goes to the log.
+pub const MAX_ERROR_DESCRIPTION: usize = 200;
+
+/// Error codes of RFC 6749 §4.1.2.1 and §5.2, and RFC 6750 §3.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidScope,
+    ServerError,
+    TemporarilyUnavailable,
+    InvalidClient,
+    InvalidGrant,
+    UnsupportedGrantType,
+    InvalidToken,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidToken => "invalid_token",
+        }
+    }
+
+    /// A provider's authorization error code, if it is one of RFC 6749's.
+    pub fn from_provider(code: &str) -> Option<Self> {
+        Some(match code {
+            "invalid_request" => Self::InvalidRequest,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "access_denied" => Self::AccessDenied,
+            "unsupported_response_type" => Self::UnsupportedResponseType,
+            "invalid_scope" => Self::InvalidScope,
+            "server_error" => Self::ServerError,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            _ => return None,
+        })
+    }
+
+    /// The HTTP status for this error at the token and userinfo endpoints
+    /// (RFC 6749 §5.2, RFC 6750 §3.1).
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidClient | Self::InvalidToken => 401,
+            Self::ServerError => 500,
+            Self::TemporarilyUnavailable => 503,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth error with a human description (bounded when built).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: bounded_description(&description.into()),
+        }
+    }
+
+    /// The JSON body of RFC 6749 §5.2.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"error": self.code.as_str(), "error_description": self.description})
+            .to_string()
+    }
+}
+
+/// `description` cut to [`MAX_ERROR_DESCRIPTION`] characters, limited to the
+/// characters RFC 6749 §5.2 allows (printable ASCII but `"` and `\`).
+pub fn bounded_description(description: &str) -> String {
+    let mut out: String = description
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if (' '..='~').contains(&c) => c,
+            _ => ' ',
+        })
+        .take(MAX_ERROR_DESCRIPTION + 1)
+        .collect();
+    if out.chars().count() > MAX_ERROR_DESCRIPTION {
+        out = out
+            .chars()
+            .take(MAX_ERROR_DESCRIPTION - 3)
+            .collect::<String>()
+            + "...";
+    }
+    out
+}
+
+/// Request parameters, refusing the repeats RFC 6749 §3.1 forbids.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    map: HashMap<String, String>,
+    order: Vec<String>,
+}
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` (a query or a form body).
+    pub fn parse(encoded: &str) -> Result<Self, OAuthError> {
+        let mut params = Self::default();
+        for (k, v) in url::form_urlencoded::parse(encoded.as_bytes()) {
+            if params.map.contains_key(k.as_ref()) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter `{k}` is repeated"),
+                ));
+            }
+            params.order.push(k.to_string());
+            params.map.insert(k.into_owned(), v.into_owned());
+        }
+        Ok(params)
+    }
+
+    /// The value, with an empty value treated as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidRequest, format!("`{name}` is required"))
+        })
+    }
+
+    /// Parameters in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.order
+            .iter()
+            .filter_map(|k| self.map.get(k).map(|v| (k.as_str(), v.as_str())))
+    }
+}
+
+/// `base` with `pairs` appended to its query (existing parameters kept).
+pub fn with_query(base: &Url, pairs: &[(&str, &str)]) -> String {
+    let mut url = base.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in pairs {
+            query.append_pair(k, v);
+        }
+    }
+    url.to_string()
+}
+
+/// The app's redirect carrying an error (RFC 6749 §4.1.2.1).
+pub fn error_redirect(redirect_uri: &Url, error: &OAuthError, state: Option<&str>) -> String {
+    let mut pairs = vec![
+        ("error", error.code.as_str()),
+        ("error_description", error.description.as_str()),
+    ];
+    if let Some(state) = state {
+        pairs.push(("state", state));
+    }
+    with_query(redirect_uri, &pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_an_invalid_request() {
+        let err = Params::parse("a=1&b=2&a=3").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn empty_parameters_count_as_absent() {
+        let p = Params::parse("state=&scope=openid").expect("parses");
+        assert_eq!(p.get("state"), None);
+        assert_eq!(p.get("scope"), Some("openid"));
+    }
+
+    #[test]
+    fn descriptions_are_bounded_and_stripped_to_allowed_characters() {
+        let d = bounded_description(&format!("bad \"thing\"\n{}", "x".repeat(500)));
+        assert!(d.chars().count() <= MAX_ERROR_DESCRIPTION);
+        assert!(!d.contains('"') && !d.contains('\n'));
+        assert!(d.ends_with("..."));
+    }
+
+    #[test]
+    fn error_redirects_keep_the_apps_query_and_add_state() {
+        let base = Url::parse("https://app.example.com/cb?x=1").expect("url");
+        let e = OAuthError::new(ErrorCode::AccessDenied, "no");
+        assert_eq!(
+            error_redirect(&base, &e, Some("s 1")),
+            "https://app.example.com/cb?x=1&error=access_denied&error_description=no&state=s+1"
+        );
+    }
+}

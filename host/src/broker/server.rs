@@ -1,0 +1,263 @@
+//! The broker's HTTP face (hyper 1): parse, call one domain function, map
+//! the outcome to a response. `serve` takes a bound listener, so tests bind
+//! `127.0.0.1:0`, and a shutdown future, so in-flight logins finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::authorize::AuthorizeOutcome;
+use super::callback::CallbackOutcome;
+use super::oauth::{ErrorCode, OAuthError};
+use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
+
+/// Largest request body accepted (token requests are a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long in-flight requests get to finish after shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+type Body = Full<Bytes>;
+
+/// Serves `broker` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish (up to [`SHUTDOWN_GRACE`]).
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let broker = broker.clone();
+                    async move { Ok::<_, Infallible>(handle(&broker, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; dropping remaining connections");
+    }
+}
+
+/// Routes one request.
+pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/authorize") => authorize(broker, &query).await,
+        (&Method::GET, "/login/callback") => {
+            let cookies = header(header::COOKIE).unwrap_or("").to_owned();
+            let outcome = broker.callback(&query, |name| cookie(&cookies, name)).await;
+            callback(broker, outcome)
+        }
+        (&Method::POST, "/oauth/token") => {
+            let authorization = header(header::AUTHORIZATION).map(str::to_owned);
+            match read_form(body).await {
+                Ok(form) => json_reply(broker.token(&form, authorization.as_deref()).await),
+                Err(resp) => resp,
+            }
+        }
+        (&Method::GET | &Method::POST, "/userinfo") => {
+            json_reply(broker.userinfo(header(header::AUTHORIZATION)).await)
+        }
+        (&Method::GET, "/.well-known/openid-configuration") => {
+            json(StatusCode::OK, &broker.discovery())
+        }
+        (&Method::GET, "/.well-known/jwks.json") => json(StatusCode::OK, &broker.jwks()),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => match broker.ready() {
+            Ok(()) => text(StatusCode::OK, "ready"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
+        },
+        (_, "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not_found"}),
+        ),
+    }
+}
+
+async fn authorize(broker: &Broker, query: &str) -> Response<Body> {
+    match broker.authorize(query).await {
+        AuthorizeOutcome::ToProvider {
+            location,
+            cookie_name,
+            cookie_value,
+        } => {
+            let mut resp = redirect(&location);
+            let cookie = format!(
+                "{cookie_name}={cookie_value}; Path=/login/callback; Max-Age={}; HttpOnly; SameSite=Lax{}",
+                LOGIN_TRANSACTION_TTL.as_secs(),
+                if broker.secure_cookies() {
+                    "; Secure"
+                } else {
+                    ""
+                }
+            );
+            set_header(&mut resp, header::SET_COOKIE, &cookie);
+            resp
+        }
+        AuthorizeOutcome::ToApp { location } => redirect(&location),
+        AuthorizeOutcome::ChooseConnection {
+            client,
+            connections,
+            query,
+        } => html(
+            StatusCode::OK,
+            pages::choose_connection(&client, &connections, &query),
+        ),
+        AuthorizeOutcome::ErrorPage(e) => error_page(&e),
+    }
+}
+
+fn callback(broker: &Broker, outcome: CallbackOutcome) -> Response<Body> {
+    match outcome {
+        CallbackOutcome::ToApp {
+            location,
+            clear_cookie,
+        } => {
+            let mut resp = redirect(&location);
+            let cookie = format!(
+                "{clear_cookie}=; Path=/login/callback; Max-Age=0; HttpOnly; SameSite=Lax{}",
+                if broker.secure_cookies() {
+                    "; Secure"
+                } else {
+                    ""
+                }
+            );
+            set_header(&mut resp, header::SET_COOKIE, &cookie);
+            resp
+        }
+        CallbackOutcome::ErrorPage(e) => error_page(&e),
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (RFC 6265 §5.4).
+fn cookie(header: &str, name: &str) -> Option<String> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then(|| v.trim_matches('"').to_owned())
+    })
+}
+
+async fn read_form(body: Incoming) -> Result<String, Response<Body>> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => String::from_utf8(collected.to_bytes().to_vec()).map_err(|_| {
+            let e = OAuthError::new(ErrorCode::InvalidRequest, "the request body is not UTF-8");
+            json_reply(JsonReply {
+                status: 400,
+                body: e.to_json(),
+                www_authenticate: None,
+            })
+        }),
+        Err(_) => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        )),
+    }
+}
+
+fn error_page(e: &OAuthError) -> Response<Body> {
+    let status = if e.code == ErrorCode::TemporarilyUnavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    html(status, pages::error(e))
+}
+
+fn json_reply(reply: JsonReply) -> Response<Body> {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = response(status, "application/json", reply.body);
+    // RFC 6749 §5.1: token responses must not be cached.
+    set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+    set_header(&mut resp, header::PRAGMA, "no-cache");
+    if let Some(challenge) = reply.www_authenticate {
+        set_header(&mut resp, header::WWW_AUTHENTICATE, &challenge);
+    }
+    resp
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    response(status, "application/json", value.to_string())
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    response(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = response(status, "text/html; charset=utf-8", body);
+    set_header(
+        &mut resp,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; frame-ancestors 'none'",
+    );
+    set_header(&mut resp, header::X_FRAME_OPTIONS, "DENY");
+    set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+    resp
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = response(
+        StatusCode::FOUND,
+        "text/plain; charset=utf-8",
+        String::new(),
+    );
+    set_header(&mut resp, header::LOCATION, location);
+    set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+    set_header(&mut resp, header::REFERRER_POLICY, "no-referrer");
+    resp
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Sets a header whose value we built; a value that is not header-safe
+/// (cannot happen for ours) is dropped rather than panicking.
+fn set_header(resp: &mut Response<Body>, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().append(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let h = "a=1; wp_tx_abc=xyz; wp_tx_ab=no";
+        assert_eq!(cookie(h, "wp_tx_abc").as_deref(), Some("xyz"));
+        assert_eq!(cookie(h, "wp_tx_a"), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Talking to providers: the token exchange (RFC 6749 §4.1.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::model::{Connection, TokenAuthMethod};
+use super::secret::Secret;
+use crate::egress::{HttpError, NetworkTransport, OutboundResponse, PreparedRequest, Transport};
+use crate::mapper::TokenSet;
+
+/// Time allowed for a provider's token endpoint.
+pub const TOKEN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest token response accepted (tokens are a few KiB).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Why the code could not be exchanged. The text reaches the app as an
+/// `error_description`, so it says what happened without quoting secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("the provider refused the authorization code: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the provider's token endpoint answered HTTP {status}")]
+    Status { status: u16 },
+    #[error("the provider's token response is not usable: {0}")]
+    BadResponse(String),
+    #[error("the provider's token endpoint could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// The client for providers' token endpoints.
+#[derive(Clone)]
+pub struct Upstream {
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new(Arc::new(NetworkTransport))
+    }
+}
+
+impl Upstream {
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Self {
+            transport,
+            timeout: TOKEN_EXCHANGE_TIMEOUT,
+        }
+    }
+
+    /// Exchanges `code` at the connection's token endpoint, with its client
+    /// authentication, custom headers and PKCE verifier.
+    pub async fn exchange_code(
+        &self,
+        connection: &Connection,
+        code: &str,
+        redirect_uri: &str,
+        verifier: Option<&Secret>,
+    ) -> Result<TokenSet, ExchangeError> {
+        let options = &connection.spec.options;
+        let secret = options
+            .client_secret
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.expose()));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        match options.token_endpoint_auth_method {
+            TokenAuthMethod::ClientSecretPost => {
+                form.push(("client_id", &options.client_id));
+                if !secret.is_empty() {
+                    form.push(("client_secret", secret));
+                }
+            }
+            TokenAuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: each part form-urlencoded before Basic.
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let creds = STANDARD.encode(format!("{}:{}", enc(&options.client_id), enc(secret)));
+                let value = HeaderValue::from_str(&format!("Basic {creds}")).map_err(|_| {
+                    ExchangeError::BadResponse("client credentials are not header-safe".into())
+                })?;
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+        }
+        // customHeaders come last: the documented use is an Authorization
+        // header the provider wants instead of ours.
+        for (name, value) in &options.custom_headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                return Err(ExchangeError::BadResponse(format!(
+                    "custom header `{name}` is not valid"
+                )));
+            };
+            headers.insert(name, value);
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .send(
+                Method::POST,
+                &connection.token_url,
+                headers,
+                Bytes::from(body),
+            )
+            .await
+            .map_err(ExchangeError::Unreachable)?;
+        let body = String::from_utf8_lossy(&response.body);
+        if !(200..300).contains(&response.status) {
+            // RFC 6749 §5.2: an error object, when the provider follows it.
+            let parsed: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+            if let Some(error) = parsed.as_ref().and_then(|v| v["error"].as_str()) {
+                return Err(ExchangeError::Refused {
+                    error: error.to_owned(),
+                    description: parsed
+                        .as_ref()
+                        .and_then(|v| v["error_description"].as_str())
+                        .map(str::to_owned),
+                });
+            }
+            return Err(ExchangeError::Status {
+                status: response.status,
+            });
+        }
+        TokenSet::from_json(&body).map_err(ExchangeError::BadResponse)
+    }
+}
+
+impl Upstream {
+    /// Sends one request to an operator-configured URL (no egress policy:
+    /// these are the host's own calls), with the timeout and a size cap.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<OutboundResponse, String> {
+        let request = PreparedRequest {
+            method,
+            url: url.clone(),
+            headers,
+            body,
+        };
+        let addrs = crate::egress::resolve(url)
+            .await
+            .map_err(|e| describe(&e))?;
+        tokio::time::timeout(
+            self.timeout,
+            self.transport
+                .send(request, addrs, MAX_TOKEN_RESPONSE_BYTES),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| describe(&e))
+    }
+}
+
+fn describe(e: &HttpError) -> String {
+    match e {
+        HttpError::Transport(m) | HttpError::Denied(m) | HttpError::InvalidRequest(m) => m.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,48 @@
+//! `waypass quickstart [--port N] [--data-dir DIR]`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::quickstart::{Options, Quickstart};
+
+#[derive(Debug, Args)]
+pub(super) struct QuickstartArgs {
+    /// The broker's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Where keys and compiled mappers are kept.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub(super) fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/mappers/auth0-example");
+    eprintln!("building the example mapper ({}) …", dir.display());
+    let mapper = crate::build::build_mapper(&dir)?;
+    let options = Options {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(crate::quickstart::default_data_dir),
+        mapper,
+    };
+    let rt = super::tokio_runtime()?;
+    rt.block_on(async {
+        let qs = Quickstart::start(options.clone()).await?;
+        println!("Waypass quickstart is running.");
+        println!("  broker (issuer):       {}", qs.issuer);
+        println!(
+            "  development provider:  {} (account: ada / lovelace)",
+            qs.provider.origin()
+        );
+        println!("  data directory:        {}", options.data_dir.display());
+        println!();
+        println!("Open {} and log in. Ctrl-C stops.", qs.app_url);
+        super::serve::shutdown_signal().await;
+        drop(qs);
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,46 @@
+//! `waypass serve --config FILE`: the login service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::broker::config::Config;
+
+pub(super) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config)?;
+    let rt = super::tokio_runtime()?;
+    rt.block_on(async {
+        let broker = Arc::new(Broker::from_config(&config)?);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        tracing::info!(issuer = broker.issuer(), listen = %config.listen, "waypass is serving");
+        eprintln!("waypass: serving {} on {}", broker.issuer(), config.listen);
+        crate::broker::server::serve(listener, broker, shutdown_signal()).await;
+        eprintln!("waypass: stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(super) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
