@@ -162,7 +162,7 @@ async fn mapper_run_prints_the_typed_error_and_exits_1_when_the_provider_refuses
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("mapper error (provider)") && stderr.contains("unknown access token"),
+        stderr.contains("mapper error (provider)") && stderr.contains("invalid_token"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());

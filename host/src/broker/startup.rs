@@ -26,7 +26,7 @@ impl Broker {
             std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("cannot restrict {}", data.display()))?;
         }
-        let keys = KeySet::load_or_generate(&data.join("keys.json"))?;
+        let keys = Arc::new(KeySet::load_or_generate(&data.join("keys.json"))?);
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(data.join("artifacts")),
             ..RuntimeConfig::default()

@@ -1,0 +1,349 @@
+//! A whole login setup for end-to-end tests and benchmarks: the broker on
+//! 127.0.0.1:0, the development provider, and a "browser" that keeps cookies
+//! and follows the login's redirects without following them into the app.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use openidconnect::reqwest;
+use serde_json::json;
+use url::Url;
+use waypass::broker::config::{ClientConfig, Config};
+use waypass::broker::keys::KeySet;
+use waypass::broker::model::ConnectionSpec;
+use waypass::broker::secret::SystemRandomTokens;
+use waypass::broker::store::MemoryStore;
+use waypass::broker::upstream::Upstream;
+use waypass::broker::{Broker, BrokerParts, Catalog, SystemClock};
+use waypass::dev_provider::{
+    DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
+};
+use waypass::mapper::{LoadedMapper, Runtime, RuntimeConfig};
+
+use crate::guests;
+
+/// The confidential app: id, secret, callback.
+pub const APP: &str = "app";
+pub const APP_SECRET: &str = "app-secret-0123456789";
+pub const APP_CALLBACK: &str = "http://app.test/callback";
+/// A public app (PKCE, no secret).
+pub const SPA: &str = "spa";
+pub const SPA_CALLBACK: &str = "http://spa.test/callback";
+/// A confidential app whose id_tokens are ES256.
+pub const ES_APP: &str = "es-app";
+/// The broker's client at the development provider.
+pub const PROVIDER_CLIENT: &str = "waypass-at-devprov";
+pub const PROVIDER_SECRET: &str = "provider-secret";
+/// The main connection: the seed-port mapper against the development provider.
+pub const CONNECTION: &str = "devprov";
+
+/// One mapper runtime and one key set per test binary, as in a process.
+pub static RUNTIME: LazyLock<Arc<Runtime>> =
+    LazyLock::new(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime")));
+pub static KEYS: LazyLock<Arc<KeySet>> =
+    LazyLock::new(|| Arc::new(KeySet::generate().expect("keys")));
+static MAPPERS: LazyLock<HashMap<String, Arc<LoadedMapper>>> = LazyLock::new(|| {
+    [
+        ("auth0-example", guests::AUTH0_EXAMPLE),
+        ("declarative", guests::DECLARATIVE),
+        ("hostile", guests::HOSTILE),
+    ]
+    .into_iter()
+    .map(|(name, path)| {
+        let mapper = RUNTIME.load(&guests::bytes(path)).expect("mapper loads");
+        (name.to_owned(), Arc::new(mapper))
+    })
+    .collect()
+});
+
+/// A running broker and development provider.
+pub struct TestBed {
+    pub broker: Arc<Broker>,
+    pub issuer: String,
+    pub provider: DevProviderHandle,
+    pub store: Arc<MemoryStore>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The default connection's spec against `provider` (an origin).
+pub fn connection_spec(name: &str, provider: &str) -> serde_json::Value {
+    json!({
+        "name": name,
+        "display_name": "Development provider",
+        "enabled_clients": [APP, SPA, ES_APP],
+        "options": {
+            "authorizationURL": format!("{provider}/authorize"),
+            "tokenURL": format!("{provider}/token"),
+            "scope": "profile email",
+            "client_id": PROVIDER_CLIENT,
+            "client_secret": PROVIDER_SECRET,
+            "icon_url": "https://cdn.example.com/devprov.png",
+            "mapper": "auth0-example",
+            "mapper_settings": {"userinfo_url": format!("{provider}/userinfo")},
+            "mapper_egress": {"allow_private_networks": true}
+        }
+    })
+}
+
+impl TestBed {
+    /// Starts with the default apps and connection; `customize` may change
+    /// the configuration (connections as JSON in Auth0's shape) first.
+    pub async fn start(
+        customize: impl FnOnce(&mut Vec<serde_json::Value>, &mut Config),
+    ) -> TestBed {
+        let broker_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let issuer = format!("http://{}", broker_listener.local_addr().expect("addr"));
+        let provider = DevProvider::new()
+            .with_client(
+                PROVIDER_CLIENT,
+                PROVIDER_SECRET,
+                format!("{issuer}/login/callback"),
+            )
+            .start(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind"),
+            );
+        let mut connections = vec![connection_spec(CONNECTION, provider.origin())];
+        let mut config = Config {
+            issuer: issuer.parse().expect("issuer"),
+            listen: broker_listener.local_addr().expect("addr"),
+            data_dir: std::env::temp_dir(),
+            mappers: Vec::new(),
+            clients: vec![
+                client(APP, Some(APP_SECRET), APP_CALLBACK, None),
+                client(SPA, None, SPA_CALLBACK, None),
+                client(ES_APP, Some(APP_SECRET), APP_CALLBACK, Some("ES256")),
+            ],
+            connections: Vec::new(),
+        };
+        customize(&mut connections, &mut config);
+        config.connections = connections
+            .into_iter()
+            .map(|c| serde_json::from_value::<ConnectionSpec>(c).expect("connection spec"))
+            .collect();
+        let store = Arc::new(MemoryStore::default());
+        let broker = Arc::new(Broker::new(BrokerParts {
+            issuer: config.issuer.clone(),
+            catalog: Catalog {
+                clients: config.clients().expect("clients"),
+                connections: config.connections().expect("connections"),
+                mappers: MAPPERS.clone(),
+            },
+            runtime: RUNTIME.clone(),
+            store: store.clone(),
+            keys: KEYS.clone(),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandomTokens::default()),
+            upstream: Upstream::default(),
+        }));
+        let server = tokio::spawn(waypass::broker::server::serve(
+            broker_listener,
+            broker.clone(),
+            std::future::pending(),
+        ));
+        TestBed {
+            broker,
+            issuer,
+            provider,
+            store,
+            server,
+        }
+    }
+
+    /// The user as the broker recorded them.
+    pub async fn broker_user(&self, user_id: &str) -> Option<waypass::broker::store::User> {
+        use waypass::broker::store::Store as _;
+        self.store.get_user(user_id).await.expect("memory store")
+    }
+
+    /// An `/authorize` URL for `client` with these extra parameters.
+    pub fn authorize_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut url = Url::parse(&format!("{}/authorize", self.issuer)).expect("url");
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .extend_pairs(extra);
+        url.to_string()
+    }
+}
+
+fn client(id: &str, secret: Option<&str>, callback: &str, alg: Option<&str>) -> ClientConfig {
+    serde_json::from_value(json!({
+        "client_id": id,
+        "type": if secret.is_some() { "confidential" } else { "public" },
+        "client_secret": secret,
+        "callbacks": [callback],
+        "id_token_signed_response_alg": alg,
+    }))
+    .expect("client config")
+}
+
+/// Where a browser's walk through a login stopped.
+#[derive(Debug)]
+pub struct Landing {
+    pub status: u16,
+    /// The redirect target, when the walk stopped at a redirect into the app.
+    pub location: Option<Url>,
+    pub body: String,
+}
+
+impl Landing {
+    /// A query parameter of the redirect into the app.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.location
+            .as_ref()?
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// A browser: cookies by name (this test world has one site per port) and
+/// no automatic redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self {
+            http: http_client(),
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+/// An HTTP client that never follows redirects (as OAuth clients must not).
+pub fn http_client() -> reqwest::Client {
+    reqwest::ClientBuilder::new()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+impl Browser {
+    /// Sends a request with the cookie jar and keeps what it sets.
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> (u16, Option<String>, String) {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = if cookie.is_empty() {
+            req
+        } else {
+            req.header("cookie", cookie)
+        };
+        let resp = req.send().await.expect("request");
+        for set in resp.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap_or_default();
+            let Some((pair, attrs)) = set.split_once(';').or(Some((set, ""))) else {
+                continue;
+            };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, location, resp.text().await.unwrap_or_default())
+    }
+
+    pub async fn get(&mut self, url: &str) -> (u16, Option<String>, String) {
+        let req = self.http.get(url);
+        self.send(req).await
+    }
+
+    /// Walks a login from an `/authorize` URL: to the provider, through its
+    /// form as `ada` (or denying), back through the broker, and stops at the
+    /// first redirect to a URL outside `tb` (the app) or at a page.
+    pub async fn login(&mut self, tb: &TestBed, authorize_url: &str, deny: bool) -> Landing {
+        let mut url = authorize_url.to_owned();
+        for _ in 0..10 {
+            let (status, location, body) = self.get(&url).await;
+            if status == 200 && url.starts_with(tb.provider.origin()) {
+                // The provider's login form.
+                let Some(request) = login_request_id(&body) else {
+                    return Landing {
+                        status,
+                        location: None,
+                        body,
+                    };
+                };
+                let form = [
+                    ("request", request),
+                    ("username", DEFAULT_USERNAME),
+                    ("password", DEFAULT_PASSWORD),
+                    ("action", if deny { "deny" } else { "login" }),
+                ];
+                let req = self
+                    .http
+                    .post(format!("{}/authorize", tb.provider.origin()))
+                    .form(&form);
+                let (status, location, body) = self.send(req).await;
+                match location {
+                    Some(next) if status == 302 => {
+                        url = next;
+                        continue;
+                    }
+                    _ => {
+                        return Landing {
+                            status,
+                            location: None,
+                            body,
+                        };
+                    }
+                }
+            }
+            match location {
+                Some(next) if (300..400).contains(&status) => {
+                    let inside =
+                        next.starts_with(&tb.issuer) || next.starts_with(tb.provider.origin());
+                    if !inside {
+                        return Landing {
+                            status,
+                            location: Url::parse(&next).ok(),
+                            body,
+                        };
+                    }
+                    url = next;
+                }
+                _ => {
+                    return Landing {
+                        status,
+                        location: None,
+                        body,
+                    };
+                }
+            }
+        }
+        panic!("the login did not settle within 10 steps");
+    }
+}
