@@ -191,3 +191,127 @@ fn the_demo_builds_the_example_and_shows_a_profile_and_a_typed_error() {
     assert!(stdout.contains(r#""user_id": "8d1f3c4e-demo""#), "{stdout}");
     assert!(stderr.contains("mapper error (provider)"), "{stderr}");
 }
+
+/// A configuration for `waypass serve`: one app, one connection whose
+/// secret comes from the environment, the example mapper.
+fn write_config(dir: &Path) -> PathBuf {
+    let config = format!(
+        r#"
+issuer = "http://login.test"
+listen = "127.0.0.1:0"
+data_dir = "data"
+
+[[mappers]]
+name = "auth0-example"
+path = {mapper:?}
+
+[[clients]]
+client_id = "shop"
+client_secret_env = "SHOP_SECRET"
+callbacks = ["https://shop.test/callback"]
+
+[[connections]]
+name = "acme"
+enabled_clients = ["shop"]
+[connections.options]
+authorizationURL = "https://id.acme.test/authorize"
+tokenURL = "https://id.acme.test/token"
+client_id = "waypass"
+client_secret_env = "ACME_SECRET"
+mapper = "auth0-example"
+mapper_settings = {{ userinfo_url = "https://id.acme.test/userinfo" }}
+"#,
+        mapper = example_wasm().display().to_string()
+    );
+    let path = dir.join("waypass.toml");
+    std::fs::write(&path, config).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let mut child = waypass(dir.path())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SHOP_SECRET", "shop-secret")
+        .env("ACME_SECRET", "acme-secret")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn waypass serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a line from waypass serve");
+        if let Some(addr) = line.strip_prefix("waypass: serving http://login.test on ") {
+            break addr.to_owned();
+        }
+    };
+    let http = waypass::broker::upstream::Upstream::default();
+    for (path, expect) in [
+        ("/healthz", "ok"),
+        ("/readyz", "ready"),
+        (
+            "/.well-known/openid-configuration",
+            "\"issuer\":\"http://login.test\"",
+        ),
+    ] {
+        let url = url::Url::parse(&format!("http://{addr}{path}")).expect("url");
+        let resp = http
+            .send(
+                http::Method::GET,
+                &url,
+                http::HeaderMap::new(),
+                bytes::Bytes::new(),
+            )
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{path}");
+        assert!(
+            text(&resp.body).contains(expect),
+            "{path}: {}",
+            text(&resp.body)
+        );
+    }
+    assert!(dir.path().join("data/keys.json").is_file());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "{exit}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l == "waypass: stopped"), "{rest:?}");
+}
+
+#[test]
+fn serve_refuses_a_configuration_naming_a_missing_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let out = waypass(dir.path())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("ACME_SECRET")
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ACME_SECRET") && stderr.contains("connection `acme`"),
+        "{stderr}"
+    );
+}

@@ -285,10 +285,22 @@ impl Browser {
     /// form as `ada` (or denying), back through the broker, and stops at the
     /// first redirect to a URL outside `tb` (the app) or at a page.
     pub async fn login(&mut self, tb: &TestBed, authorize_url: &str, deny: bool) -> Landing {
+        self.login_at(&tb.issuer, tb.provider.origin(), authorize_url, deny)
+            .await
+    }
+
+    /// [`Browser::login`] for a broker at `issuer` and a provider at `provider`.
+    pub async fn login_at(
+        &mut self,
+        issuer: &str,
+        provider: &str,
+        authorize_url: &str,
+        deny: bool,
+    ) -> Landing {
         let mut url = authorize_url.to_owned();
         for _ in 0..10 {
             let (status, location, body) = self.get(&url).await;
-            if status == 200 && url.starts_with(tb.provider.origin()) {
+            if status == 200 && url.starts_with(provider) {
                 // The provider's login form.
                 let Some(request) = login_request_id(&body) else {
                     return Landing {
@@ -303,10 +315,7 @@ impl Browser {
                     ("password", DEFAULT_PASSWORD),
                     ("action", if deny { "deny" } else { "login" }),
                 ];
-                let req = self
-                    .http
-                    .post(format!("{}/authorize", tb.provider.origin()))
-                    .form(&form);
+                let req = self.http.post(format!("{provider}/authorize")).form(&form);
                 let (status, location, body) = self.send(req).await;
                 match location {
                     Some(next) if status == 302 => {
@@ -324,8 +333,7 @@ impl Browser {
             }
             match location {
                 Some(next) if (300..400).contains(&status) => {
-                    let inside =
-                        next.starts_with(&tb.issuer) || next.starts_with(tb.provider.origin());
+                    let inside = next.starts_with(issuer) || next.starts_with(provider);
                     if !inside {
                         return Landing {
                             status,

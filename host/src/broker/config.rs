@@ -272,6 +272,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!("../../../examples/waypass.toml");
+        let config: Config = toml::from_str(text).expect("examples/waypass.toml parses");
+        assert_eq!(config.clients().expect("clients").len(), 2);
+        let connections = config.connections().expect("connections");
+        let acme = &connections["acme"];
+        assert_eq!(
+            acme.spec.options.client_secret_env.as_deref(),
+            Some("ACME_CLIENT_SECRET")
+        );
+        assert!(
+            acme.sandbox
+                .egress
+                .allowed_hosts
+                .iter()
+                .any(|h| h.to_string() == "api.acme.example")
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_refused_with_their_name() {
         let err = Config::parse("issuer = \"https://x\"\nlisten_port = 3").unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");

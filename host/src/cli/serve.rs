@@ -15,8 +15,9 @@ pub(super) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        tracing::info!(issuer = broker.issuer(), listen = %config.listen, "waypass is serving");
-        eprintln!("waypass: serving {} on {}", broker.issuer(), config.listen);
+        let bound = listener.local_addr()?;
+        tracing::info!(issuer = broker.issuer(), listen = %bound, "waypass is serving");
+        eprintln!("waypass: serving {} on {bound}", broker.issuer());
         crate::broker::server::serve(listener, broker, shutdown_signal()).await;
         eprintln!("waypass: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
