@@ -45,6 +45,7 @@ type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
 pub struct Stub {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -58,11 +59,14 @@ impl Stub {
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let log = received.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepts = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (handler, log) = (handler.clone(), log.clone());
                 tokio::spawn(async move {
                     let service =
@@ -79,6 +83,7 @@ impl Stub {
         Stub {
             addr,
             received,
+            accepted,
             task,
         }
     }
@@ -93,6 +98,11 @@ impl Stub {
         format!("http://{}", self.addr)
             .parse()
             .expect("stub rule parses")
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests received so far.

@@ -669,3 +669,19 @@ async fn a_connection_cannot_raise_the_request_budget_past_its_bound() {
         waypass::egress::MAX_REQUESTS as usize
     );
 }
+
+#[tokio::test]
+async fn connections_to_a_provider_are_kept_alive_across_requests_and_calls() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let url = stub.url("/");
+    for _ in 0..2 {
+        let report = hostile_on(&stub, "fetch", &[("url", &url), ("count", "3")]).await;
+        assert_eq!(report.result.expect("fetched").user_id, "fetched");
+    }
+    assert_eq!(stub.received().len(), 6);
+    assert_eq!(
+        stub.connections(),
+        1,
+        "one kept-alive connection served all six"
+    );
+}

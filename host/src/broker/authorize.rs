@@ -179,7 +179,7 @@ impl Broker {
                 .as_deref(),
         );
         let correlation_id = self.random.token()[..16].to_owned();
-        tracing::info!(correlation_id, client_id = %client.client_id, connection = %connection.name(), "login started");
+        tracing::debug!(correlation_id, client_id = %client.client_id, connection = %connection.name(), "login started");
         let tx = LoginTransaction {
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.to_owned(),

@@ -44,7 +44,7 @@ pub struct Upstream {
 
 impl Default for Upstream {
     fn default() -> Self {
-        Self::new(Arc::new(NetworkTransport))
+        Self::new(Arc::new(NetworkTransport::new()))
     }
 }
 

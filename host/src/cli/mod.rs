@@ -36,13 +36,18 @@ enum Command {
 
 /// Runs the parsed command; errors are printed, not panicked.
 pub fn main(cli: Cli) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAYPASS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // WAYPASS_LOG: a tracing filter (default `info`); WAYPASS_LOG_FORMAT=json
+    // for one JSON object per line.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAYPASS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("WAYPASS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     let result = match cli.command {
         Command::Mapper(cmd) => mapper::run(cmd),
         Command::Demo => demo::run(),

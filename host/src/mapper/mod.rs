@@ -77,7 +77,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
-            transport: Arc::new(NetworkTransport),
+            transport: Arc::new(NetworkTransport::new()),
         }
     }
 }
