@@ -227,6 +227,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         secret_hash,
         callbacks: c.callbacks.clone(),
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
+        scopes: Vec::new(),
     })
 }
 

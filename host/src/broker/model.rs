@@ -63,7 +63,7 @@ pub enum ClientType {
 }
 
 /// An app that logs users in through Waypass.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
@@ -74,6 +74,10 @@ pub struct Client {
     pub callbacks: Vec<String>,
     /// How the app's id_tokens are signed.
     pub id_token_alg: Alg,
+    /// Management API scopes granted through `client_credentials`
+    /// (e.g. `read:connections`); empty for login-only apps.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 impl Client {
@@ -228,6 +232,20 @@ pub struct ConnectionSpec {
     pub options: ConnectionOptions,
 }
 
+impl ConnectionSpec {
+    /// The whole spec as JSON, write-only secrets included: for the store
+    /// only (the API's serialisation leaves them out). Reads back with serde.
+    pub fn to_stored_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        let options = &mut value["options"];
+        if let Some(secret) = &self.options.client_secret {
+            options["client_secret"] = secret.expose().into();
+        }
+        options["mapper_settings"] = serde_json::to_value(&self.options.mapper_settings).unwrap_or_default();
+        value
+    }
+}
+
 /// A connection checked and ready for logins: URLs parsed, sandbox built.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -335,6 +353,20 @@ mod tests {
         );
         let json = serde_json::to_string(&options).expect("serialises");
         assert!(!json.contains("shh"), "client_secret is write-only: {json}");
+    }
+
+    #[test]
+    fn the_stored_form_keeps_secrets_and_reads_back() {
+        let spec: ConnectionSpec = serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": "https://a.test/authorize", "tokenURL": "https://a.test/token",
+                        "client_id": "c", "client_secret": "s3", "mapper": "m",
+                        "mapper_settings": {"api_key": "k"}}
+        }))
+        .expect("spec");
+        let back: ConnectionSpec = serde_json::from_value(spec.to_stored_json()).expect("reads back");
+        assert_eq!(back.options.client_secret.as_ref().map(Secret::expose), Some("s3"));
+        assert_eq!(back.options.mapper_settings["api_key"], "k");
     }
 
     #[test]

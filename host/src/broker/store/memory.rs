@@ -1,0 +1,330 @@
+//! Everything in memory: for tests, and a single process that may lose its
+//! state on restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// Take operations between sweeps of expired entries.
+const SWEEP_EVERY: usize = 1024;
+
+/// Everything in memory: for tests and a single process that may lose
+/// in-flight logins on restart.
+#[derive(Default)]
+pub struct MemoryStore {
+    transactions: Expiring<LoginTransaction>,
+    codes: Expiring<AuthorizationGrant>,
+    tokens: Expiring<AccessGrant>,
+    users: Mutex<BTreeMap<String, User>>,
+    durable: Mutex<Durable>,
+}
+
+#[derive(Default)]
+struct Durable {
+    connections: BTreeMap<String, ConnectionRecord>,
+    clients: BTreeMap<String, Client>,
+    mappers: BTreeMap<String, Mapper>,
+    signing_keys: Option<String>,
+}
+
+struct Mapper {
+    active: u32,
+    versions: Vec<(MapperVersion, Vec<u8>)>,
+}
+
+impl MemoryStore {
+    fn durable(&self) -> std::sync::MutexGuard<'_, Durable> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, User>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Entries by key hash, each with its expiry; and a count of operations
+/// since the last sweep.
+type Entries<T> = (HashMap<SecretHash, (u64, T)>, usize);
+
+struct Expiring<T> {
+    map: Mutex<Entries<T>>,
+}
+
+impl<T> Default for Expiring<T> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new((HashMap::new(), 0)),
+        }
+    }
+}
+
+impl<T: Clone> Expiring<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<T>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, key: SecretHash, expires_at: u64, value: T) {
+        self.lock().0.insert(key, (expires_at, value));
+    }
+
+    /// Removes `key`; every [`SWEEP_EVERY`] calls also drops what expired,
+    /// so abandoned logins do not accumulate.
+    fn take(&self, key: &SecretHash, now: u64) -> Option<T> {
+        let mut guard = self.lock();
+        let (exp, value) = Self::sweep(&mut guard, now).remove(key)?;
+        (exp > now).then_some(value)
+    }
+
+    fn get(&self, key: &SecretHash, now: u64) -> Option<T> {
+        let mut guard = self.lock();
+        let (exp, value) = Self::sweep(&mut guard, now).get(key)?;
+        (*exp > now).then(|| value.clone())
+    }
+
+    fn sweep(guard: &mut Entries<T>, now: u64) -> &mut HashMap<SecretHash, (u64, T)> {
+        let (map, ops) = guard;
+        *ops += 1;
+        if *ops % SWEEP_EVERY == 0 {
+            map.retain(|_, (exp, _)| *exp > now);
+        }
+        map
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_transaction(
+        &self,
+        state: SecretHash,
+        tx: LoginTransaction,
+    ) -> Result<(), StoreError> {
+        let exp = tx.expires_at;
+        self.transactions.put(state, exp, tx);
+        Ok(())
+    }
+
+    async fn take_transaction(
+        &self,
+        state: SecretHash,
+        now: u64,
+    ) -> Result<Option<LoginTransaction>, StoreError> {
+        Ok(self.transactions.take(&state, now))
+    }
+
+    async fn put_code(
+        &self,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        let exp = grant.expires_at;
+        self.codes.put(code, exp, grant);
+        Ok(())
+    }
+
+    async fn take_code(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<AuthorizationGrant>, StoreError> {
+        Ok(self.codes.take(&code, now))
+    }
+
+    async fn put_access_token(
+        &self,
+        token: SecretHash,
+        grant: AccessGrant,
+    ) -> Result<(), StoreError> {
+        let exp = grant.expires_at;
+        self.tokens.put(token, exp, grant);
+        Ok(())
+    }
+
+    async fn get_access_token(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessGrant>, StoreError> {
+        Ok(self.tokens.get(&token, now))
+    }
+
+    async fn record_login(
+        &self,
+        user_id: &str,
+        connection: &str,
+        profile: Profile,
+        now: u64,
+    ) -> Result<User, StoreError> {
+        let mut users = self.users();
+        let user = users
+            .entry(user_id.to_owned())
+            .and_modify(|u| {
+                u.profile = profile.clone();
+                u.last_login = now;
+                u.logins_count += 1;
+            })
+            .or_insert_with(|| User {
+                user_id: user_id.to_owned(),
+                connection: connection.to_owned(),
+                profile,
+                created_at: now,
+                last_login: now,
+                logins_count: 1,
+            });
+        Ok(user.clone())
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.users().get(user_id).cloned())
+    }
+
+    async fn list_users(
+        &self,
+        offset: usize,
+        limit: usize,
+        email: Option<&str>,
+    ) -> Result<Vec<User>, StoreError> {
+        let needle = email.map(str::to_lowercase);
+        Ok(self
+            .users()
+            .values()
+            .filter(|u| match (&needle, &u.profile.email) {
+                (None, _) => true,
+                (Some(n), Some(e)) => e.to_lowercase().contains(n.as_str()),
+                (Some(_), None) => false,
+            })
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
+        Ok(self.users().remove(user_id).is_some())
+    }
+
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        let taken = d
+            .connections
+            .values()
+            .any(|c| c.id != record.id && c.spec.name == record.spec.name);
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "connection `{}`",
+                record.spec.name
+            )));
+        }
+        d.connections.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
+        Ok(self.durable().connections.values().cloned().collect())
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.durable().connections.remove(id).is_some())
+    }
+
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        self.durable()
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        Ok(())
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        Ok(self.durable().clients.values().cloned().collect())
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        Ok(self.durable().clients.remove(client_id).is_some())
+    }
+
+    async fn add_mapper_version(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<MapperVersion, StoreError> {
+        let mut d = self.durable();
+        let mapper = d.mappers.entry(name.to_owned()).or_insert(Mapper {
+            active: 0,
+            versions: Vec::new(),
+        });
+        let version = MapperVersion {
+            name: name.to_owned(),
+            version: mapper.versions.last().map_or(1, |(v, _)| v.version + 1),
+            sha256: sha256.to_owned(),
+            size: bytes.len() as u64,
+            created_at: now,
+            created_by: created_by.to_owned(),
+        };
+        mapper.active = version.version;
+        mapper.versions.push((version.clone(), bytes.to_vec()));
+        Ok(version)
+    }
+
+    async fn mapper_versions(&self, name: &str) -> Result<Vec<MapperVersion>, StoreError> {
+        Ok(self
+            .durable()
+            .mappers
+            .get(name)
+            .map(|m| m.versions.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn mapper_bytes(&self, name: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.durable().mappers.get(name).and_then(|m| {
+            m.versions
+                .iter()
+                .find(|(v, _)| v.version == version)
+                .map(|(_, b)| b.clone())
+        }))
+    }
+
+    async fn activate_mapper_version(&self, name: &str, version: u32) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let Some(m) = d.mappers.get_mut(name) else {
+            return Ok(false);
+        };
+        if !m.versions.iter().any(|(v, _)| v.version == version) {
+            return Ok(false);
+        }
+        m.active = version;
+        Ok(true)
+    }
+
+    async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError> {
+        Ok(self
+            .durable()
+            .mappers
+            .iter()
+            .map(|(name, m)| MapperEntry {
+                name: name.clone(),
+                active_version: m.active,
+            })
+            .collect())
+    }
+
+    async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.durable().mappers.remove(name).is_some())
+    }
+
+    async fn signing_keys(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.durable().signing_keys.clone())
+    }
+
+    async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError> {
+        Ok(self
+            .durable()
+            .signing_keys
+            .get_or_insert_with(|| document.to_owned())
+            .clone())
+    }
+}

@@ -1,0 +1,203 @@
+//! The broker's state, behind a trait: short-lived login transactions,
+//! authorization codes and access tokens, and users.
+//!
+//! Every key is the SHA-256 of a random bearer value (state, code, token), so
+//! a copy of the store hands out nothing usable. `take_*` removes what it
+//! returns: single use is the store's job, atomic in every backend.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::model::{Client, ConnectionSpec};
+use super::secret::{Secret, SecretHash};
+use crate::mapper::Profile;
+
+/// A login between `/authorize` and `/login/callback`.
+#[derive(Debug, Clone)]
+pub struct LoginTransaction {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// The app's `state`, returned to it unchanged.
+    pub app_state: Option<String>,
+    pub nonce: Option<String>,
+    /// The app's PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    pub scope: String,
+    pub connection: String,
+    /// Our PKCE verifier towards the provider.
+    pub provider_verifier: Option<Secret>,
+    /// Hash of the cookie that binds the login to the browser.
+    pub browser_binding: SecretHash,
+    pub correlation_id: String,
+    pub expires_at: u64,
+}
+
+/// What an authorization code stands for, until redeemed.
+#[derive(Debug, Clone)]
+pub struct AuthorizationGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: u64,
+    pub expires_at: u64,
+}
+
+/// What an access token stands for.
+#[derive(Debug, Clone)]
+pub struct AccessGrant {
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub expires_at: u64,
+}
+
+/// A user as Waypass knows them: `oauth2|<connection>|<provider id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub user_id: String,
+    pub connection: String,
+    pub profile: Profile,
+    pub created_at: u64,
+    pub last_login: u64,
+    pub logins_count: u64,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken (a connection's name, a client id).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The backend failed; the caller is not at fault.
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+/// A connection as stored: its id and its whole spec, secrets included.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord {
+    /// `con_` and a random suffix; never changes.
+    pub id: String,
+    pub spec: ConnectionSpec,
+}
+
+/// One registered version of a mapper (the bytes are fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapperVersion {
+    pub name: String,
+    /// 1, 2, 3… per name.
+    pub version: u32,
+    /// Hex SHA-256 of the component's bytes.
+    pub sha256: String,
+    pub size: u64,
+    pub created_at: u64,
+    /// Who registered it (the admin token, a management client's id).
+    pub created_by: String,
+}
+
+/// A mapper name and its active version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapperEntry {
+    pub name: String,
+    pub active_version: u32,
+}
+
+/// Where the broker keeps its state. One conformance suite
+/// ([`conformance`]) runs against every implementation; nothing here may
+/// depend on one backend's tricks.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // ---- short-lived, single-use state ----
+
+    async fn put_transaction(
+        &self,
+        state: SecretHash,
+        tx: LoginTransaction,
+    ) -> Result<(), StoreError>;
+    /// Removes and returns the transaction, unless absent or expired.
+    async fn take_transaction(
+        &self,
+        state: SecretHash,
+        now: u64,
+    ) -> Result<Option<LoginTransaction>, StoreError>;
+    async fn put_code(&self, code: SecretHash, grant: AuthorizationGrant)
+    -> Result<(), StoreError>;
+    /// Removes and returns the grant, unless absent or expired.
+    async fn take_code(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<AuthorizationGrant>, StoreError>;
+    async fn put_access_token(
+        &self,
+        token: SecretHash,
+        grant: AccessGrant,
+    ) -> Result<(), StoreError>;
+    async fn get_access_token(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessGrant>, StoreError>;
+    /// Creates the user or records another login: profile replaced, count
+    /// incremented, first login kept.
+    async fn record_login(
+        &self,
+        user_id: &str,
+        connection: &str,
+        profile: Profile,
+        now: u64,
+    ) -> Result<User, StoreError>;
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
+    /// Users ordered by id, `offset`/`limit` paged, optionally only those
+    /// whose email contains `email` (case-insensitive).
+    async fn list_users(
+        &self,
+        offset: usize,
+        limit: usize,
+        email: Option<&str>,
+    ) -> Result<Vec<User>, StoreError>;
+    async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
+
+    // ---- connections and apps ----
+    /// Inserts or replaces (by id); another connection's name is a Conflict.
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError>;
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+    /// Inserts or replaces by client id.
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    // ---- mappers ----
+    /// Stores `bytes` as the next version of `name` and makes it active, in
+    /// one step: readers see the old version or the new one, never neither.
+    async fn add_mapper_version(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<MapperVersion, StoreError>;
+    async fn mapper_versions(&self, name: &str) -> Result<Vec<MapperVersion>, StoreError>;
+    async fn mapper_bytes(&self, name: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes an existing version active; false if there is no such version.
+    async fn activate_mapper_version(&self, name: &str, version: u32) -> Result<bool, StoreError>;
+    async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError>;
+    /// Deletes every version of `name`.
+    async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError>;
+
+    // ---- signing keys ----
+    /// The key set document (see `keys`), if one was stored.
+    async fn signing_keys(&self) -> Result<Option<String>, StoreError>;
+    /// Stores `document` unless one exists, and returns the one that is
+    /// stored: instances starting together agree on one key set.
+    async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError>;
+}
