@@ -11,14 +11,15 @@ use url::Url;
 use waypass::broker::config::{ClientConfig, Config};
 use waypass::broker::keys::KeySet;
 use waypass::broker::model::ConnectionSpec;
-use waypass::broker::secret::SystemRandomTokens;
-use waypass::broker::store::MemoryStore;
+use waypass::broker::registry::MapperRegistry;
+use waypass::broker::secret::{SecretHash, SystemRandomTokens};
+use waypass::broker::store::{ConnectionRecord, MemoryStore, Store as _};
 use waypass::broker::upstream::Upstream;
 use waypass::broker::{Broker, BrokerParts, Catalog, SystemClock};
 use waypass::dev_provider::{
     DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
 };
-use waypass::mapper::{LoadedMapper, Runtime, RuntimeConfig};
+use waypass::mapper::{Runtime, RuntimeConfig};
 
 use crate::guests;
 
@@ -34,6 +35,8 @@ pub const ES_APP: &str = "es-app";
 /// The broker's client at the development provider.
 pub const PROVIDER_CLIENT: &str = "waypass-at-devprov";
 pub const PROVIDER_SECRET: &str = "provider-secret";
+/// The management API's admin token in tests.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 /// The main connection: the seed-port mapper against the development provider.
 pub const CONNECTION: &str = "devprov";
 
@@ -42,18 +45,23 @@ pub static RUNTIME: LazyLock<Arc<Runtime>> =
     LazyLock::new(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime")));
 pub static KEYS: LazyLock<Arc<KeySet>> =
     LazyLock::new(|| Arc::new(KeySet::generate().expect("keys")));
-static MAPPERS: LazyLock<HashMap<String, Arc<LoadedMapper>>> = LazyLock::new(|| {
-    [
-        ("auth0-example", guests::AUTH0_EXAMPLE),
-        ("declarative", guests::DECLARATIVE),
-        ("hostile", guests::HOSTILE),
-    ]
-    .into_iter()
-    .map(|(name, path)| {
-        let mapper = RUNTIME.load(&guests::bytes(path)).expect("mapper loads");
-        (name.to_owned(), Arc::new(mapper))
-    })
-    .collect()
+/// The mappers every test bed registers, as version 1. `swap-me` is the
+/// seed port too, for tests that register more versions of it.
+pub const MAPPERS_V1: [(&str, &str); 4] = [
+    ("auth0-example", guests::AUTH0_EXAMPLE),
+    ("declarative", guests::DECLARATIVE),
+    ("hostile", guests::HOSTILE),
+    ("swap-me", guests::AUTH0_EXAMPLE),
+];
+
+static MAPPERS: LazyLock<MapperRegistry> = LazyLock::new(|| {
+    MAPPERS_V1
+        .into_iter()
+        .fold(MapperRegistry::default(), |mut registry, (name, path)| {
+            let mapper = RUNTIME.load(&guests::bytes(path)).expect("mapper loads");
+            registry.insert(name, 1, Arc::new(mapper), true);
+            registry
+        })
 });
 
 /// A running broker and development provider.
@@ -117,6 +125,8 @@ impl TestBed {
             issuer: issuer.parse().expect("issuer"),
             listen: broker_listener.local_addr().expect("addr"),
             data_dir: std::env::temp_dir(),
+            admin_token_file: None,
+            mappers_dir: None,
             mappers: Vec::new(),
             clients: vec![
                 client(APP, Some(APP_SECRET), APP_CALLBACK, None),
@@ -131,19 +141,43 @@ impl TestBed {
             .map(|c| serde_json::from_value::<ConnectionSpec>(c).expect("connection spec"))
             .collect();
         let store = Arc::new(MemoryStore::default());
+        let catalog = Catalog {
+            clients: config.clients().expect("clients"),
+            connections: config.connections().expect("connections"),
+            mappers: MAPPERS.clone(),
+        };
+        // The store holds what the catalog serves, as after a start-up.
+        for client in catalog.clients.values() {
+            store.put_client(client).await.expect("store client");
+        }
+        for conn in catalog.connections.values() {
+            let record = ConnectionRecord {
+                id: conn.id.clone(),
+                spec: conn.spec.clone(),
+            };
+            store
+                .put_connection(&record)
+                .await
+                .expect("store connection");
+        }
+        for (name, path) in MAPPERS_V1 {
+            let bytes = guests::bytes(path);
+            let sha = waypass::mapper::sha256_hex(&bytes);
+            store
+                .add_mapper_version(name, &bytes, &sha, "test", 0)
+                .await
+                .expect("store mapper");
+        }
         let broker = Arc::new(Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
-            catalog: Catalog {
-                clients: config.clients().expect("clients"),
-                connections: config.connections().expect("connections"),
-                mappers: MAPPERS.clone(),
-            },
+            catalog,
             runtime: RUNTIME.clone(),
             store: store.clone(),
             keys: KEYS.clone(),
             clock: Arc::new(SystemClock),
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
+            admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
         }));
         let server = tokio::spawn(waypass::broker::server::serve(
             broker_listener,

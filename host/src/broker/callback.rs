@@ -193,7 +193,7 @@ impl Broker {
         tokens: crate::mapper::TokenSet,
     ) -> Result<crate::mapper::Profile, OAuthError> {
         let mapper_name = &connection.spec.options.mapper;
-        let mapper = self.mapper(mapper_name).ok_or_else(|| {
+        let (mapper, version) = self.mapper(mapper_name).ok_or_else(|| {
             tracing::error!(mapper = %mapper_name, "the connection's mapper is not loaded");
             OAuthError::new(
                 ErrorCode::ServerError,
@@ -209,6 +209,7 @@ impl Broker {
             .runtime
             .invoke(&mapper, &input, &connection.sandbox)
             .await;
+        tracing::debug!(mapper = %mapper_name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
         for line in &report.logs {
             tracing::debug!(source = ?line.source, level = ?line.level, "mapper: {}", line.message);
         }

@@ -50,6 +50,14 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A directory watched for `NAME.wasm` files: each registers or swaps
+    /// mapper `NAME` (optional).
+    #[serde(default)]
+    pub mappers_dir: Option<PathBuf>,
+    /// A file holding the management API's bootstrap admin token
+    /// (`WAYPASS_ADMIN_TOKEN` overrides).
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
     #[serde(default)]
     pub mappers: Vec<MapperConfig>,
     #[serde(default)]
@@ -115,6 +123,14 @@ impl Config {
         }
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
+        }
+        for path in [&mut config.admin_token_file, &mut config.mappers_dir]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
         config.apply_env()?;
         Ok(config)

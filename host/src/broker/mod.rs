@@ -6,6 +6,7 @@
 //! Time ([`Clock`]), randomness ([`secret::Random`]) and the upstream HTTP
 //! client are passed in, so tests control them.
 
+pub mod api;
 mod authorize;
 mod callback;
 pub mod config;
@@ -13,12 +14,14 @@ pub mod keys;
 pub mod model;
 pub mod oauth;
 pub mod pages;
+pub mod registry;
 pub mod secret;
 pub mod server;
 mod startup;
 pub mod store;
 mod token;
 pub mod upstream;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -68,7 +71,7 @@ impl Clock for SystemClock {
 pub struct Catalog {
     pub clients: HashMap<String, Arc<Client>>,
     pub connections: HashMap<String, Arc<Connection>>,
-    pub mappers: HashMap<String, Arc<LoadedMapper>>,
+    pub mappers: registry::MapperRegistry,
 }
 
 /// Everything the broker needs, built once at start-up.
@@ -82,6 +85,8 @@ pub struct BrokerParts {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub upstream: Upstream,
+    /// SHA-256 of the bootstrap admin token for the management API.
+    pub admin_token: Option<secret::SecretHash>,
 }
 
 /// The broker.
@@ -95,6 +100,7 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     upstream: Upstream,
+    admin_token: Option<secret::SecretHash>,
 }
 
 impl Broker {
@@ -110,6 +116,7 @@ impl Broker {
             clock: parts.clock,
             random: parts.random,
             upstream: parts.upstream,
+            admin_token: parts.admin_token,
         }
     }
 
@@ -136,8 +143,9 @@ impl Broker {
         self.catalog_read().connections.get(name).cloned()
     }
 
-    fn mapper(&self, name: &str) -> Option<Arc<LoadedMapper>> {
-        self.catalog_read().mappers.get(name).cloned()
+    /// The mapper a connection names (`name` or `name@N`) and its version.
+    fn mapper(&self, reference: &str) -> Option<(Arc<LoadedMapper>, u32)> {
+        self.catalog_read().mappers.resolve(reference)
     }
 
     /// Connections enabled for `client_id`, by name.
@@ -153,12 +161,6 @@ impl Broker {
         list
     }
 
-    /// Replaces (or adds) a mapper; logins already running keep the one
-    /// they started with (they hold its `Arc`).
-    pub fn set_mapper(&self, name: &str, mapper: Arc<LoadedMapper>) {
-        self.catalog_write().mappers.insert(name.to_owned(), mapper);
-    }
-
     /// The JWKS document.
     pub fn jwks(&self) -> serde_json::Value {
         self.keys.jwks()
@@ -168,7 +170,7 @@ impl Broker {
     pub fn ready(&self) -> Result<(), String> {
         let catalog = self.catalog_read();
         for conn in catalog.connections.values() {
-            if !catalog.mappers.contains_key(&conn.spec.options.mapper) {
+            if catalog.mappers.resolve(&conn.spec.options.mapper).is_none() {
                 return Err(format!(
                     "connection `{}` uses mapper `{}`, which is not loaded",
                     conn.name(),

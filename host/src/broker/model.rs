@@ -241,7 +241,8 @@ impl ConnectionSpec {
         if let Some(secret) = &self.options.client_secret {
             options["client_secret"] = secret.expose().into();
         }
-        options["mapper_settings"] = serde_json::to_value(&self.options.mapper_settings).unwrap_or_default();
+        options["mapper_settings"] =
+            serde_json::to_value(&self.options.mapper_settings).unwrap_or_default();
         value
     }
 }
@@ -249,6 +250,9 @@ impl ConnectionSpec {
 /// A connection checked and ready for logins: URLs parsed, sandbox built.
 #[derive(Debug, Clone)]
 pub struct Connection {
+    /// The management API's id (`con_…`); `con_<name>` for connections
+    /// defined in the configuration file.
+    pub id: String,
     pub spec: ConnectionSpec,
     pub authorization_url: Url,
     pub token_url: Url,
@@ -296,6 +300,7 @@ impl Connection {
         }
         let settings = o.mapper_settings.iter().collect::<Settings>();
         Ok(Arc::new(Self {
+            id: format!("con_{}", spec.name),
             authorization_url,
             token_url,
             sandbox: Sandbox {
@@ -364,8 +369,12 @@ mod tests {
                         "mapper_settings": {"api_key": "k"}}
         }))
         .expect("spec");
-        let back: ConnectionSpec = serde_json::from_value(spec.to_stored_json()).expect("reads back");
-        assert_eq!(back.options.client_secret.as_ref().map(Secret::expose), Some("s3"));
+        let back: ConnectionSpec =
+            serde_json::from_value(spec.to_stored_json()).expect("reads back");
+        assert_eq!(
+            back.options.client_secret.as_ref().map(Secret::expose),
+            Some("s3")
+        );
         assert_eq!(back.options.mapper_settings["api_key"], "k");
     }
 

@@ -65,6 +65,9 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(api_path) = parts.uri.path().strip_prefix("/api/v2/") {
+        return api(broker, &parts, api_path, &query, body).await;
+    }
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/authorize") => authorize(broker, &query).await,
         (&Method::GET, "/login/callback") => {
@@ -99,6 +102,51 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Body> {
             &serde_json::json!({"error": "not_found"}),
         ),
     }
+}
+
+async fn api(
+    broker: &Broker,
+    parts: &http::request::Parts,
+    path: &str,
+    query: &str,
+    body: Incoming,
+) -> Response<Body> {
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let body = match Limited::new(body, super::api::MAX_MAPPER_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let e = super::api::ApiError::new(413, "the body is too large");
+            return response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "application/json",
+                serde_json::json!({"statusCode": 413, "error": "Payload Too Large", "message": e.message}).to_string(),
+            );
+        }
+    };
+    let reply = broker
+        .api(super::api::ApiRequest {
+            method: &parts.method,
+            path,
+            query,
+            authorization: header(header::AUTHORIZATION),
+            content_type: header(header::CONTENT_TYPE),
+            body,
+        })
+        .await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = response(status, "application/json", reply.body);
+    set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+    if status == StatusCode::UNAUTHORIZED {
+        set_header(
+            &mut resp,
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"waypass\"",
+        );
+    }
+    resp
 }
 
 async fn authorize(broker: &Broker, query: &str) -> Response<Body> {

@@ -6,17 +6,20 @@ use anyhow::Context;
 
 use super::config::Config;
 use super::keys::KeySet;
+use super::model::Connection;
+use super::registry::parse_ref;
 use super::secret::SystemRandomTokens;
-use super::store::MemoryStore;
+use super::store::{ConnectionRecord, SqliteStore, Store};
 use super::upstream::Upstream;
-use super::{Broker, BrokerParts, Catalog, SystemClock};
-use crate::mapper::{Runtime, RuntimeConfig};
+use super::{Broker, BrokerParts, Catalog, Clock as _, SystemClock};
+use crate::mapper::{Runtime, RuntimeConfig, sha256_hex};
 
 impl Broker {
-    /// Creates the data directory, loads or generates the signing keys,
-    /// compiles (or loads cached) mappers, and checks that every connection's
-    /// mapper and apps exist.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    /// Creates the data directory, opens the store, loads or generates the
+    /// signing keys, applies the configuration file to the store
+    /// (configuration as code: its apps, connections and mappers are
+    /// re-applied at every start), and builds the catalog from the store.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
@@ -27,48 +30,161 @@ impl Broker {
                 .with_context(|| format!("cannot restrict {}", data.display()))?;
         }
         let keys = Arc::new(KeySet::load_or_generate(&data.join("keys.json"))?);
-        let runtime = Runtime::new(RuntimeConfig {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(data.join("artifacts")),
             ..RuntimeConfig::default()
-        })?;
-        let mut catalog = Catalog {
-            clients: config.clients()?,
-            connections: config.connections()?,
-            mappers: Default::default(),
-        };
-        for m in &config.mappers {
-            let bytes = std::fs::read(&m.path).with_context(|| {
-                format!("mapper `{}`: cannot read {}", m.name, m.path.display())
-            })?;
-            let loaded = runtime
-                .load(&bytes)
-                .map_err(|e| anyhow::anyhow!("mapper `{}` ({}): {e}", m.name, m.path.display()))?;
-            catalog.mappers.insert(m.name.clone(), Arc::new(loaded));
-        }
-        for conn in catalog.connections.values() {
-            let mapper = &conn.spec.options.mapper;
-            anyhow::ensure!(
-                catalog.mappers.contains_key(mapper),
-                "connection `{}` uses mapper `{mapper}`, which is not among [[mappers]]",
-                conn.name()
-            );
-            for client in &conn.spec.enabled_clients {
-                anyhow::ensure!(
-                    catalog.clients.contains_key(client),
-                    "connection `{}` enables client `{client}`, which is not among [[clients]]",
-                    conn.name()
-                );
-            }
-        }
+        })?);
+        let store = open_store(config)?;
+        let clock = SystemClock;
+        seed(config, &*store, clock.now()).await?;
+        let catalog = load_catalog(&*store, &runtime).await?;
         Ok(Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
             catalog,
-            runtime: Arc::new(runtime),
-            store: Arc::new(MemoryStore::default()),
+            runtime,
+            store,
             keys,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(clock),
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
+            admin_token: admin_token(config)?,
         }))
+    }
+}
+
+/// The embedded store: `waypass.db` (SQLite, WAL) in the data directory.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let path = config.data_dir.join("waypass.db");
+    let store = SqliteStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Writes the configuration file's apps, connections and mappers into the
+/// store. A connection keeps its id across restarts (matched by name); a
+/// mapper file whose hash differs from the active version becomes a new
+/// version.
+async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<()> {
+    for client in config.clients()?.into_values() {
+        store.put_client(&client).await?;
+    }
+    let existing = store.connections().await?;
+    for spec in &config.connections {
+        Connection::new(spec.clone())
+            .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", spec.name))?;
+        let id = existing
+            .iter()
+            .find(|c| c.spec.name == spec.name)
+            .map_or_else(|| format!("con_{}", spec.name), |c| c.id.clone());
+        store
+            .put_connection(&ConnectionRecord {
+                id,
+                spec: spec.clone(),
+            })
+            .await?;
+    }
+    for m in &config.mappers {
+        let bytes = std::fs::read(&m.path)
+            .with_context(|| format!("mapper `{}`: cannot read {}", m.name, m.path.display()))?;
+        let sha = sha256_hex(&bytes);
+        let versions = store.mapper_versions(&m.name).await?;
+        let active = store
+            .mappers()
+            .await?
+            .into_iter()
+            .find(|e| e.name == m.name);
+        let current = active.and_then(|a| versions.iter().find(|v| v.version == a.active_version));
+        if current.is_none_or(|v| v.sha256 != sha) {
+            store
+                .add_mapper_version(&m.name, &bytes, &sha, "config", now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The catalog from the store: apps, connections, and every mapper's active
+/// version plus the versions connections pin. Checks that each connection's
+/// mapper and apps exist.
+pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::default();
+    for client in store.clients().await? {
+        catalog
+            .clients
+            .insert(client.client_id.clone(), Arc::new(client));
+    }
+    let records = store.connections().await?;
+    let actives: Vec<(String, u32)> = store
+        .mappers()
+        .await?
+        .into_iter()
+        .map(|e| (e.name, e.active_version))
+        .collect();
+    let mut wanted = actives.clone();
+    for record in &records {
+        if let Ok((name, Some(version))) = parse_ref(&record.spec.options.mapper) {
+            wanted.push((name.to_owned(), version));
+        }
+    }
+    for (name, version) in wanted {
+        if catalog.mappers.is_loaded(&name, version) {
+            continue;
+        }
+        let Some(bytes) = store.mapper_bytes(&name, version).await? else {
+            continue;
+        };
+        let loaded = runtime
+            .load(&bytes)
+            .map_err(|e| anyhow::anyhow!("mapper `{name}` version {version}: {e}"))?;
+        let active = actives.iter().any(|(n, v)| *n == name && *v == version);
+        catalog
+            .mappers
+            .insert(&name, version, Arc::new(loaded), active);
+    }
+    for record in records {
+        let name = record.spec.name.to_string();
+        let mut conn = Arc::unwrap_or_clone(
+            Connection::new(record.spec)
+                .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?,
+        );
+        conn.id = record.id;
+        let mapper = &conn.spec.options.mapper;
+        anyhow::ensure!(
+            catalog.mappers.resolve(mapper).is_some(),
+            "connection `{name}` uses mapper `{mapper}`, which is not registered"
+        );
+        if let Some(client) = conn
+            .spec
+            .enabled_clients
+            .iter()
+            .find(|c| !catalog.clients.contains_key(*c))
+        {
+            anyhow::bail!("connection `{name}` enables client `{client}`, which does not exist");
+        }
+        catalog.connections.insert(name, Arc::new(conn));
+    }
+    Ok(catalog)
+}
+
+/// The bootstrap admin token: `WAYPASS_ADMIN_TOKEN`, or the file the
+/// configuration's `admin_token_file` names. Only its hash is kept.
+fn admin_token(config: &Config) -> anyhow::Result<Option<super::secret::SecretHash>> {
+    let token = match (
+        std::env::var("WAYPASS_ADMIN_TOKEN").ok(),
+        &config.admin_token_file,
+    ) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read admin_token_file {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    match token {
+        Some(t) if t.len() < 32 => anyhow::bail!("the admin token must be at least 32 characters"),
+        Some(t) => Ok(Some(super::secret::SecretHash::of(&t))),
+        None => Ok(None),
     }
 }

@@ -54,9 +54,10 @@ impl Broker {
             basic_used = matches!(how, ClientAuth::Basic);
             match params.require("grant_type")? {
                 "authorization_code" => self.redeem_code(&params, &client).await,
+                "client_credentials" => self.client_credentials(&params, &client).await,
                 other => Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,
-                    format!("grant_type `{other}` is not supported; use authorization_code"),
+                    format!("grant_type `{other}` is not supported; use authorization_code or client_credentials"),
                 )),
             }
         }
@@ -205,6 +206,53 @@ impl Broker {
         }))
     }
 
+    /// The `client_credentials` grant (RFC 6749 §4.4): a management token
+    /// carrying the requested subset of the client's scopes.
+    async fn client_credentials(
+        &self,
+        params: &Params,
+        client: &Client,
+    ) -> Result<Value, OAuthError> {
+        if client.client_type != ClientType::Confidential || client.scopes.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use client_credentials (it has no management scopes)",
+            ));
+        }
+        let scope = match params.get("scope") {
+            None => client.scopes.join(" "),
+            Some(requested) => {
+                if let Some(extra) = requested
+                    .split(' ')
+                    .find(|s| !client.scopes.iter().any(|c| c == s))
+                {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        format!("scope `{extra}` is not granted to this client"),
+                    ));
+                }
+                requested.to_owned()
+            }
+        };
+        let now = self.clock.now();
+        let expires_in = TOKEN_TTL.as_secs();
+        let token = self.random.token();
+        let grant = AccessGrant {
+            // No user: a management token.
+            user_id: String::new(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
+            expires_at: now + expires_in,
+        };
+        self.store
+            .put_access_token(SecretHash::of(&token), grant)
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        Ok(
+            json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}),
+        )
+    }
+
     /// Handles `/userinfo` (GET or POST) with the request's Authorization header.
     pub async fn userinfo(&self, authorization: Option<&str>) -> JsonReply {
         let challenge = |e: &OAuthError| {
@@ -234,7 +282,7 @@ impl Broker {
             Ok(found) => found,
             Err(e) => return JsonReply::error(&store_unavailable(&e), None),
         };
-        let user = match found {
+        let user = match found.filter(|g| !g.user_id.is_empty()) {
             Some(grant) => self
                 .store
                 .get_user(&grant.user_id)
@@ -272,7 +320,7 @@ impl Broker {
             "jwks_uri": format!("{i}/.well-known/jwks.json"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code", "client_credentials"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

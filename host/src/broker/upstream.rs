@@ -56,6 +56,13 @@ impl Upstream {
         }
     }
 
+    /// The same client with another time limit: `waypass mappers push`
+    /// waits while the broker compiles the component.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Exchanges `code` at the connection's token endpoint, with its client
     /// authentication, custom headers and PKCE verifier.
     pub async fn exchange_code(

@@ -1,5 +1,6 @@
 //! The `waypass` command line: one file per command.
 
+mod admin;
 mod demo;
 mod mapper;
 mod quickstart;
@@ -32,6 +33,14 @@ enum Command {
     },
     /// Run a complete local setup: broker, development provider, demo app.
     Quickstart(quickstart::QuickstartArgs),
+    /// Manage a running broker's connections.
+    Connections(admin::connections::ConnectionsArgs),
+    /// Manage a running broker's apps.
+    Clients(admin::clients::ClientsArgs),
+    /// Manage a running broker's mappers: push, versions, activate.
+    Mappers(admin::mappers::MappersArgs),
+    /// List, show and delete a running broker's users.
+    Users(admin::users::UsersArgs),
 }
 
 /// Runs the parsed command; errors are printed, not panicked.
@@ -53,6 +62,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo => demo::run(),
         Command::Serve { config } => serve::run(config),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Connections(args) => admin::connections::run(args),
+        Command::Clients(args) => admin::clients::run(args),
+        Command::Mappers(args) => admin::mappers::run(args),
+        Command::Users(args) => admin::users::run(args),
     };
     match result {
         Ok(code) => code,

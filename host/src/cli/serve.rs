@@ -11,14 +11,21 @@ pub(super) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config)?;
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
-        let broker = Arc::new(Broker::from_config(&config)?);
+        let broker = Arc::new(Broker::from_config(&config).await?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let bound = listener.local_addr()?;
         tracing::info!(issuer = broker.issuer(), listen = %bound, "waypass is serving");
         eprintln!("waypass: serving {} on {bound}", broker.issuer());
+        let watcher = config.mappers_dir.clone().map(|dir| {
+            eprintln!("waypass: watching {} for NAME.wasm", dir.display());
+            tokio::spawn(crate::broker::watch::watch(broker.clone(), dir))
+        });
         crate::broker::server::serve(listener, broker, shutdown_signal()).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
         eprintln!("waypass: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

@@ -79,7 +79,7 @@ impl Quickstart {
             &app_secret,
             &provider_secret,
         )?;
-        let broker = Arc::new(Broker::from_config(&config)?);
+        let broker = Arc::new(Broker::from_config(&config).await?);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::broker::server::serve(
             broker_listener,
@@ -137,6 +137,8 @@ fn config(
         issuer: Url::parse(issuer)?,
         listen: options.listen,
         data_dir: options.data_dir.clone(),
+        admin_token_file: None,
+        mappers_dir: None,
         mappers: vec![MapperConfig {
             name: mapper_name.into(),
             path: options.mapper.clone(),

@@ -6,8 +6,10 @@
 //! returns: single use is the store's job, atomic in every backend.
 
 mod memory;
+mod sqlite;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -110,7 +112,7 @@ pub struct MapperEntry {
 }
 
 /// Where the broker keeps its state. One conformance suite
-/// ([`conformance`]) runs against every implementation; nothing here may
+/// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
 #[async_trait]
 pub trait Store: Send + Sync {

@@ -1,0 +1,266 @@
+//! `/api/v2/connections`: list, create, get, PATCH (merging `options`),
+//! delete, and `try`.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, ApiReply, ApiRequest, Caller, json_body, method_not_allowed};
+use crate::broker::Broker;
+use crate::broker::model::{Connection, ConnectionSpec};
+use crate::broker::store::ConnectionRecord;
+use crate::mapper::{MapperInput, TokenSet};
+
+/// Options that name where to read a secret on the server: accepted in the
+/// configuration file, never through the API (a caller could otherwise send
+/// any server-side file or variable to a token endpoint of its choosing).
+const SERVER_SIDE_ONLY: [&str; 3] = [
+    "client_secret_env",
+    "client_secret_file",
+    "mapper_settings_env",
+];
+
+impl Broker {
+    pub(super) async fn connections_api(
+        &self,
+        req: &ApiRequest<'_>,
+        seg: &[&str],
+        caller: &Caller,
+    ) -> Result<ApiReply, ApiError> {
+        match (req.method, seg) {
+            (&Method::GET, []) => {
+                let list: Vec<Value> = self
+                    .store
+                    .connections()
+                    .await?
+                    .iter()
+                    .map(public_json)
+                    .collect();
+                Ok(ApiReply::json(200, Value::Array(list)))
+            }
+            (&Method::POST, []) => self.create_connection(json_body(req)?).await,
+            (&Method::GET, [id]) => Ok(ApiReply::json(
+                200,
+                public_json(&self.connection_record(id).await?),
+            )),
+            (&Method::PATCH, [id]) => self.patch_connection(id, json_body(req)?).await,
+            (&Method::DELETE, [id]) => {
+                let record = self.connection_record(id).await?;
+                self.store.delete_connection(id).await?;
+                self.catalog_write()
+                    .connections
+                    .remove(record.spec.name.as_str());
+                tracing::info!(caller = %caller.id, connection = %record.spec.name, "connection deleted");
+                Ok(ApiReply::no_content())
+            }
+            (&Method::POST, [id, "try"]) => self.try_connection(id, json_body(req)?).await,
+            _ => Err(method_not_allowed()),
+        }
+    }
+
+    async fn connection_record(&self, id: &str) -> Result<ConnectionRecord, ApiError> {
+        self.store
+            .connections()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("connection `{id}`")))
+    }
+
+    async fn create_connection(&self, body: Value) -> Result<ApiReply, ApiError> {
+        let body = without_strategy(body)?;
+        refuse_server_side_secrets(&body)?;
+        let spec: ConnectionSpec = serde_json::from_value(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid connection: {e}")))?;
+        let record = ConnectionRecord {
+            id: format!("con_{}", &self.random.token()[..16]),
+            spec,
+        };
+        self.save_connection(&record).await?;
+        Ok(ApiReply::json(201, public_json(&record)))
+    }
+
+    /// PATCH: top-level fields replace; `options` merge field by field,
+    /// `null` removes a field; the name cannot change.
+    async fn patch_connection(&self, id: &str, body: Value) -> Result<ApiReply, ApiError> {
+        let mut record = self.connection_record(id).await?;
+        let patch = without_strategy(body)?;
+        refuse_server_side_secrets(&patch)?;
+        let Value::Object(patch) = patch else {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        };
+        let mut merged = record.spec.to_stored_json();
+        for (key, value) in patch {
+            match key.as_str() {
+                "name" if value.as_str() == Some(record.spec.name.as_str()) => {}
+                "name" => {
+                    return Err(ApiError::bad_request(
+                        "a connection's name cannot be changed",
+                    ));
+                }
+                "options" => {
+                    let Value::Object(options) = value else {
+                        return Err(ApiError::bad_request("`options` must be an object"));
+                    };
+                    let target = merged["options"]
+                        .as_object_mut()
+                        .ok_or_else(|| ApiError::new(500, "stored options"))?;
+                    merge_fields(target, options);
+                }
+                "display_name" | "enabled_clients" => {
+                    if value.is_null() {
+                        merged.as_object_mut().map(|m| m.remove(&key));
+                    } else {
+                        merged[&key] = value;
+                    }
+                }
+                other => return Err(ApiError::bad_request(format!("unknown field `{other}`"))),
+            }
+        }
+        record.spec = serde_json::from_value(merged)
+            .map_err(|e| ApiError::bad_request(format!("invalid connection: {e}")))?;
+        self.save_connection(&record).await?;
+        Ok(ApiReply::json(200, public_json(&record)))
+    }
+
+    /// Checks a connection against the broker (URLs, mapper, apps), stores
+    /// it, and puts it in service.
+    async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
+        let conn = Connection::new(record.spec.clone()).map_err(ApiError::bad_request)?;
+        {
+            let catalog = self.catalog_read();
+            let mapper = &record.spec.options.mapper;
+            if catalog.mappers.resolve(mapper).is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "mapper `{mapper}` is not registered (PUT /api/v2/mappers/NAME first)"
+                )));
+            }
+            if let Some(unknown) = record
+                .spec
+                .enabled_clients
+                .iter()
+                .find(|c| !catalog.clients.contains_key(*c))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "enabled_clients: no client `{unknown}`"
+                )));
+            }
+        }
+        self.store.put_connection(record).await?;
+        self.catalog_write()
+            .connections
+            .insert(record.spec.name.to_string(), with_id(conn, &record.id));
+        Ok(())
+    }
+
+    /// Runs the connection's mapper for real with a token, and shows what it
+    /// did: the profile or the typed error, its log lines, its requests.
+    async fn try_connection(&self, id: &str, body: Value) -> Result<ApiReply, ApiError> {
+        let record = self.connection_record(id).await?;
+        let conn = self
+            .connection(record.spec.name.as_str())
+            .ok_or_else(|| ApiError::not_found(format!("connection `{id}`")))?;
+        let tokens = match (
+            body.get("token_response"),
+            body.get("access_token").and_then(Value::as_str),
+        ) {
+            (Some(response), access) => {
+                let raw = if let Some(text) = response.as_str() {
+                    text.to_owned()
+                } else {
+                    response.to_string()
+                };
+                let mut tokens = TokenSet::from_json(&raw).map_err(ApiError::bad_request)?;
+                if let Some(access) = access {
+                    tokens.access_token = access.to_owned();
+                }
+                tokens
+            }
+            (None, Some(access)) => TokenSet::bearer(access),
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "send `access_token` (and optionally `token_response`)",
+                ));
+            }
+        };
+        let reference = &conn.spec.options.mapper;
+        let (mapper, version) = self
+            .mapper(reference)
+            .ok_or_else(|| ApiError::bad_request(format!("mapper `{reference}` is not loaded")))?;
+        let input = MapperInput {
+            connection: conn.name().to_owned(),
+            tokens,
+            settings: conn.settings.clone(),
+        };
+        let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
+        let outcome = match &report.result {
+            Ok(profile) => json!({
+                "profile": profile,
+                "user_id": format!("oauth2|{}|{}", conn.name(), profile.user_id),
+            }),
+            Err(e) => json!({"error": e, "message": e.to_string()}),
+        };
+        let mut out = json!({
+            "mapper": {"name": crate::broker::registry::parse_ref(reference).map(|r| r.0).unwrap_or(reference), "version": version},
+            "logs": report.logs,
+            "dropped_log_lines": report.dropped_log_lines,
+            "requests": report.requests,
+            "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
+        });
+        if let (Some(out), Value::Object(outcome)) = (out.as_object_mut(), outcome) {
+            out.extend(outcome);
+        }
+        Ok(ApiReply::json(200, out))
+    }
+}
+
+/// The connection as the API shows it: Auth0's shape, secrets left out.
+fn public_json(record: &ConnectionRecord) -> Value {
+    let mut value = serde_json::to_value(&record.spec).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("id".into(), json!(record.id));
+        obj.insert("strategy".into(), json!("oauth2"));
+    }
+    value
+}
+
+fn with_id(conn: Arc<Connection>, id: &str) -> Arc<Connection> {
+    let mut conn = Arc::unwrap_or_clone(conn);
+    conn.id = id.to_owned();
+    Arc::new(conn)
+}
+
+/// Accepts and drops Auth0's `strategy` when it is `oauth2`.
+fn without_strategy(mut body: Value) -> Result<Value, ApiError> {
+    if let Some(obj) = body.as_object_mut()
+        && let Some(strategy) = obj.remove("strategy")
+        && strategy != "oauth2"
+    {
+        return Err(ApiError::bad_request(format!(
+            "strategy {strategy} is not supported; use \"oauth2\""
+        )));
+    }
+    Ok(body)
+}
+
+fn refuse_server_side_secrets(body: &Value) -> Result<(), ApiError> {
+    let options = body.get("options").and_then(Value::as_object);
+    match options.and_then(|o| SERVER_SIDE_ONLY.iter().find(|k| o.contains_key(**k))) {
+        Some(key) => Err(ApiError::bad_request(format!(
+            "`{key}` is accepted in the configuration file only; send the value itself"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Field-level merge: a value replaces, `null` removes.
+fn merge_fields(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(&key);
+        } else {
+            target.insert(key, value);
+        }
+    }
+}

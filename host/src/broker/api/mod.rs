@@ -1,0 +1,272 @@
+//! The management API under `/api/v2`: connections, clients, mappers and
+//! users, in Auth0's shapes where Auth0 has them.
+//!
+//! Every call needs a Bearer token: the bootstrap admin token
+//! (`WAYPASS_ADMIN_TOKEN`, all scopes) or an access token from the
+//! `client_credentials` grant, limited to its scopes (`read:X` / `write:X`
+//! for connections, clients, mappers, users). 401 means no valid token, 403
+//! a valid token without the scope. Errors are `{statusCode, error, message}`.
+
+mod clients;
+mod connections;
+mod mappers;
+mod users;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Value, json};
+
+use super::Broker;
+use super::secret::SecretHash;
+
+/// Every management scope; the admin token has them all.
+pub const SCOPES: [&str; 8] = [
+    "read:connections",
+    "write:connections",
+    "read:clients",
+    "write:clients",
+    "read:mappers",
+    "write:mappers",
+    "read:users",
+    "write:users",
+];
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Largest component accepted by `PUT /api/v2/mappers/{name}`: Python and
+/// JavaScript components are 12–20 MiB.
+pub const MAX_MAPPER_BYTES: usize = 64 << 20;
+
+/// An API answer.
+#[derive(Debug)]
+pub struct ApiReply {
+    pub status: u16,
+    /// JSON, or empty for 204.
+    pub body: String,
+}
+
+impl ApiReply {
+    fn json(status: u16, value: Value) -> Self {
+        Self {
+            status,
+            body: value.to_string(),
+        }
+    }
+
+    fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: String::new(),
+        }
+    }
+}
+
+/// An API error: status and message (also what `register_mapper` fails with).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self::new(404, format!("{} not found", what.into()))
+    }
+
+    fn into_reply(self) -> ApiReply {
+        let error = match self.status {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            409 => "Conflict",
+            413 => "Payload Too Large",
+            415 => "Unsupported Media Type",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        };
+        ApiReply::json(
+            self.status,
+            json!({"statusCode": self.status, "error": error, "message": self.message}),
+        )
+    }
+}
+
+impl From<super::store::StoreError> for ApiError {
+    fn from(e: super::store::StoreError) -> Self {
+        match e {
+            super::store::StoreError::Conflict(what) => {
+                Self::new(409, format!("{what} already exists"))
+            }
+            super::store::StoreError::Backend(m) => {
+                tracing::error!(error = %m, "store failure in the management API");
+                Self::new(503, "the store is unavailable; try again")
+            }
+        }
+    }
+}
+
+/// Who is calling, for `created_by` and logs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: String,
+    scopes: Vec<String>,
+}
+
+/// One API request, parsed by the HTTP layer.
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    /// The path after `/api/v2/`.
+    pub path: &'a str,
+    pub query: &'a str,
+    pub authorization: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Bytes,
+}
+
+impl Broker {
+    /// Handles one `/api/v2/...` request.
+    pub async fn api(&self, req: ApiRequest<'_>) -> ApiReply {
+        match self.route(&req).await {
+            Ok(reply) => reply,
+            Err(e) => e.into_reply(),
+        }
+    }
+
+    async fn route(&self, req: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
+        let segments: Vec<String> = req
+            .path
+            .trim_end_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_decode(s)
+                    .ok_or_else(|| ApiError::bad_request(format!("`{s}` is not valid in a path")))
+            })
+            .collect::<Result<_, _>>()?;
+        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let resource = *seg.first().unwrap_or(&"");
+        let write = !matches!(*req.method, Method::GET | Method::HEAD);
+        let scope = match resource {
+            "connections" | "clients" | "mappers" | "users" => {
+                format!("{}:{resource}", if write { "write" } else { "read" })
+            }
+            _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
+        };
+        let caller = self.api_caller(req.authorization, &scope).await?;
+        match resource {
+            "connections" => self.connections_api(req, &seg[1..], &caller).await,
+            "clients" => self.clients_api(req, &seg[1..]).await,
+            "mappers" => self.mappers_api(req, &seg[1..], &caller).await,
+            _ => self.users_api(req, &seg[1..]).await,
+        }
+    }
+
+    /// Checks the Bearer token and that it carries `scope`.
+    async fn api_caller(
+        &self,
+        authorization: Option<&str>,
+        scope: &str,
+    ) -> Result<Caller, ApiError> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::new(401, "a Bearer token is required"))?;
+        if self.admin_token.is_some_and(|h| h.matches(token)) {
+            return Ok(Caller {
+                id: "admin".into(),
+                scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        let grant = self
+            .store
+            .get_access_token(SecretHash::of(token), self.clock.now())
+            .await?
+            .filter(|g| g.user_id.is_empty())
+            .ok_or_else(|| ApiError::new(401, "the token is invalid or expired"))?;
+        let scopes: Vec<String> = grant.scope.split(' ').map(str::to_owned).collect();
+        if !scopes.iter().any(|s| s == scope) {
+            return Err(ApiError::new(
+                403,
+                format!("the token lacks the scope `{scope}`"),
+            ));
+        }
+        Ok(Caller {
+            id: grant.client_id,
+            scopes,
+        })
+    }
+}
+
+impl Caller {
+    /// Whether the caller holds `scope`.
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Parses a JSON body, refusing other media types and oversize bodies.
+fn json_body(req: &ApiRequest<'_>) -> Result<Value, ApiError> {
+    if req.body.len() > MAX_JSON_BYTES {
+        return Err(ApiError::new(
+            413,
+            format!("the body is over {MAX_JSON_BYTES} bytes"),
+        ));
+    }
+    if !req
+        .content_type
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return Err(ApiError::new(415, "send the body as application/json"));
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(405, "method not allowed on this path")
+}
+
+/// Decodes `%XX` in a path segment (`form_urlencoded` would also turn `+`
+/// into a space; paths keep `+`).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_keeping_plus() {
+        assert_eq!(
+            percent_decode("oauth2%7Cacme%7C1+2").as_deref(),
+            Some("oauth2|acme|1+2")
+        );
+        assert_eq!(percent_decode("bad%zz"), None);
+    }
+}

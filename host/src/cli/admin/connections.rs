@@ -1,0 +1,175 @@
+//! `waypass connections list | get | create | update | delete | try`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use http::Method;
+use serde_json::{Value, json};
+
+use super::{Api, ApiArgs, Body, cell, json_body, key_values, out, printable, read_json, segment};
+
+#[derive(Debug, Args)]
+pub(in crate::cli) struct ConnectionsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: ConnectionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// List the connections.
+    List,
+    /// Show one connection (its secrets are never shown).
+    Get { id: String },
+    /// Create a connection from a JSON body in Auth0's shape.
+    Create {
+        /// The body (`-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Change a connection with a PATCH body: top-level fields replace,
+    /// `options` merge field by field, `null` removes a field.
+    Update {
+        id: String,
+        /// The PATCH body (`-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete a connection.
+    Delete { id: String },
+    /// Run the connection's mapper once with a provider access token and
+    /// show the profile or the error, its logs and its requests; exits 1
+    /// when the mapper fails.
+    Try {
+        id: String,
+        /// The provider access token to hand the mapper (`-` reads stdin).
+        #[arg(long, value_name = "TOKEN")]
+        access_token: String,
+    },
+}
+
+pub(in crate::cli) fn run(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.api)?;
+    let one = |id: &str| format!("connections/{}", segment(id));
+    let reply = match &args.command {
+        ConnectionsCommand::List => api.get("connections")?,
+        ConnectionsCommand::Get { id } => api.get(&one(id))?,
+        ConnectionsCommand::Create { file } => {
+            api.call(Method::POST, "connections", read_json(file)?)?
+        }
+        ConnectionsCommand::Update { id, file } => {
+            api.call(Method::PATCH, &one(id), read_json(file)?)?
+        }
+        ConnectionsCommand::Delete { id } => api.call(Method::DELETE, &one(id), Body::Empty)?,
+        ConnectionsCommand::Try { id, access_token } => {
+            let token = if access_token == "-" {
+                String::from_utf8(super::read_input(std::path::Path::new("-"))?)?
+                    .trim()
+                    .to_owned()
+            } else {
+                access_token.clone()
+            };
+            let body = json_body(&json!({ "access_token": token }));
+            let reply = api.call(Method::POST, &format!("{}/try", one(id)), body)?;
+            let value = reply.value()?;
+            if api.json() {
+                reply.print_raw()?;
+            } else {
+                out(&try_report(&value))?;
+            }
+            return Ok(if value.get("error").is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    };
+    if api.json() {
+        reply.print_raw()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = match &args.command {
+        ConnectionsCommand::List => list(&reply.value()?),
+        ConnectionsCommand::Delete { id } => format!("deleted connection {}\n", printable(id)),
+        _ => key_values(&reply.value()?),
+    };
+    out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(value: &Value) -> String {
+    let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        return "no connections\n".into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|c| {
+            vec![
+                cell(&c["id"]),
+                cell(&c["name"]),
+                cell(&c["display_name"]),
+                cell(&c["options"]["mapper"]),
+                cell(&c["enabled_clients"]),
+            ]
+        })
+        .collect();
+    super::table(&["ID", "NAME", "DISPLAY NAME", "MAPPER", "CLIENTS"], &rows)
+}
+
+/// What `try` did: the outcome first, then the mapper's logs and requests.
+fn try_report(value: &Value) -> String {
+    let mut text = format!(
+        "mapper: {} version {} ({:.1} ms)\n",
+        cell(&value["mapper"]["name"]),
+        cell(&value["mapper"]["version"]),
+        value["elapsed_ms"].as_f64().unwrap_or_default()
+    );
+    if value.get("error").is_some() {
+        text.push_str(&format!(
+            "mapper error ({}): {}\n",
+            cell(&value["error"]["kind"]),
+            cell(&value["message"])
+        ));
+    } else {
+        text.push_str(&key_values(&json!({
+            "user_id": value["user_id"],
+            "profile": value["profile"],
+        })));
+    }
+    for line in value["logs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        text.push_str(&format!(
+            "[{} {}] {}\n",
+            cell(&line["source"]),
+            cell(&line["level"]),
+            cell(&line["message"])
+        ));
+    }
+    if let Some(dropped) = value["dropped_log_lines"].as_u64().filter(|n| *n > 0) {
+        text.push_str(&format!("[{dropped} more log lines dropped]\n"));
+    }
+    for r in value["requests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let outcome = match (r.get("status"), r.get("error")) {
+            (Some(status), _) => cell(status),
+            (None, Some(e)) => format!("{}: {}", cell(&e["kind"]), cell(&e["detail"])),
+            (None, None) => "-".into(),
+        };
+        text.push_str(&format!(
+            "[request] {} {} -> {outcome} ({} ms)\n",
+            cell(&r["method"]),
+            cell(&r["url"]),
+            cell(&r["elapsed_ms"])
+        ));
+    }
+    text
+}

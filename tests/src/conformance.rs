@@ -1,0 +1,1156 @@
+//! One test suite for every [`Store`] backend, after Dex's
+//! `storage/conformance`: what the broker relies on, stated once, so a
+//! backend passes or fails the same checks as the memory store.
+//!
+//! [`run_all`] takes a factory and gives every behaviour a fresh store; each
+//! behaviour is also a public function of its own, named as a sentence.
+//! Times are fixed values (the trait takes `now`), never the clock.
+
+use std::future::Future;
+use std::sync::Barrier;
+
+use serde_json::json;
+use waypass::broker::model::{Client, ConnectionSpec};
+use waypass::broker::secret::{Secret, SecretHash};
+use waypass::broker::store::{
+    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry, Store,
+    StoreError,
+};
+use waypass::mapper::Profile;
+
+/// "Now" in every behaviour: a fixed time, so expiry is exact.
+pub const NOW: u64 = 1_700_000_000;
+
+/// How many threads race for one key in the concurrency checks.
+const RACERS: usize = 8;
+
+/// Runs every behaviour, each against a fresh store from `new_store`. The
+/// name of each is printed before it runs, so a failure says which.
+pub async fn run_all(new_store: &dyn Fn() -> Box<dyn Store>) {
+    macro_rules! run {
+        ($($behaviour:ident),* $(,)?) => {
+            $(
+                eprintln!("conformance: {}", stringify!($behaviour));
+                $behaviour(&*new_store()).await;
+            )*
+        };
+    }
+    run!(
+        transactions_are_single_use,
+        transactions_keep_every_field,
+        expired_transactions_are_not_returned,
+        concurrent_takes_of_one_transaction_let_exactly_one_win,
+        codes_are_single_use,
+        codes_keep_every_field,
+        expired_codes_are_not_returned,
+        concurrent_takes_of_one_code_let_exactly_one_win,
+        access_tokens_can_be_read_until_they_expire,
+        unknown_keys_are_absent,
+        each_kind_has_its_own_keys,
+        putting_a_key_again_replaces_its_value,
+        a_first_login_creates_the_user,
+        a_second_login_updates_the_profile_and_counts,
+        concurrent_logins_of_one_user_all_count,
+        users_are_paged_and_searched_by_email,
+        deleting_a_user_says_whether_there_was_one,
+        connections_are_put_listed_and_deleted_by_id,
+        connection_names_are_unique,
+        connections_keep_their_secrets,
+        clients_are_put_listed_and_deleted_by_id,
+        mapper_versions_count_up_and_the_newest_is_active,
+        mapper_bytes_are_kept_per_version,
+        activating_an_unknown_version_is_refused,
+        an_older_mapper_version_can_be_activated_again,
+        deleting_a_mapper_removes_every_version,
+        mappers_are_listed_by_name,
+        concurrent_registrations_of_one_mapper_get_distinct_versions,
+        signing_keys_are_initialised_once,
+        instances_starting_together_agree_on_one_key_set,
+    );
+}
+
+// ---- test data ----
+
+fn key(tag: &str) -> SecretHash {
+    SecretHash::of(tag)
+}
+
+/// A transaction with every optional field set.
+fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
+    LoginTransaction {
+        client_id: format!("app-{tag}"),
+        redirect_uri: "https://app.example/callback?x=1".into(),
+        app_state: Some(format!("state-{tag}")),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        scope: "openid profile email".into(),
+        connection: "acme".into(),
+        provider_verifier: Some(Secret::new(format!("verifier-{tag}"))),
+        browser_binding: key(&format!("cookie-{tag}")),
+        correlation_id: format!("corr-{tag}"),
+        expires_at,
+    }
+}
+
+/// A transaction with every optional field empty.
+fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
+    LoginTransaction {
+        app_state: None,
+        nonce: None,
+        code_challenge: None,
+        provider_verifier: None,
+        ..transaction(tag, expires_at)
+    }
+}
+
+fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
+    AuthorizationGrant {
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        user_id: user.into(),
+        scope: "openid email".into(),
+        nonce: Some("nonce-1".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: NOW - 5,
+        expires_at,
+    }
+}
+
+fn access(user: &str, expires_at: u64) -> AccessGrant {
+    AccessGrant {
+        user_id: user.into(),
+        client_id: "app".into(),
+        scope: "openid profile".into(),
+        expires_at,
+    }
+}
+
+fn profile(user_id: &str, email: Option<&str>, name: &str) -> Profile {
+    let mut p = json!({
+        "user_id": user_id,
+        "name": name,
+        "email_verified": true,
+        "extra": {"plan": "pro", "groups": ["admins", "ops"]},
+    });
+    if let Some(email) = email {
+        p["email"] = email.into();
+    }
+    serde_json::from_value(p).expect("a valid profile")
+}
+
+fn connection(id: &str, name: &str) -> ConnectionRecord {
+    let spec: ConnectionSpec = serde_json::from_value(json!({
+        "name": name,
+        "display_name": format!("{name} SSO"),
+        "enabled_clients": ["app", "spa"],
+        "options": {
+            "authorizationURL": "https://login.acme.test/authorize",
+            "tokenURL": "https://login.acme.test/token",
+            "scope": "openid email",
+            "client_id": "waypass",
+            "client_secret": "s3cret",
+            "mapper": "acme-mapper",
+            "mapper_settings": {"api_key": "k-123"},
+            "customHeaders": {"X-Tenant": "t1"},
+            "authParams": {"prompt": "login"},
+            "pkce_enabled": true,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "mapper_egress": {"allowed_hosts": ["api.acme.test"]},
+            "mapper_timeout_ms": 1500,
+        }
+    }))
+    .expect("a valid connection spec");
+    ConnectionRecord {
+        id: id.into(),
+        spec,
+    }
+}
+
+fn client(client_id: &str, callback: &str) -> Client {
+    serde_json::from_value(json!({
+        "client_id": client_id,
+        "name": format!("App {client_id}"),
+        "client_type": "confidential",
+        "secret_hash": key("app secret").to_hex(),
+        "callbacks": [callback],
+        "id_token_alg": "ES256",
+        "scopes": ["read:users"],
+    }))
+    .expect("a valid client")
+}
+
+/// Every field of a transaction, secrets exposed, for comparison
+/// (`LoginTransaction` is not `PartialEq`, and `Debug` hides the verifier).
+fn fields(tx: &LoginTransaction) -> Vec<String> {
+    vec![
+        tx.client_id.clone(),
+        tx.redirect_uri.clone(),
+        format!("{:?}", tx.app_state),
+        format!("{:?}", tx.nonce),
+        format!("{:?}", tx.code_challenge),
+        tx.scope.clone(),
+        tx.connection.clone(),
+        format!("{:?}", tx.provider_verifier.as_ref().map(Secret::expose)),
+        tx.browser_binding.to_hex(),
+        tx.correlation_id.clone(),
+        tx.expires_at.to_string(),
+    ]
+}
+
+fn grant_fields(g: &AuthorizationGrant) -> String {
+    format!("{g:?}")
+}
+
+fn access_fields(a: &AccessGrant) -> String {
+    format!("{a:?}")
+}
+
+fn connection_json(record: &ConnectionRecord) -> (String, serde_json::Value) {
+    (record.id.clone(), record.spec.to_stored_json())
+}
+
+fn ids(users: &[waypass::broker::store::User]) -> Vec<&str> {
+    users.iter().map(|u| u.user_id.as_str()).collect()
+}
+
+/// Runs `racer(i)` for `i` in `0..n` on `n` threads released at once (each
+/// with its own runtime), and returns what each returned, in order of `i`.
+pub fn race<T, F, Fut>(n: usize, racer: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize) -> Fut + Sync,
+    Fut: Future<Output = T>,
+{
+    let start = Barrier::new(n);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (racer, start) = (&racer, &start);
+                s.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("a runtime per racer");
+                    start.wait();
+                    rt.block_on(racer(i))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a racer panicked"))
+            .collect()
+    })
+}
+
+// ---- short-lived, single-use state ----
+
+/// A login transaction is handed out once.
+pub async fn transactions_are_single_use(store: &dyn Store) {
+    let tx = transaction("a", NOW + 600);
+    store
+        .put_transaction(key("state a"), tx)
+        .await
+        .expect("put");
+    let first = store.take_transaction(key("state a"), NOW).await;
+    assert!(
+        matches!(first, Ok(Some(_))),
+        "the first take returns it: {first:?}"
+    );
+    let second = store.take_transaction(key("state a"), NOW).await;
+    assert!(
+        matches!(second, Ok(None)),
+        "the second take finds nothing: {second:?}"
+    );
+}
+
+/// What comes out is what went in, optional fields set or not.
+pub async fn transactions_keep_every_field(store: &dyn Store) {
+    for tx in [
+        transaction("full", NOW + 1),
+        bare_transaction("bare", NOW + 1),
+    ] {
+        let expected = fields(&tx);
+        let state = key(&tx.correlation_id);
+        store.put_transaction(state, tx).await.expect("put");
+        let back = store
+            .take_transaction(state, NOW)
+            .await
+            .expect("take")
+            .expect("present");
+        assert_eq!(fields(&back), expected, "the transaction reads back whole");
+    }
+}
+
+/// `expires_at` is the first second a transaction is no longer valid.
+pub async fn expired_transactions_are_not_returned(store: &dyn Store) {
+    store
+        .put_transaction(key("expired"), transaction("expired", NOW))
+        .await
+        .expect("put");
+    store
+        .put_transaction(key("last second"), transaction("last", NOW + 1))
+        .await
+        .expect("put");
+    let expired = store.take_transaction(key("expired"), NOW).await;
+    assert!(
+        matches!(expired, Ok(None)),
+        "a transaction expiring now is gone: {expired:?}"
+    );
+    let last = store.take_transaction(key("last second"), NOW).await;
+    assert!(
+        matches!(last, Ok(Some(_))),
+        "a transaction expiring in a second is still valid: {last:?}"
+    );
+}
+
+/// Two callbacks with one `state` at once: one login proceeds.
+pub async fn concurrent_takes_of_one_transaction_let_exactly_one_win(store: &dyn Store) {
+    for round in 0..10 {
+        let state = key(&format!("raced state {round}"));
+        store
+            .put_transaction(state, transaction("raced", NOW + 600))
+            .await
+            .expect("put");
+        let won = race(RACERS, |_| store.take_transaction(state, NOW));
+        let winners = won.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one of {RACERS} concurrent takes wins"
+        );
+        assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
+    }
+}
+
+/// An authorization code is redeemed once (RFC 6749 §4.1.2).
+pub async fn codes_are_single_use(store: &dyn Store) {
+    store
+        .put_code(key("code"), grant("oauth2|acme|1", NOW + 60))
+        .await
+        .expect("put");
+    let first = store.take_code(key("code"), NOW).await;
+    assert!(
+        matches!(first, Ok(Some(_))),
+        "the first redemption gets the grant: {first:?}"
+    );
+    let second = store.take_code(key("code"), NOW).await;
+    assert!(
+        matches!(second, Ok(None)),
+        "the second redemption gets nothing: {second:?}"
+    );
+}
+
+/// What comes out is what went in, optional fields set or not.
+pub async fn codes_keep_every_field(store: &dyn Store) {
+    let bare = AuthorizationGrant {
+        nonce: None,
+        code_challenge: None,
+        ..grant("oauth2|acme|2", NOW + 60)
+    };
+    for (i, g) in [grant("oauth2|acme|1", NOW + 60), bare]
+        .into_iter()
+        .enumerate()
+    {
+        let expected = grant_fields(&g);
+        let code = key(&format!("code {i}"));
+        store.put_code(code, g).await.expect("put");
+        let back = store
+            .take_code(code, NOW)
+            .await
+            .expect("take")
+            .expect("present");
+        assert_eq!(grant_fields(&back), expected, "the grant reads back whole");
+    }
+}
+
+/// `expires_at` is the first second a code is no longer valid.
+pub async fn expired_codes_are_not_returned(store: &dyn Store) {
+    store
+        .put_code(key("old"), grant("u", NOW))
+        .await
+        .expect("put");
+    store
+        .put_code(key("fresh"), grant("u", NOW + 1))
+        .await
+        .expect("put");
+    let old = store.take_code(key("old"), NOW).await;
+    assert!(
+        matches!(old, Ok(None)),
+        "a code expiring now is refused: {old:?}"
+    );
+    let later = store.take_code(key("fresh"), NOW + 1).await;
+    assert!(
+        matches!(later, Ok(None)),
+        "a code is refused once its time has come: {later:?}"
+    );
+}
+
+/// A code replayed in parallel is redeemed once (RFC 6749 §4.1.2).
+pub async fn concurrent_takes_of_one_code_let_exactly_one_win(store: &dyn Store) {
+    for round in 0..10 {
+        let code = key(&format!("raced code {round}"));
+        store
+            .put_code(code, grant("oauth2|acme|1", NOW + 60))
+            .await
+            .expect("put");
+        let won = race(RACERS, |_| store.take_code(code, NOW));
+        let winners = won.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one of {RACERS} concurrent redemptions wins"
+        );
+        assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
+    }
+}
+
+/// Access tokens are read, not taken, and stop at `expires_at`.
+pub async fn access_tokens_can_be_read_until_they_expire(store: &dyn Store) {
+    let grant = access("oauth2|acme|1", NOW + 10);
+    let expected = access_fields(&grant);
+    store
+        .put_access_token(key("token"), grant)
+        .await
+        .expect("put");
+    for now in [NOW, NOW, NOW + 9] {
+        let read = store
+            .get_access_token(key("token"), now)
+            .await
+            .expect("get")
+            .map(|g| access_fields(&g));
+        assert_eq!(
+            read.as_ref(),
+            Some(&expected),
+            "the token is valid, and reading it again is fine, at {now}"
+        );
+    }
+    let expired = store.get_access_token(key("token"), NOW + 10).await;
+    assert!(
+        matches!(expired, Ok(None)),
+        "the token is refused at its expiry: {expired:?}"
+    );
+}
+
+/// Keys never stored find nothing.
+pub async fn unknown_keys_are_absent(store: &dyn Store) {
+    let unknown = key("never stored");
+    assert!(
+        matches!(store.take_transaction(unknown, NOW).await, Ok(None)),
+        "no such transaction"
+    );
+    assert!(
+        matches!(store.take_code(unknown, NOW).await, Ok(None)),
+        "no such code"
+    );
+    assert!(
+        matches!(store.get_access_token(unknown, NOW).await, Ok(None)),
+        "no such token"
+    );
+}
+
+/// A code's hash is not a transaction's or a token's.
+pub async fn each_kind_has_its_own_keys(store: &dyn Store) {
+    let shared = key("one value");
+    store
+        .put_code(shared, grant("u", NOW + 60))
+        .await
+        .expect("put");
+    assert!(
+        matches!(store.take_transaction(shared, NOW).await, Ok(None)),
+        "a code is not a transaction"
+    );
+    assert!(
+        matches!(store.get_access_token(shared, NOW).await, Ok(None)),
+        "a code is not an access token"
+    );
+    assert!(
+        matches!(store.take_code(shared, NOW).await, Ok(Some(_))),
+        "and the code is still there"
+    );
+}
+
+/// Putting a key again replaces what it stood for.
+pub async fn putting_a_key_again_replaces_its_value(store: &dyn Store) {
+    store
+        .put_code(key("code"), grant("first", NOW + 60))
+        .await
+        .expect("put");
+    store
+        .put_code(key("code"), grant("second", NOW + 60))
+        .await
+        .expect("put again");
+    let back = store.take_code(key("code"), NOW).await.expect("take");
+    assert_eq!(
+        back.map(|g| g.user_id).as_deref(),
+        Some("second"),
+        "the later put wins"
+    );
+}
+
+// ---- users ----
+
+/// A user's first login creates them, counted once.
+pub async fn a_first_login_creates_the_user(store: &dyn Store) {
+    let p = profile("42", Some("ada@example.com"), "Ada");
+    let user = store
+        .record_login("oauth2|acme|42", "acme", p.clone(), NOW)
+        .await
+        .expect("record");
+    assert_eq!(user.user_id, "oauth2|acme|42");
+    assert_eq!(user.connection, "acme");
+    assert_eq!(
+        user.profile, p,
+        "the profile is kept whole, extras included"
+    );
+    assert_eq!(
+        (user.created_at, user.last_login, user.logins_count),
+        (NOW, NOW, 1),
+        "created and last seen now, one login"
+    );
+    let stored = store.get_user("oauth2|acme|42").await.expect("get");
+    assert_eq!(
+        stored.as_ref(),
+        Some(&user),
+        "what was returned is what is stored"
+    );
+    assert_eq!(
+        store.get_user("oauth2|acme|43").await.expect("get"),
+        None,
+        "other users do not exist"
+    );
+}
+
+/// A second login replaces the profile and counts; the first login's time
+/// stays.
+pub async fn a_second_login_updates_the_profile_and_counts(store: &dyn Store) {
+    let id = "oauth2|acme|42";
+    store
+        .record_login(
+            id,
+            "acme",
+            profile("42", Some("ada@example.com"), "Ada"),
+            NOW,
+        )
+        .await
+        .expect("first login");
+    let newer = profile("42", None, "Ada Lovelace");
+    let user = store
+        .record_login(id, "acme", newer.clone(), NOW + 60)
+        .await
+        .expect("second login");
+    assert_eq!(user.profile, newer, "the profile is replaced, not merged");
+    assert_eq!(user.created_at, NOW, "the first login's time is kept");
+    assert_eq!(user.last_login, NOW + 60, "the last login is now");
+    assert_eq!(user.logins_count, 2, "two logins");
+    assert_eq!(
+        store.get_user(id).await.expect("get").as_ref(),
+        Some(&user),
+        "the update is stored"
+    );
+}
+
+/// Logins of one user at once are all counted.
+pub async fn concurrent_logins_of_one_user_all_count(store: &dyn Store) {
+    let results = race(RACERS, |i| {
+        store.record_login(
+            "oauth2|acme|7",
+            "acme",
+            profile("7", None, "Seven"),
+            NOW + i as u64,
+        )
+    });
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let user = store
+        .get_user("oauth2|acme|7")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(user.logins_count, RACERS as u64, "every login counted once");
+}
+
+/// `list_users` pages by user id, and filters on a case-insensitive
+/// substring of the email — literal, not a pattern.
+pub async fn users_are_paged_and_searched_by_email(store: &dyn Store) {
+    let users = [
+        ("oauth2|beta|1", Some("linus@Example.COM")),
+        ("oauth2|acme|3", None),
+        ("oauth2|acme|1", Some("Ada@Example.com")),
+        ("oauth2|acme|5", Some("100%_sure@example.com")),
+        ("oauth2|acme|2", Some("grace@example.org")),
+        ("oauth2|acme|4", Some("ÅSA@EXAMPLE.COM")),
+    ];
+    for (id, email) in users {
+        store
+            .record_login(id, "acme", profile(id, email, "x"), NOW)
+            .await
+            .expect("record");
+    }
+    let all = [
+        "oauth2|acme|1",
+        "oauth2|acme|2",
+        "oauth2|acme|3",
+        "oauth2|acme|4",
+        "oauth2|acme|5",
+        "oauth2|beta|1",
+    ];
+    let list = |offset, limit, email| store.list_users(offset, limit, email);
+    assert_eq!(
+        ids(&list(0, 100, None).await.expect("list")),
+        all,
+        "everyone, by user id"
+    );
+    assert_eq!(
+        ids(&list(0, 2, None).await.expect("list")),
+        all[..2],
+        "first page"
+    );
+    assert_eq!(
+        ids(&list(2, 2, None).await.expect("list")),
+        all[2..4],
+        "second page"
+    );
+    assert_eq!(
+        ids(&list(4, 2, None).await.expect("list")),
+        all[4..],
+        "last page"
+    );
+    assert!(
+        list(6, 2, None).await.expect("list").is_empty(),
+        "past the end: nothing"
+    );
+    assert!(
+        list(0, 0, None).await.expect("list").is_empty(),
+        "a zero limit: nothing"
+    );
+    assert_eq!(
+        ids(&list(1, usize::MAX, None).await.expect("list")),
+        all[1..],
+        "the largest limit means all"
+    );
+    assert!(
+        list(usize::MAX, 10, None).await.expect("list").is_empty(),
+        "the largest offset: nothing"
+    );
+
+    let dot_com = [
+        "oauth2|acme|1",
+        "oauth2|acme|4",
+        "oauth2|acme|5",
+        "oauth2|beta|1",
+    ];
+    for needle in ["example.com", "EXAMPLE.COM", "Example.Com"] {
+        assert_eq!(
+            ids(&list(0, 100, Some(needle)).await.expect("search")),
+            dot_com,
+            "`{needle}` matches whatever the case"
+        );
+    }
+    assert_eq!(
+        ids(&list(1, 2, Some("example.com")).await.expect("search")),
+        dot_com[1..3],
+        "a search pages like a listing"
+    );
+    assert_eq!(
+        ids(&list(0, 100, Some("åsa@")).await.expect("search")),
+        ["oauth2|acme|4"],
+        "case folding covers non-ASCII letters"
+    );
+    for pattern in ["%", "_", "%_"] {
+        assert_eq!(
+            ids(&list(0, 100, Some(pattern)).await.expect("search")),
+            ["oauth2|acme|5"],
+            "`{pattern}` is matched literally"
+        );
+    }
+    assert_eq!(
+        list(0, 100, Some("")).await.expect("search").len(),
+        5,
+        "an empty search matches everyone with an email"
+    );
+    assert!(
+        list(0, 100, Some("nobody"))
+            .await
+            .expect("search")
+            .is_empty(),
+        "no match, no users"
+    );
+}
+
+/// Deleting says whether the user existed; a deleted user starts afresh.
+pub async fn deleting_a_user_says_whether_there_was_one(store: &dyn Store) {
+    let id = "oauth2|acme|9";
+    for _ in 0..2 {
+        store
+            .record_login(id, "acme", profile("9", None, "Nine"), NOW)
+            .await
+            .expect("record");
+    }
+    assert_eq!(store.delete_user(id).await, Ok(true), "the user existed");
+    assert_eq!(store.get_user(id).await.expect("get"), None, "and is gone");
+    assert_eq!(
+        store.delete_user(id).await,
+        Ok(false),
+        "nothing left to delete"
+    );
+    let again = store
+        .record_login(id, "acme", profile("9", None, "Nine"), NOW + 1)
+        .await
+        .expect("record");
+    assert_eq!(
+        (again.created_at, again.logins_count),
+        (NOW + 1, 1),
+        "a returning user starts afresh"
+    );
+}
+
+// ---- connections and clients ----
+
+/// Connections are keyed by id and listed in id order.
+pub async fn connections_are_put_listed_and_deleted_by_id(store: &dyn Store) {
+    let beta = connection("con_b", "beta");
+    let acme = connection("con_a", "acme");
+    for c in [&beta, &acme] {
+        store.put_connection(c).await.expect("put");
+    }
+    let listed: Vec<_> = store
+        .connections()
+        .await
+        .expect("list")
+        .iter()
+        .map(connection_json)
+        .collect();
+    assert_eq!(
+        listed,
+        [connection_json(&acme), connection_json(&beta)],
+        "both, in id order, whole"
+    );
+
+    let mut changed = connection("con_a", "acme");
+    changed.spec.display_name = Some("Acme, renamed".into());
+    changed.spec.options.scope = "openid".into();
+    store.put_connection(&changed).await.expect("replace");
+    let listed: Vec<_> = store
+        .connections()
+        .await
+        .expect("list")
+        .iter()
+        .map(connection_json)
+        .collect();
+    assert_eq!(
+        listed,
+        [connection_json(&changed), connection_json(&beta)],
+        "putting an id again replaces it"
+    );
+
+    assert_eq!(store.delete_connection("con_a").await, Ok(true), "deleted");
+    assert_eq!(
+        store.delete_connection("con_a").await,
+        Ok(false),
+        "already gone"
+    );
+    let left: Vec<_> = store
+        .connections()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["con_b"], "the other one stays");
+}
+
+/// A name belongs to one connection; its own id may keep or change it.
+pub async fn connection_names_are_unique(store: &dyn Store) {
+    store
+        .put_connection(&connection("con_1", "acme"))
+        .await
+        .expect("put");
+    let taken = store.put_connection(&connection("con_2", "acme")).await;
+    assert!(
+        matches!(&taken, Err(StoreError::Conflict(_))),
+        "another id with the same name is a conflict: {taken:?}"
+    );
+    store
+        .put_connection(&connection("con_1", "acme"))
+        .await
+        .expect("the owner may put its name again");
+    store
+        .put_connection(&connection("con_2", "beta"))
+        .await
+        .expect("another name is fine");
+    let renamed = store.put_connection(&connection("con_2", "acme")).await;
+    assert!(
+        matches!(&renamed, Err(StoreError::Conflict(_))),
+        "renaming onto a taken name is a conflict: {renamed:?}"
+    );
+    let names = |list: Vec<ConnectionRecord>| -> Vec<(String, String)> {
+        list.into_iter()
+            .map(|c| (c.id, c.spec.name.to_string()))
+            .collect()
+    };
+    let expected = [
+        ("con_1".to_owned(), "acme".to_owned()),
+        ("con_2".to_owned(), "beta".to_owned()),
+    ];
+    assert_eq!(
+        names(store.connections().await.expect("list")),
+        expected,
+        "refused puts change nothing"
+    );
+    store
+        .put_connection(&connection("con_1", "acme-old"))
+        .await
+        .expect("a rename");
+    store
+        .put_connection(&connection("con_2", "acme"))
+        .await
+        .expect("a name given up is free");
+}
+
+/// The stored form keeps the write-only secrets the API never shows.
+pub async fn connections_keep_their_secrets(store: &dyn Store) {
+    let record = connection("con_s", "secretive");
+    store.put_connection(&record).await.expect("put");
+    let back = store
+        .connections()
+        .await
+        .expect("list")
+        .into_iter()
+        .next()
+        .expect("one connection");
+    assert_eq!(
+        back.spec.options.client_secret.as_ref().map(Secret::expose),
+        Some("s3cret"),
+        "the client secret survives"
+    );
+    assert_eq!(
+        back.spec
+            .options
+            .mapper_settings
+            .get("api_key")
+            .map(String::as_str),
+        Some("k-123"),
+        "the mapper settings survive"
+    );
+    assert_eq!(
+        connection_json(&back),
+        connection_json(&record),
+        "and so does everything else"
+    );
+}
+
+/// Clients are keyed by client id and listed in that order.
+pub async fn clients_are_put_listed_and_deleted_by_id(store: &dyn Store) {
+    let b = client("app-b", "https://b.example/cb");
+    let a = client("app-a", "https://a.example/cb");
+    for c in [&b, &a] {
+        store.put_client(c).await.expect("put");
+    }
+    assert_eq!(
+        store.clients().await.expect("list"),
+        [a.clone(), b.clone()],
+        "both, in id order, whole"
+    );
+    let a2 = Client {
+        callbacks: vec!["https://a.example/other".into()],
+        scopes: vec![],
+        ..a
+    };
+    store.put_client(&a2).await.expect("replace");
+    assert_eq!(
+        store.clients().await.expect("list"),
+        [a2, b],
+        "putting an id again replaces it"
+    );
+    assert_eq!(store.delete_client("app-a").await, Ok(true), "deleted");
+    assert_eq!(
+        store.delete_client("app-a").await,
+        Ok(false),
+        "already gone"
+    );
+    assert_eq!(
+        store.clients().await.expect("list").len(),
+        1,
+        "the other one stays"
+    );
+}
+
+// ---- mappers ----
+
+/// Each name counts its own versions from 1; the newest is active.
+pub async fn mapper_versions_count_up_and_the_newest_is_active(store: &dyn Store) {
+    let mut added = Vec::new();
+    for (i, bytes) in [&b"v1"[..], b"v22", b"v333"].into_iter().enumerate() {
+        let v = store
+            .add_mapper_version(
+                "github",
+                bytes,
+                &format!("sha-{i}"),
+                "admin",
+                NOW + i as u64,
+            )
+            .await
+            .expect("add");
+        assert_eq!(v.version, i as u32 + 1, "versions count up from 1");
+        assert_eq!(
+            (v.name.as_str(), v.size, v.created_at, v.created_by.as_str()),
+            ("github", bytes.len() as u64, NOW + i as u64, "admin"),
+            "the version describes what was added"
+        );
+        assert_eq!(v.sha256, format!("sha-{i}"));
+        added.push(v);
+        assert_eq!(
+            store.mappers().await.expect("mappers"),
+            [MapperEntry {
+                name: "github".into(),
+                active_version: i as u32 + 1
+            }],
+            "the version just added is active"
+        );
+    }
+    assert_eq!(
+        store.mapper_versions("github").await.expect("versions"),
+        added,
+        "every version, oldest first"
+    );
+    let other = store
+        .add_mapper_version("acme", b"x", "sha-x", "ci", NOW)
+        .await
+        .expect("add");
+    assert_eq!(other.version, 1, "another name counts on its own");
+}
+
+/// Each version's bytes are kept, large ones included.
+pub async fn mapper_bytes_are_kept_per_version(store: &dyn Store) {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let small = b"\0asm small".to_vec();
+    for bytes in [&big, &small] {
+        store
+            .add_mapper_version("m", bytes, "sha", "admin", NOW)
+            .await
+            .expect("add");
+    }
+    assert_eq!(
+        store.mapper_bytes("m", 1).await.expect("bytes"),
+        Some(big),
+        "version 1's bytes"
+    );
+    assert_eq!(
+        store.mapper_bytes("m", 2).await.expect("bytes"),
+        Some(small),
+        "version 2's bytes"
+    );
+    assert_eq!(
+        store.mapper_bytes("m", 3).await.expect("bytes"),
+        None,
+        "no version 3"
+    );
+    assert_eq!(
+        store.mapper_bytes("other", 1).await.expect("bytes"),
+        None,
+        "no such mapper"
+    );
+}
+
+/// Only a registered version can be made active.
+pub async fn activating_an_unknown_version_is_refused(store: &dyn Store) {
+    for bytes in [b"one", b"two"] {
+        store
+            .add_mapper_version("m", bytes, "sha", "admin", NOW)
+            .await
+            .expect("add");
+    }
+    for (name, version) in [("m", 3), ("m", 0), ("nope", 1)] {
+        assert_eq!(
+            store.activate_mapper_version(name, version).await,
+            Ok(false),
+            "{name} version {version} does not exist"
+        );
+    }
+    assert_eq!(
+        store.mappers().await.expect("mappers"),
+        [MapperEntry {
+            name: "m".into(),
+            active_version: 2
+        }],
+        "a refused activation changes nothing"
+    );
+}
+
+/// Rolling back: an older version becomes active again, and the next one
+/// added still counts on from the newest.
+pub async fn an_older_mapper_version_can_be_activated_again(store: &dyn Store) {
+    for bytes in [b"one", b"two"] {
+        store
+            .add_mapper_version("m", bytes, "sha", "admin", NOW)
+            .await
+            .expect("add");
+    }
+    assert_eq!(
+        store.activate_mapper_version("m", 1).await,
+        Ok(true),
+        "version 1 exists"
+    );
+    assert_eq!(
+        store.mappers().await.expect("mappers")[0].active_version,
+        1,
+        "version 1 is active"
+    );
+    assert_eq!(
+        store.activate_mapper_version("m", 1).await,
+        Ok(true),
+        "activating the active version is fine"
+    );
+    let next = store
+        .add_mapper_version("m", b"three", "sha", "admin", NOW)
+        .await
+        .expect("add");
+    assert_eq!(next.version, 3, "numbers count on from the newest");
+    assert_eq!(
+        store.mappers().await.expect("mappers")[0].active_version,
+        3,
+        "and the new one is active"
+    );
+}
+
+/// Deleting a mapper deletes all its versions; the name can start again.
+pub async fn deleting_a_mapper_removes_every_version(store: &dyn Store) {
+    for name in ["m", "keep"] {
+        for bytes in [b"one", b"two"] {
+            store
+                .add_mapper_version(name, bytes, "sha", "admin", NOW)
+                .await
+                .expect("add");
+        }
+    }
+    assert_eq!(store.delete_mapper("m").await, Ok(true), "deleted");
+    assert!(
+        store
+            .mapper_versions("m")
+            .await
+            .expect("versions")
+            .is_empty(),
+        "no versions left"
+    );
+    assert_eq!(
+        store.mapper_bytes("m", 1).await.expect("bytes"),
+        None,
+        "no bytes left"
+    );
+    assert_eq!(store.delete_mapper("m").await, Ok(false), "already gone");
+    assert_eq!(
+        store.mappers().await.expect("mappers"),
+        [MapperEntry {
+            name: "keep".into(),
+            active_version: 2
+        }],
+        "the other mapper stays"
+    );
+    assert_eq!(
+        store.mapper_versions("keep").await.expect("versions").len(),
+        2,
+        "with its versions"
+    );
+    let fresh = store
+        .add_mapper_version("m", b"new", "sha", "admin", NOW)
+        .await
+        .expect("add");
+    assert_eq!(fresh.version, 1, "a deleted name starts again at 1");
+}
+
+/// `mappers` lists names in order, each with its active version.
+pub async fn mappers_are_listed_by_name(store: &dyn Store) {
+    assert!(
+        store.mappers().await.expect("mappers").is_empty(),
+        "none at first"
+    );
+    for name in ["zeta", "alpha", "mid"] {
+        store
+            .add_mapper_version(name, b"x", "sha", "admin", NOW)
+            .await
+            .expect("add");
+    }
+    let names: Vec<_> = store
+        .mappers()
+        .await
+        .expect("mappers")
+        .into_iter()
+        .map(|m| (m.name, m.active_version))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("alpha".to_owned(), 1),
+            ("mid".to_owned(), 1),
+            ("zeta".to_owned(), 1)
+        ],
+        "by name"
+    );
+    assert!(
+        store
+            .mapper_versions("unknown")
+            .await
+            .expect("versions")
+            .is_empty(),
+        "an unknown name has no versions"
+    );
+}
+
+/// Uploads of one mapper at once each get their own number.
+pub async fn concurrent_registrations_of_one_mapper_get_distinct_versions(store: &dyn Store) {
+    let results = race(RACERS, |i| {
+        let bytes = format!("component {i}").into_bytes();
+        async move {
+            store
+                .add_mapper_version("raced", &bytes, "sha", "admin", NOW)
+                .await
+        }
+    });
+    let mut versions: Vec<u32> = results
+        .into_iter()
+        .map(|r| r.expect("add").version)
+        .collect();
+    versions.sort_unstable();
+    let expected: Vec<u32> = (1..=RACERS as u32).collect();
+    assert_eq!(versions, expected, "no number given twice, none skipped");
+    assert_eq!(
+        store.mappers().await.expect("mappers")[0].active_version,
+        RACERS as u32,
+        "the newest is active"
+    );
+}
+
+// ---- signing keys ----
+
+/// The first key set stored stays; later ones are answered with it.
+pub async fn signing_keys_are_initialised_once(store: &dyn Store) {
+    assert_eq!(store.signing_keys().await, Ok(None), "none at first");
+    assert_eq!(
+        store.init_signing_keys("doc-1").await,
+        Ok("doc-1".to_owned()),
+        "the first document is stored"
+    );
+    assert_eq!(
+        store.init_signing_keys("doc-2").await,
+        Ok("doc-1".to_owned()),
+        "a second one gets the first back"
+    );
+    assert_eq!(
+        store.signing_keys().await,
+        Ok(Some("doc-1".to_owned())),
+        "the first one is what is stored"
+    );
+}
+
+/// Instances starting together agree on one key set.
+pub async fn instances_starting_together_agree_on_one_key_set(store: &dyn Store) {
+    let results = race(RACERS, |i| async move {
+        store.init_signing_keys(&format!("doc-{i}")).await
+    });
+    let stored = store
+        .signing_keys()
+        .await
+        .expect("read")
+        .expect("a key set");
+    assert!(
+        results.iter().all(|r| r.as_deref() == Ok(stored.as_str())),
+        "every instance got the stored document {stored}: {results:?}"
+    );
+}

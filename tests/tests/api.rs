@@ -1,0 +1,686 @@
+//! The management API over HTTP: auth, connections, clients, mappers
+//! (versions, swap, rollback), users, and `try`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use openidconnect::reqwest;
+use serde_json::{Value, json};
+use waypass::dev_provider::default_user;
+use waypass_tests::guests;
+use waypass_tests::login::{
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client,
+};
+
+/// Calls the API with `token`; returns status and JSON (Null when empty).
+async fn call(
+    tb: &TestBed,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http_client().request(method, format!("{}/api/v2/{path}", tb.issuer));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("api request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn admin(
+    tb: &TestBed,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call(tb, method, path, Some(ADMIN_TOKEN), body).await
+}
+
+async fn put_mapper(tb: &TestBed, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let resp = http_client()
+        .put(format!("{}/api/v2/mappers/{name}", tb.issuer))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .expect("put mapper");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Logs in through `connection` as the app and returns the user id the
+/// broker issued, or the error the app received.
+async fn login_user(tb: &TestBed, connection: &str) -> Result<String, String> {
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("scope", "openid"), ("connection", connection)],
+    );
+    let landing = Browser::default().login(tb, &url, false).await;
+    let code = landing
+        .param("code")
+        .ok_or_else(|| format!("{landing:?}"))?;
+    let resp = http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .basic_auth(APP, Some(APP_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", APP_CALLBACK),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let tokens: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let userinfo: Value = http_client()
+        .get(format!("{}/userinfo", tb.issuer))
+        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    userinfo["sub"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| userinfo.to_string())
+}
+
+async fn connection_id(tb: &TestBed, name: &str) -> String {
+    let (_, list) = admin(tb, reqwest::Method::GET, "connections", None).await;
+    list.as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["id"].as_str())
+        .expect("connection listed")
+        .to_owned()
+}
+
+// ---- auth ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_needs_a_token_and_scopes_are_enforced() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = call(&tb, reqwest::Method::GET, "connections", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["statusCode"], 401);
+    let (status, _) = call(
+        &tb,
+        reqwest::Method::GET,
+        "connections",
+        Some("wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // A management client limited to reading connections.
+    let (status, created) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "clients",
+        Some(json!({"name": "reader", "callbacks": ["https://x.test/cb"], "scopes": ["read:connections"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (
+        created["client_id"].as_str().expect("id"),
+        created["client_secret"].as_str().expect("secret"),
+    );
+    let token: Value = http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["access_token"].as_str().expect("access token");
+    let (status, _) = call(&tb, reqwest::Method::GET, "connections", Some(token), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &tb,
+        reqwest::Method::DELETE,
+        "connections/whatever",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("write:connections"))
+    );
+    let (status, _) = call(&tb, reqwest::Method::GET, "users", Some(token), None).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_credentials_refuses_scopes_the_client_does_not_hold() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (_, created) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "clients",
+        Some(json!({"name": "m", "callbacks": ["https://x.test/cb"], "scopes": ["read:users"]})),
+    )
+    .await;
+    let resp = http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .basic_auth(
+            created["client_id"].as_str().expect("id"),
+            created["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "write:users"),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_scope");
+}
+
+// ---- connections ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let origin = tb.provider.origin().to_owned();
+    let mut spec = waypass_tests::login::connection_spec("second", &origin);
+    spec["strategy"] = json!("oauth2");
+    spec["enabled_clients"] = json!([APP]);
+    let (status, created) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "connections",
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(
+        created["options"].get("client_secret").is_none(),
+        "client_secret is write-only"
+    );
+    assert!(
+        created["options"].get("mapper_settings").is_none(),
+        "settings may hold secrets"
+    );
+    assert_eq!(created["strategy"], "oauth2");
+
+    let (status, _) = admin(&tb, reqwest::Method::POST, "connections", Some(spec)).await;
+    assert_eq!(status, 409, "names are unique");
+
+    // The three PATCH bodies of Auth0's generic OAuth2 documentation.
+    for patch in [
+        json!({"options": {"icon_url": "https://cdn.example.com/assets/icon.png"}, "display_name": "Connection Name"}),
+        json!({"options": {"authParams": {"custom_param": "custom.param.value"}}}),
+        json!({"options": {"authParamsMap": {"custom_param": "access_type"}}}),
+    ] {
+        let (status, body) = admin(
+            &tb,
+            reqwest::Method::PATCH,
+            &format!("connections/{id}"),
+            Some(patch),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, got) = admin(
+        &tb,
+        reqwest::Method::GET,
+        &format!("connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(got["display_name"], "Connection Name");
+    assert_eq!(
+        got["options"]["icon_url"],
+        "https://cdn.example.com/assets/icon.png"
+    );
+    assert_eq!(
+        got["options"]["authParams"]["custom_param"],
+        "custom.param.value"
+    );
+    assert_eq!(
+        got["options"]["authParamsMap"]["custom_param"],
+        "access_type"
+    );
+    assert_eq!(
+        got["options"]["scope"], "profile email",
+        "fields left out are kept"
+    );
+
+    // Leaving client_secret out kept it: a login through the connection works.
+    let user = login_user(&tb, "second")
+        .await
+        .expect("login after the patches");
+    assert_eq!(user, format!("oauth2|second|{}", default_user().uuid));
+
+    let (status, _) = admin(
+        &tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"options": {"icon_url": null}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, got) = admin(
+        &tb,
+        reqwest::Method::GET,
+        &format!("connections/{id}"),
+        None,
+    )
+    .await;
+    assert!(
+        got["options"].get("icon_url").is_none(),
+        "null removes: {got}"
+    );
+
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be changed"))
+    );
+
+    let (status, _) = admin(
+        &tb,
+        reqwest::Method::DELETE,
+        &format!("connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(
+        &tb,
+        reqwest::Method::GET,
+        &format!("connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        login_user(&tb, "second").await.is_err(),
+        "a deleted connection serves no login"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_connections_are_refused_with_the_reason() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let origin = tb.provider.origin().to_owned();
+    let cases = [
+        (json!({"name": "bad name!"}), "name"),
+        (json!({"options": {"tokenURL": "not a url"}}), "tokenURL"),
+        (json!({"options": {"colour": "blue"}}), "colour"),
+        (
+            json!({"options": {"client_secret_env": "HOME"}}),
+            "configuration file only",
+        ),
+        (
+            json!({"options": {"mapper": "no-such-mapper"}}),
+            "not registered",
+        ),
+        (json!({"enabled_clients": ["ghost"]}), "ghost"),
+    ];
+    for (i, (change, needle)) in cases.into_iter().enumerate() {
+        let mut spec = waypass_tests::login::connection_spec(&format!("c{i}"), &origin);
+        for (k, v) in change.as_object().expect("object") {
+            if k == "options" {
+                for (ok, ov) in v.as_object().expect("options") {
+                    spec["options"][ok] = ov.clone();
+                }
+            } else {
+                spec[k] = v.clone();
+            }
+        }
+        let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(spec)).await;
+        assert_eq!(status, 400, "{needle}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{needle}: {body}"
+        );
+    }
+    let resp = http_client()
+        .post(format!("{}/api/v2/connections", tb.issuer))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn try_runs_the_mapper_and_shows_its_requests_with_secrets_masked() {
+    let tb = TestBed::start(|connections, _| {
+        let settings = &mut connections[0]["options"]["mapper_settings"];
+        settings["userinfo_url"] = json!(format!(
+            "{}?api_key=sk-live-1",
+            settings["userinfo_url"].as_str().expect("url")
+        ));
+    })
+    .await;
+    let id = connection_id(&tb, CONNECTION).await;
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::POST,
+        &format!("connections/{id}/try"),
+        Some(json!({"access_token": "nope"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["error"]["kind"], "provider", "{body}");
+    let url = body["requests"][0]["url"].as_str().expect("a request");
+    assert!(
+        url.contains("api_key=****") && !url.contains("sk-live"),
+        "{url}"
+    );
+    assert_eq!(body["requests"][0]["status"], 401);
+    assert_eq!(body["mapper"]["name"], "auth0-example");
+}
+
+// ---- clients ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_secret_is_shown_once_and_rotation_replaces_it() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, created) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "clients",
+        Some(
+            json!({"name": "svc", "callbacks": ["https://svc.test/cb"], "scopes": ["read:users"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["client_id"].as_str().expect("id").to_owned();
+    let first = created["client_secret"]
+        .as_str()
+        .expect("secret shown")
+        .to_owned();
+    let (_, got) = admin(&tb, reqwest::Method::GET, &format!("clients/{id}"), None).await;
+    assert!(got.get("client_secret").is_none() && !got.to_string().contains(&first));
+
+    let (_, rotated) = admin(
+        &tb,
+        reqwest::Method::POST,
+        &format!("clients/{id}/rotate-secret"),
+        None,
+    )
+    .await;
+    let second = rotated["client_secret"]
+        .as_str()
+        .expect("new secret")
+        .to_owned();
+    assert_ne!(first, second);
+    let grant = |secret: String| {
+        let (issuer, id) = (tb.issuer.clone(), id.clone());
+        async move {
+            http_client()
+                .post(format!("{issuer}/oauth/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("token")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(grant(first).await, 401, "the old secret no longer works");
+    assert_eq!(grant(second).await, 200);
+}
+
+// ---- mappers ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_that_are_not_mappers_are_refused_with_the_reason() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = put_mapper(&tb, "m", b"not wasm".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a WebAssembly component"))
+    );
+    let (status, body) = put_mapper(&tb, "m", guests::bytes(guests::NOT_A_MAPPER)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fetch-user-profile"))
+    );
+    let (status, _) = put_mapper(&tb, "bad name", guests::bytes(guests::AUTH0_EXAMPLE)).await;
+    assert_eq!(status, 400);
+    let resp = http_client()
+        .put(format!("{}/api/v2/mappers/m", tb.issuer))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "text/plain")
+        .body(guests::bytes(guests::AUTH0_EXAMPLE))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 415);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_serves_the_next_login_and_rollback_is_as_quick() {
+    let tb = TestBed::start(|connections, _| {
+        // auth0-example answers with the provider's uuid; hostile in echo
+        // mode with "echo": the user id says which version served.
+        connections[0]["options"]["mapper"] = json!("swap-me");
+        connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
+    })
+    .await;
+    let uuid_user = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    let echo_user = format!("oauth2|{CONNECTION}|echo");
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(uuid_user.clone()),
+        "v1 from the test bed"
+    );
+
+    let (status, v) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["version"], 2);
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(echo_user.clone()),
+        "v2 serves the next login"
+    );
+
+    let (status, _) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "mappers/swap-me/versions/1/activate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(uuid_user),
+        "rolled back"
+    );
+
+    let (_, versions) = admin(&tb, reqwest::Method::GET, "mappers/swap-me/versions", None).await;
+    let list = versions["versions"].as_array().expect("versions");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(list[1]["created_by"], "admin");
+
+    let (status, body) = admin(&tb, reqwest::Method::DELETE, "mappers/swap-me", None).await;
+    assert_eq!(status, 409, "in use: {body}");
+    let (status, _) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "mappers/swap-me/versions/9/activate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_swaps_under_load_fail_no_login() {
+    let tb = Arc::new(
+        TestBed::start(|connections, _| {
+            connections[0]["options"]["mapper"] = json!("swap-me");
+            connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
+        })
+        .await,
+    );
+    let (status, _) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    assert_eq!(status, 201);
+    let uuid_user = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    let echo_user = format!("oauth2|{CONNECTION}|echo");
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (tb, stop, seen, uuid_user, echo_user) = (
+                tb.clone(),
+                stop.clone(),
+                seen.clone(),
+                uuid_user.clone(),
+                echo_user.clone(),
+            );
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match login_user(&tb, CONNECTION).await {
+                        Ok(u) if u == uuid_user => seen[0].fetch_add(1, Ordering::Relaxed),
+                        Ok(u) if u == echo_user => seen[1].fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            failures.push(format!("{other:?}"));
+                            0
+                        }
+                    };
+                }
+                failures
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        let version = if i % 2 == 0 { 1 } else { 2 };
+        let (status, body) = admin(
+            &tb,
+            reqwest::Method::POST,
+            &format!("mappers/swap-me/versions/{version}/activate"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for w in workers {
+        failures.extend(w.await.expect("worker"));
+    }
+    assert!(failures.is_empty(), "failed logins: {failures:?}");
+    let (v1, v2) = (
+        seen[0].load(Ordering::Relaxed),
+        seen[1].load(Ordering::Relaxed),
+    );
+    assert!(
+        v1 > 0 && v2 > 0,
+        "both versions served logins: {v1} and {v2}"
+    );
+}
+
+// ---- users ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_listed_searched_by_email_read_and_deleted() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let user = login_user(&tb, CONNECTION).await.expect("login");
+    let (status, page) = admin(&tb, reqwest::Method::GET, "users?email=ADA@example", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["users"][0]["user_id"], user.as_str());
+    assert_eq!(page["users"][0]["logins_count"], 1);
+    let (_, none) = admin(&tb, reqwest::Method::GET, "users?email=nobody", None).await;
+    assert_eq!(none["users"], json!([]));
+    let path = format!("users/{}", user.replace('|', "%7C"));
+    let (status, got) = admin(&tb, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["email"], default_user().email.as_str());
+    let (status, _) = admin(&tb, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(&tb, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_dropped_into_the_watched_directory_becomes_the_active_version() {
+    let tb = TestBed::start(|connections, _| {
+        connections[0]["options"]["mapper"] = json!("swap-me");
+        connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watcher = tokio::spawn(waypass::broker::watch::watch(
+        tb.broker.clone(),
+        dir.path().to_path_buf(),
+    ));
+    std::fs::write(dir.path().join("broken.wasm"), b"not a component").expect("write");
+    std::fs::write(
+        dir.path().join("swap-me.wasm"),
+        guests::bytes(guests::HOSTILE),
+    )
+    .expect("write");
+
+    // The watcher polls once a second and waits for a file to hold still.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let versions = loop {
+        let (_, versions) =
+            admin(&tb, reqwest::Method::GET, "mappers/swap-me/versions", None).await;
+        if versions["versions"]
+            .as_array()
+            .is_some_and(|v| v.len() == 2)
+        {
+            break versions;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not register swap-me.wasm"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(versions["versions"][1]["created_by"], "mappers-dir");
+    assert_eq!(versions["versions"][1]["active"], true);
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(format!("oauth2|{CONNECTION}|echo"))
+    );
+    let (status, _) = admin(&tb, reqwest::Method::GET, "mappers/broken/versions", None).await;
+    assert_eq!(
+        status, 404,
+        "a file that is not a component registers nothing"
+    );
+    watcher.abort();
+}
