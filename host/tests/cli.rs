@@ -285,7 +285,7 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
             text(&resp.body)
         );
     }
-    assert!(dir.path().join("data/keys.json").is_file());
+    assert!(dir.path().join("data/waypass.db").is_file());
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -53,7 +53,7 @@ async fn a_person_logs_in_to_the_demo_app_and_sees_the_profile_and_id_token_clai
         "{page}"
     );
     assert!(
-        data.path().join("keys.json").is_file(),
-        "keys persisted in the data directory"
+        data.path().join("waypass.db").is_file(),
+        "state persisted in the data directory"
     );
 }

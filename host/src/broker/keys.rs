@@ -217,6 +217,26 @@ impl KeySet {
         }
     }
 
+    /// A freshly generated key document (the key file's format), for a
+    /// store to hold.
+    pub fn generate_document() -> Result<String, KeyError> {
+        let rng = SystemRandom::new();
+        let stored = generate_stored(&rng, unix_now())?;
+        serde_json::to_string(&KeyFile {
+            version: file::VERSION,
+            keys: stored,
+        })
+        .map_err(|e| KeyError::Generate(e.to_string()))
+    }
+
+    /// Parses a key document a store holds (the key file's format).
+    pub fn from_document(document: &str) -> Result<KeySet, KeyError> {
+        Self::load(
+            Path::new("<signing keys in the store>"),
+            document.as_bytes(),
+        )
+    }
+
     /// Fresh keys in memory (tests).
     pub fn generate() -> Result<KeySet, KeyError> {
         let rng = SystemRandom::new();

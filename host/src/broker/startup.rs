@@ -29,12 +29,12 @@ impl Broker {
             std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("cannot restrict {}", data.display()))?;
         }
-        let keys = Arc::new(KeySet::load_or_generate(&data.join("keys.json"))?);
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(data.join("artifacts")),
             ..RuntimeConfig::default()
         })?);
         let store = open_store(config)?;
+        let keys = Arc::new(signing_keys(&*store, &data.join("keys.json")).await?);
         let clock = SystemClock;
         seed(config, &*store, clock.now()).await?;
         let catalog = load_catalog(&*store, &runtime).await?;
@@ -58,6 +58,25 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(&path)
         .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The signing keys, held by the store so every instance on one database
+/// signs with the same keys. The first start generates them (or imports
+/// `keys.json` from an earlier version); instances starting together agree
+/// through `init_signing_keys`.
+async fn signing_keys(store: &dyn Store, legacy_file: &std::path::Path) -> anyhow::Result<KeySet> {
+    let document = match store.signing_keys().await? {
+        Some(doc) => doc,
+        None => {
+            let candidate = match std::fs::read_to_string(legacy_file) {
+                Ok(doc) => doc,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeySet::generate_document()?,
+                Err(e) => anyhow::bail!("cannot read {}: {e}", legacy_file.display()),
+            };
+            store.init_signing_keys(&candidate).await?
+        }
+    };
+    Ok(KeySet::from_document(&document)?)
 }
 
 /// Writes the configuration file's apps, connections and mappers into the

@@ -1,0 +1,242 @@
+//! A process restart keeps every piece of state: what the API created, the
+//! mappers' versions and which is active, users, signing keys, and even a
+//! login caught between the provider and the broker's callback.
+
+use serde_json::{Value, json};
+use waypass::broker::Broker;
+use waypass::broker::config::Config;
+use waypass::dev_provider::{DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, login_request_id};
+use waypass_tests::guests;
+use waypass_tests::login::{ADMIN_TOKEN, Browser, http_client};
+
+const APP: &str = "app";
+const SECRET: &str = "app-secret-0123456789";
+const CALLBACK: &str = "http://app.test/callback";
+
+struct Running {
+    issuer: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(config: &Config, listener: tokio::net::TcpListener) -> Running {
+    let broker = std::sync::Arc::new(Broker::from_config(config).await.expect("broker starts"));
+    let issuer = broker.issuer().to_owned();
+    let task = tokio::spawn(waypass::broker::server::serve(
+        listener,
+        broker,
+        std::future::pending(),
+    ));
+    Running { issuer, task }
+}
+
+async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut req = http_client()
+        .request(method, format!("{issuer}/api/v2/{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("api");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+/// Walks a login up to the provider's redirect back to the broker.
+async fn to_callback(browser: &mut Browser, issuer: &str, provider: &str) -> String {
+    let url = format!(
+        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov",
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    );
+    let (_, to_provider, _) = browser.get(&url).await;
+    let (_, _, form) = browser.get(&to_provider.expect("to the provider")).await;
+    let request = login_request_id(&form).expect("form").to_owned();
+    let req = browser.http.post(format!("{provider}/authorize")).form(&[
+        ("request", request.as_str()),
+        ("username", DEFAULT_USERNAME),
+        ("password", DEFAULT_PASSWORD),
+        ("action", "login"),
+    ]);
+    browser.send(req).await.1.expect("back to the broker")
+}
+
+async fn redeem(issuer: &str, app_redirect: &str) -> Value {
+    let code = url::Url::parse(app_redirect)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code: {app_redirect}"));
+    http_client()
+        .post(format!("{issuer}/oauth/token"))
+        .basic_auth(APP, Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_keeps_every_piece_of_state_and_a_login_in_flight_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let issuer = format!("http://{addr}");
+    let provider = DevProvider::new()
+        .with_client(
+            "waypass",
+            "provider-secret",
+            format!("{issuer}/login/callback"),
+        )
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    let origin = provider.origin().to_owned();
+    std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
+    let config = Config::load(&{
+        let path = dir.path().join("waypass.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+issuer = "{issuer}"
+data_dir = "data"
+admin_token_file = "admin-token"
+[[mappers]]
+name = "seed"
+path = {mapper:?}
+[[clients]]
+client_id = "{APP}"
+client_secret = "{SECRET}"
+callbacks = ["{CALLBACK}"]
+[[connections]]
+name = "devprov"
+enabled_clients = ["{APP}"]
+[connections.options]
+authorizationURL = "{origin}/authorize"
+tokenURL = "{origin}/token"
+client_id = "waypass"
+client_secret = "provider-secret"
+mapper = "seed"
+mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
+mapper_egress = {{ allow_private_networks = true }}
+"#,
+                mapper = guests::AUTH0_EXAMPLE
+            ),
+        )
+        .expect("config");
+        path
+    })
+    .expect("config loads");
+
+    // First run: state through the API, one login, one login left halfway.
+    let first = start(&config, listener).await;
+    let client = api(&first.issuer, reqwest::Method::POST, "clients",
+        Some(json!({"name": "api-made", "callbacks": ["https://x.test/cb"], "scopes": ["read:users"]}))).await;
+    let mut spec = waypass_tests::login::connection_spec("api-conn", &origin);
+    spec["enabled_clients"] = json!([APP]);
+    spec["options"]["mapper"] = json!("seed");
+    let conn = api(
+        &first.issuer,
+        reqwest::Method::POST,
+        "connections",
+        Some(spec),
+    )
+    .await;
+    let v2 = http_client()
+        .put(format!("{}/api/v2/mappers/seed", first.issuer))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/wasm")
+        .body(guests::bytes(guests::HOSTILE))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(v2.status().as_u16(), 201);
+    api(
+        &first.issuer,
+        reqwest::Method::POST,
+        "mappers/seed/versions/1/activate",
+        None,
+    )
+    .await;
+    let mut browser = Browser::default();
+    let callback = to_callback(&mut browser, &first.issuer, &origin).await;
+    let (_, done, _) = browser.get(&callback).await;
+    assert!(redeem(&first.issuer, &done.expect("to the app")).await["id_token"].is_string());
+    let jwks_before: Value = http_client()
+        .get(format!("{issuer}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let mut halfway = Browser::default();
+    let pending_callback = to_callback(&mut halfway, &first.issuer, &origin).await;
+    first.task.abort();
+    let _ = first.task.await;
+
+    // Second run on the same data directory and address.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let second = start(&config, listener).await;
+    let (status, done, _) = halfway.get(&pending_callback).await;
+    assert_eq!(status, 302);
+    let tokens = redeem(
+        &second.issuer,
+        &done.expect("the login finished after the restart"),
+    )
+    .await;
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    let jwks_after: Value = http_client()
+        .get(format!("{issuer}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jwks_before, jwks_after, "same signing keys");
+    let connections = api(&second.issuer, reqwest::Method::GET, "connections", None).await;
+    assert!(
+        connections
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["id"] == conn["id"]),
+        "{connections}"
+    );
+    let clients = api(&second.issuer, reqwest::Method::GET, "clients", None).await;
+    assert!(
+        clients
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["client_id"] == client["client_id"])
+    );
+    let versions = api(
+        &second.issuer,
+        reqwest::Method::GET,
+        "mappers/seed/versions",
+        None,
+    )
+    .await;
+    assert_eq!(versions["versions"].as_array().expect("versions").len(), 2);
+    assert_eq!(
+        versions["versions"][0]["active"], true,
+        "the rollback survived: {versions}"
+    );
+    let users = api(&second.issuer, reqwest::Method::GET, "users", None).await;
+    assert_eq!(users["users"][0]["logins_count"], 2, "{users}");
+    second.task.abort();
+}
