@@ -684,3 +684,36 @@ async fn a_component_dropped_into_the_watched_directory_becomes_the_active_versi
     );
     watcher.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_pinned_to_a_version_keeps_it_when_another_becomes_active() {
+    let tb = TestBed::start(|connections, _| {
+        connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
+    })
+    .await;
+    let (status, _) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    assert_eq!(status, 201);
+    let id = connection_id(&tb, CONNECTION).await;
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"options": {"mapper": "swap-me@1"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let uuid_user = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(uuid_user),
+        "pinned to version 1 while 2 is active"
+    );
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"options": {"mapper": "swap-me@7"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}

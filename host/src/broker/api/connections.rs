@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, ApiReply, ApiRequest, Caller, json_body, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::model::{Connection, ConnectionSpec};
+use crate::broker::registry::parse_ref;
 use crate::broker::store::ConnectionRecord;
 use crate::mapper::{MapperInput, TokenSet};
 
@@ -128,6 +129,12 @@ impl Broker {
     /// it, and puts it in service.
     async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
         let conn = Connection::new(record.spec.clone()).map_err(ApiError::bad_request)?;
+        // A pinned version (`name@N`) is put in service on demand.
+        if let Ok((name, Some(version))) = parse_ref(&record.spec.options.mapper)
+            && self.store.mapper_bytes(name, version).await?.is_some()
+        {
+            self.ensure_loaded(name, version).await?;
+        }
         {
             let catalog = self.catalog_read();
             let mapper = &record.spec.options.mapper;
@@ -202,7 +209,7 @@ impl Broker {
             Err(e) => json!({"error": e, "message": e.to_string()}),
         };
         let mut out = json!({
-            "mapper": {"name": crate::broker::registry::parse_ref(reference).map(|r| r.0).unwrap_or(reference), "version": version},
+            "mapper": {"name": parse_ref(reference).map(|r| r.0).unwrap_or(reference), "version": version},
             "logs": report.logs,
             "dropped_log_lines": report.dropped_log_lines,
             "requests": report.requests,

@@ -139,23 +139,31 @@ impl Broker {
     /// Loads a stored version if needed, then makes it active in the store
     /// and in service.
     async fn activate_mapper(&self, name: &str, version: u32) -> Result<(), ApiError> {
-        if !self.catalog_read().mappers.is_loaded(name, version) {
-            let bytes = self
-                .store
-                .mapper_bytes(name, version)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("mapper `{name}` version {version}")))?;
-            let loaded = self.compile(bytes.into()).await?;
-            self.catalog_write()
-                .mappers
-                .insert(name, version, Arc::new(loaded), false);
-        }
+        self.ensure_loaded(name, version).await?;
         if !self.store.activate_mapper_version(name, version).await? {
             return Err(ApiError::not_found(format!(
                 "mapper `{name}` version {version}"
             )));
         }
         self.catalog_write().mappers.activate(name, version);
+        Ok(())
+    }
+
+    /// Puts a stored version in service (for a rollback or a pin) without
+    /// making it active.
+    pub(super) async fn ensure_loaded(&self, name: &str, version: u32) -> Result<(), ApiError> {
+        if self.catalog_read().mappers.is_loaded(name, version) {
+            return Ok(());
+        }
+        let bytes = self
+            .store
+            .mapper_bytes(name, version)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("mapper `{name}` version {version}")))?;
+        let loaded = self.compile(bytes.into()).await?;
+        self.catalog_write()
+            .mappers
+            .insert(name, version, Arc::new(loaded), false);
         Ok(())
     }
 

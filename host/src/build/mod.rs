@@ -1,4 +1,12 @@
 //! `waypass mapper build`: a mapper's source directory into a component.
+//!
+//! The language is read off the directory: `Cargo.toml` (Rust, `rust`),
+//! `app.py` (Python, `python`), `mapper.js` (JavaScript, `javascript`).
+//! Each builder installs its pinned toolchain into a project-owned cache on
+//! first use; nobody installs anything by hand.
+
+mod javascript;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,6 +20,8 @@ pub const RUST_TARGET: &str = "wasm32-wasip2";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     Rust,
+    Python,
+    JavaScript,
 }
 
 /// Detects the mapper's language from the files in `dir`.
@@ -19,8 +29,14 @@ pub fn detect_language(dir: &Path) -> anyhow::Result<Language> {
     if dir.join("Cargo.toml").is_file() {
         return Ok(Language::Rust);
     }
+    if dir.join("app.py").is_file() {
+        return Ok(Language::Python);
+    }
+    if dir.join("mapper.js").is_file() {
+        return Ok(Language::JavaScript);
+    }
     bail!(
-        "{} does not look like a mapper: expected Cargo.toml (Rust)",
+        "{} does not look like a mapper: expected Cargo.toml (Rust), app.py (Python) or mapper.js (JavaScript)",
         dir.display()
     )
 }
@@ -29,7 +45,24 @@ pub fn detect_language(dir: &Path) -> anyhow::Result<Language> {
 pub fn build_mapper(dir: &Path) -> anyhow::Result<PathBuf> {
     match detect_language(dir)? {
         Language::Rust => build_rust(dir),
+        Language::Python => python::build(dir),
+        Language::JavaScript => javascript::build(dir),
     }
+}
+
+/// The WIT directory of the `waypass:mapper` world, shipped with the sources.
+pub fn wit_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")
+}
+
+/// Where pinned guest toolchains are installed: `$XDG_CACHE_HOME/waypass/toolchains`
+/// (or `~/.cache/...`).
+pub fn toolchain_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("waypass").join("toolchains")
 }
 
 /// Installs the `wasm32-wasip2` standard library with rustup if it is missing.
