@@ -19,5 +19,6 @@ pub mod build;
 pub mod cli;
 pub mod dev_provider;
 pub mod egress;
+pub mod html;
 pub mod mapper;
 pub mod quickstart;

@@ -11,13 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::dev_provider::{DEFAULT_PASSWORD, DEFAULT_USERNAME, login_request_id};
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client, redeem,
+    userinfo,
 };
 
 const SWAPS: usize = 200;
@@ -98,54 +98,17 @@ async fn to_callback(tb: &TestBed, browser: &mut Browser) -> String {
         APP_CALLBACK,
         &[("scope", "openid"), ("connection", CONNECTION)],
     );
-    let (_, to_provider, _) = browser.get(&url).await;
-    let (_, _, form) = browser.get(&to_provider.expect("to the provider")).await;
-    let request = login_request_id(&form).expect("login form").to_owned();
-    let req = browser
-        .http
-        .post(format!("{}/authorize", tb.provider.origin()))
-        .form(&[
-            ("request", request.as_str()),
-            ("username", DEFAULT_USERNAME),
-            ("password", DEFAULT_PASSWORD),
-            ("action", "login"),
-        ]);
-    let (_, callback, _) = browser.send(req).await;
-    callback.expect("back to the broker")
+    browser.to_callback(tb.provider.origin(), &url).await
 }
 
 /// The user id a finished login was issued for.
 async fn served_by(tb: &TestBed, app_redirect: &str) -> String {
-    let code = url::Url::parse(app_redirect)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code in {app_redirect}"));
-    let http = http_client();
-    let tokens: Value = http
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(APP, Some(APP_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", APP_CALLBACK),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let info: Value = http
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
-        .send()
-        .await
-        .expect("userinfo")
-        .json()
-        .await
-        .expect("json");
+    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, app_redirect).await;
+    let info = userinfo(
+        &tb.issuer,
+        tokens["access_token"].as_str().expect("access token"),
+    )
+    .await;
     info["sub"].as_str().expect("sub").to_owned()
 }
 

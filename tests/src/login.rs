@@ -315,6 +315,28 @@ impl Browser {
         self.send(req).await
     }
 
+    /// Walks a login up to the provider's redirect back to the broker, as
+    /// `ada`, and returns that callback URL without following it.
+    pub async fn to_callback(&mut self, provider: &str, authorize_url: &str) -> String {
+        let (_, to_provider, _) = self.get(authorize_url).await;
+        let (_, _, form) = self
+            .get(&to_provider.expect("a redirect to the provider"))
+            .await;
+        let request = login_request_id(&form)
+            .expect("the provider's login form")
+            .to_owned();
+        let req = self.http.post(format!("{provider}/authorize")).form(&[
+            ("request", request.as_str()),
+            ("username", DEFAULT_USERNAME),
+            ("password", DEFAULT_PASSWORD),
+            ("action", "login"),
+        ]);
+        self.send(req)
+            .await
+            .1
+            .expect("a redirect back to the broker")
+    }
+
     /// Walks a login from an `/authorize` URL: to the provider, through its
     /// form as `ada` (or denying), back through the broker, and stops at the
     /// first redirect to a URL outside `tb` (the app) or at a page.
@@ -388,4 +410,48 @@ impl Browser {
         }
         panic!("the login did not settle within 10 steps");
     }
+}
+
+/// Redeems the code in `app_redirect` (the broker's redirect to the app) at
+/// `issuer`'s token endpoint, as `client_id` with Basic authentication.
+pub async fn redeem(
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+    redirect_uri: &str,
+    app_redirect: &str,
+) -> serde_json::Value {
+    let code = Url::parse(app_redirect)
+        .expect("the app's redirect is a URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {app_redirect}"));
+    http_client()
+        .post(format!("{issuer}/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// `GET /userinfo` with `access_token`.
+pub async fn userinfo(issuer: &str, access_token: &str) -> serde_json::Value {
+    http_client()
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo request")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
 }

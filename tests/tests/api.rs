@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use waypass::dev_provider::default_user;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client, redeem,
+    userinfo,
 };
 
 /// Calls the API with `token`; returns status and JSON (Null when empty).
@@ -64,34 +65,21 @@ async fn login_user(tb: &TestBed, connection: &str) -> Result<String, String> {
         &[("scope", "openid"), ("connection", connection)],
     );
     let landing = Browser::default().login(tb, &url, false).await;
-    let code = landing
-        .param("code")
+    let back = landing
+        .location
+        .as_ref()
+        .filter(|_| landing.param("code").is_some())
         .ok_or_else(|| format!("{landing:?}"))?;
-    let resp = http_client()
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(APP, Some(APP_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", APP_CALLBACK),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let tokens: Value = resp.json().await.map_err(|e| e.to_string())?;
-    let userinfo: Value = http_client()
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    userinfo["sub"]
+    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, back.as_str()).await;
+    let info = userinfo(
+        &tb.issuer,
+        tokens["access_token"].as_str().unwrap_or_default(),
+    )
+    .await;
+    info["sub"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| userinfo.to_string())
+        .ok_or_else(|| info.to_string())
 }
 
 async fn connection_id(tb: &TestBed, name: &str) -> String {

@@ -403,23 +403,7 @@ async fn a_replayed_callback_is_refused() {
         APP_CALLBACK,
         &[("state", "app-state"), ("connection", CONNECTION)],
     );
-    // Stop at the broker's callback by walking the steps by hand.
-    let (_, to_provider, _) = browser.get(&url).await;
-    let (_, _, form) = browser.get(&to_provider.expect("to provider")).await;
-    let request = waypass::dev_provider::login_request_id(&form)
-        .expect("form")
-        .to_owned();
-    let req = browser
-        .http
-        .post(format!("{}/authorize", tb.provider.origin()))
-        .form(&[
-            ("request", request.as_str()),
-            ("username", "ada"),
-            ("password", "lovelace"),
-            ("action", "login"),
-        ]);
-    let (_, callback, _) = browser.send(req).await;
-    let callback = callback.expect("back to the broker");
+    let callback = browser.to_callback(tb.provider.origin(), &url).await;
     let cookies = browser.cookies.clone();
     let (status, first, _) = browser.get(&callback).await;
     assert_eq!(status, 302);

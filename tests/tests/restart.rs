@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::dev_provider::{DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, login_request_id};
+use waypass::dev_provider::DevProvider;
 use waypass_tests::guests;
-use waypass_tests::login::{ADMIN_TOKEN, Browser, http_client};
+use waypass_tests::login::{ADMIN_TOKEN, Browser, http_client, redeem};
 
 const APP: &str = "app";
 const SECRET: &str = "app-secret-0123456789";
@@ -41,45 +41,11 @@ async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Val
     resp.json().await.unwrap_or(Value::Null)
 }
 
-/// Walks a login up to the provider's redirect back to the broker.
-async fn to_callback(browser: &mut Browser, issuer: &str, provider: &str) -> String {
-    let url = format!(
+fn authorize_url(issuer: &str) -> String {
+    format!(
         "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov",
         url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
-    );
-    let (_, to_provider, _) = browser.get(&url).await;
-    let (_, _, form) = browser.get(&to_provider.expect("to the provider")).await;
-    let request = login_request_id(&form).expect("form").to_owned();
-    let req = browser.http.post(format!("{provider}/authorize")).form(&[
-        ("request", request.as_str()),
-        ("username", DEFAULT_USERNAME),
-        ("password", DEFAULT_PASSWORD),
-        ("action", "login"),
-    ]);
-    browser.send(req).await.1.expect("back to the broker")
-}
-
-async fn redeem(issuer: &str, app_redirect: &str) -> Value {
-    let code = url::Url::parse(app_redirect)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code: {app_redirect}"));
-    http_client()
-        .post(format!("{issuer}/oauth/token"))
-        .basic_auth(APP, Some(SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", CALLBACK),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,9 +136,21 @@ mapper_egress = {{ allow_private_networks = true }}
     )
     .await;
     let mut browser = Browser::default();
-    let callback = to_callback(&mut browser, &first.issuer, &origin).await;
+    let callback = browser
+        .to_callback(&origin, &authorize_url(&first.issuer))
+        .await;
     let (_, done, _) = browser.get(&callback).await;
-    assert!(redeem(&first.issuer, &done.expect("to the app")).await["id_token"].is_string());
+    assert!(
+        redeem(
+            &first.issuer,
+            APP,
+            SECRET,
+            CALLBACK,
+            &done.expect("to the app")
+        )
+        .await["id_token"]
+            .is_string()
+    );
     let jwks_before: Value = http_client()
         .get(format!("{issuer}/.well-known/jwks.json"))
         .send()
@@ -182,7 +160,9 @@ mapper_egress = {{ allow_private_networks = true }}
         .await
         .expect("json");
     let mut halfway = Browser::default();
-    let pending_callback = to_callback(&mut halfway, &first.issuer, &origin).await;
+    let pending_callback = halfway
+        .to_callback(&origin, &authorize_url(&first.issuer))
+        .await;
     first.task.abort();
     let _ = first.task.await;
 
@@ -193,6 +173,9 @@ mapper_egress = {{ allow_private_networks = true }}
     assert_eq!(status, 302);
     let tokens = redeem(
         &second.issuer,
+        APP,
+        SECRET,
+        CALLBACK,
         &done.expect("the login finished after the restart"),
     )
     .await;
