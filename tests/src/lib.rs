@@ -14,3 +14,34 @@ pub mod guests {
         std::fs::read(path).unwrap_or_else(|e| panic!("read guest {path}: {e}"))
     }
 }
+
+/// Mappers no build script builds (Python, JavaScript), built on first use
+/// through `waypass mapper build`'s own code, pinned toolchain included.
+pub mod plugins {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// The component of the mapper in `plugins/mappers/<name>`, built once
+    /// per test binary (builds are serialised: toolchains install once).
+    pub fn build(name: &str) -> PathBuf {
+        static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+        let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+        let built = built.get_or_insert_with(HashMap::new);
+        if let Some(path) = built.get(name) {
+            return path.clone();
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/mappers")
+            .join(name);
+        let path =
+            waypass::build::build_mapper(&dir).unwrap_or_else(|e| panic!("building {name}: {e:#}"));
+        built.insert(name.to_owned(), path.clone());
+        path
+    }
+
+    /// The bytes of [`build`]'s component.
+    pub fn bytes(name: &str) -> Vec<u8> {
+        std::fs::read(build(name)).unwrap_or_else(|e| panic!("reading {name}'s component: {e}"))
+    }
+}

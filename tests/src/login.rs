@@ -41,8 +41,18 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 pub const CONNECTION: &str = "devprov";
 
 /// One mapper runtime and one key set per test binary, as in a process.
-pub static RUNTIME: LazyLock<Arc<Runtime>> =
-    LazyLock::new(|| Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime")));
+/// Compiled artifacts are cached under the target directory, so the large
+/// Python and JavaScript components compile once, not in every run.
+pub static RUNTIME: LazyLock<Arc<Runtime>> = LazyLock::new(|| {
+    let cache_dir = std::path::Path::new(guests::TARGET_DIR).join("artifact-cache");
+    Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir),
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime"),
+    )
+});
 pub static KEYS: LazyLock<Arc<KeySet>> =
     LazyLock::new(|| Arc::new(KeySet::generate().expect("keys")));
 /// The mappers every test bed registers, as version 1. `swap-me` is the

@@ -1,10 +1,576 @@
-//! Building python mappers (not implemented yet).
+//! Python mappers: a directory with `app.py`, built with componentize-py.
+//!
+//! componentize-py is pinned ([`COMPONENTIZE_PY_VERSION`], wheels checked
+//! against [`WHEEL_SHA256`]) and installed from PyPI on first use into a venv
+//! under [`super::toolchain_dir`], made with the machine's `python3`. A lock
+//! file serialises installs, and a marker written last tells a finished venv
+//! from a half-made one, so two builds racing install it once.
+//!
+//! The mapper's directory and the Python SDK are copied into a staging
+//! directory and built from there: componentize-py runs the app in its own
+//! CPython at build time, which writes `__pycache__` next to every module it
+//! imports, and the source tree stays clean. The component lands in a build
+//! directory keyed by the mapper directory's path, under the same cache.
 
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+/// The componentize-py release mappers are built with.
+const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// SHA-256 of every componentize-py 0.25.1 wheel on PyPI (Linux x86_64 and
+/// aarch64, macOS x86_64 and arm64, Windows x86_64). pip refuses anything
+/// else, so a tampered or substituted download never runs.
+const WHEEL_SHA256: &[&str] = &[
+    "8623cd8cab8453cb0cd8bf03f3c7103420d06f2f3d360186a280a70a1ca5e89f",
+    "7b6a87c520358166843af0daa86d2312d7af4cbcbbf1e598951085cf7f2991ca",
+    "65fbc4a94df1de8acf7da50a1f5ed1711230188844e53e6332d99029be4e0afa",
+    "a556991534cc496207a9d2ca733c4b0f17ed38ef56a8d6b5f1847fdf1225dd1b",
+    "c7fd552fb0849858b0c1e8981543ed5dff4b0cc1597a8ea0bc26a495786dc0c6",
+];
+
+/// The Python module componentize-py loads: `app.py` in the mapper's directory.
+const APP_MODULE: &str = "app";
+
+/// Entries of a mapper directory left out of the staged copy: build output,
+/// bytecode, virtual environments and version control (dot entries too).
+const SKIPPED_NAMES: &[&str] = &["target", "build", "__pycache__", "venv", "node_modules"];
+
+/// How deep the staged copy follows directories: deeper means a symlink loop.
+const MAX_COPY_DEPTH: usize = 32;
+
+#[cfg(windows)]
+const HOST_PYTHON: &str = "python";
+#[cfg(not(windows))]
+const HOST_PYTHON: &str = "python3";
+
+#[cfg(windows)]
+const VENV_BIN: &str = "Scripts";
+#[cfg(not(windows))]
+const VENV_BIN: &str = "bin";
 
 pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    anyhow::bail!(
-        "building python mappers ({}) is not supported yet",
-        dir.display()
-    )
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let toolchain = Toolchain::in_dir(&super::toolchain_dir());
+    toolchain.ensure()?;
+
+    let out_dir = build_dir(&builds_root(&super::toolchain_dir()), &dir);
+    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let stage = Stage::create(&out_dir)?;
+    let app = stage.path.join("app");
+    let sdk = stage.path.join("sdk");
+    copy_sources(&dir, &app, 0)?;
+    copy_sources(&sdk_dir(), &sdk, 0)?;
+
+    let staged_wasm = stage.path.join("mapper.wasm");
+    let status = Command::new(toolchain.exe())
+        .arg("--quiet")
+        .arg("--wit-path")
+        .arg(super::wit_dir())
+        .args(["--world", "mapper", "componentize", APP_MODULE])
+        .arg("--python-path")
+        .arg(&app)
+        .arg("--python-path")
+        .arg(&sdk)
+        .arg("--output")
+        .arg(&staged_wasm)
+        .current_dir(&app)
+        // Without it componentize-py adds the site-packages of whatever Python
+        // is on PATH; with it, only the toolchain's own (nothing a mapper imports).
+        .env("VIRTUAL_ENV", &toolchain.venv)
+        .env_remove("PYTHONPATH")
+        // componentize-py reports a Python error with a Rust backtrace of its
+        // own internals when RUST_BACKTRACE is set; the Python traceback is the news.
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(io::stderr())
+        .stderr(Stdio::inherit())
+        .status()
+        .context("cannot run componentize-py")?;
+    if !status.success() {
+        bail!(
+            "componentize-py could not build {} ({status}); see its output above",
+            dir.display()
+        );
+    }
+    check_component(&staged_wasm)?;
+
+    let wasm = out_dir.join(format!("{}.wasm", mapper_name(&dir)));
+    // A rename, so a concurrent build or reader never sees half a file.
+    fs::rename(&staged_wasm, &wasm)
+        .with_context(|| format!("cannot move the component to {}", wasm.display()))?;
+    Ok(wasm)
+}
+
+/// `plugins/sdk/python` of this source tree: the `waypass_mapper` package.
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/python")
+}
+
+/// Where Python builds go: `builds/python` next to the toolchains.
+fn builds_root(toolchain_dir: &Path) -> PathBuf {
+    toolchain_dir
+        .parent()
+        .unwrap_or(toolchain_dir)
+        .join("builds")
+        .join("python")
+}
+
+/// The build directory of the mapper at `dir` (canonical): its name for
+/// humans, a digest of its path so two mappers of the same name never share.
+fn build_dir(root: &Path, dir: &Path) -> PathBuf {
+    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    root.join(format!(
+        "{}-{}",
+        mapper_name(dir),
+        &hex::encode(digest)[..16]
+    ))
+}
+
+/// The directory's name, reduced to characters safe in a file name.
+fn mapper_name(dir: &Path) -> String {
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "mapper".into()
+    } else {
+        name
+    }
+}
+
+/// The componentize-py venv under a toolchain directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Toolchain {
+    venv: PathBuf,
+    lock: PathBuf,
+}
+
+impl Toolchain {
+    fn in_dir(toolchain_dir: &Path) -> Self {
+        let name = format!("componentize-py-{COMPONENTIZE_PY_VERSION}");
+        Self {
+            venv: toolchain_dir.join(&name),
+            lock: toolchain_dir.join(format!("{name}.lock")),
+        }
+    }
+
+    /// The `componentize-py` launcher pip puts into the venv.
+    fn exe(&self) -> PathBuf {
+        self.venv
+            .join(VENV_BIN)
+            .join(format!("componentize-py{}", std::env::consts::EXE_SUFFIX))
+    }
+
+    /// The venv's Python, which runs pip.
+    fn python(&self) -> PathBuf {
+        self.venv
+            .join(VENV_BIN)
+            .join(format!("python{}", std::env::consts::EXE_SUFFIX))
+    }
+
+    /// Written once the install is verified; a venv without it is half-made.
+    fn marker(&self) -> PathBuf {
+        self.venv.join(".waypass-installed")
+    }
+
+    /// The pinned requirement with its wheel hashes, for `pip -r`.
+    fn requirements(&self) -> PathBuf {
+        self.venv.join("waypass-requirements.txt")
+    }
+
+    fn is_ready(&self) -> bool {
+        self.marker().is_file()
+            && Command::new(self.exe())
+                .arg("--version")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|out| {
+                    out.status.success()
+                        && reported_version(&String::from_utf8_lossy(&out.stdout))
+                            == Some(COMPONENTIZE_PY_VERSION)
+                })
+    }
+
+    /// Installs componentize-py unless a finished install is there.
+    fn ensure(&self) -> anyhow::Result<()> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        let parent = self.venv.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let lock = File::create(&self.lock)
+            .with_context(|| format!("cannot create {}", self.lock.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "waiting for another build installing componentize-py {COMPONENTIZE_PY_VERSION}…"
+                );
+                lock.lock()
+                    .with_context(|| format!("cannot lock {}", self.lock.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", self.lock.display()));
+            }
+        }
+        // Whoever held the lock may have finished the job.
+        if self.is_ready() {
+            return Ok(());
+        }
+        eprintln!("installing componentize-py {COMPONENTIZE_PY_VERSION} (once)…");
+        self.install()
+        // The lock is released when `lock` is dropped.
+    }
+
+    fn install(&self) -> anyhow::Result<()> {
+        if self.venv.exists() {
+            fs::remove_dir_all(&self.venv)
+                .with_context(|| format!("cannot remove the unfinished {}", self.venv.display()))?;
+        }
+        let venv = Command::new(HOST_PYTHON)
+            .args(["-m", "venv"])
+            .arg(&self.venv)
+            .stdout(io::stderr())
+            .status();
+        match venv {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+                "building a Python mapper installs componentize-py with Python 3.9 or newer, \
+                 but `{HOST_PYTHON}` is not on PATH: install Python 3 (on Debian and Ubuntu: \
+                 `apt install python3 python3-venv`) and build again"
+            ),
+            Err(e) => return Err(e).context(format!("cannot run `{HOST_PYTHON}`")),
+            Ok(status) if !status.success() => bail!(
+                "`{HOST_PYTHON} -m venv {}` failed ({status}); on Debian and Ubuntu the venv \
+                 module is a package of its own: `apt install python3-venv`, then build again",
+                self.venv.display()
+            ),
+            Ok(_) => {}
+        }
+        fs::write(self.requirements(), requirements_txt())
+            .with_context(|| format!("cannot write {}", self.requirements().display()))?;
+        let pip = Command::new(self.python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--only-binary=:all:",
+                "--require-hashes",
+                "-r",
+            ])
+            .arg(self.requirements())
+            .env_remove("PIP_USER")
+            .stdout(io::stderr())
+            .status()
+            .with_context(|| format!("cannot run {}", self.python().display()))?;
+        if !pip.success() {
+            bail!(
+                "pip could not install componentize-py {COMPONENTIZE_PY_VERSION} ({pip}); see \
+                 pip's output above. It needs PyPI (or a mirror in PIP_INDEX_URL) and a platform \
+                 with a componentize-py wheel (Linux x86_64/aarch64 with glibc 2.28+, macOS, \
+                 Windows x86_64); `No module named pip` means `apt install python3-pip \
+                 python3-venv`. Fix that and build again (pip alone: `{} -m pip install -r {}`)",
+                self.python().display(),
+                self.requirements().display()
+            );
+        }
+        if !self.exe().is_file() {
+            bail!(
+                "pip installed componentize-py {COMPONENTIZE_PY_VERSION} but {} is missing",
+                self.exe().display()
+            );
+        }
+        fs::write(self.marker(), COMPONENTIZE_PY_VERSION)
+            .with_context(|| format!("cannot write {}", self.marker().display()))?;
+        if !self.is_ready() {
+            bail!(
+                "installed componentize-py, but `{} --version` does not report {COMPONENTIZE_PY_VERSION}",
+                self.exe().display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The requirements file pinning componentize-py to its known wheels.
+fn requirements_txt() -> String {
+    let mut text = format!("componentize-py=={COMPONENTIZE_PY_VERSION}");
+    for hash in WHEEL_SHA256 {
+        text.push_str(&format!(" \\\n    --hash=sha256:{hash}"));
+    }
+    text.push('\n');
+    text
+}
+
+/// The version in `componentize-py --version`'s output (`componentize-py 0.25.1`).
+fn reported_version(stdout: &str) -> Option<&str> {
+    stdout.trim().strip_prefix("componentize-py ")
+}
+
+/// A uniquely named directory for one build's sources and output, removed
+/// when the build ends, however it ends.
+struct Stage {
+    path: PathBuf,
+}
+
+impl Stage {
+    fn create(out_dir: &Path) -> anyhow::Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = out_dir.join(format!(
+            "stage-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Whether a directory entry is left out of the staged sources.
+fn skipped(name: &str) -> bool {
+    name.starts_with('.')
+        || SKIPPED_NAMES.contains(&name)
+        || name.ends_with(".pyc")
+        || name.ends_with(".wasm")
+}
+
+/// Copies the sources under `from` to `to`, following symlinks and leaving
+/// out what [`skipped`] names.
+fn copy_sources(from: &Path, to: &Path, depth: usize) -> anyhow::Result<()> {
+    if depth > MAX_COPY_DEPTH {
+        bail!(
+            "{} is nested more than {MAX_COPY_DEPTH} directories deep (a symlink loop?)",
+            from.display()
+        );
+    }
+    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+        let name = entry.file_name();
+        if skipped(&name.to_string_lossy()) {
+            continue;
+        }
+        let source = entry.path();
+        let target = to.join(&name);
+        let meta =
+            fs::metadata(&source).with_context(|| format!("cannot read {}", source.display()))?;
+        if meta.is_dir() {
+            copy_sources(&source, &target, depth + 1)?;
+        } else if meta.is_file() {
+            fs::copy(&source, &target)
+                .with_context(|| format!("cannot copy {}", source.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless the file at `path` starts like a component.
+fn check_component(path: &Path) -> anyhow::Result<()> {
+    let mut preamble = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut preamble))
+        .with_context(|| format!("componentize-py wrote no usable {}", path.display()))?;
+    if !is_component_preamble(&preamble) {
+        bail!(
+            "componentize-py wrote {}, but it is not a WebAssembly component",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `\0asm`, then version and layer: layer 1 is a component, 0 a core module.
+fn is_component_preamble(preamble: &[u8; 8]) -> bool {
+    preamble[..4] == *b"\0asm" && preamble[6..8] == [1, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_toolchain_is_a_versioned_venv_under_the_toolchain_dir() {
+        let t = Toolchain::in_dir(Path::new("/cache/waypass/toolchains"));
+        assert_eq!(
+            t.venv,
+            Path::new("/cache/waypass/toolchains/componentize-py-0.25.1")
+        );
+        assert_eq!(
+            t.lock,
+            Path::new("/cache/waypass/toolchains/componentize-py-0.25.1.lock")
+        );
+        assert!(t.exe().starts_with(&t.venv));
+        assert!(t.marker().starts_with(&t.venv));
+        #[cfg(not(windows))]
+        assert_eq!(
+            t.exe(),
+            Path::new("/cache/waypass/toolchains/componentize-py-0.25.1/bin/componentize-py")
+        );
+    }
+
+    #[test]
+    fn a_missing_or_half_made_venv_is_not_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Toolchain::in_dir(dir.path());
+        assert!(!t.is_ready());
+        fs::create_dir_all(t.venv.join(VENV_BIN)).expect("mkdir");
+        assert!(!t.is_ready(), "no marker, no launcher");
+        fs::write(t.marker(), COMPONENTIZE_PY_VERSION).expect("marker");
+        assert!(!t.is_ready(), "a marker without a working launcher");
+    }
+
+    #[test]
+    fn the_version_is_read_off_componentize_py_version() {
+        assert_eq!(reported_version("componentize-py 0.25.1\n"), Some("0.25.1"));
+        assert_eq!(reported_version("something else"), None);
+    }
+
+    #[test]
+    fn the_requirement_pins_the_version_and_every_wheel_hash() {
+        let text = requirements_txt();
+        assert!(text.starts_with("componentize-py==0.25.1 \\\n"), "{text}");
+        assert_eq!(text.matches("--hash=sha256:").count(), WHEEL_SHA256.len());
+        assert!(
+            WHEEL_SHA256
+                .iter()
+                .all(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+    }
+
+    #[test]
+    fn builds_go_next_to_the_toolchains_keyed_by_the_mapper_path() {
+        let root = builds_root(Path::new("/cache/waypass/toolchains"));
+        assert_eq!(root, Path::new("/cache/waypass/builds/python"));
+        let a = build_dir(&root, Path::new("/src/one/acme"));
+        let b = build_dir(&root, Path::new("/src/two/acme"));
+        assert_ne!(a, b, "same name, different mappers");
+        assert_eq!(a, build_dir(&root, Path::new("/src/one/acme")));
+        assert!(a.starts_with(&root));
+        assert!(
+            a.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("acme-")),
+            "{}",
+            a.display()
+        );
+    }
+
+    #[test]
+    fn mapper_names_are_safe_file_names() {
+        assert_eq!(
+            mapper_name(Path::new("/x/auth0-example-py")),
+            "auth0-example-py"
+        );
+        assert_eq!(mapper_name(Path::new("/x/my mapper!")), "my_mapper_");
+        assert_eq!(mapper_name(Path::new("/")), "mapper");
+    }
+
+    #[test]
+    fn staging_copies_sources_but_not_build_output_bytecode_or_dot_entries() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let dst = tempfile::tempdir().expect("tempdir");
+        let write = |rel: &str| {
+            let p = src.path().join(rel);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, "x").expect("write");
+        };
+        for rel in [
+            "app.py",
+            "helpers/util.py",
+            "data/names.json",
+            "target/old.wasm",
+            "build/x.py",
+            "__pycache__/app.cpython-314.pyc",
+            ".git/HEAD",
+            ".venv/lib/x.py",
+            "mapper.wasm",
+        ] {
+            write(rel);
+        }
+        copy_sources(src.path(), dst.path(), 0).expect("copy");
+        let mut copied = Vec::new();
+        let mut stack = vec![dst.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    copied.push(p.strip_prefix(dst.path()).expect("prefix").to_path_buf());
+                }
+            }
+        }
+        copied.sort();
+        assert_eq!(
+            copied,
+            ["app.py", "data/names.json", "helpers/util.py"]
+                .map(PathBuf::from)
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn a_stage_is_removed_when_the_build_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = Stage::create(dir.path()).expect("stage");
+        let second = Stage::create(dir.path()).expect("stage");
+        assert_ne!(first.path, second.path);
+        let path = first.path.clone();
+        assert!(path.is_dir());
+        drop(first);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn only_component_preambles_pass() {
+        assert!(is_component_preamble(b"\0asm\x0d\0\x01\0"));
+        assert!(!is_component_preamble(b"\0asm\x01\0\0\0"), "core module");
+        assert!(!is_component_preamble(b"PK\x03\x04\0\0\0\0"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let core = dir.path().join("core.wasm");
+        fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
+        assert!(check_component(&core).is_err());
+        assert!(check_component(&dir.path().join("missing.wasm")).is_err());
+    }
+
+    #[test]
+    fn the_sdk_ships_with_the_sources() {
+        assert!(
+            sdk_dir()
+                .join("waypass_mapper")
+                .join("__init__.py")
+                .is_file()
+        );
+    }
 }

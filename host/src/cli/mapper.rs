@@ -172,6 +172,11 @@ pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
     for line in &report.logs {
         eprintln!("[{:?} {:?}] {}", line.source, line.level, line.message);
     }
+    eprintln!(
+        "[{} ms, peak memory {:.1} MiB]",
+        report.elapsed.as_millis(),
+        report.peak_memory_bytes as f64 / (1024.0 * 1024.0)
+    );
     if report.dropped_log_lines > 0 {
         eprintln!("[{} more log lines dropped]", report.dropped_log_lines);
     }

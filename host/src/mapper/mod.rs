@@ -263,6 +263,7 @@ impl Runtime {
             dropped_log_lines: logs.dropped,
             requests: egress.records(),
             elapsed: started.elapsed(),
+            peak_memory_bytes: state.memory.peak,
         }
     }
 

@@ -228,6 +228,8 @@ impl LogSink {
 pub(crate) struct MemoryLimiter {
     limit: usize,
     in_use: usize,
+    /// The most linear memory the call held at once.
+    pub(crate) peak: usize,
     pub(crate) exceeded: bool,
 }
 
@@ -236,6 +238,7 @@ impl MemoryLimiter {
         Self {
             limit,
             in_use: 0,
+            peak: 0,
             exceeded: false,
         }
     }
@@ -258,6 +261,7 @@ impl ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         self.in_use = next;
+        self.peak = self.peak.max(next);
         Ok(true)
     }
 

@@ -245,6 +245,8 @@ pub struct InvocationReport {
     pub dropped_log_lines: usize,
     pub requests: Vec<RequestRecord>,
     pub elapsed: Duration,
+    /// The most linear memory the instance held (its memory snapshot included).
+    pub peak_memory_bytes: usize,
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.

@@ -214,6 +214,7 @@ impl Broker {
             "dropped_log_lines": report.dropped_log_lines,
             "requests": report.requests,
             "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
+            "peak_memory_bytes": report.peak_memory_bytes,
         });
         if let (Some(out), Value::Object(outcome)) = (out.as_object_mut(), outcome) {
             out.extend(outcome);

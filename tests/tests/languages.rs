@@ -1,0 +1,233 @@
+//! Mappers in Python and JavaScript (through our `http` import and through
+//! plain `fetch()`) under the same contract and the same tests as Rust.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use serde_json::json;
+use waypass::egress::{EgressPolicy, HostRule, HttpError};
+use waypass::mapper::{
+    InvocationReport, LoadedMapper, MapperError, MapperInput, Sandbox, Settings, TokenSet,
+};
+use waypass_tests::login::{
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, RUNTIME, TestBed, http_client,
+};
+use waypass_tests::stub::{Reply, Stub};
+use waypass_tests::{guests, plugins};
+
+/// The seed port in every language: (label, component).
+static PORTS: LazyLock<Vec<(&'static str, LoadedMapper)>> = LazyLock::new(|| {
+    let load = |bytes: Vec<u8>| RUNTIME.load(&bytes).expect("the port loads");
+    vec![
+        ("rust", load(guests::bytes(guests::AUTH0_EXAMPLE))),
+        ("python", load(plugins::bytes("auth0-example-py"))),
+        ("javascript", load(plugins::bytes("auth0-example-js"))),
+        (
+            "javascript-fetch",
+            load(plugins::bytes("auth0-example-js-fetch")),
+        ),
+    ]
+});
+
+fn ports() -> &'static [(&'static str, LoadedMapper)] {
+    // Building and compiling the ports is slow the first time: do it off
+    // the async workers.
+    tokio::task::block_in_place(|| PORTS.as_slice())
+}
+
+async fn run(mapper: &LoadedMapper, stub: &Stub, policy: EgressPolicy) -> InvocationReport {
+    let input = MapperInput {
+        connection: "lang".into(),
+        tokens: TokenSet::bearer("at-123"),
+        settings: [("userinfo_url", stub.url("/userinfo"))]
+            .into_iter()
+            .collect::<Settings>(),
+    };
+    let sandbox = Sandbox {
+        egress: Arc::new(policy),
+        ..Sandbox::default()
+    };
+    RUNTIME.invoke(mapper, &input, &sandbox).await
+}
+
+fn open_to(stub: &Stub) -> EgressPolicy {
+    EgressPolicy {
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([stub.rule()])
+    }
+}
+
+/// A profile's (user id, email), or the error.
+type Expected = Result<(&'static str, Option<&'static str>), MapperError>;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_port_maps_the_providers_answer_exactly_as_the_rust_one_does() {
+    let cases: Vec<(u16, &str, Expected)> = vec![
+        (
+            200,
+            r#"{"account":{"uuid":"u-42","email":"ada@example.com"}}"#,
+            Ok(("u-42", Some("ada@example.com"))),
+        ),
+        (200, r#"{"account":{"uuid":"u-7"}}"#, Ok(("u-7", None))),
+        (
+            401,
+            "token revoked",
+            Err(MapperError::Provider {
+                message: "token revoked".into(),
+            }),
+        ),
+        (
+            200,
+            "<html>oops</html>",
+            Err(MapperError::Provider {
+                message: "<html>oops</html>".into(),
+            }),
+        ),
+    ];
+    for (status, body, expected) in cases {
+        let stub = Stub::start(move |_| Reply::Body(status, body.into())).await;
+        for (label, mapper) in ports() {
+            let report = run(mapper, &stub, open_to(&stub)).await;
+            match (&report.result, &expected) {
+                (Ok(p), Ok((id, email))) => {
+                    assert_eq!(
+                        (p.user_id.as_str(), p.email.as_deref()),
+                        (*id, *email),
+                        "{label}"
+                    );
+                }
+                (Err(e), Err(want)) => assert_eq!(e, want, "{label}"),
+                (got, want) => panic!(
+                    "{label}: got {got:?}, want {want:?} (logs {:?})",
+                    report.logs
+                ),
+            }
+        }
+        let received = stub.received();
+        assert_eq!(received.len(), ports().len());
+        assert!(
+            received
+                .iter()
+                .all(|r| r.header("authorization") == Some("Bearer at-123"))
+        );
+    }
+    let stub = Stub::start(|_| Reply::Body(200, r#"{"account":{"email":"x@y"}}"#.into())).await;
+    for (label, mapper) in ports() {
+        let report = run(mapper, &stub, open_to(&stub)).await;
+        assert!(
+            matches!(report.result, Err(MapperError::InvalidProfile { .. })),
+            "{label}: {:?}",
+            report.result
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_port_is_denied_a_host_off_the_allow_list_by_the_same_policy() {
+    let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
+    let elsewhere: HostRule = "api.example.com".parse().expect("rule");
+    for (label, mapper) in ports() {
+        let policy = EgressPolicy {
+            allow_private_networks: true,
+            ..EgressPolicy::allowing([elsewhere.clone()])
+        };
+        let report = run(mapper, &stub, policy).await;
+        assert!(
+            matches!(
+                report.requests.first().and_then(|r| r.error.as_ref()),
+                Some(HttpError::Denied(_))
+            ),
+            "{label}: {:?}",
+            report.requests
+        );
+        assert!(report.result.is_err(), "{label}");
+    }
+    assert!(stub.received().is_empty(), "no port reached the provider");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_without_a_failed_login()
+ {
+    let js = tokio::task::block_in_place(|| plugins::bytes("auth0-example-js"));
+    let py = tokio::task::block_in_place(|| plugins::bytes("auth0-example-py"));
+    let tb = Arc::new(
+        TestBed::start(|connections, _| {
+            connections[0]["options"]["mapper"] = json!("swap-me");
+        })
+        .await,
+    );
+    for bytes in [js, py] {
+        let resp = http_client()
+            .put(format!("{}/api/v2/mappers/swap-me", tb.issuer))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (tb, stop) = (tb.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let url = tb.authorize_url(
+                        APP,
+                        APP_CALLBACK,
+                        &[("scope", "openid"), ("connection", CONNECTION)],
+                    );
+                    let landing = Browser::default().login(&tb, &url, false).await;
+                    match landing
+                        .location
+                        .as_ref()
+                        .filter(|_| landing.param("code").is_some())
+                    {
+                        Some(back) => {
+                            let tokens = waypass_tests::login::redeem(
+                                &tb.issuer,
+                                APP,
+                                APP_SECRET,
+                                APP_CALLBACK,
+                                back.as_str(),
+                            )
+                            .await;
+                            if tokens["id_token"].is_string() {
+                                ok += 1
+                            } else {
+                                failed.push(tokens.to_string())
+                            }
+                        }
+                        None => failed.push(format!("{landing:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    // Rust (1) → JavaScript (2) → Python (3), ten rounds.
+    for round in 0..30 {
+        let version = round % 3 + 1;
+        let resp = http_client()
+            .post(format!(
+                "{}/api/v2/mappers/swap-me/versions/{version}/activate",
+                tb.issuer
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("activate");
+        assert_eq!(resp.status().as_u16(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.expect("worker");
+        assert!(failed.is_empty(), "failed logins: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0);
+}
