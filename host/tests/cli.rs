@@ -315,3 +315,48 @@ fn serve_refuses_a_configuration_naming_a_missing_secret() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mapper_new_scaffolds_a_mapper_in_each_language_that_builds_and_fits_the_world() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for (lang, name) in [
+        ("rust", "acme-rs"),
+        ("python", "acme-py"),
+        ("js", "acme-js"),
+    ] {
+        let dir = root.path().join(name);
+        let out = waypass(root.path())
+            .args(["mapper", "new"])
+            .arg(&dir)
+            .args(["--lang", lang])
+            .output()
+            .expect("run waypass");
+        assert!(out.status.success(), "{lang}: {}", text(&out.stderr));
+        assert!(dir.join("README.md").is_file());
+        let out = waypass(root.path())
+            .args(["mapper", "build"])
+            .arg(&dir)
+            .output()
+            .expect("run waypass");
+        assert!(out.status.success(), "{lang} build: {}", text(&out.stderr));
+        let wasm = text(&out.stdout).lines().last().expect("a path").to_owned();
+        let out = waypass(root.path())
+            .args(["mapper", "check", &wasm])
+            .output()
+            .expect("run waypass");
+        assert!(
+            text(&out.stdout).contains("ok: implements"),
+            "{lang}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = waypass(root.path())
+        .args(["mapper", "new"])
+        .arg(root.path().join("acme-rs"))
+        .output()
+        .expect("run waypass");
+    assert!(
+        !out.status.success(),
+        "an existing directory is never overwritten"
+    );
+}

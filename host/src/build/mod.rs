@@ -7,6 +7,9 @@
 
 mod javascript;
 mod python;
+mod scaffold;
+
+pub use scaffold::new_mapper;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

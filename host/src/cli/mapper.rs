@@ -18,10 +18,24 @@ use crate::mapper::{
 pub(super) enum MapperCommand {
     /// Build the mapper in DIR into a component; prints the .wasm path last.
     Build { dir: PathBuf },
+    /// Start a new mapper in DIR from the seed example, in LANG.
+    New {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
     /// Check that FILE implements the mapper world; print its imports and exports.
     Check { file: PathBuf },
     /// Run FILE once, for real, and print the profile as JSON.
     Run(RunArgs),
+}
+
+/// Languages `mapper new` can start a mapper in.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(super) enum Lang {
+    Rust,
+    Python,
+    Js,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +91,20 @@ pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        MapperCommand::New { dir, lang } => {
+            let language = match lang {
+                Lang::Rust => crate::build::Language::Rust,
+                Lang::Python => crate::build::Language::Python,
+                Lang::Js => crate::build::Language::JavaScript,
+            };
+            let dir = crate::build::new_mapper(&dir, language)?;
+            eprintln!(
+                "created {}; next: waypass mapper build {}",
+                dir.display(),
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         MapperCommand::Check { file } => check(&file),
