@@ -167,6 +167,42 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
             .expect("put");
         assert_eq!(resp.status().as_u16(), 201);
     }
+    // Each language's version serves a whole login on its own first.
+    for version in [2, 3, 1] {
+        let resp = http_client()
+            .post(format!(
+                "{}/api/v2/mappers/swap-me/versions/{version}/activate",
+                tb.issuer
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("activate");
+        assert_eq!(resp.status().as_u16(), 200);
+        let url = tb.authorize_url(
+            APP,
+            APP_CALLBACK,
+            &[("scope", "openid"), ("connection", CONNECTION)],
+        );
+        let landing = Browser::default().login(&tb, &url, false).await;
+        let back = landing.location.clone().expect("back to the app");
+        let tokens =
+            waypass_tests::login::redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, back.as_str())
+                .await;
+        let info = waypass_tests::login::userinfo(
+            &tb.issuer,
+            tokens["access_token"].as_str().expect("token"),
+        )
+        .await;
+        assert_eq!(
+            info["sub"],
+            format!(
+                "oauth2|{CONNECTION}|{}",
+                waypass::dev_provider::default_user().uuid
+            ),
+            "version {version}"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..3)
         .map(|_| {
