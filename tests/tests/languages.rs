@@ -267,3 +267,35 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
     }
     assert!(total > 0);
 }
+
+/// Runs a guest SDK's own unit tests with its language's test runner.
+fn run_sdk_tests(dir: &str, program: &str, args: &[&str]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/sdk")
+        .join(dir);
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", dir.display()));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_python_sdks_own_unit_tests_pass() {
+    run_sdk_tests(
+        "python",
+        "python3",
+        &["-m", "unittest", "discover", "-s", "tests"],
+    );
+}
+
+#[test]
+fn the_javascript_sdks_own_unit_tests_pass() {
+    run_sdk_tests("js", "node", &["--test", "test/sdk.test.mjs"]);
+}
