@@ -152,9 +152,18 @@ pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow
         let Some(bytes) = store.mapper_bytes(&name, version).await? else {
             continue;
         };
-        let loaded = runtime
-            .load(&bytes)
-            .map_err(|e| anyhow::anyhow!("mapper `{name}` version {version}: {e}"))?;
+        // The store knows the version's SHA-256: no need to hash it again.
+        let digest = store
+            .mapper_versions(&name)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+            .map(|v| v.sha256);
+        let loaded = match digest {
+            Some(digest) => runtime.load_with_digest(&bytes, digest),
+            None => runtime.load(&bytes),
+        }
+        .map_err(|e| anyhow::anyhow!("mapper `{name}` version {version}: {e}"))?;
         let active = actives.iter().any(|(n, v)| *n == name && *v == version);
         catalog
             .mappers

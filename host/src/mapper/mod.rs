@@ -147,10 +147,20 @@ impl Runtime {
     /// Validates, compiles (or loads from the cache) and pre-instantiates a
     /// mapper component.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedMapper, LoadError> {
+        self.load_with_digest(bytes, sha256_hex(bytes))
+    }
+
+    /// [`Runtime::load`] for bytes whose SHA-256 is already known (the store
+    /// keeps each version's): hashing a 12–18 MB Python or JavaScript
+    /// component is most of the cost of loading its cached artifact.
+    pub fn load_with_digest(
+        &self,
+        bytes: &[u8],
+        digest: String,
+    ) -> Result<LoadedMapper, LoadError> {
         if let Some(problem) = validate::preamble_problem(bytes) {
             return Err(LoadError::NotAComponent(problem.into()));
         }
-        let digest = sha256_hex(bytes);
         let cached = self
             .cache
             .as_ref()
