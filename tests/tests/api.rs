@@ -705,3 +705,34 @@ async fn a_connection_pinned_to_a_version_keeps_it_when_another_becomes_active()
     .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_are_read_only_for_valid_tokens_and_only_uploads_may_be_large() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let big = vec![b'x'; 2 << 20];
+    let resp = http_client()
+        .put(format!("{}/api/v2/mappers/m", tb.issuer))
+        .header("content-type", "application/wasm")
+        .body(big.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "no token: refused before the body"
+    );
+    let resp = http_client()
+        .post(format!("{}/api/v2/connections", tb.issuer))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        resp.status().as_u16(),
+        413,
+        "JSON bodies are capped at 1 MiB"
+    );
+}

@@ -112,10 +112,31 @@ async fn api(
     body: Incoming,
 ) -> Response<Body> {
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let body = match Limited::new(body, super::api::MAX_MAPPER_BYTES)
-        .collect()
+    if !broker
+        .api_token_is_valid(header(header::AUTHORIZATION))
         .await
     {
+        let mut resp = response(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            serde_json::json!({"statusCode": 401, "error": "Unauthorized",
+                "message": "a valid Bearer token is required"})
+            .to_string(),
+        );
+        set_header(
+            &mut resp,
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"waypass\"",
+        );
+        return resp;
+    }
+    // Only component uploads may be large.
+    let limit = if parts.method == Method::PUT && path.starts_with("mappers/") {
+        super::api::MAX_MAPPER_BYTES
+    } else {
+        super::api::MAX_JSON_BYTES
+    };
+    let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             let e = super::api::ApiError::new(413, "the body is too large");

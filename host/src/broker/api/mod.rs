@@ -173,6 +173,25 @@ impl Broker {
         }
     }
 
+    /// Whether `authorization` holds a valid management token at all: checked
+    /// before a request body is read, so nobody unauthenticated can make the
+    /// server buffer a large upload.
+    pub async fn api_token_is_valid(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
+            return false;
+        };
+        if self.admin_token.is_some_and(|h| h.matches(token)) {
+            return true;
+        }
+        matches!(
+            self.store.get_access_token(SecretHash::of(token), self.clock.now()).await,
+            Ok(Some(grant)) if grant.user_id.is_empty()
+        )
+    }
+
     /// Checks the Bearer token and that it carries `scope`.
     async fn api_caller(
         &self,
