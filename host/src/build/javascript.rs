@@ -21,15 +21,15 @@
 //! requests). `http` stays: it is what `fetch()` runs on
 //! (`wasi:http/outgoing-handler`, under the same egress policy).
 
+use super::stage::{
+    Stage, build_dir, builds_root, check_component, copy_sources, mapper_name, unique_suffix,
+};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
 /// The componentize-js release mappers are built with.
 const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
@@ -56,9 +56,6 @@ const DISABLED_FEATURES: &[&str] = &["stdio", "random", "clocks", "fetch-event"]
 /// control (dot entries too).
 const SKIPPED_NAMES: &[&str] = &["target", "build", "dist", "node_modules"];
 
-/// How deep the staged copy follows directories: deeper means a symlink loop.
-const MAX_COPY_DEPTH: usize = 32;
-
 /// How much of npm's output an install error quotes.
 const NPM_OUTPUT_TAIL_LINES: usize = 25;
 
@@ -81,11 +78,11 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let toolchain = Toolchain::in_dir(&super::toolchain_dir());
     let cli = toolchain.ensure()?;
 
-    let out_dir = build_dir(&builds_root(&super::toolchain_dir()), &dir);
+    let out_dir = build_dir(&builds_root(&super::toolchain_dir(), "javascript"), &dir);
     fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let stage = Stage::create(&out_dir)?;
     let src = stage.path.join("src");
-    copy_sources(&dir, &src, 0)?;
+    copy_sources(&dir, &src, 0, &skipped)?;
     let sdk = src.join(SDK_FILE);
     if fs::read_to_string(&sdk).is_ok_and(|own| own != SDK_SOURCE) {
         eprintln!(
@@ -122,7 +119,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         ),
         Ok(_) => {}
     }
-    check_component(&staged_wasm)?;
+    check_component(&staged_wasm, "componentize-js")?;
 
     let wasm = out_dir.join(format!("{}.wasm", mapper_name(&dir)));
     // A rename, so a concurrent build or reader never sees half a file.
@@ -214,48 +211,6 @@ fn node_missing() -> String {
         "building a JavaScript mapper needs Node.js {MIN_NODE_MAJOR} or newer, but `{NODE}` \
          is not on PATH: install Node.js (with npm) and build again"
     )
-}
-
-/// Where JavaScript builds go: `builds/javascript` next to the toolchains.
-fn builds_root(toolchain_dir: &Path) -> PathBuf {
-    toolchain_dir
-        .parent()
-        .unwrap_or(toolchain_dir)
-        .join("builds")
-        .join("javascript")
-}
-
-/// The build directory of the mapper at `dir` (canonical): its name for
-/// humans, a digest of its path so two mappers of the same name never share.
-fn build_dir(root: &Path, dir: &Path) -> PathBuf {
-    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    root.join(format!(
-        "{}-{}",
-        mapper_name(dir),
-        &hex::encode(digest)[..16]
-    ))
-}
-
-/// The directory's name, reduced to characters safe in a file name.
-fn mapper_name(dir: &Path) -> String {
-    let name: String = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "mapper".into()
-    } else {
-        name
-    }
 }
 
 /// The componentize-js install under a toolchain directory: an npm prefix
@@ -465,88 +420,9 @@ fn tail(stderr: &[u8], stdout: &[u8]) -> String {
     lines[lines.len().saturating_sub(NPM_OUTPUT_TAIL_LINES)..].join("\n")
 }
 
-/// A suffix no other staging directory of this process has.
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{nanos}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A uniquely named directory for one build's sources and output, removed
-/// when the build ends, however it ends.
-struct Stage {
-    path: PathBuf,
-}
-
-impl Stage {
-    fn create(out_dir: &Path) -> anyhow::Result<Self> {
-        let path = out_dir.join(format!("stage-{}-{}", std::process::id(), unique_suffix()));
-        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Stage {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
 /// Whether a directory entry is left out of the staged sources.
 fn skipped(name: &str) -> bool {
     name.starts_with('.') || SKIPPED_NAMES.contains(&name) || name.ends_with(".wasm")
-}
-
-/// Copies the sources under `from` to `to`, following symlinks and leaving
-/// out what [`skipped`] names.
-fn copy_sources(from: &Path, to: &Path, depth: usize) -> anyhow::Result<()> {
-    if depth > MAX_COPY_DEPTH {
-        bail!(
-            "{} is nested more than {MAX_COPY_DEPTH} directories deep (a symlink loop?)",
-            from.display()
-        );
-    }
-    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
-        let name = entry.file_name();
-        if skipped(&name.to_string_lossy()) {
-            continue;
-        }
-        let source = entry.path();
-        let target = to.join(&name);
-        let meta =
-            fs::metadata(&source).with_context(|| format!("cannot read {}", source.display()))?;
-        if meta.is_dir() {
-            copy_sources(&source, &target, depth + 1)?;
-        } else if meta.is_file() {
-            fs::copy(&source, &target)
-                .with_context(|| format!("cannot copy {}", source.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Fails unless the file at `path` starts like a component.
-fn check_component(path: &Path) -> anyhow::Result<()> {
-    let mut preamble = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut preamble))
-        .with_context(|| format!("componentize-js wrote no usable {}", path.display()))?;
-    if !is_component_preamble(&preamble) {
-        bail!(
-            "componentize-js wrote {}, but it is not a WebAssembly component",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// `\0asm`, then version and layer: layer 1 is a component, 0 a core module.
-fn is_component_preamble(preamble: &[u8; 8]) -> bool {
-    preamble[..4] == *b"\0asm" && preamble[6..8] == [1, 0]
 }
 
 #[cfg(test)]
@@ -715,25 +591,6 @@ mod tests {
     }
 
     #[test]
-    fn builds_go_next_to_the_toolchains_keyed_by_the_mapper_path() {
-        let root = builds_root(Path::new("/cache/waypass/toolchains"));
-        assert_eq!(root, Path::new("/cache/waypass/builds/javascript"));
-        let a = build_dir(&root, Path::new("/src/one/acme"));
-        let b = build_dir(&root, Path::new("/src/two/acme"));
-        assert_ne!(a, b, "same name, different mappers");
-        assert_eq!(a, build_dir(&root, Path::new("/src/one/acme")));
-        assert!(a.starts_with(&root));
-        assert!(
-            a.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("acme-")),
-            "{}",
-            a.display()
-        );
-        assert_eq!(mapper_name(Path::new("/x/my mapper!")), "my_mapper_");
-        assert_eq!(mapper_name(Path::new("/")), "mapper");
-    }
-
-    #[test]
     fn staging_copies_sources_but_not_dependencies_output_or_dot_entries() {
         let src = tempfile::tempdir().expect("tempdir");
         let dst = tempfile::tempdir().expect("tempdir");
@@ -749,7 +606,7 @@ mod tests {
             fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             fs::write(p, "x").expect("write");
         }
-        copy_sources(src.path(), dst.path(), 0).expect("copy");
+        copy_sources(src.path(), dst.path(), 0, &skipped).expect("copy");
         let mut copied = Vec::new();
         let mut stack = vec![dst.path().to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -767,29 +624,6 @@ mod tests {
             copied,
             ["lib/claims.js", "mapper.js"].map(PathBuf::from).to_vec()
         );
-    }
-
-    #[test]
-    fn a_stage_is_removed_when_the_build_ends() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = Stage::create(dir.path()).expect("stage");
-        let second = Stage::create(dir.path()).expect("stage");
-        assert_ne!(first.path, second.path);
-        let path = first.path.clone();
-        drop(first);
-        assert!(!path.exists());
-        assert!(second.path.is_dir());
-    }
-
-    #[test]
-    fn only_component_preambles_pass() {
-        assert!(is_component_preamble(b"\0asm\x0d\0\x01\0"));
-        assert!(!is_component_preamble(b"\0asm\x01\0\0\0"), "core module");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let core = dir.path().join("core.wasm");
-        fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
-        assert!(check_component(&core).is_err());
-        assert!(check_component(&dir.path().join("missing.wasm")).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod javascript;
 mod python;
 mod scaffold;
+mod stage;
 
 pub use scaffold::new_mapper;
 

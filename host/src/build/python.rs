@@ -12,15 +12,13 @@
 //! imports, and the source tree stays clean. The component lands in a build
 //! directory keyed by the mapper directory's path, under the same cache.
 
+use super::stage::{Stage, build_dir, builds_root, check_component, copy_sources, mapper_name};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
 /// The componentize-py release mappers are built with.
 const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -43,9 +41,6 @@ const APP_MODULE: &str = "app";
 /// bytecode, virtual environments and version control (dot entries too).
 const SKIPPED_NAMES: &[&str] = &["target", "build", "__pycache__", "venv", "node_modules"];
 
-/// How deep the staged copy follows directories: deeper means a symlink loop.
-const MAX_COPY_DEPTH: usize = 32;
-
 #[cfg(windows)]
 const HOST_PYTHON: &str = "python";
 #[cfg(not(windows))]
@@ -63,13 +58,13 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let toolchain = Toolchain::in_dir(&super::toolchain_dir());
     toolchain.ensure()?;
 
-    let out_dir = build_dir(&builds_root(&super::toolchain_dir()), &dir);
+    let out_dir = build_dir(&builds_root(&super::toolchain_dir(), "python"), &dir);
     fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let stage = Stage::create(&out_dir)?;
     let app = stage.path.join("app");
     let sdk = stage.path.join("sdk");
-    copy_sources(&dir, &app, 0)?;
-    copy_sources(&sdk_dir(), &sdk, 0)?;
+    copy_sources(&dir, &app, 0, &skipped)?;
+    copy_sources(&sdk_dir(), &sdk, 0, &skipped)?;
 
     let staged_wasm = stage.path.join("mapper.wasm");
     let status = Command::new(toolchain.exe())
@@ -101,7 +96,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    check_component(&staged_wasm)?;
+    check_component(&staged_wasm, "componentize-py")?;
 
     let wasm = out_dir.join(format!("{}.wasm", mapper_name(&dir)));
     // A rename, so a concurrent build or reader never sees half a file.
@@ -113,48 +108,6 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
 /// `plugins/sdk/python` of this source tree: the `waypass_mapper` package.
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/python")
-}
-
-/// Where Python builds go: `builds/python` next to the toolchains.
-fn builds_root(toolchain_dir: &Path) -> PathBuf {
-    toolchain_dir
-        .parent()
-        .unwrap_or(toolchain_dir)
-        .join("builds")
-        .join("python")
-}
-
-/// The build directory of the mapper at `dir` (canonical): its name for
-/// humans, a digest of its path so two mappers of the same name never share.
-fn build_dir(root: &Path, dir: &Path) -> PathBuf {
-    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    root.join(format!(
-        "{}-{}",
-        mapper_name(dir),
-        &hex::encode(digest)[..16]
-    ))
-}
-
-/// The directory's name, reduced to characters safe in a file name.
-fn mapper_name(dir: &Path) -> String {
-    let name: String = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "mapper".into()
-    } else {
-        name
-    }
 }
 
 /// The componentize-py venv under a toolchain directory.
@@ -330,90 +283,12 @@ fn reported_version(stdout: &str) -> Option<&str> {
     stdout.trim().strip_prefix("componentize-py ")
 }
 
-/// A uniquely named directory for one build's sources and output, removed
-/// when the build ends, however it ends.
-struct Stage {
-    path: PathBuf,
-}
-
-impl Stage {
-    fn create(out_dir: &Path) -> anyhow::Result<Self> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = out_dir.join(format!(
-            "stage-{}-{nanos}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Stage {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
 /// Whether a directory entry is left out of the staged sources.
 fn skipped(name: &str) -> bool {
     name.starts_with('.')
         || SKIPPED_NAMES.contains(&name)
         || name.ends_with(".pyc")
         || name.ends_with(".wasm")
-}
-
-/// Copies the sources under `from` to `to`, following symlinks and leaving
-/// out what [`skipped`] names.
-fn copy_sources(from: &Path, to: &Path, depth: usize) -> anyhow::Result<()> {
-    if depth > MAX_COPY_DEPTH {
-        bail!(
-            "{} is nested more than {MAX_COPY_DEPTH} directories deep (a symlink loop?)",
-            from.display()
-        );
-    }
-    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
-        let name = entry.file_name();
-        if skipped(&name.to_string_lossy()) {
-            continue;
-        }
-        let source = entry.path();
-        let target = to.join(&name);
-        let meta =
-            fs::metadata(&source).with_context(|| format!("cannot read {}", source.display()))?;
-        if meta.is_dir() {
-            copy_sources(&source, &target, depth + 1)?;
-        } else if meta.is_file() {
-            fs::copy(&source, &target)
-                .with_context(|| format!("cannot copy {}", source.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Fails unless the file at `path` starts like a component.
-fn check_component(path: &Path) -> anyhow::Result<()> {
-    let mut preamble = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut preamble))
-        .with_context(|| format!("componentize-py wrote no usable {}", path.display()))?;
-    if !is_component_preamble(&preamble) {
-        bail!(
-            "componentize-py wrote {}, but it is not a WebAssembly component",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// `\0asm`, then version and layer: layer 1 is a component, 0 a core module.
-fn is_component_preamble(preamble: &[u8; 8]) -> bool {
-    preamble[..4] == *b"\0asm" && preamble[6..8] == [1, 0]
 }
 
 #[cfg(test)]
@@ -470,33 +345,6 @@ mod tests {
     }
 
     #[test]
-    fn builds_go_next_to_the_toolchains_keyed_by_the_mapper_path() {
-        let root = builds_root(Path::new("/cache/waypass/toolchains"));
-        assert_eq!(root, Path::new("/cache/waypass/builds/python"));
-        let a = build_dir(&root, Path::new("/src/one/acme"));
-        let b = build_dir(&root, Path::new("/src/two/acme"));
-        assert_ne!(a, b, "same name, different mappers");
-        assert_eq!(a, build_dir(&root, Path::new("/src/one/acme")));
-        assert!(a.starts_with(&root));
-        assert!(
-            a.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("acme-")),
-            "{}",
-            a.display()
-        );
-    }
-
-    #[test]
-    fn mapper_names_are_safe_file_names() {
-        assert_eq!(
-            mapper_name(Path::new("/x/auth0-example-py")),
-            "auth0-example-py"
-        );
-        assert_eq!(mapper_name(Path::new("/x/my mapper!")), "my_mapper_");
-        assert_eq!(mapper_name(Path::new("/")), "mapper");
-    }
-
-    #[test]
     fn staging_copies_sources_but_not_build_output_bytecode_or_dot_entries() {
         let src = tempfile::tempdir().expect("tempdir");
         let dst = tempfile::tempdir().expect("tempdir");
@@ -518,7 +366,7 @@ mod tests {
         ] {
             write(rel);
         }
-        copy_sources(src.path(), dst.path(), 0).expect("copy");
+        copy_sources(src.path(), dst.path(), 0, &skipped).expect("copy");
         let mut copied = Vec::new();
         let mut stack = vec![dst.path().to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -538,30 +386,6 @@ mod tests {
                 .map(PathBuf::from)
                 .to_vec()
         );
-    }
-
-    #[test]
-    fn a_stage_is_removed_when_the_build_ends() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = Stage::create(dir.path()).expect("stage");
-        let second = Stage::create(dir.path()).expect("stage");
-        assert_ne!(first.path, second.path);
-        let path = first.path.clone();
-        assert!(path.is_dir());
-        drop(first);
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn only_component_preambles_pass() {
-        assert!(is_component_preamble(b"\0asm\x0d\0\x01\0"));
-        assert!(!is_component_preamble(b"\0asm\x01\0\0\0"), "core module");
-        assert!(!is_component_preamble(b"PK\x03\x04\0\0\0\0"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let core = dir.path().join("core.wasm");
-        fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
-        assert!(check_component(&core).is_err());
-        assert!(check_component(&dir.path().join("missing.wasm")).is_err());
     }
 
     #[test]
