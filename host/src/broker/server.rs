@@ -112,51 +112,32 @@ async fn api(
     body: Incoming,
 ) -> Response<Body> {
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if !broker
-        .api_token_is_valid(header(header::AUTHORIZATION))
-        .await
-    {
-        let mut resp = response(
-            StatusCode::UNAUTHORIZED,
-            "application/json",
-            serde_json::json!({"statusCode": 401, "error": "Unauthorized",
-                "message": "a valid Bearer token is required"})
-            .to_string(),
-        );
-        set_header(
-            &mut resp,
-            header::WWW_AUTHENTICATE,
-            "Bearer realm=\"waypass\"",
-        );
-        return resp;
-    }
-    // Only component uploads may be large.
-    let limit = if parts.method == Method::PUT && path.starts_with("mappers/") {
-        super::api::MAX_MAPPER_BYTES
-    } else {
-        super::api::MAX_JSON_BYTES
-    };
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let e = super::api::ApiError::new(413, "the body is too large");
-            return response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "application/json",
-                serde_json::json!({"statusCode": 413, "error": "Payload Too Large", "message": e.message}).to_string(),
-            );
+    let reply = match broker.api_authenticate(header(header::AUTHORIZATION)).await {
+        Err(e) => e.into_reply(),
+        Ok(caller) => {
+            // Only component uploads may be large.
+            let limit = if parts.method == Method::PUT && path.starts_with("mappers/") {
+                super::api::MAX_MAPPER_BYTES
+            } else {
+                super::api::MAX_JSON_BYTES
+            };
+            match Limited::new(body, limit).collect().await {
+                Err(_) => super::api::ApiError::new(413, "the body is too large").into_reply(),
+                Ok(collected) => {
+                    broker
+                        .api(super::api::ApiRequest {
+                            method: &parts.method,
+                            path,
+                            query,
+                            caller,
+                            content_type: header(header::CONTENT_TYPE),
+                            body: collected.to_bytes(),
+                        })
+                        .await
+                }
+            }
         }
     };
-    let reply = broker
-        .api(super::api::ApiRequest {
-            method: &parts.method,
-            path,
-            query,
-            authorization: header(header::AUTHORIZATION),
-            content_type: header(header::CONTENT_TYPE),
-            body,
-        })
-        .await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = response(status, "application/json", reply.body);
     set_header(&mut resp, header::CACHE_CONTROL, "no-store");

@@ -367,19 +367,7 @@ mod tests {
             write(rel);
         }
         copy_sources(src.path(), dst.path(), 0, &skipped).expect("copy");
-        let mut copied = Vec::new();
-        let mut stack = vec![dst.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(d).expect("read_dir") {
-                let p = e.expect("entry").path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    copied.push(p.strip_prefix(dst.path()).expect("prefix").to_path_buf());
-                }
-            }
-        }
-        copied.sort();
+        let copied = super::super::stage::files_under(dst.path());
         assert_eq!(
             copied,
             ["app.py", "data/names.json", "helpers/util.py"]

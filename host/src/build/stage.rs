@@ -140,6 +140,25 @@ fn is_component_preamble(preamble: &[u8; 8]) -> bool {
     preamble[..4] == *b"\0asm" && preamble[6..8] == [1, 0]
 }
 
+/// Every file under `root`, relative to it, sorted (for tests of staging).
+#[cfg(test)]
+pub(super) fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).expect("prefix").to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,7 +84,8 @@ impl ApiError {
         Self::new(404, format!("{} not found", what.into()))
     }
 
-    fn into_reply(self) -> ApiReply {
+    /// The error as the API answers it.
+    pub fn into_reply(self) -> ApiReply {
         let error = match self.status {
             400 => "Bad Request",
             401 => "Unauthorized",
@@ -131,7 +132,8 @@ pub struct ApiRequest<'a> {
     /// The path after `/api/v2/`.
     pub path: &'a str,
     pub query: &'a str,
-    pub authorization: Option<&'a str>,
+    /// Who is calling, from [`Broker::api_authenticate`].
+    pub caller: Caller,
     pub content_type: Option<&'a str>,
     pub body: Bytes,
 }
@@ -164,40 +166,25 @@ impl Broker {
             }
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
         };
-        let caller = self.api_caller(req.authorization, &scope).await?;
+        if !req.caller.has(&scope) {
+            return Err(ApiError::new(
+                403,
+                format!("the token lacks the scope `{scope}`"),
+            ));
+        }
         match resource {
-            "connections" => self.connections_api(req, &seg[1..], &caller).await,
+            "connections" => self.connections_api(req, &seg[1..], &req.caller).await,
             "clients" => self.clients_api(req, &seg[1..]).await,
-            "mappers" => self.mappers_api(req, &seg[1..], &caller).await,
+            "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }
 
-    /// Whether `authorization` holds a valid management token at all: checked
-    /// before a request body is read, so nobody unauthenticated can make the
-    /// server buffer a large upload.
-    pub async fn api_token_is_valid(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-        else {
-            return false;
-        };
-        if self.admin_token.is_some_and(|h| h.matches(token)) {
-            return true;
-        }
-        matches!(
-            self.store.get_access_token(SecretHash::of(token), self.clock.now()).await,
-            Ok(Some(grant)) if grant.user_id.is_empty()
-        )
-    }
-
-    /// Checks the Bearer token and that it carries `scope`.
-    async fn api_caller(
-        &self,
-        authorization: Option<&str>,
-        scope: &str,
-    ) -> Result<Caller, ApiError> {
+    /// Checks the Bearer token: the admin token or a management token from
+    /// `client_credentials`. Called before a request body is read, so nobody
+    /// unauthenticated can make the server buffer an upload; the scope is
+    /// checked once the path is known.
+    pub async fn api_authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
@@ -214,16 +201,9 @@ impl Broker {
             .await?
             .filter(|g| g.user_id.is_empty())
             .ok_or_else(|| ApiError::new(401, "the token is invalid or expired"))?;
-        let scopes: Vec<String> = grant.scope.split(' ').map(str::to_owned).collect();
-        if !scopes.iter().any(|s| s == scope) {
-            return Err(ApiError::new(
-                403,
-                format!("the token lacks the scope `{scope}`"),
-            ));
-        }
         Ok(Caller {
             id: grant.client_id,
-            scopes,
+            scopes: grant.scope.split(' ').map(str::to_owned).collect(),
         })
     }
 }
