@@ -169,6 +169,12 @@ mapper_egress = {{ allow_private_networks = true }}
     // Second run on the same data directory and address.
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
     let second = start(&config, listener).await;
+    // The browser reconnects (its kept-alive connection belonged to the
+    // first process) but keeps its cookies.
+    let mut halfway = Browser {
+        http: http_client(),
+        cookies: halfway.cookies.clone(),
+    };
     let (status, done, _) = halfway.get(&pending_callback).await;
     assert_eq!(status, 302);
     let tokens = redeem(
