@@ -101,6 +101,18 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 pub trait Random: Send + Sync {
     /// A fresh token of 32 random bytes, base64url without padding.
     fn token(&self) -> String;
+
+    /// A fresh identifier of `len` ASCII letters and digits, drawn from
+    /// [`token`](Self::token). Identifiers people type on a command line must
+    /// not start with `-` (a CLI would read it as an option) nor hold `_`.
+    fn identifier(&self, len: usize) -> String {
+        let mut id = String::with_capacity(len);
+        while id.len() < len {
+            id.extend(self.token().chars().filter(char::is_ascii_alphanumeric));
+        }
+        id.truncate(len);
+        id
+    }
 }
 
 /// The operating system's CSPRNG.
@@ -166,6 +178,23 @@ mod tests {
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn identifiers_hold_only_letters_and_digits_even_when_tokens_start_with_a_dash() {
+        // A token source whose tokens are mostly punctuation: the identifier
+        // must skip it, not start with `-` (a command line would read
+        // `waypass clients get -jX…` as an option).
+        struct Dashes;
+        impl Random for Dashes {
+            fn token(&self) -> String {
+                "-_-a_-b-".to_owned()
+            }
+        }
+        assert_eq!(Dashes.identifier(5), "ababa");
+        let id = SystemRandomTokens::default().identifier(32);
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|c| c.is_ascii_alphanumeric()), "{id}");
     }
 
     #[test]

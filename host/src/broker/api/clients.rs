@@ -126,7 +126,7 @@ impl Broker {
                     "client_id must be 1–128 printable characters",
                 ));
             }
-            None => self.random.token()[..22].to_owned(),
+            None => self.random.identifier(32),
         };
         if self.catalog_read().clients.contains_key(&client_id) {
             return Err(ApiError::new(
