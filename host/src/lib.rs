@@ -10,6 +10,7 @@
 //! - [`egress`]: the egress policy behind every request a mapper makes, through
 //!   our `http` import and `wasi:http` alike.
 //! - [`broker`]: the login flow and the OpenID Connect provider, over hyper.
+//! - [`script`]: Auth0 `fetchUserProfile` scripts, run by a shipped engine.
 //! - [`build`]: compiling a mapper's source directory into a component.
 //! - [`cli`]: the `waypass` command's subcommands (the binary only parses and
 //!   dispatches).
@@ -22,3 +23,4 @@ pub mod egress;
 pub mod html;
 pub mod mapper;
 pub mod quickstart;
+pub mod script;

@@ -740,3 +740,202 @@ async fn bodies_are_read_only_for_valid_tokens_and_only_uploads_may_be_large() {
         "JSON bodies are capped at 1 MiB"
     );
 }
+
+// ---- Auth0 fetchUserProfile scripts ----
+
+/// The documentation's script, pointed at the development provider.
+fn doc_script(tb: &TestBed) -> String {
+    include_str!("../../examples/scripts/auth0-doc-example.js").replace(
+        "https://auth.example.com/userinfo",
+        &format!("{}/userinfo", tb.provider.origin()),
+    )
+}
+
+/// A connection in the shape of Auth0's Management API, with a script.
+fn scripted_connection(tb: &TestBed, name: &str, script: &str) -> Value {
+    let origin = tb.provider.origin();
+    json!({
+        "name": name,
+        "strategy": "oauth2",
+        "display_name": "Scripted",
+        "enabled_clients": [APP],
+        "options": {
+            "client_id": waypass_tests::login::PROVIDER_CLIENT,
+            "client_secret": waypass_tests::login::PROVIDER_SECRET,
+            "authorizationURL": format!("{origin}/authorize"),
+            "tokenURL": format!("{origin}/token"),
+            "scope": "profile email",
+            "scripts": { "fetchUserProfile": script },
+            "mapper_egress": {"allow_private_networks": true}
+        }
+    })
+}
+
+/// PATCHes connection `id` to run `script`.
+async fn patch_script(tb: &TestBed, id: &str, script: &str) -> (u16, Value) {
+    admin(
+        tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"options": {"scripts": {"fetchUserProfile": script}}})),
+    )
+    .await
+}
+
+/// Creates connection `name` running `script`; its id.
+async fn create_scripted(tb: &TestBed, name: &str, script: &str) -> String {
+    let (status, created) = admin(
+        tb,
+        reqwest::Method::POST,
+        "connections",
+        Some(scripted_connection(tb, name, script)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_with_a_fetch_user_profile_script_logs_users_in() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let script = doc_script(&tb);
+    let (status, created) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "connections",
+        Some(scripted_connection(&tb, "scripted", &script)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["options"]["scripts"]["fetchUserProfile"], script);
+    assert!(created["options"].get("client_secret").is_none());
+    let user = login_user(&tb, "scripted").await.expect("login");
+    assert_eq!(user, format!("oauth2|scripted|{}", default_user().uuid));
+
+    // `try` runs the script for real and shows what it did.
+    let id = connection_id(&tb, "scripted").await;
+    let (status, tried) = admin(
+        &tb,
+        reqwest::Method::POST,
+        &format!("connections/{id}/try"),
+        Some(json!({"access_token": "not-a-token"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{tried}");
+    assert_eq!(tried["script"], "fetchUserProfile");
+    assert_eq!(tried["error"]["kind"], "other");
+    assert_eq!(tried["requests"][0]["status"], 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_error_reaches_the_app_with_its_message_and_a_patch_swaps_the_script() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let id = create_scripted(&tb, "scripted", &doc_script(&tb)).await;
+    login_user(&tb, "scripted").await.expect("first script");
+
+    let refusing =
+        "function (accessToken, ctx, cb) {\n  cb(new Error('Your account is suspended'));\n}";
+    let (status, body) = patch_script(&tb, &id, refusing).await;
+    assert_eq!(status, 200, "{body}");
+    // The next login runs the new script; the other options were kept.
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[
+            ("scope", "openid"),
+            ("connection", "scripted"),
+            ("state", "s-1"),
+        ],
+    );
+    let landing = Browser::default().login(&tb, &url, false).await;
+    assert_eq!(landing.param("error").as_deref(), Some("invalid_request"));
+    assert_eq!(
+        landing.param("error_description").as_deref(),
+        Some("Your account is suspended")
+    );
+    assert_eq!(landing.param("state").as_deref(), Some("s-1"));
+
+    // And back: no restart anywhere.
+    let (status, body) = patch_script(&tb, &id, &doc_script(&tb)).await;
+    assert_eq!(status, 200, "{body}");
+    login_user(&tb, "scripted")
+        .await
+        .expect("the script swapped back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_that_does_not_compile_is_refused_on_save_and_the_old_one_keeps_serving() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let broken = "function (accessToken, ctx, cb) {\n  let x = ;\n}";
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::POST,
+        "connections",
+        Some(scripted_connection(&tb, "broken", broken)),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "scripts.fetchUserProfile: line 2, column 11: expected expression, got ';'"
+    );
+    let (_, list) = admin(&tb, reqwest::Method::GET, "connections", None).await;
+    assert!(
+        list.as_array()
+            .is_some_and(|l| l.iter().all(|c| c["name"] != "broken"))
+    );
+
+    let id = create_scripted(&tb, "scripted", &doc_script(&tb)).await;
+    let (status, body) = patch_script(&tb, &id, broken).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, stored) = admin(
+        &tb,
+        reqwest::Method::GET,
+        &format!("connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        stored["options"]["scripts"]["fetchUserProfile"],
+        doc_script(&tb)
+    );
+    login_user(&tb, "scripted")
+        .await
+        .expect("the saved script still serves");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_names_a_mapper_or_a_script_not_both_nor_neither() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let mut both = scripted_connection(&tb, "both", &doc_script(&tb));
+    both["options"]["mapper"] = json!("auth0-example");
+    let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(both)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("both a mapper and scripts.fetchUserProfile")),
+        "{body}"
+    );
+    let mut neither = scripted_connection(&tb, "neither", "x");
+    neither["options"]
+        .as_object_mut()
+        .map(|o| o.remove("scripts"));
+    let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(neither)).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Moving a mapper connection to a script: remove the mapper in the same PATCH.
+    let id = connection_id(&tb, CONNECTION).await;
+    let (status, body) = admin(
+        &tb,
+        reqwest::Method::PATCH,
+        &format!("connections/{id}"),
+        Some(json!({"options": {"mapper": null, "mapper_settings": null, "scripts": {"fetchUserProfile": doc_script(&tb)}}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        login_user(&tb, CONNECTION).await.expect("login"),
+        format!("oauth2|{CONNECTION}|{}", default_user().uuid)
+    );
+}

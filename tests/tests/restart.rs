@@ -29,6 +29,33 @@ async fn start(config: &Config, listener: tokio::net::TcpListener) -> Running {
     Running { issuer, task }
 }
 
+/// A listener for the broker, its address and issuer, and a development
+/// provider that knows the broker as client `waypass`.
+async fn broker_address_and_provider() -> (
+    tokio::net::TcpListener,
+    std::net::SocketAddr,
+    String,
+    waypass::dev_provider::DevProviderHandle,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let issuer = format!("http://{addr}");
+    let provider = DevProvider::new()
+        .with_client(
+            "waypass",
+            "provider-secret",
+            format!("{issuer}/login/callback"),
+        )
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    (listener, addr, issuer, provider)
+}
+
 async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
     let mut req = http_client()
         .request(method, format!("{issuer}/api/v2/{path}"))
@@ -51,22 +78,7 @@ fn authorize_url(issuer: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_keeps_every_piece_of_state_and_a_login_in_flight_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let issuer = format!("http://{addr}");
-    let provider = DevProvider::new()
-        .with_client(
-            "waypass",
-            "provider-secret",
-            format!("{issuer}/login/callback"),
-        )
-        .start(
-            tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind"),
-        );
+    let (listener, addr, issuer, provider) = broker_address_and_provider().await;
     let origin = provider.origin().to_owned();
     std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
     let config = Config::load(&{
@@ -227,5 +239,92 @@ mapper_egress = {{ allow_private_networks = true }}
     );
     let users = api(&second.issuer, reqwest::Method::GET, "users", None).await;
     assert_eq!(users["users"][0]["logins_count"], 2, "{users}");
+    second.task.abort();
+}
+
+/// The configuration file with one connection running `script`.
+fn scripted_config(dir: &std::path::Path, issuer: &str, origin: &str, script: &str) -> Config {
+    let path = dir.join("waypass.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+issuer = "{issuer}"
+data_dir = "data"
+[[clients]]
+client_id = "{APP}"
+client_secret = "{SECRET}"
+callbacks = ["{CALLBACK}"]
+[[connections]]
+name = "devprov"
+enabled_clients = ["{APP}"]
+[connections.options]
+authorizationURL = "{origin}/authorize"
+tokenURL = "{origin}/token"
+client_id = "waypass"
+client_secret = "provider-secret"
+mapper_egress = {{ allow_private_networks = true }}
+[connections.options.scripts]
+fetchUserProfile = '''
+{script}'''
+"#
+        ),
+    )
+    .expect("config");
+    Config::load(&path).expect("config loads")
+}
+
+/// One whole login through `devprov`; the user id the app got.
+async fn scripted_login(issuer: &str, origin: &str) -> String {
+    let mut browser = Browser::default();
+    let callback = browser.to_callback(origin, &authorize_url(issuer)).await;
+    let (_, done, _) = browser.get(&callback).await;
+    let tokens = redeem(issuer, APP, SECRET, CALLBACK, &done.expect("to the app")).await;
+    let info: Value = http_client()
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    info["sub"].as_str().expect("sub").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_in_the_configuration_file_is_checked_at_start_and_serves_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listener, addr, issuer, provider) = broker_address_and_provider().await;
+    let origin = provider.origin().to_owned();
+
+    let broken = "function (accessToken, ctx, cb) {\n  let x = ;\n}\n";
+    let err =
+        match Broker::from_config(&scripted_config(dir.path(), &issuer, &origin, broken)).await {
+            Ok(_) => panic!("a broker started with a script that does not compile"),
+            Err(e) => e.to_string(),
+        };
+    assert_eq!(
+        err,
+        "connection `devprov`: scripts.fetchUserProfile: line 2, column 11: expected expression, got ';'"
+    );
+
+    let script = include_str!("../../examples/scripts/auth0-doc-example.js").replace(
+        "https://auth.example.com/userinfo",
+        &format!("{origin}/userinfo"),
+    );
+    let config = scripted_config(dir.path(), &issuer, &origin, &script);
+    let first = start(&config, listener).await;
+    let expected = format!(
+        "oauth2|devprov|{}",
+        waypass::dev_provider::default_user().uuid
+    );
+    assert_eq!(scripted_login(&first.issuer, &origin).await, expected);
+    first.task.abort();
+    let _ = first.task.await;
+
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let second = start(&config, listener).await;
+    assert_eq!(scripted_login(&second.issuer, &origin).await, expected);
     second.task.abort();
 }

@@ -8,11 +8,13 @@ use url::Url;
 
 use super::authorize::cookie_name;
 use super::model::Connection;
+use super::model::ProfileSource;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
 use super::secret::SecretHash;
 use super::store::{AuthorizationGrant, LoginTransaction};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
 use crate::mapper::{MapperError, MapperInput};
+use crate::script::ScriptEngine;
 
 /// What `/login/callback` answers.
 #[derive(Debug)]
@@ -192,24 +194,44 @@ impl Broker {
         connection: &Arc<Connection>,
         tokens: crate::mapper::TokenSet,
     ) -> Result<crate::mapper::Profile, OAuthError> {
-        let mapper_name = &connection.spec.options.mapper;
-        let (mapper, version) = self.mapper(mapper_name).ok_or_else(|| {
-            tracing::error!(mapper = %mapper_name, "the connection's mapper is not loaded");
-            OAuthError::new(
-                ErrorCode::ServerError,
-                format!("mapper `{mapper_name}` is not available"),
-            )
-        })?;
         let input = MapperInput {
             connection: connection.name().to_owned(),
             tokens,
             settings: connection.settings.clone(),
         };
-        let report = self
-            .runtime
-            .invoke(&mapper, &input, &connection.sandbox)
-            .await;
-        tracing::debug!(mapper = %mapper_name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
+        let report = match &connection.profile {
+            ProfileSource::Mapper(mapper_name) => {
+                let (mapper, version) = self.mapper(mapper_name).ok_or_else(|| {
+                    tracing::error!(mapper = %mapper_name, "the connection's mapper is not loaded");
+                    OAuthError::new(
+                        ErrorCode::ServerError,
+                        format!("mapper `{mapper_name}` is not available"),
+                    )
+                })?;
+                let report = self
+                    .runtime
+                    .invoke(&mapper, &input, &connection.sandbox)
+                    .await;
+                tracing::debug!(mapper = %mapper_name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
+                report
+            }
+            ProfileSource::Script(script) => {
+                let engine = self.script_engine().await.map_err(|e| {
+                    tracing::error!(error = %e, "the script engine is not available");
+                    OAuthError::new(ErrorCode::ServerError, "the script engine is not available")
+                })?;
+                let input = ScriptEngine::input(input, script);
+                let report = self
+                    .runtime
+                    .invoke(engine.mapper(), &input, &connection.sandbox)
+                    .await;
+                tracing::debug!(
+                    elapsed_us = report.elapsed.as_micros() as u64,
+                    "fetchUserProfile script ran"
+                );
+                report
+            }
+        };
         for line in &report.logs {
             tracing::debug!(source = ?line.source, level = ?line.level, "mapper: {}", line.message);
         }
@@ -218,11 +240,17 @@ impl Broker {
         }
         report.result.map_err(|e| {
             tracing::warn!(kind = e.kind(), error = %e, elapsed_us = report.elapsed.as_micros() as u64, "mapper failed");
-            let code = match e {
-                MapperError::Unauthorized { .. } => ErrorCode::AccessDenied,
-                _ => ErrorCode::ServerError,
-            };
-            OAuthError::new(code, e.to_string())
+            match (&e, &connection.profile) {
+                (MapperError::Unauthorized { .. }, _) => {
+                    OAuthError::new(ErrorCode::AccessDenied, e.to_string())
+                }
+                // `callback(new Error(message))` or an exception in a script:
+                // the app gets that message, as from Auth0.
+                (MapperError::Other { message }, ProfileSource::Script(_)) => {
+                    OAuthError::new(ErrorCode::InvalidRequest, message.as_str())
+                }
+                _ => OAuthError::new(ErrorCode::ServerError, e.to_string()),
+            }
         })
     }
 }

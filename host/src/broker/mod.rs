@@ -34,8 +34,9 @@ pub use callback::CallbackOutcome;
 pub use token::JsonReply;
 
 use crate::mapper::{LoadedMapper, Runtime};
+use crate::script::ScriptEngine;
 use keys::KeySet;
-use model::{Client, Connection};
+use model::{Client, Connection, ProfileSource};
 use secret::Random;
 use store::Store;
 use upstream::Upstream;
@@ -101,6 +102,8 @@ pub struct Broker {
     random: Arc<dyn Random>,
     upstream: Upstream,
     admin_token: Option<secret::SecretHash>,
+    /// The script engine, loaded when the first script connection needs it.
+    script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
 }
 
 impl Broker {
@@ -117,7 +120,24 @@ impl Broker {
             random: parts.random,
             upstream: parts.upstream,
             admin_token: parts.admin_token,
+            script_engine: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The script engine, loaded on first use (compiled once, then read from
+    /// the runtime's artifact cache).
+    pub async fn script_engine(&self) -> Result<Arc<ScriptEngine>, String> {
+        self.script_engine
+            .get_or_try_init(|| async {
+                let runtime = Arc::clone(&self.runtime);
+                let engine = tokio::task::spawn_blocking(move || ScriptEngine::load(&runtime))
+                    .await
+                    .map_err(|e| format!("loading the script engine panicked: {e}"))?
+                    .map_err(|e| format!("the script engine cannot be loaded: {e}"))?;
+                Ok(Arc::new(engine))
+            })
+            .await
+            .cloned()
     }
 
     /// The issuer identifier (RFC 8414 §2), without a trailing slash.
@@ -166,16 +186,28 @@ impl Broker {
         self.keys.jwks()
     }
 
-    /// Whether the broker can serve logins: every connection's mapper loaded.
+    /// Whether the broker can serve logins: every connection's mapper (or
+    /// the script engine) loaded.
     pub fn ready(&self) -> Result<(), String> {
         let catalog = self.catalog_read();
         for conn in catalog.connections.values() {
-            if catalog.mappers.resolve(&conn.spec.options.mapper).is_none() {
-                return Err(format!(
-                    "connection `{}` uses mapper `{}`, which is not loaded",
-                    conn.name(),
-                    conn.spec.options.mapper
-                ));
+            match &conn.profile {
+                ProfileSource::Mapper(reference) => {
+                    if catalog.mappers.resolve(reference).is_none() {
+                        return Err(format!(
+                            "connection `{}` uses mapper `{reference}`, which is not loaded",
+                            conn.name(),
+                        ));
+                    }
+                }
+                ProfileSource::Script(_) => {
+                    if !self.script_engine.initialized() {
+                        return Err(format!(
+                            "connection `{}` runs a script; the script engine is not loaded yet",
+                            conn.name()
+                        ));
+                    }
+                }
             }
         }
         Ok(())

@@ -107,6 +107,24 @@ pub struct MapperEgress {
     pub allow_private_networks: bool,
 }
 
+/// Auth0's `options.scripts` of an OAuth2 connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scripts {
+    /// `function (accessToken, context, callback) { … }`.
+    #[serde(rename = "fetchUserProfile")]
+    pub fetch_user_profile: String,
+}
+
+/// Where a connection's profile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileSource {
+    /// A registered mapper: `name` (its active version) or `name@N`.
+    Mapper(String),
+    /// An Auth0 `fetchUserProfile` script.
+    Script(Arc<str>),
+}
+
 /// A connection's `options`, named as in Auth0's Management API.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,8 +174,12 @@ pub struct ConnectionOptions {
     pub pkce_enabled: bool,
     #[serde(default)]
     pub token_endpoint_auth_method: TokenAuthMethod,
-    /// The registered mapper this connection runs.
-    pub mapper: String,
+    /// The registered mapper this connection runs (`name` or `name@N`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapper: Option<String>,
+    /// …or Auth0's scripts: `fetchUserProfile`, run by the script engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scripts: Option<Scripts>,
     /// Settings handed to the mapper (may hold API keys: never logged).
     #[serde(default, skip_serializing)]
     pub mapper_settings: BTreeMap<String, String>,
@@ -212,6 +234,7 @@ impl fmt::Debug for ConnectionOptions {
             .field("authParamsMap", &self.auth_params_map)
             .field("pkce_enabled", &self.pkce_enabled)
             .field("mapper", &self.mapper)
+            .field("scripts", &self.scripts.as_ref().map(|_| "[script]"))
             .field(
                 "mapper_settings",
                 &self.mapper_settings.keys().collect::<Vec<_>>(),
@@ -258,6 +281,7 @@ pub struct Connection {
     pub token_url: Url,
     pub sandbox: Sandbox,
     pub settings: Settings,
+    pub profile: ProfileSource,
 }
 
 impl Connection {
@@ -278,6 +302,29 @@ impl Connection {
         }
         if let Some(icon) = &o.icon_url {
             parse("icon_url", icon)?;
+        }
+        let profile = match (&o.mapper, &o.scripts) {
+            (Some(mapper), None) => ProfileSource::Mapper(mapper.clone()),
+            (None, Some(scripts)) => {
+                crate::script::check_length(&scripts.fetch_user_profile)
+                    .map_err(|e| format!("scripts.fetchUserProfile: {e}"))?;
+                ProfileSource::Script(scripts.fetch_user_profile.as_str().into())
+            }
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "connection `{}` names both a mapper and scripts.fetchUserProfile; keep one (send `\"mapper\": null` or `\"scripts\": null` to remove the other)",
+                    spec.name
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "connection `{}` needs `mapper` (a registered mapper) or `scripts.fetchUserProfile` (an Auth0 script)",
+                    spec.name
+                ));
+            }
+        };
+        if o.mapper_settings.keys().any(|k| k.starts_with("waypass:")) {
+            return Err("mapper_settings: names starting with `waypass:` are reserved".into());
         }
         // The mapper may reach the provider's own hosts, and what it names.
         let mut hosts: Vec<HostRule> = [&authorization_url, &token_url]
@@ -308,6 +355,7 @@ impl Connection {
                 limits: limits.clamped(),
             },
             settings,
+            profile,
             spec,
         }))
     }

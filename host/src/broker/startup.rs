@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::config::Config;
 use super::keys::KeySet;
-use super::model::Connection;
+use super::model::{Connection, ProfileSource};
 use super::registry::parse_ref;
 use super::secret::SystemRandomTokens;
 use super::store::{ConnectionRecord, SqliteStore, Store};
@@ -38,7 +38,7 @@ impl Broker {
         let clock = SystemClock;
         seed(config, &*store, clock.now()).await?;
         let catalog = load_catalog(&*store, &runtime).await?;
-        Ok(Broker::new(BrokerParts {
+        let broker = Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
             catalog,
             runtime,
@@ -48,7 +48,35 @@ impl Broker {
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
             admin_token: admin_token(config)?,
-        }))
+        });
+        broker.check_scripts().await?;
+        Ok(broker)
+    }
+
+    /// When a connection runs a script: loads the script engine before the
+    /// first login needs it, and refuses to start on a script that does not
+    /// compile (the API refuses those when they are saved; the configuration
+    /// file and an older store are checked here).
+    pub async fn check_scripts(&self) -> anyhow::Result<()> {
+        let scripts: Vec<_> = self
+            .catalog_read()
+            .connections
+            .values()
+            .filter_map(|c| match &c.profile {
+                ProfileSource::Script(script) => Some((c.name().to_owned(), Arc::clone(script))),
+                ProfileSource::Mapper(_) => None,
+            })
+            .collect();
+        if scripts.is_empty() {
+            return Ok(());
+        }
+        let engine = self.script_engine().await.map_err(anyhow::Error::msg)?;
+        for (name, script) in scripts {
+            engine.check(&self.runtime, &script).await.map_err(|e| {
+                anyhow::anyhow!("connection `{name}`: scripts.fetchUserProfile: {e}")
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -141,7 +169,9 @@ pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow
         .collect();
     let mut wanted = actives.clone();
     for record in &records {
-        if let Ok((name, Some(version))) = parse_ref(&record.spec.options.mapper) {
+        if let Some(reference) = &record.spec.options.mapper
+            && let Ok((name, Some(version))) = parse_ref(reference)
+        {
             wanted.push((name.to_owned(), version));
         }
     }
@@ -176,11 +206,12 @@ pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow
                 .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?,
         );
         conn.id = record.id;
-        let mapper = &conn.spec.options.mapper;
-        anyhow::ensure!(
-            catalog.mappers.resolve(mapper).is_some(),
-            "connection `{name}` uses mapper `{mapper}`, which is not registered"
-        );
+        if let ProfileSource::Mapper(mapper) = &conn.profile {
+            anyhow::ensure!(
+                catalog.mappers.resolve(mapper).is_some(),
+                "connection `{name}` uses mapper `{mapper}`, which is not registered"
+            );
+        }
         if let Some(client) = conn
             .spec
             .enabled_clients

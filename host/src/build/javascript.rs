@@ -51,6 +51,17 @@ const SDK_SOURCE: &str = include_str!("../../../plugins/sdk/js/waypass-mapper.js
 /// `wasi:io` and `wasi:http` (for `fetch()`).
 const DISABLED_FEATURES: &[&str] = &["stdio", "random", "clocks", "fetch-event"];
 
+/// Features left out of the script engine (`crate::script`). It keeps the
+/// clocks (scripts check `exp` against `Date.now()` and use timers) and
+/// randomness (`Math.random`, `crypto.getRandomValues`); it writes its
+/// `console` into the world's `log`, so it has no stdio either.
+pub(super) const SCRIPT_ENGINE_DISABLED_FEATURES: &[&str] = &["stdio", "fetch-event"];
+
+/// The pinned componentize-js version, for digests of what a build used.
+pub(super) fn componentize_js_version() -> &'static str {
+    COMPONENTIZE_JS_VERSION
+}
+
 /// Entries of a mapper directory left out of the staged copy: build output,
 /// dependencies (componentize-js resolves relative imports only) and version
 /// control (dot entries too).
@@ -66,6 +77,12 @@ const NPM: &str = "npm";
 const NODE: &str = "node";
 
 pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    build_with(dir, DISABLED_FEATURES)
+}
+
+/// Builds the JavaScript mapper in `dir` without the componentize-js
+/// features `disabled`.
+pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot read {}", dir.display()))?;
@@ -99,7 +116,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     // stage, which goes when the build ends.
     let tmp = stage.path.join("tmp");
     fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let status = componentize_command(&cli, &src.join(ENTRY), &wit, &staged_wasm)
+    let status = componentize_command(&cli, &src.join(ENTRY), &wit, &staged_wasm, disabled)
         .current_dir(&src)
         .env("TMPDIR", &tmp)
         .env("TMP", &tmp)
@@ -193,14 +210,20 @@ fn syntax_error_report(stderr: &str, path: &Path) -> String {
 }
 
 /// `node <cli.js> <entry> --wit <wit> --world-name mapper --disable … --out <out>`.
-fn componentize_command(cli: &Path, entry: &Path, wit: &Path, out: &Path) -> Command {
+fn componentize_command(
+    cli: &Path,
+    entry: &Path,
+    wit: &Path,
+    out: &Path,
+    disabled: &[&str],
+) -> Command {
     let mut cmd = Command::new(NODE);
     cmd.arg(cli)
         .arg(entry)
         .arg("--wit")
         .arg(wit)
         .args(["--world-name", "mapper", "--disable"])
-        .args(DISABLED_FEATURES)
+        .args(disabled)
         .arg("--out")
         .arg(out);
     cmd
@@ -511,6 +534,7 @@ mod tests {
             Path::new("/stage/src/mapper.js"),
             Path::new("/repo/wit"),
             Path::new("/stage/mapper.wasm"),
+            DISABLED_FEATURES,
         );
         assert_eq!(cmd.get_program(), NODE);
         let args: Vec<_> = cmd

@@ -54,6 +54,78 @@ pub fn build_mapper(dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The script engine's sources (`crate::script`), shipped with the sources.
+pub fn script_engine_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/script-engine")
+}
+
+/// Where the built script engine is kept, compiled into the binary.
+pub fn script_engine_assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+/// SHA-256 of everything the script engine is built from: its modules (not
+/// its tests), the WIT files, the pinned componentize-js and the features
+/// left out. `host/assets/script-engine.inputs` records it for the shipped
+/// engine, and a test compares the two, so a change to the engine's sources
+/// cannot ship with a stale engine.
+pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut feed = |label: &str, bytes: &[u8]| {
+        hasher.update((label.len() as u64).to_le_bytes());
+        hasher.update(label.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    feed(
+        "componentize-js",
+        javascript::componentize_js_version().as_bytes(),
+    );
+    feed(
+        "disabled",
+        javascript::SCRIPT_ENGINE_DISABLED_FEATURES
+            .join(" ")
+            .as_bytes(),
+    );
+    for (root, label, ext) in [
+        (script_engine_dir(), "engine", "js"),
+        (wit_dir(), "wit", "wit"),
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(&root)
+            .with_context(|| format!("cannot read {}", root.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        for file in files {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            feed(&format!("{label}/{name}"), &text);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Builds the script engine from [`script_engine_dir`] into
+/// [`script_engine_assets`] (`script-engine.wasm` and the digest of its
+/// inputs). Run it after changing the engine: `waypass mapper build-script-engine`.
+pub fn build_script_engine() -> anyhow::Result<PathBuf> {
+    let digest = script_engine_inputs_digest()?;
+    let built = javascript::build_with(
+        &script_engine_dir(),
+        javascript::SCRIPT_ENGINE_DISABLED_FEATURES,
+    )?;
+    let assets = script_engine_assets();
+    let wasm = assets.join("script-engine.wasm");
+    std::fs::copy(&built, &wasm).with_context(|| format!("cannot write {}", wasm.display()))?;
+    std::fs::write(assets.join("script-engine.inputs"), format!("{digest}\n"))
+        .context("cannot write script-engine.inputs")?;
+    Ok(wasm)
+}
+
 /// The WIT directory of the `waypass:mapper` world, shipped with the sources.
 pub fn wit_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")

@@ -13,6 +13,7 @@ use crate::mapper::{
     InvocationReport, Limits, LoadError, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings,
     TokenSet,
 };
+use crate::script::ScriptEngine;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum MapperCommand {
@@ -26,8 +27,13 @@ pub(super) enum MapperCommand {
     },
     /// Check that FILE implements the mapper world; print its imports and exports.
     Check { file: PathBuf },
-    /// Run FILE once, for real, and print the profile as JSON.
+    /// Run FILE (or an Auth0 fetchUserProfile script) once, for real, and
+    /// print the profile as JSON.
     Run(RunArgs),
+    /// Rebuild the script engine shipped in this binary from
+    /// plugins/script-engine into host/assets (for Waypass's developers).
+    #[command(hide = true)]
+    BuildScriptEngine,
 }
 
 /// Languages `mapper new` can start a mapper in.
@@ -41,7 +47,12 @@ pub(super) enum Lang {
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
     /// The component to run.
-    file: PathBuf,
+    #[arg(required_unless_present = "script", conflicts_with = "script")]
+    file: Option<PathBuf>,
+    /// Run this Auth0 fetchUserProfile script (a .js file) with the script
+    /// engine built into waypass instead of a component.
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
     /// The provider access token to hand the mapper.
     #[arg(long, env = "WAYPASS_ACCESS_TOKEN", hide_env_values = true)]
     access_token: String,
@@ -109,6 +120,11 @@ pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
         }
         MapperCommand::Check { file } => check(&file),
         MapperCommand::Run(args) => run_once(args),
+        MapperCommand::BuildScriptEngine => {
+            let wasm = crate::build::build_script_engine()?;
+            println!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -147,8 +163,21 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (path, script) = match (&args.file, &args.script) {
+        (_, Some(path)) => (
+            path,
+            Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+        ),
+        (Some(path), None) => (path, None),
+        (None, None) => anyhow::bail!("give a component FILE or --script FILE"),
+    };
+    let bytes = match &script {
+        Some(_) => Vec::new(),
+        None => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    };
     let tokens = match &args.token_response {
         Some(json) => {
             let tokens =
@@ -186,12 +215,24 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             cache_dir: Some(super::default_cache_dir()),
             ..RuntimeConfig::default()
         })?;
-        let mapper = runtime
-            .load(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-        anyhow::Ok(runtime.invoke(&mapper, &input, &sandbox).await)
+        let Some(script) = &script else {
+            let mapper = runtime
+                .load(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            return anyhow::Ok(Some(runtime.invoke(&mapper, &input, &sandbox).await));
+        };
+        let engine = ScriptEngine::load(&runtime)
+            .map_err(|e| anyhow::anyhow!("the built-in script engine: {e}"))?;
+        if let Err(e) = engine.check(&runtime, script).await {
+            eprintln!("{}: {e}", path.display());
+            return Ok(None);
+        }
+        let input = ScriptEngine::input(input, script);
+        anyhow::Ok(Some(
+            runtime.invoke(engine.mapper(), &input, &sandbox).await,
+        ))
     })?;
-    Ok(print_report(&report))
+    Ok(report.as_ref().map_or(ExitCode::FAILURE, print_report))
 }
 
 /// Prints logs and requests to stderr, the profile (JSON) to stdout or the

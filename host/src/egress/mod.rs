@@ -218,7 +218,11 @@ impl EgressSession {
         let allow_private = policy.allow_private_networks;
         let max_response = policy.max_response_bytes.min(MAX_RESPONSE_BYTES);
         tokio::time::timeout(timeout, async {
-            let addrs = vetted_addresses(&prepared.url, allow_private).await?;
+            let known = prepared
+                .url
+                .host_str()
+                .and_then(|name| self.transport.known_addresses(name));
+            let addrs = vetted_addresses(&prepared.url, allow_private, known).await?;
             self.transport.send(prepared, addrs, max_response).await
         })
         .await
@@ -246,20 +250,28 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
 /// Resolves `url` for the host's own requests to operator-configured URLs
 /// (token endpoints): private addresses allowed, metadata addresses refused.
 pub async fn resolve(url: &Url) -> Result<Vec<SocketAddr>, HttpError> {
-    vetted_addresses(url, true).await
+    vetted_addresses(url, true, None).await
 }
 
 /// Resolves the URL's host and keeps only the addresses the policy allows.
-async fn vetted_addresses(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, HttpError> {
+/// `known` are the name's addresses when the transport knows them itself.
+async fn vetted_addresses(
+    url: &Url,
+    allow_private: bool,
+    known: Option<Vec<IpAddr>>,
+) -> Result<Vec<SocketAddr>, HttpError> {
     let port = url.port_or_known_default().unwrap_or(443);
     let ips: Vec<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![ip.into()],
         Some(url::Host::Ipv6(ip)) => vec![ip.into()],
-        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|e| HttpError::Transport(format!("cannot resolve `{name}`: {e}")))?
-            .map(|sa| sa.ip())
-            .collect(),
+        Some(url::Host::Domain(name)) => match known {
+            Some(ips) => ips,
+            None => tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| HttpError::Transport(format!("cannot resolve `{name}`: {e}")))?
+                .map(|sa| sa.ip())
+                .collect(),
+        },
         None => return Err(HttpError::InvalidRequest("the URL has no host".into())),
     };
     let mut refused = None;

@@ -1,7 +1,7 @@
 //! Carrying a vetted request: the real network, or an in-process answer.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,13 @@ pub trait Transport: Send + Sync + 'static {
         addrs: Vec<SocketAddr>,
         max_response_bytes: usize,
     ) -> BoxFuture<'static, Result<OutboundResponse, HttpError>>;
+
+    /// The addresses of `name` when this transport knows them itself (an
+    /// in-process transport answering for test hosts); `None` asks the
+    /// system resolver. The policy vets these like any other.
+    fn known_addresses(&self, _name: &str) -> Option<Vec<IpAddr>> {
+        None
+    }
 }
 
 /// Idle connections kept per destination: enough for a burst of logins to
@@ -300,6 +307,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 #[derive(Clone)]
 pub struct CannedTransport {
     respond: Arc<dyn Fn(&PreparedRequest) -> OutboundResponse + Send + Sync>,
+    hosts: Arc<HashMap<String, IpAddr>>,
 }
 
 impl CannedTransport {
@@ -308,7 +316,15 @@ impl CannedTransport {
     ) -> Self {
         Self {
             respond: Arc::new(respond),
+            hosts: Arc::default(),
         }
+    }
+
+    /// Answers name lookups for `name` with `ip`, so URLs with hosts that
+    /// exist nowhere (`auth.example.com`) reach this transport.
+    pub fn resolving(mut self, name: &str, ip: IpAddr) -> Self {
+        Arc::make_mut(&mut self.hosts).insert(name.to_ascii_lowercase(), ip);
+        self
     }
 }
 
@@ -326,5 +342,11 @@ impl Transport for CannedTransport {
             }
             Ok(response)
         })
+    }
+
+    fn known_addresses(&self, name: &str) -> Option<Vec<IpAddr>> {
+        self.hosts
+            .get(&name.to_ascii_lowercase())
+            .map(|ip| vec![*ip])
     }
 }

@@ -124,7 +124,7 @@ fn config(
         client_id: PROVIDER_CLIENT_ID.into(),
         client_secret: Some(Secret::new(provider_secret)),
         pkce_enabled: true,
-        mapper: mapper_name.into(),
+        mapper: Some(mapper_name.into()),
         mapper_settings: BTreeMap::from([("userinfo_url".into(), format!("{provider}/userinfo"))]),
         // The development provider listens on loopback.
         mapper_egress: MapperEgress {

@@ -8,10 +8,11 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiReply, ApiRequest, Caller, json_body, method_not_allowed};
 use crate::broker::Broker;
-use crate::broker::model::{Connection, ConnectionSpec};
+use crate::broker::model::{Connection, ConnectionSpec, ProfileSource};
 use crate::broker::registry::parse_ref;
 use crate::broker::store::ConnectionRecord;
 use crate::mapper::{MapperInput, TokenSet};
+use crate::script::{ScriptEngine, ScriptError};
 
 /// Options that name where to read a secret on the server: accepted in the
 /// configuration file, never through the API (a caller could otherwise send
@@ -129,16 +130,32 @@ impl Broker {
     /// it, and puts it in service.
     async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
         let conn = Connection::new(record.spec.clone()).map_err(ApiError::bad_request)?;
-        // A pinned version (`name@N`) is put in service on demand.
-        if let Ok((name, Some(version))) = parse_ref(&record.spec.options.mapper)
-            && self.store.mapper_bytes(name, version).await?.is_some()
-        {
-            self.ensure_loaded(name, version).await?;
+        match &conn.profile {
+            // A pinned version (`name@N`) is put in service on demand.
+            ProfileSource::Mapper(reference) => {
+                if let Ok((name, Some(version))) = parse_ref(reference)
+                    && self.store.mapper_bytes(name, version).await?.is_some()
+                {
+                    self.ensure_loaded(name, version).await?;
+                }
+            }
+            // A script is compiled before any login can see it.
+            ProfileSource::Script(script) => {
+                let engine = self
+                    .script_engine()
+                    .await
+                    .map_err(|e| ApiError::new(500, e))?;
+                engine
+                    .check(&self.runtime, script)
+                    .await
+                    .map_err(|e| script_error(&e))?;
+            }
         }
         {
             let catalog = self.catalog_read();
-            let mapper = &record.spec.options.mapper;
-            if catalog.mappers.resolve(mapper).is_none() {
+            if let ProfileSource::Mapper(mapper) = &conn.profile
+                && catalog.mappers.resolve(mapper).is_none()
+            {
                 return Err(ApiError::bad_request(format!(
                     "mapper `{mapper}` is not registered (PUT /api/v2/mappers/NAME first)"
                 )));
@@ -191,16 +208,36 @@ impl Broker {
                 ));
             }
         };
-        let reference = &conn.spec.options.mapper;
-        let (mapper, version) = self
-            .mapper(reference)
-            .ok_or_else(|| ApiError::bad_request(format!("mapper `{reference}` is not loaded")))?;
         let input = MapperInput {
             connection: conn.name().to_owned(),
             tokens,
             settings: conn.settings.clone(),
         };
-        let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
+        let (report, source) = match &conn.profile {
+            ProfileSource::Mapper(reference) => {
+                let (mapper, version) = self.mapper(reference).ok_or_else(|| {
+                    ApiError::bad_request(format!("mapper `{reference}` is not loaded"))
+                })?;
+                let name = parse_ref(reference).map_or(reference.as_str(), |r| r.0);
+                (
+                    self.runtime.invoke(&mapper, &input, &conn.sandbox).await,
+                    json!({"mapper": {"name": name, "version": version}}),
+                )
+            }
+            ProfileSource::Script(script) => {
+                let engine = self
+                    .script_engine()
+                    .await
+                    .map_err(|e| ApiError::new(500, e))?;
+                let input = ScriptEngine::input(input, script);
+                (
+                    self.runtime
+                        .invoke(engine.mapper(), &input, &conn.sandbox)
+                        .await,
+                    json!({"script": "fetchUserProfile"}),
+                )
+            }
+        };
         let outcome = match &report.result {
             Ok(profile) => json!({
                 "profile": profile,
@@ -209,17 +246,27 @@ impl Broker {
             Err(e) => json!({"error": e, "message": e.to_string()}),
         };
         let mut out = json!({
-            "mapper": {"name": parse_ref(reference).map(|r| r.0).unwrap_or(reference), "version": version},
             "logs": report.logs,
             "dropped_log_lines": report.dropped_log_lines,
             "requests": report.requests,
             "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
             "peak_memory_bytes": report.peak_memory_bytes,
         });
-        if let (Some(out), Value::Object(outcome)) = (out.as_object_mut(), outcome) {
+        if let (Some(out), Value::Object(outcome), Value::Object(source)) =
+            (out.as_object_mut(), outcome, source)
+        {
             out.extend(outcome);
+            out.extend(source);
         }
         Ok(ApiReply::json(200, out))
+    }
+}
+
+/// A script refused on save: 400, with where the syntax error is.
+fn script_error(e: &ScriptError) -> ApiError {
+    match e {
+        ScriptError::Engine(_) => ApiError::new(500, format!("scripts.fetchUserProfile: {e}")),
+        _ => ApiError::bad_request(format!("scripts.fetchUserProfile: {e}")),
     }
 }
 

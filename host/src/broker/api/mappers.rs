@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiReply, ApiRequest, Caller, MAX_MAPPER_BYTES, method_not_allowed};
 use crate::broker::Broker;
-use crate::broker::model::ConnectionName;
+use crate::broker::model::{ConnectionName, ProfileSource};
 use crate::broker::registry::parse_ref;
 use crate::mapper::{LoadError, LoadedMapper, sha256_hex};
 
@@ -65,7 +65,10 @@ impl Broker {
                     .catalog_read()
                     .connections
                     .values()
-                    .filter(|c| parse_ref(&c.spec.options.mapper).is_ok_and(|(n, _)| n == *name))
+                    .filter(|c| match &c.profile {
+                        ProfileSource::Mapper(r) => parse_ref(r).is_ok_and(|(n, _)| n == *name),
+                        ProfileSource::Script(_) => false,
+                    })
                     .map(|c| c.name().to_owned())
                     .collect();
                 if !users.is_empty() {
