@@ -360,3 +360,50 @@ fn mapper_new_scaffolds_a_mapper_in_each_language_that_builds_and_fits_the_world
         "an existing directory is never overwritten"
     );
 }
+
+#[test]
+fn mapper_run_script_runs_an_auth0_script_and_says_where_a_syntax_error_is() {
+    // The engine compiles once into this cache, for every run of this test.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("script-engine-cache");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = dir.path().join("fetch-user-profile.js");
+    std::fs::write(
+        &ok,
+        "function (accessToken, ctx, cb) {\n  const claims = require('jsonwebtoken').decode(ctx.id_token);\n  cb(null, { user_id: claims.sub, email: claims.email });\n}\n",
+    )
+    .expect("write");
+    // An unsigned id_token: {"sub":"u-7","email":"ada@example.com"}.
+    let id_token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1LTciLCJlbWFpbCI6ImFkYUBleGFtcGxlLmNvbSJ9.";
+    let out = waypass(&cache)
+        .args(["mapper", "run", "--script"])
+        .arg(&ok)
+        .args(["--access-token", "at", "--token-response"])
+        .arg(format!(
+            r#"{{"access_token":"at","id_token":"{id_token}"}}"#
+        ))
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        profile,
+        serde_json::json!({"user_id": "u-7", "email": "ada@example.com"})
+    );
+
+    let bad = dir.path().join("broken.js");
+    std::fs::write(&bad, "function (accessToken, ctx, cb) {\n  let x = ;\n}\n").expect("write");
+    let out = waypass(&cache)
+        .args(["mapper", "run", "--script"])
+        .arg(&bad)
+        .args(["--access-token", "at"])
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "{}: line 2, column 11: expected expression, got ';'",
+            bad.display()
+        )
+    );
+}

@@ -93,14 +93,26 @@ function decode(bytes, encoding) {
 
 export class Buffer extends Uint8Array {
   /**
+   * Node's deprecated `new Buffer(string[, encoding])`, which older scripts
+   * still use (`new Buffer(id + ':' + secret).toString('base64')`); any other
+   * arguments are `Uint8Array`'s.
+   */
+  constructor(value, encodingOrOffset, length) {
+    if (typeof value === 'string') {
+      const bytes = encode(value, encodingOf(encodingOrOffset));
+      super(bytes.length);
+      this.set(bytes);
+      return;
+    }
+    super(value, encodingOrOffset, length);
+  }
+
+  /**
    * `Buffer.from(string[, encoding])`, `Buffer.from(bytes | array | arrayBuffer)`.
    * @returns {Buffer}
    */
   static from(value, encodingOrOffset, length) {
-    if (typeof value === 'string') {
-      const bytes = encode(value, encodingOf(encodingOrOffset));
-      return new Buffer(bytes.buffer, bytes.byteOffset, bytes.length);
-    }
+    if (typeof value === 'string') return new Buffer(value, encodingOrOffset);
     if (value instanceof ArrayBuffer) {
       return new Buffer(value, encodingOrOffset ?? 0, length ?? value.byteLength - (encodingOrOffset ?? 0));
     }

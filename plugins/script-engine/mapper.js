@@ -406,6 +406,7 @@ function installGlobals(run, configuration) {
 
 function describe(value) {
   if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }

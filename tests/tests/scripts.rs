@@ -495,14 +495,15 @@ async fn buffer_base64_and_console_work_as_in_node() {
       const decoded = Buffer.from(encoded, 'base64').toString();
       console.log('encoded %s', encoded, { decoded });
       console.warn('a warning');
-      cb(null, { user_id: btoa('ada'), hex: Buffer.from('hi').toString('hex'), back: atob(btoa('x')), decoded });
+      const legacy = new Buffer('client:s3cret').toString('base64');
+      cb(null, { user_id: btoa('ada'), hex: Buffer.from('hi').toString('hex'), back: atob(btoa('x')), decoded, same: legacy === encoded });
     }"#;
     let report = run_offline(script, TokenSet::bearer("at")).await;
     let p = profile(&report);
     assert_eq!(p.user_id, "YWRh");
     assert_eq!(
         serde_json::Value::Object(p.extra.clone()),
-        json!({"hex": "6869", "back": "x", "decoded": "client:s3cret"})
+        json!({"hex": "6869", "back": "x", "decoded": "client:s3cret", "same": true})
     );
     let lines: Vec<_> = report
         .logs

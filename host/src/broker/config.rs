@@ -250,6 +250,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::model::ProfileSource;
 
     const EXAMPLE: &str = r#"
         issuer = "https://login.example.com"
@@ -293,6 +294,7 @@ mod tests {
         let text = include_str!("../../../examples/waypass.toml");
         let config: Config = toml::from_str(text).expect("examples/waypass.toml parses");
         assert_eq!(config.clients().expect("clients").len(), 2);
+        assert_eq!(config.connections.len(), 2);
         let connections = config.connections().expect("connections");
         let acme = &connections["acme"];
         assert_eq!(
@@ -305,6 +307,12 @@ mod tests {
                 .allowed_hosts
                 .iter()
                 .any(|h| h.to_string() == "api.acme.example")
+        );
+        let legacy = &connections["legacy"];
+        assert!(
+            matches!(&legacy.profile, ProfileSource::Script(s) if s.contains("request.get(")),
+            "{:?}",
+            legacy.profile
         );
     }
 

@@ -111,7 +111,7 @@ fn list(value: &Value) -> String {
                 cell(&c["id"]),
                 cell(&c["name"]),
                 cell(&c["display_name"]),
-                cell(&c["options"]["mapper"]),
+                profile_source(c),
                 cell(&c["enabled_clients"]),
             ]
         })
@@ -119,14 +119,27 @@ fn list(value: &Value) -> String {
     super::table(&["ID", "NAME", "DISPLAY NAME", "MAPPER", "CLIENTS"], &rows)
 }
 
+/// The connection's mapper, or `(script)` for an Auth0 fetchUserProfile script.
+fn profile_source(c: &Value) -> String {
+    if c["options"]["scripts"]["fetchUserProfile"].is_string() {
+        "(script)".into()
+    } else {
+        cell(&c["options"]["mapper"])
+    }
+}
+
 /// What `try` did: the outcome first, then the mapper's logs and requests.
 fn try_report(value: &Value) -> String {
-    let mut text = format!(
-        "mapper: {} version {} ({:.1} ms)\n",
-        cell(&value["mapper"]["name"]),
-        cell(&value["mapper"]["version"]),
-        value["elapsed_ms"].as_f64().unwrap_or_default()
-    );
+    let elapsed = value["elapsed_ms"].as_f64().unwrap_or_default();
+    let mut text = if value["script"].is_string() {
+        format!("fetchUserProfile script ({elapsed:.1} ms)\n")
+    } else {
+        format!(
+            "mapper: {} version {} ({elapsed:.1} ms)\n",
+            cell(&value["mapper"]["name"]),
+            cell(&value["mapper"]["version"]),
+        )
+    };
     if value.get("error").is_some() {
         text.push_str(&format!(
             "mapper error ({}): {}\n",
@@ -172,4 +185,32 @@ fn try_report(value: &Value) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_connections_list_as_a_script_and_try_says_it_ran_the_script() {
+        let listed = list(&json!([
+            {"id": "con_1", "name": "acme", "options": {"mapper": "acme-userinfo"}, "enabled_clients": ["shop"]},
+            {"id": "con_2", "name": "legacy", "options": {"scripts": {"fetchUserProfile": "function () {}"}}, "enabled_clients": []}
+        ]));
+        let rows: Vec<Vec<&str>> = listed
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[1], ["con_1", "acme", "-", "acme-userinfo", "shop"]);
+        assert_eq!(rows[2], ["con_2", "legacy", "-", "(script)", "-"]);
+        let report = try_report(&json!({
+            "script": "fetchUserProfile", "elapsed_ms": 1.25,
+            "error": {"kind": "other"}, "message": "Your account is suspended",
+            "logs": [], "requests": []
+        }));
+        assert!(
+            report.starts_with("fetchUserProfile script (1.2 ms)\nmapper error (other): Your account is suspended\n"),
+            "{report}"
+        );
+    }
 }
