@@ -13,8 +13,7 @@ use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
 use super::secret::SecretHash;
 use super::store::{AuthorizationGrant, LoginTransaction};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
-use crate::mapper::{MapperError, MapperInput};
-use crate::script::ScriptEngine;
+use crate::mapper::MapperError;
 
 /// What `/login/callback` answers.
 #[derive(Debug)]
@@ -194,44 +193,10 @@ impl Broker {
         connection: &Arc<Connection>,
         tokens: crate::mapper::TokenSet,
     ) -> Result<crate::mapper::Profile, OAuthError> {
-        let input = MapperInput {
-            connection: connection.name().to_owned(),
-            tokens,
-            settings: connection.settings.clone(),
-        };
-        let report = match &connection.profile {
-            ProfileSource::Mapper(mapper_name) => {
-                let (mapper, version) = self.mapper(mapper_name).ok_or_else(|| {
-                    tracing::error!(mapper = %mapper_name, "the connection's mapper is not loaded");
-                    OAuthError::new(
-                        ErrorCode::ServerError,
-                        format!("mapper `{mapper_name}` is not available"),
-                    )
-                })?;
-                let report = self
-                    .runtime
-                    .invoke(&mapper, &input, &connection.sandbox)
-                    .await;
-                tracing::debug!(mapper = %mapper_name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
-                report
-            }
-            ProfileSource::Script(script) => {
-                let engine = self.script_engine().await.map_err(|e| {
-                    tracing::error!(error = %e, "the script engine is not available");
-                    OAuthError::new(ErrorCode::ServerError, "the script engine is not available")
-                })?;
-                let input = ScriptEngine::input(input, script);
-                let report = self
-                    .runtime
-                    .invoke(engine.mapper(), &input, &connection.sandbox)
-                    .await;
-                tracing::debug!(
-                    elapsed_us = report.elapsed.as_micros() as u64,
-                    "fetchUserProfile script ran"
-                );
-                report
-            }
-        };
+        let (report, _) = self.run_profile(connection, tokens).await.map_err(|e| {
+            tracing::error!(error = %e, "the connection's profile logic cannot run");
+            OAuthError::new(ErrorCode::ServerError, e)
+        })?;
         for line in &report.logs {
             tracing::debug!(source = ?line.source, level = ?line.level, "mapper: {}", line.message);
         }

@@ -186,6 +186,49 @@ impl Broker {
         self.keys.jwks()
     }
 
+    /// Runs what `conn` gets profiles from — its mapper or its script —
+    /// with the connection's tokens and settings; the report and, as JSON,
+    /// what ran (`{"mapper": {name, version}}` or `{"script": "fetchUserProfile"}`).
+    /// `Err` says why nothing could run.
+    async fn run_profile(
+        &self,
+        conn: &Connection,
+        tokens: crate::mapper::TokenSet,
+    ) -> Result<(crate::mapper::InvocationReport, serde_json::Value), String> {
+        let input = crate::mapper::MapperInput {
+            connection: conn.name().to_owned(),
+            tokens,
+            settings: conn.settings.clone(),
+        };
+        match &conn.profile {
+            ProfileSource::Mapper(reference) => {
+                let (mapper, version) = self
+                    .mapper(reference)
+                    .ok_or_else(|| format!("mapper `{reference}` is not loaded"))?;
+                let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
+                let name = registry::parse_ref(reference).map_or(reference.as_str(), |r| r.0);
+                tracing::debug!(mapper = %name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
+                Ok((
+                    report,
+                    serde_json::json!({"mapper": {"name": name, "version": version}}),
+                ))
+            }
+            ProfileSource::Script(script) => {
+                let engine = self.script_engine().await?;
+                let input = ScriptEngine::input(input, script);
+                let report = self
+                    .runtime
+                    .invoke(engine.mapper(), &input, &conn.sandbox)
+                    .await;
+                tracing::debug!(
+                    elapsed_us = report.elapsed.as_micros() as u64,
+                    "fetchUserProfile script ran"
+                );
+                Ok((report, serde_json::json!({"script": "fetchUserProfile"})))
+            }
+        }
+    }
+
     /// Whether the broker can serve logins: every connection's mapper (or
     /// the script engine) loaded.
     pub fn ready(&self) -> Result<(), String> {

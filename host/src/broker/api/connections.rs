@@ -11,8 +11,8 @@ use crate::broker::Broker;
 use crate::broker::model::{Connection, ConnectionSpec, ProfileSource};
 use crate::broker::registry::parse_ref;
 use crate::broker::store::ConnectionRecord;
-use crate::mapper::{MapperInput, TokenSet};
-use crate::script::{ScriptEngine, ScriptError};
+use crate::mapper::TokenSet;
+use crate::script::ScriptError;
 
 /// Options that name where to read a secret on the server: accepted in the
 /// configuration file, never through the API (a caller could otherwise send
@@ -208,36 +208,10 @@ impl Broker {
                 ));
             }
         };
-        let input = MapperInput {
-            connection: conn.name().to_owned(),
-            tokens,
-            settings: conn.settings.clone(),
-        };
-        let (report, source) = match &conn.profile {
-            ProfileSource::Mapper(reference) => {
-                let (mapper, version) = self.mapper(reference).ok_or_else(|| {
-                    ApiError::bad_request(format!("mapper `{reference}` is not loaded"))
-                })?;
-                let name = parse_ref(reference).map_or(reference.as_str(), |r| r.0);
-                (
-                    self.runtime.invoke(&mapper, &input, &conn.sandbox).await,
-                    json!({"mapper": {"name": name, "version": version}}),
-                )
-            }
-            ProfileSource::Script(script) => {
-                let engine = self
-                    .script_engine()
-                    .await
-                    .map_err(|e| ApiError::new(500, e))?;
-                let input = ScriptEngine::input(input, script);
-                (
-                    self.runtime
-                        .invoke(engine.mapper(), &input, &conn.sandbox)
-                        .await,
-                    json!({"script": "fetchUserProfile"}),
-                )
-            }
-        };
+        let (report, source) = self
+            .run_profile(&conn, tokens)
+            .await
+            .map_err(ApiError::bad_request)?;
         let outcome = match &report.result {
             Ok(profile) => json!({
                 "profile": profile,
