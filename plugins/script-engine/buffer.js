@@ -9,6 +9,8 @@
  * `buf.slice` sharing memory (here it copies, like `Uint8Array#slice`).
  */
 
+const UTF8_ENCODER = new TextEncoder();
+const UTF8_DECODER = new TextDecoder();
 const ENCODINGS = new Set(['utf8', 'utf-8', 'base64', 'base64url', 'hex', 'latin1', 'binary', 'ascii']);
 
 function encodingOf(encoding) {
@@ -17,15 +19,15 @@ function encodingOf(encoding) {
   return name;
 }
 
-/** Bytes of a "binary string" (one char per byte). */
-function binaryToBytes(binary) {
+/** Bytes of a "binary string" (one char per byte, as `atob` returns). */
+export function binaryToBytes(binary) {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i) & 0xff;
   return bytes;
 }
 
-/** A "binary string" of `bytes`, built in chunks (apply's argument limit). */
-function bytesToBinary(bytes) {
+/** A "binary string" of `bytes` (as `btoa` takes), built in chunks (apply's argument limit). */
+export function bytesToBinary(bytes) {
   let out = '';
   for (let i = 0; i < bytes.length; i += 0x8000) {
     out += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
@@ -33,12 +35,17 @@ function bytesToBinary(bytes) {
   return out;
 }
 
-/** Node's lenient base64 decoding: base64url letters, no padding and whitespace are accepted. */
+/**
+ * Node's lenient base64 decoding: both alphabets (base64url's `-` and `_`)
+ * are read, characters outside them are skipped, and decoding stops at the
+ * first `=`; missing padding is fine.
+ */
 function decodeBase64(text) {
-  let clean = text.replace(/[\s=]/g, '').replace(/-/g, '+').replace(/_/g, '/');
-  // Node stops at the first character outside the alphabet.
-  const bad = clean.search(/[^A-Za-z0-9+/]/);
-  if (bad !== -1) clean = clean.slice(0, bad);
+  const end = text.indexOf('=');
+  let clean = (end === -1 ? text : text.slice(0, end))
+    .replace(/-/g, '+')
+    .replace(/_/g, '/')
+    .replace(/[^A-Za-z0-9+/]/g, '');
   if (clean.length % 4 === 1) clean = clean.slice(0, -1);
   while (clean.length % 4 !== 0) clean += '=';
   return binaryToBytes(atob(clean));
@@ -48,17 +55,18 @@ function encode(text, encoding) {
   switch (encoding) {
     case 'utf8':
     case 'utf-8':
-      return new TextEncoder().encode(text);
+      return UTF8_ENCODER.encode(text);
     case 'base64':
     case 'base64url':
       return decodeBase64(text);
     case 'hex': {
+      // Node stops at the first pair that is not two hex digits.
       const bytes = new Uint8Array(text.length >>> 1);
       let n = 0;
       for (; n < bytes.length; n++) {
-        const byte = Number.parseInt(text.substr(n * 2, 2), 16);
-        if (Number.isNaN(byte)) break;
-        bytes[n] = byte;
+        const pair = text.substr(n * 2, 2);
+        if (!/^[0-9a-fA-F]{2}$/.test(pair)) break;
+        bytes[n] = Number.parseInt(pair, 16);
       }
       return bytes.subarray(0, n);
     }
@@ -73,7 +81,7 @@ function decode(bytes, encoding) {
   switch (encoding) {
     case 'utf8':
     case 'utf-8':
-      return new TextDecoder().decode(bytes);
+      return UTF8_DECODER.decode(bytes);
     case 'base64':
       return btoa(bytesToBinary(bytes));
     case 'base64url':

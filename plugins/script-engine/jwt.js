@@ -22,6 +22,8 @@
  * @module jwt
  */
 
+import { binaryToBytes, bytesToBinary } from './buffer.js';
+
 // ---------------------------------------------------------------------------
 // Errors (as jsonwebtoken and jwks-rsa name them)
 
@@ -100,21 +102,6 @@ function base64UrlDecode(text) {
 
 function base64UrlEncode(bytes) {
   return btoa(bytesToBinary(bytes)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
-}
-
-/** A "binary string" (one char per byte, as atob and btoa use) from bytes. */
-function bytesToBinary(bytes) {
-  let text = '';
-  for (let i = 0; i < bytes.length; i += 8192) {
-    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
-  }
-  return text;
-}
-
-function binaryToBytes(text) {
-  const out = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
-  return out;
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));

@@ -29,7 +29,7 @@
 import { send } from 'waypass:mapper/http@0.1.0';
 import { log } from 'waypass:mapper/log@0.1.0';
 import { Buffer } from './buffer.js';
-import { makeRequest, parseQuery, stringifyQuery } from './request.js';
+import { makeRequest, parseQuery, stringifyQuery, transportError } from './request.js';
 import * as jwt from './jwt.js';
 
 /** The settings the host reserves for the engine. */
@@ -219,7 +219,8 @@ class Run {
         log('warn', 'the script called back more than once; later calls are ignored');
         return;
       }
-      if (err !== undefined && err !== null) this.fail(err);
+      // Node's callbacks test `if (err)`: `callback(false, profile)` succeeds.
+      if (err) this.fail(err);
       else this.succeed(profile);
     };
   }
@@ -279,46 +280,55 @@ const realSetInterval = globalThis.setInterval;
 const realClearInterval = globalThis.clearInterval;
 const realFetch = globalThis.fetch;
 
-/** Timers and `fetch` that tell `run` what is still pending. */
-function installTrackedAsync(run) {
-  globalThis.setTimeout = (fn, ms, ...args) => {
-    const id = realSetTimeout(() => {
-      run.timers.delete(id);
-      if (typeof fn === 'function') run.guard(fn, args);
-      else run.scheduleStallCheck();
-    }, ms);
-    run.timers.add(id);
-    return id;
-  };
-  globalThis.clearTimeout = (id) => {
+/**
+ * The call in progress. Everything below is installed once, when the module
+ * is evaluated (that state is in the engine's snapshot), and reaches the
+ * call through this; a call only starts a new `Run`.
+ */
+let current = new Run();
+
+// Timers and `fetch` that tell the run what is still pending.
+globalThis.setTimeout = (fn, ms, ...args) => {
+  const run = current;
+  const id = realSetTimeout(() => {
     run.timers.delete(id);
-    realClearTimeout(id);
-    run.scheduleStallCheck();
-  };
-  globalThis.setInterval = (fn, ms, ...args) => {
-    const id = realSetInterval(() => {
-      if (typeof fn === 'function') run.guard(fn, args);
-    }, ms);
-    run.timers.add(id);
-    return id;
-  };
-  globalThis.clearInterval = (id) => {
-    run.timers.delete(id);
-    realClearInterval(id);
-    run.scheduleStallCheck();
-  };
-  if (typeof realFetch === 'function') {
-    globalThis.fetch = (...args) => run.track(realFetch(...args));
-    for (const method of ['arrayBuffer', 'json', 'text', 'blob', 'formData']) {
-      const real = Response.prototype[method];
-      if (typeof real === 'function') {
-        Response.prototype[method] = function (...args) {
-          return run.track(real.apply(this, args));
-        };
-      }
+    if (typeof fn === 'function') run.guard(fn, args);
+    else run.scheduleStallCheck();
+  }, ms);
+  run.timers.add(id);
+  return id;
+};
+globalThis.clearTimeout = (id) => {
+  current.timers.delete(id);
+  realClearTimeout(id);
+  current.scheduleStallCheck();
+};
+globalThis.setInterval = (fn, ms, ...args) => {
+  const run = current;
+  const id = realSetInterval(() => {
+    if (typeof fn === 'function') run.guard(fn, args);
+  }, ms);
+  run.timers.add(id);
+  return id;
+};
+globalThis.clearInterval = (id) => {
+  current.timers.delete(id);
+  realClearInterval(id);
+  current.scheduleStallCheck();
+};
+if (typeof realFetch === 'function') {
+  globalThis.fetch = (...args) => current.track(realFetch(...args));
+  for (const method of ['arrayBuffer', 'json', 'text', 'blob', 'formData']) {
+    const real = Response.prototype[method];
+    if (typeof real === 'function') {
+      Response.prototype[method] = function (...args) {
+        return current.track(real.apply(this, args));
+      };
     }
   }
 }
+
+const UTF8 = new TextDecoder();
 
 /** GET `url` as JSON through the host (jwks-rsa's fetch). */
 function getJson(url) {
@@ -326,10 +336,9 @@ function getJson(url) {
   try {
     answer = send({ method: 'get', url, headers: [['accept', 'application/json']], body: undefined });
   } catch (e) {
-    const value = e?.payload;
-    throw new Error(value ? `http ${value.val === undefined ? value.tag : `${value.tag}: ${value.val}`} (${url})` : String(e));
+    throw transportError(e, url);
   }
-  const text = new TextDecoder().decode(answer.body);
+  const text = UTF8.decode(answer.body);
   if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}: ${text.slice(0, 200)}`);
   try {
     return JSON.parse(text);
@@ -343,26 +352,40 @@ function promisify(fn) {
     new Promise((resolve, reject) => fn(...args, (err, value) => (err ? reject(err) : resolve(value))));
 }
 
-/** The modules `require` knows, built for one run. */
-function modules(request) {
-  const jwksRsa = (options) => jwt.createJwksClient(options, getJson);
-  jwksRsa.SigningKeyNotFoundError = jwt.SigningKeyNotFoundError;
-  return {
-    request,
-    jsonwebtoken: {
-      decode: jwt.decode,
-      verify: jwt.verify,
-      sign: jwt.sign,
-      JsonWebTokenError: jwt.JsonWebTokenError,
-      TokenExpiredError: jwt.TokenExpiredError,
-      NotBeforeError: jwt.NotBeforeError,
-    },
-    'jwks-rsa': jwksRsa,
-    querystring: { stringify: stringifyQuery, encode: stringifyQuery, parse: parseQuery, decode: parseQuery },
-    buffer: { Buffer },
-    util: { format, inspect, promisify },
-  };
-}
+const request = makeRequest(send, (fn, args) => current.deliver(fn, args));
+
+const jwksRsa = (options) => jwt.createJwksClient(options, getJson);
+jwksRsa.SigningKeyNotFoundError = jwt.SigningKeyNotFoundError;
+
+/** The modules `require` knows. */
+const MODULES = {
+  request,
+  jsonwebtoken: {
+    decode: jwt.decode,
+    verify: jwt.verify,
+    sign: jwt.sign,
+    JsonWebTokenError: jwt.JsonWebTokenError,
+    TokenExpiredError: jwt.TokenExpiredError,
+    NotBeforeError: jwt.NotBeforeError,
+  },
+  'jwks-rsa': jwksRsa,
+  querystring: { stringify: stringifyQuery, encode: stringifyQuery, parse: parseQuery, decode: parseQuery },
+  buffer: { Buffer },
+  util: { format, inspect, promisify },
+};
+
+Object.assign(globalThis, {
+  request,
+  Buffer,
+  console: scriptConsole,
+  UnauthorizedError,
+  require(name) {
+    if (Object.hasOwn(MODULES, name)) return MODULES[name];
+    throw new Error(
+      `module '${name}' is not available to scripts here; available: ${Object.keys(MODULES).join(', ')}`,
+    );
+  },
+});
 
 /** The script's `context`: the token endpoint's response as received. */
 function scriptContext(tokens) {
@@ -379,25 +402,6 @@ function scriptContext(tokens) {
   if (tokens.expiresIn !== undefined) context.expires_in = Number(tokens.expiresIn);
   if (tokens.scope !== undefined) context.scope = tokens.scope;
   return context;
-}
-
-function installGlobals(run, configuration) {
-  const request = makeRequest(send, (fn, args) => run.deliver(fn, args));
-  const known = modules(request);
-  Object.assign(globalThis, {
-    request,
-    Buffer,
-    console: scriptConsole,
-    configuration,
-    UnauthorizedError,
-    require(name) {
-      if (Object.hasOwn(known, name)) return known[name];
-      throw new Error(
-        `module '${name}' is not available to scripts here; available: ${Object.keys(known).join(', ')}`,
-      );
-    },
-  });
-  installTrackedAsync(run);
 }
 
 // ---------------------------------------------------------------------------
@@ -486,7 +490,8 @@ export async function fetchUserProfile(accessToken, ctx) {
     if (key !== SCRIPT_SETTING && key !== MODE_SETTING) configuration[key] = value;
   }
   const run = new Run();
-  installGlobals(run, configuration);
+  current = run;
+  globalThis.configuration = configuration;
   const fn = run.guard(compiled.make, []);
   if (!run.settled && typeof fn !== 'function') {
     run.fail(

@@ -154,7 +154,7 @@ const STATUS_TEXT = {
 };
 
 /** An Error for the host's refusal or failure (the `http` interface's `error`). */
-function transportError(e, url) {
+export function transportError(e, url) {
   const value = e !== null && typeof e === 'object' && Object.hasOwn(e, 'payload') ? e.payload : undefined;
   if (value === undefined || typeof value.tag !== 'string') return e instanceof Error ? e : new Error(String(e));
   const err = new Error(`http ${value.val === undefined ? value.tag : `${value.tag}: ${value.val}`} (${url})`);

@@ -575,6 +575,23 @@ async fn a_script_that_returns_without_calling_back_fails_at_once() {
 }
 
 #[tokio::test]
+async fn a_guard_timer_left_behind_does_not_hold_the_login() {
+    // The common "fail if the provider is slow" pattern: the profile is
+    // ready at once; the pending timer must neither delay nor fail the login.
+    let report = run_offline(
+        "function (at, ctx, cb) {\n  const guard = setTimeout(() => cb(new Error('too slow')), 3000);\n  cb(false, { user_id: 'g-1' });\n}",
+        TokenSet::bearer("at"),
+    )
+    .await;
+    assert_eq!(profile(&report).user_id, "g-1");
+    assert!(
+        report.elapsed < Duration::from_secs(1),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[tokio::test]
 async fn a_script_that_never_calls_back_is_ended_by_the_deadline() {
     let sandbox = Sandbox {
         limits: Limits {

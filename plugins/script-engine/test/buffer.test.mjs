@@ -29,6 +29,10 @@ test('decoding base64, base64url and hex reads what Node reads, padding or not',
     ['Y2xp ZW50', 'base64'],
     ['6869', 'hex'],
     ['68z9', 'hex'],
+    ['6z', 'hex'],
+    ['YW*Jj', 'base64'],
+    ['YQ==YQ==', 'base64'],
+    ['YWJj\nZGVm', 'base64'],
   ]) {
     assert.deepEqual([...EngineBuffer.from(input, enc)], [...Buffer.from(input, enc)], `${enc} ${input}`);
   }
