@@ -32,10 +32,11 @@ use serde::Serialize;
 use url::Url;
 
 pub use addr::AddressClass;
+use policy::EffectiveLimits;
 pub use policy::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_REQUEST_TIMEOUT, EgressPolicy, HostRule, MAX_REQUEST_TIMEOUT, MAX_REQUESTS,
-    MAX_RESPONSE_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, EgressPolicy, HostRule, MAX_REQUEST_BYTES, MAX_REQUEST_TIMEOUT,
+    MAX_REQUESTS, MAX_RESPONSE_BYTES, MIN_REQUEST_TIMEOUT, MIN_RESPONSE_BYTES,
 };
 pub use transport::{CannedTransport, NetworkTransport, Transport};
 
@@ -118,6 +119,8 @@ pub struct RequestRecord {
 /// by the `http` import and the `wasi:http` hook.
 pub struct EgressSession {
     policy: Arc<EgressPolicy>,
+    /// The policy's limits, clamped once here for every request.
+    limits: EffectiveLimits,
     transport: Arc<dyn Transport>,
     deadline: Instant,
     used: AtomicU32,
@@ -131,6 +134,7 @@ impl EgressSession {
         deadline: Instant,
     ) -> Self {
         Self {
+            limits: policy.clamped_limits(),
             policy,
             transport,
             deadline,
@@ -143,8 +147,11 @@ impl EgressSession {
     pub async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
         let started = Instant::now();
         let method = req.method.to_string();
-        let url = mask_url(&req.url);
-        let result = self.send_checked(req).await;
+        let parsed = Url::parse(&req.url);
+        let url = parsed
+            .as_ref()
+            .map_or_else(|_| "<invalid url>".to_owned(), mask_url);
+        let result = self.send_checked(req, parsed).await;
         let record = RequestRecord {
             method,
             url,
@@ -163,27 +170,33 @@ impl EgressSession {
 
     /// The largest request body this session sends.
     pub fn max_request_bytes(&self) -> usize {
-        self.policy.max_request_bytes.min(MAX_RESPONSE_BYTES)
+        self.limits.max_request_bytes
     }
 
-    /// Every request made so far, in order.
-    pub fn records(&self) -> Vec<RequestRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// Every request made so far, in order; moved out, leaving none behind.
+    /// Called once, when the invocation ends.
+    pub fn take_records(&self) -> Vec<RequestRecord> {
+        std::mem::take(
+            &mut *self
+                .records
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
-    async fn send_checked(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
+    async fn send_checked(
+        &self,
+        req: OutboundRequest,
+        url: Result<Url, url::ParseError>,
+    ) -> Result<OutboundResponse, HttpError> {
         // Every attempt counts, refused ones too: a guest looping on a denied
         // URL must run out as surely as one looping on an allowed one.
-        // A connection's overrides loosen the sandbox only up to the bounds.
-        let policy = &*self.policy;
-        if self.used.fetch_add(1, Ordering::Relaxed) >= policy.max_requests.min(MAX_REQUESTS) {
+        let limits = self.limits;
+        if self.used.fetch_add(1, Ordering::Relaxed) >= limits.max_requests {
             return Err(HttpError::BudgetExhausted);
         }
-        let url = Url::parse(&req.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", req.url)))?;
+        let url =
+            url.map_err(|e| HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", req.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::InvalidRequest(format!(
                 "scheme `{}` is not supported; use https",
@@ -195,9 +208,9 @@ impl EgressSession {
                 "credentials in the URL are not supported; send an Authorization header".into(),
             ));
         }
-        policy.check_url(&url).map_err(HttpError::Denied)?;
+        self.policy.check_url(&url).map_err(HttpError::Denied)?;
         let body = req.body.unwrap_or_default();
-        if body.len() > self.max_request_bytes() {
+        if body.len() > limits.max_request_bytes {
             return Err(HttpError::TooLarge);
         }
         let headers = header_map(&req.headers)?;
@@ -205,18 +218,15 @@ impl EgressSession {
         if remaining.is_zero() {
             return Err(HttpError::Timeout);
         }
-        let timeout = policy
-            .request_timeout
-            .min(MAX_REQUEST_TIMEOUT)
-            .min(remaining);
+        let timeout = limits.request_timeout.min(remaining);
         let prepared = PreparedRequest {
             method: req.method,
             url,
             headers,
             body: Bytes::from(body),
         };
-        let allow_private = policy.allow_private_networks;
-        let max_response = policy.max_response_bytes.min(MAX_RESPONSE_BYTES);
+        let allow_private = self.policy.allow_private_networks;
+        let max_response = limits.max_response_bytes;
         tokio::time::timeout(timeout, async {
             let known = prepared
                 .url
@@ -305,10 +315,8 @@ async fn vetted_addresses(
 }
 
 /// The URL with credentials dropped and secret-looking query values masked.
-fn mask_url(raw: &str) -> String {
-    let Ok(mut url) = Url::parse(raw) else {
-        return "<invalid url>".into();
-    };
+fn mask_url(url: &Url) -> String {
+    let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
     if url.query().is_some() {
@@ -338,8 +346,9 @@ mod tests {
 
     #[test]
     fn masked_urls_hide_credentials_and_secret_parameters() {
-        let masked =
-            mask_url("https://u:p@api.example.com/me?access_token=abc&fields=id&api_key=k");
+        let url = Url::parse("https://u:p@api.example.com/me?access_token=abc&fields=id&api_key=k")
+            .expect("url parses");
+        let masked = mask_url(&url);
         assert_eq!(
             masked,
             "https://api.example.com/me?access_token=****&fields=id&api_key=****"

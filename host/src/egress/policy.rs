@@ -9,15 +9,26 @@ use url::Url;
 /// Per-request time limit. Providers' userinfo endpoints answer in well under
 /// a second; five leaves room for a slow one without holding a login for long.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Upper bound for a connection's request timeout (enforced per request).
+/// Upper bound for a connection's request timeout.
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lower bound for a connection's request timeout: zero would fail every
+/// request without trying; 10 ms (as the mapper's own minimum deadline) is
+/// enough for a provider on the same host.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(10);
 /// Largest response body a mapper may receive. Userinfo documents are a few
 /// KiB; 1 MiB fits any of them and keeps a hostile provider from filling memory.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Upper bound for a connection's response cap.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Lower bound for a connection's response cap: zero would refuse every
+/// response with a body; 1 KiB still lets a mapper read a provider's error.
+pub const MIN_RESPONSE_BYTES: usize = 1024;
 /// Largest request body a mapper may send (form posts, GraphQL queries).
+/// Zero is a valid setting (bodyless requests only), so there is no minimum.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Upper bound for a connection's request-body cap. Bodies are held in
+/// memory whole; real ones are a few KiB.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Requests per invocation. Real mappers need one to three (GitHub needs two);
 /// ten leaves room while stopping a loop from hammering the provider.
 pub const DEFAULT_MAX_REQUESTS: u32 = 10;
@@ -56,7 +67,32 @@ impl Default for EgressPolicy {
     }
 }
 
+/// A policy's limits pulled into their bounds: what a session enforces.
+/// Computed once per session, so no request can skip a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EffectiveLimits {
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_requests: u32,
+}
+
 impl EgressPolicy {
+    /// This policy's limits within their bounds: a connection's overrides
+    /// loosen the sandbox only so far.
+    pub(crate) fn clamped_limits(&self) -> EffectiveLimits {
+        EffectiveLimits {
+            request_timeout: self
+                .request_timeout
+                .clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT),
+            max_response_bytes: self
+                .max_response_bytes
+                .clamp(MIN_RESPONSE_BYTES, MAX_RESPONSE_BYTES),
+            max_request_bytes: self.max_request_bytes.min(MAX_REQUEST_BYTES),
+            max_requests: self.max_requests.min(MAX_REQUESTS),
+        }
+    }
+
     /// A policy allowing `hosts`, with default limits.
     pub fn allowing(hosts: impl IntoIterator<Item = HostRule>) -> Self {
         Self {
@@ -102,12 +138,16 @@ pub struct HostRule {
 enum HostPattern {
     Exact(String),
     /// `*.example.com`: any name ending in `.example.com`, not the apex.
+    /// Kept with its leading dot (`.example.com`) so matching needs no
+    /// allocation.
     Suffix(String),
 }
 
 impl HostRule {
-    /// The rule for exactly the host (and port, if not the default) of `url`;
-    /// allows plain HTTP only when `url` itself is `http://`.
+    /// The rule for exactly the host of `url`, and its port when that is not
+    /// the scheme's default (`Url` does not keep a default port, so then the
+    /// rule allows any port of the host); allows plain HTTP only when `url`
+    /// itself is `http://`.
     pub fn for_url(url: &Url) -> Option<Self> {
         let host = url.host_str()?.to_ascii_lowercase();
         Some(Self {
@@ -117,16 +157,17 @@ impl HostRule {
         })
     }
 
-    /// Whether plain HTTP is allowed to this host.
-    pub fn allows_http(&self) -> bool {
-        self.allow_http
-    }
-
+    /// Runs per rule per request, so it compares in place: the URL parser
+    /// already lowercases http(s) hosts, and the rule was lowercased at parse.
     fn matches_host(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host.to_ascii_lowercase();
         let host_ok = match &self.host {
-            HostPattern::Exact(h) => *h == host,
-            HostPattern::Suffix(s) => host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")),
+            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostPattern::Suffix(dot_suffix) => {
+                // Longer than the suffix: at least one label before it.
+                host.len() > dot_suffix.len()
+                    && host.as_bytes()[host.len() - dot_suffix.len()..]
+                        .eq_ignore_ascii_case(dot_suffix.as_bytes())
+            }
         };
         host_ok && (self.port.is_none() || self.port == port)
     }
@@ -139,7 +180,7 @@ impl fmt::Display for HostRule {
         }
         match &self.host {
             HostPattern::Exact(h) => f.write_str(h)?,
-            HostPattern::Suffix(s) => write!(f, "*.{s}")?,
+            HostPattern::Suffix(dot_suffix) => write!(f, "*{dot_suffix}")?,
         }
         if let Some(port) = self.port {
             write!(f, ":{port}")?;
@@ -185,13 +226,22 @@ impl FromStr for HostRule {
         {
             return Err(format!("`{s}`: wildcards apply to domain names only"));
         }
+        // `url.port()` is `None` for a scheme's default port as well as for
+        // no port at all, and `None` here means "any port": `host:80` must
+        // not allow every port. A second parse as https tells them apart —
+        // its default port is 443, so it keeps an explicit 80.
+        let port = url.port().or_else(|| {
+            Url::parse(&format!("https://{rest}/"))
+                .ok()
+                .and_then(|u| u.port())
+        });
         Ok(Self {
             host: if wildcard {
-                HostPattern::Suffix(host)
+                HostPattern::Suffix(format!(".{host}"))
             } else {
                 HostPattern::Exact(host)
             },
-            port: url.port(),
+            port,
             allow_http,
         })
     }
@@ -235,12 +285,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_naming_a_default_port_allows_that_port_only() {
+        let p = policy(&["http://127.0.0.1:80"]);
+        assert!(check(&p, "http://127.0.0.1/").is_ok());
+        assert!(check(&p, "http://127.0.0.1:80/").is_ok());
+        assert!(check(&p, "http://127.0.0.1:8080/").is_err());
+        let p = policy(&["api.example.com:443"]);
+        assert!(check(&p, "https://api.example.com/").is_ok());
+        assert!(check(&p, "https://api.example.com:8443/").is_err());
+        // 80 on an https rule is an explicit port too, not "any".
+        let p = policy(&["https://api.example.com:80"]);
+        assert!(check(&p, "https://api.example.com:80/").is_ok());
+        assert!(check(&p, "https://api.example.com/").is_err());
+    }
+
+    #[test]
+    fn a_rule_without_a_port_allows_any_port() {
+        let p = policy(&["auth.example.com", "http://127.0.0.1"]);
+        assert!(check(&p, "https://auth.example.com/").is_ok());
+        assert!(check(&p, "https://auth.example.com:8443/").is_ok());
+        assert!(check(&p, "http://127.0.0.1/").is_ok());
+        assert!(check(&p, "http://127.0.0.1:8080/").is_ok());
+    }
+
+    #[test]
     fn wildcards_match_subdomains_but_not_the_apex() {
         let p = policy(&["*.example.com"]);
         assert!(check(&p, "https://a.example.com/").is_ok());
         assert!(check(&p, "https://a.b.example.com/").is_ok());
         assert!(check(&p, "https://example.com/").is_err());
         assert!(check(&p, "https://badexample.com/").is_err());
+        assert!(check(&p, "https://A.Example.COM/").is_ok());
     }
 
     #[test]
@@ -257,12 +332,42 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_clamped_into_their_bounds() {
+        let wild = EgressPolicy {
+            request_timeout: Duration::from_secs(3600),
+            max_response_bytes: usize::MAX,
+            max_request_bytes: usize::MAX,
+            max_requests: u32::MAX,
+            ..EgressPolicy::default()
+        }
+        .clamped_limits();
+        assert_eq!(wild.request_timeout, MAX_REQUEST_TIMEOUT);
+        assert_eq!(wild.max_response_bytes, MAX_RESPONSE_BYTES);
+        assert_eq!(wild.max_request_bytes, MAX_REQUEST_BYTES);
+        assert_eq!(wild.max_requests, MAX_REQUESTS);
+        let zero = EgressPolicy {
+            request_timeout: Duration::ZERO,
+            max_response_bytes: 0,
+            max_request_bytes: 0,
+            max_requests: 0,
+            ..EgressPolicy::default()
+        }
+        .clamped_limits();
+        assert_eq!(zero.request_timeout, MIN_REQUEST_TIMEOUT);
+        assert_eq!(zero.max_response_bytes, MIN_RESPONSE_BYTES);
+        assert_eq!(zero.max_request_bytes, 0, "bodyless requests only");
+        assert_eq!(zero.max_requests, 0, "no requests at all");
+    }
+
+    #[test]
     fn rules_display_as_they_parse() {
         for s in [
             "api.example.com",
             "http://127.0.0.1:8080",
             "*.example.com",
             "[::1]:9000",
+            "http://127.0.0.1:80",
+            "api.example.com:443",
         ] {
             let rule: HostRule = s.parse().expect("parses");
             assert_eq!(rule.to_string(), s);

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Position;
 
@@ -72,6 +73,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still worth keeping: not past the idle timeout, not closed by the peer.
+    fn is_live(&self) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && !self.conn.sender.is_closed()
+    }
+}
+
 impl NetworkTransport {
     pub fn new() -> Self {
         Self::default()
@@ -80,12 +88,18 @@ impl NetworkTransport {
     fn idle_connection(&self, dest: &Destination) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(dest)?;
+        let mut found = None;
         while let Some(entry) = list.pop() {
             if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.sender.is_ready() {
-                return Some(entry.conn);
+                found = Some(entry.conn);
+                break;
             }
         }
-        None
+        // No empty lists: the map holds only destinations with connections.
+        if list.is_empty() {
+            idle.remove(dest);
+        }
+        found
     }
 
     fn keep(&self, dest: Destination, conn: Connection) {
@@ -93,8 +107,15 @@ impl NetworkTransport {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Sweep every destination, not only this one: a destination never
+        // used again would otherwise keep its dead connections (each with a
+        // socket and a driver task) and its key for the life of the process.
+        // The pool is small (at most MAX_IDLE_PER_DESTINATION per destination).
+        idle.retain(|_, list| {
+            list.retain(Idle::is_live);
+            !list.is_empty()
+        });
         let list = idle.entry(dest).or_default();
-        list.retain(|e| e.since.elapsed() < IDLE_TIMEOUT);
         if list.len() < MAX_IDLE_PER_DESTINATION {
             list.push(Idle {
                 conn,
@@ -159,9 +180,7 @@ impl NetworkTransport {
         }
         let (stream, addr) = connect_any(&addrs).await?;
         let mut conn = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                HttpError::InvalidRequest(format!("`{host}` is not a TLS server name: {e}"))
-            })?;
+            let name = tls_server_name(&req.url)?;
             let tls = tokio_rustls::TlsConnector::from(tls_config())
                 .connect(name, stream)
                 .await
@@ -282,6 +301,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The name TLS verifies the certificate against. From the parsed host, not
+/// `host_str`: that keeps an IPv6 literal's brackets (`[::1]`), which is
+/// neither a DNS name nor an address to rustls.
+fn tls_server_name(url: &url::Url) -> Result<ServerName<'static>, HttpError> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => Ok(ServerName::IpAddress(IpAddr::V4(ip).into())),
+        Some(url::Host::Ipv6(ip)) => Ok(ServerName::IpAddress(IpAddr::V6(ip).into())),
+        Some(url::Host::Domain(name)) => ServerName::try_from(name.to_owned()).map_err(|e| {
+            HttpError::InvalidRequest(format!("`{name}` is not a TLS server name: {e}"))
+        }),
+        None => Err(HttpError::InvalidRequest("the URL has no host".into())),
+    }
+}
+
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
@@ -348,5 +381,83 @@ impl Transport for CannedTransport {
         self.hosts
             .get(&name.to_ascii_lowercase())
             .map(|ip| vec![*ip])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept-alive-able connection over an in-memory pipe: an HTTP/1
+    /// client handshake sends nothing, so no server is needed.
+    async fn connection() -> (Connection, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(64);
+        let mut conn = handshake(client).await.expect("handshake");
+        // Ready once the driver task has run: what a pooled connection is.
+        conn.sender.ready().await.expect("ready");
+        (conn, server)
+    }
+
+    fn destination(port: u16) -> Destination {
+        Destination {
+            https: false,
+            host: "api.example.com".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn pooled_destinations(transport: &NetworkTransport) -> usize {
+        transport.idle.lock().expect("pool").len()
+    }
+
+    #[tokio::test]
+    async fn taking_a_destinations_last_connection_removes_its_key() {
+        let transport = NetworkTransport::new();
+        let (conn, _server) = connection().await;
+        transport.keep(destination(1), conn);
+        assert_eq!(pooled_destinations(&transport), 1);
+        assert!(transport.idle_connection(&destination(1)).is_some());
+        assert_eq!(pooled_destinations(&transport), 0);
+    }
+
+    #[tokio::test]
+    async fn keeping_a_connection_sweeps_other_destinations_expired_ones() {
+        let transport = NetworkTransport::new();
+        let (stale, _stale_server) = connection().await;
+        let long_ago = Instant::now()
+            .checked_sub(IDLE_TIMEOUT + Duration::from_secs(1))
+            .expect("the clock is past the idle timeout");
+        transport.idle.lock().expect("pool").insert(
+            destination(1),
+            vec![Idle {
+                conn: stale,
+                since: long_ago,
+            }],
+        );
+        let (fresh, _fresh_server) = connection().await;
+        transport.keep(destination(2), fresh);
+        let idle = transport.idle.lock().expect("pool");
+        assert!(
+            !idle.contains_key(&destination(1)),
+            "the expired one is gone"
+        );
+        assert_eq!(idle.get(&destination(2)).map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn tls_names_of_ip_literals_are_addresses_without_brackets() {
+        let name = |url: &str| tls_server_name(&url::Url::parse(url).expect("url"));
+        assert!(matches!(
+            name("https://[::1]:8443/"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            name("https://127.0.0.1/"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            name("https://api.example.com/"),
+            Ok(ServerName::DnsName(_))
+        ));
     }
 }

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::LoadError;
+
 /// A directory of `<sha256>-<engine>.cwasm` files.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
@@ -34,10 +36,6 @@ impl ArtifactCache {
             dir,
             engine_tag: engine_tag(engine),
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -70,35 +68,20 @@ impl ArtifactCache {
         engine: &Engine,
         digest: &str,
         bytes: &[u8],
-    ) -> Result<Component, CompileError> {
+    ) -> Result<Component, LoadError> {
         let compiled = engine
             .precompile_component(bytes)
-            .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
-        let path = self.path(digest);
-        let write = || -> std::io::Result<()> {
-            let mut tmp = tempfile_in(&self.dir)?;
-            tmp.1.write_all(&compiled)?;
-            tmp.1.sync_all()?;
-            std::fs::rename(&tmp.0, &path)
-        };
-        if let Err(e) = write() {
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if let Err(e) = write_atomically(&self.dir, &self.path(digest), &compiled) {
             // A full disk must not fail a registration: run from memory.
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write compiled mapper to the cache");
             // SAFETY: `compiled` came from `precompile_component` on this engine just now.
             return unsafe { Component::deserialize(engine, &compiled) }
-                .map_err(|e| CompileError::Compile(format!("{e:#}")));
+                .map_err(|e| LoadError::Compile(format!("{e:#}")));
         }
-        self.load(engine, digest).ok_or_else(|| {
-            CompileError::Compile("the freshly compiled artifact did not load".into())
-        })
+        self.load(engine, digest)
+            .ok_or_else(|| LoadError::Compile("the freshly compiled artifact did not load".into()))
     }
-}
-
-/// Compilation failed: the bytes are not valid WebAssembly for this engine.
-#[derive(Debug, thiserror::Error)]
-pub enum CompileError {
-    #[error("{0}")]
-    Compile(String),
 }
 
 /// The hex SHA-256 of `bytes`: the mapper version's identity.
@@ -121,6 +104,22 @@ fn engine_tag(engine: &Engine) -> String {
     hex::encode(&hasher.0.finalize()[..8])
 }
 
+/// Writes `bytes` to `path` through a temporary file in `dir` and a rename,
+/// so a reader (or a mapping of the old file) never sees half a file. On any
+/// failure the temporary file is removed: a full disk must not also fill the
+/// cache directory with `.tmp-*` leftovers.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (tmp_path, mut file) = tempfile_in(dir)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp_path, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp_path);
+    }
+    written
+}
+
 /// A uniquely named file in `dir`, created exclusively.
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,4 +131,24 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         .create_new(true)
         .open(&path)?;
     Ok((path, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A rename onto a non-empty directory fails after the write succeeded.
+        let target = dir.path().join("artifact.cwasm");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::write(target.join("occupied"), b"x").expect("write");
+        assert!(write_atomically(dir.path(), &target, b"compiled").is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["artifact.cwasm"]);
+    }
 }

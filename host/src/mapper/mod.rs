@@ -168,9 +168,7 @@ impl Runtime {
         let from_cache = cached.is_some();
         let component = match (cached, &self.cache) {
             (Some(component), _) => component,
-            (None, Some(cache)) => cache
-                .compile_and_store(&self.engine, &digest, bytes)
-                .map_err(|e| LoadError::Compile(e.to_string()))?,
+            (None, Some(cache)) => cache.compile_and_store(&self.engine, &digest, bytes)?,
             (None, None) => Component::new(&self.engine, bytes)
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
         };
@@ -271,7 +269,7 @@ impl Runtime {
             result,
             logs: logs.lines,
             dropped_log_lines: logs.dropped,
-            requests: egress.records(),
+            requests: egress.take_records(),
             elapsed: started.elapsed(),
             peak_memory_bytes: state.memory.peak,
         }
@@ -280,11 +278,6 @@ impl Runtime {
     /// The engine, for tools that need to inspect components.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// The artifact cache, when configured.
-    pub fn cache(&self) -> Option<&ArtifactCache> {
-        self.cache.as_ref()
     }
 }
 

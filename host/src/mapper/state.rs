@@ -21,8 +21,8 @@ pub(crate) struct HostState {
     table: ResourceTable,
     wasi: WasiCtx,
     http_ctx: WasiHttpCtx,
+    /// Also the `http` import's way out: one session for both.
     hooks: EgressHooks,
-    pub(crate) egress: Arc<EgressSession>,
     pub(crate) logs: LogSink,
     pub(crate) memory: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
@@ -46,10 +46,7 @@ impl HostState {
             table: ResourceTable::new(),
             wasi,
             http_ctx: WasiHttpCtx::new(),
-            hooks: EgressHooks {
-                egress: egress.clone(),
-            },
-            egress,
+            hooks: EgressHooks { egress },
             logs: LogSink::default(),
             memory: MemoryLimiter::new(memory_bytes),
             stdout,
@@ -96,8 +93,7 @@ impl http::Host for HostState {
             headers: req.headers,
             body: req.body,
         };
-        let egress = self.egress.clone();
-        match egress.send(request).await {
+        match self.hooks.egress.send(request).await {
             Ok(resp) => Ok(http::Response {
                 status: resp.status,
                 headers: resp.headers,
