@@ -171,7 +171,7 @@ impl Broker {
         let location = provider_url(
             &connection,
             params,
-            &self.callback_url(),
+            self.callback_url(),
             &provider_state,
             provider_verifier
                 .as_ref()

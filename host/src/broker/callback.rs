@@ -9,7 +9,7 @@ use url::Url;
 use super::authorize::cookie_name;
 use super::model::Connection;
 use super::model::ProfileSource;
-use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
+use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
 use super::secret::SecretHash;
 use super::store::{AuthorizationGrant, LoginTransaction};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
@@ -113,17 +113,13 @@ impl Broker {
         tx: &LoginTransaction,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
-            // RFC 6749 §4.1.2.1: pass the provider's refusal on to the app.
-            let code = ErrorCode::from_provider(error).unwrap_or(ErrorCode::AccessDenied);
-            let description = params
-                .get("error_description")
-                .unwrap_or("the provider refused the login");
+            let description = params.get("error_description");
             tracing::info!(
                 provider_error = error,
                 description,
                 "the provider refused the login"
             );
-            return Err(OAuthError::new(code, description));
+            return Err(provider_refusal(error, description));
         }
         let code = params.get("code").ok_or_else(|| {
             OAuthError::new(
@@ -142,7 +138,7 @@ impl Broker {
             .exchange_code(
                 &connection,
                 code,
-                &self.callback_url(),
+                self.callback_url(),
                 tx.provider_verifier.as_ref(),
             )
             .await

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use url::Url;
 
 pub use authorize::AuthorizeOutcome;
@@ -94,6 +95,13 @@ pub struct BrokerParts {
 pub struct Broker {
     issuer: String,
     issuer_url: Url,
+    /// `<issuer>/login/callback`, sent to providers on every login.
+    callback_url: String,
+    /// Discovery and the JWKS depend only on the issuer and the keys, which
+    /// are fixed for the broker's life: built once, served as they are.
+    discovery: serde_json::Value,
+    discovery_json: Bytes,
+    jwks_json: Bytes,
     catalog: RwLock<Catalog>,
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
@@ -109,7 +117,12 @@ pub struct Broker {
 impl Broker {
     pub fn new(parts: BrokerParts) -> Self {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
+        let discovery = token::discovery_document(&issuer);
         Self {
+            callback_url: format!("{issuer}/login/callback"),
+            discovery_json: Bytes::from(discovery.to_string()),
+            discovery,
+            jwks_json: Bytes::from(parts.keys.jwks().to_string()),
             issuer,
             issuer_url: parts.issuer,
             catalog: RwLock::new(parts.catalog),
@@ -146,8 +159,8 @@ impl Broker {
     }
 
     /// Where providers send users back: `<issuer>/login/callback`.
-    pub fn callback_url(&self) -> String {
-        format!("{}/login/callback", self.issuer)
+    pub fn callback_url(&self) -> &str {
+        &self.callback_url
     }
 
     /// Cookies get `Secure` when the issuer is https.
@@ -182,8 +195,24 @@ impl Broker {
     }
 
     /// The JWKS document.
-    pub fn jwks(&self) -> serde_json::Value {
+    pub fn jwks(&self) -> &serde_json::Value {
         self.keys.jwks()
+    }
+
+    /// The JWKS document as served: the same bytes every time (a cheap
+    /// reference-counted clone).
+    pub fn jwks_json(&self) -> Bytes {
+        self.jwks_json.clone()
+    }
+
+    /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3).
+    pub fn discovery(&self) -> &serde_json::Value {
+        &self.discovery
+    }
+
+    /// The discovery document as served: the same bytes every time.
+    pub fn discovery_json(&self) -> Bytes {
+        self.discovery_json.clone()
     }
 
     /// Runs what `conn` gets profiles from — its mapper or its script —

@@ -42,20 +42,6 @@ impl ErrorCode {
         }
     }
 
-    /// A provider's authorization error code, if it is one of RFC 6749's.
-    pub fn from_provider(code: &str) -> Option<Self> {
-        Some(match code {
-            "invalid_request" => Self::InvalidRequest,
-            "unauthorized_client" => Self::UnauthorizedClient,
-            "access_denied" => Self::AccessDenied,
-            "unsupported_response_type" => Self::UnsupportedResponseType,
-            "invalid_scope" => Self::InvalidScope,
-            "server_error" => Self::ServerError,
-            "temporarily_unavailable" => Self::TemporarilyUnavailable,
-            _ => return None,
-        })
-    }
-
     /// The HTTP status for this error at the token and userinfo endpoints
     /// (RFC 6749 §5.2, RFC 6750 §3.1).
     pub fn status(self) -> u16 {
@@ -165,6 +151,62 @@ impl Params {
     }
 }
 
+/// The error to send the app when the provider answered our login request
+/// with `error` (RFC 6749 §4.1.2.1).
+///
+/// The provider's refusals about the person (`access_denied`) or its own
+/// state (`server_error`, `temporarily_unavailable`) are the app's news too,
+/// and pass through with the provider's description. The rest of RFC 6749's
+/// codes (`invalid_request`, `unauthorized_client`, `invalid_scope`,
+/// `unsupported_response_type`) are about Waypass's own client at the
+/// provider, i.e. the connection's configuration: the app did nothing wrong
+/// and cannot fix it, so it gets `server_error` naming the provider's code,
+/// and the provider's description stays in our log. Codes outside RFC 6749
+/// (OpenID Connect's `login_required`, …) say the login did not happen, as
+/// before: `access_denied`.
+pub fn provider_refusal(error: &str, description: Option<&str>) -> OAuthError {
+    let passed_on = |code| {
+        OAuthError::new(
+            code,
+            description.unwrap_or("the provider refused the login"),
+        )
+    };
+    match error {
+        "access_denied" => passed_on(ErrorCode::AccessDenied),
+        "server_error" => passed_on(ErrorCode::ServerError),
+        "temporarily_unavailable" => passed_on(ErrorCode::TemporarilyUnavailable),
+        "invalid_request"
+        | "unauthorized_client"
+        | "invalid_scope"
+        | "unsupported_response_type" => OAuthError::new(
+            ErrorCode::ServerError,
+            format!(
+                "the provider refused the login request with `{error}`: the connection is misconfigured"
+            ),
+        ),
+        _ => passed_on(ErrorCode::AccessDenied),
+    }
+}
+
+/// The credentials of an Authorization header using `scheme`, which is
+/// compared case-insensitively (RFC 9110 §11.1: `bearer x` is `Bearer x`);
+/// `None` for another scheme or no credentials.
+fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, rest) = header.trim().split_once(' ')?;
+    let rest = rest.trim();
+    (name.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
+}
+
+/// The token of a `Bearer` Authorization header (RFC 6750 §2.1).
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
+    credentials(header, "Bearer")
+}
+
+/// The base64 credentials of a `Basic` Authorization header (RFC 7617).
+pub(crate) fn basic_credentials(header: &str) -> Option<&str> {
+    credentials(header, "Basic")
+}
+
 /// `base` with `pairs` appended to its query (existing parameters kept).
 pub fn with_query(base: &Url, pairs: &[(&str, &str)]) -> String {
     let mut url = base.clone();
@@ -212,6 +254,47 @@ mod tests {
         assert!(d.chars().count() <= MAX_ERROR_DESCRIPTION);
         assert!(!d.contains('"') && !d.contains('\n'));
         assert!(d.ends_with("..."));
+    }
+
+    #[test]
+    fn auth_schemes_are_case_insensitive_and_need_credentials() {
+        for header in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(bearer_token(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Bearer", "Bearer ", "Basic abc", "Bearerabc", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
+        assert_eq!(basic_credentials("basic YTpi"), Some("YTpi"));
+        assert_eq!(basic_credentials("Bearer YTpi"), None);
+    }
+
+    #[test]
+    fn provider_errors_about_our_own_client_are_server_errors_for_the_app() {
+        for code in [
+            "invalid_request",
+            "unauthorized_client",
+            "invalid_scope",
+            "unsupported_response_type",
+        ] {
+            let e = provider_refusal(code, Some("redirect_uri mismatch for client 123"));
+            assert_eq!(e.code, ErrorCode::ServerError, "{code}");
+            assert!(e.description.contains(code), "{}", e.description);
+            assert!(!e.description.contains("client 123"), "{}", e.description);
+        }
+        for (code, expected) in [
+            ("access_denied", ErrorCode::AccessDenied),
+            ("server_error", ErrorCode::ServerError),
+            ("temporarily_unavailable", ErrorCode::TemporarilyUnavailable),
+            ("login_required", ErrorCode::AccessDenied),
+        ] {
+            let e = provider_refusal(code, Some("the user said no"));
+            assert_eq!(
+                (e.code, e.description.as_str()),
+                (expected, "the user said no")
+            );
+        }
+        let e = provider_refusal("access_denied", None);
+        assert_eq!(e.description, "the provider refused the login");
     }
 
     #[test]

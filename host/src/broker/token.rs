@@ -4,8 +4,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
+use super::keys::Alg;
 use super::model::{Client, ClientType};
-use super::oauth::{ErrorCode, OAuthError, Params};
+use super::oauth::{ErrorCode, OAuthError, Params, basic_credentials, bearer_token};
 use super::secret::{SecretHash, ct_eq, pkce_challenge, pkce_verifier_is_valid};
 use super::store::{AccessGrant, User};
 use super::{Broker, TOKEN_TTL};
@@ -35,23 +36,50 @@ impl JsonReply {
             www_authenticate: challenge,
         }
     }
+
+    /// A 401 for a request that carried no credentials: RFC 6750 §3.1 says
+    /// it should hold no error code or other error information, only the
+    /// challenge naming the scheme and realm.
+    fn credentials_required(challenge: &str) -> Self {
+        Self {
+            status: 401,
+            body: "{}".to_owned(),
+            www_authenticate: Some(challenge.to_owned()),
+        }
+    }
 }
 
-/// How the client authenticated at the token endpoint.
-enum ClientAuth {
-    Basic,
-    Post,
-    None,
+/// Management tokens (`client_credentials`) act for a client, not a person.
+/// They share the store's [`AccessGrant`] with user tokens and are told apart
+/// by an empty `user_id`; these keep that convention in one place.
+impl AccessGrant {
+    /// A grant for a management token of `client_id`.
+    fn management(client_id: &str, scope: String, expires_at: u64) -> Self {
+        Self {
+            user_id: String::new(),
+            client_id: client_id.to_owned(),
+            scope,
+            expires_at,
+        }
+    }
+
+    /// Whether the token is a management token, acting for its client alone.
+    pub(crate) fn is_management(&self) -> bool {
+        self.user_id.is_empty()
+    }
+
+    /// The user the token acts for; `None` for a management token.
+    pub(crate) fn user(&self) -> Option<&str> {
+        (!self.is_management()).then_some(self.user_id.as_str())
+    }
 }
 
 impl Broker {
     /// Handles `POST /oauth/token` with its form body and Authorization header.
     pub async fn token(&self, body: &str, authorization: Option<&str>) -> JsonReply {
-        let mut basic_used = false;
         let result = async {
             let params = Params::parse(body)?;
-            let (client, how) = self.authenticate_client(&params, authorization)?;
-            basic_used = matches!(how, ClientAuth::Basic);
+            let client = self.authenticate_client(&params, authorization)?;
             match params.require("grant_type")? {
                 "authorization_code" => self.redeem_code(&params, &client).await,
                 "client_credentials" => self.client_credentials(&params, &client).await,
@@ -65,10 +93,11 @@ impl Broker {
         match result {
             Ok(body) => JsonReply::ok(body),
             Err(e) => {
-                // RFC 6749 §5.2: a 401 for a client that used Basic names the scheme.
+                // RFC 6749 §5.2: a 401 for a client that sent an
+                // Authorization header names the scheme and realm.
                 let challenge = (e.code == ErrorCode::InvalidClient)
                     .then(|| {
-                        if basic_used || authorization.is_some() {
+                        if authorization.is_some() {
                             "Basic realm=\"waypass\""
                         } else {
                             "Basic"
@@ -84,9 +113,9 @@ impl Broker {
         &self,
         params: &Params,
         authorization: Option<&str>,
-    ) -> Result<(std::sync::Arc<Client>, ClientAuth), OAuthError> {
+    ) -> Result<std::sync::Arc<Client>, OAuthError> {
         let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidClient, d);
-        let (client_id, secret, how) = match authorization.and_then(|h| h.strip_prefix("Basic ")) {
+        let (client_id, secret) = match authorization.and_then(basic_credentials) {
             Some(encoded) => {
                 if params.get("client_secret").is_some() {
                     return Err(OAuthError::new(
@@ -99,24 +128,21 @@ impl Broker {
                 if params.get("client_id").is_some_and(|form_id| form_id != id) {
                     return Err(invalid("client_id does not match the Basic credentials"));
                 }
-                (id, Some(secret), ClientAuth::Basic)
+                (id, Some(secret))
             }
-            None => {
-                let id = params.require("client_id")?.to_owned();
-                match params.get("client_secret") {
-                    Some(s) => (id, Some(s.to_owned()), ClientAuth::Post),
-                    None => (id, None, ClientAuth::None),
-                }
-            }
+            None => (
+                params.require("client_id")?.to_owned(),
+                params.get("client_secret").map(str::to_owned),
+            ),
         };
         let client = self
             .client(&client_id)
             .ok_or_else(|| invalid("unknown client or bad credentials"))?;
         match (client.client_type, &client.secret_hash, secret) {
             (ClientType::Confidential, Some(hash), Some(secret)) if hash.matches(&secret) => {
-                Ok((client, how))
+                Ok(client)
             }
-            (ClientType::Public, None, None) => Ok((client, how)),
+            (ClientType::Public, None, None) => Ok(client),
             _ => Err(invalid("unknown client or bad credentials")),
         }
     }
@@ -237,13 +263,7 @@ impl Broker {
         let now = self.clock.now();
         let expires_in = TOKEN_TTL.as_secs();
         let token = self.random.token();
-        let grant = AccessGrant {
-            // No user: a management token.
-            user_id: String::new(),
-            client_id: client.client_id.clone(),
-            scope: scope.clone(),
-            expires_at: now + expires_in,
-        };
+        let grant = AccessGrant::management(&client.client_id, scope.clone(), now + expires_in);
         self.store
             .put_access_token(SecretHash::of(&token), grant)
             .await
@@ -261,17 +281,8 @@ impl Broker {
                 e.code, e.description
             )
         };
-        let Some(token) = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-        else {
-            // RFC 6750 §3.1: no credentials, no error code.
-            return JsonReply {
-                status: 401,
-                body: OAuthError::new(ErrorCode::InvalidToken, "a Bearer access token is required")
-                    .to_json(),
-                www_authenticate: Some("Bearer realm=\"waypass\"".into()),
-            };
+        let Some(token) = authorization.and_then(bearer_token) else {
+            return JsonReply::credentials_required("Bearer realm=\"waypass\"");
         };
         let now = self.clock.now();
         let found = match self
@@ -282,10 +293,11 @@ impl Broker {
             Ok(found) => found,
             Err(e) => return JsonReply::error(&store_unavailable(&e), None),
         };
-        let user = match found.filter(|g| !g.user_id.is_empty()) {
-            Some(grant) => self
+        // A management token stands for no user: it has no userinfo.
+        let user = match found.as_ref().and_then(|g| g.user().map(|u| (u, g))) {
+            Some((user_id, grant)) => self
                 .store
-                .get_user(&grant.user_id)
+                .get_user(user_id)
                 .await
                 .map(|u| u.map(|u| (u, grant))),
             None => Ok(None),
@@ -308,28 +320,29 @@ impl Broker {
             Err(e) => JsonReply::error(&store_unavailable(&e), None),
         }
     }
+}
 
-    /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3).
-    pub fn discovery(&self) -> Value {
-        let i = &self.issuer;
-        json!({
-            "issuer": i,
-            "authorization_endpoint": format!("{i}/authorize"),
-            "token_endpoint": format!("{i}/oauth/token"),
-            "userinfo_endpoint": format!("{i}/userinfo"),
-            "jwks_uri": format!("{i}/.well-known/jwks.json"),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "client_credentials"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "code_challenge_methods_supported": ["S256"],
-            "scopes_supported": ["openid", "profile", "email"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email",
-                "email_verified", "name", "given_name", "family_name", "nickname", "picture"],
-        })
-    }
+/// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3) of the
+/// broker at `issuer`; built once, in [`Broker::new`].
+pub(super) fn discovery_document(issuer: &str) -> Value {
+    let i = issuer;
+    json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/oauth/token"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "jwks_uri": format!("{i}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": Alg::ALL,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email",
+            "email_verified", "name", "given_name", "family_name", "nickname", "picture"],
+    })
 }
 
 /// Adds the profile's standard claims that `scope` grants (OIDC Core §5.4).
@@ -375,7 +388,125 @@ fn store_unavailable(e: &super::store::StoreError) -> OAuthError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, OnceLock};
+
     use super::*;
+    use crate::broker::keys::KeySet;
+    use crate::broker::secret::SystemRandomTokens;
+    use crate::broker::store::{MemoryStore, Store};
+    use crate::broker::upstream::Upstream;
+    use crate::broker::{BrokerParts, Catalog, Clock as _, SystemClock};
+    use crate::mapper::{Runtime, RuntimeConfig};
+
+    const USER_ID: &str = "oauth2|conn|ada";
+
+    /// A broker with no apps or connections, and a store the test fills.
+    fn broker() -> (Broker, Arc<MemoryStore>) {
+        // RSA generation is slow in a debug build: one key set for all tests.
+        static KEYS: OnceLock<Arc<KeySet>> = OnceLock::new();
+        let keys = KEYS.get_or_init(|| Arc::new(KeySet::generate().expect("keys")));
+        let store = Arc::new(MemoryStore::default());
+        let broker = Broker::new(BrokerParts {
+            issuer: "https://login.example.com".parse().expect("issuer"),
+            catalog: Catalog::default(),
+            runtime: Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime")),
+            store: store.clone(),
+            keys: keys.clone(),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandomTokens::default()),
+            upstream: Upstream::default(),
+            admin_token: None,
+        });
+        (broker, store)
+    }
+
+    /// Stores an access token for `grant`, as the token endpoint would.
+    async fn put_token(store: &MemoryStore, token: &str, grant: AccessGrant) {
+        store
+            .put_access_token(SecretHash::of(token), grant)
+            .await
+            .expect("store token");
+    }
+
+    fn expires() -> u64 {
+        SystemClock.now() + 600
+    }
+
+    #[tokio::test]
+    async fn userinfo_without_credentials_is_a_bare_challenge_with_no_error_code() {
+        let (broker, _) = broker();
+        for authorization in [None, Some("Basic YTpi"), Some("Bearer ")] {
+            let reply = broker.userinfo(authorization).await;
+            assert_eq!(reply.status, 401, "{authorization:?}");
+            assert_eq!(
+                reply.www_authenticate.as_deref(),
+                Some("Bearer realm=\"waypass\""),
+                "{authorization:?}"
+            );
+            assert!(!reply.body.contains("error"), "{}", reply.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn userinfo_takes_the_bearer_scheme_in_any_case() {
+        let (broker, store) = broker();
+        let profile: Profile = serde_json::from_value(json!({"user_id": "ada"})).expect("profile");
+        store
+            .record_login(USER_ID, "conn", profile, 0)
+            .await
+            .expect("record user");
+        let grant = AccessGrant {
+            user_id: USER_ID.into(),
+            client_id: "app".into(),
+            scope: "openid".into(),
+            expires_at: expires(),
+        };
+        put_token(&store, "user-token", grant).await;
+        for authorization in [
+            "Bearer user-token",
+            "bearer user-token",
+            "BEARER  user-token",
+        ] {
+            let reply = broker.userinfo(Some(authorization)).await;
+            assert_eq!(reply.status, 200, "{authorization}: {}", reply.body);
+            let claims: Value = serde_json::from_str(&reply.body).expect("json");
+            assert_eq!(claims["sub"], USER_ID);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_management_token_has_no_userinfo() {
+        let (broker, store) = broker();
+        let grant = AccessGrant::management("app", "read:users".into(), expires());
+        assert!(grant.is_management() && grant.user().is_none());
+        put_token(&store, "mgmt-token", grant).await;
+        let reply = broker.userinfo(Some("Bearer mgmt-token")).await;
+        assert_eq!(reply.status, 401);
+        assert!(reply.body.contains("invalid_token"), "{}", reply.body);
+        let challenge = reply.www_authenticate.expect("challenge");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+
+    #[test]
+    fn discovery_lists_every_algorithm_we_sign_with() {
+        let (broker, _) = broker();
+        let served: Value = serde_json::from_slice(&broker.discovery_json()).expect("json");
+        assert_eq!(&served, broker.discovery());
+        assert_eq!(
+            served["id_token_signing_alg_values_supported"],
+            json!(["RS256", "ES256"])
+        );
+        assert_eq!(
+            served["jwks_uri"],
+            "https://login.example.com/.well-known/jwks.json"
+        );
+        let jwks: Value = serde_json::from_slice(&broker.jwks_json()).expect("json");
+        assert_eq!(&jwks, broker.jwks());
+        assert_eq!(
+            broker.callback_url(),
+            "https://login.example.com/login/callback"
+        );
+    }
 
     #[test]
     fn basic_credentials_are_form_decoded_per_rfc_6749() {
