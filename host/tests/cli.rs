@@ -350,15 +350,49 @@ fn mapper_new_scaffolds_a_mapper_in_each_language_that_builds_and_fits_the_world
             text(&out.stderr)
         );
     }
+    let existing = root.path().join("acme-rs");
+    let before = files_with_contents(&existing);
     let out = waypass(root.path())
         .args(["mapper", "new"])
-        .arg(root.path().join("acme-rs"))
+        .arg(&existing)
+        .args(["--lang", "python"])
         .output()
         .expect("run waypass");
-    assert!(
-        !out.status.success(),
-        "an existing directory is never overwritten"
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an existing directory is refused"
     );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{} already exists", existing.display())),
+        "says why: {stderr}"
+    );
+    assert_eq!(
+        files_with_contents(&existing),
+        before,
+        "and is left as it was"
+    );
+}
+
+/// Every file under `dir`, relative to it and sorted, with its bytes.
+fn files_with_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(here) = stack.pop() {
+        for entry in std::fs::read_dir(&here).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                files.push((path.strip_prefix(dir).expect("prefix").to_path_buf(), bytes));
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "{} holds files", dir.display());
+    files
 }
 
 #[test]

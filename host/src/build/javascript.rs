@@ -21,9 +21,7 @@
 //! requests). `http` stays: it is what `fetch()` runs on
 //! (`wasi:http/outgoing-handler`, under the same egress policy).
 
-use super::stage::{
-    Stage, build_dir, builds_root, check_component, copy_sources, mapper_name, unique_suffix,
-};
+use super::stage::{build_staged, copy_sources, install_once, unique_suffix};
 use std::fs::{self, File};
 use std::io::{self};
 use std::path::{Path, PathBuf};
@@ -95,54 +93,51 @@ pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBu
     let toolchain = Toolchain::in_dir(&super::toolchain_dir());
     let cli = toolchain.ensure()?;
 
-    let out_dir = build_dir(&builds_root(&super::toolchain_dir(), "javascript"), &dir);
-    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let stage = Stage::create(&out_dir)?;
-    let src = stage.path.join("src");
-    copy_sources(&dir, &src, 0, &skipped)?;
-    let sdk = src.join(SDK_FILE);
-    if fs::read_to_string(&sdk).is_ok_and(|own| own != SDK_SOURCE) {
-        eprintln!(
-            "note: {} has its own {SDK_FILE}; building with the SDK shipped with waypass instead",
-            dir.display()
-        );
-    }
-    fs::write(&sdk, SDK_SOURCE).with_context(|| format!("cannot write {}", sdk.display()))?;
-    check_syntax(&src, &dir)?;
+    build_staged(
+        &dir,
+        "javascript",
+        "componentize-js",
+        |stage, staged_wasm| {
+            let src = stage.join("src");
+            copy_sources(&dir, &src, 0, &skipped)?;
+            let sdk = src.join(SDK_FILE);
+            if fs::read_to_string(&sdk).is_ok_and(|own| own != SDK_SOURCE) {
+                eprintln!(
+                    "note: {} has its own {SDK_FILE}; building with the SDK shipped with waypass instead",
+                    dir.display()
+                );
+            }
+            fs::write(&sdk, SDK_SOURCE)
+                .with_context(|| format!("cannot write {}", sdk.display()))?;
+            check_syntax(&src, &dir)?;
 
-    let staged_wasm = stage.path.join("mapper.wasm");
-    // componentize-js works in a directory under the system's temporary
-    // directory and leaves it behind when the build fails: point it into the
-    // stage, which goes when the build ends.
-    let tmp = stage.path.join("tmp");
-    fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let status = componentize_command(&cli, &src.join(ENTRY), &wit, &staged_wasm, disabled)
-        .current_dir(&src)
-        .env("TMPDIR", &tmp)
-        .env("TMP", &tmp)
-        .env("TEMP", &tmp)
-        .stdin(Stdio::null())
-        // Whatever the module prints while it is snapshotted goes to stderr:
-        // stdout carries only the component's path.
-        .stdout(io::stderr())
-        .stderr(Stdio::inherit())
-        .status();
-    match status {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(node_missing()),
-        Err(e) => return Err(e).context(format!("cannot run `{NODE}`")),
-        Ok(status) if !status.success() => bail!(
-            "componentize-js could not build {} ({status}); see its output above",
-            dir.display()
-        ),
-        Ok(_) => {}
-    }
-    check_component(&staged_wasm, "componentize-js")?;
-
-    let wasm = out_dir.join(format!("{}.wasm", mapper_name(&dir)));
-    // A rename, so a concurrent build or reader never sees half a file.
-    fs::rename(&staged_wasm, &wasm)
-        .with_context(|| format!("cannot move the component to {}", wasm.display()))?;
-    Ok(wasm)
+            // componentize-js works in a directory under the system's temporary
+            // directory and leaves it behind when the build fails: point it into
+            // the stage, which goes when the build ends.
+            let tmp = stage.join("tmp");
+            fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let status = componentize_command(&cli, &src.join(ENTRY), &wit, staged_wasm, disabled)
+                .current_dir(&src)
+                .env("TMPDIR", &tmp)
+                .env("TMP", &tmp)
+                .env("TEMP", &tmp)
+                .stdin(Stdio::null())
+                // Whatever the module prints while it is snapshotted goes to
+                // stderr: stdout carries only the component's path.
+                .stdout(io::stderr())
+                .stderr(Stdio::inherit())
+                .status();
+            match status {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(node_missing()),
+                Err(e) => Err(e).context(format!("cannot run `{NODE}`")),
+                Ok(status) if !status.success() => bail!(
+                    "componentize-js could not build {} ({status}); see its output above",
+                    dir.display()
+                ),
+                Ok(_) => Ok(()),
+            }
+        },
+    )
 }
 
 /// Checks every module of the mapper with `node --check`, which says where a
@@ -278,37 +273,19 @@ impl Toolchain {
 
     /// Installs componentize-js unless it is there; returns its CLI script.
     fn ensure(&self) -> anyhow::Result<PathBuf> {
-        if let Some(cli) = Self::cli_in(&self.prefix) {
-            return Ok(cli);
-        }
-        fs::create_dir_all(&self.parent)
-            .with_context(|| format!("cannot create {}", self.parent.display()))?;
-        let lock = File::create(&self.lock)
-            .with_context(|| format!("cannot create {}", self.lock.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
+        install_once(
+            &self.lock,
+            &format!("componentize-js {COMPONENTIZE_JS_VERSION}"),
+            || Self::cli_in(&self.prefix),
+            || {
+                check_node()?;
                 eprintln!(
-                    "waiting for another build installing componentize-js {COMPONENTIZE_JS_VERSION}…"
+                    "installing componentize-js {COMPONENTIZE_JS_VERSION} from npm into {} (once)…",
+                    self.prefix.display()
                 );
-                lock.lock()
-                    .with_context(|| format!("cannot lock {}", self.lock.display()))?;
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", self.lock.display()));
-            }
-        }
-        // Whoever held the lock may have finished the job.
-        if let Some(cli) = Self::cli_in(&self.prefix) {
-            return Ok(cli);
-        }
-        check_node()?;
-        eprintln!(
-            "installing componentize-js {COMPONENTIZE_JS_VERSION} from npm into {} (once)…",
-            self.prefix.display()
-        );
-        self.install()
-        // The lock is released when `lock` is dropped.
+                self.install()
+            },
+        )
     }
 
     /// Runs npm into a fresh staging directory and renames it into place.

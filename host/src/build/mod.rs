@@ -131,14 +131,20 @@ pub fn wit_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")
 }
 
-/// Where pinned guest toolchains are installed: `$XDG_CACHE_HOME/waypass/toolchains`
-/// (or `~/.cache/...`).
-pub fn toolchain_dir() -> PathBuf {
+/// Waypass's cache: `$XDG_CACHE_HOME/waypass`, else `~/.cache/waypass`,
+/// else under the temporary directory.
+pub fn cache_home() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("waypass").join("toolchains")
+    base.join("waypass")
+}
+
+/// Where pinned guest toolchains are installed: `toolchains` in
+/// [`cache_home`].
+pub fn toolchain_dir() -> PathBuf {
+    cache_home().join("toolchains")
 }
 
 /// Installs the `wasm32-wasip2` standard library with rustup if it is missing.

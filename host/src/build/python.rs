@@ -12,8 +12,8 @@
 //! imports, and the source tree stays clean. The component lands in a build
 //! directory keyed by the mapper directory's path, under the same cache.
 
-use super::stage::{Stage, build_dir, builds_root, check_component, copy_sources, mapper_name};
-use std::fs::{self, File};
+use super::stage::{build_staged, copy_sources, install_once};
+use std::fs;
 use std::io::{self};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,51 +58,44 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let toolchain = Toolchain::in_dir(&super::toolchain_dir());
     toolchain.ensure()?;
 
-    let out_dir = build_dir(&builds_root(&super::toolchain_dir(), "python"), &dir);
-    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let stage = Stage::create(&out_dir)?;
-    let app = stage.path.join("app");
-    let sdk = stage.path.join("sdk");
-    copy_sources(&dir, &app, 0, &skipped)?;
-    copy_sources(&sdk_dir(), &sdk, 0, &skipped)?;
-
-    let staged_wasm = stage.path.join("mapper.wasm");
-    let status = Command::new(toolchain.exe())
-        .arg("--quiet")
-        .arg("--wit-path")
-        .arg(super::wit_dir())
-        .args(["--world", "mapper", "componentize", APP_MODULE])
-        .arg("--python-path")
-        .arg(&app)
-        .arg("--python-path")
-        .arg(&sdk)
-        .arg("--output")
-        .arg(&staged_wasm)
-        .current_dir(&app)
-        // Without it componentize-py adds the site-packages of whatever Python
-        // is on PATH; with it, only the toolchain's own (nothing a mapper imports).
-        .env("VIRTUAL_ENV", &toolchain.venv)
-        .env_remove("PYTHONPATH")
-        // componentize-py reports a Python error with a Rust backtrace of its
-        // own internals when RUST_BACKTRACE is set; the Python traceback is the news.
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdout(io::stderr())
-        .stderr(Stdio::inherit())
-        .status()
-        .context("cannot run componentize-py")?;
-    if !status.success() {
-        bail!(
-            "componentize-py could not build {} ({status}); see its output above",
-            dir.display()
-        );
-    }
-    check_component(&staged_wasm, "componentize-py")?;
-
-    let wasm = out_dir.join(format!("{}.wasm", mapper_name(&dir)));
-    // A rename, so a concurrent build or reader never sees half a file.
-    fs::rename(&staged_wasm, &wasm)
-        .with_context(|| format!("cannot move the component to {}", wasm.display()))?;
-    Ok(wasm)
+    build_staged(&dir, "python", "componentize-py", |stage, staged_wasm| {
+        let app = stage.join("app");
+        let sdk = stage.join("sdk");
+        copy_sources(&dir, &app, 0, &skipped)?;
+        copy_sources(&sdk_dir(), &sdk, 0, &skipped)?;
+        let status = Command::new(toolchain.exe())
+            .arg("--quiet")
+            .arg("--wit-path")
+            .arg(super::wit_dir())
+            .args(["--world", "mapper", "componentize", APP_MODULE])
+            .arg("--python-path")
+            .arg(&app)
+            .arg("--python-path")
+            .arg(&sdk)
+            .arg("--output")
+            .arg(staged_wasm)
+            .current_dir(&app)
+            // Without it componentize-py adds the site-packages of whatever
+            // Python is on PATH; with it, only the toolchain's own (nothing a
+            // mapper imports).
+            .env("VIRTUAL_ENV", &toolchain.venv)
+            .env_remove("PYTHONPATH")
+            // componentize-py reports a Python error with a Rust backtrace of
+            // its own internals when RUST_BACKTRACE is set; the Python
+            // traceback is the news.
+            .env("RUST_LIB_BACKTRACE", "0")
+            .stdout(io::stderr())
+            .stderr(Stdio::inherit())
+            .status()
+            .context("cannot run componentize-py")?;
+        if !status.success() {
+            bail!(
+                "componentize-py could not build {} ({status}); see its output above",
+                dir.display()
+            );
+        }
+        Ok(())
+    })
 }
 
 /// `plugins/sdk/python` of this source tree: the `waypass_mapper` package.
@@ -166,34 +159,15 @@ impl Toolchain {
 
     /// Installs componentize-py unless a finished install is there.
     fn ensure(&self) -> anyhow::Result<()> {
-        if self.is_ready() {
-            return Ok(());
-        }
-        let parent = self.venv.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        let lock = File::create(&self.lock)
-            .with_context(|| format!("cannot create {}", self.lock.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                eprintln!(
-                    "waiting for another build installing componentize-py {COMPONENTIZE_PY_VERSION}…"
-                );
-                lock.lock()
-                    .with_context(|| format!("cannot lock {}", self.lock.display()))?;
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", self.lock.display()));
-            }
-        }
-        // Whoever held the lock may have finished the job.
-        if self.is_ready() {
-            return Ok(());
-        }
-        eprintln!("installing componentize-py {COMPONENTIZE_PY_VERSION} (once)…");
-        self.install()
-        // The lock is released when `lock` is dropped.
+        install_once(
+            &self.lock,
+            &format!("componentize-py {COMPONENTIZE_PY_VERSION}"),
+            || self.is_ready().then_some(()),
+            || {
+                eprintln!("installing componentize-py {COMPONENTIZE_PY_VERSION} (once)…");
+                self.install()
+            },
+        )
     }
 
     fn install(&self) -> anyhow::Result<()> {

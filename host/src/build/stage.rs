@@ -1,8 +1,9 @@
-//! What the Python and JavaScript builders share: where builds go, and a
-//! throwaway staging directory holding one build's sources and output, so
-//! nothing is ever written into the mapper's source tree.
+//! What the Python and JavaScript builders share: installing a toolchain
+//! once however many builds race for it, where builds go, and a throwaway
+//! staging directory holding one build's sources and output, so nothing is
+//! ever written into the mapper's source tree.
 
-use std::fs::{self, File};
+use std::fs::{self, File, TryLockError};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,8 +15,67 @@ use sha2::{Digest as _, Sha256};
 /// Directories nested deeper than this are refused (a symlink loop).
 const MAX_COPY_DEPTH: usize = 32;
 
+/// Builds the mapper at `dir` (canonical) with `tool` into the build
+/// directory of its `language`: `build(stage, staged_wasm)` fills the stage
+/// and writes the component to `staged_wasm`, which is checked and renamed
+/// into place. Returns the component's path.
+pub(super) fn build_staged(
+    dir: &Path,
+    language: &str,
+    tool: &str,
+    build: impl FnOnce(&Path, &Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let out_dir = build_dir(&builds_root(&super::toolchain_dir(), language), dir);
+    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let stage = Stage::create(&out_dir)?;
+    let staged_wasm = stage.path.join("mapper.wasm");
+    build(&stage.path, &staged_wasm)?;
+    check_component(&staged_wasm, tool)?;
+    let wasm = out_dir.join(format!("{}.wasm", mapper_name(dir)));
+    // A rename, so a concurrent build or reader never sees half a file.
+    fs::rename(&staged_wasm, &wasm)
+        .with_context(|| format!("cannot move the component to {}", wasm.display()))?;
+    Ok(wasm)
+}
+
+/// Returns what `ready` finds, or else installs `what` with the file `lock`
+/// held, so that builds racing to install it install it once: whoever waits
+/// for the lock checks `ready` again before installing.
+pub(super) fn install_once<T>(
+    lock: &Path,
+    what: &str,
+    ready: impl Fn() -> Option<T>,
+    install: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if let Some(found) = ready() {
+        return Ok(found);
+    }
+    if let Some(parent) = lock.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = File::create(lock).with_context(|| format!("cannot create {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            eprintln!("waiting for another build installing {what}…");
+            file.lock()
+                .with_context(|| format!("cannot lock {}", lock.display()))?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock.display()));
+        }
+    }
+    // Whoever held the lock may have finished the job.
+    if let Some(found) = ready() {
+        return Ok(found);
+    }
+    install()
+    // The lock is released when `file` is dropped.
+}
+
 /// Where a language's builds go: `builds/<language>` next to the toolchains.
-pub(super) fn builds_root(toolchain_dir: &Path, language: &str) -> PathBuf {
+fn builds_root(toolchain_dir: &Path, language: &str) -> PathBuf {
     toolchain_dir
         .parent()
         .unwrap_or(toolchain_dir)
@@ -25,7 +85,7 @@ pub(super) fn builds_root(toolchain_dir: &Path, language: &str) -> PathBuf {
 
 /// The build directory of the mapper at `dir` (canonical): its name for
 /// humans, a digest of its path so two mappers of the same name never share.
-pub(super) fn build_dir(root: &Path, dir: &Path) -> PathBuf {
+fn build_dir(root: &Path, dir: &Path) -> PathBuf {
     let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
     root.join(format!(
         "{}-{}",
@@ -35,7 +95,7 @@ pub(super) fn build_dir(root: &Path, dir: &Path) -> PathBuf {
 }
 
 /// The directory's name, reduced to characters safe in a file name.
-pub(super) fn mapper_name(dir: &Path) -> String {
+fn mapper_name(dir: &Path) -> String {
     let name: String = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -67,12 +127,12 @@ pub(super) fn unique_suffix() -> String {
 
 /// A uniquely named directory for one build's sources and output, removed
 /// when the build ends, however it ends.
-pub(super) struct Stage {
-    pub(super) path: PathBuf,
+struct Stage {
+    path: PathBuf,
 }
 
 impl Stage {
-    pub(super) fn create(out_dir: &Path) -> anyhow::Result<Self> {
+    fn create(out_dir: &Path) -> anyhow::Result<Self> {
         let path = out_dir.join(format!("stage-{}-{}", std::process::id(), unique_suffix()));
         fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self { path })
@@ -121,7 +181,7 @@ pub(super) fn copy_sources(
 }
 
 /// Fails unless the file `tool` wrote at `path` starts like a component.
-pub(super) fn check_component(path: &Path, tool: &str) -> anyhow::Result<()> {
+fn check_component(path: &Path, tool: &str) -> anyhow::Result<()> {
     let mut preamble = [0u8; 8];
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut preamble))

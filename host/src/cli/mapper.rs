@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::admin::printable;
 use crate::egress::{EgressPolicy, HostRule};
 use crate::mapper::{
     InvocationReport, Limits, LoadError, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings,
@@ -236,10 +237,17 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints logs and requests to stderr, the profile (JSON) to stdout or the
-/// typed error to stderr; the exit code says which.
+/// typed error to stderr; the exit code says which. What the mapper chose
+/// (its logs, its requests, its error's message) has its control characters
+/// escaped, so it cannot drive the terminal.
 pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
     for line in &report.logs {
-        eprintln!("[{:?} {:?}] {}", line.source, line.level, line.message);
+        eprintln!(
+            "[{:?} {:?}] {}",
+            line.source,
+            line.level,
+            printable(&line.message)
+        );
     }
     eprintln!(
         "[{} ms, peak memory {:.1} MiB]",
@@ -252,12 +260,15 @@ pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
     for r in &report.requests {
         let outcome = match (&r.status, &r.error) {
             (Some(status), _) => status.to_string(),
-            (None, Some(e)) => e.to_string(),
+            (None, Some(e)) => printable(&e.to_string()),
             (None, None) => "-".into(),
         };
         eprintln!(
             "[request] {} {} -> {} ({} ms)",
-            r.method, r.url, outcome, r.elapsed_ms
+            printable(&r.method),
+            printable(&r.url),
+            outcome,
+            r.elapsed_ms
         );
     }
     match &report.result {
@@ -269,7 +280,7 @@ pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mapper error ({}): {e}", e.kind());
+            eprintln!("mapper error ({}): {}", e.kind(), printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }

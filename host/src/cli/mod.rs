@@ -86,9 +86,5 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Where compiled mappers are cached between runs of the CLI.
 fn default_cache_dir() -> std::path::PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("waypass").join("artifacts")
+    crate::build::cache_home().join("artifacts")
 }

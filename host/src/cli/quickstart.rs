@@ -22,23 +22,24 @@ pub(super) fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/mappers/auth0-example");
     eprintln!("building the example mapper ({}) …", dir.display());
     let mapper = crate::build::build_mapper(&dir)?;
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(crate::quickstart::default_data_dir);
     let options = Options {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
-        data_dir: args
-            .data_dir
-            .unwrap_or_else(crate::quickstart::default_data_dir),
+        data_dir: data_dir.clone(),
         mapper,
     };
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
-        let qs = Quickstart::start(options.clone()).await?;
+        let qs = Quickstart::start(options).await?;
         println!("Waypass quickstart is running.");
         println!("  broker (issuer):       {}", qs.issuer);
         println!(
             "  development provider:  {} (account: ada / lovelace)",
             qs.provider.origin()
         );
-        println!("  data directory:        {}", options.data_dir.display());
+        println!("  data directory:        {}", data_dir.display());
         println!();
         println!("Open {} and log in. Ctrl-C stops.", qs.app_url);
         super::serve::shutdown_signal().await;

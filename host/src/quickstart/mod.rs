@@ -39,16 +39,14 @@ pub struct Options {
 
 /// A running quickstart.
 pub struct Quickstart {
-    pub broker: Arc<Broker>,
     pub issuer: String,
     pub app_url: String,
-    pub app_secret: Secret,
     pub provider: DevProviderHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Quickstart {
-    /// Starts everything; serves until [`Quickstart::stop`] or drop.
+    /// Starts everything; serves until dropped.
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         let random = SystemRandomTokens::default();
         let broker_listener = TcpListener::bind(options.listen)
@@ -83,16 +81,14 @@ impl Quickstart {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::broker::server::serve(
             broker_listener,
-            broker.clone(),
+            broker,
             std::future::pending(),
         )));
-        let app = demo_app::DemoApp::new(&issuer, &app_url, APP_CLIENT_ID, app_secret.clone())?;
+        let app = demo_app::DemoApp::new(&issuer, &app_url, APP_CLIENT_ID, app_secret)?;
         tasks.push(tokio::spawn(app.serve(app_listener)));
         Ok(Self {
-            broker,
             issuer,
             app_url,
-            app_secret,
             provider,
             tasks,
         })

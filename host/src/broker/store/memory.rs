@@ -1,6 +1,7 @@
 //! Everything in memory: for tests, and a single process that may lose its
 //! state on restart.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -158,21 +159,23 @@ impl Store for MemoryStore {
         now: u64,
     ) -> Result<User, StoreError> {
         let mut users = self.users();
-        let user = users
-            .entry(user_id.to_owned())
-            .and_modify(|u| {
-                u.profile = profile.clone();
-                u.last_login = now;
-                u.logins_count += 1;
-            })
-            .or_insert_with(|| User {
+        let user = match users.entry(user_id.to_owned()) {
+            Entry::Occupied(known) => {
+                let user = known.into_mut();
+                user.profile = profile;
+                user.last_login = now;
+                user.logins_count += 1;
+                user
+            }
+            Entry::Vacant(new) => new.insert(User {
                 user_id: user_id.to_owned(),
                 connection: connection.to_owned(),
                 profile,
                 created_at: now,
                 last_login: now,
                 logins_count: 1,
-            });
+            }),
+        };
         Ok(user.clone())
     }
 

@@ -39,7 +39,10 @@ pub struct LoginTransaction {
 }
 
 /// What an authorization code stands for, until redeemed.
-#[derive(Debug, Clone)]
+///
+/// Its JSON is how the SQLite store keeps it (a test there pins it): a
+/// renamed or reordered field changes stored rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorizationGrant {
     pub client_id: String,
     pub redirect_uri: String,
@@ -48,15 +51,22 @@ pub struct AuthorizationGrant {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: u64,
+    /// Not in the JSON: stores keep it beside it, to expire by.
+    #[serde(skip)]
     pub expires_at: u64,
 }
 
 /// What an access token stands for.
-#[derive(Debug, Clone)]
+///
+/// Its JSON is how the SQLite store keeps it (a test there pins it): a
+/// renamed or reordered field changes stored rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessGrant {
     pub user_id: String,
     pub client_id: String,
     pub scope: String,
+    /// Not in the JSON: stores keep it beside it, to expire by.
+    #[serde(skip)]
     pub expires_at: u64,
 }
 

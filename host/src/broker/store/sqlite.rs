@@ -235,6 +235,20 @@ impl SqliteStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs one statement (cached) and returns how many rows it changed.
+    fn execute(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &'static str,
+    ) -> Result<usize, StoreError> {
+        self.lock()
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(params))
+            .map_err(backend(what))
+    }
+
     fn put_expiring(
         &self,
         table: &Expiring,
@@ -243,11 +257,11 @@ impl SqliteStore {
         payload: &impl Serialize,
     ) -> Result<(), StoreError> {
         let payload = to_json(payload, table.table)?;
-        self.lock()
-            .conn
-            .prepare_cached(table.put)
-            .and_then(|mut s| s.execute(params![key_bytes(key), expires_at, payload]))
-            .map_err(backend(table.table))?;
+        self.execute(
+            table.put,
+            params![key_bytes(key)?, expires_at, payload],
+            table.table,
+        )?;
         Ok(())
     }
 
@@ -257,13 +271,14 @@ impl SqliteStore {
         key: SecretHash,
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
+        let key = key_bytes(key)?;
         let mut inner = self.lock();
         inner.tick(now);
         let row: Option<(u64, String)> = inner
             .conn
             .prepare_cached(table.take)
             .and_then(|mut s| {
-                s.query_row(params![key_bytes(key)], |r| Ok((r.get(0)?, r.get(1)?)))
+                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
             .map_err(backend(table.table))?;
@@ -282,13 +297,14 @@ impl SqliteStore {
         key: SecretHash,
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
+        let key = key_bytes(key)?;
         let mut inner = self.lock();
         inner.tick(now);
         let row: Option<(u64, String)> = inner
             .conn
             .prepare_cached(table.get)
             .and_then(|mut s| {
-                s.query_row(params![key_bytes(key), now], |r| Ok((r.get(0)?, r.get(1)?)))
+                s.query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
             .map_err(backend(table.table))?;
@@ -415,10 +431,14 @@ fn from_json<T: for<'de> Deserialize<'de>>(json: &str, what: &str) -> Result<T, 
         .map_err(|e| StoreError::Backend(format!("{what}: a stored row does not parse: {e}")))
 }
 
-/// The hash's 32 bytes, as the BLOB key. (`SecretHash` shows its bytes only
-/// as hex; decoding its own hex cannot fail.)
-fn key_bytes(key: SecretHash) -> Vec<u8> {
-    hex::decode(key.to_hex()).unwrap_or_default()
+/// The hash's 32 bytes, as the BLOB key. `SecretHash` shows its bytes only
+/// as hex; decoding its own hex does not fail, but if it ever did, every key
+/// must not become the same one, so it is an error.
+fn key_bytes(key: SecretHash) -> Result<[u8; 32], StoreError> {
+    let mut bytes = [0; 32];
+    hex::decode_to_slice(key.to_hex(), &mut bytes)
+        .map_err(|e| StoreError::Backend(format!("a key hash does not decode: {e}")))?;
+    Ok(bytes)
 }
 
 /// A [`LoginTransaction`] as stored (its `expires_at` is a column).
@@ -479,53 +499,6 @@ fn serialize_secret<S: serde::Serializer>(
     secret.as_ref().map(Secret::expose).serialize(s)
 }
 
-/// An [`AuthorizationGrant`] as stored (its `expires_at` is a column).
-#[derive(Serialize, Deserialize)]
-struct StoredGrant {
-    client_id: String,
-    redirect_uri: String,
-    user_id: String,
-    scope: String,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    auth_time: u64,
-}
-
-impl StoredGrant {
-    fn new(g: &AuthorizationGrant) -> Self {
-        Self {
-            client_id: g.client_id.clone(),
-            redirect_uri: g.redirect_uri.clone(),
-            user_id: g.user_id.clone(),
-            scope: g.scope.clone(),
-            nonce: g.nonce.clone(),
-            code_challenge: g.code_challenge.clone(),
-            auth_time: g.auth_time,
-        }
-    }
-
-    fn into_grant(self, expires_at: u64) -> AuthorizationGrant {
-        AuthorizationGrant {
-            client_id: self.client_id,
-            redirect_uri: self.redirect_uri,
-            user_id: self.user_id,
-            scope: self.scope,
-            nonce: self.nonce,
-            code_challenge: self.code_challenge,
-            auth_time: self.auth_time,
-            expires_at,
-        }
-    }
-}
-
-/// An [`AccessGrant`] as stored (its `expires_at` is a column).
-#[derive(Serialize, Deserialize)]
-struct StoredAccess {
-    user_id: String,
-    client_id: String,
-    scope: String,
-}
-
 /// A `users` row before its profile is parsed.
 struct UserRow {
     user_id: String,
@@ -536,7 +509,13 @@ struct UserRow {
     logins_count: u64,
 }
 
-const USER_COLUMNS: &str = "user_id, connection, profile, created_at, last_login, logins_count";
+/// The columns [`UserRow::read`] reads, in its order (a macro, so that
+/// statements using it are constants).
+macro_rules! user_columns {
+    () => {
+        "user_id, connection, profile, created_at, last_login, logins_count"
+    };
+}
 
 impl UserRow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
@@ -598,7 +577,7 @@ impl Store for SqliteStore {
         code: SecretHash,
         grant: AuthorizationGrant,
     ) -> Result<(), StoreError> {
-        self.put_expiring(&CODES, code, grant.expires_at, &StoredGrant::new(&grant))
+        self.put_expiring(&CODES, code, grant.expires_at, &grant)
     }
 
     async fn take_code(
@@ -607,8 +586,11 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<Option<AuthorizationGrant>, StoreError> {
         Ok(self
-            .take_expiring::<StoredGrant>(&CODES, code, now)?
-            .map(|(exp, g)| g.into_grant(exp)))
+            .take_expiring::<AuthorizationGrant>(&CODES, code, now)?
+            .map(|(expires_at, grant)| AuthorizationGrant {
+                expires_at,
+                ..grant
+            }))
     }
 
     async fn put_access_token(
@@ -616,12 +598,7 @@ impl Store for SqliteStore {
         token: SecretHash,
         grant: AccessGrant,
     ) -> Result<(), StoreError> {
-        let stored = StoredAccess {
-            user_id: grant.user_id,
-            client_id: grant.client_id,
-            scope: grant.scope,
-        };
-        self.put_expiring(&TOKENS, token, grant.expires_at, &stored)
+        self.put_expiring(&TOKENS, token, grant.expires_at, &grant)
     }
 
     async fn get_access_token(
@@ -630,12 +607,10 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<Option<AccessGrant>, StoreError> {
         Ok(self
-            .get_expiring::<StoredAccess>(&TOKENS, token, now)?
-            .map(|(exp, a)| AccessGrant {
-                user_id: a.user_id,
-                client_id: a.client_id,
-                scope: a.scope,
-                expires_at: exp,
+            .get_expiring::<AccessGrant>(&TOKENS, token, now)?
+            .map(|(expires_at, grant)| AccessGrant {
+                expires_at,
+                ..grant
             }))
     }
 
@@ -648,34 +623,44 @@ impl Store for SqliteStore {
     ) -> Result<User, StoreError> {
         let json = to_json(&profile, "a profile")?;
         let email = email_key(&profile);
-        // One statement: two logins at once both count.
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}, email_lower) VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5)
-             ON CONFLICT (user_id) DO UPDATE SET
-                 profile = excluded.profile,
-                 email_lower = excluded.email_lower,
-                 last_login = excluded.last_login,
-                 logins_count = logins_count + 1
-             RETURNING {USER_COLUMNS}"
-        );
-        self.lock()
+        // One statement: two logins at once both count. It returns only
+        // what the stored row may know better than the arguments.
+        const RECORD_LOGIN: &str = "
+            INSERT INTO users (user_id, connection, profile, created_at, last_login, logins_count,
+                               email_lower)
+            VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5)
+            ON CONFLICT (user_id) DO UPDATE SET
+                profile = excluded.profile,
+                email_lower = excluded.email_lower,
+                last_login = excluded.last_login,
+                logins_count = logins_count + 1
+            RETURNING connection, created_at, logins_count";
+        let (connection, created_at, logins_count) = self
+            .lock()
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(RECORD_LOGIN)
             .and_then(|mut s| {
-                s.query_row(
-                    params![user_id, connection, json, now, email],
-                    UserRow::read,
-                )
+                s.query_row(params![user_id, connection, json, now, email], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
             })
-            .map_err(backend("recording a login"))?
-            .into_user()
+            .map_err(backend("recording a login"))?;
+        Ok(User {
+            user_id: user_id.to_owned(),
+            connection,
+            profile,
+            created_at,
+            last_login: now,
+            logins_count,
+        })
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1");
+        const GET_USER: &str =
+            concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
         self.lock()
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(GET_USER)
             .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
             .map_err(backend("reading a user"))?
             .map(UserRow::into_user)
@@ -692,15 +677,16 @@ impl Store for SqliteStore {
         // SQLite's LIMIT and OFFSET are signed 64-bit; beyond that is "all".
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users
-             WHERE ?1 IS NULL OR instr(email_lower, ?1) > 0
-             ORDER BY user_id LIMIT ?2 OFFSET ?3"
+        const LIST_USERS: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE ?1 IS NULL OR instr(email_lower, ?1) > 0
+              ORDER BY user_id LIMIT ?2 OFFSET ?3"
         );
         let rows = self
             .lock()
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(LIST_USERS)
             .and_then(|mut s| {
                 s.query_map(params![needle, limit, offset], UserRow::read)?
                     .collect::<Result<Vec<_>, _>>()
@@ -710,12 +696,11 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
-        let deleted = self
-            .lock()
-            .conn
-            .prepare_cached("DELETE FROM users WHERE user_id = ?1")
-            .and_then(|mut s| s.execute(params![user_id]))
-            .map_err(backend("deleting a user"))?;
+        let deleted = self.execute(
+            "DELETE FROM users WHERE user_id = ?1",
+            params![user_id],
+            "deleting a user",
+        )?;
         Ok(deleted > 0)
     }
 
@@ -759,25 +744,22 @@ impl Store for SqliteStore {
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
-        let deleted = self
-            .lock()
-            .conn
-            .prepare_cached("DELETE FROM connections WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![id]))
-            .map_err(backend("deleting a connection"))?;
+        let deleted = self.execute(
+            "DELETE FROM connections WHERE id = ?1",
+            params![id],
+            "deleting a connection",
+        )?;
         Ok(deleted > 0)
     }
 
     async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let json = to_json(client, "a client")?;
-        self.lock()
-            .conn
-            .prepare_cached(
-                "INSERT INTO clients (client_id, client) VALUES (?1, ?2)
+        self.execute(
+            "INSERT INTO clients (client_id, client) VALUES (?1, ?2)
                  ON CONFLICT (client_id) DO UPDATE SET client = excluded.client",
-            )
-            .and_then(|mut s| s.execute(params![client.client_id, json]))
-            .map_err(backend("writing a client"))?;
+            params![client.client_id, json],
+            "writing a client",
+        )?;
         Ok(())
     }
 
@@ -792,12 +774,11 @@ impl Store for SqliteStore {
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let deleted = self
-            .lock()
-            .conn
-            .prepare_cached("DELETE FROM clients WHERE client_id = ?1")
-            .and_then(|mut s| s.execute(params![client_id]))
-            .map_err(backend("deleting a client"))?;
+        let deleted = self.execute(
+            "DELETE FROM clients WHERE client_id = ?1",
+            params![client_id],
+            "deleting a client",
+        )?;
         Ok(deleted > 0)
     }
 
@@ -897,15 +878,12 @@ impl Store for SqliteStore {
     }
 
     async fn activate_mapper_version(&self, name: &str, version: u32) -> Result<bool, StoreError> {
-        let updated = self
-            .lock()
-            .conn
-            .prepare_cached(
-                "UPDATE mappers SET active_version = ?2 WHERE name = ?1 AND EXISTS
+        let updated = self.execute(
+            "UPDATE mappers SET active_version = ?2 WHERE name = ?1 AND EXISTS
                  (SELECT 1 FROM mapper_versions WHERE name = ?1 AND version = ?2)",
-            )
-            .and_then(|mut s| s.execute(params![name, version]))
-            .map_err(backend("activating a mapper version"))?;
+            params![name, version],
+            "activating a mapper version",
+        )?;
         Ok(updated > 0)
     }
 
@@ -1025,6 +1003,82 @@ mod tests {
             rows(&store, "authorization_codes"),
             1,
             "the expired codes are swept, the live one stays"
+        );
+    }
+
+    fn payload(store: &SqliteStore, table: &str, key: SecretHash) -> String {
+        store
+            .lock()
+            .conn
+            .query_row(
+                &format!("SELECT payload FROM {table} WHERE key_hash = ?1"),
+                params![key_bytes(key).expect("key")],
+                |r| r.get(0),
+            )
+            .expect("payload")
+    }
+
+    /// The stored JSON is the on-disk format: rows written by an older
+    /// Waypass are read by a newer one, so a change here needs a migration.
+    #[tokio::test]
+    async fn short_lived_rows_keep_their_stored_json() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        let key = SecretHash::of("k");
+        store
+            .put_transaction(
+                key,
+                LoginTransaction {
+                    client_id: "app".into(),
+                    redirect_uri: "https://app.test/cb".into(),
+                    app_state: Some("s".into()),
+                    nonce: None,
+                    code_challenge: Some("ch".into()),
+                    scope: "openid".into(),
+                    connection: "acme".into(),
+                    provider_verifier: Some(Secret::new("v")),
+                    browser_binding: SecretHash::of("cookie"),
+                    correlation_id: "corr".into(),
+                    expires_at: 9,
+                },
+            )
+            .await
+            .expect("put");
+        store
+            .put_code(
+                key,
+                AuthorizationGrant {
+                    nonce: Some("n".into()),
+                    ..code(9)
+                },
+            )
+            .await
+            .expect("put");
+        store
+            .put_access_token(
+                key,
+                AccessGrant {
+                    user_id: "oauth2|c|1".into(),
+                    client_id: "app".into(),
+                    scope: "openid".into(),
+                    expires_at: 9,
+                },
+            )
+            .await
+            .expect("put");
+        assert_eq!(
+            payload(&store, "login_transactions", key),
+            format!(
+                r#"{{"client_id":"app","redirect_uri":"https://app.test/cb","app_state":"s","nonce":null,"code_challenge":"ch","scope":"openid","connection":"acme","provider_verifier":"v","browser_binding":"{}","correlation_id":"corr"}}"#,
+                SecretHash::of("cookie").to_hex()
+            )
+        );
+        assert_eq!(
+            payload(&store, "authorization_codes", key),
+            r#"{"client_id":"app","redirect_uri":"https://app.test/cb","user_id":"oauth2|c|1","scope":"openid","nonce":"n","code_challenge":null,"auth_time":1}"#
+        );
+        assert_eq!(
+            payload(&store, "access_tokens", key),
+            r#"{"user_id":"oauth2|c|1","client_id":"app","scope":"openid"}"#
         );
     }
 

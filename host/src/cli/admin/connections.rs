@@ -45,7 +45,14 @@ enum ConnectionsCommand {
     Try {
         id: String,
         /// The provider access token to hand the mapper (`-` reads stdin).
-        #[arg(long, value_name = "TOKEN")]
+        /// On the command line it shows in `ps`: prefer `-` or the
+        /// WAYPASS_ACCESS_TOKEN variable.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "WAYPASS_ACCESS_TOKEN",
+            hide_env_values = true
+        )]
         access_token: String,
     },
 }

@@ -20,7 +20,7 @@ pub(in crate::cli) struct UsersArgs {
 enum UsersCommand {
     /// List users, a page at a time.
     List {
-        /// Only the users with this email.
+        /// Only the users whose email contains this (case-insensitive).
         #[arg(long)]
         email: Option<String>,
         /// The page, from 0.
