@@ -37,7 +37,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::keys::Alg;
-use super::model::{Client, ClientType, Connection, ConnectionSpec};
+use super::model::{Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks};
 use super::secret::SecretHash;
 
 /// The configuration file.
@@ -74,8 +74,8 @@ pub struct MapperConfig {
     pub path: PathBuf,
 }
 
-/// An app.
-#[derive(Debug, Clone, Deserialize)]
+/// An app. `Debug` leaves the inline secret out.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub client_id: String,
@@ -96,6 +96,28 @@ pub struct ClientConfig {
     /// The secret's SHA-256 in hex: the config never holds the secret.
     #[serde(default)]
     pub client_secret_sha256: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("name", &self.name)
+            .field("client_type", &self.client_type)
+            .field("callbacks", &self.callbacks)
+            .field(
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            )
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_secret_env", &self.client_secret_env)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_sha256", &self.client_secret_sha256)
+            .finish()
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -139,6 +161,7 @@ impl Config {
     /// Parses TOML and resolves the secrets it points at.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        check_issuer(&config.issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
         for conn in &mut config.connections {
             conn.options
                 .resolve_secrets()
@@ -152,6 +175,7 @@ impl Config {
             self.issuer = issuer
                 .parse()
                 .map_err(|e| anyhow::anyhow!("WAYPASS_ISSUER `{issuer}`: {e}"))?;
+            check_issuer(&self.issuer).map_err(|e| anyhow::anyhow!("WAYPASS_ISSUER: {e}"))?;
         }
         if let Ok(listen) = std::env::var("WAYPASS_LISTEN") {
             self.listen = listen
@@ -184,7 +208,7 @@ impl Config {
         let mut connections = HashMap::new();
         for spec in &self.connections {
             let name = spec.name.to_string();
-            let conn = Connection::new(spec.clone())
+            let conn = Connection::new(Connection::config_id(&spec.name), spec.clone())
                 .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?;
             if connections.insert(name.clone(), conn).is_some() {
                 anyhow::bail!("connection `{name}` is defined twice");
@@ -194,17 +218,25 @@ impl Config {
     }
 }
 
+/// The broker serves its routes (`/authorize`, `/login/callback`, …) and
+/// scopes its cookies at the root of its origin, so the issuer must be an
+/// origin: an issuer with a path would advertise endpoints that do not exist.
+fn check_issuer(issuer: &Url) -> Result<(), String> {
+    if !matches!(issuer.scheme(), "https" | "http") || issuer.host_str().is_none() {
+        return Err(format!("`{issuer}` must be an http(s) URL with a host"));
+    }
+    if issuer.path() != "/" || issuer.query().is_some() || issuer.fragment().is_some() {
+        return Err(format!(
+            "`{issuer}` has a path, query or fragment; Waypass is served at the root of its \
+             origin, so give the origin alone (e.g. `{}`)",
+            issuer.origin().ascii_serialization()
+        ));
+    }
+    Ok(())
+}
+
 fn client(c: &ClientConfig) -> Result<Client, String> {
-    if c.callbacks.is_empty() {
-        return Err("at least one callback URL is required".into());
-    }
-    for cb in &c.callbacks {
-        let url = Url::parse(cb).map_err(|e| format!("callback `{cb}` is not a URL: {e}"))?;
-        if url.fragment().is_some() {
-            // RFC 6749 §3.1.2: redirection endpoints have no fragment.
-            return Err(format!("callback `{cb}` has a fragment"));
-        }
-    }
+    check_callbacks(&c.callbacks)?;
     let secret_hash = match (
         &c.client_secret,
         &c.client_secret_env,
@@ -212,16 +244,16 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         &c.client_secret_sha256,
     ) {
         (Some(s), None, None, None) => Some(SecretHash::of(s)),
-        (None, Some(var), None, None) => {
-            let s = std::env::var(var)
-                .map_err(|_| format!("environment variable `{var}` is not set"))?;
-            Some(SecretHash::of(&s))
-        }
-        (None, None, Some(path), None) => {
-            let s = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read client_secret_file {}: {e}", path.display()))?;
-            Some(SecretHash::of(s.trim_end_matches(['\r', '\n'])))
-        }
+        (None, Some(var), None, None) => Some(SecretHash::of(
+            &SecretSource::Env(var)
+                .read()
+                .map_err(|e| format!("client_secret_env: {e}"))?,
+        )),
+        (None, None, Some(path), None) => Some(SecretHash::of(
+            &SecretSource::File(path)
+                .read()
+                .map_err(|e| format!("client_secret_file: {e}"))?,
+        )),
         (None, None, None, Some(hex)) => Some(
             SecretHash::from_hex(hex)
                 .ok_or_else(|| "client_secret_sha256 is not 64 hex digits".to_string())?,
@@ -342,5 +374,44 @@ mod tests {
         "#;
         let err = Config::parse(text).expect("parses").clients().unwrap_err();
         assert!(err.to_string().contains("needs a secret"), "{err}");
+    }
+
+    #[test]
+    fn an_issuer_with_a_path_is_refused_naming_the_origin() {
+        for bad in [
+            "https://x.example/auth",
+            "https://x.example/auth/",
+            "https://x.example/?tenant=a",
+        ] {
+            let err = Config::parse(&format!("issuer = \"{bad}\"")).unwrap_err();
+            assert!(
+                err.to_string().contains("https://x.example`"),
+                "{bad}: {err}"
+            );
+        }
+        for ok in [
+            "https://x.example",
+            "https://x.example/",
+            "http://127.0.0.1:8080",
+        ] {
+            Config::parse(&format!("issuer = \"{ok}\"")).expect(ok);
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_an_inline_client_secret() {
+        let text = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "x"
+            client_secret = "inline-s3cret"
+            callbacks = ["https://x.example.com/cb"]
+        "#;
+        let config = Config::parse(text).expect("parses");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("inline-s3cret") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 }

@@ -23,7 +23,7 @@ mod token;
 pub mod upstream;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -76,6 +76,17 @@ pub struct Catalog {
     pub mappers: registry::MapperRegistry,
 }
 
+/// The apps and connections the configuration file defines. The file is
+/// their source of truth (it is applied again at every start), so the
+/// management API reads them but refuses to change or delete them.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigDefined {
+    /// Client ids.
+    pub clients: HashSet<String>,
+    /// Connection names.
+    pub connections: HashSet<String>,
+}
+
 /// Everything the broker needs, built once at start-up.
 pub struct BrokerParts {
     /// Public base URL, e.g. `https://login.example.com` (no trailing slash).
@@ -110,6 +121,8 @@ pub struct Broker {
     random: Arc<dyn Random>,
     upstream: Upstream,
     admin_token: Option<secret::SecretHash>,
+    /// What the configuration file defines (read-only through the API).
+    config_defined: ConfigDefined,
     /// The script engine, loaded when the first script connection needs it.
     script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
 }
@@ -133,8 +146,16 @@ impl Broker {
             random: parts.random,
             upstream: parts.upstream,
             admin_token: parts.admin_token,
+            config_defined: ConfigDefined::default(),
             script_engine: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Marks what the configuration file defines: the management API will
+    /// refuse to change or delete those apps and connections.
+    pub fn with_config_defined(mut self, defined: ConfigDefined) -> Self {
+        self.config_defined = defined;
+        self
     }
 
     /// The script engine, loaded on first use (compiled once, then read from

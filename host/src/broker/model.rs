@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -83,6 +84,50 @@ pub struct Client {
 impl Client {
     pub fn allows_redirect(&self, redirect_uri: &str) -> bool {
         self.callbacks.iter().any(|c| c == redirect_uri)
+    }
+}
+
+/// An app's callback URLs, as the configuration file and the API both
+/// require them: at least one, each an absolute URL without a fragment
+/// (RFC 6749 §3.1.2).
+pub fn check_callbacks(callbacks: &[String]) -> Result<(), String> {
+    if callbacks.is_empty() {
+        return Err("at least one callback URL is required".into());
+    }
+    for cb in callbacks {
+        // `Url::parse` accepts absolute URLs only.
+        let url = Url::parse(cb).map_err(|e| format!("callback `{cb}` is not a URL: {e}"))?;
+        if url.fragment().is_some() {
+            return Err(format!("callback `{cb}` has a fragment"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a secret is read from on the server: an environment variable (as
+/// it is) or a file (a trailing newline ignored, as editors add one).
+#[derive(Debug, Clone, Copy)]
+pub enum SecretSource<'a> {
+    Env(&'a str),
+    File(&'a std::path::Path),
+}
+
+impl SecretSource<'_> {
+    /// The value; the error names the variable or file, never a value.
+    pub fn read(self) -> Result<String, String> {
+        match self {
+            Self::Env(var) => std::env::var(var).map_err(|e| match e {
+                std::env::VarError::NotPresent => {
+                    format!("environment variable `{var}` is not set")
+                }
+                std::env::VarError::NotUnicode(_) => {
+                    format!("environment variable `{var}` is not valid UTF-8")
+                }
+            }),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
     }
 }
 
@@ -198,20 +243,21 @@ impl ConnectionOptions {
     /// `mapper_settings_env` into the values they name.
     pub fn resolve_secrets(&mut self) -> Result<(), String> {
         if let Some(var) = &self.client_secret_env {
-            let value = std::env::var(var).map_err(|_| {
-                format!("client_secret_env: environment variable `{var}` is not set")
-            })?;
+            let value = SecretSource::Env(var)
+                .read()
+                .map_err(|e| format!("client_secret_env: {e}"))?;
             self.client_secret = Some(Secret::new(value));
         }
         if let Some(path) = &self.client_secret_file {
-            let value = std::fs::read_to_string(path)
-                .map_err(|e| format!("client_secret_file: cannot read {}: {e}", path.display()))?;
-            self.client_secret = Some(Secret::new(value.trim_end_matches(['\r', '\n'])));
+            let value = SecretSource::File(path)
+                .read()
+                .map_err(|e| format!("client_secret_file: {e}"))?;
+            self.client_secret = Some(Secret::new(value));
         }
         for (setting, var) in &self.mapper_settings_env {
-            let value = std::env::var(var).map_err(|_| {
-                format!("mapper_settings_env.{setting}: environment variable `{var}` is not set")
-            })?;
+            let value = SecretSource::Env(var)
+                .read()
+                .map_err(|e| format!("mapper_settings_env.{setting}: {e}"))?;
             self.mapper_settings.insert(setting.clone(), value);
         }
         Ok(())
@@ -273,20 +319,29 @@ impl ConnectionSpec {
 /// A connection checked and ready for logins: URLs parsed, sandbox built.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    /// The management API's id (`con_…`); `con_<name>` for connections
-    /// defined in the configuration file.
+    /// The management API's id (`con_…`); see [`Connection::config_id`].
     pub id: String,
     pub spec: ConnectionSpec,
     pub authorization_url: Url,
     pub token_url: Url,
+    /// `customHeaders`, checked and built once; values marked sensitive so
+    /// `Debug` does not show them (they often carry credentials).
+    pub custom_headers: HeaderMap,
     pub sandbox: Sandbox,
     pub settings: Settings,
     pub profile: ProfileSource,
 }
 
 impl Connection {
-    /// Checks `spec` and derives what logins need from it.
-    pub fn new(spec: ConnectionSpec) -> Result<Arc<Self>, String> {
+    /// The id a connection defined in the configuration file gets when it
+    /// is first stored: `con_<name>`.
+    pub fn config_id(name: &ConnectionName) -> String {
+        format!("con_{name}")
+    }
+
+    /// Checks `spec` and derives what logins need from it; `id` is the
+    /// management API's id for it.
+    pub fn new(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
         let o = &spec.options;
         let parse = |what: &str, s: &str| -> Result<Url, String> {
             let url = Url::parse(s).map_err(|e| format!("{what} `{s}` is not a URL: {e}"))?;
@@ -323,6 +378,7 @@ impl Connection {
                 ));
             }
         };
+        let custom_headers = custom_headers(&o.custom_headers)?;
         if o.mapper_settings.keys().any(|k| k.starts_with("waypass:")) {
             return Err("mapper_settings: names starting with `waypass:` are reserved".into());
         }
@@ -347,9 +403,10 @@ impl Connection {
         }
         let settings = o.mapper_settings.iter().collect::<Settings>();
         Ok(Arc::new(Self {
-            id: format!("con_{}", spec.name),
+            id,
             authorization_url,
             token_url,
+            custom_headers,
             sandbox: Sandbox {
                 egress: Arc::new(egress),
                 limits: limits.clamped(),
@@ -374,6 +431,25 @@ impl Connection {
     pub fn is_enabled_for(&self, client_id: &str) -> bool {
         self.spec.enabled_clients.iter().any(|c| c == client_id)
     }
+}
+
+/// Builds `customHeaders` into a header map, refusing a name or value HTTP
+/// does not allow (the value is not quoted: it may be a credential).
+fn custom_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("customHeaders: `{name}` is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            format!(
+                "customHeaders.{name}: the value is not a valid header value \
+                 (visible ASCII and spaces only, no line breaks)"
+            )
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
 }
 
 #[cfg(test)]
@@ -434,7 +510,7 @@ mod tests {
                         "tokenURL": "https://api.acme.test/token", "client_id": "c", "mapper": "m"}
         }))
         .expect("spec");
-        let conn = Connection::new(spec).expect("valid");
+        let conn = Connection::new("con_acme".into(), spec).expect("valid");
         let hosts: Vec<String> = conn
             .sandbox
             .egress
@@ -444,5 +520,76 @@ mod tests {
             .collect();
         assert_eq!(hosts, ["login.acme.test", "api.acme.test"]);
         assert!(!conn.sandbox.egress.allow_private_networks);
+    }
+
+    fn spec_with_headers(headers: serde_json::Value) -> ConnectionSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": "https://a.test/authorize", "tokenURL": "https://a.test/token",
+                        "client_id": "c", "mapper": "m", "customHeaders": headers}
+        }))
+        .expect("spec")
+    }
+
+    #[test]
+    fn custom_headers_are_built_once_and_a_bad_one_is_refused_without_its_value() {
+        let conn = Connection::new(
+            "con_acme".into(),
+            spec_with_headers(
+                serde_json::json!({"X-Tenant": "acme", "Authorization": "Basic c2VjcmV0"}),
+            ),
+        )
+        .expect("valid headers");
+        assert_eq!(conn.custom_headers["x-tenant"], "acme");
+        assert!(!format!("{conn:?}").contains("c2VjcmV0"));
+
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_headers(serde_json::json!({"X Bad": "1"})),
+        )
+        .unwrap_err();
+        assert!(err.contains("`X Bad` is not a valid header name"), "{err}");
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_headers(serde_json::json!({"X-Token": "s3cret\r\nInjected: 1"})),
+        )
+        .unwrap_err();
+        assert!(err.contains("customHeaders.X-Token"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn callbacks_need_one_absolute_url_without_a_fragment() {
+        let ok = |v: &[&str]| check_callbacks(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(ok(&["https://x.test/cb", "http://127.0.0.1:3000/cb"]).is_ok());
+        assert!(ok(&[]).unwrap_err().contains("at least one"));
+        assert!(ok(&["/cb"]).unwrap_err().contains("is not a URL"));
+        assert!(
+            ok(&["https://x.test/cb#f"])
+                .unwrap_err()
+                .contains("fragment")
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_lose_their_trailing_newline_and_errors_name_the_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3 cret\r\n").expect("write");
+        assert_eq!(SecretSource::File(&file).read().as_deref(), Ok("s3 cret"));
+        let missing = dir.path().join("missing");
+        assert!(
+            SecretSource::File(&missing)
+                .read()
+                .unwrap_err()
+                .contains("missing")
+        );
+        let err = SecretSource::Env("WAYPASS_TEST_SURELY_UNSET")
+            .read()
+            .unwrap_err();
+        assert!(
+            err.contains("WAYPASS_TEST_SURELY_UNSET") && err.contains("not set"),
+            "{err}"
+        );
     }
 }

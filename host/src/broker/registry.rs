@@ -4,21 +4,46 @@
 //! `name@N` (pinned). Swapping is replacing one number under the catalog's
 //! lock; a login resolves its mapper once and holds that version's `Arc`
 //! to the end, so logins in flight finish on the version they started with.
+//!
+//! Only what can be resolved stays loaded: when a version becomes active,
+//! versions neither active nor pinned are dropped (a compiled component is
+//! tens of MB). The store keeps every version, so a rollback or a new pin
+//! loads one again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::mapper::LoadedMapper;
 
 #[derive(Default, Clone)]
 pub struct MapperRegistry {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<String, Slot<LoadedMapper>>,
 }
 
+/// One mapper's loaded versions (generic so the bookkeeping is testable
+/// without compiling components).
 #[derive(Clone)]
-struct Slot {
+struct Slot<M> {
     active: u32,
-    versions: BTreeMap<u32, Arc<LoadedMapper>>,
+    versions: BTreeMap<u32, Arc<M>>,
+}
+
+impl<M> Slot<M> {
+    /// Drops the versions that are neither active nor in `pinned`; returns
+    /// the dropped version numbers.
+    fn unload_unused(&mut self, pinned: &BTreeSet<u32>) -> Vec<u32> {
+        let active = self.active;
+        let unused: Vec<u32> = self
+            .versions
+            .keys()
+            .copied()
+            .filter(|v| *v != active && !pinned.contains(v))
+            .collect();
+        for v in &unused {
+            self.versions.remove(v);
+        }
+        unused
+    }
 }
 
 /// Splits `name` or `name@N`.
@@ -58,6 +83,16 @@ impl MapperRegistry {
         }
     }
 
+    /// Unloads the versions of `name` that are neither active nor in
+    /// `pinned` (those connections name as `name@N`); returns the version
+    /// numbers dropped. Logins in flight keep their own `Arc`.
+    pub fn unload_unused(&mut self, name: &str, pinned: &BTreeSet<u32>) -> Vec<u32> {
+        self.slots
+            .get_mut(name)
+            .map(|slot| slot.unload_unused(pinned))
+            .unwrap_or_default()
+    }
+
     pub fn remove(&mut self, name: &str) -> bool {
         self.slots.remove(name).is_some()
     }
@@ -91,5 +126,27 @@ mod tests {
         assert_eq!(parse_ref("m@3"), Ok(("m", Some(3))));
         assert!(parse_ref("m@0").is_err());
         assert!(parse_ref("m@x").is_err());
+    }
+
+    #[test]
+    fn unloading_keeps_the_active_version_and_pinned_ones_only() {
+        let mut slot = Slot {
+            active: 3,
+            versions: (1..=4).map(|v| (v, Arc::new(v))).collect(),
+        };
+        let in_flight = slot.versions[&1].clone();
+        let dropped = slot.unload_unused(&BTreeSet::from([2]));
+        assert_eq!(dropped, [1, 4]);
+        assert_eq!(slot.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
+        // A login that resolved version 1 before still holds it.
+        assert_eq!(*in_flight, 1);
+        assert!(slot.unload_unused(&BTreeSet::new()) == [2]);
+        assert_eq!(slot.versions.keys().copied().collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn unloading_an_unknown_mapper_drops_nothing() {
+        let mut registry = MapperRegistry::default();
+        assert!(registry.unload_unused("ghost", &BTreeSet::new()).is_empty());
     }
 }

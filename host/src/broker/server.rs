@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::authorize::AuthorizeOutcome;
@@ -23,6 +23,19 @@ use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Time for a client to send a request's headers. Browsers and HTTP
+/// clients send them at once; a client trickling them in ("slowloris")
+/// would otherwise hold a connection and its task forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time for a client to send a form or JSON body (a few KiB at most): as
+/// for headers, a body trickled in must not hold the connection.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to upload a mapper component (up to 64 MiB, authenticated before
+/// it is read): minutes, for slow links.
+pub const UPLOAD_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Pause after a failed `accept` (e.g. out of file descriptors): retrying
+/// at once would spin a core while the condition lasts.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 type Body = Full<Bytes>;
 
@@ -34,7 +47,14 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying shortly");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
                 let service = hyper::service::service_fn(move |req| {
@@ -42,6 +62,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
                     async move { Ok::<_, Infallible>(handle(&broker, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -115,14 +137,16 @@ async fn api(
     let reply = match broker.api_authenticate(header(header::AUTHORIZATION)).await {
         Err(e) => e.into_reply(),
         Ok(caller) => {
-            // Only component uploads may be large.
-            let limit = if parts.method == Method::PUT && path.starts_with("mappers/") {
-                super::api::MAX_MAPPER_BYTES
+            // Only component uploads may be large (and slow).
+            let (limit, deadline) = if parts.method == Method::PUT && path.starts_with("mappers/") {
+                (super::api::MAX_MAPPER_BYTES, UPLOAD_READ_TIMEOUT)
             } else {
-                super::api::MAX_JSON_BYTES
+                (super::api::MAX_JSON_BYTES, BODY_READ_TIMEOUT)
             };
-            match Limited::new(body, limit).collect().await {
-                Err(_) => super::api::ApiError::new(413, "the body is too large").into_reply(),
+            match read_body(body, limit, deadline).await {
+                Err(e) => {
+                    super::api::ApiError::new(e.status().as_u16(), e.to_string()).into_reply()
+                }
                 Ok(collected) => {
                     broker
                         .api(super::api::ApiRequest {
@@ -131,7 +155,7 @@ async fn api(
                             query,
                             caller,
                             content_type: header(header::CONTENT_TYPE),
-                            body: collected.to_bytes(),
+                            body: collected,
                         })
                         .await
                 }
@@ -214,9 +238,44 @@ fn cookie(header: &str, name: &str) -> Option<String> {
     })
 }
 
+/// Why a request body was not read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BodyError {
+    #[error("the request body is over {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    TooSlow(Duration),
+    #[error("the request body could not be read")]
+    Broken,
+}
+
+impl BodyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Broken => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes within `deadline`.
+async fn read_body<B>(body: B, limit: usize, deadline: Duration) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::TooSlow(deadline)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Ok(Err(_)) => Err(BodyError::Broken),
+    }
+}
+
 async fn read_form(body: Incoming) -> Result<String, Response<Body>> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => String::from_utf8(collected.to_bytes().to_vec()).map_err(|_| {
+    match read_body(body, MAX_BODY_BYTES, BODY_READ_TIMEOUT).await {
+        Ok(collected) => String::from_utf8(collected.to_vec()).map_err(|_| {
             let e = OAuthError::new(ErrorCode::InvalidRequest, "the request body is not UTF-8");
             json_reply(JsonReply {
                 status: 400,
@@ -224,10 +283,7 @@ async fn read_form(body: Incoming) -> Result<String, Response<Body>> {
                 www_authenticate: None,
             })
         }),
-        Err(_) => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        )),
+        Err(e) => Err(text(e.status(), &e.to_string())),
     }
 }
 
@@ -309,5 +365,41 @@ mod tests {
         let h = "a=1; wp_tx_abc=xyz; wp_tx_ab=no";
         assert_eq!(cookie(h, "wp_tx_abc").as_deref(), Some("xyz"));
         assert_eq!(cookie(h, "wp_tx_a"), None);
+    }
+
+    /// A body whose sender never sends.
+    struct Trickle;
+
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+        let err = read_body(Trickle, 10, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(err.to_string().contains("did not arrive"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_a_413_and_one_within_it_is_read() {
+        let big = Full::new(Bytes::from_static(b"0123456789ab"));
+        let err = read_body(big, 10, BODY_READ_TIMEOUT).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let small = Full::new(Bytes::from_static(b"0123"));
+        assert_eq!(
+            read_body(small, 10, BODY_READ_TIMEOUT).await,
+            Ok(Bytes::from_static(b"0123"))
+        );
     }
 }

@@ -6,19 +6,21 @@ use anyhow::Context;
 
 use super::config::Config;
 use super::keys::KeySet;
-use super::model::{Connection, ProfileSource};
+use super::model::{Connection, ProfileSource, SecretSource};
 use super::registry::parse_ref;
 use super::secret::SystemRandomTokens;
 use super::store::{ConnectionRecord, SqliteStore, Store};
 use super::upstream::Upstream;
-use super::{Broker, BrokerParts, Catalog, Clock as _, SystemClock};
+use super::{Broker, BrokerParts, Catalog, Clock as _, ConfigDefined, SystemClock};
 use crate::mapper::{Runtime, RuntimeConfig, sha256_hex};
 
 impl Broker {
     /// Creates the data directory, opens the store, loads or generates the
     /// signing keys, applies the configuration file to the store
     /// (configuration as code: its apps, connections and mappers are
-    /// re-applied at every start), and builds the catalog from the store.
+    /// re-applied at every start, so the management API may read but not
+    /// change those apps and connections), and builds the catalog from the
+    /// store.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
@@ -36,7 +38,7 @@ impl Broker {
         let store = open_store(config)?;
         let keys = Arc::new(signing_keys(&*store, &data.join("keys.json")).await?);
         let clock = SystemClock;
-        seed(config, &*store, clock.now()).await?;
+        let defined = seed(config, &*store, clock.now()).await?;
         let catalog = load_catalog(&*store, &runtime).await?;
         let broker = Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
@@ -48,7 +50,8 @@ impl Broker {
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
             admin_token: admin_token(config)?,
-        });
+        })
+        .with_config_defined(defined);
         broker.check_scripts().await?;
         Ok(broker)
     }
@@ -110,19 +113,26 @@ async fn signing_keys(store: &dyn Store, legacy_file: &std::path::Path) -> anyho
 /// Writes the configuration file's apps, connections and mappers into the
 /// store. A connection keeps its id across restarts (matched by name); a
 /// mapper file whose hash differs from the active version becomes a new
-/// version.
-async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<()> {
+/// version. Returns the apps and connections the file defines.
+async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<ConfigDefined> {
+    let mut defined = ConfigDefined::default();
     for client in config.clients()?.into_values() {
         store.put_client(&client).await?;
+        defined.clients.insert(client.client_id.clone());
     }
     let existing = store.connections().await?;
     for spec in &config.connections {
-        Connection::new(spec.clone())
-            .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", spec.name))?;
+        anyhow::ensure!(
+            defined.connections.insert(spec.name.to_string()),
+            "connection `{}` is defined twice",
+            spec.name
+        );
         let id = existing
             .iter()
             .find(|c| c.spec.name == spec.name)
-            .map_or_else(|| format!("con_{}", spec.name), |c| c.id.clone());
+            .map_or_else(|| Connection::config_id(&spec.name), |c| c.id.clone());
+        Connection::new(id.clone(), spec.clone())
+            .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", spec.name))?;
         store
             .put_connection(&ConnectionRecord {
                 id,
@@ -147,7 +157,7 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<()
                 .await?;
         }
     }
-    Ok(())
+    Ok(defined)
 }
 
 /// The catalog from the store: apps, connections, and every mapper's active
@@ -201,11 +211,8 @@ pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow
     }
     for record in records {
         let name = record.spec.name.to_string();
-        let mut conn = Arc::unwrap_or_clone(
-            Connection::new(record.spec)
-                .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?,
-        );
-        conn.id = record.id;
+        let conn = Connection::new(record.id, record.spec)
+            .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?;
         if let ProfileSource::Mapper(mapper) = &conn.profile {
             anyhow::ensure!(
                 catalog.mappers.resolve(mapper).is_some(),
@@ -220,7 +227,7 @@ pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow
         {
             anyhow::bail!("connection `{name}` enables client `{client}`, which does not exist");
         }
-        catalog.connections.insert(name, Arc::new(conn));
+        catalog.connections.insert(name, conn);
     }
     Ok(catalog)
 }
@@ -234,10 +241,9 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<super::secret::SecretHa
     ) {
         (Some(t), _) => Some(t),
         (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read admin_token_file {}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
+            SecretSource::File(path)
+                .read()
+                .map_err(|e| anyhow::anyhow!("admin_token_file: {e}"))?,
         ),
         (None, None) => None,
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method};
 
 use super::model::{Connection, TokenAuthMethod};
 use super::secret::Secret;
@@ -115,17 +115,10 @@ impl Upstream {
             }
         }
         // customHeaders come last: the documented use is an Authorization
-        // header the provider wants instead of ours.
-        for (name, value) in &options.custom_headers {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) else {
-                return Err(ExchangeError::BadResponse(format!(
-                    "custom header `{name}` is not valid"
-                )));
-            };
-            headers.insert(name, value);
+        // header the provider wants instead of ours. Checked and built when
+        // the connection was saved.
+        for (name, value) in &connection.custom_headers {
+            headers.insert(name, value.clone());
         }
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -138,7 +131,7 @@ impl Upstream {
                 Bytes::from(body),
             )
             .await
-            .map_err(ExchangeError::Unreachable)?;
+            .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
         let body = String::from_utf8_lossy(&response.body);
         if !(200..300).contains(&response.status) {
             // RFC 6749 §5.2: an error object, when the provider follows it.
@@ -160,33 +153,53 @@ impl Upstream {
     }
 }
 
+/// Why [`Upstream::send`] got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No answer within the client's time limit (name resolution included).
+    #[error("timed out")]
+    TimedOut,
+    /// The name did not resolve, the connection failed, or the answer was
+    /// not HTTP or too large.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// For callers whose errors are text.
+impl From<SendError> for String {
+    fn from(e: SendError) -> Self {
+        e.to_string()
+    }
+}
+
 impl Upstream {
     /// Sends one request to an operator-configured URL (no egress policy:
-    /// these are the host's own calls), with the timeout and a size cap.
+    /// these are the host's own calls), with the timeout — covering name
+    /// resolution too, so a slow DNS server cannot hold a login — and a
+    /// size cap.
     pub async fn send(
         &self,
         method: Method,
         url: &url::Url,
         headers: HeaderMap,
         body: Bytes,
-    ) -> Result<OutboundResponse, String> {
+    ) -> Result<OutboundResponse, SendError> {
         let request = PreparedRequest {
             method,
             url: url.clone(),
             headers,
             body,
         };
-        let addrs = crate::egress::resolve(url)
-            .await
-            .map_err(|e| describe(&e))?;
-        tokio::time::timeout(
-            self.timeout,
+        let exchange = async {
+            let addrs = crate::egress::resolve(url).await?;
             self.transport
-                .send(request, addrs, MAX_TOKEN_RESPONSE_BYTES),
-        )
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| describe(&e))
+                .send(request, addrs, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| SendError::TimedOut)?
+            .map_err(|e| SendError::Failed(describe(&e)))
     }
 }
 
@@ -194,5 +207,40 @@ fn describe(e: &HttpError) -> String {
     match e {
         HttpError::Transport(m) | HttpError::Denied(m) | HttpError::InvalidRequest(m) => m.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+
+    /// A provider that accepts the request and never answers.
+    struct Silent;
+
+    impl Transport for Silent {
+        fn send(
+            &self,
+            _: PreparedRequest,
+            _: Vec<SocketAddr>,
+            _: usize,
+        ) -> BoxFuture<'static, Result<OutboundResponse, HttpError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn no_answer_within_the_limit_is_a_timeout_not_a_failure() {
+        let upstream = Upstream::new(Arc::new(Silent)).with_timeout(Duration::from_millis(50));
+        let url = url::Url::parse("http://127.0.0.1:9/token").expect("url");
+        let err = upstream
+            .send(Method::POST, &url, HeaderMap::new(), Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err, SendError::TimedOut);
+        assert_eq!(String::from(err), "timed out");
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiReply, ApiRequest, SCOPES, json_body, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::keys::Alg;
-use crate::broker::model::{Client, ClientType};
+use crate::broker::model::{Client, ClientType, check_callbacks};
 use crate::broker::secret::SecretHash;
 
 /// The fields a client is created or updated with.
@@ -54,6 +54,7 @@ impl Broker {
             )),
             (&Method::PATCH, [id]) => {
                 let mut client = self.client_record(id).await?;
+                self.refuse_config_client(id)?;
                 let body = parse(json_body(req)?)?;
                 if body.client_id.is_some() || body.client_type.is_some() {
                     return Err(ApiError::bad_request(
@@ -66,6 +67,7 @@ impl Broker {
             }
             (&Method::POST, [id, "rotate-secret"]) => {
                 let mut client = self.client_record(id).await?;
+                self.refuse_config_client(id)?;
                 if client.client_type == ClientType::Public {
                     return Err(ApiError::bad_request("a public client has no secret"));
                 }
@@ -78,6 +80,7 @@ impl Broker {
             }
             (&Method::DELETE, [id]) => {
                 self.client_record(id).await?;
+                self.refuse_config_client(id)?;
                 let used_by: Vec<String> = self
                     .catalog_read()
                     .connections
@@ -108,6 +111,18 @@ impl Broker {
             .into_iter()
             .find(|c| c.client_id == id)
             .ok_or_else(|| ApiError::not_found(format!("client `{id}`")))
+    }
+
+    /// 409 for an app the configuration file defines: a change through the
+    /// API would be undone at the next start.
+    fn refuse_config_client(&self, id: &str) -> Result<(), ApiError> {
+        if self.config_defined.clients.contains(id) {
+            return Err(ApiError::new(
+                409,
+                format!("client `{id}` is defined in the configuration file; change it there"),
+            ));
+        }
+        Ok(())
     }
 
     async fn create_client(&self, body: Value) -> Result<ApiReply, ApiError> {
@@ -145,6 +160,7 @@ impl Broker {
             scopes: Vec::new(),
         };
         apply(&mut client, body)?;
+        check_callbacks(&client.callbacks).map_err(ApiError::bad_request)?;
         if client.name.is_empty() {
             client.name = client.client_id.clone();
         }
@@ -175,15 +191,7 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
         client.name = name;
     }
     if let Some(callbacks) = body.callbacks {
-        for cb in &callbacks {
-            let url = url::Url::parse(cb)
-                .map_err(|e| ApiError::bad_request(format!("callback `{cb}`: {e}")))?;
-            if url.fragment().is_some() {
-                return Err(ApiError::bad_request(format!(
-                    "callback `{cb}` has a fragment"
-                )));
-            }
-        }
+        check_callbacks(&callbacks).map_err(ApiError::bad_request)?;
         client.callbacks = callbacks;
     }
     if let Some(alg) = body.id_token_signed_response_alg {

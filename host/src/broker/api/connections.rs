@@ -1,8 +1,6 @@
 //! `/api/v2/connections`: list, create, get, PATCH (merging `options`),
 //! delete, and `try`.
 
-use std::sync::Arc;
-
 use http::Method;
 use serde_json::{Map, Value, json};
 
@@ -49,6 +47,7 @@ impl Broker {
             (&Method::PATCH, [id]) => self.patch_connection(id, json_body(req)?).await,
             (&Method::DELETE, [id]) => {
                 let record = self.connection_record(id).await?;
+                self.refuse_config_connection(&record)?;
                 self.store.delete_connection(id).await?;
                 self.catalog_write()
                     .connections
@@ -70,6 +69,21 @@ impl Broker {
             .ok_or_else(|| ApiError::not_found(format!("connection `{id}`")))
     }
 
+    /// 409 for a connection the configuration file defines: a change
+    /// through the API would be undone at the next start.
+    fn refuse_config_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
+        let name = record.spec.name.as_str();
+        if self.config_defined.connections.contains(name) {
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "connection `{name}` is defined in the configuration file; change it there"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn create_connection(&self, body: Value) -> Result<ApiReply, ApiError> {
         let body = without_strategy(body)?;
         refuse_server_side_secrets(&body)?;
@@ -87,6 +101,7 @@ impl Broker {
     /// `null` removes a field; the name cannot change.
     async fn patch_connection(&self, id: &str, body: Value) -> Result<ApiReply, ApiError> {
         let mut record = self.connection_record(id).await?;
+        self.refuse_config_connection(&record)?;
         let patch = without_strategy(body)?;
         refuse_server_side_secrets(&patch)?;
         let Value::Object(patch) = patch else {
@@ -129,7 +144,8 @@ impl Broker {
     /// Checks a connection against the broker (URLs, mapper, apps), stores
     /// it, and puts it in service.
     async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
-        let conn = Connection::new(record.spec.clone()).map_err(ApiError::bad_request)?;
+        let conn = Connection::new(record.id.clone(), record.spec.clone())
+            .map_err(ApiError::bad_request)?;
         match &conn.profile {
             // A pinned version (`name@N`) is put in service on demand.
             ProfileSource::Mapper(reference) => {
@@ -174,7 +190,7 @@ impl Broker {
         self.store.put_connection(record).await?;
         self.catalog_write()
             .connections
-            .insert(record.spec.name.to_string(), with_id(conn, &record.id));
+            .insert(record.spec.name.to_string(), conn);
         Ok(())
     }
 
@@ -252,12 +268,6 @@ fn public_json(record: &ConnectionRecord) -> Value {
         obj.insert("strategy".into(), json!("oauth2"));
     }
     value
-}
-
-fn with_id(conn: Arc<Connection>, id: &str) -> Arc<Connection> {
-    let mut conn = Arc::unwrap_or_clone(conn);
-    conn.id = id.to_owned();
-    Arc::new(conn)
 }
 
 /// Accepts and drops Auth0's `strategy` when it is `oauth2`.

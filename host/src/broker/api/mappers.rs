@@ -2,15 +2,16 @@
 //! compiled, made active atomically), list versions, activate any (rollback),
 //! delete when no connection uses it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::Method;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiReply, ApiRequest, Caller, MAX_MAPPER_BYTES, method_not_allowed};
-use crate::broker::Broker;
 use crate::broker::model::{ConnectionName, ProfileSource};
 use crate::broker::registry::parse_ref;
+use crate::broker::{Broker, Catalog};
 use crate::mapper::{LoadError, LoadedMapper, sha256_hex};
 
 impl Broker {
@@ -132,9 +133,13 @@ impl Broker {
             .store
             .add_mapper_version(name, &bytes, &sha, created_by, self.clock.now())
             .await?;
-        self.catalog_write()
-            .mappers
-            .insert(name, version.version, Arc::new(loaded), true);
+        {
+            let mut catalog = self.catalog_write();
+            catalog
+                .mappers
+                .insert(name, version.version, Arc::new(loaded), true);
+            unload_unused(&mut catalog, name);
+        }
         tracing::info!(created_by, mapper = %name, version = version.version, sha256 = %sha, "mapper version registered");
         Ok(version)
     }
@@ -148,7 +153,9 @@ impl Broker {
                 "mapper `{name}` version {version}"
             )));
         }
-        self.catalog_write().mappers.activate(name, version);
+        let mut catalog = self.catalog_write();
+        catalog.mappers.activate(name, version);
+        unload_unused(&mut catalog, name);
         Ok(())
     }
 
@@ -189,5 +196,26 @@ impl Broker {
                     }
                 }
             })
+    }
+}
+
+/// After a version of `name` became active: unloads the versions no
+/// connection can reach any more (neither active nor pinned as `name@N`).
+/// The store keeps them; a rollback or a new pin loads one again.
+fn unload_unused(catalog: &mut Catalog, name: &str) {
+    let pinned: BTreeSet<u32> = catalog
+        .connections
+        .values()
+        .filter_map(|c| match &c.profile {
+            ProfileSource::Mapper(reference) => match parse_ref(reference) {
+                Ok((n, Some(version))) if n == name => Some(version),
+                _ => None,
+            },
+            ProfileSource::Script(_) => None,
+        })
+        .collect();
+    let dropped = catalog.mappers.unload_unused(name, &pinned);
+    if !dropped.is_empty() {
+        tracing::info!(mapper = %name, versions = ?dropped, "unloaded mapper versions no connection uses");
     }
 }

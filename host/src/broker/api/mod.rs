@@ -92,6 +92,7 @@ impl ApiError {
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            408 => "Request Timeout",
             409 => "Conflict",
             413 => "Payload Too Large",
             415 => "Unsupported Media Type",

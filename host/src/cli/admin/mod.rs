@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 use url::Url;
 
-use crate::broker::upstream::{TOKEN_EXCHANGE_TIMEOUT, Upstream};
+use crate::broker::upstream::{SendError, TOKEN_EXCHANGE_TIMEOUT, Upstream};
 
 /// Where the token comes from when `--token-file` is not given. There is no
 /// `--token` flag: a token on the command line shows in `ps`.
@@ -160,10 +160,11 @@ impl Api {
         let response = self
             .runtime
             .block_on(http.send(method, &url, headers, body))
-            .map_err(|e| {
-                if e == "timed out" {
+            .map_err(|e| match e {
+                SendError::TimedOut => {
                     anyhow!("{base} did not answer within {} s", timeout.as_secs())
-                } else {
+                }
+                SendError::Failed(e) => {
                     anyhow!("cannot reach {base}: {e}; is `waypass serve` running at {base}?")
                 }
             })?;
