@@ -50,6 +50,11 @@ impl fmt::Display for Secret {
 pub struct SecretHash([u8; 32]);
 
 impl SecretHash {
+    /// The hash's 32 bytes (store keys).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn of(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
     }

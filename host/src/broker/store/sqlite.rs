@@ -259,7 +259,7 @@ impl SqliteStore {
         let payload = to_json(payload, table.table)?;
         self.execute(
             table.put,
-            params![key_bytes(key)?, expires_at, payload],
+            params![key.as_bytes(), expires_at, payload],
             table.table,
         )?;
         Ok(())
@@ -271,7 +271,7 @@ impl SqliteStore {
         key: SecretHash,
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
-        let key = key_bytes(key)?;
+        let key = *key.as_bytes();
         let mut inner = self.lock();
         inner.tick(now);
         let row: Option<(u64, String)> = inner
@@ -297,7 +297,7 @@ impl SqliteStore {
         key: SecretHash,
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
-        let key = key_bytes(key)?;
+        let key = *key.as_bytes();
         let mut inner = self.lock();
         inner.tick(now);
         let row: Option<(u64, String)> = inner
@@ -429,16 +429,6 @@ fn to_json(value: &impl Serialize, what: &str) -> Result<String, StoreError> {
 fn from_json<T: for<'de> Deserialize<'de>>(json: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Backend(format!("{what}: a stored row does not parse: {e}")))
-}
-
-/// The hash's 32 bytes, as the BLOB key. `SecretHash` shows its bytes only
-/// as hex; decoding its own hex does not fail, but if it ever did, every key
-/// must not become the same one, so it is an error.
-fn key_bytes(key: SecretHash) -> Result<[u8; 32], StoreError> {
-    let mut bytes = [0; 32];
-    hex::decode_to_slice(key.to_hex(), &mut bytes)
-        .map_err(|e| StoreError::Backend(format!("a key hash does not decode: {e}")))?;
-    Ok(bytes)
 }
 
 /// A [`LoginTransaction`] as stored (its `expires_at` is a column).
@@ -1012,7 +1002,7 @@ mod tests {
             .conn
             .query_row(
                 &format!("SELECT payload FROM {table} WHERE key_hash = ?1"),
-                params![key_bytes(key).expect("key")],
+                params![key.as_bytes()],
                 |r| r.get(0),
             )
             .expect("payload")
