@@ -1,56 +1,20 @@
 //! `waypass connections | clients | mappers | users`, run as an operator runs
 //! them, against a real broker on a port of its own.
 
+mod common;
+
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::{example_wasm, text};
 use serde_json::{Value, json};
 use waypass::broker::config::Config;
 use waypass::dev_provider::{DevProvider, DevUser};
 
 /// The broker's bootstrap admin token (at least 32 characters).
 const ADMIN_TOKEN: &str = "admin-token-for-the-cli-tests-0123456789";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Builds the example mapper once for this binary, through `mapper build`,
-/// into the directory the other tests' guests are built in.
-fn example_wasm() -> &'static PathBuf {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let cache = tempfile::tempdir().expect("tempdir");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("target dir")
-            .join("wasm-guests");
-        let out = Command::new(env!("CARGO_BIN_EXE_waypass"))
-            .args(["mapper", "build", "plugins/mappers/auth0-example"])
-            .env("CARGO_TARGET_DIR", target)
-            .env("XDG_CACHE_HOME", cache.path())
-            .current_dir(repo())
-            .output()
-            .expect("run waypass");
-        assert!(
-            out.status.success(),
-            "mapper build failed: {}",
-            text(&out.stderr)
-        );
-        let stdout = text(&out.stdout);
-        PathBuf::from(stdout.lines().last().expect("a path on the last line"))
-    })
-}
 
 /// A broker serving on 127.0.0.1:0 from its own thread and runtime, with an
 /// empty catalog and [`ADMIN_TOKEN`]; stopped when dropped.
@@ -135,6 +99,32 @@ admin_token_file = "admin-token"
     fn push_example(&self, name: &str) -> Run {
         let wasm = example_wasm().display().to_string();
         self.admin(&["mappers", "push", name, &wasm])
+    }
+
+    /// Creates the app `shop` (a confidential client, `Shop`).
+    fn create_shop_client(&self) {
+        self.admin(&[
+            "clients",
+            "create",
+            "--client-id",
+            "shop",
+            "--name",
+            "Shop",
+            "--callback",
+            "https://shop.test/callback",
+        ])
+        .ok();
+    }
+
+    /// Creates [`connection_json`]`(name, provider)` with
+    /// `connections create --file`; its id.
+    fn create_connection(&self, name: &str, provider: &str) -> String {
+        let file = self.file(&format!("{name}.json"), &connection_json(name, provider));
+        let created = self
+            .admin(&["connections", "create", "--file", &file, "--json"])
+            .ok();
+        let created: Value = serde_json::from_str(&created.stdout).expect("JSON");
+        created["id"].as_str().expect("id").to_owned()
     }
 }
 
@@ -323,18 +313,7 @@ fn clients_create_prints_the_secret_once_and_the_json_list_holds_no_secret() {
 #[test]
 fn clients_rotate_secret_prints_a_new_secret_once() {
     let broker = TestBroker::start();
-    broker
-        .admin(&[
-            "clients",
-            "create",
-            "--client-id",
-            "shop",
-            "--name",
-            "Shop",
-            "--callback",
-            "https://shop.test/callback",
-        ])
-        .ok();
+    broker.create_shop_client();
     let rotated = broker.admin(&["clients", "rotate-secret", "shop"]).ok();
     assert!(
         rotated.stdout.contains("client_secret: ")
@@ -362,27 +341,8 @@ fn clients_rotate_secret_prints_a_new_secret_once() {
 fn connections_are_created_from_a_file_listed_patched_from_a_file_and_deleted() {
     let broker = TestBroker::start();
     broker.push_example("example").ok();
-    broker
-        .admin(&[
-            "clients",
-            "create",
-            "--client-id",
-            "shop",
-            "--name",
-            "Shop",
-            "--callback",
-            "https://shop.test/callback",
-        ])
-        .ok();
-    let file = broker.file(
-        "acme.json",
-        &connection_json("acme", "https://id.acme.test"),
-    );
-    let created = broker
-        .admin(&["connections", "create", "--file", &file, "--json"])
-        .ok();
-    let created: Value = serde_json::from_str(&created.stdout).expect("JSON");
-    let id = created["id"].as_str().expect("id").to_owned();
+    broker.create_shop_client();
+    let id = broker.create_connection("acme", "https://id.acme.test");
 
     let list = broker.admin(&["connections", "list"]).ok();
     let lines: Vec<&str> = list.stdout.lines().collect();
@@ -467,27 +427,11 @@ fn connections_try_shows_the_profile_the_mapper_returned() {
         dev.serve(listener).await;
     });
     broker.push_example("example").ok();
-    broker
-        .admin(&[
-            "clients",
-            "create",
-            "--client-id",
-            "shop",
-            "--name",
-            "Shop",
-            "--callback",
-            "https://shop.test/callback",
-        ])
-        .ok();
-    let file = broker.file("dev.json", &connection_json("dev", &provider));
-    let created = broker
-        .admin(&["connections", "create", "--file", &file, "--json"])
-        .ok();
-    let created: Value = serde_json::from_str(&created.stdout).expect("JSON");
-    let id = created["id"].as_str().expect("id");
+    broker.create_shop_client();
+    let id = broker.create_connection("dev", &provider);
 
     let tried = broker
-        .admin(&["connections", "try", id, "--access-token", "good-token"])
+        .admin(&["connections", "try", &id, "--access-token", "good-token"])
         .ok();
     let words = tried.words();
     assert!(
@@ -498,7 +442,7 @@ fn connections_try_shows_the_profile_the_mapper_returned() {
     );
     assert!(tried.stdout.contains("[request] GET"), "{}", tried.stdout);
 
-    let refused = broker.admin(&["connections", "try", id, "--access-token", "revoked"]);
+    let refused = broker.admin(&["connections", "try", &id, "--access-token", "revoked"]);
     assert_eq!(refused.code, Some(1), "{}", refused.stdout);
     assert!(
         refused.stdout.contains("mapper error"),

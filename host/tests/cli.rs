@@ -1,56 +1,13 @@
 //! The `waypass` binary: `mapper build | check | run` and `demo`, run as a
 //! user runs them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{example_wasm, text, waypass};
 use waypass::dev_provider::{DevProvider, DevUser};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-/// The command with its caches kept apart from the user's, and guests built
-/// into the directory the end-to-end tests' build script uses.
-fn waypass(cache: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waypass"));
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("wasm-guests");
-    cmd.env("CARGO_TARGET_DIR", target)
-        .env("XDG_CACHE_HOME", cache)
-        .current_dir(repo());
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Builds the example mapper once for this binary, through `mapper build`.
-fn example_wasm() -> &'static PathBuf {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let cache = tempfile::tempdir().expect("tempdir");
-        let out = waypass(cache.path())
-            .args(["mapper", "build", "plugins/mappers/auth0-example"])
-            .output()
-            .expect("run waypass");
-        assert!(
-            out.status.success(),
-            "mapper build failed: {}",
-            text(&out.stderr)
-        );
-        let stdout = text(&out.stdout);
-        let last = stdout.lines().last().expect("a path on the last line");
-        PathBuf::from(last)
-    })
-}
 
 #[test]
 fn mapper_build_prints_the_component_path_last() {

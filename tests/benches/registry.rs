@@ -16,8 +16,7 @@ use waypass::broker::Broker;
 use waypass::broker::config::Config;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client, redeem,
-    userinfo,
+    APP, APP_CALLBACK, Browser, CONNECTION, TestBed, admin_api, put_mapper, sub_after_login,
 };
 
 const SWAPS: usize = 200;
@@ -41,36 +40,28 @@ async fn swaps() {
         connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
     })
     .await;
-    let http = http_client();
-    let put = http
-        .put(format!("{}/api/v2/mappers/swap-me", tb.issuer))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(guests::bytes(guests::HOSTILE))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    let (status, body) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    assert_eq!(status, 201, "{body}");
     let mut samples = Vec::with_capacity(SWAPS);
     for i in 0..SWAPS {
         let version = if i % 2 == 0 { 1 } else { 2 };
         let mut browser = Browser::default();
         let callback = to_callback(&tb, &mut browser).await;
-        let resp = http
-            .post(format!(
-                "{}/api/v2/mappers/swap-me/versions/{version}/activate",
-                tb.issuer
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("activate");
+        let (status, body) = admin_api(
+            &tb.issuer,
+            reqwest::Method::POST,
+            &format!("mappers/swap-me/versions/{version}/activate"),
+            None,
+        )
+        .await;
         let answered = Instant::now();
-        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(status, 200, "{body}");
         let (status, location, _) = browser.get(&callback).await;
         samples.push(answered.elapsed());
         assert_eq!(status, 302);
-        let served = served_by(&tb, &location.expect("to the app")).await;
+        let served = sub_after_login(&tb.issuer, &location.expect("to the app"))
+            .await
+            .expect("the user id the login was issued for");
         let expected = if version == 1 {
             "oauth2|devprov|0c2f"
         } else {
@@ -99,17 +90,6 @@ async fn to_callback(tb: &TestBed, browser: &mut Browser) -> String {
         &[("scope", "openid"), ("connection", CONNECTION)],
     );
     browser.to_callback(tb.provider.origin(), &url).await
-}
-
-/// The user id a finished login was issued for.
-async fn served_by(tb: &TestBed, app_redirect: &str) -> String {
-    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, app_redirect).await;
-    let info = userinfo(
-        &tb.issuer,
-        tokens["access_token"].as_str().expect("access token"),
-    )
-    .await;
-    info["sub"].as_str().expect("sub").to_owned()
 }
 
 async fn startup() {

@@ -465,3 +465,71 @@ pub async fn userinfo(issuer: &str, access_token: &str) -> serde_json::Value {
         .await
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// Calls the management API at `issuer` (`/api/v2/{path}`) with `token` as
+/// the bearer, if any, and a JSON `body`, if any; returns the status and the
+/// answer's JSON (Null when it is empty or not JSON).
+pub async fn api_call(
+    issuer: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = http_client().request(method, format!("{issuer}/api/v2/{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("api request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// [`api_call`] as the admin ([`ADMIN_TOKEN`]).
+pub async fn admin_api(
+    issuer: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    api_call(issuer, method, path, Some(ADMIN_TOKEN), body).await
+}
+
+/// Uploads `wasm` as a new version of mapper `name` at `issuer`, as the
+/// admin; returns the status and the answer's JSON (Null when none).
+pub async fn put_mapper(issuer: &str, name: &str, wasm: Vec<u8>) -> (u16, serde_json::Value) {
+    let resp = http_client()
+        .put(format!("{issuer}/api/v2/mappers/{name}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .expect("put mapper");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// What the app learns at the end of a login: redeems the code in
+/// `app_redirect` (the broker's redirect to [`APP_CALLBACK`]) at `issuer` as
+/// [`APP`], and returns the `sub` `/userinfo` gives for the access token.
+/// `Err` holds the token or userinfo answer that had no access token or
+/// no `sub`.
+pub async fn sub_after_login(issuer: &str, app_redirect: &str) -> Result<String, String> {
+    let tokens = redeem(issuer, APP, APP_SECRET, APP_CALLBACK, app_redirect).await;
+    let access_token = tokens["access_token"]
+        .as_str()
+        .ok_or_else(|| format!("no access token: {tokens}"))?;
+    let info = userinfo(issuer, access_token).await;
+    info["sub"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no sub: {info}"))
+}

@@ -9,52 +9,9 @@ use serde_json::{Value, json};
 use waypass::dev_provider::default_user;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client, redeem,
-    userinfo,
+    ADMIN_TOKEN, APP, APP_CALLBACK, Browser, CONNECTION, TestBed, admin_api, api_call, http_client,
+    put_mapper, sub_after_login,
 };
-
-/// Calls the API with `token`; returns status and JSON (Null when empty).
-async fn call(
-    tb: &TestBed,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http_client().request(method, format!("{}/api/v2/{path}", tb.issuer));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("api request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn admin(
-    tb: &TestBed,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    call(tb, method, path, Some(ADMIN_TOKEN), body).await
-}
-
-async fn put_mapper(tb: &TestBed, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let resp = http_client()
-        .put(format!("{}/api/v2/mappers/{name}", tb.issuer))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .expect("put mapper");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 /// Logs in through `connection` as the app and returns the user id the
 /// broker issued, or the error the app received.
@@ -70,20 +27,11 @@ async fn login_user(tb: &TestBed, connection: &str) -> Result<String, String> {
         .as_ref()
         .filter(|_| landing.param("code").is_some())
         .ok_or_else(|| format!("{landing:?}"))?;
-    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, back.as_str()).await;
-    let info = userinfo(
-        &tb.issuer,
-        tokens["access_token"].as_str().unwrap_or_default(),
-    )
-    .await;
-    info["sub"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| info.to_string())
+    sub_after_login(&tb.issuer, back.as_str()).await
 }
 
 async fn connection_id(tb: &TestBed, name: &str) -> String {
-    let (_, list) = admin(tb, reqwest::Method::GET, "connections", None).await;
+    let (_, list) = admin_api(&tb.issuer, reqwest::Method::GET, "connections", None).await;
     list.as_array()
         .and_then(|l| l.iter().find(|c| c["name"] == name))
         .and_then(|c| c["id"].as_str())
@@ -96,11 +44,12 @@ async fn connection_id(tb: &TestBed, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_needs_a_token_and_scopes_are_enforced() {
     let tb = TestBed::start(|_, _| {}).await;
-    let (status, body) = call(&tb, reqwest::Method::GET, "connections", None, None).await;
+    let (status, body) =
+        api_call(&tb.issuer, reqwest::Method::GET, "connections", None, None).await;
     assert_eq!(status, 401);
     assert_eq!(body["statusCode"], 401);
-    let (status, _) = call(
-        &tb,
+    let (status, _) = api_call(
+        &tb.issuer,
         reqwest::Method::GET,
         "connections",
         Some("wrong"),
@@ -110,8 +59,7 @@ async fn the_api_needs_a_token_and_scopes_are_enforced() {
     assert_eq!(status, 401);
 
     // A management client limited to reading connections.
-    let (status, created) = admin(
-        &tb,
+    let (status, created) = admin_api(&tb.issuer,
         reqwest::Method::POST,
         "clients",
         Some(json!({"name": "reader", "callbacks": ["https://x.test/cb"], "scopes": ["read:connections"]})),
@@ -133,10 +81,17 @@ async fn the_api_needs_a_token_and_scopes_are_enforced() {
         .await
         .expect("json");
     let token = token["access_token"].as_str().expect("access token");
-    let (status, _) = call(&tb, reqwest::Method::GET, "connections", Some(token), None).await;
+    let (status, _) = api_call(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "connections",
+        Some(token),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, body) = call(
-        &tb,
+    let (status, body) = api_call(
+        &tb.issuer,
         reqwest::Method::DELETE,
         "connections/whatever",
         Some(token),
@@ -149,15 +104,15 @@ async fn the_api_needs_a_token_and_scopes_are_enforced() {
             .as_str()
             .is_some_and(|m| m.contains("write:connections"))
     );
-    let (status, _) = call(&tb, reqwest::Method::GET, "users", Some(token), None).await;
+    let (status, _) = api_call(&tb.issuer, reqwest::Method::GET, "users", Some(token), None).await;
     assert_eq!(status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_credentials_refuses_scopes_the_client_does_not_hold() {
     let tb = TestBed::start(|_, _| {}).await;
-    let (_, created) = admin(
-        &tb,
+    let (_, created) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "clients",
         Some(json!({"name": "m", "callbacks": ["https://x.test/cb"], "scopes": ["read:users"]})),
@@ -190,8 +145,8 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
     let mut spec = waypass_tests::login::connection_spec("second", &origin);
     spec["strategy"] = json!("oauth2");
     spec["enabled_clients"] = json!([APP]);
-    let (status, created) = admin(
-        &tb,
+    let (status, created) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "connections",
         Some(spec.clone()),
@@ -209,7 +164,7 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
     );
     assert_eq!(created["strategy"], "oauth2");
 
-    let (status, _) = admin(&tb, reqwest::Method::POST, "connections", Some(spec)).await;
+    let (status, _) = admin_api(&tb.issuer, reqwest::Method::POST, "connections", Some(spec)).await;
     assert_eq!(status, 409, "names are unique");
 
     // The three PATCH bodies of Auth0's generic OAuth2 documentation.
@@ -218,8 +173,8 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
         json!({"options": {"authParams": {"custom_param": "custom.param.value"}}}),
         json!({"options": {"authParamsMap": {"custom_param": "access_type"}}}),
     ] {
-        let (status, body) = admin(
-            &tb,
+        let (status, body) = admin_api(
+            &tb.issuer,
             reqwest::Method::PATCH,
             &format!("connections/{id}"),
             Some(patch),
@@ -227,8 +182,8 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
         .await;
         assert_eq!(status, 200, "{body}");
     }
-    let (_, got) = admin(
-        &tb,
+    let (_, got) = admin_api(
+        &tb.issuer,
         reqwest::Method::GET,
         &format!("connections/{id}"),
         None,
@@ -258,16 +213,16 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
         .expect("login after the patches");
     assert_eq!(user, format!("oauth2|second|{}", default_user().uuid));
 
-    let (status, _) = admin(
-        &tb,
+    let (status, _) = admin_api(
+        &tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"options": {"icon_url": null}})),
     )
     .await;
     assert_eq!(status, 200);
-    let (_, got) = admin(
-        &tb,
+    let (_, got) = admin_api(
+        &tb.issuer,
         reqwest::Method::GET,
         &format!("connections/{id}"),
         None,
@@ -278,8 +233,8 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
         "null removes: {got}"
     );
 
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(
+        &tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"name": "renamed"})),
@@ -292,16 +247,16 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
             .is_some_and(|m| m.contains("cannot be changed"))
     );
 
-    let (status, _) = admin(
-        &tb,
+    let (status, _) = admin_api(
+        &tb.issuer,
         reqwest::Method::DELETE,
         &format!("connections/{id}"),
         None,
     )
     .await;
     assert_eq!(status, 204);
-    let (status, _) = admin(
-        &tb,
+    let (status, _) = admin_api(
+        &tb.issuer,
         reqwest::Method::GET,
         &format!("connections/{id}"),
         None,
@@ -343,7 +298,8 @@ async fn invalid_connections_are_refused_with_the_reason() {
                 spec[k] = v.clone();
             }
         }
-        let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(spec)).await;
+        let (status, body) =
+            admin_api(&tb.issuer, reqwest::Method::POST, "connections", Some(spec)).await;
         assert_eq!(status, 400, "{needle}: {body}");
         assert!(
             body["message"].as_str().is_some_and(|m| m.contains(needle)),
@@ -372,8 +328,8 @@ async fn try_runs_the_mapper_and_shows_its_requests_with_secrets_masked() {
     })
     .await;
     let id = connection_id(&tb, CONNECTION).await;
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         &format!("connections/{id}/try"),
         Some(json!({"access_token": "nope"})),
@@ -395,8 +351,8 @@ async fn try_runs_the_mapper_and_shows_its_requests_with_secrets_masked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_secret_is_shown_once_and_rotation_replaces_it() {
     let tb = TestBed::start(|_, _| {}).await;
-    let (status, created) = admin(
-        &tb,
+    let (status, created) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "clients",
         Some(
@@ -410,11 +366,17 @@ async fn a_client_secret_is_shown_once_and_rotation_replaces_it() {
         .as_str()
         .expect("secret shown")
         .to_owned();
-    let (_, got) = admin(&tb, reqwest::Method::GET, &format!("clients/{id}"), None).await;
+    let (_, got) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        &format!("clients/{id}"),
+        None,
+    )
+    .await;
     assert!(got.get("client_secret").is_none() && !got.to_string().contains(&first));
 
-    let (_, rotated) = admin(
-        &tb,
+    let (_, rotated) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         &format!("clients/{id}/rotate-secret"),
         None,
@@ -448,21 +410,22 @@ async fn a_client_secret_is_shown_once_and_rotation_replaces_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_that_are_not_mappers_are_refused_with_the_reason() {
     let tb = TestBed::start(|_, _| {}).await;
-    let (status, body) = put_mapper(&tb, "m", b"not wasm".to_vec()).await;
+    let (status, body) = put_mapper(&tb.issuer, "m", b"not wasm".to_vec()).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"]
             .as_str()
             .is_some_and(|m| m.contains("not a WebAssembly component"))
     );
-    let (status, body) = put_mapper(&tb, "m", guests::bytes(guests::NOT_A_MAPPER)).await;
+    let (status, body) = put_mapper(&tb.issuer, "m", guests::bytes(guests::NOT_A_MAPPER)).await;
     assert_eq!(status, 422, "{body}");
     assert!(
         body["message"]
             .as_str()
             .is_some_and(|m| m.contains("fetch-user-profile"))
     );
-    let (status, _) = put_mapper(&tb, "bad name", guests::bytes(guests::AUTH0_EXAMPLE)).await;
+    let (status, _) =
+        put_mapper(&tb.issuer, "bad name", guests::bytes(guests::AUTH0_EXAMPLE)).await;
     assert_eq!(status, 400);
     let resp = http_client()
         .put(format!("{}/api/v2/mappers/m", tb.issuer))
@@ -492,7 +455,7 @@ async fn a_new_version_serves_the_next_login_and_rollback_is_as_quick() {
         "v1 from the test bed"
     );
 
-    let (status, v) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    let (status, v) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::HOSTILE)).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["version"], 2);
     assert_eq!(
@@ -501,8 +464,8 @@ async fn a_new_version_serves_the_next_login_and_rollback_is_as_quick() {
         "v2 serves the next login"
     );
 
-    let (status, _) = admin(
-        &tb,
+    let (status, _) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "mappers/swap-me/versions/1/activate",
         None,
@@ -515,16 +478,23 @@ async fn a_new_version_serves_the_next_login_and_rollback_is_as_quick() {
         "rolled back"
     );
 
-    let (_, versions) = admin(&tb, reqwest::Method::GET, "mappers/swap-me/versions", None).await;
+    let (_, versions) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "mappers/swap-me/versions",
+        None,
+    )
+    .await;
     let list = versions["versions"].as_array().expect("versions");
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["active"], true);
     assert_eq!(list[1]["created_by"], "admin");
 
-    let (status, body) = admin(&tb, reqwest::Method::DELETE, "mappers/swap-me", None).await;
+    let (status, body) =
+        admin_api(&tb.issuer, reqwest::Method::DELETE, "mappers/swap-me", None).await;
     assert_eq!(status, 409, "in use: {body}");
-    let (status, _) = admin(
-        &tb,
+    let (status, _) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "mappers/swap-me/versions/9/activate",
         None,
@@ -542,7 +512,7 @@ async fn a_hundred_swaps_under_load_fail_no_login() {
         })
         .await,
     );
-    let (status, _) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    let (status, _) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::HOSTILE)).await;
     assert_eq!(status, 201);
     let uuid_user = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
     let echo_user = format!("oauth2|{CONNECTION}|echo");
@@ -575,8 +545,8 @@ async fn a_hundred_swaps_under_load_fail_no_login() {
         .collect();
     for i in 0..100 {
         let version = if i % 2 == 0 { 1 } else { 2 };
-        let (status, body) = admin(
-            &tb,
+        let (status, body) = admin_api(
+            &tb.issuer,
             reqwest::Method::POST,
             &format!("mappers/swap-me/versions/{version}/activate"),
             None,
@@ -607,19 +577,25 @@ async fn a_hundred_swaps_under_load_fail_no_login() {
 async fn users_are_listed_searched_by_email_read_and_deleted() {
     let tb = TestBed::start(|_, _| {}).await;
     let user = login_user(&tb, CONNECTION).await.expect("login");
-    let (status, page) = admin(&tb, reqwest::Method::GET, "users?email=ADA@example", None).await;
+    let (status, page) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "users?email=ADA@example",
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(page["users"][0]["user_id"], user.as_str());
     assert_eq!(page["users"][0]["logins_count"], 1);
-    let (_, none) = admin(&tb, reqwest::Method::GET, "users?email=nobody", None).await;
+    let (_, none) = admin_api(&tb.issuer, reqwest::Method::GET, "users?email=nobody", None).await;
     assert_eq!(none["users"], json!([]));
     let path = format!("users/{}", user.replace('|', "%7C"));
-    let (status, got) = admin(&tb, reqwest::Method::GET, &path, None).await;
+    let (status, got) = admin_api(&tb.issuer, reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 200);
     assert_eq!(got["email"], default_user().email.as_str());
-    let (status, _) = admin(&tb, reqwest::Method::DELETE, &path, None).await;
+    let (status, _) = admin_api(&tb.issuer, reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 204);
-    let (status, _) = admin(&tb, reqwest::Method::GET, &path, None).await;
+    let (status, _) = admin_api(&tb.issuer, reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 404);
 }
 
@@ -645,8 +621,13 @@ async fn a_component_dropped_into_the_watched_directory_becomes_the_active_versi
     // The watcher polls once a second and waits for a file to hold still.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let versions = loop {
-        let (_, versions) =
-            admin(&tb, reqwest::Method::GET, "mappers/swap-me/versions", None).await;
+        let (_, versions) = admin_api(
+            &tb.issuer,
+            reqwest::Method::GET,
+            "mappers/swap-me/versions",
+            None,
+        )
+        .await;
         if versions["versions"]
             .as_array()
             .is_some_and(|v| v.len() == 2)
@@ -665,7 +646,13 @@ async fn a_component_dropped_into_the_watched_directory_becomes_the_active_versi
         login_user(&tb, CONNECTION).await,
         Ok(format!("oauth2|{CONNECTION}|echo"))
     );
-    let (status, _) = admin(&tb, reqwest::Method::GET, "mappers/broken/versions", None).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "mappers/broken/versions",
+        None,
+    )
+    .await;
     assert_eq!(
         status, 404,
         "a file that is not a component registers nothing"
@@ -679,11 +666,11 @@ async fn a_connection_pinned_to_a_version_keeps_it_when_another_becomes_active()
         connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
     })
     .await;
-    let (status, _) = put_mapper(&tb, "swap-me", guests::bytes(guests::HOSTILE)).await;
+    let (status, _) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::HOSTILE)).await;
     assert_eq!(status, 201);
     let id = connection_id(&tb, CONNECTION).await;
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(
+        &tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"options": {"mapper": "swap-me@1"}})),
@@ -696,8 +683,8 @@ async fn a_connection_pinned_to_a_version_keeps_it_when_another_becomes_active()
         Ok(uuid_user),
         "pinned to version 1 while 2 is active"
     );
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(
+        &tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"options": {"mapper": "swap-me@7"}})),
@@ -773,8 +760,8 @@ fn scripted_connection(tb: &TestBed, name: &str, script: &str) -> Value {
 
 /// PATCHes connection `id` to run `script`.
 async fn patch_script(tb: &TestBed, id: &str, script: &str) -> (u16, Value) {
-    admin(
-        tb,
+    admin_api(
+        &tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"options": {"scripts": {"fetchUserProfile": script}}})),
@@ -784,8 +771,8 @@ async fn patch_script(tb: &TestBed, id: &str, script: &str) -> (u16, Value) {
 
 /// Creates connection `name` running `script`; its id.
 async fn create_scripted(tb: &TestBed, name: &str, script: &str) -> String {
-    let (status, created) = admin(
-        tb,
+    let (status, created) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "connections",
         Some(scripted_connection(tb, name, script)),
@@ -799,8 +786,8 @@ async fn create_scripted(tb: &TestBed, name: &str, script: &str) -> String {
 async fn a_connection_with_a_fetch_user_profile_script_logs_users_in() {
     let tb = TestBed::start(|_, _| {}).await;
     let script = doc_script(&tb);
-    let (status, created) = admin(
-        &tb,
+    let (status, created) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "connections",
         Some(scripted_connection(&tb, "scripted", &script)),
@@ -814,8 +801,8 @@ async fn a_connection_with_a_fetch_user_profile_script_logs_users_in() {
 
     // `try` runs the script for real and shows what it did.
     let id = connection_id(&tb, "scripted").await;
-    let (status, tried) = admin(
-        &tb,
+    let (status, tried) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         &format!("connections/{id}/try"),
         Some(json!({"access_token": "not-a-token"})),
@@ -867,8 +854,8 @@ async fn a_script_error_reaches_the_app_with_its_message_and_a_patch_swaps_the_s
 async fn a_script_that_does_not_compile_is_refused_on_save_and_the_old_one_keeps_serving() {
     let tb = TestBed::start(|_, _| {}).await;
     let broken = "function (accessToken, ctx, cb) {\n  let x = ;\n}";
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(
+        &tb.issuer,
         reqwest::Method::POST,
         "connections",
         Some(scripted_connection(&tb, "broken", broken)),
@@ -879,7 +866,7 @@ async fn a_script_that_does_not_compile_is_refused_on_save_and_the_old_one_keeps
         body["message"],
         "scripts.fetchUserProfile: line 2, column 11: expected expression, got ';'"
     );
-    let (_, list) = admin(&tb, reqwest::Method::GET, "connections", None).await;
+    let (_, list) = admin_api(&tb.issuer, reqwest::Method::GET, "connections", None).await;
     assert!(
         list.as_array()
             .is_some_and(|l| l.iter().all(|c| c["name"] != "broken"))
@@ -888,8 +875,8 @@ async fn a_script_that_does_not_compile_is_refused_on_save_and_the_old_one_keeps
     let id = create_scripted(&tb, "scripted", &doc_script(&tb)).await;
     let (status, body) = patch_script(&tb, &id, broken).await;
     assert_eq!(status, 400, "{body}");
-    let (_, stored) = admin(
-        &tb,
+    let (_, stored) = admin_api(
+        &tb.issuer,
         reqwest::Method::GET,
         &format!("connections/{id}"),
         None,
@@ -909,7 +896,8 @@ async fn a_connection_names_a_mapper_or_a_script_not_both_nor_neither() {
     let tb = TestBed::start(|_, _| {}).await;
     let mut both = scripted_connection(&tb, "both", &doc_script(&tb));
     both["options"]["mapper"] = json!("auth0-example");
-    let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(both)).await;
+    let (status, body) =
+        admin_api(&tb.issuer, reqwest::Method::POST, "connections", Some(both)).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"]
@@ -921,13 +909,18 @@ async fn a_connection_names_a_mapper_or_a_script_not_both_nor_neither() {
     neither["options"]
         .as_object_mut()
         .map(|o| o.remove("scripts"));
-    let (status, body) = admin(&tb, reqwest::Method::POST, "connections", Some(neither)).await;
+    let (status, body) = admin_api(
+        &tb.issuer,
+        reqwest::Method::POST,
+        "connections",
+        Some(neither),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
 
     // Moving a mapper connection to a script: remove the mapper in the same PATCH.
     let id = connection_id(&tb, CONNECTION).await;
-    let (status, body) = admin(
-        &tb,
+    let (status, body) = admin_api(&tb.issuer,
         reqwest::Method::PATCH,
         &format!("connections/{id}"),
         Some(json!({"options": {"mapper": null, "mapper_settings": null, "scripts": {"fetchUserProfile": doc_script(&tb)}}})),

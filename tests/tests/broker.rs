@@ -162,16 +162,34 @@ async fn a_public_client_logs_in_with_pkce_and_no_secret() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_login_updates_the_user_and_counts_it() {
     let tb = TestBed::start(|_, _| {}).await;
-    for _ in 0..2 {
-        let landing = login_app(&tb, &[]).await;
-        assert!(landing.param("code").is_some(), "{landing:?}");
-    }
-    let user = tb
-        .broker_user(&format!("oauth2|{CONNECTION}|{}", default_user().uuid))
-        .await
-        .expect("recorded");
-    assert_eq!(user.logins_count, 2);
-    assert!(user.last_login >= user.created_at);
+    let user_id = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    let landing = login_app(&tb, &[]).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let first = tb.broker_user(&user_id).await.expect("recorded");
+    assert_eq!(first.logins_count, 1);
+    assert_eq!(
+        first.profile.email.as_deref(),
+        Some(default_user().email.as_str())
+    );
+
+    // The provider now says the same account has a new email address.
+    let new_email = "ada.lovelace@example.org";
+    assert_ne!(new_email, default_user().email);
+    tb.provider.set_userinfo_fault(UserinfoFault::Status(
+        200,
+        json!({"account": {"uuid": default_user().uuid, "email": new_email}}).to_string(),
+    ));
+    let landing = login_app(&tb, &[]).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let second = tb.broker_user(&user_id).await.expect("still recorded");
+    assert_eq!(second.logins_count, 2);
+    assert_eq!(
+        second.profile.email.as_deref(),
+        Some(new_email),
+        "the profile is the one from the latest login"
+    );
+    assert_eq!(second.created_at, first.created_at, "still the same user");
+    assert!(second.last_login >= first.last_login);
 }
 
 // ---- helpers for the error paths ----

@@ -1,7 +1,7 @@
 //! Mappers in Python and JavaScript (through our `http` import and through
 //! plain `fetch()`) under the same contract and the same tests as Rust.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use serde_json::json;
@@ -10,7 +10,8 @@ use waypass::mapper::{
     InvocationReport, LoadedMapper, MapperError, MapperInput, Sandbox, Settings, TokenSet,
 };
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, RUNTIME, TestBed, http_client,
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, RUNTIME, TestBed, admin_api, put_mapper,
+    sub_after_login,
 };
 use waypass_tests::stub::{Reply, Stub};
 use waypass_tests::{guests, plugins};
@@ -145,9 +146,24 @@ async fn every_port_is_denied_a_host_off_the_allow_list_by_the_same_policy() {
     assert!(stub.received().is_empty(), "no port reached the provider");
 }
 
+/// Activates version `version` of mapper `swap-me` through the API.
+async fn activate_swap_me(tb: &TestBed, version: usize) {
+    let (status, body) = admin_api(
+        &tb.issuer,
+        reqwest::Method::POST,
+        &format!("mappers/swap-me/versions/{version}/activate"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "activating version {version}: {body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_without_a_failed_login()
  {
+    /// Logins that must complete between the first activation under
+    /// traffic and the last one.
+    const LOGINS_DURING_SWAPS: usize = 10;
     let js = tokio::task::block_in_place(|| plugins::bytes("auth0-example-js"));
     let py = tokio::task::block_in_place(|| plugins::bytes("auth0-example-py"));
     let tb = Arc::new(
@@ -157,28 +173,12 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
         .await,
     );
     for bytes in [js, py] {
-        let resp = http_client()
-            .put(format!("{}/api/v2/mappers/swap-me", tb.issuer))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(resp.status().as_u16(), 201);
+        let (status, body) = put_mapper(&tb.issuer, "swap-me", bytes).await;
+        assert_eq!(status, 201, "{body}");
     }
     // Each language's version serves a whole login on its own first.
     for version in [2, 3, 1] {
-        let resp = http_client()
-            .post(format!(
-                "{}/api/v2/mappers/swap-me/versions/{version}/activate",
-                tb.issuer
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("activate");
-        assert_eq!(resp.status().as_u16(), 200);
+        activate_swap_me(&tb, version).await;
         let url = tb.authorize_url(
             APP,
             APP_CALLBACK,
@@ -186,30 +186,24 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
         );
         let landing = Browser::default().login(&tb, &url, false).await;
         let back = landing.location.clone().expect("back to the app");
-        let tokens =
-            waypass_tests::login::redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, back.as_str())
-                .await;
-        let info = waypass_tests::login::userinfo(
-            &tb.issuer,
-            tokens["access_token"].as_str().expect("token"),
-        )
-        .await;
         assert_eq!(
-            info["sub"],
-            format!(
+            sub_after_login(&tb.issuer, back.as_str()).await,
+            Ok(format!(
                 "oauth2|{CONNECTION}|{}",
                 waypass::dev_provider::default_user().uuid
-            ),
+            )),
             "version {version}"
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // Logins completed so far, by all workers.
+    let completed = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let (tb, stop) = (tb.clone(), stop.clone());
+            let (tb, stop, completed) = (tb.clone(), stop.clone(), completed.clone());
             tokio::spawn(async move {
-                let (mut ok, mut failed) = (0usize, Vec::new());
-                while !stop.load(Ordering::Relaxed) {
+                let mut failed = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
                     let url = tb.authorize_url(
                         APP,
                         APP_CALLBACK,
@@ -231,7 +225,7 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
                             )
                             .await;
                             if tokens["id_token"].is_string() {
-                                ok += 1
+                                completed.fetch_add(1, Ordering::SeqCst);
                             } else {
                                 failed.push(tokens.to_string())
                             }
@@ -239,33 +233,38 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
                         None => failed.push(format!("{landing:?}")),
                     }
                 }
-                (ok, failed)
+                failed
             })
         })
         .collect();
-    // Rust (1) → JavaScript (2) → Python (3), ten rounds.
-    for round in 0..30 {
-        let version = round % 3 + 1;
-        let resp = http_client()
-            .post(format!(
-                "{}/api/v2/mappers/swap-me/versions/{version}/activate",
-                tb.issuer
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("activate");
-        assert_eq!(resp.status().as_u16(), 200);
+    // Rust (1) → JavaScript (2) → Python (3): ten rounds at least, and on
+    // until enough logins completed between the first activation and the
+    // latest one, so that the traffic overlapped the swaps.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut at_first_activation = None;
+    let mut round = 0;
+    let during_swaps = loop {
+        activate_swap_me(&tb, round % 3 + 1).await;
+        round += 1;
+        let now = completed.load(Ordering::SeqCst);
+        let during = now - *at_first_activation.get_or_insert(now);
+        let enough = round >= 30 && during >= LOGINS_DURING_SWAPS;
+        // A worker that ended early panicked: awaiting it below says why.
+        let worker_died = workers.iter().any(|w| w.is_finished());
+        if enough || worker_died || std::time::Instant::now() > deadline {
+            break during;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
+    };
+    stop.store(true, Ordering::SeqCst);
     for w in workers {
-        let (ok, failed) = w.await.expect("worker");
+        let failed = w.await.expect("worker");
         assert!(failed.is_empty(), "failed logins: {failed:?}");
-        total += ok;
     }
-    assert!(total > 0);
+    assert!(
+        during_swaps >= LOGINS_DURING_SWAPS,
+        "only {during_swaps} logins completed between the first and the last activation"
+    );
 }
 
 /// Runs a guest SDK's own unit tests with its language's test runner.

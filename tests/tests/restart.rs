@@ -7,11 +7,10 @@ use waypass::broker::Broker;
 use waypass::broker::config::Config;
 use waypass::dev_provider::DevProvider;
 use waypass_tests::guests;
-use waypass_tests::login::{ADMIN_TOKEN, Browser, http_client, redeem};
-
-const APP: &str = "app";
-const SECRET: &str = "app-secret-0123456789";
-const CALLBACK: &str = "http://app.test/callback";
+use waypass_tests::login::{
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, http_client, put_mapper,
+    redeem, sub_after_login,
+};
 
 struct Running {
     issuer: String,
@@ -56,22 +55,17 @@ async fn broker_address_and_provider() -> (
     (listener, addr, issuer, provider)
 }
 
+/// [`admin_api`], which must succeed; the answer's JSON.
 async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut req = http_client()
-        .request(method, format!("{issuer}/api/v2/{path}"))
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("api");
-    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    resp.json().await.unwrap_or(Value::Null)
+    let (status, answer) = admin_api(issuer, method, path, body).await;
+    assert!((200..300).contains(&status), "{path}: {status} {answer}");
+    answer
 }
 
 fn authorize_url(issuer: &str) -> String {
     format!(
         "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov",
-        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+        url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
     )
 }
 
@@ -95,8 +89,8 @@ name = "seed"
 path = {mapper:?}
 [[clients]]
 client_id = "{APP}"
-client_secret = "{SECRET}"
-callbacks = ["{CALLBACK}"]
+client_secret = "{APP_SECRET}"
+callbacks = ["{APP_CALLBACK}"]
 [[connections]]
 name = "devprov"
 enabled_clients = ["{APP}"]
@@ -131,15 +125,8 @@ mapper_egress = {{ allow_private_networks = true }}
         Some(spec),
     )
     .await;
-    let v2 = http_client()
-        .put(format!("{}/api/v2/mappers/seed", first.issuer))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(guests::bytes(guests::HOSTILE))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(v2.status().as_u16(), 201);
+    let (status, v2) = put_mapper(&first.issuer, "seed", guests::bytes(guests::HOSTILE)).await;
+    assert_eq!(status, 201, "{v2}");
     api(
         &first.issuer,
         reqwest::Method::POST,
@@ -156,8 +143,8 @@ mapper_egress = {{ allow_private_networks = true }}
         redeem(
             &first.issuer,
             APP,
-            SECRET,
-            CALLBACK,
+            APP_SECRET,
+            APP_CALLBACK,
             &done.expect("to the app")
         )
         .await["id_token"]
@@ -192,8 +179,8 @@ mapper_egress = {{ allow_private_networks = true }}
     let tokens = redeem(
         &second.issuer,
         APP,
-        SECRET,
-        CALLBACK,
+        APP_SECRET,
+        APP_CALLBACK,
         &done.expect("the login finished after the restart"),
     )
     .await;
@@ -253,8 +240,8 @@ issuer = "{issuer}"
 data_dir = "data"
 [[clients]]
 client_id = "{APP}"
-client_secret = "{SECRET}"
-callbacks = ["{CALLBACK}"]
+client_secret = "{APP_SECRET}"
+callbacks = ["{APP_CALLBACK}"]
 [[connections]]
 name = "devprov"
 enabled_clients = ["{APP}"]
@@ -279,17 +266,9 @@ async fn scripted_login(issuer: &str, origin: &str) -> String {
     let mut browser = Browser::default();
     let callback = browser.to_callback(origin, &authorize_url(issuer)).await;
     let (_, done, _) = browser.get(&callback).await;
-    let tokens = redeem(issuer, APP, SECRET, CALLBACK, &done.expect("to the app")).await;
-    let info: Value = http_client()
-        .get(format!("{issuer}/userinfo"))
-        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
-        .send()
+    sub_after_login(issuer, &done.expect("to the app"))
         .await
-        .expect("userinfo")
-        .json()
-        .await
-        .expect("json");
-    info["sub"].as_str().expect("sub").to_owned()
+        .expect("sub")
 }
 
 #[tokio::test(flavor = "multi_thread")]
