@@ -110,7 +110,6 @@ pub struct Broker {
     callback_url: String,
     /// Discovery and the JWKS depend only on the issuer and the keys, which
     /// are fixed for the broker's life: built once, served as they are.
-    discovery: serde_json::Value,
     discovery_json: Bytes,
     jwks_json: Bytes,
     catalog: RwLock<Catalog>,
@@ -130,11 +129,9 @@ pub struct Broker {
 impl Broker {
     pub fn new(parts: BrokerParts) -> Self {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
-        let discovery = token::discovery_document(&issuer);
         Self {
             callback_url: format!("{issuer}/login/callback"),
-            discovery_json: Bytes::from(discovery.to_string()),
-            discovery,
+            discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
             jwks_json: Bytes::from(parts.keys.jwks().to_string()),
             issuer,
             issuer_url: parts.issuer,
@@ -215,23 +212,14 @@ impl Broker {
         list
     }
 
-    /// The JWKS document.
-    pub fn jwks(&self) -> &serde_json::Value {
-        self.keys.jwks()
-    }
-
     /// The JWKS document as served: the same bytes every time (a cheap
     /// reference-counted clone).
     pub fn jwks_json(&self) -> Bytes {
         self.jwks_json.clone()
     }
 
-    /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3).
-    pub fn discovery(&self) -> &serde_json::Value {
-        &self.discovery
-    }
-
-    /// The discovery document as served: the same bytes every time.
+    /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3) as
+    /// served: the same bytes every time.
     pub fn discovery_json(&self) -> Bytes {
         self.discovery_json.clone()
     }

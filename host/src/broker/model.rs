@@ -518,7 +518,8 @@ mod tests {
             .iter()
             .map(|h| h.to_string())
             .collect();
-        assert_eq!(hosts, ["login.acme.test", "api.acme.test"]);
+        // Exactly the port each URL connects to: not the hosts' other ports.
+        assert_eq!(hosts, ["login.acme.test:443", "api.acme.test:443"]);
         assert!(!conn.sandbox.egress.allow_private_networks);
     }
 

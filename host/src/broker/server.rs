@@ -108,9 +108,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Body> {
             json_reply(broker.userinfo(header(header::AUTHORIZATION)).await)
         }
         (&Method::GET, "/.well-known/openid-configuration") => {
-            json(StatusCode::OK, &broker.discovery())
+            response(StatusCode::OK, "application/json", broker.discovery_json())
         }
-        (&Method::GET, "/.well-known/jwks.json") => json(StatusCode::OK, &broker.jwks()),
+        (&Method::GET, "/.well-known/jwks.json") => {
+            response(StatusCode::OK, "application/json", broker.jwks_json())
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => match broker.ready() {
             Ok(()) => text(StatusCode::OK, "ready"),
@@ -340,8 +342,12 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

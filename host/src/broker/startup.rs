@@ -104,6 +104,8 @@ async fn signing_keys(store: &dyn Store, legacy_file: &std::path::Path) -> anyho
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeySet::generate_document()?,
                 Err(e) => anyhow::bail!("cannot read {}: {e}", legacy_file.display()),
             };
+            // A corrupt legacy file must not be stored for every later start.
+            KeySet::from_document(&candidate)?;
             store.init_signing_keys(&candidate).await?
         }
     };

@@ -144,15 +144,14 @@ enum HostPattern {
 }
 
 impl HostRule {
-    /// The rule for exactly the host of `url`, and its port when that is not
-    /// the scheme's default (`Url` does not keep a default port, so then the
-    /// rule allows any port of the host); allows plain HTTP only when `url`
-    /// itself is `http://`.
+    /// The rule for exactly the host and port `url` connects to (its
+    /// scheme's default port when it names none); allows plain HTTP only
+    /// when `url` itself is `http://`.
     pub fn for_url(url: &Url) -> Option<Self> {
         let host = url.host_str()?.to_ascii_lowercase();
         Some(Self {
             host: HostPattern::Exact(host),
-            port: url.port(),
+            port: url.port_or_known_default(),
             allow_http: url.scheme() == "http",
         })
     }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::Broker;
 use super::secret::SecretHash;
+use super::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
 pub const SCOPES: [&str; 8] = [
@@ -187,8 +188,7 @@ impl Broker {
     /// checked once the path is known.
     pub async fn api_authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(crate::broker::oauth::bearer_token)
             .ok_or_else(|| ApiError::new(401, "a Bearer token is required"))?;
         if self.admin_token.is_some_and(|h| h.matches(token)) {
             return Ok(Caller {
@@ -200,7 +200,7 @@ impl Broker {
             .store
             .get_access_token(SecretHash::of(token), self.clock.now())
             .await?
-            .filter(|g| g.user_id.is_empty())
+            .filter(AccessGrant::is_management)
             .ok_or_else(|| ApiError::new(401, "the token is invalid or expired"))?;
         Ok(Caller {
             id: grant.client_id,
