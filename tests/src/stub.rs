@@ -166,3 +166,140 @@ async fn answer(
     }
     response
 }
+
+/// A server that answers every request with the same raw bytes, framing
+/// included: for answers hyper would not send (a body longer than its
+/// `Content-Length`, a chunked body of any size). Keeps each connection
+/// open for the next request, as a provider does; stops when dropped.
+pub struct RawStub {
+    pub addr: SocketAddr,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The head of a request is read up to this size; test clients send less.
+const RAW_MAX_HEAD: usize = 64 * 1024;
+
+impl RawStub {
+    /// Starts a server writing `answer` after each request it reads.
+    pub async fn start(answer: Vec<u8>) -> RawStub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let answer: Arc<[u8]> = answer.into();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (answer, counter) = (answer.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let _ = raw_serve(stream, &answer, &counter).await;
+                });
+            }
+        });
+        RawStub {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The rule allowing plain HTTP to this server.
+    pub fn rule(&self) -> HostRule {
+        format!("http://{}", self.addr)
+            .parse()
+            .expect("stub rule parses")
+    }
+
+    /// Requests read so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `200 OK` with a chunked body of `len` bytes of `x`, in 16 KiB chunks.
+    pub fn chunked(len: usize) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(16 * 1024);
+            out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            out.extend(std::iter::repeat_n(b'x', n));
+            out.extend_from_slice(b"\r\n");
+            left -= n;
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    /// `200 OK` whose `Content-Length` counts `declared` only, followed by
+    /// `extra` bytes of `x` the length does not count.
+    pub fn understated(declared: &[u8], extra: usize) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            declared.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(declared);
+        out.extend(std::iter::repeat_n(b'x', extra));
+        out
+    }
+}
+
+impl Drop for RawStub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads requests (head, and a body as long as its `Content-Length`) and
+/// answers each with `answer`, until the client closes the connection.
+async fn raw_serve(
+    mut stream: tokio::net::TcpStream,
+    answer: &[u8],
+    counter: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > RAW_MAX_HEAD {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + body_len {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..head_end + body_len);
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stream.write_all(answer).await?;
+    }
+}

@@ -1,17 +1,18 @@
 //! The mapper runtime, end to end: real components (built by `build.rs`)
 //! against stub providers on 127.0.0.1.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use waypass::egress::{EgressPolicy, HostRule, HttpError};
+use waypass::egress::{CannedTransport, EgressPolicy, HostRule, HttpError, OutboundResponse};
 use waypass::mapper::limits::MAX_LOG_LINES;
 use waypass::mapper::{
     InvocationReport, Limits, LoadError, LoadedMapper, LogSource, MapperError, MapperInput,
     Runtime, RuntimeConfig, Sandbox, Settings, TokenSet,
 };
 use waypass_tests::guests;
-use waypass_tests::stub::{Reply, Stub};
+use waypass_tests::stub::{RawStub, Reply, Stub};
 
 /// One runtime for the whole binary, as in the broker: the pool is sized
 /// for a process, not for a test.
@@ -404,28 +405,78 @@ async fn a_name_that_resolves_to_a_private_address_is_refused() {
     assert!(stub.received().is_empty());
 }
 
+/// Requests that reached the tripwire runtime's transport.
+static TRIPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// A runtime whose transport answers every request in-process and counts
+/// it: a request the policy lets through is seen, and nothing leaves the
+/// machine whatever the address.
+static TRIPWIRE: LazyLock<(Runtime, LoadedMapper)> = LazyLock::new(|| {
+    let transport = CannedTransport::new(|_| {
+        TRIPPED.fetch_add(1, Ordering::SeqCst);
+        OutboundResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(b"{\"AccessKeyId\":\"leaked\"}"),
+        }
+    });
+    let runtime = Runtime::new(RuntimeConfig {
+        transport: Arc::new(transport),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    let hostile = runtime
+        .load(&guests::bytes(guests::HOSTILE))
+        .expect("guest loads");
+    (runtime, hostile)
+});
+
 #[tokio::test]
-async fn the_cloud_metadata_address_is_refused_even_where_private_networks_are_allowed() {
-    let rule: HostRule = "http://169.254.169.254".parse().expect("rule");
-    let policy = EgressPolicy {
-        allow_private_networks: true,
-        ..EgressPolicy::allowing([rule])
-    };
-    let report = hostile(
-        "fetch",
-        &[("url", "http://169.254.169.254/latest/meta-data/iam/")],
-        &sandbox(policy),
-    )
-    .await;
-    let message = other_message(&report);
-    assert!(message.contains("metadata"), "{message}");
-    let report = hostile(
-        "fetch",
-        &[("url", "http://169.254.169.254/")],
-        &Sandbox::default(),
-    )
-    .await;
-    assert!(other_message(&report).starts_with("denied: "));
+async fn cloud_metadata_addresses_are_refused_even_when_allowed_by_name_with_private_networks() {
+    // Each address is on the allow-list and private networks are allowed,
+    // so only the metadata rule stands between the mapper and the address.
+    for host in [
+        "169.254.169.254",
+        "169.254.1.1",
+        "169.254.170.2",
+        "168.63.129.16",
+        "100.100.100.200",
+        "192.0.0.192",
+        "[fd00:ec2::254]",
+        "[fd00:ec2::1]",
+        "[::ffff:169.254.169.254]",
+        "[::ffff:168.63.129.16]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[2002:a9fe:a9fe::1]",
+    ] {
+        let rule: HostRule = format!("http://{host}").parse().expect("rule");
+        let policy = EgressPolicy {
+            allow_private_networks: true,
+            ..EgressPolicy::allowing([rule])
+        };
+        let url = format!("http://{host}/latest/meta-data/iam/");
+        let (runtime, hostile) = &*TRIPWIRE;
+        let report = runtime
+            .invoke(
+                hostile,
+                &input(&[("mode", "fetch"), ("url", &url)]),
+                &sandbox(policy),
+            )
+            .await;
+        let message = match &report.result {
+            Err(MapperError::Other { message }) => message.clone(),
+            other => panic!("{host}: expected a refusal, got {other:?}"),
+        };
+        assert!(
+            message.starts_with("denied: ") && message.contains("metadata"),
+            "{host}: {message}"
+        );
+        assert!(
+            matches!(report.requests[0].error, Some(HttpError::Denied(_))),
+            "{host}"
+        );
+    }
+    assert_eq!(TRIPPED.load(Ordering::SeqCst), 0, "nothing was sent");
 }
 
 #[tokio::test]
@@ -470,6 +521,52 @@ async fn a_response_over_the_size_cap_is_too_large() {
     let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
     assert_eq!(other_message(&report), "too-large");
     assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_chunked_response_over_the_size_cap_is_too_large_through_both_interfaces() {
+    // No Content-Length: only the streaming cap can stop it.
+    let stub = RawStub::start(RawStub::chunked(2 << 20)).await;
+    let policy = EgressPolicy {
+        max_response_bytes: 1 << 20,
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([stub.rule()])
+    };
+    let url = stub.url("/chunked");
+    let report = hostile("fetch", &[("url", &url)], &sandbox(policy.clone())).await;
+    assert_eq!(other_message(&report), "too-large");
+    assert!(matches!(
+        report.requests[0].error,
+        Some(HttpError::TooLarge)
+    ));
+    let report = hostile("wasi-http", &[("url", &url)], &sandbox(policy)).await;
+    let message = other_message(&report);
+    assert!(message.contains("HttpResponseBodySize"), "{message}");
+    assert!(matches!(
+        report.requests[0].error,
+        Some(HttpError::TooLarge)
+    ));
+    assert_eq!(stub.requests(), 2);
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_response_whose_content_length_understates_its_body_is_read_to_the_declared_length() {
+    // Ten bytes declared, then 2 MiB more than the cap allows: the client
+    // frames by the declared length and never buffers the rest, and the
+    // connection carrying the rest is not reused for the next request.
+    let stub = RawStub::start(RawStub::understated(b"0123456789", 2 << 20)).await;
+    let policy = EgressPolicy {
+        max_response_bytes: 1 << 20,
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([stub.rule()])
+    };
+    let url = stub.url("/lying");
+    let report = hostile("fetch", &[("url", &url), ("count", "2")], &sandbox(policy)).await;
+    let profile = report.result.expect("both requests answered");
+    assert_eq!(profile.extra["statuses"], serde_json::json!([200, 200]));
+    assert_eq!(profile.extra["last_body"], "0123456789");
+    assert_eq!(stub.requests(), 2);
 }
 
 #[tokio::test]

@@ -617,11 +617,10 @@ async fn a_script_that_never_calls_back_is_ended_by_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_script_requesting_a_forbidden_host_gets_the_policys_error() {
+async fn a_script_requesting_a_host_off_the_allow_list_gets_the_policys_error() {
     let stub = Stub::start(|_| Reply::Body(200, "{}".into())).await;
-    // Metadata and off-list hosts: refused before any connection is made.
     let script = r#"function (at, ctx, cb) {
-      request.get({ url: 'http://169.254.169.254/latest/meta-data/' }, (err, resp, body) => {
+      request.get({ url: 'https://internal.example.com/' }, (err, resp, body) => {
         if (err) return cb(err);
         cb(null, { user_id: 'leaked' });
       });
@@ -630,10 +629,52 @@ async fn a_script_requesting_a_forbidden_host_gets_the_policys_error() {
     let MapperError::Other { message } = error(&report) else {
         panic!("expected the script's error: {:?}", report.result);
     };
-    assert!(message.starts_with("http denied"), "{message}");
+    assert!(
+        message.starts_with("http denied") && message.contains("allow-list"),
+        "{message}"
+    );
     assert!(stub.received().is_empty());
     assert_eq!(report.requests.len(), 1);
     assert!(report.requests[0].error.is_some());
+}
+
+#[tokio::test]
+async fn a_script_requesting_a_metadata_address_is_refused_by_the_metadata_rule() {
+    // The address is allowed by name and private networks are allowed: the
+    // metadata rule alone refuses it (the in-process transport would
+    // answer anything that got through).
+    for host in [
+        "169.254.169.254",
+        "169.254.1.1",
+        "168.63.129.16",
+        "[fd00:ec2::1]",
+    ] {
+        let script = format!(
+            r#"function (at, ctx, cb) {{
+              request.get({{ url: 'http://{host}/latest/meta-data/' }}, (err, resp, body) => {{
+                if (err) return cb(err);
+                cb(null, {{ user_id: 'leaked' }});
+              }});
+            }}"#
+        );
+        let sandbox = Sandbox {
+            egress: Arc::new(EgressPolicy {
+                allow_private_networks: true,
+                ..EgressPolicy::allowing([format!("http://{host}").parse().expect("rule")])
+            }),
+            limits: Limits::default(),
+        };
+        let (runtime, engine) = &*CANNED;
+        let input = ScriptEngine::input(input(TokenSet::bearer("at"), &[]), &script);
+        let report = runtime.invoke(engine.mapper(), &input, &sandbox).await;
+        let MapperError::Other { message } = error(&report) else {
+            panic!("{host}: expected the script's error: {:?}", report.result);
+        };
+        assert!(
+            message.starts_with("http denied") && message.contains("metadata"),
+            "{host}: {message}"
+        );
+    }
 }
 
 #[tokio::test]

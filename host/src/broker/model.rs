@@ -141,13 +141,17 @@ pub enum TokenAuthMethod {
 }
 
 /// Where a connection's mapper may connect, beyond its provider's hosts.
+/// Through the management API, private reach (private networks, IP-literal
+/// or private-name hosts) needs the scope `write:egress`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapperEgress {
     /// Extra hosts (`host`, `host:port`, `*.domain`, `http://host:port`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
-    /// Allow loopback and private addresses (internal providers, tests).
+    /// Allow loopback and private addresses (internal providers, tests), for
+    /// the mapper and for the token exchange alike. Cloud metadata
+    /// addresses stay refused.
     #[serde(default)]
     pub allow_private_networks: bool,
 }

@@ -19,7 +19,9 @@ pub const TOKEN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Why the code could not be exchanged. The text reaches the app as an
-/// `error_description`, so it says what happened without quoting secrets.
+/// `error_description`, so it says what happened without quoting secrets,
+/// and never where the broker tried to connect or what the OS said: that
+/// would make every app a port scanner of the broker's network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExchangeError {
     #[error("the provider refused the authorization code: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -31,8 +33,12 @@ pub enum ExchangeError {
     Status { status: u16 },
     #[error("the provider's token response is not usable: {0}")]
     BadResponse(String),
-    #[error("the provider's token endpoint could not be reached: {0}")]
-    Unreachable(String),
+    /// No HTTP answer: the address policy refused the endpoint, or name
+    /// resolution, the connection, TLS or HTTP failed, or time ran out. The
+    /// app sees only that; `detail` (addresses, ports, OS errors) goes to
+    /// the log.
+    #[error("the provider could not be reached")]
+    Unreachable { detail: String },
 }
 
 /// The client for providers' token endpoints.
@@ -123,15 +129,30 @@ impl Upstream {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
+        // The connection's address policy holds here as for its mapper: a
+        // `tokenURL` on loopback or a private network needs
+        // `allow_private_networks`, a metadata address is never reached.
         let response = self
-            .send(
+            .send_vetted(
+                connection.sandbox.egress.allow_private_networks,
                 Method::POST,
                 &connection.token_url,
                 headers,
                 Bytes::from(body),
             )
             .await
-            .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
+            .map_err(|e| match e {
+                HttpError::TooLarge => ExchangeError::BadResponse(format!(
+                    "the answer is over {MAX_TOKEN_RESPONSE_BYTES} bytes"
+                )),
+                other => {
+                    let detail = describe(&other);
+                    // Inside the login's span: the line carries its correlation id.
+                    tracing::warn!(connection = connection.name(), %detail,
+                        "token exchange: the provider could not be reached");
+                    ExchangeError::Unreachable { detail }
+                }
+            })?;
         let body = String::from_utf8_lossy(&response.body);
         if !(200..300).contains(&response.status) {
             // RFC 6749 §5.2: an error object, when the provider follows it.
@@ -173,10 +194,11 @@ impl From<SendError> for String {
 }
 
 impl Upstream {
-    /// Sends one request to an operator-configured URL (no egress policy:
-    /// these are the host's own calls), with the timeout — covering name
-    /// resolution too, so a slow DNS server cannot hold a login — and a
-    /// size cap.
+    /// Sends one request to a URL the operator chose for the process itself
+    /// (the CLI's broker, the quickstart's own endpoints): loopback and
+    /// private addresses allowed, metadata addresses refused. Requests for
+    /// a connection go through its address policy instead (the token
+    /// exchange).
     pub async fn send(
         &self,
         method: Method,
@@ -184,6 +206,27 @@ impl Upstream {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<OutboundResponse, SendError> {
+        self.send_vetted(true, method, url, headers, body)
+            .await
+            .map_err(|e| match e {
+                HttpError::Timeout => SendError::TimedOut,
+                other => SendError::Failed(describe(&other)),
+            })
+    }
+
+    /// Sends one request to the addresses of `url` that
+    /// [`crate::egress::vetted_addresses`] allows — the same resolution,
+    /// classification and vetted-address connect as a mapper's requests —
+    /// with the timeout (covering name resolution too, so a slow DNS server
+    /// cannot hold a login) and a size cap.
+    async fn send_vetted(
+        &self,
+        allow_private_networks: bool,
+        method: Method,
+        url: &url::Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<OutboundResponse, HttpError> {
         let request = PreparedRequest {
             method,
             url: url.clone(),
@@ -191,15 +234,16 @@ impl Upstream {
             body,
         };
         let exchange = async {
-            let addrs = crate::egress::resolve(url).await?;
+            let addrs =
+                crate::egress::vetted_addresses(url, allow_private_networks, &*self.transport)
+                    .await?;
             self.transport
                 .send(request, addrs, MAX_TOKEN_RESPONSE_BYTES)
                 .await
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| SendError::TimedOut)?
-            .map_err(|e| SendError::Failed(describe(&e)))
+            .map_err(|_| HttpError::Timeout)?
     }
 }
 

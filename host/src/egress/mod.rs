@@ -36,7 +36,7 @@ use policy::EffectiveLimits;
 pub use policy::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_REQUEST_TIMEOUT, EgressPolicy, HostRule, MAX_REQUEST_BYTES, MAX_REQUEST_TIMEOUT,
-    MAX_REQUESTS, MAX_RESPONSE_BYTES, MIN_REQUEST_TIMEOUT, MIN_RESPONSE_BYTES,
+    MAX_REQUESTS, MAX_RESPONSE_BYTES, MIN_REQUEST_TIMEOUT, MIN_RESPONSE_BYTES, PrivateReach,
 };
 pub use transport::{CannedTransport, NetworkTransport, Transport};
 
@@ -228,11 +228,7 @@ impl EgressSession {
         let allow_private = self.policy.allow_private_networks;
         let max_response = limits.max_response_bytes;
         tokio::time::timeout(timeout, async {
-            let known = prepared
-                .url
-                .host_str()
-                .and_then(|name| self.transport.known_addresses(name));
-            let addrs = vetted_addresses(&prepared.url, allow_private, known).await?;
+            let addrs = vetted_addresses(&prepared.url, allow_private, &*self.transport).await?;
             self.transport.send(prepared, addrs, max_response).await
         })
         .await
@@ -257,24 +253,30 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
     Ok(map)
 }
 
-/// Resolves `url` for the host's own requests to operator-configured URLs
-/// (token endpoints): private addresses allowed, metadata addresses refused.
-pub async fn resolve(url: &Url) -> Result<Vec<SocketAddr>, HttpError> {
-    vetted_addresses(url, true, None).await
-}
-
-/// Resolves the URL's host and keeps only the addresses the policy allows.
-/// `known` are the name's addresses when the transport knows them itself.
-async fn vetted_addresses(
+/// Where a request to `url` may connect: the host resolved (by `transport`
+/// when it knows the name, else by the system resolver), every address
+/// classified ([`addr::classify`]), and only the allowed ones kept. Mappers'
+/// requests and the broker's own requests for a connection (the token
+/// exchange) both come through here, and connect only to what it returns,
+/// so DNS rebinding between the check and the connect is impossible.
+///
+/// Metadata addresses are refused always; loopback, private and the rest
+/// only unless `allow_private`. A name resolving to both kinds keeps its
+/// allowed addresses only: the refused ones are never tried.
+///
+/// The refusal names the host and the kind of address, not the address: a
+/// caller who may not reach private networks learns nothing of the internal
+/// DNS. The address goes to the debug log.
+pub async fn vetted_addresses(
     url: &Url,
     allow_private: bool,
-    known: Option<Vec<IpAddr>>,
+    transport: &dyn Transport,
 ) -> Result<Vec<SocketAddr>, HttpError> {
     let port = url.port_or_known_default().unwrap_or(443);
     let ips: Vec<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![ip.into()],
         Some(url::Host::Ipv6(ip)) => vec![ip.into()],
-        Some(url::Host::Domain(name)) => match known {
+        Some(url::Host::Domain(name)) => match transport.known_addresses(name) {
             Some(ips) => ips,
             None => tokio::net::lookup_host((name, port))
                 .await
@@ -291,25 +293,32 @@ async fn vetted_addresses(
             AddressClass::Public => true,
             AddressClass::Private if allow_private => true,
             class => {
-                refused.get_or_insert((*ip, class));
+                tracing::debug!(target: "waypass::egress", host = url.host_str(), address = %ip, ?class, "address refused");
+                // A metadata address is the reason to give, when there is one.
+                if refused != Some(AddressClass::Metadata) {
+                    refused = Some(class);
+                }
                 false
             }
         })
         .map(|ip| SocketAddr::new(ip, port))
         .collect();
+    let host = url.host_str().unwrap_or_default();
+    let verb = if matches!(url.host(), Some(url::Host::Domain(_))) {
+        "resolves to"
+    } else {
+        "is"
+    };
     match (vetted.is_empty(), refused) {
         (false, _) => Ok(vetted),
-        (true, Some((ip, AddressClass::Metadata))) => Err(HttpError::Denied(format!(
-            "`{}` is {ip}, a cloud metadata address, which mappers may never reach",
-            url.host_str().unwrap_or_default()
+        (true, Some(AddressClass::Metadata)) => Err(HttpError::Denied(format!(
+            "`{host}` {verb} a cloud metadata address, which is never reachable"
         ))),
-        (true, Some((ip, _))) => Err(HttpError::Denied(format!(
-            "`{}` is {ip}, a private address, and this connection does not allow private networks",
-            url.host_str().unwrap_or_default()
+        (true, Some(_)) => Err(HttpError::Denied(format!(
+            "`{host}` {verb} a private address, and this connection does not allow private networks"
         ))),
         (true, None) => Err(HttpError::Transport(format!(
-            "`{}` resolved to no address",
-            url.host_str().unwrap_or_default()
+            "`{host}` resolved to no address"
         ))),
     }
 }

@@ -1,6 +1,7 @@
 //! The per-connection egress policy: which hosts, which schemes, which limits.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,6 +35,42 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_REQUESTS: u32 = 10;
 /// Upper bound for a connection's request budget.
 pub const MAX_REQUESTS: u32 = 100;
+
+/// Names that only ever resolve inside a private network, as a whole name
+/// or its last labels: `localhost` and `*.localhost` (RFC 6761 §6.3),
+/// `*.local` (multicast DNS, RFC 6762), `*.internal` (ICANN's private-use
+/// TLD, 2024; also GCP's `metadata.google.internal`), `*.home.arpa`
+/// (RFC 8375), and the TLDs RFC 6762 Appendix G lists as in private use
+/// (`intranet`, `private`, `corp`, `home`, `lan`). A rule naming one of these
+/// or an IP literal is private reach, whatever the name resolves to today.
+pub const PRIVATE_NAME_SUFFIXES: [&str; 9] = [
+    "localhost",
+    "local",
+    "internal",
+    "home.arpa",
+    "intranet",
+    "private",
+    "corp",
+    "home",
+    "lan",
+];
+
+/// How a changed policy reaches further into private networks than before:
+/// what only the operator (the configuration file) or a management caller
+/// holding `write:egress` may grant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateReach {
+    #[error("the change turns on `mapper_egress.allow_private_networks`")]
+    AllowsPrivateNetworks,
+    #[error(
+        "the change adds `{0}`, an IP literal or a private name, to the hosts the connection reaches"
+    )]
+    AddsPrivateHost(String),
+    #[error(
+        "the change adds `{0}` to the hosts of a connection allowed private networks (any name may resolve to a private address)"
+    )]
+    WidensPrivateConnection(String),
+}
 
 /// What one connection's mapper may reach, and how much.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +138,29 @@ impl EgressPolicy {
         }
     }
 
+    /// How this policy reaches further into private networks than
+    /// `before` (the same connection's policy before a change; `None` for a
+    /// new connection), if it does: it turns on private networks, adds a
+    /// host that is an IP literal or a private name, or adds any host while
+    /// private networks are allowed. Narrowing, or a change that leaves the
+    /// reach as it was, is never private reach.
+    pub fn private_reach_added(&self, before: Option<&EgressPolicy>) -> Option<PrivateReach> {
+        let was_private = before.is_some_and(|b| b.allow_private_networks);
+        if self.allow_private_networks && !was_private {
+            return Some(PrivateReach::AllowsPrivateNetworks);
+        }
+        let is_new = |rule: &&HostRule| before.is_none_or(|b| !b.allowed_hosts.contains(rule));
+        let mut added = self.allowed_hosts.iter().filter(is_new);
+        if self.allow_private_networks {
+            return added
+                .next()
+                .map(|rule| PrivateReach::WidensPrivateConnection(rule.to_string()));
+        }
+        added
+            .find(|rule| rule.names_private_host())
+            .map(|rule| PrivateReach::AddsPrivateHost(rule.to_string()))
+    }
+
     /// Why `url` may not be requested, if it may not. Addresses are checked
     /// later, after resolution.
     pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
@@ -153,6 +213,27 @@ impl HostRule {
             host: HostPattern::Exact(host),
             port: url.port_or_known_default(),
             allow_http: url.scheme() == "http",
+        })
+    }
+
+    /// Whether the rule names an IP literal or a name that is private by
+    /// its suffix ([`PRIVATE_NAME_SUFFIXES`]); a wildcard is judged by the
+    /// domain under it (`*.internal` is private).
+    pub fn names_private_host(&self) -> bool {
+        let name = match &self.host {
+            HostPattern::Exact(h) => h.as_str(),
+            HostPattern::Suffix(dot_suffix) => &dot_suffix[1..],
+        };
+        // A trailing dot names the same host (RFC 1034 §3.1).
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.starts_with('[') || name.parse::<IpAddr>().is_ok() {
+            return true;
+        }
+        PRIVATE_NAME_SUFFIXES.iter().any(|suffix| {
+            name == *suffix
+                || name
+                    .strip_suffix(suffix)
+                    .is_some_and(|rest| rest.ends_with('.'))
         })
     }
 
@@ -356,6 +437,107 @@ mod tests {
         assert_eq!(zero.max_response_bytes, MIN_RESPONSE_BYTES);
         assert_eq!(zero.max_request_bytes, 0, "bodyless requests only");
         assert_eq!(zero.max_requests, 0, "no requests at all");
+    }
+
+    #[test]
+    fn ip_literals_and_private_names_are_private_hosts_and_public_names_are_not() {
+        for private in [
+            "127.0.0.1",
+            "http://10.0.0.5:8080",
+            "[::1]:9000",
+            "8.8.8.8",
+            "localhost",
+            "http://localhost:3000",
+            "api.localhost",
+            "db.internal",
+            "*.internal",
+            "printer.local",
+            "*.local",
+            "nas.home.arpa",
+            "git.corp",
+            "router.lan.",
+        ] {
+            let rule: HostRule = private.parse().expect("parses");
+            assert!(rule.names_private_host(), "{private}");
+        }
+        for public in [
+            "api.example.com",
+            "*.example.com",
+            "localhost.example.com",
+            "internal.example.com",
+            "mylocal",
+            "notlan",
+        ] {
+            let rule: HostRule = public.parse().expect("parses");
+            assert!(!rule.names_private_host(), "{public}");
+        }
+    }
+
+    #[test]
+    fn private_reach_is_added_by_turning_on_private_networks_or_a_private_host() {
+        let public = policy(&["api.example.com"]);
+        assert_eq!(public.private_reach_added(None), None);
+        assert_eq!(public.private_reach_added(Some(&public)), None);
+
+        let private_on = EgressPolicy {
+            allow_private_networks: true,
+            ..public.clone()
+        };
+        assert_eq!(
+            private_on.private_reach_added(Some(&public)),
+            Some(PrivateReach::AllowsPrivateNetworks)
+        );
+        assert_eq!(
+            private_on.private_reach_added(None),
+            Some(PrivateReach::AllowsPrivateNetworks)
+        );
+
+        let literal = policy(&["api.example.com", "http://10.0.0.5:8080"]);
+        assert_eq!(
+            literal.private_reach_added(Some(&public)),
+            Some(PrivateReach::AddsPrivateHost("http://10.0.0.5:8080".into()))
+        );
+        let named = policy(&["api.example.com", "vault.internal"]);
+        assert!(matches!(
+            named.private_reach_added(Some(&public)),
+            Some(PrivateReach::AddsPrivateHost(_))
+        ));
+        // Another public host on a public connection is not private reach.
+        let wider = policy(&["api.example.com", "cdn.example.net"]);
+        assert_eq!(wider.private_reach_added(Some(&public)), None);
+    }
+
+    #[test]
+    fn a_connection_allowed_private_networks_may_narrow_but_not_widen_without_the_grant() {
+        let granted = EgressPolicy {
+            allow_private_networks: true,
+            ..policy(&["idp.example.com", "http://10.0.0.5:8080"])
+        };
+        // Unchanged (a PATCH of the script, the scope, …): nothing added.
+        assert_eq!(granted.private_reach_added(Some(&granted)), None);
+        // Fewer hosts, or private networks turned off: narrowing.
+        let narrower = EgressPolicy {
+            allow_private_networks: true,
+            ..policy(&["idp.example.com"])
+        };
+        assert_eq!(narrower.private_reach_added(Some(&granted)), None);
+        let off = policy(&["idp.example.com"]);
+        assert_eq!(off.private_reach_added(Some(&granted)), None);
+        // Any new host, public-looking or not: a name can resolve anywhere.
+        let widened = EgressPolicy {
+            allow_private_networks: true,
+            ..policy(&[
+                "idp.example.com",
+                "http://10.0.0.5:8080",
+                "evil.example.net",
+            ])
+        };
+        assert_eq!(
+            widened.private_reach_added(Some(&granted)),
+            Some(PrivateReach::WidensPrivateConnection(
+                "evil.example.net".into()
+            ))
+        );
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<OutboundResponse, HttpError>>;
 
     /// The addresses of `name` when this transport knows them itself (an
-    /// in-process transport answering for test hosts); `None` asks the
-    /// system resolver. The policy vets these like any other.
+    /// in-process transport answering for test hosts, or a test choosing
+    /// what a name resolves to); `None` asks the system resolver. The
+    /// policy vets these like any other, for mappers and the token exchange
+    /// alike ([`super::vetted_addresses`]).
     fn known_addresses(&self, _name: &str) -> Option<Vec<IpAddr>> {
         None
     }

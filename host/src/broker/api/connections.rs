@@ -4,7 +4,7 @@
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiReply, ApiRequest, Caller, json_body, method_not_allowed};
+use super::{ApiError, ApiReply, ApiRequest, Caller, WRITE_EGRESS, json_body, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::model::{Connection, ConnectionSpec, ProfileSource};
 use crate::broker::registry::parse_ref;
@@ -39,12 +39,12 @@ impl Broker {
                     .collect();
                 Ok(ApiReply::json(200, Value::Array(list)))
             }
-            (&Method::POST, []) => self.create_connection(json_body(req)?).await,
+            (&Method::POST, []) => self.create_connection(json_body(req)?, caller).await,
             (&Method::GET, [id]) => Ok(ApiReply::json(
                 200,
                 public_json(&self.connection_record(id).await?),
             )),
-            (&Method::PATCH, [id]) => self.patch_connection(id, json_body(req)?).await,
+            (&Method::PATCH, [id]) => self.patch_connection(id, json_body(req)?, caller).await,
             (&Method::DELETE, [id]) => {
                 let record = self.connection_record(id).await?;
                 self.refuse_config_connection(&record)?;
@@ -84,7 +84,7 @@ impl Broker {
         Ok(())
     }
 
-    async fn create_connection(&self, body: Value) -> Result<ApiReply, ApiError> {
+    async fn create_connection(&self, body: Value, caller: &Caller) -> Result<ApiReply, ApiError> {
         let body = without_strategy(body)?;
         refuse_server_side_secrets(&body)?;
         let spec: ConnectionSpec = serde_json::from_value(body)
@@ -93,15 +93,21 @@ impl Broker {
             id: format!("con_{}", &self.random.token()[..16]),
             spec,
         };
-        self.save_connection(&record).await?;
+        self.save_connection(&record, caller, None).await?;
         Ok(ApiReply::json(201, public_json(&record)))
     }
 
     /// PATCH: top-level fields replace; `options` merge field by field,
     /// `null` removes a field; the name cannot change.
-    async fn patch_connection(&self, id: &str, body: Value) -> Result<ApiReply, ApiError> {
+    async fn patch_connection(
+        &self,
+        id: &str,
+        body: Value,
+        caller: &Caller,
+    ) -> Result<ApiReply, ApiError> {
         let mut record = self.connection_record(id).await?;
         self.refuse_config_connection(&record)?;
+        let before = self.connection(record.spec.name.as_str());
         let patch = without_strategy(body)?;
         refuse_server_side_secrets(&patch)?;
         let Value::Object(patch) = patch else {
@@ -137,15 +143,23 @@ impl Broker {
         }
         record.spec = serde_json::from_value(merged)
             .map_err(|e| ApiError::bad_request(format!("invalid connection: {e}")))?;
-        self.save_connection(&record).await?;
+        self.save_connection(&record, caller, before.as_deref())
+            .await?;
         Ok(ApiReply::json(200, public_json(&record)))
     }
 
-    /// Checks a connection against the broker (URLs, mapper, apps), stores
-    /// it, and puts it in service.
-    async fn save_connection(&self, record: &ConnectionRecord) -> Result<(), ApiError> {
+    /// Checks a connection against the broker (URLs, mapper, apps) and
+    /// the caller's grant (`before` is the connection as it was, `None` for
+    /// a new one), stores it, and puts it in service.
+    async fn save_connection(
+        &self,
+        record: &ConnectionRecord,
+        caller: &Caller,
+        before: Option<&Connection>,
+    ) -> Result<(), ApiError> {
         let conn = Connection::new(record.id.clone(), record.spec.clone())
             .map_err(ApiError::bad_request)?;
+        authorize_private_reach(caller, before, &conn)?;
         match &conn.profile {
             // A pinned version (`name@N`) is put in service on demand.
             ProfileSource::Mapper(reference) => {
@@ -249,6 +263,33 @@ impl Broker {
             out.extend(source);
         }
         Ok(ApiReply::json(200, out))
+    }
+}
+
+/// Private-network access through the API needs [`WRITE_EGRESS`] (issue #9
+/// §1): without it a `write:connections` caller could point a script at an
+/// internal service and read its answer back through `try`, or use the
+/// token exchange to probe the broker's network. The one rule for create
+/// and PATCH; what counts as private reach is
+/// [`EgressPolicy::private_reach_added`](crate::egress::EgressPolicy::private_reach_added),
+/// judged on the policy the connection will run with (its provider's hosts
+/// included). Connections in the configuration file are not checked: the
+/// file is the operator.
+fn authorize_private_reach(
+    caller: &Caller,
+    before: Option<&Connection>,
+    after: &Connection,
+) -> Result<(), ApiError> {
+    if caller.has(WRITE_EGRESS) {
+        return Ok(());
+    }
+    let before = before.map(|b| &*b.sandbox.egress);
+    match after.sandbox.egress.private_reach_added(before) {
+        Some(reach) => Err(ApiError::new(
+            403,
+            format!("{reach}: private-network access needs the scope `{WRITE_EGRESS}`"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ use super::secret::SecretHash;
 use super::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 8] = [
+pub const SCOPES: [&str; 9] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -30,7 +30,14 @@ pub const SCOPES: [&str; 8] = [
     "write:mappers",
     "read:users",
     "write:users",
+    WRITE_EGRESS,
 ];
+
+/// Lets a connection written through the API reach private networks
+/// (`allow_private_networks`, IP-literal or private-name hosts): an admin's
+/// grant on top of `write:connections`, since with it `try` reads what any
+/// internal service answers. The configuration file needs no scope.
+pub const WRITE_EGRESS: &str = "write:egress";
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
