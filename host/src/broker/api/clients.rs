@@ -87,8 +87,8 @@ impl Broker {
                     return Err(ApiError::bad_request("a public client has no secret"));
                 }
                 // Whoever rotates a secret learns it, and acts as the
-                // client from then on: only a caller who could grant the
-                // client's scopes may.
+                // client from then on: only a caller already holding every
+                // scope the client holds may.
                 check_may_act_as(&req.caller, &client)?;
                 let secret = self.random.token();
                 client.secret_hash = Some(ClientSecretHash::fast(&secret));
