@@ -45,6 +45,7 @@ pub async fn run_all(new_store: &dyn Fn() -> Box<dyn Store>) {
         expired_codes_are_not_returned,
         concurrent_takes_of_one_code_let_exactly_one_win,
         access_tokens_can_be_read_until_they_expire,
+        deleting_a_clients_access_tokens_leaves_other_clients_tokens,
         unknown_keys_are_absent,
         each_kind_has_its_own_keys,
         putting_a_key_again_replaces_its_value,
@@ -426,6 +427,50 @@ pub async fn access_tokens_can_be_read_until_they_expire(store: &dyn Store) {
     assert!(
         matches!(expired, Ok(None)),
         "the token is refused at its expiry: {expired:?}"
+    );
+}
+
+/// Revoking a client's tokens deletes its user and management tokens, and
+/// only its own.
+pub async fn deleting_a_clients_access_tokens_leaves_other_clients_tokens(store: &dyn Store) {
+    let other = AccessGrant {
+        client_id: "other-app".into(),
+        ..access("oauth2|acme|2", NOW + 60)
+    };
+    let management = AccessGrant {
+        user_id: String::new(),
+        scope: "read:users".into(),
+        ..access("", NOW + 60)
+    };
+    for (tag, grant) in [
+        ("user token", access("oauth2|acme|1", NOW + 60)),
+        ("management token", management),
+        ("other client's token", other),
+    ] {
+        store.put_access_token(key(tag), grant).await.expect("put");
+    }
+    assert_eq!(
+        store.delete_access_tokens_of_client("app").await,
+        Ok(2),
+        "both of app's tokens"
+    );
+    for tag in ["user token", "management token"] {
+        assert!(
+            matches!(store.get_access_token(key(tag), NOW).await, Ok(None)),
+            "{tag} is revoked"
+        );
+    }
+    assert!(
+        matches!(
+            store.get_access_token(key("other client's token"), NOW).await,
+            Ok(Some(g)) if g.client_id == "other-app"
+        ),
+        "another client's token stays"
+    );
+    assert_eq!(
+        store.delete_access_tokens_of_client("app").await,
+        Ok(0),
+        "nothing left to revoke"
     );
 }
 

@@ -125,12 +125,16 @@ mapper_egress = {{ allow_private_networks = true }}
         Some(spec),
     )
     .await;
-    let (status, v2) = put_mapper(&first.issuer, "seed", guests::bytes(guests::HOSTILE)).await;
-    assert_eq!(status, 201, "{v2}");
+    // Versions and a rollback of a mapper the API owns (the file's `seed`
+    // takes no new versions through the API).
+    for wasm in [guests::AUTH0_EXAMPLE, guests::HOSTILE] {
+        let (status, v) = put_mapper(&first.issuer, "api-mapper", guests::bytes(wasm)).await;
+        assert_eq!(status, 201, "{v}");
+    }
     api(
         &first.issuer,
         reqwest::Method::POST,
-        "mappers/seed/versions/1/activate",
+        "mappers/api-mapper/versions/1/activate",
         None,
     )
     .await;
@@ -215,7 +219,7 @@ mapper_egress = {{ allow_private_networks = true }}
     let versions = api(
         &second.issuer,
         reqwest::Method::GET,
-        "mappers/seed/versions",
+        "mappers/api-mapper/versions",
         None,
     )
     .await;

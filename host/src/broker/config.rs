@@ -36,6 +36,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
+use super::client_secret::ClientSecretHash;
 use super::keys::Alg;
 use super::model::{Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks};
 use super::secret::SecretHash;
@@ -237,27 +238,30 @@ fn check_issuer(issuer: &Url) -> Result<(), String> {
 
 fn client(c: &ClientConfig) -> Result<Client, String> {
     check_callbacks(&c.callbacks)?;
+    // A secret from the file could have been chosen by a person: stored
+    // with argon2id. A hash given in the file stays the SHA-256 it is.
+    let slow = |secret: &str| ClientSecretHash::slow(secret).map_err(|e| e.to_string());
     let secret_hash = match (
         &c.client_secret,
         &c.client_secret_env,
         &c.client_secret_file,
         &c.client_secret_sha256,
     ) {
-        (Some(s), None, None, None) => Some(SecretHash::of(s)),
-        (None, Some(var), None, None) => Some(SecretHash::of(
+        (Some(s), None, None, None) => Some(slow(s)?),
+        (None, Some(var), None, None) => Some(slow(
             &SecretSource::Env(var)
                 .read()
                 .map_err(|e| format!("client_secret_env: {e}"))?,
-        )),
-        (None, None, Some(path), None) => Some(SecretHash::of(
+        )?),
+        (None, None, Some(path), None) => Some(slow(
             &SecretSource::File(path)
                 .read()
                 .map_err(|e| format!("client_secret_file: {e}"))?,
-        )),
-        (None, None, None, Some(hex)) => Some(
+        )?),
+        (None, None, None, Some(hex)) => Some(ClientSecretHash::Sha256(
             SecretHash::from_hex(hex)
                 .ok_or_else(|| "client_secret_sha256 is not 64 hex digits".to_string())?,
-        ),
+        )),
         (None, None, None, None) => None,
         _ => return Err("give the secret one way only".into()),
     };
@@ -310,6 +314,7 @@ mod tests {
         assert!(
             clients["shop"]
                 .secret_hash
+                .as_ref()
                 .is_some_and(|h| h.matches("test"))
         );
         assert_eq!(clients["shop"].id_token_alg, Alg::Es256);

@@ -9,6 +9,7 @@
 pub mod api;
 mod authorize;
 mod callback;
+pub mod client_secret;
 pub mod config;
 pub mod keys;
 pub mod model;
@@ -85,6 +86,11 @@ pub struct ConfigDefined {
     pub clients: HashSet<String>,
     /// Connection names.
     pub connections: HashSet<String>,
+    /// Mapper names the file's `[[mappers]]` define or its connections use:
+    /// replacing their code through the API or the watched directory would
+    /// change what a connection the file owns does (and which `user_id`s it
+    /// issues) behind the file's back.
+    pub mappers: HashSet<String>,
 }
 
 /// Everything the broker needs, built once at start-up.
@@ -124,6 +130,8 @@ pub struct Broker {
     config_defined: ConfigDefined,
     /// The script engine, loaded when the first script connection needs it.
     script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
+    /// Checks apps' client secrets at the token endpoint.
+    client_secrets: client_secret::Verifier,
 }
 
 impl Broker {
@@ -145,6 +153,7 @@ impl Broker {
             admin_token: parts.admin_token,
             config_defined: ConfigDefined::default(),
             script_engine: tokio::sync::OnceCell::new(),
+            client_secrets: client_secret::Verifier::new(),
         }
     }
 

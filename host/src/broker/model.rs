@@ -8,8 +8,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::client_secret::ClientSecretHash;
 use super::keys::Alg;
-use super::secret::{Secret, SecretHash};
+use super::secret::Secret;
 use crate::egress::{EgressPolicy, HostRule};
 use crate::mapper::{Limits, Sandbox, Settings};
 
@@ -69,8 +70,9 @@ pub struct Client {
     pub client_id: String,
     pub name: String,
     pub client_type: ClientType,
-    /// SHA-256 of the secret; `None` for public clients.
-    pub secret_hash: Option<SecretHash>,
+    /// The secret's hash (SHA-256 or argon2id: see `client_secret`);
+    /// `None` for public clients.
+    pub secret_hash: Option<ClientSecretHash>,
     /// Allowed `redirect_uri`s, compared exactly (RFC 9700 §2.1).
     pub callbacks: Vec<String>,
     /// How the app's id_tokens are signed.
@@ -195,12 +197,9 @@ pub struct ConnectionOptions {
     /// …or a file holding it (trailing newline ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<std::path::PathBuf>,
-    /// Headers sent to the token endpoint.
-    #[serde(
-        rename = "customHeaders",
-        default,
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    /// Headers sent to the token endpoint. Write-only, as `client_secret`:
+    /// their documented use is a credential (`Authorization: Basic …`).
+    #[serde(rename = "customHeaders", default, skip_serializing)]
     pub custom_headers: BTreeMap<String, String>,
     /// Static extra parameters for the provider's authorize endpoint.
     #[serde(
@@ -313,6 +312,10 @@ impl ConnectionSpec {
         let options = &mut value["options"];
         if let Some(secret) = &self.options.client_secret {
             options["client_secret"] = secret.expose().into();
+        }
+        if !self.options.custom_headers.is_empty() {
+            options["customHeaders"] =
+                serde_json::to_value(&self.options.custom_headers).unwrap_or_default();
         }
         options["mapper_settings"] =
             serde_json::to_value(&self.options.mapper_settings).unwrap_or_default();

@@ -115,7 +115,9 @@ async fn signing_keys(store: &dyn Store, legacy_file: &std::path::Path) -> anyho
 /// Writes the configuration file's apps, connections and mappers into the
 /// store. A connection keeps its id across restarts (matched by name); a
 /// mapper file whose hash differs from the active version becomes a new
-/// version. Returns the apps and connections the file defines.
+/// version. Returns the apps, connections and mappers the file defines (a
+/// mapper counts when `[[mappers]]` names it or one of the file's
+/// connections runs it).
 async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<ConfigDefined> {
     let mut defined = ConfigDefined::default();
     for client in config.clients()?.into_values() {
@@ -135,6 +137,11 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<Co
             .map_or_else(|| Connection::config_id(&spec.name), |c| c.id.clone());
         Connection::new(id.clone(), spec.clone())
             .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", spec.name))?;
+        if let Some(reference) = &spec.options.mapper
+            && let Ok((name, _)) = parse_ref(reference)
+        {
+            defined.mappers.insert(name.to_owned());
+        }
         store
             .put_connection(&ConnectionRecord {
                 id,
@@ -143,6 +150,7 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<Co
             .await?;
     }
     for m in &config.mappers {
+        defined.mappers.insert(m.name.clone());
         let bytes = std::fs::read(&m.path)
             .with_context(|| format!("mapper `{}`: cannot read {}", m.name, m.path.display()))?;
         let sha = sha256_hex(&bytes);

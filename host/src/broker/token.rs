@@ -79,7 +79,7 @@ impl Broker {
     pub async fn token(&self, body: &str, authorization: Option<&str>) -> JsonReply {
         let result = async {
             let params = Params::parse(body)?;
-            let client = self.authenticate_client(&params, authorization)?;
+            let client = self.authenticate_client(&params, authorization).await?;
             match params.require("grant_type")? {
                 "authorization_code" => self.redeem_code(&params, &client).await,
                 "client_credentials" => self.client_credentials(&params, &client).await,
@@ -109,7 +109,7 @@ impl Broker {
         }
     }
 
-    fn authenticate_client(
+    async fn authenticate_client(
         &self,
         params: &Params,
         authorization: Option<&str>,
@@ -139,7 +139,12 @@ impl Broker {
             .client(&client_id)
             .ok_or_else(|| invalid("unknown client or bad credentials"))?;
         match (client.client_type, &client.secret_hash, secret) {
-            (ClientType::Confidential, Some(hash), Some(secret)) if hash.matches(&secret) => {
+            (ClientType::Confidential, Some(hash), Some(secret))
+                if self
+                    .client_secrets
+                    .verify(&client.client_id, hash, &secret)
+                    .await =>
+            {
                 Ok(client)
             }
             (ClientType::Public, None, None) => Ok(client),
@@ -268,6 +273,19 @@ impl Broker {
             .put_access_token(SecretHash::of(&token), grant)
             .await
             .map_err(|e| store_unavailable(&e))?;
+        // The secret may have been rotated, or the client deleted, since
+        // this request authenticated; that change revokes the client's
+        // stored tokens *after* putting itself in service, so a token stored
+        // after the revocation is seen here and never handed out.
+        if self
+            .client(&client.client_id)
+            .is_none_or(|current| current.secret_hash != client.secret_hash)
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "unknown client or bad credentials",
+            ));
+        }
         Ok(
             json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}),
         )

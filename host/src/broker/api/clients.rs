@@ -5,11 +5,25 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiReply, ApiRequest, SCOPES, json_body, method_not_allowed};
+use super::{
+    ApiError, ApiReply, ApiRequest, Caller, SCOPES, WRITE_EGRESS, json_body, method_not_allowed,
+};
 use crate::broker::Broker;
+use crate::broker::client_secret::ClientSecretHash;
 use crate::broker::keys::Alg;
 use crate::broker::model::{Client, ClientType, check_callbacks};
-use crate::broker::secret::SecretHash;
+
+/// The scope that lets a management client set clients' `scopes` (Auth0
+/// splits this power into `create:client_grants` and
+/// `update:client_grants`; here both are one act, handing out management
+/// powers, and every resource has one `write:` scope, so it is one scope).
+/// A holder grants only scopes it holds itself.
+pub const GRANT_SCOPE: &str = "write:client_grants";
+
+/// Scopes only the bootstrap admin token may grant, whatever the caller
+/// holds: `write:egress` lets a connection reach private networks, a power
+/// the admin must hand out by name, never pass along by delegation.
+const ADMIN_ONLY_SCOPES: [&str; 1] = [WRITE_EGRESS];
 
 /// The fields a client is created or updated with.
 #[derive(Debug, Deserialize)]
@@ -47,7 +61,7 @@ impl Broker {
                     .collect();
                 Ok(ApiReply::json(200, Value::Array(list)))
             }
-            (&Method::POST, []) => self.create_client(json_body(req)?).await,
+            (&Method::POST, []) => self.create_client(json_body(req)?, &req.caller).await,
             (&Method::GET, [id]) => Ok(ApiReply::json(
                 200,
                 public_json(&self.client_record(id).await?),
@@ -61,6 +75,9 @@ impl Broker {
                         "client_id and type cannot be changed",
                     ));
                 }
+                if let Some(scopes) = &body.scopes {
+                    check_grant(&req.caller, &client.scopes, scopes)?;
+                }
                 apply(&mut client, body)?;
                 self.save_client(&client).await?;
                 Ok(ApiReply::json(200, public_json(&client)))
@@ -71,9 +88,17 @@ impl Broker {
                 if client.client_type == ClientType::Public {
                     return Err(ApiError::bad_request("a public client has no secret"));
                 }
+                // Whoever rotates a secret learns it, and acts as the
+                // client from then on: only a caller already holding every
+                // scope the client holds may.
+                check_may_act_as(&req.caller, &client)?;
                 let secret = self.random.token();
-                client.secret_hash = Some(SecretHash::of(&secret));
+                client.secret_hash = Some(ClientSecretHash::fast(&secret));
                 self.save_client(&client).await?;
+                // After the new hash is in service: a token issued with the
+                // old secret from here on is refused by `client_credentials`'
+                // re-check, and every earlier one is deleted now.
+                self.revoke_tokens(id, "its secret was rotated").await?;
                 let mut out = public_json(&client);
                 out["client_secret"] = json!(secret);
                 Ok(ApiReply::json(200, out))
@@ -98,6 +123,7 @@ impl Broker {
                 }
                 self.store.delete_client(id).await?;
                 self.catalog_write().clients.remove(*id);
+                self.revoke_tokens(id, "it was deleted").await?;
                 Ok(ApiReply::no_content())
             }
             _ => Err(method_not_allowed()),
@@ -125,8 +151,23 @@ impl Broker {
         Ok(())
     }
 
-    async fn create_client(&self, body: Value) -> Result<ApiReply, ApiError> {
+    /// Deletes every access token issued to `client_id` (its management
+    /// tokens and its users' tokens alike).
+    async fn revoke_tokens(&self, client_id: &str, why: &str) -> Result<(), ApiError> {
+        let revoked = self.store.delete_access_tokens_of_client(client_id).await?;
+        tracing::info!(
+            client_id,
+            revoked,
+            "revoked the client's access tokens: {why}"
+        );
+        Ok(())
+    }
+
+    async fn create_client(&self, body: Value, caller: &Caller) -> Result<ApiReply, ApiError> {
         let body = parse(body)?;
+        if let Some(scopes) = &body.scopes {
+            check_grant(caller, &[], scopes)?;
+        }
         let client_type = body.client_type.unwrap_or_default();
         let client_id = match &body.client_id {
             Some(id)
@@ -154,7 +195,8 @@ impl Broker {
             client_id,
             name: String::new(),
             client_type,
-            secret_hash: secret.as_deref().map(SecretHash::of),
+            // Generated, 256 random bits: SHA-256 is enough (`client_secret`).
+            secret_hash: secret.as_deref().map(ClientSecretHash::fast),
             callbacks: Vec::new(),
             id_token_alg: Alg::Rs256,
             scopes: Vec::new(),
@@ -182,6 +224,81 @@ impl Broker {
     }
 }
 
+/// Whether `caller` may change a client's scopes from `current` to
+/// `requested`: it needs [`GRANT_SCOPE`] (the admin token holds every
+/// scope), and every scope it adds must be one it holds itself, and not an
+/// admin-only one unless the caller is the admin. Dropping scopes is never
+/// an escalation, so a grant holder may remove any.
+fn check_grant(caller: &Caller, current: &[String], requested: &[String]) -> Result<(), ApiError> {
+    check_known(requested)?;
+    check_delegation(caller, current, requested)
+}
+
+/// [`check_grant`]'s rules for scopes known to exist.
+fn check_delegation(
+    caller: &Caller,
+    current: &[String],
+    requested: &[String],
+) -> Result<(), ApiError> {
+    let is_new = |s: &&String| !current.contains(*s);
+    let changes =
+        requested.iter().any(|s| is_new(&s)) || current.iter().any(|s| !requested.contains(s));
+    if !changes {
+        return Ok(());
+    }
+    if !caller.has(GRANT_SCOPE) {
+        return Err(ApiError::new(
+            403,
+            format!("setting a client's scopes needs the scope `{GRANT_SCOPE}`"),
+        ));
+    }
+    for scope in requested.iter().filter(is_new) {
+        if ADMIN_ONLY_SCOPES.contains(&scope.as_str()) && !caller.is_admin() {
+            return Err(ApiError::new(
+                403,
+                format!("only the admin token may grant `{scope}`"),
+            ));
+        }
+        if !caller.has(scope) {
+            return Err(ApiError::new(
+                403,
+                format!("the token cannot grant `{scope}`: it does not hold it"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `caller` may obtain `client`'s credentials (a rotated secret):
+/// only if it holds every scope the client holds (admin-only ones: only
+/// the admin), so the secret gives it no power it lacks.
+fn check_may_act_as(caller: &Caller, client: &Client) -> Result<(), ApiError> {
+    let beyond = client.scopes.iter().find(|s| {
+        !caller.has(s) || (ADMIN_ONLY_SCOPES.contains(&s.as_str()) && !caller.is_admin())
+    });
+    match beyond {
+        None => Ok(()),
+        Some(scope) => Err(ApiError::new(
+            403,
+            format!(
+                "rotating the secret of client `{}` would hand over its scope `{scope}`, which the token does not hold",
+                client.client_id
+            ),
+        )),
+    }
+}
+
+/// 400 for a scope Waypass does not know.
+fn check_known(scopes: &[String]) -> Result<(), ApiError> {
+    match scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        Some(bad) => Err(ApiError::bad_request(format!(
+            "unknown scope `{bad}`; known: {}",
+            SCOPES.join(" ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn parse(body: Value) -> Result<ClientBody, ApiError> {
     serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("invalid client: {e}")))
 }
@@ -198,12 +315,7 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
         client.id_token_alg = alg;
     }
     if let Some(scopes) = body.scopes {
-        if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-            return Err(ApiError::bad_request(format!(
-                "unknown scope `{bad}`; known: {}",
-                SCOPES.join(" ")
-            )));
-        }
+        check_known(&scopes)?;
         if !scopes.is_empty() && client.client_type == ClientType::Public {
             return Err(ApiError::bad_request(
                 "a public client cannot hold management scopes",
@@ -224,4 +336,75 @@ fn public_json(c: &Client) -> Value {
         "id_token_signed_response_alg": c.id_token_alg,
         "scopes": c.scopes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(scopes: &[&str], admin: bool) -> Caller {
+        Caller {
+            id: "c".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            admin,
+        }
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn write_egress_is_granted_by_the_admin_alone_even_to_a_holder_of_it() {
+        let holder = caller(&[GRANT_SCOPE, "write:egress"], false);
+        let err = check_delegation(&holder, &[], &strings(&["write:egress"]))
+            .expect_err("delegation refused");
+        assert_eq!(err.status, 403);
+        assert!(
+            err.message.contains("only the admin token"),
+            "{}",
+            err.message
+        );
+        let admin = caller(&[GRANT_SCOPE, "write:egress"], true);
+        assert!(check_delegation(&admin, &[], &strings(&["write:egress"])).is_ok());
+        // Nor does rotating a secret hand it over.
+        let client = Client {
+            client_id: "egress".into(),
+            name: "egress".into(),
+            client_type: ClientType::Confidential,
+            secret_hash: None,
+            callbacks: Vec::new(),
+            id_token_alg: Alg::Rs256,
+            scopes: strings(&["write:egress"]),
+        };
+        assert_eq!(
+            check_may_act_as(&holder, &client).map_err(|e| e.status),
+            Err(403)
+        );
+        assert!(check_may_act_as(&admin, &client).is_ok());
+    }
+
+    #[test]
+    fn scopes_left_as_they_are_need_no_grant_scope_and_removals_need_it_but_nothing_held() {
+        let writer = caller(&["write:clients"], false);
+        let current = strings(&["write:mappers"]);
+        assert!(
+            check_grant(&writer, &current, &current).is_ok(),
+            "no change"
+        );
+        let err = check_grant(&writer, &current, &[]).expect_err("a change");
+        assert!(err.message.contains(GRANT_SCOPE), "{}", err.message);
+        let granter = caller(&[GRANT_SCOPE], false);
+        assert!(
+            check_grant(&granter, &current, &[]).is_ok(),
+            "removing a scope it does not hold"
+        );
+    }
+
+    #[test]
+    fn an_unknown_scope_is_a_bad_request_even_for_the_admin() {
+        let admin = caller(&SCOPES, true);
+        let err = check_grant(&admin, &[], &strings(&["write:everything"])).expect_err("unknown");
+        assert_eq!(err.status, 400, "{}", err.message);
+    }
 }

@@ -123,13 +123,18 @@ impl Broker {
                     ));
                 }
                 "options" => {
-                    let Value::Object(options) = value else {
+                    let Value::Object(mut options) = value else {
                         return Err(ApiError::bad_request("`options` must be an object"));
                     };
+                    require_secrets_for_new_token_url(&record.spec, &options)?;
+                    let headers = options.remove("customHeaders");
                     let target = merged["options"]
                         .as_object_mut()
                         .ok_or_else(|| ApiError::new(500, "stored options"))?;
                     merge_fields(target, options);
+                    if let Some(headers) = headers {
+                        merge_custom_headers(target, headers)?;
+                    }
                 }
                 "display_name" | "enabled_clients" => {
                     if value.is_null() {
@@ -332,6 +337,81 @@ fn refuse_server_side_secrets(body: &Value) -> Result<(), ApiError> {
         ))),
         None => Ok(()),
     }
+}
+
+/// A PATCH that moves `tokenURL` must send the stored write-only values
+/// that go there — `client_secret` and every `customHeaders` entry —
+/// again (or remove them with `null`). Otherwise a caller who may change a
+/// connection, but can never read its secret, could send that secret to a
+/// server of its own at the next login. Refused rather than accepted with
+/// a warning: a warning would arrive after the secret had left.
+fn require_secrets_for_new_token_url(
+    stored: &ConnectionSpec,
+    patch: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let Some(new_url) = patch.get("tokenURL") else {
+        return Ok(());
+    };
+    if new_url.as_str() == Some(stored.options.token_url.as_str()) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if stored.options.client_secret.is_some() && !patch.contains_key("client_secret") {
+        missing.push("client_secret".to_owned());
+    }
+    let headers = patch.get("customHeaders");
+    if !headers.is_some_and(Value::is_null) {
+        let sent = headers.and_then(Value::as_object);
+        for name in stored.options.custom_headers.keys() {
+            let resent = sent.is_some_and(|sent| sent.keys().any(|k| k.eq_ignore_ascii_case(name)));
+            if !resent {
+                missing.push(format!("customHeaders.{name}"));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "changing tokenURL sends the stored {} to the new URL: send {} again in the same PATCH \
+         (or `null` to remove)",
+        missing.join(", "),
+        if missing.len() == 1 { "it" } else { "them" },
+    )))
+}
+
+/// `customHeaders` merge header by header (names compared without case,
+/// RFC 9110 §5.1): a header sent replaces the stored one, `null` removes
+/// it, a header not sent keeps its stored value (values are write-only, so
+/// a caller cannot send back what it cannot read); `"customHeaders": null`
+/// removes them all.
+fn merge_custom_headers(options: &mut Map<String, Value>, patch: Value) -> Result<(), ApiError> {
+    let patch = match patch {
+        Value::Null => {
+            options.remove("customHeaders");
+            return Ok(());
+        }
+        Value::Object(patch) => patch,
+        _ => {
+            return Err(ApiError::bad_request(
+                "`customHeaders` must be an object (or null)",
+            ));
+        }
+    };
+    let mut headers = match options.remove("customHeaders") {
+        Some(Value::Object(stored)) => stored,
+        _ => Map::new(),
+    };
+    for (name, value) in patch {
+        headers.retain(|stored, _| !stored.eq_ignore_ascii_case(&name));
+        if !value.is_null() {
+            headers.insert(name, value);
+        }
+    }
+    if !headers.is_empty() {
+        options.insert("customHeaders".into(), Value::Object(headers));
+    }
+    Ok(())
 }
 
 /// Field-level merge: a value replaces, `null` removes.

@@ -54,6 +54,7 @@ impl Broker {
                 let version: u32 = version.parse().map_err(|_| {
                     ApiError::bad_request(format!("`{version}` is not a version number"))
                 })?;
+                self.refuse_config_mapper(name)?;
                 self.activate_mapper(name, version).await?;
                 tracing::info!(caller = %caller.id, mapper = %name, version, "mapper version activated");
                 Ok(ApiReply::json(
@@ -62,6 +63,7 @@ impl Broker {
                 ))
             }
             (&Method::DELETE, [name]) => {
+                self.refuse_config_mapper(name)?;
                 let users: Vec<String> = self
                     .catalog_read()
                     .connections
@@ -127,6 +129,7 @@ impl Broker {
         bytes: bytes::Bytes,
         created_by: &str,
     ) -> Result<crate::broker::store::MapperVersion, ApiError> {
+        self.refuse_config_mapper(name)?;
         let loaded = self.compile(bytes.clone()).await?;
         let sha = loaded.digest().to_owned();
         let version = self
@@ -142,6 +145,23 @@ impl Broker {
         }
         tracing::info!(created_by, mapper = %name, version = version.version, sha256 = %sha, "mapper version registered");
         Ok(version)
+    }
+
+    /// 409 for a mapper the configuration file defines or one of its
+    /// connections runs: new code there would change what a connection the
+    /// file owns does — which `user_id`s it issues — behind the file's
+    /// back. Checked before anything is compiled or stored.
+    fn refuse_config_mapper(&self, name: &str) -> Result<(), ApiError> {
+        if self.config_defined.mappers.contains(name) {
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "mapper `{name}` is defined in the configuration file or run by a connection it \
+                     defines; change it there (`[[mappers]]`)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Loads a stored version if needed, then makes it active in the store

@@ -4,8 +4,12 @@
 //! Every call needs a Bearer token: the bootstrap admin token
 //! (`WAYPASS_ADMIN_TOKEN`, all scopes) or an access token from the
 //! `client_credentials` grant, limited to its scopes (`read:X` / `write:X`
-//! for connections, clients, mappers, users). 401 means no valid token, 403
-//! a valid token without the scope. Errors are `{statusCode, error, message}`.
+//! for connections, clients, mappers, users) that its client still holds:
+//! a token dies with its client, with its client's secret (rotation revokes
+//! it) and loses a scope the client loses. Setting a client's scopes needs
+//! `write:client_grants` as well, and grants at most what the caller holds.
+//! 401 means no valid token, 403 a valid token without the scope. Errors
+//! are `{statusCode, error, message}`.
 
 mod clients;
 mod connections;
@@ -21,7 +25,7 @@ use super::secret::SecretHash;
 use super::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 9] = [
+pub const SCOPES: [&str; 10] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -31,6 +35,7 @@ pub const SCOPES: [&str; 9] = [
     "read:users",
     "write:users",
     WRITE_EGRESS,
+    clients::GRANT_SCOPE,
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -133,6 +138,9 @@ impl From<super::store::StoreError> for ApiError {
 pub struct Caller {
     pub id: String,
     scopes: Vec<String>,
+    /// The bootstrap admin token: the only caller that may grant
+    /// admin-only scopes.
+    admin: bool,
 }
 
 /// One API request, parsed by the HTTP layer.
@@ -201,17 +209,31 @@ impl Broker {
             return Ok(Caller {
                 id: "admin".into(),
                 scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+                admin: true,
             });
         }
+        let invalid = || ApiError::new(401, "the token is invalid or expired");
         let grant = self
             .store
             .get_access_token(SecretHash::of(token), self.clock.now())
             .await?
             .filter(AccessGrant::is_management)
-            .ok_or_else(|| ApiError::new(401, "the token is invalid or expired"))?;
+            .ok_or_else(invalid)?;
+        // The token acts for its client as the client is now: a deleted
+        // client's tokens are dead, and a scope taken from the client is
+        // taken from its tokens. (Rotation and deletion also delete the
+        // client's tokens from the store, so a client re-created under the
+        // same id inherits none.)
+        let client = self.client(&grant.client_id).ok_or_else(invalid)?;
         Ok(Caller {
             id: grant.client_id,
-            scopes: grant.scope.split(' ').map(str::to_owned).collect(),
+            scopes: grant
+                .scope
+                .split(' ')
+                .filter(|s| client.scopes.iter().any(|held| held == s))
+                .map(str::to_owned)
+                .collect(),
+            admin: false,
         })
     }
 }
@@ -220,6 +242,11 @@ impl Caller {
     /// Whether the caller holds `scope`.
     pub fn has(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the caller is the bootstrap admin token.
+    pub fn is_admin(&self) -> bool {
+        self.admin
     }
 }
 

@@ -85,6 +85,14 @@ impl<T: Clone> Expiring<T> {
         (*exp > now).then(|| value.clone())
     }
 
+    /// Removes every entry `doomed` picks; how many.
+    fn remove_where(&self, doomed: impl Fn(&T) -> bool) -> u64 {
+        let mut guard = self.lock();
+        let before = guard.0.len();
+        guard.0.retain(|_, (_, value)| !doomed(value));
+        (before - guard.0.len()) as u64
+    }
+
     fn sweep(guard: &mut Entries<T>, now: u64) -> &mut HashMap<SecretHash, (u64, T)> {
         let (map, ops) = guard;
         *ops += 1;
@@ -149,6 +157,12 @@ impl Store for MemoryStore {
         now: u64,
     ) -> Result<Option<AccessGrant>, StoreError> {
         Ok(self.tokens.get(&token, now))
+    }
+
+    async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .tokens
+            .remove_where(|grant| grant.client_id == client_id))
     }
 
     async fn record_login(

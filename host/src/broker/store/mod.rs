@@ -157,6 +157,11 @@ pub trait Store: Send + Sync {
         token: SecretHash,
         now: u64,
     ) -> Result<Option<AccessGrant>, StoreError>;
+    /// Deletes every access token issued to `client_id` (management and
+    /// user tokens alike) and says how many: a rotated secret or a deleted
+    /// client takes its tokens with it. Rare (an API call), so a backend
+    /// may scan.
+    async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError>;
     /// Creates the user or records another login: profile replaced, count
     /// incremented, first login kept.
     async fn record_login(

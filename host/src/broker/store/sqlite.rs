@@ -604,6 +604,17 @@ impl Store for SqliteStore {
             }))
     }
 
+    async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError> {
+        // The client id lives in the JSON payload (the table has no column
+        // for it): a scan, fine for an API call that rotates or deletes.
+        let deleted = self.execute(
+            "DELETE FROM access_tokens WHERE json_extract(payload, '$.client_id') = ?1",
+            params![client_id],
+            "revoking a client's access tokens",
+        )?;
+        Ok(deleted as u64)
+    }
+
     async fn record_login(
         &self,
         user_id: &str,

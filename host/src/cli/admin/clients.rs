@@ -41,7 +41,8 @@ enum ClientsCommand {
         #[arg(long, value_enum)]
         alg: Option<Alg>,
         /// A management scope for the client_credentials grant, e.g.
-        /// `read:users` (repeatable).
+        /// `read:users` (repeatable). Granting needs `write:client_grants`,
+        /// and only scopes the caller's token holds.
         #[arg(long = "scope", value_name = "SCOPE", num_args = 1..)]
         scopes: Vec<String>,
     },
@@ -63,7 +64,7 @@ enum ClientsCommand {
         #[arg(long, conflicts_with = "scopes")]
         clear_scopes: bool,
     },
-    /// Issue a new secret (the old one stops working); printed once.
+    /// Issue a new secret (the old one and its tokens stop working); printed once.
     RotateSecret { id: String },
     /// Delete an app (refused while a connection enables it).
     Delete { id: String },
