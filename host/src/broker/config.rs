@@ -14,6 +14,7 @@
 //! client_id = "shop"
 //! client_secret_env = "SHOP_SECRET"      # or client_secret_file, client_secret_sha256
 //! callbacks = ["https://shop.example.com/callback"]
+//! # require_pkce = false                 # PKCE is required of every app unless turned off
 //!
 //! [[connections]]
 //! name = "acme"
@@ -26,6 +27,15 @@
 //! client_secret_env = "ACME_SECRET"
 //! mapper = "acme-userinfo"
 //! mapper_settings = { userinfo_url = "https://id.acme.test/userinfo" }
+//! issuer = "https://id.acme.test"         # RFC 9207: its answers must carry this `iss`
+//! per_connection_callback = true         # it sends users to /login/callback/acme
+//! # pkce_enabled = false                 # PKCE towards the provider is on unless turned off
+//!
+//! [limits]                               # see `broker::limits` for every field
+//! max_outstanding_logins = 50000
+//! trusted_proxies = ["10.0.0.2"]         # whose X-Forwarded-For names the client
+//! [limits.rate]
+//! authorize_per_ip = { burst = 300, per_minute = 60 }
 //! ```
 
 use std::collections::HashMap;
@@ -37,7 +47,11 @@ use serde::Deserialize;
 use url::Url;
 
 use super::keys::Alg;
-use super::model::{Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks};
+use super::limits::Limits;
+use super::model::{
+    Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks,
+    check_require_pkce,
+};
 use super::secret::SecretHash;
 
 /// The configuration file.
@@ -64,6 +78,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub connections: Vec<ConnectionSpec>,
+    /// Logins in flight, rate limits, trusted proxies.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A mapper component registered by path.
@@ -96,6 +113,13 @@ pub struct ClientConfig {
     /// The secret's SHA-256 in hex: the config never holds the secret.
     #[serde(default)]
     pub client_secret_sha256: Option<String>,
+    /// PKCE at `/authorize`: required unless `false` (confidential apps only).
+    #[serde(default = "required")]
+    pub require_pkce: bool,
+}
+
+fn required() -> bool {
+    true
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -116,6 +140,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("client_secret_env", &self.client_secret_env)
             .field("client_secret_file", &self.client_secret_file)
             .field("client_secret_sha256", &self.client_secret_sha256)
+            .field("require_pkce", &self.require_pkce)
             .finish()
     }
 }
@@ -162,6 +187,7 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         check_issuer(&config.issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+        config.limits.check()?;
         for conn in &mut config.connections {
             conn.options
                 .resolve_secrets()
@@ -268,6 +294,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         (ClientType::Public, Some(_)) => return Err("a public client has no secret".into()),
         _ => {}
     }
+    check_require_pkce(c.client_type, c.require_pkce)?;
     Ok(Client {
         client_id: c.client_id.clone(),
         name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
@@ -276,6 +303,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         callbacks: c.callbacks.clone(),
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
         scopes: Vec::new(),
+        require_pkce: c.require_pkce,
     })
 }
 

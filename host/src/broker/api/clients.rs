@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiReply, ApiRequest, SCOPES, json_body, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::keys::Alg;
-use crate::broker::model::{Client, ClientType, check_callbacks};
+use crate::broker::model::{Client, ClientType, check_callbacks, check_require_pkce};
 use crate::broker::secret::SecretHash;
 
 /// The fields a client is created or updated with.
@@ -28,6 +28,9 @@ struct ClientBody {
     /// Management scopes for the `client_credentials` grant.
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// PKCE at `/authorize` (default true; public apps cannot turn it off).
+    #[serde(default)]
+    require_pkce: Option<bool>,
 }
 
 impl Broker {
@@ -158,6 +161,7 @@ impl Broker {
             callbacks: Vec::new(),
             id_token_alg: Alg::Rs256,
             scopes: Vec::new(),
+            require_pkce: true,
         };
         apply(&mut client, body)?;
         check_callbacks(&client.callbacks).map_err(ApiError::bad_request)?;
@@ -197,6 +201,10 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
     if let Some(alg) = body.id_token_signed_response_alg {
         client.id_token_alg = alg;
     }
+    if let Some(require) = body.require_pkce {
+        check_require_pkce(client.client_type, require).map_err(ApiError::bad_request)?;
+        client.require_pkce = require;
+    }
     if let Some(scopes) = body.scopes {
         if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
             return Err(ApiError::bad_request(format!(
@@ -223,5 +231,6 @@ fn public_json(c: &Client) -> Value {
         "callbacks": c.callbacks,
         "id_token_signed_response_alg": c.id_token_alg,
         "scopes": c.scopes,
+        "require_pkce": c.require_pkce,
     })
 }
