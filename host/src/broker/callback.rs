@@ -68,7 +68,7 @@ impl Broker {
             .take_transaction(SecretHash::of(state), binding, now)
             .await
         {
-            Ok(TakeTransaction::Taken(tx)) => tx,
+            Ok(TakeTransaction::Taken(tx)) => *tx,
             Ok(TakeTransaction::WrongBrowser) => {
                 return CallbackOutcome::ErrorPage(OAuthError::new(
                     ErrorCode::AccessDenied,

@@ -368,6 +368,12 @@ mod tests {
                 .iter()
                 .any(|h| h.to_string() == "api.acme.example")
         );
+        assert_eq!(
+            acme.spec.options.issuer.as_deref(),
+            Some("https://id.acme.example")
+        );
+        assert!(acme.spec.options.per_connection_callback);
+        assert_eq!(config.limits.trusted_proxies, ["127.0.0.1"]);
         let legacy = &connections["legacy"];
         assert!(
             matches!(&legacy.profile, ProfileSource::Script(s) if s.contains("request.get(")),
@@ -423,6 +429,88 @@ mod tests {
             "http://127.0.0.1:8080",
         ] {
             Config::parse(&format!("issuer = \"{ok}\"")).expect(ok);
+        }
+    }
+
+    #[test]
+    fn every_app_requires_pkce_unless_a_confidential_one_turns_it_off() {
+        let config = Config::parse(EXAMPLE).expect("parses");
+        assert!(config.clients().expect("clients")["shop"].require_pkce);
+        let off = EXAMPLE.replace(
+            "id_token_signed_response_alg = \"ES256\"",
+            "id_token_signed_response_alg = \"ES256\"\nrequire_pkce = false",
+        );
+        let config = Config::parse(&off).expect("parses");
+        assert!(!config.clients().expect("clients")["shop"].require_pkce);
+        let public = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "spa"
+            type = "public"
+            callbacks = ["https://spa.example.com/cb"]
+            require_pkce = false
+        "#;
+        let err = Config::parse(public)
+            .expect("parses")
+            .clients()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("public client always requires PKCE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pkce_towards_the_provider_is_on_unless_the_connection_turns_it_off() {
+        let connections = Config::parse(EXAMPLE)
+            .expect("parses")
+            .connections()
+            .expect("connections");
+        assert!(connections["acme"].spec.options.pkce_enabled);
+        let off = EXAMPLE.replace("mapper = \"m\"", "mapper = \"m\"\npkce_enabled = false");
+        let connections = Config::parse(&off)
+            .expect("parses")
+            .connections()
+            .expect("connections");
+        assert!(!connections["acme"].spec.options.pkce_enabled);
+    }
+
+    #[test]
+    fn the_limits_table_is_read_defaulted_and_checked() {
+        let config = Config::parse(EXAMPLE).expect("parses");
+        assert_eq!(config.limits, Limits::default());
+        let text = format!(
+            "{EXAMPLE}\n[limits]\nmax_outstanding_logins = 10\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+             [limits.rate]\nenabled = false\nauthorize_per_ip = {{ burst = 5, per_minute = 2 }}\n"
+        );
+        let config = Config::parse(&text).expect("parses");
+        assert_eq!(config.limits.max_outstanding_logins, 10);
+        assert_eq!(config.limits.trusted_proxies, ["10.0.0.0/8"]);
+        assert!(!config.limits.rate.enabled);
+        assert_eq!(config.limits.rate.authorize_per_ip.burst, 5);
+        assert_eq!(
+            config.limits.rate.callback_per_ip,
+            crate::broker::limits::CALLBACK_PER_IP,
+            "the others keep their defaults"
+        );
+        for (bad, needle) in [
+            (
+                "[limits.rate]\ncallback_per_ip = { burst = 0, per_minute = 1 }",
+                "callback_per_ip",
+            ),
+            (
+                "[limits]\ntrusted_proxies = [\"proxy.internal\"]",
+                "proxy.internal",
+            ),
+            (
+                "[limits]\nmax_outstanding_logins = 0",
+                "max_outstanding_logins",
+            ),
+            ("[limits]\nmax_logins = 3", "max_logins"),
+        ] {
+            let err = Config::parse(&format!("{EXAMPLE}\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
         }
     }
 

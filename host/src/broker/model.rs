@@ -634,6 +634,26 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_must_be_an_http_url_and_per_connection_callbacks_are_off_by_default() {
+        let spec = |issuer: &str| -> ConnectionSpec {
+            serde_json::from_value(serde_json::json!({
+                "name": "acme",
+                "options": {"authorizationURL": "https://a.test/authorize", "tokenURL": "https://a.test/token",
+                            "client_id": "c", "mapper": "m", "issuer": issuer}
+            }))
+            .expect("spec")
+        };
+        let conn = Connection::new("con_acme".into(), spec("https://a.test")).expect("valid");
+        assert_eq!(conn.spec.options.issuer.as_deref(), Some("https://a.test"));
+        assert!(!conn.spec.options.per_connection_callback);
+        assert!(conn.spec.options.pkce_enabled, "PKCE is on by default");
+        for bad in ["a.test", "urn:x", ""] {
+            let err = Connection::new("con_acme".into(), spec(bad)).unwrap_err();
+            assert!(err.contains("issuer"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn callbacks_need_one_absolute_url_without_a_fragment() {
         let ok = |v: &[&str]| check_callbacks(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(ok(&["https://x.test/cb", "http://127.0.0.1:3000/cb"]).is_ok());

@@ -95,7 +95,10 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
 /// Deletes expired state every [`Broker::sweep_interval`] (the first
 /// sweep at once: rows left from before a restart) until aborted.
 async fn sweep_on_timer(broker: Arc<Broker>) {
-    let mut every = tokio::time::interval(broker.sweep_interval());
+    // A zero period would make `interval` panic; a millisecond is as often
+    // as any test needs.
+    let period = broker.sweep_interval().max(Duration::from_millis(1));
+    let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;

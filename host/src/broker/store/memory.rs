@@ -143,7 +143,7 @@ impl Store for MemoryStore {
         Ok(map
             .remove(&state)
             .map_or(TakeTransaction::Absent, |(_, tx)| {
-                TakeTransaction::Taken(tx)
+                TakeTransaction::Taken(Box::new(tx))
             }))
     }
 

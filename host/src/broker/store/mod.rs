@@ -136,7 +136,7 @@ pub enum PutTransaction {
 #[derive(Debug)]
 pub enum TakeTransaction {
     /// The browser's binding matched: the transaction is removed and returned.
-    Taken(LoginTransaction),
+    Taken(Box<LoginTransaction>),
     /// A live transaction, but not this browser's (no cookie, or another
     /// one): left in place, so whoever learned a `state` cannot cancel the
     /// login of the browser that holds the cookie.

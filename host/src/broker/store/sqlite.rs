@@ -578,7 +578,9 @@ impl Store for SqliteStore {
         if let Some((expires_at, payload)) = taken {
             drop(inner);
             let tx: StoredTransaction = from_json(&payload, TRANSACTIONS.table)?;
-            return Ok(TakeTransaction::Taken(tx.into_transaction(expires_at)));
+            return Ok(TakeTransaction::Taken(Box::new(
+                tx.into_transaction(expires_at),
+            )));
         }
         // Nothing taken: say whether a live login is there for another browser.
         let live = inner
