@@ -19,6 +19,10 @@ use waypass::dev_provider::{DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, log
 
 const SECRET: &str = "bench-app-secret";
 const CALLBACK: &str = "http://app.bench/callback";
+/// Every app uses PKCE (Waypass requires it by default): RFC 7636
+/// Appendix B's verifier and challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 struct Args {
     logins: usize,
@@ -106,6 +110,9 @@ pkce_enabled = true
 mapper = "auth0-example"
 mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
 mapper_egress = {{ allow_private_networks = true }}
+# Thousands of logins a second from one address: not an attack here.
+[limits.rate]
+enabled = false
 "#,
         wasm = wasm.display().to_string()
     );
@@ -203,7 +210,8 @@ async fn logins(
 
 async fn one_login(http: &reqwest::Client, issuer: &str, origin: &str, client: &str) {
     let authorize = format!(
-        "{issuer}/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email&state=s&nonce=n&connection=devprov",
+        "{issuer}/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email&state=s&nonce=n&connection=devprov\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
         url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
     );
     let resp = http.get(&authorize).send().await.expect("authorize");
@@ -257,6 +265,7 @@ async fn one_login(http: &reqwest::Client, issuer: &str, origin: &str, client: &
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
         ])
         .send()
         .await

@@ -13,8 +13,8 @@ use serde_json::json;
 use waypass::broker::model::{Client, ConnectionSpec};
 use waypass::broker::secret::{Secret, SecretHash};
 use waypass::broker::store::{
-    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry, Store,
-    StoreError,
+    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry,
+    PutTransaction, Store, StoreError, Swept, TakeTransaction,
 };
 use waypass::mapper::Profile;
 
@@ -23,6 +23,9 @@ pub const NOW: u64 = 1_700_000_000;
 
 /// How many threads race for one key in the concurrency checks.
 const RACERS: usize = 8;
+
+/// A bound on live transactions that the behaviours not about it never reach.
+const UNBOUNDED: usize = usize::MAX;
 
 /// Runs every behaviour, each against a fresh store from `new_store`. The
 /// name of each is printed before it runs, so a failure says which.
@@ -40,6 +43,10 @@ pub async fn run_all(new_store: &dyn Fn() -> Box<dyn Store>) {
         transactions_keep_every_field,
         expired_transactions_are_not_returned,
         concurrent_takes_of_one_transaction_let_exactly_one_win,
+        a_transaction_is_taken_only_with_its_browser_binding,
+        concurrent_takes_without_the_binding_never_take_the_transaction,
+        no_transaction_is_stored_past_the_bound_on_live_ones,
+        sweeping_deletes_what_has_expired_and_keeps_what_has_not,
         codes_are_single_use,
         codes_keep_every_field,
         expired_codes_are_not_returned,
@@ -76,6 +83,28 @@ fn key(tag: &str) -> SecretHash {
     SecretHash::of(tag)
 }
 
+/// The browser binding of [`transaction`]`(tag, _)`.
+fn binding(tag: &str) -> SecretHash {
+    key(&format!("cookie-{tag}"))
+}
+
+/// Stores `tx` under `state` with no bound in reach.
+async fn put_tx(store: &dyn Store, state: SecretHash, tx: LoginTransaction) {
+    let put = store
+        .put_transaction(state, tx, NOW, UNBOUNDED)
+        .await
+        .expect("put");
+    assert_eq!(put, PutTransaction::Stored);
+}
+
+/// Takes the transaction of `tag` stored under `state` with its binding.
+async fn take_tx(store: &dyn Store, state: SecretHash, tag: &str, now: u64) -> TakeTransaction {
+    store
+        .take_transaction(state, Some(binding(tag)), now)
+        .await
+        .expect("take")
+}
+
 /// A transaction with every optional field set.
 fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
     LoginTransaction {
@@ -87,7 +116,7 @@ fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         scope: "openid profile email".into(),
         connection: "acme".into(),
         provider_verifier: Some(Secret::new(format!("verifier-{tag}"))),
-        browser_binding: key(&format!("cookie-{tag}")),
+        browser_binding: binding(tag),
         correlation_id: format!("corr-{tag}"),
         expires_at,
     }
@@ -176,6 +205,7 @@ fn client(client_id: &str, callback: &str) -> Client {
         "callbacks": [callback],
         "id_token_alg": "ES256",
         "scopes": ["read:users"],
+        "require_pkce": false,
     }))
     .expect("a valid client")
 }
@@ -247,59 +277,47 @@ where
 
 /// A login transaction is handed out once.
 pub async fn transactions_are_single_use(store: &dyn Store) {
-    let tx = transaction("a", NOW + 600);
-    store
-        .put_transaction(key("state a"), tx)
-        .await
-        .expect("put");
-    let first = store.take_transaction(key("state a"), NOW).await;
+    put_tx(store, key("state a"), transaction("a", NOW + 600)).await;
+    let first = take_tx(store, key("state a"), "a", NOW).await;
     assert!(
-        matches!(first, Ok(Some(_))),
+        matches!(first, TakeTransaction::Taken(_)),
         "the first take returns it: {first:?}"
     );
-    let second = store.take_transaction(key("state a"), NOW).await;
+    let second = take_tx(store, key("state a"), "a", NOW).await;
     assert!(
-        matches!(second, Ok(None)),
+        matches!(second, TakeTransaction::Absent),
         "the second take finds nothing: {second:?}"
     );
 }
 
 /// What comes out is what went in, optional fields set or not.
 pub async fn transactions_keep_every_field(store: &dyn Store) {
-    for tx in [
-        transaction("full", NOW + 1),
-        bare_transaction("bare", NOW + 1),
+    for (tag, tx) in [
+        ("full", transaction("full", NOW + 1)),
+        ("bare", bare_transaction("bare", NOW + 1)),
     ] {
         let expected = fields(&tx);
         let state = key(&tx.correlation_id);
-        store.put_transaction(state, tx).await.expect("put");
-        let back = store
-            .take_transaction(state, NOW)
-            .await
-            .expect("take")
-            .expect("present");
+        put_tx(store, state, tx).await;
+        let TakeTransaction::Taken(back) = take_tx(store, state, tag, NOW).await else {
+            panic!("the {tag} transaction is taken");
+        };
         assert_eq!(fields(&back), expected, "the transaction reads back whole");
     }
 }
 
 /// `expires_at` is the first second a transaction is no longer valid.
 pub async fn expired_transactions_are_not_returned(store: &dyn Store) {
-    store
-        .put_transaction(key("expired"), transaction("expired", NOW))
-        .await
-        .expect("put");
-    store
-        .put_transaction(key("last second"), transaction("last", NOW + 1))
-        .await
-        .expect("put");
-    let expired = store.take_transaction(key("expired"), NOW).await;
+    put_tx(store, key("expired"), transaction("expired", NOW)).await;
+    put_tx(store, key("last second"), transaction("last", NOW + 1)).await;
+    let expired = take_tx(store, key("expired"), "expired", NOW).await;
     assert!(
-        matches!(expired, Ok(None)),
+        matches!(expired, TakeTransaction::Absent),
         "a transaction expiring now is gone: {expired:?}"
     );
-    let last = store.take_transaction(key("last second"), NOW).await;
+    let last = take_tx(store, key("last second"), "last", NOW).await;
     assert!(
-        matches!(last, Ok(Some(_))),
+        matches!(last, TakeTransaction::Taken(_)),
         "a transaction expiring in a second is still valid: {last:?}"
     );
 }
@@ -308,18 +326,179 @@ pub async fn expired_transactions_are_not_returned(store: &dyn Store) {
 pub async fn concurrent_takes_of_one_transaction_let_exactly_one_win(store: &dyn Store) {
     for round in 0..10 {
         let state = key(&format!("raced state {round}"));
-        store
-            .put_transaction(state, transaction("raced", NOW + 600))
-            .await
-            .expect("put");
-        let won = race(RACERS, |_| store.take_transaction(state, NOW));
-        let winners = won.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        put_tx(store, state, transaction("raced", NOW + 600)).await;
+        let won = race(RACERS, |_| {
+            store.take_transaction(state, Some(binding("raced")), NOW)
+        });
+        let winners = won
+            .iter()
+            .filter(|r| matches!(r, Ok(TakeTransaction::Taken(_))))
+            .count();
         assert_eq!(
             winners, 1,
             "round {round}: exactly one of {RACERS} concurrent takes wins"
         );
         assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
     }
+}
+
+/// Whoever learned a `state` but lacks the browser's cookie cannot take
+/// (and so cancel) the login: nothing is removed, and the reason says so.
+pub async fn a_transaction_is_taken_only_with_its_browser_binding(store: &dyn Store) {
+    put_tx(store, key("bound"), transaction("bound", NOW + 600)).await;
+    for wrong in [None, Some(binding("another browser"))] {
+        let taken = store
+            .take_transaction(key("bound"), wrong, NOW)
+            .await
+            .expect("take");
+        assert!(
+            matches!(taken, TakeTransaction::WrongBrowser),
+            "{wrong:?}: {taken:?}"
+        );
+    }
+    let taken = take_tx(store, key("bound"), "bound", NOW).await;
+    assert!(
+        matches!(&taken, TakeTransaction::Taken(tx) if tx.correlation_id == "corr-bound"),
+        "the browser holding the cookie still finishes its login: {taken:?}"
+    );
+    let absent = store
+        .take_transaction(key("bound"), None, NOW)
+        .await
+        .expect("take");
+    assert!(
+        matches!(absent, TakeTransaction::Absent),
+        "once finished it is gone, cookie or not: {absent:?}"
+    );
+    put_tx(store, key("stale"), transaction("stale", NOW)).await;
+    let stale = store
+        .take_transaction(key("stale"), Some(binding("other")), NOW)
+        .await
+        .expect("take");
+    assert!(
+        matches!(stale, TakeTransaction::Absent),
+        "an expired login is absent for every browser: {stale:?}"
+    );
+}
+
+/// Many takes with wrong bindings racing one with the right binding: the
+/// right one wins, the others take nothing.
+pub async fn concurrent_takes_without_the_binding_never_take_the_transaction(store: &dyn Store) {
+    for round in 0..10 {
+        let state = key(&format!("contested state {round}"));
+        put_tx(store, state, transaction("contested", NOW + 600)).await;
+        let results = race(RACERS, |i| {
+            let candidate = if i == 0 {
+                binding("contested")
+            } else {
+                binding(&format!("attacker {i}"))
+            };
+            store.take_transaction(state, Some(candidate), NOW)
+        });
+        assert!(
+            matches!(results[0], Ok(TakeTransaction::Taken(_))),
+            "round {round}: the right browser wins: {:?}",
+            results[0]
+        );
+        for (i, r) in results.iter().enumerate().skip(1) {
+            assert!(
+                matches!(
+                    r,
+                    Ok(TakeTransaction::WrongBrowser | TakeTransaction::Absent)
+                ),
+                "round {round}: racer {i} takes nothing: {r:?}"
+            );
+        }
+    }
+}
+
+/// Logins in flight are bounded: past `max_live` live ones, a new one is
+/// refused; expired ones do not count.
+pub async fn no_transaction_is_stored_past_the_bound_on_live_ones(store: &dyn Store) {
+    const MAX: usize = 3;
+    let put = |state: &str, expires_at: u64, now: u64| {
+        store.put_transaction(key(state), transaction(state, expires_at), now, MAX)
+    };
+    assert_eq!(
+        put("expired", NOW, NOW).await.expect("put"),
+        PutTransaction::Stored
+    );
+    for i in 0..MAX {
+        let stored = put(&format!("live {i}"), NOW + 600, NOW)
+            .await
+            .expect("put");
+        assert_eq!(
+            stored,
+            PutTransaction::Stored,
+            "live {i}: the expired one does not count"
+        );
+    }
+    let full = put("one too many", NOW + 600, NOW).await.expect("put");
+    assert_eq!(full, PutTransaction::Full);
+    let refused = take_tx(store, key("one too many"), "one too many", NOW).await;
+    assert!(
+        matches!(refused, TakeTransaction::Absent),
+        "a refused transaction is not stored: {refused:?}"
+    );
+    // Once one finishes, there is room again.
+    let taken = take_tx(store, key("live 0"), "live 0", NOW).await;
+    assert!(matches!(taken, TakeTransaction::Taken(_)), "{taken:?}");
+    assert_eq!(
+        put("room again", NOW + 600, NOW).await.expect("put"),
+        PutTransaction::Stored
+    );
+    // And once the live ones expire, too.
+    assert_eq!(
+        put("later", NOW + 1200, NOW + 600).await.expect("put"),
+        PutTransaction::Stored
+    );
+}
+
+/// The sweep deletes expired transactions, codes and tokens, says how many,
+/// and leaves what is still valid usable.
+pub async fn sweeping_deletes_what_has_expired_and_keeps_what_has_not(store: &dyn Store) {
+    put_tx(store, key("old tx"), transaction("old tx", NOW)).await;
+    put_tx(store, key("live tx"), transaction("live tx", NOW + 1)).await;
+    for (code, expires_at) in [
+        ("old code 1", NOW - 10),
+        ("old code 2", NOW),
+        ("live code", NOW + 1),
+    ] {
+        store
+            .put_code(key(code), grant("u", expires_at))
+            .await
+            .expect("put");
+    }
+    store
+        .put_access_token(key("old token"), access("u", NOW))
+        .await
+        .expect("put");
+    store
+        .put_access_token(key("live token"), access("u", NOW + 1))
+        .await
+        .expect("put");
+    let swept = store.sweep_expired(NOW).await.expect("sweep");
+    assert_eq!(
+        swept,
+        Swept {
+            transactions: 1,
+            codes: 2,
+            tokens: 1
+        }
+    );
+    let again = store.sweep_expired(NOW).await.expect("sweep");
+    assert_eq!(again, Swept::default(), "nothing left to sweep");
+    assert!(matches!(
+        take_tx(store, key("live tx"), "live tx", NOW).await,
+        TakeTransaction::Taken(_)
+    ));
+    assert!(matches!(
+        store.take_code(key("live code"), NOW).await,
+        Ok(Some(_))
+    ));
+    assert!(matches!(
+        store.get_access_token(key("live token"), NOW).await,
+        Ok(Some(_))
+    ));
 }
 
 /// An authorization code is redeemed once (RFC 6749 §4.1.2).
@@ -478,7 +657,10 @@ pub async fn deleting_a_clients_access_tokens_leaves_other_clients_tokens(store:
 pub async fn unknown_keys_are_absent(store: &dyn Store) {
     let unknown = key("never stored");
     assert!(
-        matches!(store.take_transaction(unknown, NOW).await, Ok(None)),
+        matches!(
+            store.take_transaction(unknown, Some(key("any")), NOW).await,
+            Ok(TakeTransaction::Absent)
+        ),
         "no such transaction"
     );
     assert!(
@@ -499,7 +681,10 @@ pub async fn each_kind_has_its_own_keys(store: &dyn Store) {
         .await
         .expect("put");
     assert!(
-        matches!(store.take_transaction(shared, NOW).await, Ok(None)),
+        matches!(
+            store.take_transaction(shared, Some(key("any")), NOW).await,
+            Ok(TakeTransaction::Absent)
+        ),
         "a code is not a transaction"
     );
     assert!(

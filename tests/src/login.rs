@@ -3,19 +3,22 @@
 //! and follows the login's redirects without following them into the app.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use openidconnect::reqwest;
 use serde_json::json;
 use url::Url;
 use waypass::broker::config::{ClientConfig, Config};
 use waypass::broker::keys::KeySet;
+use waypass::broker::limits::{Limits, RateLimits};
 use waypass::broker::model::ConnectionSpec;
 use waypass::broker::registry::MapperRegistry;
 use waypass::broker::secret::{SecretHash, SystemRandomTokens};
 use waypass::broker::store::{ConnectionRecord, MemoryStore, Store as _};
 use waypass::broker::upstream::Upstream;
-use waypass::broker::{Broker, BrokerParts, Catalog, SystemClock};
+use waypass::broker::{Broker, BrokerParts, Catalog, Clock, SystemClock};
 use waypass::dev_provider::{
     DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
 };
@@ -39,6 +42,38 @@ pub const PROVIDER_SECRET: &str = "provider-secret";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 /// The main connection: the seed-port mapper against the development provider.
 pub const CONNECTION: &str = "devprov";
+/// The PKCE verifier of every login the helpers start (RFC 7636 Appendix
+/// B's), and its S256 challenge: every app must use PKCE by default.
+pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// How often a test bed sweeps expired state: often, so a test waiting for
+/// a sweep waits little.
+pub const TEST_SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The broker's clock in a test bed: the system time when the bed starts,
+/// moved only by the test, so expiry boundaries are exact.
+#[derive(Debug)]
+pub struct TestClock(AtomicU64);
+
+impl TestClock {
+    fn starting_now() -> Self {
+        Self(AtomicU64::new(SystemClock.now()))
+    }
+
+    pub fn set(&self, now: u64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// One mapper runtime and one key set per test binary, as in a process.
 /// Compiled artifacts are cached under the target directory, so the large
@@ -80,6 +115,8 @@ pub struct TestBed {
     pub issuer: String,
     pub provider: DevProviderHandle,
     pub store: Arc<MemoryStore>,
+    /// The broker's clock.
+    pub clock: Arc<TestClock>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -112,6 +149,8 @@ pub fn connection_spec(name: &str, provider: &str) -> serde_json::Value {
 impl TestBed {
     /// Starts with the default apps and connection; `customize` may change
     /// the configuration (connections as JSON in Auth0's shape) first.
+    /// Every request comes from 127.0.0.1, so rate limits are off unless
+    /// `customize` turns them on (`config.limits.rate.enabled`).
     pub async fn start(
         customize: impl FnOnce(&mut Vec<serde_json::Value>, &mut Config),
     ) -> TestBed {
@@ -144,6 +183,14 @@ impl TestBed {
                 client(ES_APP, Some(APP_SECRET), APP_CALLBACK, Some("ES256")),
             ],
             connections: Vec::new(),
+            limits: Limits {
+                rate: RateLimits {
+                    enabled: false,
+                    ..RateLimits::default()
+                },
+                sweep_interval: TEST_SWEEP_INTERVAL,
+                ..Limits::default()
+            },
         };
         customize(&mut connections, &mut config);
         config.connections = connections
@@ -178,16 +225,18 @@ impl TestBed {
                 .await
                 .expect("store mapper");
         }
+        let clock = Arc::new(TestClock::starting_now());
         let broker = Arc::new(Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
             catalog,
             runtime: RUNTIME.clone(),
             store: store.clone(),
             keys: KEYS.clone(),
-            clock: Arc::new(SystemClock),
+            clock: clock.clone(),
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
             admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
+            limits: config.limits.clone(),
         }));
         let server = tokio::spawn(waypass::broker::server::serve(
             broker_listener,
@@ -199,6 +248,7 @@ impl TestBed {
             issuer,
             provider,
             store,
+            clock,
             server,
         }
     }
@@ -209,8 +259,26 @@ impl TestBed {
         self.store.get_user(user_id).await.expect("memory store")
     }
 
-    /// An `/authorize` URL for `client` with these extra parameters.
+    /// An `/authorize` URL for `client` with these extra parameters, and
+    /// [`PKCE_CHALLENGE`] unless `extra` has a `code_challenge` of its own.
     pub fn authorize_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut params = extra.to_vec();
+        if !extra.iter().any(|(k, _)| *k == "code_challenge") {
+            params.extend([
+                ("code_challenge", PKCE_CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ]);
+        }
+        self.authorize_url_without_pkce(client_id, redirect_uri, &params)
+    }
+
+    /// An `/authorize` URL with exactly these parameters (no PKCE added).
+    pub fn authorize_url_without_pkce(
         &self,
         client_id: &str,
         redirect_uri: &str,
@@ -423,7 +491,8 @@ impl Browser {
 }
 
 /// Redeems the code in `app_redirect` (the broker's redirect to the app) at
-/// `issuer`'s token endpoint, as `client_id` with Basic authentication.
+/// `issuer`'s token endpoint, as `client_id` with Basic authentication and
+/// [`PKCE_VERIFIER`].
 pub async fn redeem(
     issuer: &str,
     client_id: &str,
@@ -444,6 +513,7 @@ pub async fn redeem(
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", redirect_uri),
+            ("code_verifier", PKCE_VERIFIER),
         ])
         .send()
         .await

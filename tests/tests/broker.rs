@@ -11,10 +11,12 @@ use openidconnect::{
     TokenResponse as _,
 };
 use serde_json::{Value, json};
+use waypass::broker::Clock as _;
+use waypass::broker::{AUTHORIZATION_CODE_TTL, LOGIN_TRANSACTION_TTL, TOKEN_TTL};
 use waypass::dev_provider::{TokenFault, UserinfoFault, default_user};
 use waypass_tests::login::{
-    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, ES_APP, Landing, SPA, SPA_CALLBACK,
-    TestBed, http_client,
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, ES_APP, Landing, PKCE_VERIFIER, SPA,
+    SPA_CALLBACK, TestBed, http_client,
 };
 
 /// Discovers the broker and builds a client for `client_id`.
@@ -219,13 +221,18 @@ async fn token_request(tb: &TestBed, form: &[(&str, &str)], secret: &str) -> (u1
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Redeems `code` as the confidential app, with the helpers' PKCE verifier
+/// unless `extra` names one (an empty one sends none).
 async fn redeem(tb: &TestBed, code: &str, extra: &[(&str, &str)]) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", APP_CALLBACK),
     ];
-    form.extend_from_slice(extra);
+    if !extra.iter().any(|(k, _)| *k == "code_verifier") {
+        form.push(("code_verifier", PKCE_VERIFIER));
+    }
+    form.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
     token_request(tb, &form, APP_SECRET).await
 }
 
@@ -322,12 +329,79 @@ async fn an_unknown_or_disabled_connection_goes_back_to_the_app_as_invalid_reque
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_public_client_without_pkce_is_refused() {
+async fn every_app_without_pkce_is_refused_by_default_confidential_ones_too() {
     let tb = TestBed::start(|_, _| {}).await;
-    let url = tb.authorize_url(SPA, SPA_CALLBACK, &[("connection", CONNECTION)]);
-    let (status, location, _) = Browser::default().get(&url).await;
-    assert_eq!(status, 302);
-    assert!(location.is_some_and(|l| l.contains("error=invalid_request") && l.contains("PKCE")));
+    for (client, callback) in [(SPA, SPA_CALLBACK), (APP, APP_CALLBACK)] {
+        let url = tb.authorize_url_without_pkce(client, callback, &[("connection", CONNECTION)]);
+        let (status, location, _) = Browser::default().get(&url).await;
+        assert_eq!(status, 302);
+        let location = location.expect("back to the app");
+        assert!(
+            location.starts_with(callback)
+                && location.contains("error=invalid_request")
+                && location.contains("PKCE"),
+            "{client}: {location}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_app_configured_without_pkce_logs_in_without_it_and_cannot_send_a_verifier()
+{
+    let tb = TestBed::start(|_, config| {
+        let app = config
+            .clients
+            .iter_mut()
+            .find(|c| c.client_id == APP)
+            .expect("the app");
+        app.require_pkce = false;
+    })
+    .await;
+    let url = tb.authorize_url_without_pkce(
+        APP,
+        APP_CALLBACK,
+        &[("state", "app-state"), ("connection", CONNECTION)],
+    );
+    let code = Browser::default()
+        .login(&tb, &url, false)
+        .await
+        .param("code")
+        .expect("a code");
+    // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is
+    // refused (a downgrade the other way round).
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let code = Browser::default()
+        .login(&tb, &url, false)
+        .await
+        .param("code")
+        .expect("a code");
+    let (status, body) = redeem(&tb, &code, &[("code_verifier", "")]).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pkce_towards_the_provider_is_on_unless_the_connection_turns_it_off() {
+    let tb = TestBed::start(|connections, _| {
+        let mut off = waypass_tests::login::connection_spec("no-pkce", "http://127.0.0.1:9");
+        off["options"]["pkce_enabled"] = json!(false);
+        connections.push(off);
+    })
+    .await;
+    for (connection, expected) in [(CONNECTION, Some("S256")), ("no-pkce", None)] {
+        let url = tb.authorize_url(APP, APP_CALLBACK, &[("connection", connection)]);
+        let (_, location, _) = Browser::default().get(&url).await;
+        let location = url::Url::parse(&location.expect("to the provider")).expect("url");
+        let method = location
+            .query_pairs()
+            .find(|(k, _)| k == "code_challenge_method")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(method.as_deref(), expected, "{connection}: {location}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -370,7 +444,6 @@ async fn auth_params_auth_params_map_custom_headers_and_pkce_arrive_at_the_provi
             json!({"custom_param": "custom.param.value", "state": "must-not-override"});
         options["authParamsMap"] = json!({"mapped_param": "access_type"});
         options["customHeaders"] = json!({"X-Tenant": "acme", "X-Other": "1"});
-        options["pkce_enabled"] = json!(true);
         options["token_endpoint_auth_method"] = json!("client_secret_basic");
     })
     .await;
@@ -432,7 +505,7 @@ async fn a_replayed_callback_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_callback_in_another_browser_is_refused_as_access_denied() {
+async fn a_callback_in_another_browser_gets_a_page_and_leaves_the_login_to_its_own_browser() {
     let tb = TestBed::start(|_, _| {}).await;
     let mut browser = Browser::default();
     let url = tb.authorize_url(
@@ -440,17 +513,19 @@ async fn a_callback_in_another_browser_is_refused_as_access_denied() {
         APP_CALLBACK,
         &[("state", "app-state"), ("connection", CONNECTION)],
     );
-    let (_, to_provider, _) = browser.get(&url).await;
-    browser.cookies.clear(); // another browser finishes the login
-    let landing = browser
-        .login(&tb, &to_provider.expect("to provider"), false)
-        .await;
-    assert_app_error(&landing, "access_denied");
+    let callback = browser.to_callback(tb.provider.origin(), &url).await;
+    let cookies = std::mem::take(&mut browser.cookies); // another browser
+    let (status, location, body) = browser.get(&callback).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(location.is_none(), "never a redirect to the app");
     assert!(
-        landing
-            .param("error_description")
-            .is_some_and(|d| d.contains("browser"))
+        body.contains("not started in this browser") && body.contains("error=access_denied"),
+        "{body}"
     );
+    browser.cookies = cookies; // the browser that started it
+    let (status, location, _) = browser.get(&callback).await;
+    assert_eq!(status, 302);
+    assert!(location.is_some_and(|l| l.contains("code=")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -607,6 +682,7 @@ async fn client_secret_post_works_too() {
             ("redirect_uri", APP_CALLBACK),
             ("client_id", APP),
             ("client_secret", APP_SECRET),
+            ("code_verifier", PKCE_VERIFIER),
         ])
         .send()
         .await
@@ -660,6 +736,217 @@ async fn a_redirect_uri_that_differs_at_the_token_endpoint_is_invalid_grant() {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_redeemed_by_another_client_is_invalid_grant_and_spent() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    // ES_APP shares APP's secret and callback in the test bed: only the
+    // client the code was issued to tells them apart (RFC 6749 §4.1.3).
+    let other = oidc_client(&tb, ES_APP, Some(APP_SECRET), APP_CALLBACK).await;
+    let err = other
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .expect("token endpoint known")
+        .set_pkce_verifier(PkceCodeVerifier::new(PKCE_VERIFIER.into()))
+        .request_async(&http_client())
+        .await
+        .expect_err("another client's code");
+    assert!(
+        format!("{err:?}").contains("invalid_grant")
+            && format!("{err:?}").contains("another client"),
+        "{err:?}"
+    );
+    // The attempt spent it: a stolen code is burnt, not kept for the thief.
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pkce_downgrade_without_the_verifier_is_invalid_grant() {
+    let tb = TestBed::start(|_, _| {}).await;
+    // The challenge went to /authorize; whoever holds the code but not the
+    // verifier leaves it out (RFC 9700 §2.1.1, RFC 7636 §4.6).
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    let client = oidc_client(&tb, APP, Some(APP_SECRET), APP_CALLBACK).await;
+    let err = client
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint known")
+        .request_async(&http_client())
+        .await
+        .expect_err("no verifier");
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains("invalid_grant") && shown.contains("code_verifier"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_redemptions_of_one_code_over_http_let_exactly_one_succeed() {
+    const REDEMPTIONS: usize = 8;
+    let tb = std::sync::Arc::new(TestBed::start(|_, _| {}).await);
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(REDEMPTIONS));
+    let racers: Vec<_> = (0..REDEMPTIONS)
+        .map(|_| {
+            let (tb, code, start) = (tb.clone(), code.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                redeem(&tb, &code, &[]).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in racers {
+        answers.push(r.await.expect("racer"));
+    }
+    let won: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    assert!(won[0].1["access_token"].is_string());
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_issued_for_one_registered_callback_is_refused_with_the_other() {
+    const SECOND_CALLBACK: &str = "http://app.test/second-callback";
+    let tb = TestBed::start(|_, config| {
+        let app = config
+            .clients
+            .iter_mut()
+            .find(|c| c.client_id == APP)
+            .expect("the app");
+        app.callbacks.push(SECOND_CALLBACK.into());
+    })
+    .await;
+    let tb = &tb;
+    let login = async |callback: &str| {
+        let url = tb.authorize_url(
+            APP,
+            callback,
+            &[("state", "app-state"), ("connection", CONNECTION)],
+        );
+        Browser::default().login(tb, &url, false).await
+    };
+    let exchange = async |code: String, callback: &str| {
+        token_request(
+            tb,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", callback),
+                ("code_verifier", PKCE_VERIFIER),
+            ],
+            APP_SECRET,
+        )
+        .await
+    };
+    let landing = login(SECOND_CALLBACK).await;
+    assert!(
+        landing
+            .location
+            .as_ref()
+            .is_some_and(|l| l.as_str().starts_with(SECOND_CALLBACK)),
+        "{landing:?}"
+    );
+    let code = landing.param("code").expect("code");
+    // RFC 6749 §4.1.3: the redirect_uri must be the one the code was issued for,
+    // though the other is registered too.
+    let (status, body) = exchange(code, APP_CALLBACK).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let code = login(SECOND_CALLBACK).await.param("code").expect("code");
+    let (status, body) = exchange(code, SECOND_CALLBACK).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+// ---- expiry boundaries, with the broker's clock ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_is_redeemable_until_the_second_before_it_expires() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let t0 = tb.clock.now();
+    let ttl = AUTHORIZATION_CODE_TTL.as_secs();
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    tb.clock.set(t0 + ttl - 1);
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(status, 200, "valid at expiry - 1: {body}");
+
+    tb.clock.set(t0);
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    tb.clock.set(t0 + ttl);
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "refused at expiry: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_can_finish_until_the_second_before_its_transaction_expires() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let t0 = tb.clock.now();
+    let ttl = LOGIN_TRANSACTION_TTL.as_secs();
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("state", "app-state"), ("connection", CONNECTION)],
+    );
+    let mut browser = Browser::default();
+    let callback = browser.to_callback(tb.provider.origin(), &url).await;
+    tb.clock.set(t0 + ttl - 1);
+    let (status, location, body) = browser.get(&callback).await;
+    assert_eq!(status, 302, "valid at expiry - 1: {body}");
+    assert!(location.is_some_and(|l| l.contains("code=")));
+
+    tb.clock.set(t0);
+    let mut browser = Browser::default();
+    let callback = browser.to_callback(tb.provider.origin(), &url).await;
+    tb.clock.set(t0 + ttl);
+    let (status, location, body) = browser.get(&callback).await;
+    assert_error_page(status, &location, &body, "expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_token_works_until_the_second_before_it_expires() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let t0 = tb.clock.now();
+    let ttl = TOKEN_TTL.as_secs();
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], ttl);
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let userinfo = || async {
+        http_client()
+            .get(format!("{}/userinfo", tb.issuer))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("userinfo")
+            .status()
+            .as_u16()
+    };
+    tb.clock.set(t0 + ttl - 1);
+    assert_eq!(userinfo().await, 200, "valid at expiry - 1");
+    tb.clock.set(t0 + ttl);
+    assert_eq!(userinfo().await, 401, "refused at expiry");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,8 +8,8 @@ use waypass::broker::config::Config;
 use waypass::dev_provider::DevProvider;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, http_client, put_mapper,
-    redeem, sub_after_login,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, admin_api, http_client,
+    put_mapper, redeem, sub_after_login,
 };
 
 struct Running {
@@ -64,7 +64,8 @@ async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Val
 
 fn authorize_url(issuer: &str) -> String {
     format!(
-        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov",
+        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov\
+         &code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
         url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
     )
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use waypass::broker::secret::{Secret, SecretHash};
 use waypass::broker::store::{
-    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MemoryStore, SqliteStore,
-    Store,
+    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MemoryStore,
+    PutTransaction, SqliteStore, Store, TakeTransaction,
 };
 use waypass_tests::conformance::{self, NOW, race};
 
@@ -102,10 +102,11 @@ fn client() -> waypass::broker::model::Client {
 
 /// One of everything the trait stores.
 async fn write_one_of_everything(store: &dyn Store) {
-    store
-        .put_transaction(SecretHash::of("state"), transaction())
+    let stored = store
+        .put_transaction(SecretHash::of("state"), transaction(), NOW, 10)
         .await
         .expect("transaction");
+    assert_eq!(stored, PutTransaction::Stored);
     store
         .put_code(SecretHash::of("code"), grant(None))
         .await
@@ -162,11 +163,13 @@ async fn everything_written_survives_closing_and_reopening_the_file() {
     write_one_of_everything(&open(&path)).await;
 
     let store = open(&path);
-    let tx = store
-        .take_transaction(SecretHash::of("state"), NOW)
+    let taken = store
+        .take_transaction(SecretHash::of("state"), Some(SecretHash::of("cookie")), NOW)
         .await
-        .expect("take")
-        .expect("the login in flight survives");
+        .expect("take");
+    let TakeTransaction::Taken(tx) = taken else {
+        panic!("the login in flight survives: {taken:?}");
+    };
     assert_eq!(
         tx.provider_verifier.as_ref().map(Secret::expose),
         Some("verifier"),

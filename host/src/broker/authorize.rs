@@ -1,14 +1,29 @@
 //! `/authorize`: check the app, then send the browser to the provider.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use url::Url;
 
-use super::model::{Client, ClientType, Connection};
+use super::limits::RetryAfter;
+use super::model::{Client, Connection};
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
-use super::secret::{SecretHash, pkce_challenge};
-use super::store::LoginTransaction;
+use super::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
+use super::store::{LoginTransaction, PutTransaction};
 use super::{Broker, LOGIN_TRANSACTION_TTL};
+
+/// Longest `state`, `nonce` or `scope` accepted, and longest value passed
+/// on to the provider through `authParamsMap`: apps send random values of
+/// 16–64 bytes and a handful of scopes; 1 KiB leaves room for a state that
+/// carries a short return path, and keeps a stored login to a few KiB
+/// however many are started.
+pub const MAX_PARAM_BYTES: usize = 1024;
+
+/// The parameters kept in a login transaction, bounded by [`MAX_PARAM_BYTES`].
+const STORED: [&str; 3] = ["state", "nonce", "scope"];
+
+/// Prefix of the cookie binding a login to its browser.
+const COOKIE_PREFIX: &str = "wp_tx_";
 
 /// Our `/authorize` parameters; never forwarded through `authParamsMap`,
 /// and never overridden by `authParams` towards the provider.
@@ -46,17 +61,30 @@ pub enum AuthorizeOutcome {
     },
     /// The app or its redirect_uri did not check out: never redirect.
     ErrorPage(OAuthError),
+    /// Too many requests from this address or for this app: `429`.
+    TooManyRequests(RetryAfter),
 }
 
 /// The cookie binding a login to its browser: named per login so parallel
-/// logins in two tabs do not clobber each other.
-pub fn cookie_name(provider_state: &str) -> String {
-    format!("wp_tx_{}", &provider_state[..12.min(provider_state.len())])
+/// logins in two tabs do not clobber each other. With an https issuer it
+/// carries the `__Host-` prefix (RFC 6265bis §4.1.3.2): the browser then
+/// accepts it only with `Secure`, `Path=/` and no `Domain`, so neither a
+/// sibling subdomain nor plain HTTP can plant or overwrite it.
+pub fn cookie_name(provider_state: &str, secure: bool) -> String {
+    // Our states are base64url; a forged one may hold anything, and is
+    // cut on a character boundary.
+    let tag: String = provider_state.chars().take(12).collect();
+    let prefix = if secure { "__Host-" } else { "" };
+    format!("{prefix}{COOKIE_PREFIX}{tag}")
 }
 
 impl Broker {
-    /// Handles `/authorize` with its raw query string.
-    pub async fn authorize(&self, query: &str) -> AuthorizeOutcome {
+    /// Handles `/authorize` with its raw query string, from the client
+    /// address `from` (for the rate limits).
+    pub async fn authorize(&self, query: &str, from: IpAddr) -> AuthorizeOutcome {
+        if let Err(wait) = self.rate.authorize(from) {
+            return AuthorizeOutcome::TooManyRequests(wait);
+        }
         let params = match Params::parse(query) {
             Ok(p) => p,
             Err(e) => return AuthorizeOutcome::ErrorPage(e),
@@ -69,6 +97,9 @@ impl Broker {
         let Some(client) = self.client(client_id) else {
             return error_page(&format!("unknown client `{client_id}`"));
         };
+        if let Err(wait) = self.rate.authorize_client(&client.client_id) {
+            return AuthorizeOutcome::TooManyRequests(wait);
+        }
         let Some(redirect_uri) = params.get("redirect_uri") else {
             return error_page("`redirect_uri` is required");
         };
@@ -80,7 +111,8 @@ impl Broker {
         let Ok(redirect_url) = Url::parse(redirect_uri) else {
             return error_page(&format!("`{redirect_uri}` is not a URL"));
         };
-        let app_state = params.get("state");
+        // An oversized state is not echoed back (it is what is refused).
+        let app_state = params.get("state").filter(|s| s.len() <= MAX_PARAM_BYTES);
         match self.start_login(&params, &client, redirect_uri).await {
             Ok(outcome) => outcome,
             Err(e) => AuthorizeOutcome::ToApp {
@@ -116,11 +148,21 @@ impl Broker {
                 format!("response_mode `{mode}` is not supported; only `query` is"),
             ));
         }
+        for name in STORED {
+            check_length(params, name)?;
+        }
         let code_challenge = match (
             params.get("code_challenge"),
             params.get("code_challenge_method"),
         ) {
-            (Some(c), Some("S256")) => Some(c.to_owned()),
+            // RFC 7636 §4.2: 43–128 unreserved characters.
+            (Some(c), Some("S256")) if pkce_value_is_valid(c) => Some(c.to_owned()),
+            (Some(_), Some("S256")) => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
+                ));
+            }
             (Some(_), Some(m)) => {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidRequest,
@@ -135,10 +177,10 @@ impl Broker {
             }
             (None, _) => None,
         };
-        if client.client_type == ClientType::Public && code_challenge.is_none() {
+        if client.needs_pkce() && code_challenge.is_none() {
             return Err(OAuthError::new(
                 ErrorCode::InvalidRequest,
-                "public clients must use PKCE (code_challenge with S256)",
+                "this app must use PKCE (code_challenge with code_challenge_method=S256)",
             ));
         }
         let Some(connection_name) = params.get("connection") else {
@@ -171,13 +213,13 @@ impl Broker {
         let location = provider_url(
             &connection,
             params,
-            self.callback_url(),
+            &self.callback_url_for(&connection),
             &provider_state,
             provider_verifier
                 .as_ref()
                 .map(|v| pkce_challenge(v.expose()))
                 .as_deref(),
-        );
+        )?;
         let correlation_id = self.random.token()[..16].to_owned();
         tracing::debug!(correlation_id, client_id = %client.client_id, connection = %connection.name(), "login started");
         let tx = LoginTransaction {
@@ -193,8 +235,11 @@ impl Broker {
             correlation_id,
             expires_at: self.expires_in(LOGIN_TRANSACTION_TTL),
         };
-        self.store
-            .put_transaction(SecretHash::of(&provider_state), tx)
+        let now = self.clock.now();
+        let max_live = self.limits.max_outstanding_logins;
+        let stored = self
+            .store
+            .put_transaction(SecretHash::of(&provider_state), tx, now, max_live)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot store a login transaction");
@@ -203,9 +248,19 @@ impl Broker {
                     "the login could not be started; try again",
                 )
             })?;
+        if stored == PutTransaction::Full {
+            tracing::warn!(
+                max_live,
+                "the bound on logins in flight is reached; refusing new ones"
+            );
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many logins are in progress; try again in a few minutes",
+            ));
+        }
         Ok(AuthorizeOutcome::ToProvider {
             location,
-            cookie_name: cookie_name(&provider_state),
+            cookie_name: cookie_name(&provider_state, self.secure_cookies()),
             cookie_value: binding,
         })
     }
@@ -213,6 +268,17 @@ impl Broker {
 
 fn error_page(description: &str) -> AuthorizeOutcome {
     AuthorizeOutcome::ErrorPage(OAuthError::new(ErrorCode::InvalidRequest, description))
+}
+
+/// `invalid_request` for a parameter over [`MAX_PARAM_BYTES`].
+fn check_length(params: &Params, name: &str) -> Result<(), OAuthError> {
+    match params.get(name) {
+        Some(v) if v.len() > MAX_PARAM_BYTES => Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            format!("`{name}` is over {MAX_PARAM_BYTES} bytes"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The provider's authorize URL: the standard parameters, then `authParams`,
@@ -223,7 +289,7 @@ fn provider_url(
     callback: &str,
     state: &str,
     code_challenge: Option<&str>,
-) -> String {
+) -> Result<String, OAuthError> {
     let options = &connection.spec.options;
     let mut pairs: Vec<(&str, &str)> = vec![
         ("response_type", "code"),
@@ -249,9 +315,10 @@ fn provider_url(
             continue;
         }
         if let Some(value) = params.get(our_param) {
+            check_length(params, our_param)?;
             pairs.retain(|(k, _)| k != provider_param);
             pairs.push((provider_param, value));
         }
     }
-    with_query(&connection.authorization_url, &pairs)
+    Ok(with_query(&connection.authorization_url, &pairs))
 }

@@ -1,17 +1,19 @@
 //! `/login/callback`: the provider sends the browser back; exchange the code,
 //! run the mapper, record the user, and send the browser to the app.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::Instrument;
 use url::Url;
 
 use super::authorize::cookie_name;
+use super::limits::RetryAfter;
 use super::model::Connection;
 use super::model::ProfileSource;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
 use super::secret::SecretHash;
-use super::store::{AuthorizationGrant, LoginTransaction};
+use super::store::{AuthorizationGrant, LoginTransaction, TakeTransaction};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
 use crate::mapper::MapperError;
 
@@ -23,17 +25,27 @@ pub enum CallbackOutcome {
         location: String,
         clear_cookie: String,
     },
-    /// No login to return to (unknown or expired state): shown, not redirected.
+    /// No login to return to (unknown or expired state), or not this
+    /// browser's: shown, not redirected.
     ErrorPage(OAuthError),
+    /// Too many callbacks from this address: `429`.
+    TooManyRequests(RetryAfter),
 }
 
 impl Broker {
-    /// Handles `/login/callback` with its raw query and the request's cookies.
+    /// Handles `/login/callback` (`arrived_on` `None`) or
+    /// `/login/callback/{connection}` (`Some(connection)`) with its raw
+    /// query and the request's cookies, from the client address `from`.
     pub async fn callback(
         &self,
         query: &str,
+        arrived_on: Option<&str>,
+        from: IpAddr,
         cookie: impl Fn(&str) -> Option<String>,
     ) -> CallbackOutcome {
+        if let Err(wait) = self.rate.callback(from) {
+            return CallbackOutcome::TooManyRequests(wait);
+        }
         let params = match Params::parse(query) {
             Ok(p) => p,
             Err(e) => return CallbackOutcome::ErrorPage(e),
@@ -45,15 +57,26 @@ impl Broker {
             ));
         };
         // Single use: taking the transaction makes any replay of this
-        // callback (or of its state) fail from here on.
+        // callback (or of its state) fail from here on. It is taken only
+        // with the cookie of the browser that started it: whoever learned a
+        // `state` without that cookie cannot consume (cancel) the login.
         let now = self.clock.now();
+        let clear_cookie = cookie_name(state, self.secure_cookies());
+        let binding = cookie(&clear_cookie).map(|v| SecretHash::of(&v));
         let tx = match self
             .store
-            .take_transaction(SecretHash::of(state), now)
+            .take_transaction(SecretHash::of(state), binding, now)
             .await
         {
-            Ok(Some(tx)) => tx,
-            Ok(None) => {
+            Ok(TakeTransaction::Taken(tx)) => *tx,
+            Ok(TakeTransaction::WrongBrowser) => {
+                return CallbackOutcome::ErrorPage(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "this login was not started in this browser (its cookie is missing); \
+                     finish it where it started, or start again from the app",
+                ));
+            }
+            Ok(TakeTransaction::Absent) => {
                 return CallbackOutcome::ErrorPage(OAuthError::new(
                     ErrorCode::InvalidRequest,
                     "this login is unknown, expired or already finished; start again from the app",
@@ -67,17 +90,16 @@ impl Broker {
                 ));
             }
         };
-        let clear_cookie = cookie_name(state);
         let span = tracing::info_span!("login", correlation_id = %tx.correlation_id, connection = %tx.connection);
         let result = async {
-            let binding_ok = cookie(&clear_cookie).is_some_and(|v| tx.browser_binding.matches(&v));
-            if !binding_ok {
-                return Err(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "this login was not started in this browser (its cookie is missing); start again",
-                ));
-            }
-            self.finish_login(&params, &tx).await
+            let connection = self.connection(&tx.connection).ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::ServerError,
+                    format!("connection `{}` no longer exists", tx.connection),
+                )
+            })?;
+            check_provenance(&params, &connection, arrived_on)?;
+            self.finish_login(&params, &tx, &connection).await
         }
         .instrument(span.clone())
         .await;
@@ -111,6 +133,7 @@ impl Broker {
         &self,
         params: &Params,
         tx: &LoginTransaction,
+        connection: &Arc<Connection>,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
             let description = params.get("error_description");
@@ -127,18 +150,12 @@ impl Broker {
                 "the provider's answer has neither `code` nor `error`",
             )
         })?;
-        let connection = self.connection(&tx.connection).ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::ServerError,
-                format!("connection `{}` no longer exists", tx.connection),
-            )
-        })?;
         let tokens = self
             .upstream
             .exchange_code(
-                &connection,
+                connection,
                 code,
-                self.callback_url(),
+                &self.callback_url_for(connection),
                 tx.provider_verifier.as_ref(),
             )
             .await
@@ -146,7 +163,7 @@ impl Broker {
                 tracing::warn!(error = %e, "token exchange failed");
                 OAuthError::new(ErrorCode::ServerError, e.to_string())
             })?;
-        let profile = self.run_mapper(&connection, tokens).await?;
+        let profile = self.run_mapper(connection, tokens).await?;
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
         let now = self.clock.now();
         self.store
@@ -183,7 +200,63 @@ impl Broker {
         tracing::info!(user_id, "login succeeded");
         Ok(code)
     }
+}
 
+/// Whether the answer comes from the provider this login went to, before
+/// anything in it (a code, an error) is believed: a mix-up attack (RFC 9700
+/// §4.4) has another provider's answer delivered for this login, so its
+/// code would be sent to this login's token endpoint.
+///
+/// - A connection with its own callback path must be answered there, and
+///   only there (RFC 9700 §4.4.2); one on the shared path must not be
+///   answered on a per-connection path.
+/// - A connection with an `issuer` needs `iss` equal to it, by simple
+///   string comparison (RFC 9207 §2.4), on success and error answers alike;
+///   a missing `iss` is refused too.
+fn check_provenance(
+    params: &Params,
+    connection: &Connection,
+    arrived_on: Option<&str>,
+) -> Result<(), OAuthError> {
+    let expected = connection
+        .spec
+        .options
+        .per_connection_callback
+        .then(|| connection.name());
+    if arrived_on != expected {
+        tracing::warn!(
+            arrived_on,
+            expected,
+            "a login's answer arrived at another callback"
+        );
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the provider's answer arrived at another connection's callback; the login is refused",
+        ));
+    }
+    let Some(issuer) = connection.spec.options.issuer.as_deref() else {
+        return Ok(());
+    };
+    match params.get("iss") {
+        Some(iss) if iss == issuer => Ok(()),
+        Some(iss) => {
+            tracing::warn!(iss, issuer, "a login's answer names another issuer");
+            Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the answer comes from another issuer than this login's provider (RFC 9207); the login is refused",
+            ))
+        }
+        None => Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "the provider's answer has no `iss`, which connection `{}` requires (RFC 9207)",
+                connection.name()
+            ),
+        )),
+    }
+}
+
+impl Broker {
     async fn run_mapper(
         &self,
         connection: &Arc<Connection>,

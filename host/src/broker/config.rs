@@ -14,6 +14,7 @@
 //! client_id = "shop"
 //! client_secret_env = "SHOP_SECRET"      # or client_secret_file, client_secret_sha256
 //! callbacks = ["https://shop.example.com/callback"]
+//! # require_pkce = false                 # PKCE is required of every app unless turned off
 //!
 //! [[connections]]
 //! name = "acme"
@@ -26,6 +27,15 @@
 //! client_secret_env = "ACME_SECRET"
 //! mapper = "acme-userinfo"
 //! mapper_settings = { userinfo_url = "https://id.acme.test/userinfo" }
+//! issuer = "https://id.acme.test"         # RFC 9207: its answers must carry this `iss`
+//! per_connection_callback = true         # it sends users to /login/callback/acme
+//! # pkce_enabled = false                 # PKCE towards the provider is on unless turned off
+//!
+//! [limits]                               # see `broker::limits` for every field
+//! max_outstanding_logins = 50000
+//! trusted_proxies = ["10.0.0.2"]         # whose X-Forwarded-For names the client
+//! [limits.rate]
+//! authorize_per_ip = { burst = 300, per_minute = 60 }
 //! ```
 
 use std::collections::HashMap;
@@ -38,7 +48,11 @@ use url::Url;
 
 use super::client_secret::ClientSecretHash;
 use super::keys::Alg;
-use super::model::{Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks};
+use super::limits::Limits;
+use super::model::{
+    Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks,
+    check_require_pkce,
+};
 use super::secret::SecretHash;
 
 /// The configuration file.
@@ -65,6 +79,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub connections: Vec<ConnectionSpec>,
+    /// Logins in flight, rate limits, trusted proxies.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A mapper component registered by path.
@@ -97,6 +114,13 @@ pub struct ClientConfig {
     /// The secret's SHA-256 in hex: the config never holds the secret.
     #[serde(default)]
     pub client_secret_sha256: Option<String>,
+    /// PKCE at `/authorize`: required unless `false` (confidential apps only).
+    #[serde(default = "required")]
+    pub require_pkce: bool,
+}
+
+fn required() -> bool {
+    true
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -117,6 +141,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("client_secret_env", &self.client_secret_env)
             .field("client_secret_file", &self.client_secret_file)
             .field("client_secret_sha256", &self.client_secret_sha256)
+            .field("require_pkce", &self.require_pkce)
             .finish()
     }
 }
@@ -163,6 +188,7 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         check_issuer(&config.issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+        config.limits.check()?;
         for conn in &mut config.connections {
             conn.options
                 .resolve_secrets()
@@ -272,6 +298,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         (ClientType::Public, Some(_)) => return Err("a public client has no secret".into()),
         _ => {}
     }
+    check_require_pkce(c.client_type, c.require_pkce)?;
     Ok(Client {
         client_id: c.client_id.clone(),
         name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
@@ -280,6 +307,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         callbacks: c.callbacks.clone(),
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
         scopes: Vec::new(),
+        require_pkce: c.require_pkce,
     })
 }
 
@@ -345,6 +373,12 @@ mod tests {
                 .iter()
                 .any(|h| h.to_string() == "api.acme.example")
         );
+        assert_eq!(
+            acme.spec.options.issuer.as_deref(),
+            Some("https://id.acme.example")
+        );
+        assert!(acme.spec.options.per_connection_callback);
+        assert_eq!(config.limits.trusted_proxies, ["127.0.0.1"]);
         let legacy = &connections["legacy"];
         assert!(
             matches!(&legacy.profile, ProfileSource::Script(s) if s.contains("request.get(")),
@@ -400,6 +434,88 @@ mod tests {
             "http://127.0.0.1:8080",
         ] {
             Config::parse(&format!("issuer = \"{ok}\"")).expect(ok);
+        }
+    }
+
+    #[test]
+    fn every_app_requires_pkce_unless_a_confidential_one_turns_it_off() {
+        let config = Config::parse(EXAMPLE).expect("parses");
+        assert!(config.clients().expect("clients")["shop"].require_pkce);
+        let off = EXAMPLE.replace(
+            "id_token_signed_response_alg = \"ES256\"",
+            "id_token_signed_response_alg = \"ES256\"\nrequire_pkce = false",
+        );
+        let config = Config::parse(&off).expect("parses");
+        assert!(!config.clients().expect("clients")["shop"].require_pkce);
+        let public = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "spa"
+            type = "public"
+            callbacks = ["https://spa.example.com/cb"]
+            require_pkce = false
+        "#;
+        let err = Config::parse(public)
+            .expect("parses")
+            .clients()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("public client always requires PKCE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pkce_towards_the_provider_is_on_unless_the_connection_turns_it_off() {
+        let connections = Config::parse(EXAMPLE)
+            .expect("parses")
+            .connections()
+            .expect("connections");
+        assert!(connections["acme"].spec.options.pkce_enabled);
+        let off = EXAMPLE.replace("mapper = \"m\"", "mapper = \"m\"\npkce_enabled = false");
+        let connections = Config::parse(&off)
+            .expect("parses")
+            .connections()
+            .expect("connections");
+        assert!(!connections["acme"].spec.options.pkce_enabled);
+    }
+
+    #[test]
+    fn the_limits_table_is_read_defaulted_and_checked() {
+        let config = Config::parse(EXAMPLE).expect("parses");
+        assert_eq!(config.limits, Limits::default());
+        let text = format!(
+            "{EXAMPLE}\n[limits]\nmax_outstanding_logins = 10\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+             [limits.rate]\nenabled = false\nauthorize_per_ip = {{ burst = 5, per_minute = 2 }}\n"
+        );
+        let config = Config::parse(&text).expect("parses");
+        assert_eq!(config.limits.max_outstanding_logins, 10);
+        assert_eq!(config.limits.trusted_proxies, ["10.0.0.0/8"]);
+        assert!(!config.limits.rate.enabled);
+        assert_eq!(config.limits.rate.authorize_per_ip.burst, 5);
+        assert_eq!(
+            config.limits.rate.callback_per_ip,
+            crate::broker::limits::CALLBACK_PER_IP,
+            "the others keep their defaults"
+        );
+        for (bad, needle) in [
+            (
+                "[limits.rate]\ncallback_per_ip = { burst = 0, per_minute = 1 }",
+                "callback_per_ip",
+            ),
+            (
+                "[limits]\ntrusted_proxies = [\"proxy.internal\"]",
+                "proxy.internal",
+            ),
+            (
+                "[limits]\nmax_outstanding_logins = 0",
+                "max_outstanding_logins",
+            ),
+            ("[limits]\nmax_logins = 3", "max_logins"),
+        ] {
+            let err = Config::parse(&format!("{EXAMPLE}\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
         }
     }
 

@@ -12,6 +12,7 @@ mod callback;
 pub mod client_secret;
 pub mod config;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod oauth;
 pub mod pages;
@@ -31,13 +32,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
-pub use authorize::AuthorizeOutcome;
+pub use authorize::{AuthorizeOutcome, MAX_PARAM_BYTES};
 pub use callback::CallbackOutcome;
 pub use token::JsonReply;
 
 use crate::mapper::{LoadedMapper, Runtime};
 use crate::script::ScriptEngine;
 use keys::KeySet;
+use limits::{Limits, RateLimiter};
 use model::{Client, Connection, ProfileSource};
 use secret::Random;
 use store::Store;
@@ -106,13 +108,16 @@ pub struct BrokerParts {
     pub upstream: Upstream,
     /// SHA-256 of the bootstrap admin token for the management API.
     pub admin_token: Option<secret::SecretHash>,
+    /// Logins in flight, rate limits, the sweep timer.
+    pub limits: Limits,
 }
 
 /// The broker.
 pub struct Broker {
     issuer: String,
     issuer_url: Url,
-    /// `<issuer>/login/callback`, sent to providers on every login.
+    /// `<issuer>/login/callback`, sent to providers on every login (but
+    /// for connections with a callback of their own).
     callback_url: String,
     /// Discovery and the JWKS depend only on the issuer and the keys, which
     /// are fixed for the broker's life: built once, served as they are.
@@ -126,6 +131,10 @@ pub struct Broker {
     random: Arc<dyn Random>,
     upstream: Upstream,
     admin_token: Option<secret::SecretHash>,
+    limits: Limits,
+    rate: RateLimiter,
+    /// Counts completed sweeps of expired state, for whoever waits on one.
+    sweeps: tokio::sync::watch::Sender<u64>,
     /// What the configuration file defines (read-only through the API).
     config_defined: ConfigDefined,
     /// The script engine, loaded when the first script connection needs it.
@@ -151,6 +160,9 @@ impl Broker {
             random: parts.random,
             upstream: parts.upstream,
             admin_token: parts.admin_token,
+            rate: RateLimiter::new(&parts.limits),
+            limits: parts.limits,
+            sweeps: tokio::sync::watch::Sender::new(0),
             config_defined: ConfigDefined::default(),
             script_engine: tokio::sync::OnceCell::new(),
             client_secrets: client_secret::Verifier::new(),
@@ -190,9 +202,43 @@ impl Broker {
         &self.callback_url
     }
 
-    /// Cookies get `Secure` when the issuer is https.
+    /// Where `conn`'s provider sends users back: the shared callback, or
+    /// `<issuer>/login/callback/<name>` for a connection with its own.
+    pub fn callback_url_for(&self, conn: &Connection) -> String {
+        if conn.spec.options.per_connection_callback {
+            format!("{}/{}", self.callback_url, conn.name())
+        } else {
+            self.callback_url.clone()
+        }
+    }
+
+    /// Cookies get `Secure` (and the `__Host-` prefix) when the issuer is https.
     fn secure_cookies(&self) -> bool {
         self.issuer_url.scheme() == "https"
+    }
+
+    /// The rate limits, for the HTTP layer.
+    pub fn rate_limits(&self) -> &RateLimiter {
+        &self.rate
+    }
+
+    /// How often [`Broker::sweep_expired`] runs when served.
+    pub fn sweep_interval(&self) -> Duration {
+        self.limits.sweep_interval
+    }
+
+    /// Deletes expired transactions, codes and tokens and forgets full rate
+    /// buckets; `serve` runs it every [`Broker::sweep_interval`].
+    pub async fn sweep_expired(&self) -> Result<store::Swept, store::StoreError> {
+        let swept = self.store.sweep_expired(self.clock.now()).await;
+        self.rate.prune();
+        self.sweeps.send_modify(|n| *n += 1);
+        swept
+    }
+
+    /// Completed sweeps so far; `changed()` wakes at the next one.
+    pub fn sweeps(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sweeps.subscribe()
     }
 
     fn client(&self, client_id: &str) -> Option<Arc<Client>> {

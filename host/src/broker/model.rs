@@ -81,12 +81,37 @@ pub struct Client {
     /// (e.g. `read:connections`); empty for login-only apps.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Whether `/authorize` requires PKCE (RFC 7636) of this app. On by
+    /// default for every app, confidential ones too (RFC 9700 §2.1.1: PKCE
+    /// also stops code injection, which a client secret does not); a public
+    /// app cannot turn it off. Clients stored before the field existed read
+    /// as `true`.
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Client {
     pub fn allows_redirect(&self, redirect_uri: &str) -> bool {
         self.callbacks.iter().any(|c| c == redirect_uri)
     }
+
+    /// Whether `/authorize` must carry a `code_challenge` for this app.
+    pub fn needs_pkce(&self) -> bool {
+        self.require_pkce || self.client_type == ClientType::Public
+    }
+}
+
+/// A public app has no secret: PKCE is what binds its code to it
+/// (RFC 9700 §2.1.1), so it cannot be turned off.
+pub fn check_require_pkce(client_type: ClientType, require_pkce: bool) -> Result<(), String> {
+    if client_type == ClientType::Public && !require_pkce {
+        return Err("a public client always requires PKCE (require_pkce cannot be false)".into());
+    }
+    Ok(())
 }
 
 /// An app's callback URLs, as the configuration file and the API both
@@ -177,7 +202,7 @@ pub enum ProfileSource {
 }
 
 /// A connection's `options`, named as in Auth0's Management API.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionOptions {
     #[serde(rename = "authorizationURL")]
@@ -217,9 +242,24 @@ pub struct ConnectionOptions {
     pub auth_params_map: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon_url: Option<String>,
-    /// PKCE (S256) towards the provider.
-    #[serde(default)]
+    /// PKCE (S256) towards the provider; on unless `false` is given
+    /// (RFC 9700 §2.1.1: it stops injected codes).
+    #[serde(default = "yes")]
     pub pkce_enabled: bool,
+    /// The provider's issuer identifier (RFC 8414 §2). When set, its
+    /// answers at the callback must carry `iss` equal to it (RFC 9207
+    /// §2.4), which stops mix-up attacks (RFC 9700 §4.4): an answer without
+    /// `iss`, or from another issuer, is refused. Set it only for providers
+    /// that send `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Whether the provider sends users back to
+    /// `<issuer>/login/callback/<connection>` instead of the shared
+    /// `<issuer>/login/callback` (register that URL at the provider). A
+    /// login's answer arriving at any other callback path is refused
+    /// (RFC 9700 §4.4.2: distinct redirect URIs per provider).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_connection_callback: bool,
     #[serde(default)]
     pub token_endpoint_auth_method: TokenAuthMethod,
     /// The registered mapper this connection runs (`name` or `name@N`)…
@@ -239,6 +279,35 @@ pub struct ConnectionOptions {
     /// The mapper's deadline in milliseconds (bounded by the runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapper_timeout_ms: Option<u64>,
+}
+
+/// Options as the configuration and the API default them (PKCE on).
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            authorization_url: String::new(),
+            token_url: String::new(),
+            scope: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_env: None,
+            client_secret_file: None,
+            custom_headers: BTreeMap::new(),
+            auth_params: BTreeMap::new(),
+            auth_params_map: BTreeMap::new(),
+            icon_url: None,
+            pkce_enabled: true,
+            issuer: None,
+            per_connection_callback: false,
+            token_endpoint_auth_method: TokenAuthMethod::default(),
+            mapper: None,
+            scripts: None,
+            mapper_settings: BTreeMap::new(),
+            mapper_settings_env: BTreeMap::new(),
+            mapper_egress: MapperEgress::default(),
+            mapper_timeout_ms: None,
+        }
+    }
 }
 
 impl ConnectionOptions {
@@ -282,6 +351,8 @@ impl fmt::Debug for ConnectionOptions {
             .field("authParams", &self.auth_params)
             .field("authParamsMap", &self.auth_params_map)
             .field("pkce_enabled", &self.pkce_enabled)
+            .field("issuer", &self.issuer)
+            .field("per_connection_callback", &self.per_connection_callback)
             .field("mapper", &self.mapper)
             .field("scripts", &self.scripts.as_ref().map(|_| "[script]"))
             .field(
@@ -364,6 +435,9 @@ impl Connection {
         }
         if let Some(icon) = &o.icon_url {
             parse("icon_url", icon)?;
+        }
+        if let Some(issuer) = &o.issuer {
+            parse("issuer", issuer)?;
         }
         let profile = match (&o.mapper, &o.scripts) {
             (Some(mapper), None) => ProfileSource::Mapper(mapper.clone()),
@@ -564,6 +638,26 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("customHeaders.X-Token"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn an_issuer_must_be_an_http_url_and_per_connection_callbacks_are_off_by_default() {
+        let spec = |issuer: &str| -> ConnectionSpec {
+            serde_json::from_value(serde_json::json!({
+                "name": "acme",
+                "options": {"authorizationURL": "https://a.test/authorize", "tokenURL": "https://a.test/token",
+                            "client_id": "c", "mapper": "m", "issuer": issuer}
+            }))
+            .expect("spec")
+        };
+        let conn = Connection::new("con_acme".into(), spec("https://a.test")).expect("valid");
+        assert_eq!(conn.spec.options.issuer.as_deref(), Some("https://a.test"));
+        assert!(!conn.spec.options.per_connection_callback);
+        assert!(conn.spec.options.pkce_enabled, "PKCE is on by default");
+        for bad in ["a.test", "urn:x", ""] {
+            let err = Connection::new("con_acme".into(), spec(bad)).unwrap_err();
+            assert!(err.contains("issuer"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -143,10 +143,11 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Whether `verifier` is well-formed (RFC 7636 §4.1: 43–128 unreserved characters).
-pub fn pkce_verifier_is_valid(verifier: &str) -> bool {
-    (43..=128).contains(&verifier.len())
-        && verifier
+/// Whether a PKCE verifier (RFC 7636 §4.1) or challenge (§4.2) is
+/// well-formed: both are 43–128 unreserved characters.
+pub fn pkce_value_is_valid(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
@@ -205,9 +206,9 @@ mod tests {
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
-        assert!(pkce_verifier_is_valid(
+        assert!(pkce_value_is_valid(
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
         ));
-        assert!(!pkce_verifier_is_valid("short"));
+        assert!(!pkce_value_is_valid("short"));
     }
 }

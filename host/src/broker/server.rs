@@ -1,14 +1,17 @@
 //! The broker's HTTP face (hyper 1): parse, call one domain function, map
 //! the outcome to a response. `serve` takes a bound listener, so tests bind
-//! `127.0.0.1:0`, and a shutdown future, so in-flight logins finish.
+//! `127.0.0.1:0`, and a shutdown future, so in-flight logins finish; it
+//! also sweeps expired state on a timer.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use cookie::{Cookie, SameSite};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,8 +19,13 @@ use tokio::net::TcpListener;
 
 use super::authorize::AuthorizeOutcome;
 use super::callback::CallbackOutcome;
+use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError};
 use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
+
+/// The shared callback path (the seed's URL); `/login/callback/{name}` is
+/// a connection's own.
+const CALLBACK_PATH: &str = "/login/callback";
 
 /// Largest request body accepted (token requests are a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,11 +52,12 @@ type Body = Full<Bytes>;
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let sweeper = tokio::spawn(sweep_on_timer(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a connection failed; retrying shortly");
                         tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -59,7 +68,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
                 let broker = broker.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let broker = broker.clone();
-                    async move { Ok::<_, Infallible>(handle(&broker, req).await) }
+                    async move { Ok::<_, Infallible>(handle(&broker, req, peer.ip()).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -74,6 +83,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         }
     }
     drop(listener);
+    sweeper.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
@@ -82,25 +92,61 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     }
 }
 
-/// Routes one request.
-pub async fn handle(broker: &Broker, req: Request<Incoming>) -> Response<Body> {
+/// Deletes expired state every [`Broker::sweep_interval`] (the first
+/// sweep at once: rows left from before a restart) until aborted.
+async fn sweep_on_timer(broker: Arc<Broker>) {
+    // A zero period would make `interval` panic; a millisecond is as often
+    // as any test needs.
+    let period = broker.sweep_interval().max(Duration::from_millis(1));
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match broker.sweep_expired().await {
+            Ok(swept) => tracing::debug!(?swept, "expired state swept"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired state failed"),
+        }
+    }
+}
+
+/// Routes one request from the TCP peer `peer`.
+pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let from = broker.rate_limits().client_address(
+        peer,
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     if let Some(api_path) = parts.uri.path().strip_prefix("/api/v2/") {
-        return api(broker, &parts, api_path, &query, body).await;
+        return api(broker, &parts, api_path, &query, body, from).await;
+    }
+    if let Some(connection) = parts
+        .uri
+        .path()
+        .strip_prefix(CALLBACK_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        return match parts.method {
+            Method::GET => {
+                login_callback(broker, &parts.headers, &query, Some(connection), from).await
+            }
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        };
     }
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/authorize") => authorize(broker, &query).await,
-        (&Method::GET, "/login/callback") => {
-            let cookies = header(header::COOKIE).unwrap_or("").to_owned();
-            let outcome = broker.callback(&query, |name| cookie(&cookies, name)).await;
-            callback(broker, outcome)
+        (&Method::GET, "/authorize") => authorize(broker, &query, from).await,
+        (&Method::GET, CALLBACK_PATH) => {
+            login_callback(broker, &parts.headers, &query, None, from).await
         }
         (&Method::POST, "/oauth/token") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
-                Ok(form) => json_reply(broker.token(&form, authorization.as_deref()).await),
+                Ok(form) => json_reply(broker.token(&form, authorization.as_deref(), from).await),
                 Err(resp) => resp,
             }
         }
@@ -134,10 +180,36 @@ async fn api(
     path: &str,
     query: &str,
     body: Incoming,
+    from: IpAddr,
 ) -> Response<Body> {
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    // Failed authentications are counted per address; past the limit the
+    // token is not even checked, so guessing one gets nowhere.
+    if let Err(wait) = broker.rate_limits().api_failures_allow(from) {
+        let reply = super::api::ApiError::new(
+            429,
+            format!(
+                "too many failed authentications from this address; try again in {} s",
+                wait.seconds()
+            ),
+        )
+        .into_reply();
+        let mut resp = response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "application/json",
+            reply.body,
+        );
+        set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+        set_retry_after(&mut resp, wait);
+        return resp;
+    }
     let reply = match broker.api_authenticate(header(header::AUTHORIZATION)).await {
-        Err(e) => e.into_reply(),
+        Err(e) => {
+            if e.status == 401 {
+                broker.rate_limits().api_failure(from);
+            }
+            e.into_reply()
+        }
         Ok(caller) => {
             // Only component uploads may be large (and slow).
             let (limit, deadline) = if parts.method == Method::PUT && path.starts_with("mappers/") {
@@ -177,22 +249,19 @@ async fn api(
     resp
 }
 
-async fn authorize(broker: &Broker, query: &str) -> Response<Body> {
-    match broker.authorize(query).await {
+async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body> {
+    match broker.authorize(query, from).await {
         AuthorizeOutcome::ToProvider {
             location,
             cookie_name,
             cookie_value,
         } => {
             let mut resp = redirect(&location);
-            let cookie = format!(
-                "{cookie_name}={cookie_value}; Path=/login/callback; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            let cookie = binding_cookie(
+                broker,
+                cookie_name,
+                cookie_value,
                 LOGIN_TRANSACTION_TTL.as_secs(),
-                if broker.secure_cookies() {
-                    "; Secure"
-                } else {
-                    ""
-                }
             );
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
@@ -207,37 +276,84 @@ async fn authorize(broker: &Broker, query: &str) -> Response<Body> {
             pages::choose_connection(&client, &connections, &query),
         ),
         AuthorizeOutcome::ErrorPage(e) => error_page(&e),
+        AuthorizeOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
 }
 
-fn callback(broker: &Broker, outcome: CallbackOutcome) -> Response<Body> {
+async fn login_callback(
+    broker: &Broker,
+    headers: &HeaderMap,
+    query: &str,
+    arrived_on: Option<&str>,
+    from: IpAddr,
+) -> Response<Body> {
+    let outcome = broker
+        .callback(query, arrived_on, from, |name| cookie_value(headers, name))
+        .await;
     match outcome {
         CallbackOutcome::ToApp {
             location,
             clear_cookie,
         } => {
             let mut resp = redirect(&location);
-            let cookie = format!(
-                "{clear_cookie}=; Path=/login/callback; Max-Age=0; HttpOnly; SameSite=Lax{}",
-                if broker.secure_cookies() {
-                    "; Secure"
-                } else {
-                    ""
-                }
-            );
+            let cookie = binding_cookie(broker, clear_cookie, String::new(), 0);
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
         CallbackOutcome::ErrorPage(e) => error_page(&e),
+        CallbackOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
 }
 
-/// The value of cookie `name` in a `Cookie` header (RFC 6265 §5.4).
-fn cookie(header: &str, name: &str) -> Option<String> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k == name).then(|| v.trim_matches('"').to_owned())
-    })
+/// The `Set-Cookie` value binding a login to its browser (`max_age` 0
+/// clears it). With an https issuer the name carries `__Host-`, which needs
+/// `Secure`, `Path=/` and no `Domain` (RFC 6265bis §4.1.3.2); otherwise the
+/// cookie is kept to the callback paths. `HttpOnly`: no script reads it;
+/// `SameSite=Lax`: the provider's top-level redirect back still carries it.
+fn binding_cookie(broker: &Broker, name: String, value: String, max_age: u64) -> String {
+    let secure = broker.secure_cookies();
+    Cookie::build((name, value))
+        .path(if secure { "/" } else { CALLBACK_PATH })
+        .secure(secure)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
+        .build()
+        .to_string()
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (RFC 6265
+/// §5.4); pairs that do not parse are skipped.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value_trimmed().to_owned())
+}
+
+/// `429 Too Many Requests` as a page, for browsers (RFC 6585 §4).
+fn too_many_page(wait: RetryAfter) -> Response<Body> {
+    let e = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        format!(
+            "too many requests from this address; try again in {} s",
+            wait.seconds()
+        ),
+    );
+    let mut resp = html(StatusCode::TOO_MANY_REQUESTS, pages::error(&e));
+    set_retry_after(&mut resp, wait);
+    resp
+}
+
+/// `Retry-After` in seconds (RFC 9110 §10.2.3).
+fn set_retry_after(resp: &mut Response<Body>, wait: RetryAfter) {
+    set_header(resp, header::RETRY_AFTER, &wait.seconds().to_string());
 }
 
 /// Why a request body was not read.
@@ -279,11 +395,7 @@ async fn read_form(body: Incoming) -> Result<String, Response<Body>> {
     match read_body(body, MAX_BODY_BYTES, BODY_READ_TIMEOUT).await {
         Ok(collected) => String::from_utf8(collected.to_vec()).map_err(|_| {
             let e = OAuthError::new(ErrorCode::InvalidRequest, "the request body is not UTF-8");
-            json_reply(JsonReply {
-                status: 400,
-                body: e.to_json(),
-                www_authenticate: None,
-            })
+            json_reply(JsonReply::error(&e, None))
         }),
         Err(e) => Err(text(e.status(), &e.to_string())),
     }
@@ -306,6 +418,9 @@ fn json_reply(reply: JsonReply) -> Response<Body> {
     set_header(&mut resp, header::PRAGMA, "no-cache");
     if let Some(challenge) = reply.www_authenticate {
         set_header(&mut resp, header::WWW_AUTHENTICATE, &challenge);
+    }
+    if let Some(seconds) = reply.retry_after {
+        set_header(&mut resp, header::RETRY_AFTER, &seconds.to_string());
     }
     resp
 }
@@ -367,10 +482,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_found_by_exact_name() {
-        let h = "a=1; wp_tx_abc=xyz; wp_tx_ab=no";
-        assert_eq!(cookie(h, "wp_tx_abc").as_deref(), Some("xyz"));
-        assert_eq!(cookie(h, "wp_tx_a"), None);
+    fn cookies_are_found_by_exact_name_in_every_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; wp_tx_abc=xyz; wp_tx_ab=no"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("broken; __Host-wp_tx_q=\"v\""),
+        );
+        assert_eq!(cookie_value(&headers, "wp_tx_abc").as_deref(), Some("xyz"));
+        assert_eq!(cookie_value(&headers, "wp_tx_a"), None);
+        assert_eq!(
+            cookie_value(&headers, "__Host-wp_tx_q").as_deref(),
+            Some("v")
+        );
     }
 
     /// A body whose sender never sends.

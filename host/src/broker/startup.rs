@@ -50,6 +50,7 @@ impl Broker {
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
             admin_token: admin_token(config)?,
+            limits: config.limits.clone(),
         })
         .with_config_defined(defined);
         broker.check_scripts().await?;

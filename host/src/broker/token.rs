@@ -1,23 +1,28 @@
 //! The OpenID Connect provider side: `/oauth/token`, `/userinfo`, discovery.
 
+use std::net::IpAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use super::keys::Alg;
+use super::limits::RetryAfter;
 use super::model::{Client, ClientType};
 use super::oauth::{ErrorCode, OAuthError, Params, basic_credentials, bearer_token};
-use super::secret::{SecretHash, ct_eq, pkce_challenge, pkce_verifier_is_valid};
+use super::secret::{SecretHash, ct_eq, pkce_challenge, pkce_value_is_valid};
 use super::store::{AccessGrant, User};
 use super::{Broker, TOKEN_TTL};
 use crate::mapper::Profile;
 
-/// A JSON answer with its status and, for 401s, the challenge.
+/// A JSON answer with its status and, for 401s, the challenge; for 429s,
+/// the seconds to wait (`Retry-After`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonReply {
     pub status: u16,
     pub body: String,
     pub www_authenticate: Option<String>,
+    pub retry_after: Option<u64>,
 }
 
 impl JsonReply {
@@ -26,14 +31,32 @@ impl JsonReply {
             status: 200,
             body: body.to_string(),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
-    fn error(e: &OAuthError, challenge: Option<String>) -> Self {
+    /// An OAuth error as RFC 6749 §5.2 answers it.
+    pub fn error(e: &OAuthError, challenge: Option<String>) -> Self {
         Self {
             status: e.code.status(),
             body: e.to_json(),
             www_authenticate: challenge,
+            retry_after: None,
+        }
+    }
+
+    /// `429 Too Many Requests` (RFC 6585 §4) with `Retry-After`. RFC 6749
+    /// has no error code for it; `temporarily_unavailable` says "try later".
+    fn too_many(wait: RetryAfter, what: &str) -> Self {
+        let e = OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("{what}; try again in {} s", wait.seconds()),
+        );
+        Self {
+            status: 429,
+            body: e.to_json(),
+            www_authenticate: None,
+            retry_after: Some(wait.seconds()),
         }
     }
 
@@ -45,6 +68,7 @@ impl JsonReply {
             status: 401,
             body: "{}".to_owned(),
             www_authenticate: Some(challenge.to_owned()),
+            retry_after: None,
         }
     }
 }
@@ -75,11 +99,32 @@ impl AccessGrant {
 }
 
 impl Broker {
-    /// Handles `POST /oauth/token` with its form body and Authorization header.
-    pub async fn token(&self, body: &str, authorization: Option<&str>) -> JsonReply {
+    /// Handles `POST /oauth/token` with its form body and Authorization
+    /// header, from the client address `from`.
+    ///
+    /// Failed client authentications are counted per address and per
+    /// (registered) client id; past their rate limits the request is
+    /// answered `429` before the credentials are even checked, so neither
+    /// one address nor many can keep guessing a client's secret.
+    pub async fn token(&self, body: &str, authorization: Option<&str>, from: IpAddr) -> JsonReply {
+        let params = Params::parse(body);
+        let claimed = params
+            .as_ref()
+            .ok()
+            .and_then(|p| self.claimed_client(p, authorization));
+        if let Err(wait) = self.rate.token_failures_allow(from, claimed.as_deref()) {
+            return JsonReply::too_many(wait, "too many failed client authentications");
+        }
         let result = async {
-            let params = Params::parse(body)?;
-            let client = self.authenticate_client(&params, authorization).await?;
+            let params = params?;
+            let client = self
+                .authenticate_client(&params, authorization)
+                .await
+                .inspect_err(|e| {
+                    if e.code == ErrorCode::InvalidClient {
+                        self.rate.token_failure(from, claimed.as_deref());
+                    }
+                })?;
             match params.require("grant_type")? {
                 "authorization_code" => self.redeem_code(&params, &client).await,
                 "client_credentials" => self.client_credentials(&params, &client).await,
@@ -107,6 +152,17 @@ impl Broker {
                 JsonReply::error(&e, challenge)
             }
         }
+    }
+
+    /// The registered client a token request claims to be (Basic or form
+    /// `client_id`), for the rate limits: ids nobody registered are not
+    /// tracked, so they cannot grow the limiter's tables.
+    fn claimed_client(&self, params: &Params, authorization: Option<&str>) -> Option<String> {
+        let id = match authorization.and_then(basic_credentials) {
+            Some(encoded) => decode_basic(encoded)?.0,
+            None => params.get("client_id")?.to_owned(),
+        };
+        self.client(&id).map(|c| c.client_id.clone())
     }
 
     async fn authenticate_client(
@@ -177,8 +233,8 @@ impl Broker {
         }
         match (&grant.code_challenge, params.get("code_verifier")) {
             (Some(challenge), Some(verifier))
-                if pkce_verifier_is_valid(verifier)
-                    && ct_eq(&pkce_challenge(verifier), challenge) => {}
+                if pkce_value_is_valid(verifier) && ct_eq(&pkce_challenge(verifier), challenge) => {
+            }
             (Some(_), _) => {
                 return Err(invalid_grant(
                     "the PKCE code_verifier does not match the code_challenge",
@@ -434,6 +490,7 @@ mod tests {
             random: Arc::new(SystemRandomTokens::default()),
             upstream: Upstream::default(),
             admin_token: None,
+            limits: crate::broker::limits::Limits::default(),
         });
         (broker, store)
     }

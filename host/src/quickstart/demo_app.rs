@@ -1,5 +1,6 @@
 //! The quickstart's demo app: a confidential OpenID Connect client with a
 //! "Log in" button and a page showing the user's profile and id_token claims.
+//! It uses PKCE (RFC 7636), as Waypass requires of every app by default.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use url::Url;
 
 use crate::broker::oauth::{Params, with_query};
 use crate::broker::pages::escape;
-use crate::broker::secret::{Random, Secret, SystemRandomTokens, ct_eq};
+use crate::broker::secret::{Random, Secret, SystemRandomTokens, ct_eq, pkce_challenge};
 use crate::broker::upstream::Upstream;
 
 const STATE_COOKIE: &str = "qs_login";
@@ -89,10 +90,16 @@ impl DemoApp {
         }
     }
 
-    /// The start page: a login link carrying a fresh state and nonce, both
-    /// remembered in a cookie to check on the way back.
+    /// The start page: a login link carrying a fresh state, nonce and PKCE
+    /// challenge; the state, nonce and verifier are remembered in a cookie
+    /// for the way back.
     fn home(&self) -> Response<Full<Bytes>> {
-        let (state, nonce) = (self.random.token(), self.random.token());
+        let (state, nonce, verifier) = (
+            self.random.token(),
+            self.random.token(),
+            self.random.token(),
+        );
+        let challenge = pkce_challenge(&verifier);
         let login = with_query(
             &self.authorize,
             &[
@@ -102,6 +109,8 @@ impl DemoApp {
                 ("scope", "openid profile email"),
                 ("state", &state),
                 ("nonce", &nonce),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
             ],
         );
         let body = format!(
@@ -112,8 +121,9 @@ impl DemoApp {
             escape(&login)
         );
         let mut resp = page(StatusCode::OK, "Waypass quickstart", &body);
-        let cookie =
-            format!("{STATE_COOKIE}={state}.{nonce}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600");
+        let cookie = format!(
+            "{STATE_COOKIE}={state}.{nonce}.{verifier}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600"
+        );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             resp.headers_mut().insert(header::SET_COOKIE, v);
         }
@@ -144,9 +154,11 @@ impl DemoApp {
                     .map(str::to_owned)
             })
             .ok_or("the login cookie is missing; start from the home page")?;
-        let (state, nonce) = remembered
-            .split_once('.')
-            .ok_or("the login cookie is malformed")?;
+        let mut parts = remembered.split('.');
+        let (Some(state), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("the login cookie is malformed".into());
+        };
         if !params.get("state").is_some_and(|s| ct_eq(s, state)) {
             return Err("the state does not match this browser's login".into());
         }
@@ -162,6 +174,7 @@ impl DemoApp {
                 ("grant_type", "authorization_code"),
                 ("code", code),
                 ("redirect_uri", &self.redirect_uri),
+                ("code_verifier", verifier),
             ])
             .finish();
         let mut headers = HeaderMap::new();

@@ -149,6 +149,7 @@ fn config(
             client_secret_env: None,
             client_secret_file: None,
             client_secret_sha256: None,
+            require_pkce: true,
         }],
         connections: vec![ConnectionSpec {
             name: ConnectionName::parse(CONNECTION).map_err(anyhow::Error::msg)?,
@@ -156,6 +157,7 @@ fn config(
             enabled_clients: vec![APP_CLIENT_ID.into()],
             options: options_json,
         }],
+        limits: crate::broker::limits::Limits::default(),
     })
 }
 

@@ -11,7 +11,7 @@ use super::{
 use crate::broker::Broker;
 use crate::broker::client_secret::ClientSecretHash;
 use crate::broker::keys::Alg;
-use crate::broker::model::{Client, ClientType, check_callbacks};
+use crate::broker::model::{Client, ClientType, check_callbacks, check_require_pkce};
 
 /// The scope that lets a management client set clients' `scopes` (Auth0
 /// splits this power into `create:client_grants` and
@@ -42,6 +42,9 @@ struct ClientBody {
     /// Management scopes for the `client_credentials` grant.
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// PKCE at `/authorize` (default true; public apps cannot turn it off).
+    #[serde(default)]
+    require_pkce: Option<bool>,
 }
 
 impl Broker {
@@ -200,6 +203,7 @@ impl Broker {
             callbacks: Vec::new(),
             id_token_alg: Alg::Rs256,
             scopes: Vec::new(),
+            require_pkce: true,
         };
         apply(&mut client, body)?;
         check_callbacks(&client.callbacks).map_err(ApiError::bad_request)?;
@@ -314,6 +318,10 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
     if let Some(alg) = body.id_token_signed_response_alg {
         client.id_token_alg = alg;
     }
+    if let Some(require) = body.require_pkce {
+        check_require_pkce(client.client_type, require).map_err(ApiError::bad_request)?;
+        client.require_pkce = require;
+    }
     if let Some(scopes) = body.scopes {
         check_known(&scopes)?;
         if !scopes.is_empty() && client.client_type == ClientType::Public {
@@ -335,6 +343,7 @@ fn public_json(c: &Client) -> Value {
         "callbacks": c.callbacks,
         "id_token_signed_response_alg": c.id_token_alg,
         "scopes": c.scopes,
+        "require_pkce": c.require_pkce,
     })
 }
 
@@ -376,6 +385,7 @@ mod tests {
             callbacks: Vec::new(),
             id_token_alg: Alg::Rs256,
             scopes: strings(&["write:egress"]),
+            require_pkce: true,
         };
         assert_eq!(
             check_may_act_as(&holder, &client).map_err(|e| e.status),

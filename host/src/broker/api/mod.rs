@@ -109,6 +109,7 @@ impl ApiError {
             409 => "Conflict",
             413 => "Payload Too Large",
             415 => "Unsupported Media Type",
+            429 => "Too Many Requests",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         };

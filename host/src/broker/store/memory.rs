@@ -9,9 +9,6 @@ use async_trait::async_trait;
 
 use super::*;
 
-/// Take operations between sweeps of expired entries.
-const SWEEP_EVERY: usize = 1024;
-
 /// Everything in memory: for tests and a single process that may lose
 /// in-flight logins on restart.
 #[derive(Default)]
@@ -21,6 +18,15 @@ pub struct MemoryStore {
     tokens: Expiring<AccessGrant>,
     users: Mutex<BTreeMap<String, User>>,
     durable: Mutex<Durable>,
+}
+
+/// How many short-lived entries a [`MemoryStore`] holds, expired ones
+/// included until swept: for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShortLivedCounts {
+    pub transactions: usize,
+    pub codes: usize,
+    pub tokens: usize,
 }
 
 #[derive(Default)]
@@ -44,11 +50,19 @@ impl MemoryStore {
     fn users(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, User>> {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The short-lived entries held right now, expired ones included.
+    pub fn short_lived_counts(&self) -> ShortLivedCounts {
+        ShortLivedCounts {
+            transactions: self.transactions.lock().len(),
+            codes: self.codes.lock().len(),
+            tokens: self.tokens.lock().len(),
+        }
+    }
 }
 
-/// Entries by key hash, each with its expiry; and a count of operations
-/// since the last sweep.
-type Entries<T> = (HashMap<SecretHash, (u64, T)>, usize);
+/// Entries by key hash, each with its expiry.
+type Entries<T> = HashMap<SecretHash, (u64, T)>;
 
 struct Expiring<T> {
     map: Mutex<Entries<T>>,
@@ -57,7 +71,7 @@ struct Expiring<T> {
 impl<T> Default for Expiring<T> {
     fn default() -> Self {
         Self {
-            map: Mutex::new((HashMap::new(), 0)),
+            map: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -68,38 +82,35 @@ impl<T: Clone> Expiring<T> {
     }
 
     fn put(&self, key: SecretHash, expires_at: u64, value: T) {
-        self.lock().0.insert(key, (expires_at, value));
+        self.lock().insert(key, (expires_at, value));
     }
 
-    /// Removes `key`; every [`SWEEP_EVERY`] calls also drops what expired,
-    /// so abandoned logins do not accumulate.
+    /// Removes `key`, returning its value unless it has expired.
     fn take(&self, key: &SecretHash, now: u64) -> Option<T> {
-        let mut guard = self.lock();
-        let (exp, value) = Self::sweep(&mut guard, now).remove(key)?;
+        let (exp, value) = self.lock().remove(key)?;
         (exp > now).then_some(value)
     }
 
     fn get(&self, key: &SecretHash, now: u64) -> Option<T> {
-        let mut guard = self.lock();
-        let (exp, value) = Self::sweep(&mut guard, now).get(key)?;
+        let guard = self.lock();
+        let (exp, value) = guard.get(key)?;
         (*exp > now).then(|| value.clone())
     }
 
     /// Removes every entry `doomed` picks; how many.
     fn remove_where(&self, doomed: impl Fn(&T) -> bool) -> u64 {
-        let mut guard = self.lock();
-        let before = guard.0.len();
-        guard.0.retain(|_, (_, value)| !doomed(value));
-        (before - guard.0.len()) as u64
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, (_, value)| !doomed(value));
+        (before - map.len()) as u64
     }
 
-    fn sweep(guard: &mut Entries<T>, now: u64) -> &mut HashMap<SecretHash, (u64, T)> {
-        let (map, ops) = guard;
-        *ops += 1;
-        if *ops % SWEEP_EVERY == 0 {
-            map.retain(|_, (exp, _)| *exp > now);
-        }
-        map
+    /// Drops what has expired at `now`; returns how many.
+    fn sweep(&self, now: u64) -> u64 {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, (exp, _)| *exp > now);
+        (before - map.len()) as u64
     }
 }
 
@@ -109,18 +120,39 @@ impl Store for MemoryStore {
         &self,
         state: SecretHash,
         tx: LoginTransaction,
-    ) -> Result<(), StoreError> {
-        let exp = tx.expires_at;
-        self.transactions.put(state, exp, tx);
-        Ok(())
+        now: u64,
+        max_live: usize,
+    ) -> Result<PutTransaction, StoreError> {
+        let mut map = self.transactions.lock();
+        // Counting live entries is a walk: only needed near the bound.
+        if map.len() >= max_live && map.values().filter(|(exp, _)| *exp > now).count() >= max_live {
+            return Ok(PutTransaction::Full);
+        }
+        map.insert(state, (tx.expires_at, tx));
+        Ok(PutTransaction::Stored)
     }
 
     async fn take_transaction(
         &self,
         state: SecretHash,
+        binding: Option<SecretHash>,
         now: u64,
-    ) -> Result<Option<LoginTransaction>, StoreError> {
-        Ok(self.transactions.take(&state, now))
+    ) -> Result<TakeTransaction, StoreError> {
+        let mut map = self.transactions.lock();
+        let Some((exp, tx)) = map.get(&state) else {
+            return Ok(TakeTransaction::Absent);
+        };
+        if *exp <= now {
+            return Ok(TakeTransaction::Absent);
+        }
+        if binding != Some(tx.browser_binding) {
+            return Ok(TakeTransaction::WrongBrowser);
+        }
+        Ok(map
+            .remove(&state)
+            .map_or(TakeTransaction::Absent, |(_, tx)| {
+                TakeTransaction::Taken(Box::new(tx))
+            }))
     }
 
     async fn put_code(
@@ -163,6 +195,14 @@ impl Store for MemoryStore {
         Ok(self
             .tokens
             .remove_where(|grant| grant.client_id == client_id))
+    }
+
+    async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError> {
+        Ok(Swept {
+            transactions: self.transactions.sweep(now),
+            codes: self.codes.sweep(now),
+            tokens: self.tokens.sweep(now),
+        })
     }
 
     async fn record_login(

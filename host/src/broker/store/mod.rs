@@ -3,12 +3,14 @@
 //!
 //! Every key is the SHA-256 of a random bearer value (state, code, token), so
 //! a copy of the store hands out nothing usable. `take_*` removes what it
-//! returns: single use is the store's job, atomic in every backend.
+//! returns: single use is the store's job, atomic in every backend. Expired
+//! entries are never returned, and [`Store::sweep_expired`] (run on a timer
+//! by the server) deletes them.
 
 mod memory;
 mod sqlite;
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, ShortLivedCounts};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -121,6 +123,36 @@ pub struct MapperEntry {
     pub active_version: u32,
 }
 
+/// What [`Store::put_transaction`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum PutTransaction {
+    Stored,
+    /// `max_live` logins are already in flight: nothing was stored.
+    Full,
+}
+
+/// What [`Store::take_transaction`] found under a `state`.
+#[derive(Debug)]
+pub enum TakeTransaction {
+    /// The browser's binding matched: the transaction is removed and returned.
+    Taken(Box<LoginTransaction>),
+    /// A live transaction, but not this browser's (no cookie, or another
+    /// one): left in place, so whoever learned a `state` cannot cancel the
+    /// login of the browser that holds the cookie.
+    WrongBrowser,
+    /// No live transaction under this state (unknown, expired or finished).
+    Absent,
+}
+
+/// How many expired entries [`Store::sweep_expired`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub transactions: u64,
+    pub codes: u64,
+    pub tokens: u64,
+}
+
 /// Where the broker keeps its state. One conformance suite
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
@@ -128,17 +160,26 @@ pub struct MapperEntry {
 pub trait Store: Send + Sync {
     // ---- short-lived, single-use state ----
 
+    /// Stores a login transaction, unless `max_live` unexpired ones (at
+    /// `now`) are already stored: then [`PutTransaction::Full`], atomically,
+    /// so concurrent logins cannot overshoot the bound.
     async fn put_transaction(
         &self,
         state: SecretHash,
         tx: LoginTransaction,
-    ) -> Result<(), StoreError>;
-    /// Removes and returns the transaction, unless absent or expired.
+        now: u64,
+        max_live: usize,
+    ) -> Result<PutTransaction, StoreError>;
+    /// Removes and returns the transaction if it is live and its
+    /// `browser_binding` is `binding`, in one atomic step; otherwise
+    /// removes nothing and says why. `binding` is `None` when the browser
+    /// sent no binding cookie.
     async fn take_transaction(
         &self,
         state: SecretHash,
+        binding: Option<SecretHash>,
         now: u64,
-    ) -> Result<Option<LoginTransaction>, StoreError>;
+    ) -> Result<TakeTransaction, StoreError>;
     async fn put_code(&self, code: SecretHash, grant: AuthorizationGrant)
     -> Result<(), StoreError>;
     /// Removes and returns the grant, unless absent or expired.
@@ -162,6 +203,9 @@ pub trait Store: Send + Sync {
     /// client takes its tokens with it. Rare (an API call), so a backend
     /// may scan.
     async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError>;
+    /// Deletes every transaction, code and access token that has expired at
+    /// `now` (one call: several instances may run it at once harmlessly).
+    async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError>;
     /// Creates the user or records another login: profile replaced, count
     /// incremented, first login kept.
     async fn record_login(

@@ -20,8 +20,12 @@
 //! need no columns of their own, and adding a field needs no migration. A
 //! take is one `DELETE … RETURNING`: SQLite runs it as one write
 //! transaction, so of two takes of one key — from this process or another
-//! one on the same file — exactly one gets the row. Expired rows are swept
-//! every [`SWEEP_EVERY`] reads and takes, as in the memory store.
+//! one on the same file — exactly one gets the row. A login transaction is
+//! taken only with its browser binding, compared inside that same
+//! statement (`json_extract` of the payload), so a wrong cookie removes
+//! nothing; and a new one is inserted only while fewer than the bound are
+//! live, counted inside the inserting statement. Expired rows are deleted
+//! by [`Store::sweep_expired`], which the server runs on a timer.
 //!
 //! Users keep their email lower-cased (Rust's Unicode lower-casing, as the
 //! memory store compares) in a column of its own, so a search is a substring
@@ -54,11 +58,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::*;
-
-/// Reads and takes between sweeps of expired rows: often enough that
-/// abandoned logins do not pile up, rare enough to cost nothing per login
-/// (the same figure as the memory store's).
-const SWEEP_EVERY: u64 = 1024;
 
 /// How long a statement waits for another connection's write lock before
 /// failing. Writes here are single rows, so waiting this long means the
@@ -140,6 +139,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Statements for one short-lived table (they differ only in its name).
+#[derive(Clone, Copy)]
 struct Expiring {
     table: &'static str,
     put: &'static str,
@@ -173,6 +173,25 @@ macro_rules! expiring {
 }
 
 const TRANSACTIONS: Expiring = expiring!("login_transactions");
+
+/// Inserts a transaction while fewer than `?5` are live at `?4`: the count
+/// and the insert are one statement, so concurrent logins cannot overshoot.
+/// The count walks the expiry index over live rows only.
+const PUT_TRANSACTION_BOUNDED: &str =
+    "INSERT OR REPLACE INTO login_transactions (key_hash, expires_at, payload)
+     SELECT ?1, ?2, ?3
+     WHERE (SELECT COUNT(*) FROM login_transactions WHERE expires_at > ?4) < ?5";
+
+/// Takes a live transaction only if its browser binding (the hex SHA-256
+/// kept in the payload as `browser_binding`) is `?3`.
+const TAKE_BOUND_TRANSACTION: &str = "DELETE FROM login_transactions
+     WHERE key_hash = ?1 AND expires_at > ?2
+       AND json_extract(payload, '$.browser_binding') = ?3
+     RETURNING expires_at, payload";
+
+/// Whether a live transaction is stored under `?1`.
+const LIVE_TRANSACTION: &str =
+    "SELECT 1 FROM login_transactions WHERE key_hash = ?1 AND expires_at > ?2";
 const CODES: Expiring = expiring!("authorization_codes");
 const TOKENS: Expiring = expiring!("access_tokens");
 
@@ -184,8 +203,6 @@ pub struct SqliteStore {
 
 struct Inner {
     conn: Connection,
-    /// Reads and takes since the store was opened, for [`SWEEP_EVERY`].
-    ops: u64,
 }
 
 impl SqliteStore {
@@ -225,7 +242,7 @@ impl SqliteStore {
 
     fn new(conn: Connection) -> Self {
         Self {
-            inner: Mutex::new(Inner { conn, ops: 0 }),
+            inner: Mutex::new(Inner { conn }),
         }
     }
 
@@ -272,8 +289,7 @@ impl SqliteStore {
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
         let key = *key.as_bytes();
-        let mut inner = self.lock();
-        inner.tick(now);
+        let inner = self.lock();
         let row: Option<(u64, String)> = inner
             .conn
             .prepare_cached(table.take)
@@ -298,8 +314,7 @@ impl SqliteStore {
         now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
         let key = *key.as_bytes();
-        let mut inner = self.lock();
-        inner.tick(now);
+        let inner = self.lock();
         let row: Option<(u64, String)> = inner
             .conn
             .prepare_cached(table.get)
@@ -311,27 +326,6 @@ impl SqliteStore {
         drop(inner);
         row.map(|(expires_at, payload)| Ok((expires_at, from_json(&payload, table.table)?)))
             .transpose()
-    }
-}
-
-impl Inner {
-    /// Counts a read or take; every [`SWEEP_EVERY`]th also deletes what has
-    /// expired, so abandoned logins do not accumulate. A failed sweep is
-    /// logged, not returned: the login that triggered it is not at fault.
-    fn tick(&mut self, now: u64) {
-        self.ops += 1;
-        if !self.ops.is_multiple_of(SWEEP_EVERY) {
-            return;
-        }
-        for table in [&TRANSACTIONS, &CODES, &TOKENS] {
-            let swept = self
-                .conn
-                .prepare_cached(table.sweep)
-                .and_then(|mut s| s.execute(params![now]));
-            if let Err(e) = swept {
-                tracing::warn!(table = table.table, error = %e, "sweeping expired rows failed");
-            }
-        }
     }
 }
 
@@ -543,23 +537,62 @@ impl Store for SqliteStore {
         &self,
         state: SecretHash,
         tx: LoginTransaction,
-    ) -> Result<(), StoreError> {
-        self.put_expiring(
-            &TRANSACTIONS,
-            state,
-            tx.expires_at,
-            &StoredTransaction::new(&tx),
-        )
+        now: u64,
+        max_live: usize,
+    ) -> Result<PutTransaction, StoreError> {
+        let payload = to_json(&StoredTransaction::new(&tx), TRANSACTIONS.table)?;
+        let max_live = i64::try_from(max_live).unwrap_or(i64::MAX);
+        let inserted = self.execute(
+            PUT_TRANSACTION_BOUNDED,
+            params![state.as_bytes(), tx.expires_at, payload, now, max_live],
+            TRANSACTIONS.table,
+        )?;
+        Ok(if inserted == 0 {
+            PutTransaction::Full
+        } else {
+            PutTransaction::Stored
+        })
     }
 
     async fn take_transaction(
         &self,
         state: SecretHash,
+        binding: Option<SecretHash>,
         now: u64,
-    ) -> Result<Option<LoginTransaction>, StoreError> {
-        Ok(self
-            .take_expiring::<StoredTransaction>(&TRANSACTIONS, state, now)?
-            .map(|(exp, tx)| tx.into_transaction(exp)))
+    ) -> Result<TakeTransaction, StoreError> {
+        let key = *state.as_bytes();
+        let inner = self.lock();
+        let taken: Option<(u64, String)> = match binding {
+            Some(binding) => inner
+                .conn
+                .prepare_cached(TAKE_BOUND_TRANSACTION)
+                .and_then(|mut s| {
+                    s.query_row(params![key, now, binding.to_hex()], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(backend(TRANSACTIONS.table))?,
+            None => None,
+        };
+        if let Some((expires_at, payload)) = taken {
+            drop(inner);
+            let tx: StoredTransaction = from_json(&payload, TRANSACTIONS.table)?;
+            return Ok(TakeTransaction::Taken(Box::new(
+                tx.into_transaction(expires_at),
+            )));
+        }
+        // Nothing taken: say whether a live login is there for another browser.
+        let live = inner
+            .conn
+            .prepare_cached(LIVE_TRANSACTION)
+            .and_then(|mut s| s.exists(params![key, now]))
+            .map_err(backend(TRANSACTIONS.table))?;
+        Ok(if live {
+            TakeTransaction::WrongBrowser
+        } else {
+            TakeTransaction::Absent
+        })
     }
 
     async fn put_code(
@@ -589,6 +622,18 @@ impl Store for SqliteStore {
         grant: AccessGrant,
     ) -> Result<(), StoreError> {
         self.put_expiring(&TOKENS, token, grant.expires_at, &grant)
+    }
+
+    async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError> {
+        let sweep = |table: Expiring| -> Result<u64, StoreError> {
+            let deleted = self.execute(table.sweep, params![now], table.table)?;
+            Ok(deleted as u64)
+        };
+        Ok(Swept {
+            transactions: sweep(TRANSACTIONS)?,
+            codes: sweep(CODES)?,
+            tokens: sweep(TOKENS)?,
+        })
     }
 
     async fn get_access_token(
@@ -977,7 +1022,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn expired_rows_are_swept_every_so_many_reads() {
+    async fn a_sweep_deletes_the_expired_rows_of_every_short_lived_table_and_keeps_the_live_ones() {
         let store = SqliteStore::open_in_memory().expect("open");
         for i in 0..10 {
             store
@@ -989,22 +1034,35 @@ mod tests {
             .put_code(SecretHash::of("fresh"), code(10_000))
             .await
             .expect("put");
-        for _ in 0..SWEEP_EVERY - 1 {
-            store
-                .take_code(SecretHash::of("absent"), 1_000)
-                .await
-                .expect("take");
-        }
-        assert_eq!(rows(&store, "authorization_codes"), 11, "no sweep yet");
+        let token = |expires_at| AccessGrant {
+            user_id: "oauth2|c|1".into(),
+            client_id: "app".into(),
+            scope: "openid".into(),
+            expires_at,
+        };
         store
-            .take_code(SecretHash::of("absent"), 1_000)
+            .put_access_token(SecretHash::of("old token"), token(1_000))
             .await
-            .expect("take");
+            .expect("put");
+        store
+            .put_access_token(SecretHash::of("live token"), token(1_001))
+            .await
+            .expect("put");
+        let swept = store.sweep_expired(1_000).await.expect("sweep");
+        assert_eq!(
+            swept,
+            Swept {
+                transactions: 0,
+                codes: 10,
+                tokens: 1
+            }
+        );
         assert_eq!(
             rows(&store, "authorization_codes"),
             1,
-            "the expired codes are swept, the live one stays"
+            "the live code stays"
         );
+        assert_eq!(rows(&store, "access_tokens"), 1, "the live token stays");
     }
 
     fn payload(store: &SqliteStore, table: &str, key: SecretHash) -> String {
@@ -1025,7 +1083,7 @@ mod tests {
     async fn short_lived_rows_keep_their_stored_json() {
         let store = SqliteStore::open_in_memory().expect("open");
         let key = SecretHash::of("k");
-        store
+        let stored = store
             .put_transaction(
                 key,
                 LoginTransaction {
@@ -1041,9 +1099,12 @@ mod tests {
                     correlation_id: "corr".into(),
                     expires_at: 9,
                 },
+                0,
+                1,
             )
             .await
             .expect("put");
+        assert_eq!(stored, PutTransaction::Stored);
         store
             .put_code(
                 key,
