@@ -74,6 +74,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         }
     }
     drop(listener);
+    tracing::info!("no longer accepting connections; finishing the requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
