@@ -125,6 +125,68 @@ async fn mapper_run_prints_the_typed_error_and_exits_1_when_the_provider_refuses
     assert!(out.stdout.is_empty());
 }
 
+/// A Rust mapper that recurses until its call stack runs out.
+const DEEP_MAPPER: &str = r#"
+use waypass_mapper::{Context, Error, Mapper, Profile, ProfileBuilder, export_mapper};
+
+struct Deep;
+
+impl Mapper for Deep {
+    fn fetch_user_profile(_access_token: String, ctx: Context) -> Result<Profile, Error> {
+        // Out of reach: the setting is absent.
+        let limit = ctx.setting("depth").and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
+        Ok(ProfileBuilder::new(recurse(0, limit).to_string()).build())
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth >= limit {
+        return depth;
+    }
+    if depth % 2 == 0 {
+        recurse(depth + 1, limit).wrapping_sub(depth)
+    } else {
+        depth.wrapping_sub(recurse(depth + 1, limit))
+    }
+}
+
+export_mapper!(Deep);
+"#;
+
+#[test]
+fn mapper_run_prints_a_trap_on_one_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("deep");
+    let out = waypass(root.path())
+        .args(["mapper", "new"])
+        .arg(&dir)
+        .args(["--lang", "rust"])
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(dir.join("src/lib.rs"), DEEP_MAPPER).expect("write the mapper");
+    let out = waypass(root.path())
+        .args(["mapper", "build"])
+        .arg(&dir)
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wasm = text(&out.stdout).lines().last().expect("a path").to_owned();
+    let out = waypass(root.path())
+        .args(["mapper", "run", &wasm, "--access-token", "at"])
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("mapper error (trap): mapper trapped: wasm trap: call stack exhausted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wasm backtrace"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mapper_run_reaches_nothing_that_was_not_allowed() {
     let out = run_example("good-token", false).await;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use wasmparser::{ComponentTypeRef, Parser, Payload};
 use wasmtime::Engine;
 
+use super::LoadError;
 use super::limits::{MAX_COMPONENT_BYTES, MAX_CONCURRENT_COMPILES};
 use super::validate::{EXPORT, import_allowed, preamble_problem};
-use super::{LoadError, WORLD};
 
 /// Checks, without compiling, that `bytes` are a component no bigger than
 /// [`MAX_COMPONENT_BYTES`] whose top-level imports are all allowed and which
@@ -208,9 +208,9 @@ pub(crate) fn compile(
             );
             Err(timed_out())
         }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(LoadError::Compile(format!(
-            "the compiler stopped without an answer while compiling a {WORLD} component"
-        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(LoadError::Compile(
+            "the compiler stopped without an answer (it panicked; see the log)".into(),
+        )),
     }
 }
 
