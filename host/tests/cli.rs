@@ -125,6 +125,68 @@ async fn mapper_run_prints_the_typed_error_and_exits_1_when_the_provider_refuses
     assert!(out.stdout.is_empty());
 }
 
+/// A Rust mapper that recurses until its call stack runs out.
+const DEEP_MAPPER: &str = r#"
+use waypass_mapper::{Context, Error, Mapper, Profile, ProfileBuilder, export_mapper};
+
+struct Deep;
+
+impl Mapper for Deep {
+    fn fetch_user_profile(_access_token: String, ctx: Context) -> Result<Profile, Error> {
+        // Out of reach: the setting is absent.
+        let limit = ctx.setting("depth").and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
+        Ok(ProfileBuilder::new(recurse(0, limit).to_string()).build())
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth >= limit {
+        return depth;
+    }
+    if depth % 2 == 0 {
+        recurse(depth + 1, limit).wrapping_sub(depth)
+    } else {
+        depth.wrapping_sub(recurse(depth + 1, limit))
+    }
+}
+
+export_mapper!(Deep);
+"#;
+
+#[test]
+fn mapper_run_prints_a_trap_on_one_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("deep");
+    let out = waypass(root.path())
+        .args(["mapper", "new"])
+        .arg(&dir)
+        .args(["--lang", "rust"])
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(dir.join("src/lib.rs"), DEEP_MAPPER).expect("write the mapper");
+    let out = waypass(root.path())
+        .args(["mapper", "build"])
+        .arg(&dir)
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wasm = text(&out.stdout).lines().last().expect("a path").to_owned();
+    let out = waypass(root.path())
+        .args(["mapper", "run", &wasm, "--access-token", "at"])
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("mapper error (trap): mapper trapped: wasm trap: call stack exhausted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wasm backtrace"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mapper_run_reaches_nothing_that_was_not_allowed() {
     let out = run_example("good-token", false).await;
@@ -152,6 +214,12 @@ fn the_demo_builds_the_example_and_shows_a_profile_and_a_typed_error() {
 /// A configuration for `waypass serve`: one app, one connection whose
 /// secret comes from the environment, the example mapper.
 fn write_config(dir: &Path) -> PathBuf {
+    write_config_with_userinfo(dir, "https://id.acme.test")
+}
+
+/// [`write_config`] with the connection's userinfo endpoint at
+/// `<origin>/userinfo`, which its mapper may reach (loopback included).
+fn write_config_with_userinfo(dir: &Path, origin: &str) -> PathBuf {
     let config = format!(
         r#"
 issuer = "http://login.test"
@@ -176,7 +244,8 @@ tokenURL = "https://id.acme.test/token"
 client_id = "waypass"
 client_secret_env = "ACME_SECRET"
 mapper = "auth0-example"
-mapper_settings = {{ userinfo_url = "https://id.acme.test/userinfo" }}
+mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
+mapper_egress = {{ allowed_hosts = ["{origin}"], allow_private_networks = true }}
 "#,
         mapper = example_wasm().display().to_string()
     );
@@ -185,16 +254,28 @@ mapper_settings = {{ userinfo_url = "https://id.acme.test/userinfo" }}
     path
 }
 
+/// The bootstrap admin token of the `serve` tests.
+const ADMIN_TOKEN: &str = "admin-token-for-the-cli-tests-0123456789";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() {
     use std::io::BufRead;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The provider's userinfo endpoint: it answers only when told to.
+    let provider = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", provider.local_addr().expect("addr"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path());
+    let config = write_config_with_userinfo(dir.path(), &origin);
     let mut child = waypass(dir.path())
         .args(["serve", "--config"])
         .arg(&config)
         .env("SHOP_SECRET", "shop-secret")
         .env("ACME_SECRET", "acme-secret")
+        .env("WAYPASS_ADMIN_TOKEN", ADMIN_TOKEN)
+        // `mapper ran` (debug) marks the end of the call in flight.
+        .env("WAYPASS_LOG", "info,waypass::broker=debug")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn waypass serve");
@@ -208,15 +289,36 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
             let _ = tx.send(line);
         }
     });
-    let addr = loop {
+    let next_line_with = |needle: &str| loop {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("a line from waypass serve");
-        if let Some(addr) = line.strip_prefix("waypass: serving http://login.test on ") {
-            break addr.to_owned();
+            .unwrap_or_else(|e| panic!("waiting for `{needle}` from waypass serve: {e}"));
+        if line.contains(needle) {
+            break line;
         }
     };
+    let serving = next_line_with("waypass: serving http://login.test on ");
+    let addr = serving
+        .strip_prefix("waypass: serving http://login.test on ")
+        .expect("the address")
+        .to_owned();
     let http = waypass::broker::upstream::Upstream::default();
+    let get = |path: &str, token: Option<&str>| {
+        let url = url::Url::parse(&format!("http://{addr}{path}")).expect("url");
+        let mut headers = http::HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let http = &http;
+        async move {
+            http.send(http::Method::GET, &url, headers, bytes::Bytes::new())
+                .await
+                .expect("request")
+        }
+    };
     for (path, expect) in [
         ("/healthz", "ok"),
         ("/readyz", "ready"),
@@ -225,16 +327,7 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
             "\"issuer\":\"http://login.test\"",
         ),
     ] {
-        let url = url::Url::parse(&format!("http://{addr}{path}")).expect("url");
-        let resp = http
-            .send(
-                http::Method::GET,
-                &url,
-                http::HeaderMap::new(),
-                bytes::Bytes::new(),
-            )
-            .await
-            .expect("request");
+        let resp = get(path, None).await;
         assert_eq!(resp.status, 200, "{path}");
         assert!(
             text(&resp.body).contains(expect),
@@ -244,15 +337,96 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
     }
     assert!(dir.path().join("data/waypass.db").is_file());
 
+    // A request in flight: `try` runs the mapper, which waits on the provider.
+    let connections = get("/api/v2/connections", Some(ADMIN_TOKEN)).await;
+    let connections: serde_json::Value =
+        serde_json::from_slice(&connections.body).expect("the connections as JSON");
+    let id = connections[0]["id"].as_str().expect("an id").to_owned();
+    let try_url =
+        url::Url::parse(&format!("http://{addr}/api/v2/connections/{id}/try")).expect("url");
+    let in_flight = tokio::spawn(async move {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {ADMIN_TOKEN}").parse().expect("header"),
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        waypass::broker::upstream::Upstream::default()
+            .send(
+                http::Method::POST,
+                &try_url,
+                headers,
+                bytes::Bytes::from_static(br#"{"access_token": "at-late"}"#),
+            )
+            .await
+    });
+    let (mut userinfo, _) = provider.accept().await.expect("the mapper's request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        userinfo
+            .read_exact(&mut byte)
+            .await
+            .expect("the request head");
+        head.push(byte[0]);
+    }
+    assert!(text(&head).starts_with("GET /userinfo "), "{}", text(&head));
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
+    next_line_with("no longer accepting connections");
+    assert_eq!(
+        tokio::net::TcpStream::connect(&addr)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "a new connection is refused while the request in flight finishes"
+    );
+
+    let body = r#"{"account":{"uuid":"u-late","email":"late@example.com"}}"#;
+    userinfo
+        .write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("answer the mapper");
+    let answer = in_flight
+        .await
+        .expect("the try task")
+        .expect("the request in flight is answered");
+    assert_eq!(answer.status, 200, "{}", text(&answer.body));
+    let answer: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+    assert_eq!(answer["profile"]["user_id"], "u-late", "{answer}");
+
+    // In the server's own log, in order: the call in flight ended, then
+    // the server stopped (a server that stopped at once would log these
+    // the other way round, if at all).
+    let mut until_stopped = Vec::new();
+    let mut mapper_ran = false;
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no `waypass: stopped` ({e}) after {until_stopped:#?}"));
+        if line == "waypass: stopped" {
+            break;
+        }
+        mapper_ran |= line.contains("mapper ran");
+        until_stopped.push(line);
+    }
+    assert!(mapper_ran, "{until_stopped:#?}");
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "{exit}");
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert!(rest.iter().any(|l| l == "waypass: stopped"), "{rest:?}");
 }
 
 #[test]

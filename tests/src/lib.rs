@@ -2,6 +2,7 @@
 //! `build.rs`, and a stub provider on 127.0.0.1.
 
 pub mod conformance;
+pub mod gate;
 pub mod login;
 pub mod stub;
 
@@ -25,18 +26,27 @@ pub mod plugins {
     /// The component of the mapper in `plugins/mappers/<name>`, built once
     /// per test binary (builds are serialised: toolchains install once).
     pub fn build(name: &str) -> PathBuf {
-        static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+        build_dir(&dir(name))
+    }
+
+    /// The source directory of the mapper `plugins/mappers/<name>`.
+    pub fn dir(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/mappers")
+            .join(name)
+    }
+
+    /// The component of the mapper in `dir`, built once per test binary.
+    pub fn build_dir(dir: &Path) -> PathBuf {
+        static BUILT: Mutex<Option<HashMap<PathBuf, PathBuf>>> = Mutex::new(None);
         let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
         let built = built.get_or_insert_with(HashMap::new);
-        if let Some(path) = built.get(name) {
+        if let Some(path) = built.get(dir) {
             return path.clone();
         }
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../plugins/mappers")
-            .join(name);
-        let path =
-            waypass::build::build_mapper(&dir).unwrap_or_else(|e| panic!("building {name}: {e:#}"));
-        built.insert(name.to_owned(), path.clone());
+        let path = waypass::build::build_mapper(dir)
+            .unwrap_or_else(|e| panic!("building {}: {e:#}", dir.display()));
+        built.insert(dir.to_owned(), path.clone());
         path
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use openidconnect::reqwest;
 use serde_json::{Value, json};
 use waypass::dev_provider::default_user;
+use waypass_tests::gate::Gate;
 use waypass_tests::guests;
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, Browser, CONNECTION, TestBed, admin_api, api_call, http_client,
@@ -263,9 +264,34 @@ async fn connections_are_created_read_patched_with_auth0s_bodies_and_deleted() {
     )
     .await;
     assert_eq!(status, 404);
-    assert!(
-        login_user(&tb, "second").await.is_err(),
-        "a deleted connection serves no login"
+    // A deleted connection serves no login: the app hears why.
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[
+            ("scope", "openid"),
+            ("state", "s"),
+            ("connection", "second"),
+        ],
+    );
+    let (status, location, _) = Browser::default().get(&url).await;
+    assert_eq!(status, 302);
+    let location = url::Url::parse(&location.expect("back to the app")).expect("a URL");
+    let param = |name: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(
+        param("error").as_deref(),
+        Some("invalid_request"),
+        "{location}"
+    );
+    assert_eq!(
+        param("error_description").as_deref(),
+        Some("connection `second` is not enabled for this app"),
+        "{location}"
     );
 }
 
@@ -662,34 +688,71 @@ async fn a_component_dropped_into_the_watched_directory_becomes_the_active_versi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_pinned_to_a_version_keeps_it_when_another_becomes_active() {
+    // Every mapper in play names the user differently: `auth0-example`
+    // (swap-me version 1) by uuid, `hostile` in echo mode (version 2) as
+    // `echo`, `declarative` (version 3, and the connection's mapper before
+    // the pin) by email.
     let tb = TestBed::start(|connections, _| {
-        connections[0]["options"]["mapper_settings"]["mode"] = json!("echo");
+        let options = &mut connections[0]["options"];
+        options["mapper"] = json!("declarative");
+        options["mapper_settings"]["mode"] = json!("echo");
+        options["mapper_settings"]["user_id"] = json!("/account/email");
     })
     .await;
+    let user = |id: &str| Ok(format!("oauth2|{CONNECTION}|{id}"));
+    let (by_uuid, by_email) = (default_user().uuid, default_user().email);
+    assert_eq!(login_user(&tb, CONNECTION).await, user(&by_email));
+
     let (status, _) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::HOSTILE)).await;
     assert_eq!(status, 201);
     let id = connection_id(&tb, CONNECTION).await;
-    let (status, body) = admin_api(
-        &tb.issuer,
-        reqwest::Method::PATCH,
-        &format!("connections/{id}"),
-        Some(json!({"options": {"mapper": "swap-me@1"}})),
-    )
-    .await;
+    let set_mapper = |mapper: &'static str| {
+        let (tb, id) = (&tb, &id);
+        async move {
+            admin_api(
+                &tb.issuer,
+                reqwest::Method::PATCH,
+                &format!("connections/{id}"),
+                Some(json!({"options": {"mapper": mapper}})),
+            )
+            .await
+        }
+    };
+    let (status, body) = set_mapper("swap-me@1").await;
     assert_eq!(status, 200, "{body}");
-    let uuid_user = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
     assert_eq!(
         login_user(&tb, CONNECTION).await,
-        Ok(uuid_user),
-        "pinned to version 1 while 2 is active"
+        user(&by_uuid),
+        "version 1 while version 2 is active"
+    );
+
+    let (status, _) = put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::DECLARATIVE)).await;
+    assert_eq!(status, 201, "version 3, active");
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        user(&by_uuid),
+        "still version 1 once version 3 is active"
     );
     let (status, body) = admin_api(
         &tb.issuer,
-        reqwest::Method::PATCH,
-        &format!("connections/{id}"),
-        Some(json!({"options": {"mapper": "swap-me@7"}})),
+        reqwest::Method::POST,
+        "mappers/swap-me/versions/2/activate",
+        None,
     )
     .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        user(&by_uuid),
+        "still version 1 after a rollback to version 2"
+    );
+
+    // Unpinned, the connection follows the active version.
+    let (status, body) = set_mapper("swap-me").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(login_user(&tb, CONNECTION).await, user("echo"));
+
+    let (status, body) = set_mapper("swap-me@7").await;
     assert_eq!(status, 400, "{body}");
 }
 
@@ -931,4 +994,90 @@ async fn a_connection_names_a_mapper_or_a_script_not_both_nor_neither() {
         login_user(&tb, CONNECTION).await.expect("login"),
         format!("oauth2|{CONNECTION}|{}", default_user().uuid)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn try_calls_hanging_on_a_provider_cannot_starve_another_connections_logins() {
+    use waypass::broker::MAX_CONCURRENT_TRY_CALLS;
+    use waypass::mapper::limits::POOL_CONCURRENT_CALLS;
+    let mut gate = Gate::start().await;
+    let origin = gate.origin();
+    let tb = Arc::new(
+        TestBed::start(|connections, _| {
+            let mut greedy = connections[0].clone();
+            greedy["name"] = json!("greedy");
+            let options = &mut greedy["options"];
+            options["mapper"] = json!("hostile");
+            options["mapper_settings"] = json!({"mode": "fetch", "url": format!("{origin}/")});
+            options["mapper_egress"] =
+                json!({"allowed_hosts": [origin], "allow_private_networks": true});
+            connections.push(greedy);
+        })
+        .await,
+    );
+    let id = connection_id(&tb, "greedy").await;
+    // More `try` calls at once than the pool has slots, each held until
+    // its mapper's request to the gate fails.
+    let calls = POOL_CONCURRENT_CALLS as usize + 8;
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let tries: Vec<_> = (0..calls)
+        .map(|_| {
+            let (tb, id, answered) = (tb.clone(), id.clone(), answered_tx.clone());
+            tokio::spawn(async move {
+                let answer = admin_api(
+                    &tb.issuer,
+                    reqwest::Method::POST,
+                    &format!("connections/{id}/try"),
+                    Some(json!({"access_token": "at"})),
+                )
+                .await;
+                let _ = answered.send(());
+                answer
+            })
+        })
+        .collect();
+    // Settled: every call either answered or waiting at the gate. (The
+    // bound only turns a broken broker into a failure instead of a hang.)
+    let mut answered = 0;
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while answered + gate.accepted() < calls {
+            tokio::select! {
+                Some(()) = answered_rx.recv() => answered += 1,
+                () = gate.changed() => {}
+            }
+        }
+    })
+    .await
+    .expect("every try call is answered or waits on the provider");
+    assert_eq!(
+        gate.accepted(),
+        MAX_CONCURRENT_TRY_CALLS,
+        "try calls in flight at once"
+    );
+
+    // Meanwhile another connection's logins are served.
+    assert_eq!(
+        login_user(&tb, CONNECTION).await,
+        Ok(format!("oauth2|{CONNECTION}|{}", default_user().uuid))
+    );
+
+    drop(gate);
+    let mut refused = 0;
+    for call in tries {
+        let (status, body) = call.await.expect("try task");
+        match status {
+            503 => {
+                assert_eq!(
+                    body["message"],
+                    format!(
+                        "{MAX_CONCURRENT_TRY_CALLS} try calls are running; try again when one has finished"
+                    )
+                );
+                refused += 1;
+            }
+            200 => assert_eq!(body["error"]["kind"], "other", "{body}"),
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    assert_eq!(refused, calls - MAX_CONCURRENT_TRY_CALLS);
 }

@@ -612,6 +612,23 @@ async fn a_provider_rejecting_the_token_in_the_mapper_is_access_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_mapper_that_overflows_its_stack_reaches_the_app_as_one_line() {
+    let tb = TestBed::start(|connections, _| {
+        let options = &mut connections[0]["options"];
+        options["mapper"] = json!("hostile");
+        options["mapper_settings"] = json!({"mode": "stack-overflow"});
+    })
+    .await;
+    let landing = login_app(&tb, &[]).await;
+    assert_app_error(&landing, "server_error");
+    assert_eq!(
+        landing.param("error_description").as_deref(),
+        Some("mapper trapped: wasm trap: call stack exhausted"),
+        "{landing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_mapper_past_its_deadline_is_a_server_error() {
     let tb = TestBed::start(|connections, _| {
         let options = &mut connections[0]["options"];

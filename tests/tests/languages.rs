@@ -10,7 +10,7 @@ use waypass::mapper::{
     InvocationReport, LoadedMapper, MapperError, MapperInput, Sandbox, Settings, TokenSet,
 };
 use waypass_tests::login::{
-    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, RUNTIME, TestBed, admin_api, put_mapper,
+    APP, APP_CALLBACK, Browser, CONNECTION, RUNTIME, TestBed, admin_api, put_mapper,
     sub_after_login,
 };
 use waypass_tests::stub::{Reply, Stub};
@@ -141,7 +141,17 @@ async fn every_port_is_denied_a_host_off_the_allow_list_by_the_same_policy() {
             "{label}: {:?}",
             report.requests
         );
-        assert!(report.result.is_err(), "{label}");
+        // The SDK ports pass the host's refusal on; `fetch()` reports a
+        // network error, as in a browser.
+        let expected = match *label {
+            "javascript-fetch" => "NetworkError when attempting to fetch resource".to_owned(),
+            _ => "http denied: host `127.0.0.1` is not on this connection's allow-list".to_owned(),
+        };
+        assert_eq!(
+            report.result,
+            Err(MapperError::Other { message: expected }),
+            "{label}"
+        );
     }
     assert!(stub.received().is_empty(), "no port reached the provider");
 }
@@ -158,14 +168,50 @@ async fn activate_swap_me(tb: &TestBed, version: usize) {
     assert_eq!(status, 200, "activating version {version}: {body}");
 }
 
+/// The port of the seed in `plugins/mappers/<name>`, built from a copy in
+/// which `from` (in `file`) reads `to`: a port whose user ids carry its
+/// language, so that a login shows which language served it.
+fn marked_port(name: &str, file: &str, from: &str, to: &str) -> Vec<u8> {
+    let source = plugins::dir(name);
+    let dir = std::path::Path::new(guests::TARGET_DIR)
+        .join("marked-ports")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("marked port directory");
+    let text = std::fs::read_to_string(source.join(file)).expect("the port's source");
+    assert!(
+        text.contains(from),
+        "{name}/{file} no longer contains {from:?}"
+    );
+    let marked = text.replace(from, to);
+    // Rewritten only when it changed: the build is cached by content.
+    if std::fs::read_to_string(dir.join(file)).ok().as_deref() != Some(marked.as_str()) {
+        std::fs::write(dir.join(file), marked).expect("write the marked port");
+    }
+    std::fs::read(plugins::build_dir(&dir)).expect("the marked port's component")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_without_a_failed_login()
  {
     /// Logins that must complete between the first activation under
     /// traffic and the last one.
     const LOGINS_DURING_SWAPS: usize = 10;
-    let js = tokio::task::block_in_place(|| plugins::bytes("auth0-example-js"));
-    let py = tokio::task::block_in_place(|| plugins::bytes("auth0-example-py"));
+    let (js, py) = tokio::task::block_in_place(|| {
+        (
+            marked_port(
+                "auth0-example-js",
+                "mapper.js",
+                "return profile({ userId, ",
+                "return profile({ userId: `${userId}-js`, ",
+            ),
+            marked_port(
+                "auth0-example-py",
+                "app.py",
+                "return profile(user_id, ",
+                "return profile(user_id + \"-py\", ",
+            ),
+        )
+    });
     let tb = Arc::new(
         TestBed::start(|connections, _| {
             connections[0]["options"]["mapper"] = json!("swap-me");
@@ -176,6 +222,14 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
         let (status, body) = put_mapper(&tb.issuer, "swap-me", bytes).await;
         assert_eq!(status, 201, "{body}");
     }
+    // Version 1 is the Rust port, 2 JavaScript, 3 Python: the user each
+    // version makes of the development provider's user.
+    let uuid = waypass::dev_provider::default_user().uuid;
+    let served_by: [String; 3] = [
+        format!("oauth2|{CONNECTION}|{uuid}"),
+        format!("oauth2|{CONNECTION}|{uuid}-js"),
+        format!("oauth2|{CONNECTION}|{uuid}-py"),
+    ];
     // Each language's version serves a whole login on its own first.
     for version in [2, 3, 1] {
         activate_swap_me(&tb, version).await;
@@ -188,19 +242,17 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
         let back = landing.location.clone().expect("back to the app");
         assert_eq!(
             sub_after_login(&tb.issuer, back.as_str()).await,
-            Ok(format!(
-                "oauth2|{CONNECTION}|{}",
-                waypass::dev_provider::default_user().uuid
-            )),
+            Ok(served_by[version - 1].clone()),
             "version {version}"
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    // Logins completed so far, by all workers.
-    let completed = Arc::new(AtomicUsize::new(0));
+    // Logins completed so far by all workers, by the version that served them.
+    let completed: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
     let workers: Vec<_> = (0..3)
         .map(|_| {
             let (tb, stop, completed) = (tb.clone(), stop.clone(), completed.clone());
+            let served_by = served_by.clone();
             tokio::spawn(async move {
                 let mut failed = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
@@ -210,45 +262,45 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
                         &[("scope", "openid"), ("connection", CONNECTION)],
                     );
                     let landing = Browser::default().login(&tb, &url, false).await;
-                    match landing
+                    let Some(back) = landing
                         .location
                         .as_ref()
                         .filter(|_| landing.param("code").is_some())
-                    {
-                        Some(back) => {
-                            let tokens = waypass_tests::login::redeem(
-                                &tb.issuer,
-                                APP,
-                                APP_SECRET,
-                                APP_CALLBACK,
-                                back.as_str(),
-                            )
-                            .await;
-                            if tokens["id_token"].is_string() {
-                                completed.fetch_add(1, Ordering::SeqCst);
-                            } else {
-                                failed.push(tokens.to_string())
+                    else {
+                        failed.push(format!("{landing:?}"));
+                        continue;
+                    };
+                    match sub_after_login(&tb.issuer, back.as_str()).await {
+                        Ok(sub) => match served_by.iter().position(|s| *s == sub) {
+                            Some(version) => {
+                                completed[version].fetch_add(1, Ordering::SeqCst);
                             }
-                        }
-                        None => failed.push(format!("{landing:?}")),
+                            None => failed.push(format!("served by no version: {sub}")),
+                        },
+                        Err(e) => failed.push(e),
                     }
                 }
                 failed
             })
         })
         .collect();
-    // Rust (1) → JavaScript (2) → Python (3): ten rounds at least, and on
+    let counts = || -> [usize; 3] { std::array::from_fn(|v| completed[v].load(Ordering::SeqCst)) };
+    // Rust (1) → JavaScript (2) → Python (3): thirty rounds at least, and on
     // until enough logins completed between the first activation and the
-    // latest one, so that the traffic overlapped the swaps.
+    // latest one — some served by each language — so that the traffic
+    // overlapped the swaps.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut at_first_activation = None;
     let mut round = 0;
     let during_swaps = loop {
         activate_swap_me(&tb, round % 3 + 1).await;
         round += 1;
-        let now = completed.load(Ordering::SeqCst);
-        let during = now - *at_first_activation.get_or_insert(now);
-        let enough = round >= 30 && during >= LOGINS_DURING_SWAPS;
+        let now = counts();
+        let first = *at_first_activation.get_or_insert(now);
+        let during: [usize; 3] = std::array::from_fn(|v| now[v] - first[v]);
+        let enough = round >= 30
+            && during.iter().sum::<usize>() >= LOGINS_DURING_SWAPS
+            && during.iter().all(|n| *n > 0);
         // A worker that ended early panicked: awaiting it below says why.
         let worker_died = workers.iter().any(|w| w.is_finished());
         if enough || worker_died || std::time::Instant::now() > deadline {
@@ -262,8 +314,9 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
         assert!(failed.is_empty(), "failed logins: {failed:?}");
     }
     assert!(
-        during_swaps >= LOGINS_DURING_SWAPS,
-        "only {during_swaps} logins completed between the first and the last activation"
+        during_swaps.iter().sum::<usize>() >= LOGINS_DURING_SWAPS
+            && during_swaps.iter().all(|n| *n > 0),
+        "logins completed between the first and the last activation, by Rust, JavaScript and Python: {during_swaps:?}"
     );
 }
 

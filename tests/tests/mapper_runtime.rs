@@ -6,11 +6,15 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use waypass::egress::{CannedTransport, EgressPolicy, HostRule, HttpError, OutboundResponse};
-use waypass::mapper::limits::MAX_LOG_LINES;
+use waypass::mapper::limits::{
+    MAX_CALLS_PER_CONNECTION, MAX_CONCURRENT_COMPILES, MAX_FIELDS_BYTES, MAX_LOG_LINES,
+    MAX_RESOURCES_PER_CALL,
+};
 use waypass::mapper::{
     InvocationReport, Limits, LoadError, LoadedMapper, LogSource, MapperError, MapperInput,
     Runtime, RuntimeConfig, Sandbox, Settings, TokenSet,
 };
+use waypass_tests::gate::Gate;
 use waypass_tests::guests;
 use waypass_tests::stub::{RawStub, Reply, Stub};
 
@@ -279,11 +283,6 @@ async fn an_infinite_loop_ends_at_the_deadline() {
     };
     let report = hostile("loop", &[], &sandbox).await;
     assert_eq!(report.result, Err(MapperError::Timeout { limit_ms: 200 }));
-    assert!(
-        report.elapsed < Duration::from_secs(2),
-        "took {:?}",
-        report.elapsed
-    );
     assert_still_serving().await;
 }
 
@@ -325,10 +324,11 @@ async fn a_huge_profile_is_refused_as_too_large() {
 #[tokio::test]
 async fn a_trap_becomes_a_typed_error_and_the_panic_message_reaches_the_log() {
     let report = hostile("trap", &[], &Sandbox::default()).await;
-    assert!(
-        matches!(report.result, Err(MapperError::Trap { .. })),
-        "{:?}",
-        report.result
+    assert_eq!(
+        report.result,
+        Err(MapperError::Trap {
+            message: "wasm trap: wasm `unreachable` instruction executed".into()
+        })
     );
     assert!(
         report.logs.iter().any(|l| l.source == LogSource::Stderr
@@ -340,11 +340,214 @@ async fn a_trap_becomes_a_typed_error_and_the_panic_message_reaches_the_log() {
 }
 
 #[tokio::test]
+async fn a_stack_overflow_reaches_the_caller_as_one_line_without_the_wasm_backtrace() {
+    let report = hostile("stack-overflow", &[], &Sandbox::default()).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::Trap {
+            message: "wasm trap: call stack exhausted".into()
+        })
+    );
+    let shown = report.result.expect_err("trapped").to_string();
+    assert_eq!(shown, "mapper trapped: wasm trap: call stack exhausted");
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn http_fields_a_guest_piles_up_count_against_its_memory_limit_and_in_its_peak() {
+    let limit = 8 << 20;
+    let sandbox = Sandbox {
+        limits: Limits {
+            memory_bytes: limit,
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
+    let report = hostile("fields-bomb", &[("count", "3000")], &sandbox).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::MemoryLimit { limit_bytes: limit })
+    );
+    // The guest's own memory is about 1 MiB: the rest of the peak is what
+    // the host held for it.
+    assert!(
+        report.peak_memory_bytes > limit,
+        "peak {} bytes",
+        report.peak_memory_bytes
+    );
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn headers_over_the_fields_size_cap_end_the_call_with_the_cap_named() {
+    // 1000 small headers: about 78 KiB as wasmtime counts them.
+    let report = hostile(
+        "fields-bomb",
+        &[("headers", "1000"), ("count", "0")],
+        &Sandbox::default(),
+    )
+    .await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::Trap {
+            message: format!(
+                "HTTP headers over the host's limit of {MAX_FIELDS_BYTES} bytes for one set of fields"
+            )
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_guest_holding_more_host_resources_than_its_table_allows_fails_typed() {
+    let report = hostile("fields-bomb", &[("count", "3000")], &Sandbox::default()).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::TooManyResources {
+            limit: MAX_RESOURCES_PER_CALL
+        })
+    );
+    assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn response_bodies_a_guest_keeps_unread_count_against_its_memory_limit() {
+    let stub = Stub::start(|_| Reply::Full(200, vec![], vec![b'x'; 1 << 20])).await;
+    let url = stub.url("/big");
+    let limit = 8 << 20;
+    let sandbox = Sandbox {
+        egress: Arc::new(EgressPolicy {
+            max_response_bytes: 2 << 20,
+            max_requests: 20,
+            ..stub_policy(&stub)
+        }),
+        limits: Limits {
+            memory_bytes: limit,
+            ..Limits::default()
+        },
+    };
+    let report = hostile("hold-bodies", &[("url", &url), ("count", "20")], &sandbox).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::MemoryLimit { limit_bytes: limit })
+    );
+    let sent = stub.received().len();
+    assert!(
+        sent < 8,
+        "at most 8 MiB of bodies fit in 8 MiB with the guest's own memory; {sent} were fetched"
+    );
+    assert_still_serving().await;
+}
+
+#[tokio::test]
 async fn a_log_flood_is_bounded_and_the_call_still_succeeds() {
     let report = hostile("log-flood", &[], &Sandbox::default()).await;
     assert_eq!(report.result.expect("flood returns").user_id, "flooded");
     assert_eq!(report.logs.len(), MAX_LOG_LINES);
     assert!(report.dropped_log_lines > 0);
+}
+
+// ---- what the locked-down WASI refuses ----
+
+#[tokio::test]
+async fn raw_sockets_and_name_lookups_are_refused_before_anything_connects() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let report = hostile("sockets", &[("addr", &addr)], &Sandbox::default()).await;
+    let extra = report.result.expect("the guest reports what it saw").extra;
+    assert_eq!(
+        serde_json::Value::Object(extra),
+        serde_json::json!({
+            "tcp": "create-tcp-socket: access-denied",
+            "udp": "access-denied",
+            "lookup": "permanent-resolver-failure",
+        })
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "nothing connected to 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn a_mapper_sees_no_environment_no_arguments_and_no_working_directory() {
+    let report = hostile("environment", &[], &Sandbox::default()).await;
+    let extra = report.result.expect("the guest reports what it saw").extra;
+    assert_eq!(
+        serde_json::Value::Object(extra),
+        serde_json::json!({"variables": [], "arguments": [], "cwd": null}),
+        "the host's own environment has PATH at least; none of it reaches the guest"
+    );
+}
+
+#[tokio::test]
+async fn a_mapper_has_no_files_not_even_etc_passwd() {
+    let report = hostile("files", &[], &Sandbox::default()).await;
+    let extra = report.result.expect("the guest reports what it saw").extra;
+    assert_eq!(
+        serde_json::Value::Object(extra),
+        serde_json::json!({"preopens": [], "passwd": "NotFound"})
+    );
+}
+
+// ---- the pool ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_past_its_share_of_the_pool_is_busy_while_others_are_served() {
+    let mut gate = Gate::start().await;
+    let url = format!("http://{}/", gate.addr);
+    let rule: HostRule = format!("http://{}", gate.addr).parse().expect("rule");
+    let policy = Arc::new(EgressPolicy {
+        allow_private_networks: true,
+        ..EgressPolicy::allowing([rule])
+    });
+    let held: Vec<_> = (0..MAX_CALLS_PER_CONNECTION)
+        .map(|_| {
+            let (url, policy) = (url.clone(), policy.clone());
+            tokio::spawn(async move {
+                let mut input = input(&[("mode", "fetch"), ("url", &url)]);
+                input.connection = "greedy".into();
+                let sandbox = Sandbox {
+                    egress: policy,
+                    limits: Limits::default(),
+                };
+                RUNTIME.invoke(&HOSTILE, &input, &sandbox).await
+            })
+        })
+        .collect();
+    // Every call of its share is in, waiting on the provider. (The bound
+    // only turns a broken runtime into a failure instead of a hang.)
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        gate.wait_for(MAX_CALLS_PER_CONNECTION),
+    )
+    .await
+    .expect("every call of the share reaches the provider");
+
+    let mut one_more = input(&[("mode", "echo")]);
+    one_more.connection = "greedy".into();
+    let report = run(&HOSTILE, &one_more, &Sandbox::default()).await;
+    assert_eq!(
+        report.result,
+        Err(MapperError::Busy {
+            message: format!(
+                "connection `greedy` already runs {MAX_CALLS_PER_CONNECTION} mapper calls, its share of the pool"
+            )
+        })
+    );
+    // Another connection is served meanwhile.
+    assert_still_serving().await;
+
+    drop(gate);
+    for call in held {
+        let report = call.await.expect("call task");
+        assert!(
+            other_message(&report).starts_with("transport: "),
+            "{:?}",
+            report.result
+        );
+    }
 }
 
 // ---- egress ----
@@ -591,12 +794,9 @@ async fn a_provider_that_never_answers_times_out() {
         ..stub_policy(&stub)
     };
     let report = hostile("fetch", &[("url", &url)], &sandbox(policy)).await;
+    // The guest's own error: the request ended at its 200 ms timeout, long
+    // before the call's 10 s deadline.
     assert_eq!(other_message(&report), "timeout");
-    assert!(
-        report.elapsed < Duration::from_secs(3),
-        "took {:?}",
-        report.elapsed
-    );
 }
 
 #[tokio::test]
@@ -611,18 +811,9 @@ async fn a_provider_that_outlasts_the_mapper_deadline_ends_the_call_at_the_deadl
         },
     };
     let report = hostile("fetch", &[("url", &url)], &sandbox).await;
-    // The request's timeout is cut to the time left, so the guest sees a
-    // timeout in time to answer, or the call ends at the deadline.
-    match &report.result {
-        Err(MapperError::Other { message }) => assert_eq!(message, "timeout"),
-        Err(MapperError::Timeout { limit_ms }) => assert_eq!(*limit_ms, 300),
-        other => panic!("expected a timeout, got {other:?}"),
-    }
-    assert!(
-        report.elapsed < Duration::from_secs(2),
-        "took {:?}",
-        report.elapsed
-    );
+    // The request's timeout is cut to the time left: whatever the guest
+    // answers after that comes after the deadline, and the call is a timeout.
+    assert_eq!(report.result, Err(MapperError::Timeout { limit_ms: 300 }));
 }
 
 #[tokio::test]
@@ -708,6 +899,101 @@ fn bytes_that_are_not_a_component_are_refused_with_what_they_are() {
         RUNTIME.load(&truncated),
         Err(LoadError::Compile(_))
     ));
+}
+
+/// The files in `dir`.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn components_that_cannot_be_mappers_are_refused_uncompiled_and_leave_no_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    // Refused on the parsed binary: nothing was compiled.
+    for (guest, expected) in [
+        (
+            guests::FOREIGN_IMPORT,
+            "the component imports `evil:net/raw-socket@0.1.0` which a mapper may not use",
+        ),
+        (
+            guests::NOT_A_MAPPER,
+            "the component does not implement waypass:mapper/mapper@0.1.0: it does not export `fetch-user-profile`",
+        ),
+    ] {
+        let err = runtime.load(&guests::bytes(guest)).err().expect("refused");
+        assert!(err.to_string().starts_with(expected), "{err}");
+    }
+    assert_eq!(runtime.peak_concurrent_compiles(), 0, "nothing compiled");
+    // Refused after compiling (its export's type is wrong): not cached.
+    let err = runtime
+        .load(&guests::bytes(guests::WRONG_SIGNATURE))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, LoadError::WorldMismatch(_)), "{err:?}");
+    assert_eq!(runtime.peak_concurrent_compiles(), 1);
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    // A mapper is cached.
+    runtime
+        .load(&guests::bytes(guests::HOSTILE))
+        .expect("loads");
+    assert_eq!(files_in(dir.path()).len(), 1);
+}
+
+#[test]
+fn a_compilation_past_its_timeout_is_refused_and_its_result_discarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+    .with_compile_timeout(Duration::ZERO);
+    let err = runtime
+        .load(&guests::bytes(guests::HOSTILE))
+        .err()
+        .expect("refused");
+    assert_eq!(err, LoadError::CompileTimeout { limit_secs: 0 });
+    // The compiler ran on; once it is done, nothing of it is left.
+    runtime.wait_for_compilations();
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn no_more_than_the_bound_of_components_compile_at_once() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let uploads = [
+        guests::HOSTILE,
+        guests::AUTH0_EXAMPLE,
+        guests::DECLARATIVE,
+        guests::GITHUB,
+        guests::HOSTILE,
+    ];
+    assert!(uploads.len() > 2 * MAX_CONCURRENT_COMPILES);
+    std::thread::scope(|scope| {
+        let loads: Vec<_> = uploads
+            .iter()
+            .map(|guest| {
+                let runtime = &runtime;
+                scope.spawn(move || runtime.load(&guests::bytes(guest)).map(|_| ()))
+            })
+            .collect();
+        for load in loads {
+            assert_eq!(load.join().expect("load thread"), Ok(()));
+        }
+    });
+    assert_eq!(
+        runtime.peak_concurrent_compiles(),
+        MAX_CONCURRENT_COMPILES,
+        "five uploads at once: compiled two at a time"
+    );
 }
 
 #[tokio::test]

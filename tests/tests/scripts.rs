@@ -561,16 +561,13 @@ async fn a_script_that_returns_without_calling_back_fails_at_once() {
         TokenSet::bearer("at"),
     )
     .await;
+    // This error, not the deadline's: the engine did not wait for a
+    // callback that could no longer come.
     assert_eq!(
         error(&report),
         &MapperError::Other {
             message: "the script finished without calling callback(err, profile)".into()
         }
-    );
-    assert!(
-        report.elapsed < Duration::from_secs(1),
-        "{:?}",
-        report.elapsed
     );
 }
 
@@ -578,17 +575,18 @@ async fn a_script_that_returns_without_calling_back_fails_at_once() {
 async fn a_guard_timer_left_behind_does_not_hold_the_login() {
     // The common "fail if the provider is slow" pattern: the profile is
     // ready at once; the pending timer must neither delay nor fail the login.
+    // The timer is set past the call's deadline: had the engine waited for
+    // it, the call would have ended in a timeout, not with the profile.
     let report = run_offline(
-        "function (at, ctx, cb) {\n  const guard = setTimeout(() => cb(new Error('too slow')), 3000);\n  cb(false, { user_id: 'g-1' });\n}",
+        "function (at, ctx, cb) {\n  const guard = setTimeout(() => cb(new Error('too slow')), 600000);\n  cb(false, { user_id: 'g-1' });\n}",
         TokenSet::bearer("at"),
     )
     .await;
-    assert_eq!(profile(&report).user_id, "g-1");
     assert!(
-        report.elapsed < Duration::from_secs(1),
-        "{:?}",
-        report.elapsed
+        Duration::from_secs(600) > Limits::default().deadline,
+        "the guard timer outlasts the deadline"
     );
+    assert_eq!(profile(&report).user_id, "g-1");
 }
 
 #[tokio::test]

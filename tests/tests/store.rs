@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use waypass::broker::secret::{Secret, SecretHash};
 use waypass::broker::store::{
     AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MemoryStore,
-    PutTransaction, SqliteStore, Store, TakeTransaction,
+    PutTransaction, SqliteStore, Store, StoreError, TakeTransaction,
 };
 use waypass_tests::conformance::{self, NOW, race};
 
@@ -318,7 +318,15 @@ async fn a_file_that_is_not_a_database_is_refused() {
     let path = db_path(&dir);
     let junk = b"this is not a SQLite database, it is a text file".repeat(100);
     std::fs::write(&path, &junk).expect("write");
-    assert!(SqliteStore::open(&path).is_err(), "refused");
+    let err = SqliteStore::open(&path).err().expect("refused");
+    let StoreError::Backend(message) = &err else {
+        panic!("expected a backend error, got {err:?}");
+    };
+    assert!(
+        message.starts_with(&format!("{}: ", path.display()))
+            && message.contains("file is not a database"),
+        "the error names the file and what is wrong with it: {message}"
+    );
     assert_eq!(std::fs::read(&path).expect("read"), junk, "and left alone");
 }
 

@@ -52,6 +52,12 @@ pub const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(600);
 pub const AUTHORIZATION_CODE_TTL: Duration = Duration::from_secs(60);
 /// Lifetime of our access tokens and id_tokens.
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// `POST /api/v2/connections/{id}/try` calls running at once, all
+/// connections together: a test tool, not the login path. Each holds a
+/// pool slot for up to its mapper's deadline (a minute at most), so a
+/// caller looping on `try` against a provider that never answers would
+/// otherwise take the slots logins need.
+pub const MAX_CONCURRENT_TRY_CALLS: usize = 8;
 
 /// Seconds since the Unix epoch, from a source tests can control.
 pub trait Clock: Send + Sync {
@@ -141,6 +147,8 @@ pub struct Broker {
     script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
     /// Checks apps' client secrets at the token endpoint.
     client_secrets: client_secret::Verifier,
+    /// Places for `try` calls ([`MAX_CONCURRENT_TRY_CALLS`]).
+    try_calls: tokio::sync::Semaphore,
 }
 
 impl Broker {
@@ -166,6 +174,7 @@ impl Broker {
             config_defined: ConfigDefined::default(),
             script_engine: tokio::sync::OnceCell::new(),
             client_secrets: client_secret::Verifier::new(),
+            try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
         }
     }
 

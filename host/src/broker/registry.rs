@@ -124,8 +124,12 @@ mod tests {
     fn references_are_a_name_or_a_name_at_a_positive_version() {
         assert_eq!(parse_ref("m"), Ok(("m", None)));
         assert_eq!(parse_ref("m@3"), Ok(("m", Some(3))));
-        assert!(parse_ref("m@0").is_err());
-        assert!(parse_ref("m@x").is_err());
+        for bad in ["m@0", "m@x"] {
+            assert_eq!(
+                parse_ref(bad),
+                Err(format!("`{bad}`: expected NAME or NAME@VERSION"))
+            );
+        }
     }
 
     #[test]
@@ -134,13 +138,20 @@ mod tests {
             active: 3,
             versions: (1..=4).map(|v| (v, Arc::new(v))).collect(),
         };
+        // A login resolved version 1 before; nothing holds version 4.
         let in_flight = slot.versions[&1].clone();
+        let unheld = Arc::downgrade(&slot.versions[&4]);
         let dropped = slot.unload_unused(&BTreeSet::from([2]));
         assert_eq!(dropped, [1, 4]);
         assert_eq!(slot.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
-        // A login that resolved version 1 before still holds it.
-        assert_eq!(*in_flight, 1);
-        assert!(slot.unload_unused(&BTreeSet::new()) == [2]);
+        // The registry let go of both: version 4 is freed at once, version 1
+        // lives exactly as long as the login that holds it.
+        assert!(unheld.upgrade().is_none(), "version 4 is freed");
+        assert_eq!(Arc::strong_count(&in_flight), 1, "only the login holds 1");
+        let version_1 = Arc::downgrade(&in_flight);
+        drop(in_flight);
+        assert!(version_1.upgrade().is_none(), "freed when the login ends");
+        assert_eq!(slot.unload_unused(&BTreeSet::new()), [2]);
         assert_eq!(slot.versions.keys().copied().collect::<Vec<_>>(), [3]);
     }
 

@@ -84,6 +84,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     }
     drop(listener);
     sweeper.abort();
+    tracing::info!("no longer accepting connections; finishing the requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

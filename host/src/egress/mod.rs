@@ -145,13 +145,24 @@ impl EgressSession {
 
     /// Sends `req` if the policy allows it, and records the outcome.
     pub async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, HttpError> {
+        self.send_within(req, self.limits.max_response_bytes).await
+    }
+
+    /// [`EgressSession::send`] with the response body also capped at
+    /// `max_response_bytes` (what the caller has room for; the policy's cap
+    /// still applies): a longer body is [`HttpError::TooLarge`].
+    pub async fn send_within(
+        &self,
+        req: OutboundRequest,
+        max_response_bytes: usize,
+    ) -> Result<OutboundResponse, HttpError> {
         let started = Instant::now();
         let method = req.method.to_string();
         let parsed = Url::parse(&req.url);
         let url = parsed
             .as_ref()
             .map_or_else(|_| "<invalid url>".to_owned(), mask_url);
-        let result = self.send_checked(req, parsed).await;
+        let result = self.send_checked(req, parsed, max_response_bytes).await;
         let record = RequestRecord {
             method,
             url,
@@ -173,6 +184,11 @@ impl EgressSession {
         self.limits.max_request_bytes
     }
 
+    /// The largest response body this session accepts.
+    pub fn max_response_bytes(&self) -> usize {
+        self.limits.max_response_bytes
+    }
+
     /// Every request made so far, in order; moved out, leaving none behind.
     /// Called once, when the invocation ends.
     pub fn take_records(&self) -> Vec<RequestRecord> {
@@ -188,6 +204,7 @@ impl EgressSession {
         &self,
         req: OutboundRequest,
         url: Result<Url, url::ParseError>,
+        max_response_bytes: usize,
     ) -> Result<OutboundResponse, HttpError> {
         // Every attempt counts, refused ones too: a guest looping on a denied
         // URL must run out as surely as one looping on an allowed one.
@@ -226,7 +243,7 @@ impl EgressSession {
             body: Bytes::from(body),
         };
         let allow_private = self.policy.allow_private_networks;
-        let max_response = limits.max_response_bytes;
+        let max_response = limits.max_response_bytes.min(max_response_bytes);
         tokio::time::timeout(timeout, async {
             let addrs = vetted_addresses(&prepared.url, allow_private, &*self.transport).await?;
             self.transport.send(prepared, addrs, max_response).await

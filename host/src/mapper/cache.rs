@@ -13,8 +13,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::LoadError;
-
 /// A directory of `<sha256>-<engine>.cwasm` files.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
@@ -62,25 +60,19 @@ impl ArtifactCache {
         }
     }
 
-    /// Compiles `bytes` and stores the artifact atomically (write, then rename).
-    pub fn compile_and_store(
-        &self,
-        engine: &Engine,
-        digest: &str,
-        bytes: &[u8],
-    ) -> Result<Component, LoadError> {
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        if let Err(e) = write_atomically(&self.dir, &self.path(digest), &compiled) {
-            // A full disk must not fail a registration: run from memory.
+    /// Stores a compiled artifact atomically (write, then rename) and loads
+    /// it back from the file (a file mapping the kernel can share and page
+    /// out). `None` if it could not be written or read back: a full disk
+    /// must not fail a registration, the caller runs from memory.
+    ///
+    /// Only artifacts of components that passed every check are stored, so
+    /// a refused upload leaves nothing behind.
+    pub fn store(&self, engine: &Engine, digest: &str, compiled: &[u8]) -> Option<Component> {
+        if let Err(e) = write_atomically(&self.dir, &self.path(digest), compiled) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write compiled mapper to the cache");
-            // SAFETY: `compiled` came from `precompile_component` on this engine just now.
-            return unsafe { Component::deserialize(engine, &compiled) }
-                .map_err(|e| LoadError::Compile(format!("{e:#}")));
+            return None;
         }
         self.load(engine, digest)
-            .ok_or_else(|| LoadError::Compile("the freshly compiled artifact did not load".into()))
     }
 }
 

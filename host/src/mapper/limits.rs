@@ -30,6 +30,57 @@ pub const MAX_LOG_LINE_BYTES: usize = 2048;
 /// Bytes of stdout and of stderr captured per call.
 pub const STDIO_CAPTURE_BYTES: usize = 64 << 10;
 
+/// Host resources — wasi:http fields, requests, responses, bodies, streams,
+/// pollables — one call may hold at once (the call's resource table). A
+/// language runtime holds a few dozen during a request; each entry costs
+/// the host its bookkeeping plus what it owns, so an unbounded table (the
+/// default is a million) lets a guest pile up host memory its own memory
+/// cap never sees.
+pub const MAX_RESOURCES_PER_CALL: usize = 1024;
+/// What the host charges to a call's memory for each resource it holds,
+/// beyond the bytes counted for it: the table entry, its box and the
+/// resource's own struct (a few hundred bytes).
+pub const RESOURCE_ENTRY_BYTES: usize = 256;
+/// Size of one wasi:http `fields` as wasmtime counts it: the bytes of every
+/// name and value plus the map's per-entry overhead (about 70 bytes). Web
+/// servers refuse request headers over 8 KiB (nginx, Apache); 16 KiB of
+/// accounting fits them, down from wasmtime's 128 KiB default, which let a
+/// guest make the host copy 128 KiB per `fields.clone` and write.
+pub const MAX_FIELDS_BYTES: usize = 16 << 10;
+/// Bytes one write to a wasi:http outgoing body may carry, and the chunks
+/// the host buffers before the guest must wait: each live outgoing body
+/// holds at most `(chunks + 1) × chunk` bytes of the host's memory (charged
+/// to the call). Request bodies are capped at 4 MiB anyway, and mappers send
+/// form posts of a few hundred bytes.
+pub const OUTGOING_BODY_CHUNK_BYTES: usize = 64 << 10;
+pub const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
+/// Largest `wasi:random` buffer one call of `get-random-bytes` may ask for
+/// (the host builds it before copying it into the guest). Language runtimes
+/// seed their hash maps with tens of bytes; wasmtime's default is 64 MiB.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// Compilations of uploaded components running at once in one process.
+/// Cranelift already spreads one compilation over every core; two at once
+/// keep a second upload from waiting behind a slow one, and a flood of
+/// uploads from taking every core and gigabytes of compiler memory.
+pub const MAX_CONCURRENT_COMPILES: usize = 2;
+/// Longest a caller waits for a component to compile (the wait for a free
+/// compiler included). Cranelift cannot be interrupted: past this the
+/// caller gets an error, the compilation runs to its end on its own thread
+/// (still holding its slot, so the bound above holds) and its result is
+/// thrown away. A 40 MB Python component compiles in well under a minute
+/// on a loaded two-core machine.
+pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest component the runtime compiles: compilation time and memory
+/// grow with the code. CPython and StarlingMonkey components are 12–40 MB.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Calls one connection may run at once (each holds one of the
+/// [`POOL_CONCURRENT_CALLS`] pool slots): a quarter of the pool, so that one
+/// connection's burst of logins, or of `try` calls against a provider that
+/// hangs, leaves the rest of the pool to every other connection.
+pub const MAX_CALLS_PER_CONNECTION: usize = POOL_CONCURRENT_CALLS as usize / 4;
+
 /// Epoch tick: how often a running guest is interrupted to check its
 /// deadline and yield to other tasks. The check costs nanoseconds.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);

@@ -3,24 +3,32 @@
 //!
 //! - One [`wasmtime::Engine`] per [`Runtime`], with the pooling allocator,
 //!   copy-on-write memory images and epoch interruption; one `Linker`.
-//! - [`Runtime::load`] validates a component against the world, compiles it
-//!   (or loads the cached artifact) and pre-instantiates it: a [`LoadedMapper`].
+//! - [`Runtime::load`] checks a component's imports and exports against the
+//!   world on the parsed binary, compiles it (bounded in concurrency and
+//!   time; see [`compile`]) or loads the cached artifact, and
+//!   pre-instantiates it: a [`LoadedMapper`].
 //! - [`Runtime::invoke`] builds a fresh `Store` and instance, calls
 //!   `fetch-user-profile` under the [`Sandbox`], and turns every outcome into
 //!   a typed [`InvocationReport`]: the host never panics or hangs on a guest.
+//!   What the host holds for the call counts against its memory cap
+//!   ([`memory`]), and each connection runs at most its share of the pool
+//!   ([`shares`]).
 
 mod bindings;
 pub mod cache;
+mod compile;
 pub mod limits;
+mod memory;
+mod shares;
 mod state;
 mod types;
 mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTableError};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
     UpdateDeadline,
@@ -36,6 +44,9 @@ pub use validate::ComponentInfo;
 
 use crate::egress::{EgressPolicy, EgressSession, NetworkTransport, Transport};
 use bindings::{Mapper, MapperPre};
+use compile::CompileSlots;
+use memory::MemoryBudget;
+use shares::CallShares;
 use state::HostState;
 use types::{MAX_ERROR_MESSAGE_BYTES, MAX_USER_ID_BYTES, truncate};
 
@@ -63,6 +74,13 @@ pub enum LoadError {
     ForbiddenImports(Vec<String>),
     #[error("the component does not implement {WORLD}: {0}")]
     WorldMismatch(String),
+    #[error("the component is {size_bytes} bytes, over the {limit_bytes}-byte limit")]
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("the component did not compile within {limit_secs} s")]
+    CompileTimeout { limit_secs: u64 },
 }
 
 /// Configuration of a [`Runtime`].
@@ -89,6 +107,9 @@ pub struct Runtime {
     cache: Option<ArtifactCache>,
     transport: Arc<dyn Transport>,
     ticker_stop: Arc<AtomicBool>,
+    compile_slots: Arc<CompileSlots>,
+    compile_timeout: Duration,
+    shares: Arc<CallShares>,
 }
 
 /// A validated, compiled, pre-instantiated mapper version.
@@ -141,7 +162,29 @@ impl Runtime {
             cache,
             transport: config.transport,
             ticker_stop,
+            compile_slots: CompileSlots::new(),
+            compile_timeout: limits::COMPILE_TIMEOUT,
+            shares: Arc::new(CallShares::default()),
         })
+    }
+
+    /// The same runtime with callers of [`Runtime::load`] waiting at most
+    /// `timeout` for a compilation (default [`limits::COMPILE_TIMEOUT`]).
+    pub fn with_compile_timeout(mut self, timeout: Duration) -> Self {
+        self.compile_timeout = timeout;
+        self
+    }
+
+    /// The most compilations that ran at once so far (at most
+    /// [`limits::MAX_CONCURRENT_COMPILES`]).
+    pub fn peak_concurrent_compiles(&self) -> usize {
+        self.compile_slots.peak()
+    }
+
+    /// Blocks until no compilation runs, including those whose callers
+    /// stopped waiting.
+    pub fn wait_for_compilations(&self) {
+        self.compile_slots.wait_idle();
     }
 
     /// Validates, compiles (or loads from the cache) and pre-instantiates a
@@ -158,20 +201,44 @@ impl Runtime {
         bytes: &[u8],
         digest: String,
     ) -> Result<LoadedMapper, LoadError> {
-        if let Some(problem) = validate::preamble_problem(bytes) {
-            return Err(LoadError::NotAComponent(problem.into()));
-        }
-        let cached = self
+        if let Some(component) = self
             .cache
             .as_ref()
-            .and_then(|c| c.load(&self.engine, &digest));
-        let from_cache = cached.is_some();
-        let component = match (cached, &self.cache) {
-            (Some(component), _) => component,
-            (None, Some(cache)) => cache.compile_and_store(&self.engine, &digest, bytes)?,
-            (None, None) => Component::new(&self.engine, bytes)
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
-        };
+            .and_then(|c| c.load(&self.engine, &digest))
+        {
+            return self.prepare(component, digest, true);
+        }
+        // Nothing is compiled for a component that could never run.
+        compile::precheck(bytes)?;
+        let compiled = compile::compile(
+            &self.engine,
+            &self.compile_slots,
+            bytes,
+            self.compile_timeout,
+        )?;
+        // SAFETY: `compiled` came from `precompile_component` on this engine.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let mapper = self.prepare(component, digest, false)?;
+        // Only a component that passed every check reaches the cache.
+        let stored = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.store(&self.engine, &mapper.digest, &compiled));
+        match stored {
+            Some(component) => self.prepare(component, mapper.digest, false),
+            None => Ok(mapper),
+        }
+    }
+
+    /// Checks a compiled component's imports and its export's exact type
+    /// against the world, and pre-instantiates it.
+    fn prepare(
+        &self,
+        component: Component,
+        digest: String,
+        from_cache: bool,
+    ) -> Result<LoadedMapper, LoadError> {
         let info = ComponentInfo::of(&self.engine, &component);
         let forbidden = info.forbidden_imports();
         if !forbidden.is_empty() {
@@ -190,14 +257,15 @@ impl Runtime {
         })
     }
 
-    /// Imports and exports of a component, whether or not it is a mapper.
+    /// Imports and exports of a component, whether or not it is a mapper,
+    /// read off the binary (nothing is compiled).
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         if let Some(problem) = validate::preamble_problem(bytes) {
             return Err(LoadError::NotAComponent(problem.into()));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        Ok(ComponentInfo::of(&self.engine, &component))
+        let (imports, exports) =
+            compile::top_level_names(bytes).map_err(|e| LoadError::Compile(format!("{e}")))?;
+        Ok(ComponentInfo { imports, exports })
     }
 
     /// Runs `mapper` once, in a fresh instance, under `sandbox`.
@@ -209,27 +277,48 @@ impl Runtime {
     ) -> InvocationReport {
         let started = Instant::now();
         let limits = sandbox.limits.clamped();
+        // One connection runs at most its share of the pool.
+        let Some(_share) = self.shares.enter(&input.connection) else {
+            return InvocationReport {
+                result: Err(MapperError::Busy {
+                    message: format!(
+                        "connection `{}` already runs {} mapper calls, its share of the pool",
+                        input.connection,
+                        limits::MAX_CALLS_PER_CONNECTION
+                    ),
+                }),
+                logs: Vec::new(),
+                dropped_log_lines: 0,
+                requests: Vec::new(),
+                elapsed: started.elapsed(),
+                peak_memory_bytes: 0,
+            };
+        };
         let deadline = started + limits.deadline;
         let egress = Arc::new(EgressSession::new(
             sandbox.egress.clone(),
             self.transport.clone(),
             deadline,
         ));
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(egress.clone(), limits.memory_bytes),
-        );
+        let budget = Arc::new(MemoryBudget::new(limits.memory_bytes));
+        let mut store = Store::new(&self.engine, HostState::new(egress.clone(), budget.clone()));
         store.limiter(|state| &mut state.memory);
-        // Guest CPU: every epoch tick, check the deadline; before it, yield to
-        // the executor so a busy guest cannot hog a worker thread.
+        // Guest CPU: every epoch tick, check the deadline and what the host
+        // holds for the call; before the next tick, yield to the executor so
+        // a busy guest cannot hog a worker thread.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
             if Instant::now() >= deadline {
-                ctx.data_mut().deadline_hit = true;
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                state.deadline_hit = true;
+                return Ok(UpdateDeadline::Interrupt);
             }
+            if !state.measure_resources() {
+                return Err(wasmtime::Error::msg(
+                    "the host's memory for this call is over its limit",
+                ));
+            }
+            Ok(UpdateDeadline::Yield(1))
         });
         let ctx = wit_context(input);
         // Host calls (an HTTP request, a guest sleeping in `poll`) are bounded
@@ -246,13 +335,27 @@ impl Runtime {
                 .map_err(|e| (false, e))
         })
         .await;
+        let finished = Instant::now();
 
         let state = store.data_mut();
+        state.measure_resources();
         let result = match outcome {
             Err(_elapsed) => Err(MapperError::timeout(limits.deadline)),
-            Ok(Err((instantiating, error))) => {
-                Err(classify_failure(state, instantiating, &error, limits))
-            }
+            // What the host held for the call went over its cap: the call
+            // fails, whatever the guest made of a refused request.
+            Ok(_) if budget.host_exceeded() => Err(MapperError::MemoryLimit {
+                limit_bytes: budget.limit(),
+            }),
+            Ok(Err((instantiating, error))) => Err(classify_failure(
+                state,
+                &budget,
+                instantiating,
+                &error,
+                limits,
+            )),
+            // An answer that came after the deadline (a guest told that its
+            // request ran out of time, at the deadline) did not come in time.
+            Ok(Ok(_)) if finished >= deadline => Err(MapperError::timeout(limits.deadline)),
             Ok(Ok(Err(guest_error))) => Err(from_guest_error(guest_error)),
             Ok(Ok(Ok(profile))) => check_profile(profile, limits.max_profile_bytes),
         };
@@ -260,10 +363,10 @@ impl Runtime {
         let stderr = state.stderr.take();
         state
             .logs
-            .push_output(LogSource::Stdout, LogLevel::Info, &stdout);
+            .push_output(LogSource::Stdout, LogLevel::Info, &stdout, &budget);
         state
             .logs
-            .push_output(LogSource::Stderr, LogLevel::Warn, &stderr);
+            .push_output(LogSource::Stderr, LogLevel::Warn, &stderr, &budget);
         let logs = std::mem::take(&mut state.logs);
         InvocationReport {
             result,
@@ -271,7 +374,7 @@ impl Runtime {
             dropped_log_lines: logs.dropped,
             requests: egress.take_records(),
             elapsed: started.elapsed(),
-            peak_memory_bytes: state.memory.peak,
+            peak_memory_bytes: budget.peak(),
         }
     }
 
@@ -352,22 +455,51 @@ fn wit_context(input: &MapperInput) -> bindings::types::Context {
     }
 }
 
-/// Names the cause of a trap or failed instantiation.
+/// Names the cause of a trap or failed instantiation. Apps and `mapper run`
+/// get one line; the whole error, wasm backtrace included, goes to the log.
 fn classify_failure(
     state: &HostState,
+    budget: &MemoryBudget,
     instantiating: bool,
     error: &wasmtime::Error,
     limits: Limits,
 ) -> MapperError {
+    tracing::debug!(target: "waypass::mapper", error = ?error, "mapper call failed");
     if state.deadline_hit {
         return MapperError::timeout(limits.deadline);
     }
-    if state.memory.exceeded {
+    if budget.exceeded() {
         return MapperError::MemoryLimit {
-            limit_bytes: state.memory.limit(),
+            limit_bytes: budget.limit(),
         };
     }
-    let message = truncate(format!("{error:#}"), MAX_ERROR_MESSAGE_BYTES);
+    if error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        return MapperError::TooManyResources {
+            limit: limits::MAX_RESOURCES_PER_CALL,
+        };
+    }
+    if error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<wasmtime_wasi_http::FieldMapError>(),
+            Some(
+                wasmtime_wasi_http::FieldMapError::TotalSizeTooBig
+                    | wasmtime_wasi_http::FieldMapError::TooManyFields
+            )
+        )
+    }) {
+        return MapperError::Trap {
+            message: format!(
+                "HTTP headers over the host's limit of {} bytes for one set of fields",
+                limits::MAX_FIELDS_BYTES
+            ),
+        };
+    }
+    let message = truncate(one_line_cause(error), MAX_ERROR_MESSAGE_BYTES);
     if instantiating
         && error
             .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
@@ -376,6 +508,22 @@ fn classify_failure(
         return MapperError::Busy { message };
     }
     MapperError::Trap { message }
+}
+
+/// What went wrong, on one line: the trap (`wasm trap: call stack
+/// exhausted`) or the innermost error, without the wasm backtrace that
+/// wasmtime attaches as context.
+fn one_line_cause(error: &wasmtime::Error) -> String {
+    let cause = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    cause
+        .split(char::is_control)
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn from_guest_error(error: bindings::types::Error) -> MapperError {

@@ -180,6 +180,10 @@ pub enum MapperError {
     },
     #[error("mapper trapped: {message}")]
     Trap { message: String },
+    #[error(
+        "mapper held more than {limit} host resources (HTTP fields, requests, bodies, streams) at once"
+    )]
+    TooManyResources { limit: usize },
     #[error("no capacity to run the mapper now: {message}")]
     Busy { message: String },
 }
@@ -202,6 +206,7 @@ impl MapperError {
             Self::MemoryLimit { .. } => "memory-limit",
             Self::OutputTooLarge { .. } => "output-too-large",
             Self::Trap { .. } => "trap",
+            Self::TooManyResources { .. } => "too-many-resources",
             Self::Busy { .. } => "busy",
         }
     }
@@ -279,8 +284,19 @@ mod tests {
 
     #[test]
     fn token_responses_without_an_access_token_are_refused() {
-        assert!(TokenSet::from_json(r#"{"token_type":"Bearer"}"#).is_err());
-        assert!(TokenSet::from_json("not json").is_err());
+        assert_eq!(
+            TokenSet::from_json(r#"{"token_type":"Bearer"}"#).err(),
+            Some("token response has no access_token".to_owned())
+        );
+        assert_eq!(
+            TokenSet::from_json(r#"["access_token"]"#).err(),
+            Some("token response is not a JSON object".to_owned())
+        );
+        assert!(
+            TokenSet::from_json("not json")
+                .err()
+                .is_some_and(|e| e.starts_with("token response is not JSON: ")),
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// The function every mapper exports.
+pub(crate) const EXPORT: &str = "fetch-user-profile";
+
 /// The world's own interfaces, at `0.1.x`.
 const WORLD_PACKAGE: (&str, &str) = ("waypass:mapper", "0.1.");
 const WORLD_INTERFACES: &[&str] = &["types", "http", "log"];
@@ -81,7 +84,8 @@ impl ComponentInfo {
     }
 }
 
-fn import_allowed(name: &str) -> bool {
+/// Whether a mapper may import `name` (an interface, `package/name@version`).
+pub(crate) fn import_allowed(name: &str) -> bool {
     let Some((path, version)) = name.split_once('@') else {
         return false;
     };

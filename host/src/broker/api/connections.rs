@@ -216,6 +216,17 @@ impl Broker {
     /// Runs the connection's mapper for real with a token, and shows what it
     /// did: the profile or the typed error, its log lines, its requests.
     async fn try_connection(&self, id: &str, body: Value) -> Result<ApiReply, ApiError> {
+        // `try` has its own few pool slots: a caller looping on it cannot
+        // take the ones logins need.
+        let Ok(_running) = self.try_calls.try_acquire() else {
+            return Err(ApiError::new(
+                503,
+                format!(
+                    "{} try calls are running; try again when one has finished",
+                    crate::broker::MAX_CONCURRENT_TRY_CALLS
+                ),
+            ));
+        };
         let record = self.connection_record(id).await?;
         let conn = self
             .connection(record.spec.name.as_str())

@@ -211,9 +211,10 @@ impl Broker {
                     LoadError::NotAComponent(_) | LoadError::Compile(_) => {
                         ApiError::bad_request(e.to_string())
                     }
-                    LoadError::ForbiddenImports(_) | LoadError::WorldMismatch(_) => {
-                        ApiError::new(422, e.to_string())
-                    }
+                    LoadError::ForbiddenImports(_)
+                    | LoadError::WorldMismatch(_)
+                    | LoadError::CompileTimeout { .. } => ApiError::new(422, e.to_string()),
+                    LoadError::TooLarge { .. } => ApiError::new(413, e.to_string()),
                 }
             })
     }

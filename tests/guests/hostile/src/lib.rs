@@ -29,6 +29,15 @@ impl Mapper for Hostile {
             "log-flood" => Ok(log_flood()),
             "fetch" => fetch(&ctx, host_get),
             "wasi-http" => fetch(&ctx, wasi_http::get),
+            "stack-overflow" => {
+                let limit = number_setting(&ctx, "depth", u64::MAX)?;
+                Ok(ProfileBuilder::new(recurse(0, limit).to_string()).build())
+            }
+            "fields-bomb" => host_memory::fields_bomb(&ctx),
+            "hold-bodies" => host_memory::hold_bodies(&ctx),
+            "sockets" => Ok(sandbox::sockets(&ctx)),
+            "environment" => Ok(sandbox::environment()),
+            "files" => Ok(sandbox::files()),
             _ => Err(Error::Other("unknown mode".into())),
         }
     }
@@ -62,6 +71,22 @@ fn spin() -> ! {
     let mut i = 0u64;
     loop {
         i = core::hint::black_box(i.wrapping_add(1));
+    }
+}
+
+/// Recurses until the guest's call stack runs out (a trap, "call stack
+/// exhausted"), `limit` being out of reach. Each frame holds only locals,
+/// not the shadow stack in linear memory, and neither combination of the
+/// results lets the compiler turn the recursion into a loop.
+#[inline(never)]
+fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth >= limit {
+        return depth;
+    }
+    if depth % 2 == 0 {
+        recurse(depth + 1, limit).wrapping_sub(depth)
+    } else {
+        depth.wrapping_sub(recurse(depth + 1, limit))
     }
 }
 
@@ -153,13 +178,170 @@ fn resolve(base: &str, location: &str) -> String {
     format!("{}{location}", &base[..origin_end])
 }
 
+/// The optional setting `name` as a number, `default` when absent.
+fn number_setting(ctx: &Context, name: &str, default: u64) -> Result<u64, Error> {
+    match ctx.setting(name) {
+        Some(c) => c
+            .parse()
+            .map_err(|_| Error::Other(format!("invalid {name} `{c}`"))),
+        None => Ok(default),
+    }
+}
+
+/// Host memory a guest can make the host hold outside its linear memory.
+mod host_memory {
+    use super::{Context, Error, ProfileBuilder, number_setting, wasi_http};
+    use waypass_mapper::Profile;
+    use waypass_mapper::serde_json::json;
+    use wasi::http::types::Fields;
+
+    /// Fills one `fields` with `headers` small headers (default 150, about
+    /// 12 KiB as the host counts them), then clones it `count` times
+    /// (default: until the host stops the call), writing to every clone so
+    /// that the host copies the map the clone shared, and keeps every clone.
+    pub fn fields_bomb(ctx: &Context) -> Result<Profile, Error> {
+        let count = number_setting(ctx, "count", u64::MAX)?;
+        let headers = number_setting(ctx, "headers", 150)?;
+        let base = Fields::new();
+        // Small headers: the most host bookkeeping per byte of the limit.
+        for i in 0..headers {
+            base.append(&format!("x-h{i}"), b"v")
+                .map_err(|e| Error::Other(format!("header {i}: {e:?}")))?;
+        }
+        let mut kept = Vec::new();
+        for _ in 0..count {
+            let copy = base.clone();
+            // Same size as before, so the write is accepted; it makes the
+            // host copy the map the clone shared with `base`.
+            let _ = copy.set("x-h0", &[b"w".to_vec()]);
+            kept.push(copy);
+        }
+        Ok(ProfileBuilder::new("fields-kept")
+            .extra(json!({"headers": headers, "clones": kept.len()}))
+            .build())
+    }
+
+    /// GETs the setting `url` `count` times through `wasi:http` and keeps
+    /// every response, its body unread, to the end of the call.
+    pub fn hold_bodies(ctx: &Context) -> Result<Profile, Error> {
+        let url = ctx.require_setting("url")?;
+        let count = number_setting(ctx, "count", 1)?;
+        let mut kept = Vec::new();
+        for _ in 0..count {
+            kept.push(wasi_http::get_unread(url)?);
+        }
+        Ok(ProfileBuilder::new("bodies-held")
+            .extra(json!({"responses": kept.len()}))
+            .build())
+    }
+}
+
+/// What the locked-down WASI gives a guest that reaches past the world:
+/// sockets, the environment, files. Each answer is the refusal as the guest
+/// sees it (`ok` where something got through).
+mod sandbox {
+    use super::{Context, ProfileBuilder};
+    use waypass_mapper::Profile;
+    use waypass_mapper::serde_json::json;
+    use wasi::sockets::network::{
+        IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Network,
+    };
+    use wasi::sockets::{instance_network, ip_name_lookup, tcp_create_socket, udp_create_socket};
+
+    /// A TCP connection to the setting `addr` (`a.b.c.d:port`), a UDP
+    /// socket and a name lookup of `localhost`.
+    pub fn sockets(ctx: &Context) -> Profile {
+        let network = instance_network::instance_network();
+        let target = ctx.setting("addr").and_then(parse_v4);
+        ProfileBuilder::new("sockets")
+            .extra(json!({
+                "tcp": tcp_connect(&network, target),
+                "udp": match udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.name().to_owned(),
+                },
+                "lookup": match ip_name_lookup::resolve_addresses(&network, "localhost") {
+                    Ok(stream) => {
+                        stream.subscribe().block();
+                        match stream.resolve_next_address() {
+                            Ok(Some(_)) => "ok".to_owned(),
+                            Ok(None) => "no address".to_owned(),
+                            Err(e) => e.name().to_owned(),
+                        }
+                    }
+                    Err(e) => e.name().to_owned(),
+                },
+            }))
+            .build()
+    }
+
+    fn parse_v4(addr: &str) -> Option<IpSocketAddress> {
+        let (ip, port) = addr.split_once(':')?;
+        let octets: Vec<u8> = ip.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+        let [a, b, c, d] = octets[..] else {
+            return None;
+        };
+        Some(IpSocketAddress::Ipv4(Ipv4SocketAddress {
+            port: port.parse().ok()?,
+            address: (a, b, c, d),
+        }))
+    }
+
+    fn tcp_connect(network: &Network, target: Option<IpSocketAddress>) -> String {
+        let socket = match tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+            Ok(socket) => socket,
+            Err(e) => return format!("create-tcp-socket: {}", e.name()),
+        };
+        let Some(target) = target else {
+            return "missing or invalid setting `addr`".to_owned();
+        };
+        if let Err(e) = socket.start_connect(network, target) {
+            return format!("start-connect: {}", e.name());
+        }
+        socket.subscribe().block();
+        match socket.finish_connect() {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("finish-connect: {}", e.name()),
+        }
+    }
+
+    /// Environment variables, arguments and the working directory.
+    pub fn environment() -> Profile {
+        use wasi::cli::environment;
+        ProfileBuilder::new("environment")
+            .extra(json!({
+                "variables": environment::get_environment(),
+                "arguments": environment::get_arguments(),
+                "cwd": environment::initial_cwd(),
+            }))
+            .build()
+    }
+
+    /// The preopened directories, and `/etc/passwd` read through the
+    /// standard library.
+    pub fn files() -> Profile {
+        let preopens: Vec<String> = wasi::filesystem::preopens::get_directories()
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect();
+        let passwd = match std::fs::read_to_string("/etc/passwd") {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        ProfileBuilder::new("files")
+            .extra(json!({"preopens": preopens, "passwd": passwd}))
+            .build()
+    }
+}
+
 /// GET straight through `wasi:http/outgoing-handler`, bypassing the host's
 /// `http` interface.
 mod wasi_http {
     use super::{Answer, Error};
     use wasi::http::outgoing_handler;
     use wasi::http::types::{
-        ErrorCode, Fields, IncomingBody, Method, OutgoingRequest, Scheme, http_error_code,
+        ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingRequest, Scheme,
+        http_error_code,
     };
     use wasi::io::streams::StreamError;
 
@@ -171,7 +353,23 @@ mod wasi_http {
         Error::Other(format!("wasi-http: {what}"))
     }
 
-    pub fn get(url: &str) -> Result<Answer, Error> {
+    /// The response to a GET of `url`, its body not read.
+    pub fn get_unread(url: &str) -> Result<IncomingResponse, Error> {
+        let request = request(url)?;
+        let future = outgoing_handler::handle(request, None).map_err(code)?;
+        // The pollable is the future's child: drop it before the future.
+        let pollable = future.subscribe();
+        pollable.block();
+        drop(pollable);
+        match future.get() {
+            Some(Ok(Ok(response))) => Ok(response),
+            Some(Ok(Err(e))) => Err(code(e)),
+            Some(Err(())) => Err(other("response already taken")),
+            None => Err(other("response not ready")),
+        }
+    }
+
+    fn request(url: &str) -> Result<OutgoingRequest, Error> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| other("invalid url"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
@@ -190,19 +388,11 @@ mod wasi_http {
             .and_then(|()| request.set_authority(Some(authority)))
             .and_then(|()| request.set_path_with_query(Some(path)))
             .map_err(|()| other("invalid url"))?;
+        Ok(request)
+    }
 
-        let future = outgoing_handler::handle(request, None).map_err(code)?;
-        // The pollable is the future's child: drop it before the future.
-        let pollable = future.subscribe();
-        pollable.block();
-        drop(pollable);
-        let response = match future.get() {
-            Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(e))) => return Err(code(e)),
-            Some(Err(())) => return Err(other("response already taken")),
-            None => return Err(other("response not ready")),
-        };
-        drop(future);
+    pub fn get(url: &str) -> Result<Answer, Error> {
+        let response = get_unread(url)?;
 
         let status = response.status();
         let body = response
