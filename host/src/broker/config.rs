@@ -5,6 +5,8 @@
 //! issuer = "https://login.example.com"   # WAYPASS_ISSUER
 //! listen = "127.0.0.1:8080"              # WAYPASS_LISTEN
 //! data_dir = "/var/lib/waypass"          # WAYPASS_DATA_DIR
+//! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
+//! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL
 //!
 //! [[mappers]]
 //! name = "acme-userinfo"
@@ -39,6 +41,7 @@ use url::Url;
 use super::keys::Alg;
 use super::model::{Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks};
 use super::secret::SecretHash;
+use super::store::DatabaseUrl;
 
 /// The configuration file.
 #[derive(Debug, Deserialize)]
@@ -50,6 +53,11 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database holding the state instead of SQLite in
+    /// `data_dir` (`WAYPASS_DATABASE_URL` overrides); shown with its
+    /// password masked.
+    #[serde(default)]
+    pub database_url: Option<DatabaseUrl>,
     /// A directory watched for `NAME.wasm` files: each registers or swaps
     /// mapper `NAME` (optional).
     #[serde(default)]
@@ -184,6 +192,16 @@ impl Config {
         }
         if let Ok(dir) = std::env::var("WAYPASS_DATA_DIR") {
             self.data_dir = dir.into();
+        }
+        // Empty counts as unset, as in most deployment tools' templates.
+        if let Some(url) = std::env::var("WAYPASS_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            // The error never repeats the URL: it may hold a password.
+            self.database_url = Some(
+                DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL: {e}"))?,
+            );
         }
         Ok(())
     }

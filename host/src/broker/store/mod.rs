@@ -6,9 +6,12 @@
 //! returns: single use is the store's job, atomic in every backend.
 
 mod memory;
+mod postgres;
 mod sqlite;
+mod stored;
 
 pub use memory::MemoryStore;
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
