@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use waypass::broker::store::{PostgresStore, SqliteStore, Store};
+use waypass::broker::store::{PostgresStore, SqliteStore};
 use waypass_tests::everything;
 use waypass_tests::postgres::{TestDatabase, server};
 
@@ -77,7 +77,11 @@ async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
             .expect("pg_dump runs");
         assert!(dump.status.success(), "pg_dump: {dump:?}");
         let sql = String::from_utf8(dump.stdout).expect("UTF-8");
-        std::fs::write(&path, without_psql_commands(&sql)).expect("write the fixture");
+        let header = format!(
+            "-- A Waypass PostgreSQL database at schema version {FIXTURE_VERSION}, with one of\n\
+             -- everything in it: written by tests/tests/fixtures.rs (see there), never edited.\n"
+        );
+        std::fs::write(&path, header + &without_psql_commands(&sql)).expect("write the fixture");
     }
     let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let database = TestDatabase::create(&server).await;

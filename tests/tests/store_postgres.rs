@@ -155,16 +155,8 @@ async fn concurrent_pushes_of_one_mapper_from_two_instances_get_distinct_version
         assert_eq!(numbers, wanted, "round {round}: no number twice, none skipped");
         expected += TAKERS as u32;
 
-        let seen: Vec<_> = [&stores[0], &stores[1]]
-            .into_iter()
-            .map(|s| async move {
-                (
-                    s.mappers().await.expect("mappers"),
-                    s.mapper_versions("raced").await.expect("versions"),
-                )
-            })
-            .collect();
-        let (a, b) = (seen[0].await, seen[1].await);
+        let a = read_back(&stores[0]).await;
+        let b = read_back(&stores[1]).await;
         assert_eq!(a, b, "both instances read back the same");
         assert_eq!(
             a.0[0].active_version, expected,
@@ -188,12 +180,25 @@ async fn concurrent_pushes_of_one_mapper_from_two_instances_get_distinct_version
     }
 }
 
+/// What an instance knows of the raced mapper.
+async fn read_back(
+    store: &PostgresStore,
+) -> (
+    Vec<waypass::broker::store::MapperEntry>,
+    Vec<waypass::broker::store::MapperVersion>,
+) {
+    (
+        store.mappers().await.expect("mappers"),
+        store.mapper_versions("raced").await.expect("versions"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_opening_one_new_database_together_all_start_and_migrate_it_once() {
     let server = server_or_skip!();
     for round in 0..3 {
         let database = TestDatabase::create(&server).await;
-        let opened = futures_join_all(
+        let opened = join_tasks(
             (0..INSTANCES + 1)
                 .map(|_| {
                     let url = database.url.clone();
@@ -230,7 +235,7 @@ async fn instances_opening_one_new_database_together_all_start_and_migrate_it_on
 }
 
 /// Awaits every task; a task that panicked fails the test.
-async fn futures_join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+async fn join_tasks<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
         results.push(task.await.expect("an opener panicked"));
