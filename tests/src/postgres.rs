@@ -129,6 +129,12 @@ pub async fn connect(url: &DatabaseUrl) -> tokio_postgres::Client {
 
 impl TestDatabase {
     pub async fn create(server: &DatabaseUrl) -> Self {
+        Self::create_with(server, "").await
+    }
+
+    /// A database created with `options` (`CREATE DATABASE name options`:
+    /// a template, a locale).
+    pub async fn create_with(server: &DatabaseUrl, options: &str) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -141,7 +147,7 @@ impl TestDatabase {
         let name = format!("waypass_test_{}", &SecretHash::of(&seed).to_hex()[..16]);
         connect(server)
             .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {server}: {e:?}"));
         Self {

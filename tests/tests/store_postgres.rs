@@ -338,6 +338,59 @@ async fn everything_written_is_read_back_by_another_instance_and_after_reopening
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_are_in_byte_order_whatever_the_database_collation() {
+    let server = server_or_skip!();
+    // ICU's English sorts `_z a b B`; bytes (the memory and SQLite stores'
+    // order, and what paging by offset relies on) sort `B _z a b`.
+    let database = TestDatabase::create_with(
+        &server,
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'",
+    )
+    .await;
+    let store = database.open().await;
+    let names = ["b", "B", "a", "_z"];
+    let bytewise = ["B", "_z", "a", "b"];
+    for name in names {
+        let profile = serde_json::from_value(serde_json::json!({"user_id": name}))
+            .expect("profile");
+        store
+            .record_login(&format!("oauth2|c|{name}"), "c", profile, NOW)
+            .await
+            .expect("login");
+        store
+            .add_mapper_version(&format!("m{name}"), b"x", "sha", "ci", NOW)
+            .await
+            .expect("mapper");
+    }
+    let users: Vec<String> = store
+        .list_users(0, 10, None)
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect();
+    let wanted: Vec<String> = bytewise.iter().map(|n| format!("oauth2|c|{n}")).collect();
+    assert_eq!(users, wanted, "users in byte order");
+    let page: Vec<String> = store
+        .list_users(1, 2, None)
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect();
+    assert_eq!(page, wanted[1..3], "a page is a slice of that order");
+    let mappers: Vec<String> = store
+        .mappers()
+        .await
+        .expect("mappers")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    let wanted: Vec<String> = bytewise.iter().map(|n| format!("m{n}")).collect();
+    assert_eq!(mappers, wanted, "mappers in byte order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     // Port 1 on loopback: nothing listens there, the connection is refused
     // at once.
