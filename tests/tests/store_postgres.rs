@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use waypass::broker::secret::SecretHash;
 use waypass::broker::store::{
-    AuthorizationGrant, LoginTransaction, PostgresStore, Store, StoreError,
+    AuthorizationGrant, DatabaseUrl, LoginTransaction, PostgresStore, Store, StoreError,
 };
 use waypass_tests::conformance::{self, NOW, race};
 use waypass_tests::postgres::{TestDatabase, server};
@@ -390,11 +390,86 @@ async fn listings_are_in_byte_order_whatever_the_database_collation() {
     assert_eq!(mappers, wanted, "mappers in byte order");
 }
 
+/// The test database's URL with `localhost` for the host and `query`
+/// added (TLS parameters).
+fn tls_url(database: &TestDatabase, query: &str) -> DatabaseUrl {
+    let mut url = url::Url::parse(database.url.expose()).expect("url");
+    url.set_host(Some("localhost")).expect("a host");
+    url.set_query(Some(query));
+    DatabaseUrl::parse(url.as_str()).expect("a TLS URL")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_verify_the_server_certificate() {
+    let server = server_or_skip!();
+    let database = TestDatabase::create(&server).await;
+    let client = database.client().await;
+    let setting = |name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .map(|row| row.get::<_, String>(0))
+                .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
+        }
+    };
+    // Debian's clusters (scripts/ensure-postgres) serve TLS with a
+    // self-signed certificate for `localhost`.
+    assert_eq!(
+        setting("ssl").await,
+        "on",
+        "the test server must serve TLS (`ssl = on`)"
+    );
+    let certificate = setting("ssl_cert_file").await;
+
+    let untrusted = tls_url(&database, "sslmode=require");
+    let err = match PostgresStore::connect(&untrusted).await {
+        Ok(_) => panic!("a self-signed certificate was accepted without sslrootcert"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("invalid peer certificate"),
+        "refused for its certificate: {err}"
+    );
+
+    let query = format!(
+        "sslmode=verify-full&sslrootcert={}",
+        url::form_urlencoded::byte_serialize(certificate.as_bytes()).collect::<String>()
+    );
+    let trusted = tls_url(&database, &query);
+    let store = PostgresStore::connect(&trusted)
+        .await
+        .unwrap_or_else(|e| panic!("{trusted} with the server's own certificate: {e}"));
+    waypass_tests::everything::write(&store).await;
+    let name = database.url.expose().rsplit('/').next().unwrap_or_default();
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE datname = $1 AND application_name = 'waypass' AND ssl",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(encrypted >= 1, "the store's connections are encrypted");
+    let plain: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE datname = $1 AND application_name = 'waypass' AND NOT ssl",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert_eq!(plain, 0, "and none is plain");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     // Port 1 on loopback: nothing listens there, the connection is refused
     // at once.
-    let url = waypass::broker::store::DatabaseUrl::parse(
+    let url = DatabaseUrl::parse(
         "postgres://waypass:hunter2@127.0.0.1:1/waypass?connect_timeout=5",
     )
     .expect("url");
