@@ -247,7 +247,10 @@ pub async fn check(store: &dyn Store) {
         }],
         "the mapper, version 1 active"
     );
-    let versions = store.mapper_versions("acme-mapper").await.expect("versions");
+    let versions = store
+        .mapper_versions("acme-mapper")
+        .await
+        .expect("versions");
     let described: Vec<_> = versions
         .iter()
         .map(|v| {

@@ -118,7 +118,9 @@ async fn codes_and_transactions_stay_single_use_across_instances() {
             .put_transaction(state, transaction(round))
             .await
             .expect("put");
-        let taken = race(TAKERS, |i| stores[i % INSTANCES].take_transaction(state, NOW));
+        let taken = race(TAKERS, |i| {
+            stores[i % INSTANCES].take_transaction(state, NOW)
+        });
         assert!(taken.iter().all(Result::is_ok), "no take fails");
         let winners: Vec<_> = taken.iter().flatten().flatten().collect();
         assert_eq!(
@@ -152,7 +154,10 @@ async fn concurrent_pushes_of_one_mapper_from_two_instances_get_distinct_version
             .collect();
         numbers.sort_unstable();
         let wanted: Vec<u32> = (expected + 1..=expected + TAKERS as u32).collect();
-        assert_eq!(numbers, wanted, "round {round}: no number twice, none skipped");
+        assert_eq!(
+            numbers, wanted,
+            "round {round}: no number twice, none skipped"
+        );
         expected += TAKERS as u32;
 
         let a = read_back(&stores[0]).await;
@@ -230,7 +235,10 @@ async fn instances_opening_one_new_database_together_all_start_and_migrate_it_on
             .map(|r| r.get(0))
             .collect();
         let wanted: Vec<i64> = (1..=i64::from(PostgresStore::SCHEMA_VERSION)).collect();
-        assert_eq!(applied, wanted, "round {round}: each migration applied once");
+        assert_eq!(
+            applied, wanted,
+            "round {round}: each migration applied once"
+        );
     }
 }
 
@@ -291,7 +299,10 @@ async fn migrations_run_once_each_in_order_and_a_failing_one_changes_nothing() {
         Ok(_) => panic!("a broken migration was applied"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("schema migration 2"), "names the migration: {err}");
+    assert!(
+        err.contains("schema migration 2"),
+        "names the migration: {err}"
+    );
     let client = database.client().await;
     let left: i64 = client
         .query_one(
@@ -351,8 +362,8 @@ async fn listings_are_in_byte_order_whatever_the_database_collation() {
     let names = ["b", "B", "a", "_z"];
     let bytewise = ["B", "_z", "a", "b"];
     for name in names {
-        let profile = serde_json::from_value(serde_json::json!({"user_id": name}))
-            .expect("profile");
+        let profile =
+            serde_json::from_value(serde_json::json!({"user_id": name})).expect("profile");
         store
             .record_login(&format!("oauth2|c|{name}"), "c", profile, NOW)
             .await
@@ -469,10 +480,9 @@ async fn tls_connections_verify_the_server_certificate() {
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     // Port 1 on loopback: nothing listens there, the connection is refused
     // at once.
-    let url = DatabaseUrl::parse(
-        "postgres://waypass:hunter2@127.0.0.1:1/waypass?connect_timeout=5",
-    )
-    .expect("url");
+    let url =
+        DatabaseUrl::parse("postgres://waypass:hunter2@127.0.0.1:1/waypass?connect_timeout=5")
+            .expect("url");
     let err = match PostgresStore::connect(&url).await {
         Ok(_) => panic!("connected to nothing"),
         Err(e) => e,
@@ -480,6 +490,12 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     let StoreError::Backend(message) = &err else {
         panic!("a backend error: {err:?}");
     };
-    assert!(message.contains("127.0.0.1:1"), "names the server: {message}");
-    assert!(!message.contains("hunter2"), "never the password: {message}");
+    assert!(
+        message.contains("127.0.0.1:1"),
+        "names the server: {message}"
+    );
+    assert!(
+        !message.contains("hunter2"),
+        "never the password: {message}"
+    );
 }

@@ -200,7 +200,8 @@ impl Config {
         {
             // The error never repeats the URL: it may hold a password.
             self.database_url = Some(
-                DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL: {e}"))?,
+                DatabaseUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL: {e}"))?,
             );
         }
         Ok(())

@@ -215,7 +215,9 @@ enum TlsMode {
     Plain,
     /// TLS, the server's certificate verified against these roots (a PEM
     /// file), or the public web roots.
-    Verified { root_cert: Option<String> },
+    Verified {
+        root_cert: Option<String>,
+    },
 }
 
 impl DatabaseUrl {
@@ -383,7 +385,9 @@ fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, what: &str) -> Result<
 fn unsigned<T: TryFrom<i64>>(row: &Row, index: usize, what: &str) -> Result<T, StoreError> {
     let value: i64 = column(row, index, what)?;
     T::try_from(value).map_err(|_| {
-        StoreError::Backend(format!("postgres: {what}: a stored value is out of range: {value}"))
+        StoreError::Backend(format!(
+            "postgres: {what}: a stored value is out of range: {value}"
+        ))
     })
 }
 
@@ -996,15 +1000,11 @@ impl Store for PostgresStore {
             " FROM users WHERE $1::text IS NULL OR strpos(email_lower, $1) > 0
               ORDER BY user_id LIMIT $2 OFFSET $3"
         );
-        self.query(
-            LIST_USERS,
-            &[&needle, &limit, &offset],
-            "listing users",
-        )
-        .await?
-        .iter()
-        .map(read_user)
-        .collect()
+        self.query(LIST_USERS, &[&needle, &limit, &offset], "listing users")
+            .await?
+            .iter()
+            .map(read_user)
+            .collect()
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
@@ -1030,10 +1030,7 @@ impl Store for PostgresStore {
             .map_err(backend("writing a connection"))?;
         let written = conn
             .client
-            .execute(
-                &statement,
-                &[&record.id, &record.spec.name.as_str(), &spec],
-            )
+            .execute(&statement, &[&record.id, &record.spec.name.as_str(), &spec])
             .await;
         match written {
             Ok(_) => Ok(()),
@@ -1126,8 +1123,7 @@ impl Store for PostgresStore {
         // A statement of its own, after the lock: in READ COMMITTED each
         // statement sees what committed before it started, so this sees
         // the version the previous lock holder added.
-        const LAST: &str =
-            "SELECT COALESCE(MAX(version), 0) FROM mapper_versions WHERE name = $1";
+        const LAST: &str = "SELECT COALESCE(MAX(version), 0) FROM mapper_versions WHERE name = $1";
         const INSERT: &str = "INSERT INTO mapper_versions
              (name, version, sha256, size, created_at, created_by, bytes)
              VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -1326,10 +1322,19 @@ mod tests {
         for (url, expected) in [
             ("mysql://u@h/db", "scheme"),
             ("waypass.db", "not a URL"),
-            ("postgres://u@h/db?sslmode=prefer", "falls back to plain text"),
-            ("postgres://u@h/db?sslmode=allow", "falls back to plain text"),
+            (
+                "postgres://u@h/db?sslmode=prefer",
+                "falls back to plain text",
+            ),
+            (
+                "postgres://u@h/db?sslmode=allow",
+                "falls back to plain text",
+            ),
             ("postgres://u@h/db?sslmode=sometimes", "not one of"),
-            ("postgres://u@h/db?no_such_option=1", "invalid connection string"),
+            (
+                "postgres://u@h/db?no_such_option=1",
+                "invalid connection string",
+            ),
         ] {
             let err = DatabaseUrl::parse(url).expect_err(url).to_string();
             assert!(err.contains(expected), "{url}: {err}");
@@ -1339,7 +1344,11 @@ mod tests {
     #[test]
     fn sslmode_chooses_plain_or_verified_tls() {
         let mode = |url: &str| parse(url).options().expect("options").1;
-        assert_eq!(mode("postgres://u@h/db"), TlsMode::Plain, "plain by default");
+        assert_eq!(
+            mode("postgres://u@h/db"),
+            TlsMode::Plain,
+            "plain by default"
+        );
         assert_eq!(mode("postgres://u@h/db?sslmode=disable"), TlsMode::Plain);
         for ssl in ["require", "verify-ca", "verify-full"] {
             assert_eq!(
@@ -1349,7 +1358,9 @@ mod tests {
             );
         }
         assert_eq!(
-            mode("postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"),
+            mode(
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"
+            ),
             TlsMode::Verified {
                 root_cert: Some("/etc/ca.pem".into())
             },
@@ -1359,11 +1370,10 @@ mod tests {
 
     #[test]
     fn other_parameters_reach_the_driver_unchanged() {
-        let (config, _) = parse(
-            "postgres://u@h/db?sslmode=require&application_name=my%20app&connect_timeout=3",
-        )
-        .options()
-        .expect("options");
+        let (config, _) =
+            parse("postgres://u@h/db?sslmode=require&application_name=my%20app&connect_timeout=3")
+                .options()
+                .expect("options");
         assert_eq!(config.get_application_name(), Some("my app"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert_eq!(

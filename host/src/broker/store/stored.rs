@@ -13,7 +13,10 @@ pub(super) fn to_json(value: &impl Serialize, what: &str) -> Result<String, Stor
         .map_err(|e| StoreError::Backend(format!("encoding {what} as JSON: {e}")))
 }
 
-pub(super) fn from_json<T: for<'de> Deserialize<'de>>(json: &str, what: &str) -> Result<T, StoreError> {
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
+    json: &str,
+    what: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Backend(format!("{what}: a stored row does not parse: {e}")))
 }
