@@ -401,6 +401,34 @@ async fn listings_are_in_byte_order_whatever_the_database_collation() {
     assert_eq!(mappers, wanted, "mappers in byte order");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_whose_email_holds_a_nul_is_recorded_and_found() {
+    // PostgreSQL's text refuses NUL; a mapper's profile may carry one, and
+    // the login must not fail on it (SQLite and memory take it).
+    let server = server_or_skip!();
+    let database = TestDatabase::create(&server).await;
+    let store = database.open().await;
+    let profile: waypass::mapper::Profile = serde_json::from_value(serde_json::json!({
+        "user_id": "1", "email": "Nul\0Byte@Example.test", "name": "a\0b",
+    }))
+    .expect("profile");
+    store
+        .record_login("oauth2|c|1", "c", profile.clone(), NOW)
+        .await
+        .expect("the login is recorded");
+    let user = store.get_user("oauth2|c|1").await.expect("get");
+    assert_eq!(user.map(|u| u.profile), Some(profile.clone()), "whole");
+    for needle in ["nul\0byte@", "\0", "example.test"] {
+        let found = store.list_users(0, 10, Some(needle)).await.expect("search");
+        assert_eq!(found.len(), 1, "found by {needle:?}");
+    }
+    let found = store
+        .list_users(0, 10, Some("nulbyte"))
+        .await
+        .expect("search");
+    assert!(found.is_empty(), "the NUL is part of the email: {found:?}");
+}
+
 /// The test database's URL with `localhost` for the host and `query`
 /// added (TLS parameters).
 fn tls_url(database: &TestDatabase, query: &str) -> DatabaseUrl {

@@ -22,7 +22,10 @@
 //! byte for byte what SQLite keeps (one stored form, `stored.rs`); and
 //! `jsonb` refuses a string holding `\u0000`, which a provider's profile may
 //! carry and SQLite accepts. Times are `bigint` seconds (a `u64` beyond
-//! `i64::MAX` is refused, not wrapped). Key columns sort with the `"C"`
+//! `i64::MAX` is refused, not wrapped). The lower-cased email, the search
+//! key, is `bytea`: PostgreSQL's `text` cannot hold the NUL character a
+//! profile's email may (SQLite's can), and a byte search of UTF-8 finds
+//! exactly the character matches. Key columns sort with the `"C"`
 //! collation: byte order, as the memory and SQLite stores list them, not
 //! the database locale's.
 //!
@@ -142,7 +145,7 @@ const MIGRATIONS: &[&str] = &[
         user_id text COLLATE "C" PRIMARY KEY,
         connection text NOT NULL,
         profile text NOT NULL,
-        email_lower text,
+        email_lower bytea,
         created_at bigint NOT NULL,
         last_login bigint NOT NULL,
         logins_count bigint NOT NULL
@@ -942,6 +945,7 @@ impl Store for PostgresStore {
     ) -> Result<User, StoreError> {
         let json = to_json(&profile, "a profile")?;
         let email = email_key(&profile);
+        let email = email.as_deref().map(str::as_bytes);
         let at = to_db(now, "now")?;
         // One statement: concurrent logins, on any instance, all count. It
         // returns only what the stored row may know better than the
@@ -990,14 +994,16 @@ impl Store for PostgresStore {
         email: Option<&str>,
     ) -> Result<Vec<User>, StoreError> {
         let needle = email.map(str::to_lowercase);
+        let needle = needle.as_deref().map(str::as_bytes);
         // PostgreSQL's LIMIT and OFFSET are bigint; beyond that is "all".
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        // `strpos`, not `LIKE`: `%` and `_` in a search are literal.
+        // A byte search, not `LIKE`: `%` and `_` in a search are literal;
+        // and in UTF-8 a byte match is a match of whole characters.
         const LIST_USERS: &str = concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE $1::text IS NULL OR strpos(email_lower, $1) > 0
+            " FROM users WHERE $1::bytea IS NULL OR position($1 IN email_lower) > 0
               ORDER BY user_id LIMIT $2 OFFSET $3"
         );
         self.query(LIST_USERS, &[&needle, &limit, &offset], "listing users")
