@@ -170,6 +170,12 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         check_issuer(&config.issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
+        if let Some(url) = &config.database_url {
+            // Checked here, not while deserializing: TOML's errors quote
+            // the line, and this one may hold a password.
+            url.check()
+                .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
+        }
         for conn in &mut config.connections {
             conn.options
                 .resolve_secrets()
@@ -432,5 +438,43 @@ mod tests {
             !shown.contains("inline-s3cret") && shown.contains("[redacted]"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_debug_masks_its_password() {
+        let config = Config::parse(
+            r#"
+            issuer = "https://login.example.com"
+            database_url = "postgres://waypass:db-s3cret@db.internal/waypass"
+        "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.database_url.as_ref().map(DatabaseUrl::expose),
+            Some("postgres://waypass:db-s3cret@db.internal/waypass")
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("db-s3cret"), "{shown}");
+        assert!(
+            Config::parse(EXAMPLE)
+                .expect("parses")
+                .database_url
+                .is_none(),
+            "SQLite by default"
+        );
+    }
+
+    #[test]
+    fn a_database_url_that_is_not_postgres_is_refused_without_repeating_it() {
+        let err = Config::parse(
+            r#"
+            issuer = "https://login.example.com"
+            database_url = "mysql://waypass:db-s3cret@db.internal/waypass"
+        "#,
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains("db-s3cret"), "{err}");
     }
 }

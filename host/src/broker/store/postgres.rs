@@ -239,6 +239,11 @@ impl DatabaseUrl {
         Ok(this)
     }
 
+    /// Whether the URL is one the store can use (see [`DatabaseUrl::parse`]).
+    pub fn check(&self) -> Result<(), DatabaseUrlError> {
+        Self::parse(&self.url).map(|_| ())
+    }
+
     /// The URL whole, password included.
     pub fn expose(&self) -> &str {
         &self.url
@@ -315,10 +320,16 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// Never fails on a bad URL, because a deserializer's error may quote the
+/// input (TOML's quotes the line), password included: whoever reads one
+/// calls [`DatabaseUrl::check`] (`Config::parse` does).
 impl<'de> Deserialize<'de> for DatabaseUrl {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        let url = String::deserialize(d)?;
+        let masked = url::Url::parse(&url)
+            .map(|parsed| mask(&parsed))
+            .unwrap_or_else(|_| "[a database URL that does not parse]".to_owned());
+        Ok(Self { url, masked })
     }
 }
 
