@@ -113,6 +113,8 @@ pub struct TestDatabase {
     pub url: DatabaseUrl,
     name: String,
     server: DatabaseUrl,
+    /// Set once a drop has been started (by [`TestDatabase::drop_together`]).
+    dropping: bool,
 }
 
 /// A connection from a test, not the store's (to look at or change the
@@ -154,6 +156,7 @@ impl TestDatabase {
             url: server.with_database(&name).expect("a database URL"),
             name,
             server: server.clone(),
+            dropping: false,
         }
     }
 
@@ -168,14 +171,29 @@ impl TestDatabase {
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
-}
 
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop cannot wait, so a thread of its own with a runtime of its
-        // own does; `WITH (FORCE)` ends connections still open to it.
+    /// Drops `databases` at once: each `DROP DATABASE` waits for a
+    /// checkpoint (a second or more on a loaded machine), and concurrent
+    /// ones share it.
+    pub fn drop_together(databases: Vec<TestDatabase>) {
+        let dropping: Vec<_> = databases
+            .into_iter()
+            .map(|mut db| {
+                db.dropping = true;
+                (db.name.clone(), db.start_drop())
+            })
+            .collect();
+        for (name, thread) in dropping {
+            report_drop(&name, thread.join());
+        }
+    }
+
+    /// Starts dropping the database on a thread of its own (with a runtime
+    /// of its own: `Drop` cannot wait on the caller's); `WITH (FORCE)` ends
+    /// connections still open to it.
+    fn start_drop(&self) -> std::thread::JoinHandle<Result<(), String>> {
         let (server, name) = (self.server.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -194,14 +212,24 @@ impl Drop for TestDatabase {
                     .map_err(|e| format!("{e:?}"))
             })
         })
-        .join();
-        // Never panic here: this may run while a failed test unwinds.
-        if !matches!(dropped, Ok(Ok(()))) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "warning: could not drop test database {}: {dropped:?}",
-                self.name
-            );
+    }
+}
+
+/// Says when a test database could not be dropped; never panics (this may
+/// run while a failed test unwinds).
+fn report_drop(name: &str, dropped: std::thread::Result<Result<(), String>>) {
+    if !matches!(dropped, Ok(Ok(()))) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: could not drop test database {name}: {dropped:?}"
+        );
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if !self.dropping {
+            report_drop(&self.name, self.start_drop().join());
         }
     }
 }

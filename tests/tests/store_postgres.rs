@@ -2,7 +2,7 @@
 //! database shows — several instances (separate pools) racing on one
 //! database, opening it together, and schema versions.
 //!
-//! Each test gets a database of its own (`waypass_postgres::TestDatabase`);
+//! Each test gets a database of its own (`waypass_tests::postgres::TestDatabase`);
 //! the server comes from `WAYPASS_TEST_DATABASE_URL` or
 //! `scripts/ensure-postgres` (see `waypass_tests::postgres`). The runtimes
 //! are multi-threaded: `race` blocks one worker while the store's
@@ -53,6 +53,7 @@ async fn the_postgres_store_conforms() {
         Box::new(store) as Box<dyn Store>
     })
     .await;
+    TestDatabase::drop_together(databases.into_inner().unwrap_or_else(|p| p.into_inner()));
 }
 
 fn transaction(round: usize) -> LoginTransaction {
