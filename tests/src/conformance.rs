@@ -2,7 +2,8 @@
 //! `storage/conformance`: what the broker relies on, stated once, so a
 //! backend passes or fails the same checks as the memory store.
 //!
-//! [`run_all`] takes a factory and gives every behaviour a fresh store; each
+//! [`run_all`] takes a factory (async: a PostgreSQL store is a new database
+//! and a connection) and gives every behaviour a fresh store; each
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
@@ -29,12 +30,16 @@ const UNBOUNDED: usize = usize::MAX;
 
 /// Runs every behaviour, each against a fresh store from `new_store`. The
 /// name of each is printed before it runs, so a failure says which.
-pub async fn run_all(new_store: &dyn Fn() -> Box<dyn Store>) {
+pub async fn run_all<F, Fut>(new_store: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Box<dyn Store>>,
+{
     macro_rules! run {
         ($($behaviour:ident),* $(,)?) => {
             $(
                 eprintln!("conformance: {}", stringify!($behaviour));
-                $behaviour(&*new_store()).await;
+                $behaviour(&*new_store().await).await;
             )*
         };
     }
@@ -245,7 +250,10 @@ fn ids(users: &[waypass::broker::store::User]) -> Vec<&str> {
 }
 
 /// Runs `racer(i)` for `i` in `0..n` on `n` threads released at once (each
-/// with its own runtime), and returns what each returned, in order of `i`.
+/// with its own runtime, timers and I/O on: a pooled store may wait with a
+/// timeout), and returns what each returned, in order of `i`. Blocks the
+/// calling thread: a store whose connections live on the caller's runtime
+/// needs that runtime to have another worker (`flavor = "multi_thread"`).
 pub fn race<T, F, Fut>(n: usize, racer: F) -> Vec<T>
 where
     T: Send,
@@ -259,6 +267,7 @@ where
                 let (racer, start) = (&racer, &start);
                 s.spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
                         .build()
                         .expect("a runtime per racer");
                     start.wait();

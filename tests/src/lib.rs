@@ -2,8 +2,10 @@
 //! `build.rs`, and a stub provider on 127.0.0.1.
 
 pub mod conformance;
+pub mod everything;
 pub mod gate;
 pub mod login;
+pub mod postgres;
 pub mod stub;
 
 /// Paths of the guest components built for these tests.

@@ -174,6 +174,7 @@ impl TestBed {
             issuer: issuer.parse().expect("issuer"),
             listen: broker_listener.local_addr().expect("addr"),
             data_dir: std::env::temp_dir(),
+            database_url: None,
             admin_token_file: None,
             mappers_dir: None,
             mappers: Vec::new(),

@@ -26,26 +26,28 @@ fn db_path(dir: &tempfile::TempDir) -> PathBuf {
 
 #[tokio::test]
 async fn the_memory_store_conforms() {
-    conformance::run_all(&|| Box::new(MemoryStore::default())).await;
+    conformance::run_all(|| async { Box::new(MemoryStore::default()) as Box<dyn Store> }).await;
 }
 
 #[tokio::test]
 async fn the_sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("temp dir");
     let n = AtomicUsize::new(0);
-    conformance::run_all(&|| {
+    conformance::run_all(|| {
         let path = dir
             .path()
             .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
-        Box::new(open(&path))
+        async move { Box::new(open(&path)) as Box<dyn Store> }
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_sqlite_store_in_memory_conforms() {
-    conformance::run_all(&|| Box::new(SqliteStore::open_in_memory().expect("open in memory")))
-        .await;
+    conformance::run_all(|| async {
+        Box::new(SqliteStore::open_in_memory().expect("open in memory")) as Box<dyn Store>
+    })
+    .await;
 }
 
 // ---- SQLite only ----

@@ -5,6 +5,8 @@
 //! issuer = "https://login.example.com"   # WAYPASS_ISSUER
 //! listen = "127.0.0.1:8080"              # WAYPASS_LISTEN
 //! data_dir = "/var/lib/waypass"          # WAYPASS_DATA_DIR
+//! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
+//! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL
 //!
 //! [[mappers]]
 //! name = "acme-userinfo"
@@ -54,6 +56,7 @@ use super::model::{
     check_require_pkce,
 };
 use super::secret::SecretHash;
+use super::store::DatabaseUrl;
 
 /// The configuration file.
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,11 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database holding the state instead of SQLite in
+    /// `data_dir` (`WAYPASS_DATABASE_URL` overrides); shown with its
+    /// password masked.
+    #[serde(default)]
+    pub database_url: Option<DatabaseUrl>,
     /// A directory watched for `NAME.wasm` files: each registers or swaps
     /// mapper `NAME` (optional).
     #[serde(default)]
@@ -189,6 +197,12 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         check_issuer(&config.issuer).map_err(|e| anyhow::anyhow!("issuer: {e}"))?;
         config.limits.check()?;
+        if let Some(url) = &config.database_url {
+            // Checked here, not while deserializing: TOML's errors quote
+            // the line, and this one may hold a password.
+            url.check()
+                .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
+        }
         for conn in &mut config.connections {
             conn.options
                 .resolve_secrets()
@@ -211,6 +225,17 @@ impl Config {
         }
         if let Ok(dir) = std::env::var("WAYPASS_DATA_DIR") {
             self.data_dir = dir.into();
+        }
+        // Empty counts as unset, as in most deployment tools' templates.
+        if let Some(url) = std::env::var("WAYPASS_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            // The error never repeats the URL: it may hold a password.
+            self.database_url = Some(
+                DatabaseUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL: {e}"))?,
+            );
         }
         Ok(())
     }
@@ -534,5 +559,43 @@ mod tests {
             !shown.contains("inline-s3cret") && shown.contains("[redacted]"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_debug_masks_its_password() {
+        let config = Config::parse(
+            r#"
+            issuer = "https://login.example.com"
+            database_url = "postgres://waypass:db-s3cret@db.internal/waypass"
+        "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.database_url.as_ref().map(DatabaseUrl::expose),
+            Some("postgres://waypass:db-s3cret@db.internal/waypass")
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("db-s3cret"), "{shown}");
+        assert!(
+            Config::parse(EXAMPLE)
+                .expect("parses")
+                .database_url
+                .is_none(),
+            "SQLite by default"
+        );
+    }
+
+    #[test]
+    fn a_database_url_that_is_not_postgres_is_refused_without_repeating_it() {
+        let err = Config::parse(
+            r#"
+            issuer = "https://login.example.com"
+            database_url = "mysql://waypass:db-s3cret@db.internal/waypass"
+        "#,
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains("db-s3cret"), "{err}");
     }
 }

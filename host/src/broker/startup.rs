@@ -9,7 +9,7 @@ use super::keys::KeySet;
 use super::model::{Connection, ProfileSource, SecretSource};
 use super::registry::parse_ref;
 use super::secret::SystemRandomTokens;
-use super::store::{ConnectionRecord, SqliteStore, Store};
+use super::store::{ConnectionRecord, PostgresStore, SqliteStore, Store};
 use super::upstream::Upstream;
 use super::{Broker, BrokerParts, Catalog, Clock as _, ConfigDefined, SystemClock};
 use crate::mapper::{Runtime, RuntimeConfig, sha256_hex};
@@ -35,7 +35,7 @@ impl Broker {
             cache_dir: Some(data.join("artifacts")),
             ..RuntimeConfig::default()
         })?);
-        let store = open_store(config)?;
+        let store = open_store(config).await?;
         let keys = Arc::new(signing_keys(&*store, &data.join("keys.json")).await?);
         let clock = SystemClock;
         let defined = seed(config, &*store, clock.now()).await?;
@@ -84,8 +84,18 @@ impl Broker {
     }
 }
 
-/// The embedded store: `waypass.db` (SQLite, WAL) in the data directory.
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// PostgreSQL when the configuration names a database URL (several
+/// instances on one database); otherwise the embedded store, `waypass.db`
+/// (SQLite, WAL) in the data directory.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        // `url` shows itself with the password masked.
+        tracing::info!(database = %url, "store: PostgreSQL");
+        let store = PostgresStore::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+        return Ok(Arc::new(store));
+    }
     let path = config.data_dir.join("waypass.db");
     let store = SqliteStore::open(&path)
         .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;

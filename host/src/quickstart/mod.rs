@@ -133,6 +133,7 @@ fn config(
         issuer: Url::parse(issuer)?,
         listen: options.listen,
         data_dir: options.data_dir.clone(),
+        database_url: None,
         admin_token_file: None,
         mappers_dir: None,
         mappers: vec![MapperConfig {

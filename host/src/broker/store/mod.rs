@@ -8,9 +8,12 @@
 //! by the server) deletes them.
 
 mod memory;
+mod postgres;
 mod sqlite;
+mod stored;
 
 pub use memory::{MemoryStore, ShortLivedCounts};
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -57,6 +57,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
 /// How long a statement waits for another connection's write lock before
@@ -415,74 +416,6 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         .is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-fn to_json(value: &impl Serialize, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("encoding {what} as JSON: {e}")))
-}
-
-fn from_json<T: for<'de> Deserialize<'de>>(json: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(json)
-        .map_err(|e| StoreError::Backend(format!("{what}: a stored row does not parse: {e}")))
-}
-
-/// A [`LoginTransaction`] as stored (its `expires_at` is a column).
-#[derive(Serialize, Deserialize)]
-struct StoredTransaction {
-    client_id: String,
-    redirect_uri: String,
-    app_state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    scope: String,
-    connection: String,
-    #[serde(serialize_with = "serialize_secret")]
-    provider_verifier: Option<Secret>,
-    browser_binding: SecretHash,
-    correlation_id: String,
-}
-
-impl StoredTransaction {
-    fn new(tx: &LoginTransaction) -> Self {
-        Self {
-            client_id: tx.client_id.clone(),
-            redirect_uri: tx.redirect_uri.clone(),
-            app_state: tx.app_state.clone(),
-            nonce: tx.nonce.clone(),
-            code_challenge: tx.code_challenge.clone(),
-            scope: tx.scope.clone(),
-            connection: tx.connection.clone(),
-            provider_verifier: tx.provider_verifier.clone(),
-            browser_binding: tx.browser_binding,
-            correlation_id: tx.correlation_id.clone(),
-        }
-    }
-
-    fn into_transaction(self, expires_at: u64) -> LoginTransaction {
-        LoginTransaction {
-            client_id: self.client_id,
-            redirect_uri: self.redirect_uri,
-            app_state: self.app_state,
-            nonce: self.nonce,
-            code_challenge: self.code_challenge,
-            scope: self.scope,
-            connection: self.connection,
-            provider_verifier: self.provider_verifier,
-            browser_binding: self.browser_binding,
-            correlation_id: self.correlation_id,
-            expires_at,
-        }
-    }
-}
-
-/// `Secret` does not implement `Serialize` (so it cannot leak through an
-/// API's serialisation); the store is the one place that writes it out.
-fn serialize_secret<S: serde::Serializer>(
-    secret: &Option<Secret>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    secret.as_ref().map(Secret::expose).serialize(s)
-}
-
 /// A `users` row before its profile is parsed.
 struct UserRow {
     user_id: String,
@@ -523,12 +456,6 @@ impl UserRow {
             logins_count: self.logins_count,
         })
     }
-}
-
-/// Rust's Unicode lower-casing, the memory store's comparison (SQLite's
-/// `lower()` folds ASCII only).
-fn email_key(profile: &Profile) -> Option<String> {
-    profile.email.as_deref().map(str::to_lowercase)
 }
 
 #[async_trait]

@@ -1,0 +1,1483 @@
+//! Everything in one PostgreSQL database: the store for several instances
+//! serving one deployment (`WAYPASS_DATABASE_URL=postgres://…`).
+//!
+//! # What is stored where
+//!
+//! The tables are SQLite's (see `sqlite.rs`), with PostgreSQL's types:
+//!
+//! | table | key | what |
+//! | --- | --- | --- |
+//! | `login_transactions`, `authorization_codes`, `access_tokens` | `key_hash` (`bytea`, the SHA-256 of the bearer value) | `expires_at`, the payload |
+//! | `users` | `user_id` | profile, lower-cased email, login counters |
+//! | `connections` | `id` | the spec, secrets included; `name` unique |
+//! | `clients` | `client_id` | the app (its secret only as a hash) |
+//! | `mappers` | `name` | the active version |
+//! | `mapper_versions` | `name`, `version` | metadata and the component's bytes (`bytea`) |
+//! | `signing_keys` | the single row `id = 1` | the key set document |
+//! | `waypass_schema_versions` | `version` | one row per migration applied |
+//!
+//! JSON payloads (transactions, grants, profiles, specs, clients) are `text`,
+//! not `jsonb`: they are only ever read back whole by key, never queried
+//! inside, so `jsonb`'s parsing on every write buys nothing; `text` keeps
+//! byte for byte what SQLite keeps (one stored form, `stored.rs`); and
+//! `jsonb` refuses a string holding `\u0000`, which a provider's profile may
+//! carry and SQLite accepts. Times are `bigint` seconds (a `u64` beyond
+//! `i64::MAX` is refused, not wrapped). The lower-cased email, the search
+//! key, is `bytea`: PostgreSQL's `text` cannot hold the NUL character a
+//! profile's email may (SQLite's can), and a byte search of UTF-8 finds
+//! exactly the character matches. Key columns sort with the `"C"`
+//! collation: byte order, as the memory and SQLite stores list them, not
+//! the database locale's.
+//!
+//! # Several instances on one database
+//!
+//! - A take is one `DELETE … WHERE key_hash = $1 AND expires_at > $2
+//!   RETURNING …`: PostgreSQL deletes a row once, so of any number of takes
+//!   of one key, from any number of instances, exactly one gets it.
+//! - A login is one `INSERT … ON CONFLICT (user_id) DO UPDATE`: concurrent
+//!   logins of one user each count.
+//! - A new mapper version is numbered inside a transaction that first locks
+//!   the mapper's row (an upsert, so a new name is locked too); the next
+//!   number is read after the lock is held, so two instances pushing one
+//!   name get distinct numbers and one of them is active.
+//! - Signing keys: `INSERT … ON CONFLICT DO NOTHING`, then read back what
+//!   is stored, so instances starting together agree on one key set.
+//! - Logins in flight are bounded by one `INSERT … SELECT … WHERE (SELECT
+//!   COUNT(*) …) < $max`: under READ COMMITTED, inserts running at the same
+//!   moment on different connections do not see each other, so the bound
+//!   can be overshot by at most the number of such inserts (each instance's
+//!   pool, [`MAX_CONNECTIONS`]); serialising every `/authorize` of the fleet
+//!   on one lock to make it exact would cost more than the overshoot.
+//! - A transaction is taken only with its browser binding, in the same
+//!   `DELETE`; expired rows are deleted by [`Store::sweep_expired`], which
+//!   the server runs on a timer.
+//!
+//! # Schema versions
+//!
+//! [`MIGRATIONS`] are applied at open in one transaction (PostgreSQL's DDL
+//! is transactional: all or none), under a transaction-scoped advisory lock
+//! ([`MIGRATION_LOCK`]), so of instances opening one new database at once
+//! one migrates and the others then find it done. `waypass_schema_versions`
+//! records each migration applied; a database at a higher version than this
+//! code knows (written by a newer Waypass) is refused rather than guessed at.
+//!
+//! # Connections
+//!
+//! A pool of at most [`MAX_CONNECTIONS`], each preparing a statement once.
+//! Each connection is opened and driven by a task on the runtime that
+//! opened the store, so the store may be called from any runtime (tests
+//! race it from threads with runtimes of their own). TLS follows `sslmode`
+//! in the URL: absent or `disable` is plain (a local socket, a private
+//! network), `require`, `verify-ca` and `verify-full` are TLS with the
+//! server's certificate always verified — against `sslrootcert` (a PEM file)
+//! when given, the public web roots otherwise — since this connection
+//! carries every secret the broker holds. `prefer` and `allow`, which fall
+//! back to plain text silently, are refused.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool::managed::{self, Metrics, Pool, PoolError, RecycleError, RecycleResult};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{Client as PgClient, NoTls, Row, Socket, Statement};
+
+use super::stored::{StoredTransaction, email_key, from_json, to_json};
+use super::*;
+
+/// Connections per instance. A login holds one for a single statement at
+/// a time, so a few per core serve it; and a fleet's instances share the
+/// server's `max_connections` (100 by default): 20 instances × 8 fit a
+/// server configured for them, 10 fit the default.
+const MAX_CONNECTIONS: usize = 8;
+
+/// How long opening one connection may take (TCP, TLS, authentication)
+/// before the caller is told the database is unreachable, unless the URL
+/// sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call waits for a free connection (all [`MAX_CONNECTIONS`]
+/// busy) before failing: statements here are single rows, so waiting this
+/// long means the database is stuck, and the login should fail rather than
+/// hang.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The advisory lock key serialising schema migrations of one database
+/// (`pg_advisory_xact_lock`): "waypass1" in ASCII, unlikely to be another
+/// application's key on a shared server.
+const MIGRATION_LOCK: i64 = 0x7761_7970_6173_7331;
+
+/// The schema: entry `i` takes the database from version `i` to `i + 1`.
+/// Append only — a released migration never changes, or databases that
+/// already ran it would differ from new ones. Plain `CREATE TABLE` (no
+/// `IF NOT EXISTS`): running a migration twice fails instead of passing
+/// silently.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the `Store` trait holds.
+    r#"
+    CREATE TABLE login_transactions (
+        key_hash bytea PRIMARY KEY CHECK (octet_length(key_hash) = 32),
+        expires_at bigint NOT NULL,
+        payload text NOT NULL
+    );
+    CREATE INDEX login_transactions_by_expiry ON login_transactions (expires_at);
+
+    CREATE TABLE authorization_codes (
+        key_hash bytea PRIMARY KEY CHECK (octet_length(key_hash) = 32),
+        expires_at bigint NOT NULL,
+        payload text NOT NULL
+    );
+    CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+
+    CREATE TABLE access_tokens (
+        key_hash bytea PRIMARY KEY CHECK (octet_length(key_hash) = 32),
+        expires_at bigint NOT NULL,
+        payload text NOT NULL
+    );
+    CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at);
+
+    CREATE TABLE users (
+        user_id text COLLATE "C" PRIMARY KEY,
+        connection text NOT NULL,
+        profile text NOT NULL,
+        email_lower bytea,
+        created_at bigint NOT NULL,
+        last_login bigint NOT NULL,
+        logins_count bigint NOT NULL
+    );
+
+    CREATE TABLE connections (
+        id text COLLATE "C" PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        spec text NOT NULL
+    );
+
+    CREATE TABLE clients (
+        client_id text COLLATE "C" PRIMARY KEY,
+        client text NOT NULL
+    );
+
+    CREATE TABLE mappers (
+        name text COLLATE "C" PRIMARY KEY,
+        active_version bigint NOT NULL
+    );
+
+    CREATE TABLE mapper_versions (
+        name text COLLATE "C" NOT NULL REFERENCES mappers (name) ON DELETE CASCADE,
+        version bigint NOT NULL,
+        sha256 text NOT NULL,
+        size bigint NOT NULL,
+        created_at bigint NOT NULL,
+        created_by text NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+
+    CREATE TABLE signing_keys (
+        id integer PRIMARY KEY CHECK (id = 1),
+        document text NOT NULL
+    );
+    "#,
+];
+
+/// A PostgreSQL URL (`postgres://user:password@host:port/database?…`, or
+/// `postgresql://`). `Display` and `Debug` show it with the password
+/// masked, so it can be logged; [`DatabaseUrl::expose`] gives it whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+    masked: String,
+}
+
+/// Why a database URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseUrlError {
+    #[error("not a URL: {0}")]
+    NotAUrl(String),
+    #[error("the scheme must be postgres:// or postgresql://, not `{0}://`")]
+    Scheme(String),
+    #[error(
+        "sslmode={0} is not supported: it falls back to plain text silently; \
+         use sslmode=disable (plain) or sslmode=require (TLS, certificate verified)"
+    )]
+    FallbackSslMode(String),
+    #[error("sslmode={0} is not one of disable, require, verify-ca, verify-full")]
+    UnknownSslMode(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How the connection is protected, from the URL's `sslmode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TlsMode {
+    Plain,
+    /// TLS, the server's certificate verified against these roots (a PEM
+    /// file), or the public web roots.
+    Verified {
+        root_cert: Option<String>,
+    },
+}
+
+impl DatabaseUrl {
+    /// Checks that `url` is a PostgreSQL URL the store can use.
+    pub fn parse(url: &str) -> Result<Self, DatabaseUrlError> {
+        let parsed = url::Url::parse(url).map_err(|e| DatabaseUrlError::NotAUrl(e.to_string()))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(DatabaseUrlError::Scheme(parsed.scheme().to_owned()));
+        }
+        let this = Self {
+            url: url.to_owned(),
+            masked: mask(&parsed),
+        };
+        // Everything that can be refused is refused now, at configuration.
+        this.options()?;
+        Ok(this)
+    }
+
+    /// Whether the URL is one the store can use (see [`DatabaseUrl::parse`]).
+    pub fn check(&self) -> Result<(), DatabaseUrlError> {
+        Self::parse(&self.url).map(|_| ())
+    }
+
+    /// The URL whole, password included.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// The same server and credentials, another database (tests create one
+    /// database per test).
+    pub fn with_database(&self, database: &str) -> Result<Self, DatabaseUrlError> {
+        let mut parsed =
+            url::Url::parse(&self.url).map_err(|e| DatabaseUrlError::NotAUrl(e.to_string()))?;
+        parsed.set_path(&format!("/{database}"));
+        Self::parse(parsed.as_str())
+    }
+
+    /// The connection settings and TLS mode.
+    fn options(&self) -> Result<(tokio_postgres::Config, TlsMode), DatabaseUrlError> {
+        let (base, query) = match self.url.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (self.url.as_str(), ""),
+        };
+        let mut ssl_mode = None;
+        let mut root_cert = None;
+        // `sslmode` and `sslrootcert` are read here (`tokio-postgres` knows
+        // neither `verify-full` nor `sslrootcert`); the other parameters are
+        // passed on exactly as written, their percent-encoding untouched.
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "sslmode" => ssl_mode = Some(value),
+                "sslrootcert" => root_cert = Some(value),
+                _ => kept.push(pair),
+            }
+        }
+        let tls = match ssl_mode.as_deref() {
+            None | Some("disable") => TlsMode::Plain,
+            Some("require" | "verify-ca" | "verify-full") => TlsMode::Verified { root_cert },
+            Some(mode @ ("prefer" | "allow")) => {
+                return Err(DatabaseUrlError::FallbackSslMode(mode.to_owned()));
+            }
+            Some(other) => return Err(DatabaseUrlError::UnknownSslMode(other.to_owned())),
+        };
+        let passed_on = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let mut config = tokio_postgres::Config::from_str(&passed_on)
+            .map_err(|e| DatabaseUrlError::Invalid(describe(&e)))?;
+        config.ssl_mode(match tls {
+            TlsMode::Plain => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Verified { .. } => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("waypass");
+        }
+        Ok((config, tls))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.masked)
+    }
+}
+
+/// Never fails on a bad URL, because a deserializer's error may quote the
+/// input (TOML's quotes the line), password included: whoever reads one
+/// calls [`DatabaseUrl::check`] (`Config::parse` does).
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        let masked = url::Url::parse(&url)
+            .map(|parsed| mask(&parsed))
+            .unwrap_or_else(|_| "[a database URL that does not parse]".to_owned());
+        Ok(Self { url, masked })
+    }
+}
+
+/// What a password in the URL is shown as.
+const MASK: &str = "***";
+
+/// The URL with its password (in the authority or a `password=` parameter)
+/// replaced by [`MASK`].
+fn mask(url: &url::Url) -> String {
+    let mut masked = url.clone();
+    if masked.password().is_some() {
+        // Fails only for URLs that cannot carry a password at all.
+        let _ = masked.set_password(Some(MASK));
+    }
+    if let Some(query) = url.query() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key == "password" => format!("{key}={MASK}"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        masked.set_query(Some(&pairs.join("&")));
+    }
+    masked.to_string()
+}
+
+/// A query parameter's value, `%XX` decoded as libpq does (a `+` stays).
+fn percent_decode(value: &str) -> String {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A `tokio-postgres` error with its cause (its `Display` alone says "db
+/// error" without the server's message).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+/// Maps a database error to [`StoreError::Backend`], saying what we were
+/// doing.
+fn backend(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Backend(format!("postgres: {context}: {}", describe(&e)))
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// A `u64` as PostgreSQL's `bigint`.
+fn to_db(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("postgres: {what} {value} is beyond bigint")))
+}
+
+/// A column, typed, or a backend error naming the table.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, what: &str) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Backend(format!("postgres: {what}: {}", describe(&e))))
+}
+
+/// A `bigint` column holding a `u64` (or a `u32`).
+fn unsigned<T: TryFrom<i64>>(row: &Row, index: usize, what: &str) -> Result<T, StoreError> {
+    let value: i64 = column(row, index, what)?;
+    T::try_from(value).map_err(|_| {
+        StoreError::Backend(format!(
+            "postgres: {what}: a stored value is out of range: {value}"
+        ))
+    })
+}
+
+/// Opens connections for the pool: each is opened and then driven by a task
+/// on `runtime`, the runtime that opened the store.
+struct Manager {
+    config: tokio_postgres::Config,
+    tls: Tls,
+    runtime: tokio::runtime::Handle,
+    /// The masked URL, for errors.
+    target: String,
+}
+
+#[derive(Clone)]
+enum Tls {
+    Plain,
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl Tls {
+    fn new(mode: TlsMode) -> Result<Self, StoreError> {
+        let root_cert = match mode {
+            TlsMode::Plain => return Ok(Self::Plain),
+            TlsMode::Verified { root_cert } => root_cert,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        match root_cert {
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let pem = std::fs::read(&path).map_err(|e| {
+                    StoreError::Backend(format!("postgres: sslrootcert {path}: {e}"))
+                })?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| {
+                        StoreError::Backend(format!("postgres: sslrootcert {path}: {e}"))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        StoreError::Backend(format!("postgres: sslrootcert {path}: {e}"))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(StoreError::Backend(format!(
+                        "postgres: sslrootcert {path} holds no certificate"
+                    )));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::Backend(format!("postgres: TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(
+            config,
+        )))
+    }
+}
+
+/// One pooled connection and the statements it has prepared.
+struct Conn {
+    client: PgClient,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection, once.
+    async fn prepare(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = StoreError;
+
+    async fn create(&self) -> Result<Conn, StoreError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let config = self.config.clone();
+        match self.tls.clone() {
+            Tls::Plain => self.runtime.spawn(drive(config, NoTls, sender)),
+            Tls::Rustls(tls) => self.runtime.spawn(drive(config, tls, sender)),
+        };
+        let client = receiver
+            .await
+            .map_err(|_| {
+                StoreError::Backend(format!(
+                    "postgres: connecting to {}: the runtime that opened the store has stopped",
+                    self.target
+                ))
+            })?
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "postgres: connecting to {}: {}",
+                    self.target,
+                    describe(&e)
+                ))
+            })?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<StoreError> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::message("the connection was closed"));
+        }
+        Ok(())
+    }
+}
+
+/// Connects, hands the client over, then drives the connection until the
+/// client is dropped or the server goes away.
+async fn drive<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    sender: tokio::sync::oneshot::Sender<Result<PgClient, tokio_postgres::Error>>,
+) where
+    T: MakeTlsConnect<Socket> + Send,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    match config.connect(tls).await {
+        Ok((client, connection)) => {
+            if sender.send(Ok(client)).is_err() {
+                // The caller gave up waiting; dropping the connection closes it.
+                return;
+            }
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %describe(&e), "a PostgreSQL connection failed");
+            }
+        }
+        Err(e) => {
+            let _ = sender.send(Err(e));
+        }
+    }
+}
+
+/// Statements for one short-lived table (they differ only in its name).
+struct Expiring {
+    table: &'static str,
+    put: &'static str,
+    take: &'static str,
+    get: &'static str,
+    sweep: &'static str,
+}
+
+macro_rules! expiring {
+    ($table:literal) => {
+        Expiring {
+            table: $table,
+            put: concat!(
+                "INSERT INTO ",
+                $table,
+                " (key_hash, expires_at, payload) VALUES ($1, $2, $3)
+                 ON CONFLICT (key_hash) DO UPDATE
+                 SET expires_at = EXCLUDED.expires_at, payload = EXCLUDED.payload"
+            ),
+            take: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE key_hash = $1 AND expires_at > $2 RETURNING expires_at, payload"
+            ),
+            get: concat!(
+                "SELECT expires_at, payload FROM ",
+                $table,
+                " WHERE key_hash = $1 AND expires_at > $2"
+            ),
+            sweep: concat!("DELETE FROM ", $table, " WHERE expires_at <= $1"),
+        }
+    };
+}
+
+const TRANSACTIONS: Expiring = expiring!("login_transactions");
+
+/// Stores a transaction unless `$5` live ones (at `$4`) are stored (see the
+/// module documentation for how exact the bound is).
+const PUT_TRANSACTION_BOUNDED: &str =
+    "INSERT INTO login_transactions (key_hash, expires_at, payload)
+     SELECT $1, $2, $3
+     WHERE (SELECT COUNT(*) FROM login_transactions WHERE expires_at > $4) < $5
+     ON CONFLICT (key_hash) DO UPDATE
+     SET expires_at = EXCLUDED.expires_at, payload = EXCLUDED.payload";
+
+/// Takes a live transaction only if its browser binding (the hex SHA-256
+/// kept in the payload as `browser_binding`) is `$3`. `json`, not `jsonb`:
+/// `json` parses without refusing a `\u0000` elsewhere in the payload.
+const TAKE_BOUND_TRANSACTION: &str = "DELETE FROM login_transactions
+     WHERE key_hash = $1 AND expires_at > $2
+       AND payload::json->>'browser_binding' = $3
+     RETURNING expires_at, payload";
+
+/// Whether a live transaction is stored under `$1`.
+const LIVE_TRANSACTION: &str =
+    "SELECT 1 FROM login_transactions WHERE key_hash = $1 AND expires_at > $2";
+const CODES: Expiring = expiring!("authorization_codes");
+const TOKENS: Expiring = expiring!("access_tokens");
+
+/// The columns [`read_user`] reads, in its order (a macro, so that
+/// statements using it are constants).
+macro_rules! user_columns {
+    () => {
+        "user_id, connection, profile, created_at, last_login, logins_count"
+    };
+}
+
+fn read_user(row: &Row) -> Result<User, StoreError> {
+    let profile: String = column(row, 2, "users")?;
+    Ok(User {
+        user_id: column(row, 0, "users")?,
+        connection: column(row, 1, "users")?,
+        profile: from_json(&profile, "users")?,
+        created_at: unsigned(row, 3, "users")?,
+        last_login: unsigned(row, 4, "users")?,
+        logins_count: unsigned(row, 5, "users")?,
+    })
+}
+
+/// Everything in one PostgreSQL database: see the module documentation.
+pub struct PostgresStore {
+    pool: Pool<Manager>,
+    /// The masked URL, for errors.
+    target: String,
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PostgresStore {
+    /// The schema version this code writes (the number of migrations it
+    /// knows); a database at a higher one is refused.
+    pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+    /// Connects to the database at `url` and brings its schema up to date.
+    /// Refuses a database whose schema is newer than this code's. Must be
+    /// called on a Tokio runtime: the connections live on it.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::connect_with_migrations(url, MIGRATIONS).await
+    }
+
+    /// [`PostgresStore::connect`] with other migrations: for tests of the
+    /// migration machinery, on a database of their own.
+    #[doc(hidden)]
+    pub async fn connect_with_migrations(
+        url: &DatabaseUrl,
+        migrations: &[&str],
+    ) -> Result<Self, StoreError> {
+        let target = url.to_string();
+        let (config, mode) = url
+            .options()
+            .map_err(|e| StoreError::Backend(format!("postgres: {target}: {e}")))?;
+        let manager = Manager {
+            config,
+            tls: Tls::new(mode)?,
+            runtime: tokio::runtime::Handle::try_current().map_err(|_| {
+                StoreError::Backend("postgres: the store must be opened on a Tokio runtime".into())
+            })?,
+            target: target.clone(),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(MAX_CONNECTIONS)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgres: building the pool: {e}")))?;
+        let store = Self { pool, target };
+        store
+            .migrate(migrations)
+            .await
+            .map_err(|e| store.in_database(e))?;
+        Ok(store)
+    }
+
+    /// The schema version of the database (the newest migration applied).
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        let row = self
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM waypass_schema_versions",
+                &[],
+                "reading the schema version",
+            )
+            .await?;
+        unsigned(&row, 0, "waypass_schema_versions")
+    }
+
+    /// Applies the migrations the database has not run, in one transaction
+    /// (all or none) under the migration lock, recording each.
+    async fn migrate(&self, migrations: &[&str]) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .client
+            .transaction()
+            .await
+            .map_err(backend("starting the schema migration"))?;
+        // Released at commit or rollback: openers of one database take
+        // turns, and the later ones find the schema current.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(backend("taking the migration lock"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS waypass_schema_versions (
+                 version bigint PRIMARY KEY,
+                 applied_at bigint NOT NULL
+             )",
+        )
+        .await
+        .map_err(backend("creating the schema version table"))?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM waypass_schema_versions",
+                &[],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend("reading the schema version"))?;
+        let known = migrations.len();
+        let current = usize::try_from(current)
+            .map_err(|_| StoreError::Backend(format!("schema version {current} is not ours")))?;
+        if current > known {
+            return Err(StoreError::Backend(format!(
+                "the database's schema version is {current}, newer than this Waypass knows \
+                 ({known}): it was written by a newer Waypass; run that, or use another database"
+            )));
+        }
+        for (done, sql) in migrations.iter().enumerate().skip(current) {
+            let version = done as i64 + 1;
+            let applied = async {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO waypass_schema_versions (version, applied_at)
+                     VALUES ($1, EXTRACT(EPOCH FROM now())::bigint)",
+                    &[&version],
+                )
+                .await
+            };
+            applied.await.map_err(|e| {
+                StoreError::Backend(format!("schema migration {version}: {}", describe(&e)))
+            })?;
+        }
+        tx.commit()
+            .await
+            .map_err(backend("committing the schema migration"))
+    }
+
+    /// Names the database in an error from opening it.
+    fn in_database(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", self.target)),
+            other => other,
+        }
+    }
+
+    /// A connection from the pool.
+    async fn conn(&self) -> Result<managed::Object<Manager>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => e,
+            PoolError::Timeout(_) => StoreError::Backend(format!(
+                "postgres: no free connection to {} within {POOL_WAIT_TIMEOUT:?}",
+                self.target
+            )),
+            other => StoreError::Backend(format!("postgres: {}: {other}", self.target)),
+        })
+    }
+
+    async fn query(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+        what: &'static str,
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut conn = self.conn().await?;
+        let statement = conn.prepare(sql).await.map_err(backend(what))?;
+        conn.client
+            .query(&statement, params)
+            .await
+            .map_err(backend(what))
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+        what: &'static str,
+    ) -> Result<Option<Row>, StoreError> {
+        let mut conn = self.conn().await?;
+        let statement = conn.prepare(sql).await.map_err(backend(what))?;
+        conn.client
+            .query_opt(&statement, params)
+            .await
+            .map_err(backend(what))
+    }
+
+    async fn query_one(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+        what: &'static str,
+    ) -> Result<Row, StoreError> {
+        let mut conn = self.conn().await?;
+        let statement = conn.prepare(sql).await.map_err(backend(what))?;
+        conn.client
+            .query_one(&statement, params)
+            .await
+            .map_err(backend(what))
+    }
+
+    /// Runs one statement and returns how many rows it changed.
+    async fn execute(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let statement = conn.prepare(sql).await.map_err(backend(what))?;
+        conn.client
+            .execute(&statement, params)
+            .await
+            .map_err(backend(what))
+    }
+
+    async fn put_expiring(
+        &self,
+        table: &Expiring,
+        key: SecretHash,
+        expires_at: u64,
+        payload: &impl Serialize,
+    ) -> Result<(), StoreError> {
+        let payload = to_json(payload, table.table)?;
+        let expires_at = to_db(expires_at, "expires_at")?;
+        self.execute(
+            table.put,
+            &[&&key.as_bytes()[..], &expires_at, &payload],
+            table.table,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `table.take` or `table.get` for a key still valid at `now`.
+    async fn read_expiring<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: &Expiring,
+        sql: &'static str,
+        key: SecretHash,
+        now: u64,
+    ) -> Result<Option<(u64, T)>, StoreError> {
+        let now = to_db(now, "now")?;
+        let row = self
+            .query_opt(sql, &[&&key.as_bytes()[..], &now], table.table)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let expires_at = unsigned(&row, 0, table.table)?;
+        let payload: String = column(&row, 1, table.table)?;
+        Ok(Some((expires_at, from_json(&payload, table.table)?)))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_transaction(
+        &self,
+        state: SecretHash,
+        tx: LoginTransaction,
+        now: u64,
+        max_live: usize,
+    ) -> Result<PutTransaction, StoreError> {
+        let payload = to_json(&StoredTransaction::new(&tx), TRANSACTIONS.table)?;
+        let expires_at = to_db(tx.expires_at, "expires_at")?;
+        let now = to_db(now, "now")?;
+        let max_live = i64::try_from(max_live).unwrap_or(i64::MAX);
+        let inserted = self
+            .execute(
+                PUT_TRANSACTION_BOUNDED,
+                &[
+                    &&state.as_bytes()[..],
+                    &expires_at,
+                    &payload,
+                    &now,
+                    &max_live,
+                ],
+                TRANSACTIONS.table,
+            )
+            .await?;
+        Ok(if inserted == 0 {
+            PutTransaction::Full
+        } else {
+            PutTransaction::Stored
+        })
+    }
+
+    async fn take_transaction(
+        &self,
+        state: SecretHash,
+        binding: Option<SecretHash>,
+        now: u64,
+    ) -> Result<TakeTransaction, StoreError> {
+        let key = &state.as_bytes()[..];
+        let at = to_db(now, "now")?;
+        if let Some(binding) = binding {
+            let taken = self
+                .query_opt(
+                    TAKE_BOUND_TRANSACTION,
+                    &[&key, &at, &binding.to_hex()],
+                    TRANSACTIONS.table,
+                )
+                .await?;
+            if let Some(row) = taken {
+                let expires_at = unsigned(&row, 0, TRANSACTIONS.table)?;
+                let payload: String = column(&row, 1, TRANSACTIONS.table)?;
+                let tx: StoredTransaction = from_json(&payload, TRANSACTIONS.table)?;
+                return Ok(TakeTransaction::Taken(Box::new(
+                    tx.into_transaction(expires_at),
+                )));
+            }
+        }
+        // Nothing taken: say whether a live login is there for another browser.
+        let live = self
+            .query_opt(LIVE_TRANSACTION, &[&key, &at], TRANSACTIONS.table)
+            .await?
+            .is_some();
+        Ok(if live {
+            TakeTransaction::WrongBrowser
+        } else {
+            TakeTransaction::Absent
+        })
+    }
+
+    async fn put_code(
+        &self,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.put_expiring(&CODES, code, grant.expires_at, &grant)
+            .await
+    }
+
+    async fn take_code(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<AuthorizationGrant>, StoreError> {
+        Ok(self
+            .read_expiring::<AuthorizationGrant>(&CODES, CODES.take, code, now)
+            .await?
+            .map(|(expires_at, grant)| AuthorizationGrant {
+                expires_at,
+                ..grant
+            }))
+    }
+
+    async fn put_access_token(
+        &self,
+        token: SecretHash,
+        grant: AccessGrant,
+    ) -> Result<(), StoreError> {
+        self.put_expiring(&TOKENS, token, grant.expires_at, &grant)
+            .await
+    }
+
+    async fn get_access_token(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessGrant>, StoreError> {
+        Ok(self
+            .read_expiring::<AccessGrant>(&TOKENS, TOKENS.get, token, now)
+            .await?
+            .map(|(expires_at, grant)| AccessGrant {
+                expires_at,
+                ..grant
+            }))
+    }
+
+    async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError> {
+        // The client id lives in the JSON payload (the table has no column
+        // for it): a scan, fine for an API call that rotates or deletes.
+        // `json`, not `jsonb`, for the reason TAKE_BOUND_TRANSACTION gives.
+        self.execute(
+            "DELETE FROM access_tokens WHERE payload::json->>'client_id' = $1",
+            &[&client_id],
+            "revoking a client's access tokens",
+        )
+        .await
+    }
+
+    async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError> {
+        let now = to_db(now, "now")?;
+        let mut swept = [0u64; 3];
+        for (count, table) in swept.iter_mut().zip([&TRANSACTIONS, &CODES, &TOKENS]) {
+            *count = self.execute(table.sweep, &[&now], table.table).await?;
+        }
+        let [transactions, codes, tokens] = swept;
+        Ok(Swept {
+            transactions,
+            codes,
+            tokens,
+        })
+    }
+
+    async fn record_login(
+        &self,
+        user_id: &str,
+        connection: &str,
+        profile: Profile,
+        now: u64,
+    ) -> Result<User, StoreError> {
+        let json = to_json(&profile, "a profile")?;
+        let email = email_key(&profile);
+        let email = email.as_deref().map(str::as_bytes);
+        let at = to_db(now, "now")?;
+        // One statement: concurrent logins, on any instance, all count. It
+        // returns only what the stored row may know better than the
+        // arguments.
+        const RECORD_LOGIN: &str = "
+            INSERT INTO users (user_id, connection, profile, created_at, last_login, logins_count,
+                               email_lower)
+            VALUES ($1, $2, $3, $4, $4, 1, $5)
+            ON CONFLICT (user_id) DO UPDATE SET
+                profile = EXCLUDED.profile,
+                email_lower = EXCLUDED.email_lower,
+                last_login = EXCLUDED.last_login,
+                logins_count = users.logins_count + 1
+            RETURNING connection, created_at, logins_count";
+        let row = self
+            .query_one(
+                RECORD_LOGIN,
+                &[&user_id, &connection, &json, &at, &email],
+                "recording a login",
+            )
+            .await?;
+        Ok(User {
+            user_id: user_id.to_owned(),
+            connection: column(&row, 0, "users")?,
+            profile,
+            created_at: unsigned(&row, 1, "users")?,
+            last_login: now,
+            logins_count: unsigned(&row, 2, "users")?,
+        })
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+        const GET_USER: &str =
+            concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1");
+        self.query_opt(GET_USER, &[&user_id], "reading a user")
+            .await?
+            .as_ref()
+            .map(read_user)
+            .transpose()
+    }
+
+    async fn list_users(
+        &self,
+        offset: usize,
+        limit: usize,
+        email: Option<&str>,
+    ) -> Result<Vec<User>, StoreError> {
+        let needle = email.map(str::to_lowercase);
+        let needle = needle.as_deref().map(str::as_bytes);
+        // PostgreSQL's LIMIT and OFFSET are bigint; beyond that is "all".
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        // A byte search, not `LIKE`: `%` and `_` in a search are literal;
+        // and in UTF-8 a byte match is a match of whole characters.
+        const LIST_USERS: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE $1::bytea IS NULL OR position($1 IN email_lower) > 0
+              ORDER BY user_id LIMIT $2 OFFSET $3"
+        );
+        self.query(LIST_USERS, &[&needle, &limit, &offset], "listing users")
+            .await?
+            .iter()
+            .map(read_user)
+            .collect()
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM users WHERE user_id = $1",
+                &[&user_id],
+                "deleting a user",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let spec = record.spec.to_stored_json().to_string();
+        let mut conn = self.conn().await?;
+        let statement = conn
+            .prepare(
+                "INSERT INTO connections (id, name, spec) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, spec = EXCLUDED.spec",
+            )
+            .await
+            .map_err(backend("writing a connection"))?;
+        let written = conn
+            .client
+            .execute(&statement, &[&record.id, &record.spec.name.as_str(), &spec])
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "connection `{}`",
+                record.spec.name
+            ))),
+            Err(e) => Err(backend("writing a connection")(e)),
+        }
+    }
+
+    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
+        self.query(
+            "SELECT id, spec FROM connections ORDER BY id",
+            &[],
+            "listing connections",
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let spec: String = column(row, 1, "connections")?;
+            Ok(ConnectionRecord {
+                id: column(row, 0, "connections")?,
+                spec: from_json(&spec, "connections")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM connections WHERE id = $1",
+                &[&id],
+                "deleting a connection",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        let json = to_json(client, "a client")?;
+        self.execute(
+            "INSERT INTO clients (client_id, client) VALUES ($1, $2)
+             ON CONFLICT (client_id) DO UPDATE SET client = EXCLUDED.client",
+            &[&client.client_id, &json],
+            "writing a client",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.query(
+            "SELECT client FROM clients ORDER BY client_id",
+            &[],
+            "listing clients",
+        )
+        .await?
+        .iter()
+        .map(|row| from_json(&column::<String>(row, 0, "clients")?, "clients"))
+        .collect()
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM clients WHERE client_id = $1",
+                &[&client_id],
+                "deleting a client",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn add_mapper_version(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<MapperVersion, StoreError> {
+        const WHAT: &str = "adding a mapper version";
+        // Creates the mapper's row or, if it exists, locks it (a no-op
+        // update): either way this transaction holds it until commit, and
+        // another instance adding to the same name waits here.
+        const LOCK: &str = "INSERT INTO mappers (name, active_version) VALUES ($1, 0)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name";
+        // A statement of its own, after the lock: in READ COMMITTED each
+        // statement sees what committed before it started, so this sees
+        // the version the previous lock holder added.
+        const LAST: &str = "SELECT COALESCE(MAX(version), 0) FROM mapper_versions WHERE name = $1";
+        const INSERT: &str = "INSERT INTO mapper_versions
+             (name, version, sha256, size, created_at, created_by, bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        const ACTIVATE: &str = "UPDATE mappers SET active_version = $2 WHERE name = $1";
+
+        let size = bytes.len() as u64;
+        let (db_size, db_now) = (to_db(size, "size")?, to_db(now, "now")?);
+        let mut conn = self.conn().await?;
+        let mut prepared = Vec::with_capacity(4);
+        for sql in [LOCK, LAST, INSERT, ACTIVATE] {
+            prepared.push(conn.prepare(sql).await.map_err(backend(WHAT))?);
+        }
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        tx.execute(&prepared[0], &[&name])
+            .await
+            .map_err(backend(WHAT))?;
+        let last: i64 = tx
+            .query_one(&prepared[1], &[&name])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend(WHAT))?;
+        let version = u32::try_from(last + 1).map_err(|_| {
+            StoreError::Backend(format!("mapper `{name}` has run out of version numbers"))
+        })?;
+        let db_version = i64::from(version);
+        tx.execute(
+            &prepared[2],
+            &[
+                &name,
+                &db_version,
+                &sha256,
+                &db_size,
+                &db_now,
+                &created_by,
+                &bytes,
+            ],
+        )
+        .await
+        .map_err(backend(WHAT))?;
+        tx.execute(&prepared[3], &[&name, &db_version])
+            .await
+            .map_err(backend(WHAT))?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(MapperVersion {
+            name: name.to_owned(),
+            version,
+            sha256: sha256.to_owned(),
+            size,
+            created_at: now,
+            created_by: created_by.to_owned(),
+        })
+    }
+
+    async fn mapper_versions(&self, name: &str) -> Result<Vec<MapperVersion>, StoreError> {
+        self.query(
+            "SELECT name, version, sha256, size, created_at, created_by
+             FROM mapper_versions WHERE name = $1 ORDER BY version",
+            &[&name],
+            "listing mapper versions",
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            const WHAT: &str = "mapper_versions";
+            Ok(MapperVersion {
+                name: column(row, 0, WHAT)?,
+                version: unsigned(row, 1, WHAT)?,
+                sha256: column(row, 2, WHAT)?,
+                size: unsigned(row, 3, WHAT)?,
+                created_at: unsigned(row, 4, WHAT)?,
+                created_by: column(row, 5, WHAT)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn mapper_bytes(&self, name: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let version = i64::from(version);
+        self.query_opt(
+            "SELECT bytes FROM mapper_versions WHERE name = $1 AND version = $2",
+            &[&name, &version],
+            "reading a mapper",
+        )
+        .await?
+        .map(|row| column(&row, 0, "mapper_versions"))
+        .transpose()
+    }
+
+    async fn activate_mapper_version(&self, name: &str, version: u32) -> Result<bool, StoreError> {
+        let version = i64::from(version);
+        let updated = self
+            .execute(
+                "UPDATE mappers SET active_version = $2 WHERE name = $1 AND EXISTS
+                     (SELECT 1 FROM mapper_versions WHERE name = $1 AND version = $2)",
+                &[&name, &version],
+                "activating a mapper version",
+            )
+            .await?;
+        Ok(updated > 0)
+    }
+
+    async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError> {
+        self.query(
+            "SELECT name, active_version FROM mappers ORDER BY name",
+            &[],
+            "listing mappers",
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(MapperEntry {
+                name: column(row, 0, "mappers")?,
+                active_version: unsigned(row, 1, "mappers")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError> {
+        // One statement: the versions go with it (ON DELETE CASCADE, which
+        // PostgreSQL always enforces).
+        let deleted = self
+            .execute(
+                "DELETE FROM mappers WHERE name = $1",
+                &[&name],
+                "deleting a mapper",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn signing_keys(&self) -> Result<Option<String>, StoreError> {
+        self.query_opt(
+            "SELECT document FROM signing_keys WHERE id = 1",
+            &[],
+            "reading the signing keys",
+        )
+        .await?
+        .map(|row| column(&row, 0, "signing_keys"))
+        .transpose()
+    }
+
+    async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError> {
+        // Two statements, not one: an insert that waited for another
+        // instance's insert of the row finds it committed, and only a
+        // statement started after that sees it.
+        self.execute(
+            "INSERT INTO signing_keys (id, document) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            &[&document],
+            "storing the signing keys",
+        )
+        .await?;
+        let row = self
+            .query_one(
+                "SELECT document FROM signing_keys WHERE id = 1",
+                &[],
+                "storing the signing keys",
+            )
+            .await?;
+        column(&row, 0, "signing_keys")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> DatabaseUrl {
+        DatabaseUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    #[test]
+    fn a_url_shows_its_password_masked() {
+        let url = parse("postgres://waypass:s3cr%40t@db.internal:5432/waypass?sslmode=require");
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(!shown.contains("s3cr"), "no password: {shown}");
+            assert!(
+                shown.contains("postgres://waypass:***@db.internal:5432/waypass"),
+                "the rest is shown: {shown}"
+            );
+        }
+        assert!(url.expose().contains("s3cr%40t"), "expose gives it whole");
+    }
+
+    #[test]
+    fn a_password_parameter_is_masked_too() {
+        let url = parse("postgresql://waypass@localhost/db?password=hunter2&connect_timeout=3");
+        let shown = url.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
+        assert!(shown.contains("connect_timeout=3"), "{shown}");
+    }
+
+    #[test]
+    fn only_postgres_urls_are_accepted() {
+        for (url, expected) in [
+            ("mysql://u@h/db", "scheme"),
+            ("waypass.db", "not a URL"),
+            (
+                "postgres://u@h/db?sslmode=prefer",
+                "falls back to plain text",
+            ),
+            (
+                "postgres://u@h/db?sslmode=allow",
+                "falls back to plain text",
+            ),
+            ("postgres://u@h/db?sslmode=sometimes", "not one of"),
+            (
+                "postgres://u@h/db?no_such_option=1",
+                "invalid connection string",
+            ),
+        ] {
+            let err = DatabaseUrl::parse(url).expect_err(url).to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn sslmode_chooses_plain_or_verified_tls() {
+        let mode = |url: &str| parse(url).options().expect("options").1;
+        assert_eq!(
+            mode("postgres://u@h/db"),
+            TlsMode::Plain,
+            "plain by default"
+        );
+        assert_eq!(mode("postgres://u@h/db?sslmode=disable"), TlsMode::Plain);
+        for ssl in ["require", "verify-ca", "verify-full"] {
+            assert_eq!(
+                mode(&format!("postgres://u@h/db?sslmode={ssl}")),
+                TlsMode::Verified { root_cert: None },
+                "{ssl}: TLS, the certificate verified"
+            );
+        }
+        assert_eq!(
+            mode(
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"
+            ),
+            TlsMode::Verified {
+                root_cert: Some("/etc/ca.pem".into())
+            },
+            "sslrootcert names the roots"
+        );
+    }
+
+    #[test]
+    fn other_parameters_reach_the_driver_unchanged() {
+        let (config, _) =
+            parse("postgres://u@h/db?sslmode=require&application_name=my%20app&connect_timeout=3")
+                .options()
+                .expect("options");
+        assert_eq!(config.get_application_name(), Some("my app"));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let (config, _) = parse("postgres://u@h/db").options().expect("options");
+        assert_eq!(
+            config.get_connect_timeout(),
+            Some(&CONNECT_TIMEOUT),
+            "a connect timeout unless the URL sets one"
+        );
+    }
+
+    #[test]
+    fn another_database_keeps_the_server_and_credentials() {
+        let url = parse("postgres://u:pw@h:5433/postgres?sslmode=disable");
+        let other = url.with_database("waypass_test_1").expect("with database");
+        assert_eq!(
+            other.expose(),
+            "postgres://u:pw@h:5433/waypass_test_1?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! One of everything a store holds, written by [`write`] and read back by
+//! [`check`]: what the schema fixtures (`tests/fixtures/`) contain, and what
+//! a reopened database must still hold.
+
+use waypass::broker::model::Client;
+use waypass::broker::secret::{Secret, SecretHash};
+use waypass::broker::store::{
+    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry,
+    PutTransaction, Store, TakeTransaction,
+};
+
+use crate::conformance::NOW;
+
+/// The signing key set stored (any text: the store does not parse it).
+pub const KEYS: &str = r#"{"keys":[{"kid":"fixture","alg":"RS256"}]}"#;
+
+/// The two mapper versions' bytes.
+pub const MAPPER_V1: &[u8] = b"\0asm version one";
+pub const MAPPER_V2: &[u8] = b"\0asm version two, longer";
+
+fn transaction() -> LoginTransaction {
+    LoginTransaction {
+        client_id: "shop".into(),
+        redirect_uri: "https://shop.example/callback".into(),
+        app_state: Some("app-state".into()),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        scope: "openid email".into(),
+        connection: "acme".into(),
+        provider_verifier: Some(Secret::new("provider-verifier")),
+        browser_binding: SecretHash::of("browser cookie"),
+        correlation_id: "corr-1".into(),
+        expires_at: NOW + 600,
+    }
+}
+
+fn grant() -> AuthorizationGrant {
+    AuthorizationGrant {
+        client_id: "shop".into(),
+        redirect_uri: "https://shop.example/callback".into(),
+        user_id: "oauth2|acme|42".into(),
+        scope: "openid email".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: None,
+        auth_time: NOW - 3,
+        expires_at: NOW + 60,
+    }
+}
+
+fn access() -> AccessGrant {
+    AccessGrant {
+        user_id: "oauth2|acme|42".into(),
+        client_id: "shop".into(),
+        scope: "openid email".into(),
+        expires_at: NOW + 3600,
+    }
+}
+
+fn connection() -> ConnectionRecord {
+    ConnectionRecord {
+        id: "con_fixture1".into(),
+        spec: serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "display_name": "Acme SSO",
+            "enabled_clients": ["shop"],
+            "options": {
+                "authorizationURL": "https://id.acme.test/authorize",
+                "tokenURL": "https://id.acme.test/token",
+                "scope": "openid email",
+                "client_id": "waypass",
+                "client_secret": "acme-client-secret",
+                "mapper": "acme-mapper",
+                "mapper_settings": {"api_key": "acme-api-key"},
+                "pkce_enabled": true,
+            }
+        }))
+        .expect("a valid connection spec"),
+    }
+}
+
+fn client() -> Client {
+    serde_json::from_value(serde_json::json!({
+        "client_id": "shop",
+        "name": "Shop",
+        "client_type": "confidential",
+        "secret_hash": SecretHash::of("shop secret").to_hex(),
+        "callbacks": ["https://shop.example/callback"],
+        "id_token_alg": "RS256",
+        "scopes": ["read:users"],
+    }))
+    .expect("a valid client")
+}
+
+/// Writes one of everything into `store`.
+pub async fn write(store: &dyn Store) {
+    assert_eq!(
+        store
+            .put_transaction(SecretHash::of("state"), transaction(), NOW, usize::MAX)
+            .await,
+        Ok(PutTransaction::Stored),
+        "transaction"
+    );
+    store
+        .put_code(SecretHash::of("code"), grant())
+        .await
+        .expect("code");
+    store
+        .put_access_token(SecretHash::of("token"), access())
+        .await
+        .expect("token");
+    let profile = serde_json::from_value(serde_json::json!({
+        "user_id": "42", "email": "Ada@Example.test", "name": "Ada",
+        "extra": {"plan": "pro"},
+    }))
+    .expect("profile");
+    store
+        .record_login("oauth2|acme|42", "acme", profile, NOW - 3)
+        .await
+        .expect("login");
+    store.put_client(&client()).await.expect("client");
+    for (bytes, sha) in [(MAPPER_V1, "sha-v1"), (MAPPER_V2, "sha-v2")] {
+        store
+            .add_mapper_version("acme-mapper", bytes, sha, "admin", NOW - 100)
+            .await
+            .expect("mapper version");
+    }
+    assert_eq!(
+        store.activate_mapper_version("acme-mapper", 1).await,
+        Ok(true),
+        "version 1 active again"
+    );
+    store
+        .put_connection(&connection())
+        .await
+        .expect("connection");
+    assert_eq!(store.init_signing_keys(KEYS).await.as_deref(), Ok(KEYS));
+}
+
+/// Reads back everything [`write`] wrote, field by field.
+pub async fn check(store: &dyn Store) {
+    let taken = store
+        .take_transaction(
+            SecretHash::of("state"),
+            Some(transaction().browser_binding),
+            NOW,
+        )
+        .await
+        .expect("take");
+    let TakeTransaction::Taken(tx) = taken else {
+        panic!("the login in flight is there: {taken:?}");
+    };
+    let want = transaction();
+    assert_eq!(
+        (
+            &tx.client_id,
+            &tx.redirect_uri,
+            &tx.app_state,
+            &tx.nonce,
+            &tx.code_challenge,
+            &tx.scope,
+            &tx.connection,
+            tx.provider_verifier.as_ref().map(Secret::expose),
+            tx.browser_binding,
+            &tx.correlation_id,
+            tx.expires_at,
+        ),
+        (
+            &want.client_id,
+            &want.redirect_uri,
+            &want.app_state,
+            &want.nonce,
+            &want.code_challenge,
+            &want.scope,
+            &want.connection,
+            Some("provider-verifier"),
+            want.browser_binding,
+            &want.correlation_id,
+            want.expires_at,
+        ),
+        "the transaction, whole"
+    );
+    let code = store
+        .take_code(SecretHash::of("code"), NOW)
+        .await
+        .expect("take")
+        .expect("the unredeemed code is there");
+    assert_eq!(format!("{code:?}"), format!("{:?}", grant()), "the grant");
+    let token = store
+        .get_access_token(SecretHash::of("token"), NOW)
+        .await
+        .expect("get")
+        .expect("the access token is there");
+    assert_eq!(format!("{token:?}"), format!("{:?}", access()), "the token");
+
+    let user = store
+        .get_user("oauth2|acme|42")
+        .await
+        .expect("get")
+        .expect("the user is there");
+    assert_eq!(
+        (
+            user.connection.as_str(),
+            user.profile.email.as_deref(),
+            user.profile.name.as_deref(),
+            user.profile.extra.get("plan").and_then(|v| v.as_str()),
+            user.created_at,
+            user.last_login,
+            user.logins_count,
+        ),
+        (
+            "acme",
+            Some("Ada@Example.test"),
+            Some("Ada"),
+            Some("pro"),
+            NOW - 3,
+            NOW - 3,
+            1
+        ),
+        "the user, whole"
+    );
+    let found = store
+        .list_users(0, 10, Some("ada@example"))
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 1, "found by email, case-insensitively");
+
+    assert_eq!(store.clients().await.expect("clients"), [client()]);
+    let connections = store.connections().await.expect("connections");
+    assert_eq!(connections.len(), 1, "the connection is there");
+    assert_eq!(connections[0].id, "con_fixture1");
+    assert_eq!(
+        connections[0].spec.to_stored_json(),
+        connection().spec.to_stored_json(),
+        "whole"
+    );
+    assert_eq!(
+        connections[0]
+            .spec
+            .options
+            .client_secret
+            .as_ref()
+            .map(Secret::expose),
+        Some("acme-client-secret"),
+        "with its client secret"
+    );
+    assert_eq!(
+        connections[0].spec.options.mapper_settings.get("api_key"),
+        Some(&"acme-api-key".to_owned()),
+        "and its mapper settings"
+    );
+
+    assert_eq!(
+        store.mappers().await.expect("mappers"),
+        [MapperEntry {
+            name: "acme-mapper".into(),
+            active_version: 1
+        }],
+        "the mapper, version 1 active"
+    );
+    let versions = store
+        .mapper_versions("acme-mapper")
+        .await
+        .expect("versions");
+    let described: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.version,
+                v.sha256.as_str(),
+                v.size,
+                v.created_at,
+                v.created_by.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (1, "sha-v1", MAPPER_V1.len() as u64, NOW - 100, "admin"),
+            (2, "sha-v2", MAPPER_V2.len() as u64, NOW - 100, "admin"),
+        ],
+        "both versions"
+    );
+    for (version, bytes) in [(1, MAPPER_V1), (2, MAPPER_V2)] {
+        assert_eq!(
+            store
+                .mapper_bytes("acme-mapper", version)
+                .await
+                .expect("bytes")
+                .as_deref(),
+            Some(bytes),
+            "version {version}'s bytes"
+        );
+    }
+    assert_eq!(
+        store.signing_keys().await.expect("keys").as_deref(),
+        Some(KEYS),
+        "the signing keys"
+    );
+}
