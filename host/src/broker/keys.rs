@@ -17,10 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::write::EncoderStringWriter;
-use ring::rand::{SecureRandom as _, SystemRandom};
-use ring::signature::{
+// Signing is aws-lc-rs, not ring: an RSA-2048 signature, the largest cost of
+// an RS256 login, takes it less than half of ring's time (OpenSSL's fast
+// paths), and ECDSA P-256 about 20 % less (BENCHMARKS.md, "Signing").
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair,
-    RsaPublicKeyComponents,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,10 +34,10 @@ use self::file::{KeyFile, StoredKey};
 
 /// Size of the RSA keys we generate. 2048 bits is what RFC 7518 §3.3 requires
 /// at least, and every OpenID Connect client accepts.
-const RSA_BITS: usize = 2048;
+const RSA_BITS: KeySize = KeySize::Rsa2048;
 
-/// The largest RSA signature we sign into a stack buffer: ring signs with keys
-/// of at most 4096 bits, so a larger key in the document is refused on load.
+/// The largest RSA signature we sign into a stack buffer: keys of at most
+/// 4096 bits, so a larger key in the document is refused on load.
 const MAX_RSA_SIGNATURE: usize = 4096 / 8;
 
 /// Initial capacity of a signed token: a typical id_token fits, so signing
@@ -182,7 +186,7 @@ impl KeySet {
     fn from_stored(stored: &[StoredKey], rng: SystemRandom) -> Result<KeySet, String> {
         let mut keys: Vec<Key> = Vec::with_capacity(stored.len());
         for entry in stored {
-            let key = Key::from_stored(entry, &rng)
+            let key = Key::from_stored(entry)
                 .map_err(|reason| format!("key {:?}: {reason}", entry.kid))?;
             if keys.iter().any(|k| k.kid == key.kid) {
                 return Err(format!("key {:?} appears twice", key.kid));
@@ -236,7 +240,7 @@ impl KeySet {
         match &key.pair {
             Pair::Rsa(pair) => {
                 let mut buf = [0u8; MAX_RSA_SIGNATURE];
-                let sig = &mut buf[..pair.public().modulus_len()];
+                let sig = &mut buf[..pair.public_modulus_len()];
                 pair.sign(&RSA_PKCS1_SHA256, &self.rng, token.as_bytes(), sig)
                     .map_err(|_| KeyError::Sign)?;
                 token.push('.');
@@ -288,8 +292,8 @@ impl fmt::Debug for Key {
 
 impl Key {
     /// A stored key, whose kid must be the one its public key gives.
-    fn from_stored(stored: &StoredKey, rng: &SystemRandom) -> Result<Key, String> {
-        let key = Key::parse(stored.alg, &stored.pkcs8, stored.created_at, rng)?;
+    fn from_stored(stored: &StoredKey) -> Result<Key, String> {
+        let key = Key::parse(stored.alg, &stored.pkcs8, stored.created_at)?;
         if key.kid != stored.kid {
             return Err(format!("its kid should be {:?} for this key", key.kid));
         }
@@ -298,12 +302,7 @@ impl Key {
 
     /// Parses a base64 PKCS#8 key for `alg` and derives its kid: the RFC 7638
     /// thumbprint, so the kid is stable across restarts and copies.
-    fn parse(
-        alg: Alg,
-        pkcs8_b64: &str,
-        created_at: u64,
-        rng: &SystemRandom,
-    ) -> Result<Key, String> {
+    fn parse(alg: Alg, pkcs8_b64: &str, created_at: u64) -> Result<Key, String> {
         let pkcs8 = STANDARD
             .decode(pkcs8_b64)
             .map_err(|e| format!("pkcs8 is not base64: {e}"))?;
@@ -311,7 +310,7 @@ impl Key {
             Alg::Rs256 => {
                 let pair = RsaKeyPair::from_pkcs8(&pkcs8)
                     .map_err(|e| format!("not a usable RSA PKCS#8 key: {e}"))?;
-                if pair.public().modulus_len() > MAX_RSA_SIGNATURE {
+                if pair.public_modulus_len() > MAX_RSA_SIGNATURE {
                     return Err("RSA keys over 4096 bits are not supported".to_owned());
                 }
                 let (n, e) = rsa_components(&pair);
@@ -320,7 +319,7 @@ impl Key {
                 (Pair::Rsa(pair), input)
             }
             Alg::Es256 => {
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, rng)
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
                     .map_err(|e| format!("not a usable P-256 PKCS#8 key: {e}"))?;
                 let (x, y) = ec_coordinates(&pair);
                 let input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
@@ -366,10 +365,10 @@ impl Key {
 
 /// base64url `n` and `e`, big-endian without leading zeros (RFC 7518 §6.3.1).
 fn rsa_components(pair: &RsaKeyPair) -> (String, String) {
-    let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+    let public = pair.public_key();
     (
-        URL_SAFE_NO_PAD.encode(&public.n),
-        URL_SAFE_NO_PAD.encode(&public.e),
+        URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+        URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
     )
 }
 
@@ -384,25 +383,24 @@ fn ec_coordinates(pair: &EcdsaKeyPair) -> (String, String) {
 /// One new RS256 and one new ES256 key, as they are stored.
 fn generate_stored(rng: &SystemRandom, created_at: u64) -> Result<Vec<StoredKey>, KeyError> {
     let failed = |what: &str| KeyError::Generate(what.to_owned());
-    // Fails cleanly here when there is no OS random source at all, rather than
-    // inside the RSA generator, which cannot report it (see `RingRng`).
+    // Fails early, with a message that says why, when there is no OS random
+    // source at all.
     rng.fill(&mut [0u8; 32])
         .map_err(|_| failed("the system random number generator failed"))?;
 
-    let rsa_key = rsa::RsaPrivateKey::new(&mut RingRng(rng), RSA_BITS)
+    let rsa_pkcs8 = RsaKeyPair::generate(RSA_BITS)
+        .and_then(|pair| pair.as_der())
         .map_err(|e| KeyError::Generate(format!("RSA: {e}")))?;
-    let rsa_pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&rsa_key)
-        .map_err(|e| KeyError::Generate(format!("RSA PKCS#8: {e}")))?;
     let ec_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
         .map_err(|_| failed("P-256"))?;
 
     let mut stored = Vec::with_capacity(2);
     for (alg, pkcs8) in [
-        (Alg::Rs256, rsa_pkcs8.as_bytes()),
+        (Alg::Rs256, rsa_pkcs8.as_ref()),
         (Alg::Es256, ec_pkcs8.as_ref()),
     ] {
         let pkcs8 = STANDARD.encode(pkcs8);
-        let key = Key::parse(alg, &pkcs8, created_at, rng).map_err(KeyError::Generate)?;
+        let key = Key::parse(alg, &pkcs8, created_at).map_err(KeyError::Generate)?;
         stored.push(StoredKey {
             kid: key.kid,
             alg,
@@ -421,46 +419,14 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `rsa` draws randomness through rand_core 0.6; this lends it ring's
-/// `SystemRandom` (the OS generator), so there is one source for all keys.
-struct RingRng<'a>(&'a SystemRandom);
-
-impl rsa::rand_core::RngCore for RingRng<'_> {
-    fn next_u32(&mut self) -> u32 {
-        let mut bytes = [0u8; 4];
-        self.fill_bytes(&mut bytes);
-        u32::from_le_bytes(bytes)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut bytes = [0u8; 8];
-        self.fill_bytes(&mut bytes);
-        u64::from_le_bytes(bytes)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        // rand_core 0.6 gives this no error path, and generating a key from
-        // anything but the OS generator would be worse than stopping. The OS
-        // generator was just checked to work (`generate_stored`).
-        if self.0.fill(dest).is_err() {
-            panic!("the system random number generator failed during key generation");
-        }
-    }
-
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
-        self.0
-            .fill(dest)
-            .map_err(|_| rsa::rand_core::Error::new("the system random number generator failed"))
-    }
-}
-
-impl rsa::rand_core::CryptoRng for RingRng<'_> {}
-
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;
 
-    use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    use ring::signature::{
+        ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
+        UnparsedPublicKey,
+    };
     use serde_json::json;
 
     use super::*;
