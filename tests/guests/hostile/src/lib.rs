@@ -83,7 +83,7 @@ fn recurse(depth: u64, limit: u64) -> u64 {
     if depth >= limit {
         return depth;
     }
-    if depth % 2 == 0 {
+    if depth.is_multiple_of(2) {
         recurse(depth + 1, limit).wrapping_sub(depth)
     } else {
         depth.wrapping_sub(recurse(depth + 1, limit))
