@@ -15,12 +15,19 @@
 //! - [`cli`]: the `waypass` command's subcommands (the binary only parses and
 //!   dispatches).
 
+pub mod admin;
 pub mod broker;
 pub mod build;
+pub mod catalog;
 pub mod cli;
 pub mod dev_provider;
 pub mod egress;
 pub mod html;
+pub mod keys;
 pub mod mapper;
+pub mod model;
 pub mod quickstart;
 pub mod script;
+pub mod secret;
+pub mod store;
+pub mod upstream;

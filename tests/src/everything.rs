@@ -2,11 +2,11 @@
 //! [`check`]: what the schema fixtures (`tests/fixtures/`) contain, and what
 //! a reopened database must still hold.
 
-use waypass::broker::model::Client;
-use waypass::broker::secret::{Secret, SecretHash};
-use waypass::broker::store::{
-    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry,
-    PutTransaction, Store, TakeTransaction,
+use waypass::model::ConnectionRecord;
+use waypass::secret::{Secret, SecretHash};
+use waypass::store::{
+    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, Store,
+    StoredClient, StoredConnection, TakeTransaction,
 };
 
 use crate::conformance::NOW;
@@ -56,7 +56,7 @@ fn access() -> AccessGrant {
     }
 }
 
-fn connection() -> ConnectionRecord {
+fn connection() -> StoredConnection {
     ConnectionRecord {
         id: "con_fixture1".into(),
         spec: serde_json::from_value(serde_json::json!({
@@ -76,9 +76,10 @@ fn connection() -> ConnectionRecord {
         }))
         .expect("a valid connection spec"),
     }
+    .to_stored()
 }
 
-fn client() -> Client {
+fn client() -> StoredClient {
     serde_json::from_value(serde_json::json!({
         "client_id": "shop",
         "name": "Shop",
@@ -228,18 +229,9 @@ pub async fn check(store: &dyn Store) {
     let connections = store.connections().await.expect("connections");
     assert_eq!(connections.len(), 1, "the connection is there");
     assert_eq!(connections[0].id, "con_fixture1");
+    assert_eq!(connections[0], connection(), "whole");
     assert_eq!(
-        connections[0].spec.to_stored_json(),
-        connection().spec.to_stored_json(),
-        "whole"
-    );
-    assert_eq!(
-        connections[0]
-            .spec
-            .options
-            .client_secret
-            .as_ref()
-            .map(Secret::expose),
+        connections[0].spec.options.client_secret.as_deref(),
         Some("acme-client-secret"),
         "with its client secret"
     );

@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use waypass::broker::store::{PostgresStore, SqliteStore};
+use waypass::store::{PostgresStore, SqliteStore};
 use waypass_tests::everything;
 use waypass_tests::postgres::{TestDatabase, server};
 

@@ -10,8 +10,8 @@
 
 use std::sync::Mutex;
 
-use waypass::broker::secret::SecretHash;
-use waypass::broker::store::{
+use waypass::secret::SecretHash;
+use waypass::store::{
     AuthorizationGrant, DatabaseUrl, LoginTransaction, PostgresStore, PutTransaction, Store,
     StoreError, TakeTransaction,
 };
@@ -200,8 +200,8 @@ async fn concurrent_pushes_of_one_mapper_from_two_instances_get_distinct_version
 async fn read_back(
     store: &PostgresStore,
 ) -> (
-    Vec<waypass::broker::store::MapperEntry>,
-    Vec<waypass::broker::store::MapperVersion>,
+    Vec<waypass::store::MapperEntry>,
+    Vec<waypass::store::MapperVersion>,
 ) {
     (
         store.mappers().await.expect("mappers"),
