@@ -158,6 +158,11 @@ async fn authorize_status(origin: &str, client_id: &str, callback: &str) -> u16 
 /// by B, and a deletion on A is refused by B, without B restarting.
 async fn changes_through_a_reach_b(a: &Instance, b: &Instance) {
     let before = b.broker.catalog().version().expect("B is loaded");
+    assert_eq!(
+        authorize_status(&b.origin, "late-app", "https://late.test/cb").await,
+        400,
+        "no such app yet"
+    );
     let (status, created) = admin_api(
         &a.origin,
         reqwest::Method::POST,
@@ -166,11 +171,6 @@ async fn changes_through_a_reach_b(a: &Instance, b: &Instance) {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(
-        authorize_status(&b.origin, "late-app", "https://late.test/cb").await,
-        400,
-        "B does not know the app yet"
-    );
     // The configuration's connection cannot be changed through the API:
     // a connection of the API's own, enabled for the new app.
     let spec = json!({
@@ -430,6 +430,63 @@ async fn an_instance_is_not_ready_and_serves_nothing_until_its_catalog_is_loaded
         authorize_status(&instance.origin, APP, APP_CALLBACK).await,
         302,
         "and now it serves"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_keeps_the_components_it_has_and_drops_the_ones_nothing_reaches() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let before = tb.broker.catalog().snapshot();
+    let (seed, _) = before.mappers.resolve("auth0-example").expect("loaded");
+    // A change that touches no mapper: the next snapshot holds the very
+    // same component (not compiled, not read again).
+    let (status, body) = admin_api(
+        &tb.issuer,
+        reqwest::Method::POST,
+        "clients",
+        Some(json!({"callbacks": ["https://other.test/cb"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let after = tb.broker.catalog().snapshot();
+    assert!(after.version > before.version, "rebuilt");
+    let (same, _) = after.mappers.resolve("auth0-example").expect("loaded");
+    assert!(Arc::ptr_eq(&seed, &same), "the component is reused");
+
+    // A second version of `swap-me` replaces the first in the catalog (no
+    // connection pins it); the store keeps both, and a rollback loads the
+    // first again.
+    let (status, body) =
+        put_mapper(&tb.issuer, "swap-me", guests::bytes(guests::DECLARATIVE)).await;
+    assert_eq!(status, 201, "{body}");
+    let swapped = tb.broker.catalog().snapshot();
+    assert_eq!(
+        swapped
+            .mappers
+            .loaded()
+            .iter()
+            .filter(|(n, _)| n == "swap-me")
+            .count(),
+        1
+    );
+    assert_eq!(swapped.mappers.resolve("swap-me").map(|(_, v)| v), Some(2));
+    let (status, body) = admin_api(
+        &tb.issuer,
+        reqwest::Method::POST,
+        "mappers/swap-me/versions/1/activate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        tb.broker
+            .catalog()
+            .snapshot()
+            .mappers
+            .resolve("swap-me")
+            .map(|(_, v)| v),
+        Some(1),
+        "rolled back"
     );
 }
 

@@ -14,6 +14,12 @@
 //! This module depends on no other part of Waypass but [`crate::secret`]
 //! and the profile type ([`crate::mapper::Profile`]) users carry.
 //!
+//! The conformance suite every backend passes lives in the tests crate
+//! (`tests/src/conformance.rs`), not here behind a feature: it is test code
+//! (threads racing, fixed times, assertions) that no build of the library
+//! or the binary should carry, and the tests crate is where every backend
+//! (and the PostgreSQL server the tests find) is at hand.
+//!
 //! Every key is the SHA-256 of a random bearer value (state, code, token), so
 //! a copy of the store hands out nothing usable. `take_*` removes what it
 //! returns: single use is the store's job, atomic in every backend. Expired
