@@ -290,3 +290,17 @@ pub async fn check(store: &dyn Store) {
         "the signing keys"
     );
 }
+
+/// After a migration the catalog version still moves: a catalog write
+/// bumps it (the triggers exist), and the whole catalog reads back.
+pub async fn check_the_catalog_version_moves(store: &dyn Store) {
+    let before = store.catalog().await.expect("the catalog");
+    assert_eq!(before.clients, [client()]);
+    let mut other = client();
+    other.client_id = "after-migration".into();
+    store.put_client(&other).await.expect("client");
+    assert!(
+        store.catalog_version().await.expect("version") > before.version,
+        "a catalog write bumps the version"
+    );
+}

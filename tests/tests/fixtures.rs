@@ -59,6 +59,7 @@ async fn a_sqlite_database_of_schema_1_opens_with_everything_in_it() {
         "and migrates it to the current schema"
     );
     everything::check(&store).await;
+    everything::check_the_catalog_version_moves(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +100,7 @@ async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
         "today's code opens it and migrates it to the current schema"
     );
     everything::check(&store).await;
+    everything::check_the_catalog_version_moves(&store).await;
 }
 
 /// SQL without psql's backslash commands (`\restrict`, `\connect`): the
