@@ -135,6 +135,11 @@ pub async fn write(store: &dyn Store) {
         .await
         .expect("connection");
     assert_eq!(store.init_signing_keys(KEYS).await.as_deref(), Ok(KEYS));
+    assert_eq!(
+        store.try_lease(LEASE.0, LEASE.1, 600, NOW).await,
+        Ok(true),
+        "a lease (schema 2 on)"
+    );
 }
 
 /// Reads back everything [`write`] wrote, field by field.
@@ -288,6 +293,28 @@ pub async fn check(store: &dyn Store) {
         store.signing_keys().await.expect("keys").as_deref(),
         Some(KEYS),
         "the signing keys"
+    );
+}
+
+/// The lease [`write`] takes (schema 2 on).
+pub const LEASE: (&str, &str) = ("sweep", "instance-fixture");
+
+/// What schema 2 added: the lease [`write`] took is still held by its
+/// holder, and the catalog version is past the catalog writes.
+pub async fn check_schema_2(store: &dyn Store) {
+    assert_eq!(
+        store.try_lease(LEASE.0, "another-instance", 60, NOW).await,
+        Ok(false),
+        "the lease is held"
+    );
+    assert_eq!(
+        store.try_lease(LEASE.0, LEASE.1, 60, NOW).await,
+        Ok(true),
+        "by its holder"
+    );
+    assert!(
+        store.catalog_version().await.expect("version") > 0,
+        "the catalog writes counted"
     );
 }
 
