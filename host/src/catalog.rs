@@ -185,35 +185,35 @@ impl Catalog {
     /// store holds that cannot be served (a connection that no longer
     /// checks, a component that does not load) is logged and left out.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, CatalogError> {
-        let (snapshot, problems) = self.rebuild().await?;
+        let (snapshot, problems) = self.rebuild(false).await?;
         for problem in &problems {
             tracing::error!(version = snapshot.version, "catalog: {problem}");
         }
         Ok(snapshot)
     }
 
-    /// [`Catalog::refresh`] that refuses to serve a catalog with problems:
-    /// for start-up, where the configuration or the store must be fixed.
+    /// [`Catalog::refresh`] that refuses to serve a catalog with problems
+    /// (the snapshot served stays as it was): for start-up, where the
+    /// configuration or the store must be fixed.
     pub async fn load(&self) -> Result<Arc<Snapshot>, CatalogError> {
-        let (snapshot, problems) = self.rebuild().await?;
-        if problems.is_empty() {
-            Ok(snapshot)
-        } else {
-            Err(CatalogError::Problems(problems))
-        }
+        self.rebuild(true).await.map(|(snapshot, _)| snapshot)
     }
 
     /// Rebuilds when the store's catalog version is newer than the one
     /// served: the cheap check a poll or a notification runs.
     pub async fn check(&self) -> Result<(), CatalogError> {
-        let served = self.current.load();
-        if served.loaded && self.store.catalog_version().await? <= served.version {
+        if let Some(served) = self.version()
+            && self.store.catalog_version().await? <= served
+        {
             return Ok(());
         }
         self.refresh().await.map(|_| ())
     }
 
-    async fn rebuild(&self) -> Result<(Arc<Snapshot>, Vec<String>), CatalogError> {
+    /// Builds a snapshot of the store and swaps it in, unless the store is
+    /// no newer than the one served — or, when `strict`, unless something
+    /// in it cannot be served.
+    async fn rebuild(&self, strict: bool) -> Result<(Arc<Snapshot>, Vec<String>), CatalogError> {
         let _turn = self.rebuild.lock().await;
         let stored = self.store.catalog().await?;
         let previous = self.current.load_full();
@@ -221,6 +221,9 @@ impl Catalog {
             return Ok((previous, Vec::new()));
         }
         let (snapshot, problems) = self.build(stored, &previous).await;
+        if strict && !problems.is_empty() {
+            return Err(CatalogError::Problems(problems));
+        }
         let snapshot = Arc::new(snapshot);
         self.current.store(Arc::clone(&snapshot));
         self.served.send_replace(snapshot.version);
@@ -425,5 +428,41 @@ mod tests {
         catalog.check().await.expect("check");
         assert_eq!(catalog.version(), Some(1));
         assert!(catalog.snapshot().clients.contains_key("shop"));
+    }
+
+    #[tokio::test]
+    async fn a_start_refuses_what_cannot_be_served_and_a_refresh_serves_the_rest() {
+        let store = Arc::new(MemoryStore::default());
+        let runtime = Arc::new(Runtime::new(Default::default()).expect("runtime"));
+        let spec: crate::model::ConnectionSpec = serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": "https://a.test/authorize",
+                        "tokenURL": "https://a.test/token", "client_id": "c",
+                        "mapper": "never-registered"}
+        }))
+        .expect("spec");
+        let record = ConnectionRecord {
+            id: "con_acme".into(),
+            spec,
+        };
+        store
+            .put_connection(&record.to_stored())
+            .await
+            .expect("put");
+        let catalog = Catalog::new(store, runtime);
+        let err = catalog.load().await.err().expect("refused");
+        assert!(
+            err.to_string().contains("mapper `never-registered`"),
+            "{err}"
+        );
+        assert_eq!(catalog.version(), None, "nothing served");
+        catalog.refresh().await.expect("served, the problem logged");
+        let served = catalog.snapshot();
+        assert!(served.loaded);
+        let conn = served.connections.get("acme").expect("the connection");
+        assert!(
+            matches!(&conn.profile, ProfileSource::Mapper(m) if served.mappers.resolve(m).is_none()),
+            "its mapper resolves to nothing: its logins fail, /readyz says so"
+        );
     }
 }
