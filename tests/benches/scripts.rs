@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use waypass::broker::keys::{Alg, KeySet};
 use waypass::egress::{CannedTransport, EgressPolicy, OutboundResponse};
+use waypass::keys::{Alg, KeySet};
 use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
 use waypass::script::{ENGINE_WASM, ScriptEngine};
 

@@ -11,18 +11,19 @@ use openidconnect::reqwest;
 use serde_json::json;
 use url::Url;
 use waypass::broker::config::{ClientConfig, Config};
-use waypass::broker::keys::KeySet;
 use waypass::broker::limits::{Limits, RateLimits};
-use waypass::broker::model::ConnectionSpec;
-use waypass::broker::registry::MapperRegistry;
-use waypass::broker::secret::{SecretHash, SystemRandomTokens};
-use waypass::broker::store::{ConnectionRecord, MemoryStore, Store as _};
-use waypass::broker::upstream::Upstream;
-use waypass::broker::{Broker, BrokerParts, Catalog, Clock, SystemClock};
+use waypass::broker::{Broker, BrokerParts, Clock, SystemClock};
+use waypass::catalog::Catalog;
 use waypass::dev_provider::{
     DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
 };
+use waypass::keys::KeySet;
+use waypass::mapper::LoadedMapper;
 use waypass::mapper::{Runtime, RuntimeConfig};
+use waypass::model::{ConnectionRecord, ConnectionSpec};
+use waypass::secret::{SecretHash, SystemRandomTokens};
+use waypass::store::{MemoryStore, Store as _};
+use waypass::upstream::Upstream;
 
 use crate::guests;
 
@@ -99,14 +100,16 @@ pub const MAPPERS_V1: [(&str, &str); 4] = [
     ("swap-me", guests::AUTH0_EXAMPLE),
 ];
 
-static MAPPERS: LazyLock<MapperRegistry> = LazyLock::new(|| {
+/// [`MAPPERS_V1`], loaded once per test binary (each test bed's catalog
+/// takes them as its writer would, instead of loading them again).
+static MAPPERS: LazyLock<HashMap<&'static str, Arc<LoadedMapper>>> = LazyLock::new(|| {
     MAPPERS_V1
         .into_iter()
-        .fold(MapperRegistry::default(), |mut registry, (name, path)| {
+        .map(|(name, path)| {
             let mapper = RUNTIME.load(&guests::bytes(path)).expect("mapper loads");
-            registry.insert(name, 1, Arc::new(mapper), true);
-            registry
+            (name, Arc::new(mapper))
         })
+        .collect()
 });
 
 /// A running broker and development provider.
@@ -199,33 +202,37 @@ impl TestBed {
             .map(|c| serde_json::from_value::<ConnectionSpec>(c).expect("connection spec"))
             .collect();
         let store = Arc::new(MemoryStore::default());
-        let catalog = Catalog {
-            clients: config.clients().expect("clients"),
-            connections: config.connections().expect("connections"),
-            mappers: MAPPERS.clone(),
-        };
-        // The store holds what the catalog serves, as after a start-up.
-        for client in catalog.clients.values() {
-            store.put_client(client).await.expect("store client");
+        // The store holds the configuration, as after a start-up, and the
+        // catalog is built from it.
+        for client in config.clients().expect("clients").values() {
+            store
+                .put_client(&client.to_stored())
+                .await
+                .expect("store client");
         }
-        for conn in catalog.connections.values() {
+        for conn in config.connections().expect("connections").values() {
             let record = ConnectionRecord {
                 id: conn.id.clone(),
                 spec: conn.spec.clone(),
             };
             store
-                .put_connection(&record)
+                .put_connection(&record.to_stored())
                 .await
                 .expect("store connection");
         }
+        let catalog = Arc::new(Catalog::new(store.clone(), RUNTIME.clone()));
+        let mut staged = Vec::new();
         for (name, path) in MAPPERS_V1 {
             let bytes = guests::bytes(path);
             let sha = waypass::mapper::sha256_hex(&bytes);
-            store
+            let version = store
                 .add_mapper_version(name, &bytes, &sha, "test", 0)
                 .await
                 .expect("store mapper");
+            staged.push(catalog.stage(name, version.version, MAPPERS[name].clone()));
         }
+        catalog.refresh().await.expect("the catalog loads");
+        drop(staged);
         let clock = Arc::new(TestClock::starting_now());
         let broker = Arc::new(Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
@@ -255,8 +262,8 @@ impl TestBed {
     }
 
     /// The user as the broker recorded them.
-    pub async fn broker_user(&self, user_id: &str) -> Option<waypass::broker::store::User> {
-        use waypass::broker::store::Store as _;
+    pub async fn broker_user(&self, user_id: &str) -> Option<waypass::store::User> {
+        use waypass::store::Store as _;
         self.store.get_user(user_id).await.expect("memory store")
     }
 

@@ -48,15 +48,15 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use super::client_secret::ClientSecretHash;
-use super::keys::Alg;
 use super::limits::Limits;
-use super::model::{
+use crate::keys::Alg;
+use crate::model::client_secret::ClientSecretHash;
+use crate::model::{
     Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks,
     check_require_pkce,
 };
-use super::secret::SecretHash;
-use super::store::DatabaseUrl;
+use crate::secret::SecretHash;
+use crate::store::DatabaseUrl;
 
 /// The configuration file.
 #[derive(Debug, Deserialize)]
@@ -339,7 +339,7 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::model::ProfileSource;
+    use crate::model::ProfileSource;
 
     const EXAMPLE: &str = r#"
         issuer = "https://login.example.com"

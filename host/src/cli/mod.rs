@@ -30,6 +30,9 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, env = "WAYPASS_CONFIG")]
         config: std::path::PathBuf,
+        /// Async worker threads (default: one per core).
+        #[arg(long, env = "WAYPASS_WORKERS")]
+        workers: Option<usize>,
     },
     /// Run a complete local setup: broker, development provider, demo app.
     Quickstart(quickstart::QuickstartArgs),
@@ -60,7 +63,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Mapper(cmd) => mapper::run(cmd),
         Command::Demo => demo::run(),
-        Command::Serve { config } => serve::run(config),
+        Command::Serve { config, workers } => serve::run(config, workers),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Connections(args) => admin::connections::run(args),
         Command::Clients(args) => admin::clients::run(args),

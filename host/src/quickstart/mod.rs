@@ -14,11 +14,9 @@ use url::Url;
 
 use crate::broker::Broker;
 use crate::broker::config::{ClientConfig, Config, MapperConfig};
-use crate::broker::model::{
-    ClientType, ConnectionName, ConnectionOptions, ConnectionSpec, MapperEgress,
-};
-use crate::broker::secret::{Random, Secret, SystemRandomTokens};
 use crate::dev_provider::{DevProvider, DevProviderHandle};
+use crate::model::{ClientType, ConnectionName, ConnectionOptions, ConnectionSpec, MapperEgress};
+use crate::secret::{Random, Secret, SystemRandomTokens};
 
 /// The demo app's client id.
 pub const APP_CLIENT_ID: &str = "quickstart-app";
