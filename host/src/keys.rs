@@ -174,6 +174,37 @@ impl KeySet {
         Self::from_stored(&parsed.keys, SystemRandom::new()).map_err(KeyError::Corrupt)
     }
 
+    /// The document `document` becomes when its keys are rotated: a fresh
+    /// RS256 and ES256 key appended (they sign from now on), the previous
+    /// generation kept so that what it signed still verifies, and older
+    /// generations dropped. For a connection's `private_key_jwt` keys.
+    pub fn rotate_document(document: &str) -> Result<String, KeyError> {
+        let mut parsed: KeyFile = serde_json::from_str(document)
+            .map_err(|e| KeyError::Corrupt(format!("not a key document: {e}")))?;
+        let rng = SystemRandom::new();
+        // Never older than the newest key: the new ones must sign.
+        let newest = parsed.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
+        let created_at = unix_now().max(newest);
+        let fresh = generate_stored(&rng, created_at)?;
+        // Of each algorithm, the newest key stays (the previous generation).
+        let mut kept: Vec<StoredKey> = Vec::new();
+        for alg in Alg::ALL {
+            if let Some(pos) = parsed
+                .keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.alg == alg)
+                .max_by_key(|(i, k)| (k.created_at, *i))
+                .map(|(i, _)| i)
+            {
+                kept.push(parsed.keys.swap_remove(pos));
+            }
+        }
+        kept.extend(fresh);
+        parsed.keys = kept;
+        serde_json::to_string(&parsed).map_err(|e| KeyError::Generate(e.to_string()))
+    }
+
     /// Fresh keys in memory (tests).
     pub fn generate() -> Result<KeySet, KeyError> {
         let rng = SystemRandom::new();

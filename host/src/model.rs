@@ -231,6 +231,11 @@ pub enum TokenAuthMethod {
     #[default]
     ClientSecretPost,
     ClientSecretBasic,
+    /// RFC 7523 §2.2: a JWT signed by the connection's own key, whose
+    /// public half is served at `<issuer>/connections/<name>/jwks.json`.
+    PrivateKeyJwt,
+    /// A public client (RFC 6749 §2.1): `client_id` only; PKCE binds the code.
+    None,
 }
 
 impl TokenAuthMethod {
@@ -239,6 +244,8 @@ impl TokenAuthMethod {
         match self {
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::None => "none",
         }
     }
 
@@ -246,8 +253,10 @@ impl TokenAuthMethod {
         match name {
             "client_secret_post" => Ok(Self::ClientSecretPost),
             "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            "private_key_jwt" => Ok(Self::PrivateKeyJwt),
+            "none" => Ok(Self::None),
             other => Err(format!(
-                "token_endpoint_auth_method `{other}` is not client_secret_post or client_secret_basic"
+                "token_endpoint_auth_method `{other}` is not client_secret_post, client_secret_basic, private_key_jwt or none"
             )),
         }
     }
@@ -285,15 +294,68 @@ pub enum ProfileSource {
     Mapper(String),
     /// An Auth0 `fetchUserProfile` script.
     Script(Arc<str>),
+    /// The built-in claims mapper (`crate::upstream::claims`): the
+    /// default of a connection with an `issuer`.
+    Claims,
+}
+
+/// Where the built-in claims mapper reads claims from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimsSource {
+    /// The verified id_token's claims.
+    #[default]
+    IdToken,
+    /// The provider's userinfo endpoint (OpenID Connect Core §5.3).
+    Userinfo,
+    /// Both: userinfo's claims over the id_token's.
+    Both,
+}
+
+impl ClaimsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IdToken => "id_token",
+            Self::Userinfo => "userinfo",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "id_token" => Ok(Self::IdToken),
+            "userinfo" => Ok(Self::Userinfo),
+            "both" => Ok(Self::Both),
+            other => Err(format!(
+                "claims_source `{other}` is not id_token, userinfo or both"
+            )),
+        }
+    }
+}
+
+/// How the built-in claims mapper reads a profile, derived from the
+/// connection's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimsOptions {
+    pub source: ClaimsSource,
+    /// The claim (name or JSON pointer) holding the user id; `sub` if unset.
+    pub user_id_claim: Option<String>,
+    /// Profile field → claim name or JSON pointer.
+    pub claim_mapping: BTreeMap<String, String>,
+    /// The claim holding the user's groups; `groups` if unset.
+    pub groups_claim: Option<String>,
 }
 
 /// A connection's `options`, named as in Auth0's Management API.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionOptions {
-    #[serde(rename = "authorizationURL")]
+    /// May be left out (empty) for a connection with an `issuer`: its
+    /// discovery document names it.
+    #[serde(rename = "authorizationURL", default)]
     pub authorization_url: String,
-    #[serde(rename = "tokenURL")]
+    /// As `authorizationURL`.
+    #[serde(rename = "tokenURL", default)]
     pub token_url: String,
     /// Space-separated scopes asked of the provider.
     #[serde(default)]
@@ -348,6 +410,26 @@ pub struct ConnectionOptions {
     pub per_connection_callback: bool,
     #[serde(default)]
     pub token_endpoint_auth_method: TokenAuthMethod,
+    /// The provider's JWK set, for its id_tokens; discovered from `issuer`
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The provider's userinfo endpoint, for the claims mapper's
+    /// `userinfo` source; discovered from `issuer` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    /// The claims mapper's source: `id_token` (default), `userinfo`, `both`.
+    #[serde(default)]
+    pub claims_source: ClaimsSource,
+    /// The claim (name or `/json/pointer`) holding the user id; `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_claim: Option<String>,
+    /// Profile field → claim name or `/json/pointer`, for the claims mapper.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claim_mapping: BTreeMap<String, String>,
+    /// The claim (name or `/json/pointer`) holding groups; `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
     /// The registered mapper this connection runs (`name` or `name@N`)…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapper: Option<String>,
@@ -386,6 +468,12 @@ impl Default for ConnectionOptions {
             issuer: None,
             per_connection_callback: false,
             token_endpoint_auth_method: TokenAuthMethod::default(),
+            jwks_uri: None,
+            userinfo_endpoint: None,
+            claims_source: ClaimsSource::default(),
+            user_id_claim: None,
+            claim_mapping: BTreeMap::new(),
+            groups_claim: None,
             mapper: None,
             scripts: None,
             mapper_settings: BTreeMap::new(),
@@ -512,6 +600,12 @@ impl ConnectionSpec {
                 issuer: o.issuer.clone(),
                 per_connection_callback: o.per_connection_callback,
                 token_endpoint_auth_method: o.token_endpoint_auth_method.as_str().to_owned(),
+                jwks_uri: o.jwks_uri.clone(),
+                userinfo_endpoint: o.userinfo_endpoint.clone(),
+                claims_source: o.claims_source.as_str().to_owned(),
+                user_id_claim: o.user_id_claim.clone(),
+                claim_mapping: o.claim_mapping.clone(),
+                groups_claim: o.groups_claim.clone(),
                 mapper: o.mapper.clone(),
                 scripts: o.scripts.as_ref().map(|s| StoredScripts {
                     fetch_user_profile: s.fetch_user_profile.clone(),
@@ -552,6 +646,12 @@ impl ConnectionSpec {
                 issuer: o.issuer,
                 per_connection_callback: o.per_connection_callback,
                 token_endpoint_auth_method: TokenAuthMethod::parse(&o.token_endpoint_auth_method)?,
+                jwks_uri: o.jwks_uri,
+                userinfo_endpoint: o.userinfo_endpoint,
+                claims_source: ClaimsSource::parse(&o.claims_source)?,
+                user_id_claim: o.user_id_claim,
+                claim_mapping: o.claim_mapping,
+                groups_claim: o.groups_claim,
                 mapper: o.mapper,
                 scripts: o.scripts.map(|s| Scripts {
                     fetch_user_profile: s.fetch_user_profile,
@@ -574,8 +674,14 @@ pub struct Connection {
     /// The management API's id (`con_…`); see [`Connection::config_id`].
     pub id: String,
     pub spec: ConnectionSpec,
-    pub authorization_url: Url,
-    pub token_url: Url,
+    /// `None`: named by the issuer's discovery document.
+    pub authorization_url: Option<Url>,
+    /// `None`: named by the issuer's discovery document.
+    pub token_url: Option<Url>,
+    /// The provider's issuer, for discovery and its id_tokens.
+    pub issuer: Option<Url>,
+    /// How the built-in claims mapper reads a profile.
+    pub claims: ClaimsOptions,
     /// `customHeaders`, checked and built once; values marked sensitive so
     /// `Debug` does not show them (they often carry credentials).
     pub custom_headers: HeaderMap,
@@ -596,22 +702,32 @@ impl Connection {
     pub fn new(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
         let o = &spec.options;
         let parse = |what: &str, s: &str| -> Result<Url, String> {
-            let url = Url::parse(s).map_err(|e| format!("{what} `{s}` is not a URL: {e}"))?;
-            if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-                return Err(format!("{what} `{s}` must be an http(s) URL with a host"));
-            }
-            Ok(url)
+            provider_url(s).map_err(|e| format!("{what} {e}"))
         };
-        let authorization_url = parse("authorizationURL", &o.authorization_url)?;
-        let token_url = parse("tokenURL", &o.token_url)?;
+        let issuer = o
+            .issuer
+            .as_deref()
+            .map(|i| parse("issuer", i))
+            .transpose()?;
+        // Left out, an endpoint is discovered from the issuer.
+        let endpoint = |what: &str, s: &str| -> Result<Option<Url>, String> {
+            if s.is_empty() && issuer.is_some() {
+                return Ok(None);
+            }
+            parse(what, s).map(Some)
+        };
+        let authorization_url = endpoint("authorizationURL", &o.authorization_url)?;
+        let token_url = endpoint("tokenURL", &o.token_url)?;
+        for (what, url) in [("jwks_uri", &o.jwks_uri), ("userinfo_endpoint", &o.userinfo_endpoint)] {
+            if let Some(url) = url {
+                parse(what, url)?;
+            }
+        }
         if o.client_id.is_empty() {
             return Err(format!("connection `{}` has no client_id", spec.name));
         }
         if let Some(icon) = &o.icon_url {
             parse("icon_url", icon)?;
-        }
-        if let Some(issuer) = &o.issuer {
-            parse("issuer", issuer)?;
         }
         let profile = match (&o.mapper, &o.scripts) {
             (Some(mapper), None) => ProfileSource::Mapper(mapper.clone()),
@@ -626,9 +742,11 @@ impl Connection {
                     spec.name
                 ));
             }
+            // The built-in claims mapper reads the id_token's claims.
+            (None, None) if issuer.is_some() => ProfileSource::Claims,
             (None, None) => {
                 return Err(format!(
-                    "connection `{}` needs `mapper` (a registered mapper) or `scripts.fetchUserProfile` (an Auth0 script)",
+                    "connection `{}` needs `mapper` (a registered mapper), `scripts.fetchUserProfile` (an Auth0 script), or an `issuer` (the built-in claims mapper)",
                     spec.name
                 ));
             }
@@ -638,8 +756,9 @@ impl Connection {
             return Err("mapper_settings: names starting with `waypass:` are reserved".into());
         }
         // The mapper may reach the provider's own hosts, and what it names.
-        let mut hosts: Vec<HostRule> = [&authorization_url, &token_url]
+        let mut hosts: Vec<HostRule> = [&authorization_url, &token_url, &issuer]
             .into_iter()
+            .flatten()
             .filter_map(HostRule::for_url)
             .collect();
         for h in &o.mapper_egress.allowed_hosts {
@@ -657,10 +776,18 @@ impl Connection {
             limits.deadline = std::time::Duration::from_millis(ms);
         }
         let settings = o.mapper_settings.iter().collect::<Settings>();
+        let claims = ClaimsOptions {
+            source: o.claims_source,
+            user_id_claim: o.user_id_claim.clone(),
+            claim_mapping: o.claim_mapping.clone(),
+            groups_claim: o.groups_claim.clone(),
+        };
         Ok(Arc::new(Self {
             id,
             authorization_url,
             token_url,
+            issuer,
+            claims,
             custom_headers,
             sandbox: Sandbox {
                 egress: Arc::new(egress),
@@ -683,9 +810,25 @@ impl Connection {
             .unwrap_or(self.spec.name.as_str())
     }
 
+    /// Whether logins send the provider a nonce: to providers with an
+    /// issuer, whose id_tokens are verified (and must carry it back).
+    pub fn sends_nonce(&self) -> bool {
+        self.issuer.is_some()
+    }
+
     pub fn is_enabled_for(&self, client_id: &str) -> bool {
         self.spec.enabled_clients.iter().any(|c| c == client_id)
     }
+}
+
+/// Parses a provider's URL: absolute, http(s), with a host. The error
+/// quotes the URL (never a secret).
+pub fn provider_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(format!("`{s}` must be an http(s) URL with a host"));
+    }
+    Ok(url)
 }
 
 /// Builds `customHeaders` into a header map, refusing a name or value HTTP
@@ -753,6 +896,9 @@ mod tests {
                         "icon_url": "https://a.test/i.png", "pkce_enabled": false,
                         "issuer": "https://a.test", "per_connection_callback": true,
                         "token_endpoint_auth_method": "client_secret_basic", "mapper": "m",
+                        "jwks_uri": "https://a.test/jwks", "userinfo_endpoint": "https://a.test/me",
+                        "claims_source": "both", "user_id_claim": "/oid", "claim_mapping": {"email": "/mail"},
+                        "groups_claim": "/realm_access/roles",
                         "scripts": {"fetchUserProfile": "function (t, c, cb) {}"},
                         "mapper_settings": {"api_key": "k"}, "mapper_settings_env": {"key2": "ENV2"},
                         "mapper_egress": {"allowed_hosts": ["api.a.test"], "allow_private_networks": true},

@@ -269,7 +269,7 @@ impl Broker {
             }
         };
         let (report, source) = self
-            .run_profile(&conn, tokens)
+            .run_profile(&conn, tokens, None)
             .await
             .map_err(ApiError::bad_request)?;
         let outcome = match &report.result {

@@ -210,8 +210,21 @@ impl Broker {
             .options
             .pkce_enabled
             .then(|| crate::secret::Secret::new(self.random.token()));
+        // A connection left to discovery learns its endpoint here (cached).
+        let endpoints = self
+            .upstream
+            .endpoints(&connection, self.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::warn!(connection = connection.name(), error = %e, "provider discovery failed");
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, e.to_string())
+            })?;
+        let provider_nonce = connection
+            .sends_nonce()
+            .then(|| super::callback::provider_nonce(&binding));
         let location = provider_url(
             &connection,
+            &endpoints.authorization,
             params,
             &self.callback_url_for(&connection),
             &provider_state,
@@ -219,6 +232,7 @@ impl Broker {
                 .as_ref()
                 .map(|v| pkce_challenge(v.expose()))
                 .as_deref(),
+            provider_nonce.as_deref(),
         )?;
         let correlation_id = self.random.token()[..16].to_owned();
         tracing::debug!(correlation_id, client_id = %client.client_id, connection = %connection.name(), "login started");
@@ -285,10 +299,12 @@ fn check_length(params: &Params, name: &str) -> Result<(), OAuthError> {
 /// then `authParamsMap` applied to this request's parameters.
 fn provider_url(
     connection: &Connection,
+    endpoint: &url::Url,
     params: &Params,
     callback: &str,
     state: &str,
     code_challenge: Option<&str>,
+    nonce: Option<&str>,
 ) -> Result<String, OAuthError> {
     let options = &connection.spec.options;
     let mut pairs: Vec<(&str, &str)> = vec![
@@ -303,6 +319,9 @@ fn provider_url(
     if let Some(challenge) = code_challenge {
         pairs.push(("code_challenge", challenge));
         pairs.push(("code_challenge_method", "S256"));
+    }
+    if let Some(nonce) = nonce {
+        pairs.push(("nonce", nonce));
     }
     let reserved = |name: &str| RESERVED.contains(&name);
     for (name, value) in &options.auth_params {
@@ -320,5 +339,5 @@ fn provider_url(
             pairs.push((provider_param, value));
         }
     }
-    Ok(with_query(&connection.authorization_url, &pairs))
+    Ok(with_query(endpoint, &pairs))
 }

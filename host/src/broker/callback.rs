@@ -12,8 +12,7 @@ use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
 use crate::mapper::MapperError;
-use crate::model::Connection;
-use crate::model::ProfileSource;
+use crate::model::{Connection, ProfileSource, TokenAuthMethod};
 use crate::secret::SecretHash;
 use crate::store::{AuthorizationGrant, LoginTransaction, TakeTransaction};
 
@@ -62,7 +61,8 @@ impl Broker {
         // `state` without that cookie cannot consume (cancel) the login.
         let now = self.clock.now();
         let clear_cookie = cookie_name(state, self.secure_cookies());
-        let binding = cookie(&clear_cookie).map(|v| SecretHash::of(&v));
+        let cookie_value = cookie(&clear_cookie);
+        let binding = cookie_value.as_deref().map(SecretHash::of);
         let tx = match self
             .store
             .take_transaction(SecretHash::of(state), binding, now)
@@ -99,7 +99,9 @@ impl Broker {
                 )
             })?;
             check_provenance(&params, &connection, arrived_on)?;
-            self.finish_login(&params, &tx, &connection).await
+            // Taken with the binding: the browser sent its cookie.
+            let nonce = provider_nonce(cookie_value.as_deref().unwrap_or_default());
+            self.finish_login(&params, &tx, &connection, &nonce).await
         }
         .instrument(span.clone())
         .await;
@@ -134,6 +136,7 @@ impl Broker {
         params: &Params,
         tx: &LoginTransaction,
         connection: &Arc<Connection>,
+        nonce: &str,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
             let description = params.get("error_description");
@@ -150,6 +153,17 @@ impl Broker {
                 "the provider's answer has neither `code` nor `error`",
             )
         })?;
+        let now = self.clock.now();
+        let assertion_keys = match connection.spec.options.token_endpoint_auth_method {
+            TokenAuthMethod::PrivateKeyJwt => Some(self.connection_keys(connection).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot read the connection's keys");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the login could not be completed; try again",
+                )
+            })?),
+            _ => None,
+        };
         let tokens = self
             .upstream
             .exchange_code(
@@ -157,15 +171,38 @@ impl Broker {
                 code,
                 &self.callback_url_for(connection),
                 tx.provider_verifier.as_ref(),
+                assertion_keys.as_deref(),
+                now,
             )
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "token exchange failed");
                 OAuthError::new(ErrorCode::ServerError, e.to_string())
             })?;
-        let profile = self.run_mapper(connection, tokens).await?;
+        // OpenID Connect Core §3.1.3.7: an id_token from a provider with an
+        // issuer is verified before anything reads it. Without an issuer
+        // there is no key set to verify against: the mapper gets the token
+        // as before (`context.id_token`), unverified.
+        let id_claims = match (&tokens.id_token, connection.issuer.is_some()) {
+            (Some(id_token), true) => Some(
+                self.upstream
+                    .verify_id_token(connection, id_token, nonce, now)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "the provider's id_token is refused");
+                        OAuthError::new(ErrorCode::AccessDenied, e.to_string())
+                    })?,
+            ),
+            _ => None,
+        };
+        let profile = match connection.profile {
+            ProfileSource::Claims => {
+                self.claims_profile(connection, &tokens, id_claims.as_ref(), now)
+                    .await?
+            }
+            _ => self.run_mapper(connection, tokens, id_claims.as_ref()).await?,
+        };
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
-        let now = self.clock.now();
         self.store
             .record_login(&user_id, connection.name(), profile, now)
             .await
@@ -261,8 +298,9 @@ impl Broker {
         &self,
         connection: &Arc<Connection>,
         tokens: crate::mapper::TokenSet,
+        id_claims: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<crate::mapper::Profile, OAuthError> {
-        let (report, _) = self.run_profile(connection, tokens).await.map_err(|e| {
+        let (report, _) = self.run_profile(connection, tokens, id_claims).await.map_err(|e| {
             tracing::error!(error = %e, "the connection's profile logic cannot run");
             OAuthError::new(ErrorCode::ServerError, e)
         })?;
@@ -286,5 +324,62 @@ impl Broker {
                 _ => OAuthError::new(ErrorCode::ServerError, e.to_string()),
             }
         })
+    }
+}
+
+/// The nonce sent to an OpenID Connect provider for a login: a hash of the
+/// browser's binding cookie (OpenID Connect Core §15.5.2), so it needs no
+/// storage, only this login's browser can present the matching value, and
+/// an id_token replayed from another login carries another nonce.
+pub(super) fn provider_nonce(binding_cookie: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("waypass-provider-nonce:{binding_cookie}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+impl Broker {
+    /// The built-in claims mapper's profile: from the verified id_token,
+    /// the userinfo endpoint, or both, as the connection says.
+    async fn claims_profile(
+        &self,
+        connection: &Connection,
+        tokens: &crate::mapper::TokenSet,
+        id_claims: Option<&serde_json::Map<String, serde_json::Value>>,
+        now: u64,
+    ) -> Result<crate::mapper::Profile, OAuthError> {
+        use crate::model::ClaimsSource;
+        use crate::upstream::claims;
+        let refused = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "the provider's claims give no profile");
+            OAuthError::new(ErrorCode::ServerError, e.to_string())
+        };
+        let no_id_token = || {
+            OAuthError::new(
+                ErrorCode::ServerError,
+                "the provider sent no id_token, which this connection's claims come from (ask for the `openid` scope)",
+            )
+        };
+        let userinfo = || async {
+            self.upstream
+                .userinfo(connection, &tokens.access_token, now)
+                .await
+                .map_err(|e| refused(&e))
+        };
+        let merged = match connection.claims.source {
+            ClaimsSource::IdToken => id_claims.ok_or_else(no_id_token)?.clone(),
+            ClaimsSource::Userinfo => userinfo().await?,
+            ClaimsSource::Both => {
+                let id = id_claims.ok_or_else(no_id_token)?;
+                let info = userinfo().await?;
+                // OpenID Connect Core §5.3.2: the same subject, or the
+                // userinfo answer is not this user's.
+                if info.get("sub") != id.get("sub") {
+                    return Err(refused(&crate::upstream::ProfileFetchError::UserinfoSubject));
+                }
+                claims::merge(id, &info)
+            }
+        };
+        claims::profile(&merged, &connection.claims).map_err(|e| refused(&e))
     }
 }

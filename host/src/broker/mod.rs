@@ -8,6 +8,7 @@
 
 mod authorize;
 mod callback;
+mod connection_keys;
 pub mod config;
 pub mod limits;
 pub mod oauth;
@@ -54,6 +55,9 @@ pub const MAX_CONCURRENT_TRY_CALLS: usize = 8;
 /// deployment sweeps at a time (the others would delete nothing but
 /// compete for the same rows).
 pub const SWEEP_LEASE: &str = "sweep";
+/// The mapper setting that carries a provider's verified id_token claims
+/// (JSON) to mappers and scripts; `waypass:` names cannot be configured.
+pub const ID_TOKEN_CLAIMS_SETTING: &str = "waypass:id_token_claims";
 /// How many sweep intervals a sweep lease lasts. Its holder renews it at
 /// every sweep, so a holder that misses a tick (a pause, a slow store)
 /// keeps it; an instance that dies is replaced within this many intervals.
@@ -313,11 +317,21 @@ impl Broker {
         &self,
         conn: &Connection,
         tokens: crate::mapper::TokenSet,
+        id_claims: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(crate::mapper::InvocationReport, serde_json::Value), String> {
+        let mut settings = conn.settings.clone();
+        // The provider's verified id_token claims, under a reserved name
+        // (`waypass:` settings cannot be configured).
+        if let Some(claims) = id_claims {
+            settings.insert(
+                ID_TOKEN_CLAIMS_SETTING,
+                serde_json::Value::Object(claims.clone()).to_string(),
+            );
+        }
         let input = crate::mapper::MapperInput {
             connection: conn.name().to_owned(),
             tokens,
-            settings: conn.settings.clone(),
+            settings,
         };
         match &conn.profile {
             ProfileSource::Mapper(reference) => {
@@ -333,6 +347,10 @@ impl Broker {
                     serde_json::json!({"mapper": {"name": name, "version": version}}),
                 ))
             }
+            ProfileSource::Claims => Err(
+                "this connection uses the built-in claims mapper: it reads the provider's id_token at a login"
+                    .into(),
+            ),
             ProfileSource::Script(script) => {
                 let engine = self.script_engine().await?;
                 let input = ScriptEngine::input(input, script);

@@ -160,6 +160,26 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
     }
+    // A connection's public keys for `private_key_jwt`, fetched by its provider.
+    if let Some(name) = parts
+        .uri
+        .path()
+        .strip_prefix("/connections/")
+        .and_then(|rest| rest.strip_suffix("/jwks.json"))
+        && parts.method == Method::GET
+    {
+        return match broker.connection_jwks(name).await {
+            Ok(Some(jwks)) => json(StatusCode::OK, &jwks),
+            Ok(None) => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "not_found"}),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a connection's keys");
+                text(StatusCode::SERVICE_UNAVAILABLE, "try again")
+            }
+        };
+    }
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/authorize") => authorize(broker, &query, from).await,
         (&Method::GET, CALLBACK_PATH) => {

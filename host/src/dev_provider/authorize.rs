@@ -18,6 +18,7 @@ const SINGLE: &[&str] = &[
     "state",
     "code_challenge",
     "code_challenge_method",
+    "nonce",
 ];
 
 /// `GET /authorize`.
@@ -104,6 +105,7 @@ pub(super) fn show(shared: &Shared, req: &RecordedRequest) -> Reply {
         state: state.clone(),
         scope: req.query_param("scope").unwrap_or_default().to_owned(),
         code_challenge,
+        nonce: req.query_param("nonce").map(str::to_owned),
     };
     let now = shared.now();
     let begun = lock(&shared.state).begin(request.clone(), now, &shared.rng);

@@ -9,6 +9,15 @@
 //! | `POST /authorize` | the form: `request`, `username`, `password`, `action=login\|deny` |
 //! | `POST /token` | `authorization_code` and `refresh_token` grants, `client_secret_basic` or `client_secret_post` |
 //! | `GET /userinfo` | `{"account":{"uuid":…,"email":…}}` for a bearer token |
+//! | `GET /.well-known/openid-configuration` | OpenID Connect discovery |
+//! | `GET /jwks` | the keys id_tokens are signed with ([`DevProviderHandle::rotate_keys`]) |
+//! | `GET /oidc/userinfo` | standard claims (`sub`, `email`, …) for a bearer token |
+//!
+//! With the `openid` scope, token responses carry an id_token (RS256,
+//! the authorization request's `nonce`), shaped by [`IdTokenFault`]. A
+//! client may authenticate with `private_key_jwt` ([`DevClientAuth`]):
+//! the provider fetches its JWKS and checks the assertion as RFC 7523 §3
+//! says. [`TokenStyle::GitHub`] answers token requests as GitHub does.
 //!
 //! A test logs in without a browser by `GET`ting the authorization URL,
 //! reading the pending request's id from the form with
@@ -30,6 +39,7 @@
 mod authorize;
 mod html;
 mod oauth;
+mod oidc;
 mod record;
 mod server;
 mod token;
@@ -89,6 +99,46 @@ pub enum UserinfoFault {
     Normal,
     /// This status and body to every request, as for [`TokenFault::Status`].
     Status(u16, String),
+}
+
+/// How `POST /token` encodes its answers; set with
+/// [`DevProviderHandle::set_token_style`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenStyle {
+    /// JSON, per RFC 6749 §5.1 and §5.2.
+    #[default]
+    Standard,
+    /// As GitHub: `application/x-www-form-urlencoded` bodies, a lower-case
+    /// `token_type`, `expires_in` as text, and errors inside a `200`.
+    GitHub,
+}
+
+/// How id_tokens come out; set with [`DevProviderHandle::set_id_token_fault`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IdTokenFault {
+    #[default]
+    Normal,
+    /// Signed by a key the JWKS does not hold, under a published `kid`.
+    ForeignKey,
+    /// Another audience than the client.
+    Audience(String),
+    /// The id_token issued last, again (another login's nonce).
+    ReplayPrevious,
+    /// No id_token at all.
+    Omit,
+}
+
+/// How a client authenticates at `POST /token`; set with
+/// [`DevProviderHandle::set_client_auth`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DevClientAuth {
+    /// Its secret, `client_secret_basic` or `client_secret_post`.
+    #[default]
+    Secret,
+    /// RFC 7523: an assertion signed by a key of the JWKS at `jwks_uri`.
+    PrivateKeyJwt { jwks_uri: String },
+    /// A public client: its id and PKCE.
+    None,
 }
 
 /// A source of the current time, so tests can let codes expire.
@@ -327,6 +377,38 @@ impl DevProviderHandle {
     /// Changes how `POST /token` answers from the next request on.
     pub fn set_token_fault(&self, fault: TokenFault) {
         *lock(&self.shared.token_fault) = fault;
+    }
+
+    /// Changes how `POST /token` encodes its answers.
+    pub fn set_token_style(&self, style: TokenStyle) {
+        *lock(&self.shared.token_style) = style;
+    }
+
+    /// Changes how id_tokens come out.
+    pub fn set_id_token_fault(&self, fault: IdTokenFault) {
+        *lock(&self.shared.id_token_fault) = fault;
+    }
+
+    /// Changes how `client_id` must authenticate.
+    pub fn set_client_auth(&self, client_id: &str, auth: DevClientAuth) {
+        lock(&self.shared.client_auth).insert(client_id.to_owned(), auth);
+    }
+
+    /// Replaces the signing keys by new ones: the JWKS holds only those.
+    pub fn rotate_keys(&self) -> Result<(), crate::keys::KeyError> {
+        *lock(&self.shared.keys) = Some(Arc::new(crate::keys::KeySet::generate()?));
+        Ok(())
+    }
+
+    /// Adds `claims` (a JSON object) to what id_tokens and `/oidc/userinfo`
+    /// say of the user `uuid`.
+    pub fn set_claims(&self, uuid: &str, claims: serde_json::Value) {
+        lock(&self.shared.claims).insert(uuid.to_owned(), claims);
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.origin())
     }
 
     /// Changes how `GET /userinfo` answers from the next request on.

@@ -23,7 +23,7 @@ pub(super) const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Entries per table: the form is reachable from a browser, so anyone can
 /// create pending requests; expired entries are purged before refusing.
-const MAX_ENTRIES: usize = 10_000;
+pub(super) const MAX_ENTRIES: usize = 10_000;
 
 /// What a client asked for at the authorization endpoint, kept server-side
 /// until the user logs in or denies.
@@ -36,6 +36,8 @@ pub(super) struct AuthRequest {
     pub scope: String,
     /// An S256 `code_challenge` (RFC 7636 §4.3), the only method supported.
     pub code_challenge: Option<String>,
+    /// OpenID Connect's `nonce`, returned in the id_token.
+    pub nonce: Option<String>,
 }
 
 /// Tokens issued at the token endpoint (RFC 6749 §5.1).
@@ -45,6 +47,10 @@ pub(super) struct Tokens {
     pub refresh_token: String,
     pub scope: String,
     pub expires_in: u64,
+    /// Who they were issued to and for whom: what an id_token says.
+    pub client_id: String,
+    pub user: DevUser,
+    pub nonce: Option<String>,
 }
 
 /// A token endpoint error; the variants are the RFC 6749 §5.2 codes.
@@ -320,7 +326,8 @@ impl State {
             }
         }
 
-        let tokens = self.issue_tokens(client_id, user, request.scope, now, rng)?;
+        let mut tokens = self.issue_tokens(client_id, user, request.scope, now, rng)?;
+        tokens.nonce = request.nonce;
         if let Some(entry) = self.codes.get_mut(code) {
             entry.issued = vec![tokens.access_token.clone(), tokens.refresh_token.clone()];
         }
@@ -360,6 +367,7 @@ impl State {
         now: SystemTime,
         rng: &SystemRandom,
     ) -> Result<Tokens, Unavailable> {
+        let issued_to = user.clone();
         let refresh = Refresh {
             client_id: client_id.to_owned(),
             user: user.clone(),
@@ -383,6 +391,9 @@ impl State {
             refresh_token,
             scope,
             expires_in: ACCESS_TOKEN_LIFETIME.as_secs(),
+            client_id: client_id.to_owned(),
+            user: issued_to,
+            nonce: None,
         })
     }
 

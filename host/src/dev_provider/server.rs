@@ -1,7 +1,7 @@
 //! The HTTP server: accepts connections, reads bounded bodies, records every
 //! request and routes it to a handler; the responses' shapes live here.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -18,7 +18,12 @@ use tokio::task::JoinSet;
 
 use super::oauth::State;
 use super::record::{MAX_RECORDED, RecordedRequest};
-use super::{Account, Client, Clock, DevProvider, TokenFault, UserinfoFault, lock};
+use super::{
+    Account, Client, Clock, DevClientAuth, DevProvider, IdTokenFault, TokenFault, TokenStyle,
+    UserinfoFault, lock,
+};
+use crate::keys::KeySet;
+use crate::upstream::jws::JwkSet;
 
 /// Request bodies are forms of a few fields; anything bigger is refused.
 const MAX_BODY: usize = 64 * 1024;
@@ -37,6 +42,17 @@ pub(super) struct Shared {
     pub state: Mutex<State>,
     pub token_fault: Mutex<TokenFault>,
     pub userinfo_fault: Mutex<UserinfoFault>,
+    pub token_style: Mutex<TokenStyle>,
+    pub id_token_fault: Mutex<IdTokenFault>,
+    pub client_auth: Mutex<HashMap<String, DevClientAuth>>,
+    /// The keys id_tokens are signed with, made on first use (RSA key
+    /// generation is slow, and most tests never ask); replaced by a rotation.
+    pub keys: Mutex<Option<Arc<KeySet>>>,
+    /// Extra claims per user (`uuid`).
+    pub claims: Mutex<HashMap<String, serde_json::Value>>,
+    pub last_id_token: Mutex<Option<String>>,
+    /// `jti`s of client assertions already accepted (RFC 7523 §3 item 7).
+    pub seen_jtis: Mutex<HashSet<String>>,
     record: Mutex<VecDeque<RecordedRequest>>,
 }
 
@@ -52,8 +68,29 @@ impl Shared {
             state: Mutex::new(state),
             token_fault: Mutex::new(TokenFault::Normal),
             userinfo_fault: Mutex::new(UserinfoFault::Normal),
+            token_style: Mutex::new(TokenStyle::Standard),
+            id_token_fault: Mutex::new(IdTokenFault::Normal),
+            client_auth: Mutex::new(HashMap::new()),
+            keys: Mutex::new(None),
+            claims: Mutex::new(HashMap::new()),
+            last_id_token: Mutex::new(None),
+            seen_jtis: Mutex::new(HashSet::new()),
             record: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The signing keys, made now if there are none yet.
+    pub(super) fn signing_keys(&self) -> Option<Arc<KeySet>> {
+        let mut keys = lock(&self.keys);
+        if keys.is_none() {
+            match KeySet::generate() {
+                Ok(k) => *keys = Some(Arc::new(k)),
+                Err(error) => {
+                    tracing::warn!(%error, "development provider: cannot make signing keys");
+                }
+            }
+        }
+        keys.clone()
     }
 
     pub(super) fn now(&self) -> SystemTime {
@@ -136,10 +173,32 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
     match (&parts.method, request.path.as_str()) {
         (&Method::GET, "/authorize") => super::authorize::show(shared, &request),
         (&Method::POST, "/authorize") => super::authorize::submit(shared, &request),
-        (&Method::POST, "/token") => super::token::handle(shared, &request),
+        (&Method::POST, "/token") => {
+            let client_jwks = client_jwks(shared, &request).await;
+            super::token::handle(shared, &request, client_jwks.as_ref())
+        }
+        (&Method::GET, "/.well-known/openid-configuration") => super::oidc::discovery(shared),
+        (&Method::GET, "/jwks") => super::oidc::jwks(shared),
+        (&Method::GET, "/oidc/userinfo") => super::oidc::userinfo(shared, &request),
         (&Method::GET, "/userinfo") => super::userinfo::handle(shared, &request),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
+}
+
+/// The JWKS of a `private_key_jwt` client, fetched from its `jwks_uri` as a
+/// provider does when the client authenticates (a failure reads as none).
+async fn client_jwks(shared: &Shared, req: &RecordedRequest) -> Option<JwkSet> {
+    let client_id = req.form_param("client_id")?;
+    let jwks_uri = match lock(&shared.client_auth).get(client_id) {
+        Some(DevClientAuth::PrivateKeyJwt { jwks_uri }) => jwks_uri.clone(),
+        _ => return None,
+    };
+    let url = url::Url::parse(&jwks_uri).ok()?;
+    let response = crate::upstream::Upstream::default()
+        .send(Method::GET, &url, hyper::HeaderMap::new(), Bytes::new())
+        .await
+        .ok()?;
+    JwkSet::parse(&response.body).ok()
 }
 
 /// A response with `body` and `content_type`.

@@ -10,7 +10,9 @@ use subtle::ConstantTimeEq;
 use super::oauth::{TokenError, Tokens};
 use super::record::{RecordedRequest, repeated};
 use super::server::{self, Reply, Shared};
-use super::{Client, TokenFault, lock};
+use super::{Client, DevClientAuth, TokenFault, TokenStyle, lock};
+use crate::upstream::client_auth::ASSERTION_TYPE;
+use crate::upstream::jws::JwkSet;
 
 /// Parameters that must appear at most once (RFC 6749 §3.2).
 const SINGLE: &[&str] = &[
@@ -21,10 +23,13 @@ const SINGLE: &[&str] = &[
     "refresh_token",
     "client_id",
     "client_secret",
+    "client_assertion",
+    "client_assertion_type",
 ];
 
-/// `POST /token`.
-pub(super) fn handle(shared: &Shared, req: &RecordedRequest) -> Reply {
+/// `POST /token`; `client_jwks` is the JWKS of a `private_key_jwt` client,
+/// fetched from its `jwks_uri`.
+pub(super) fn handle(shared: &Shared, req: &RecordedRequest, client_jwks: Option<&JwkSet>) -> Reply {
     let fault = lock(&shared.token_fault).clone();
     match fault {
         TokenFault::Normal => {}
@@ -37,8 +42,30 @@ pub(super) fn handle(shared: &Shared, req: &RecordedRequest) -> Reply {
             );
         }
     }
-    match grant(shared, req) {
+    let style = *lock(&shared.token_style);
+    match grant(shared, req, client_jwks) {
+        Ok(tokens) if style == TokenStyle::GitHub => {
+            // GitHub's shape: a form, `bearer`, `expires_in` as text.
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("access_token", &tokens.access_token)
+                .append_pair("token_type", "bearer")
+                .append_pair("expires_in", &tokens.expires_in.to_string())
+                .append_pair("refresh_token", &tokens.refresh_token)
+                .append_pair("scope", &tokens.scope)
+                .append_pair("x_github_extra", "kept")
+                .finish();
+            server::reply(StatusCode::OK, "application/x-www-form-urlencoded", body)
+        }
+        Err(error) if style == TokenStyle::GitHub => {
+            // GitHub answers a bad code with a `200` carrying `error`.
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", error.code())
+                .append_pair("error_description", &error.to_string())
+                .finish();
+            server::reply(StatusCode::OK, "application/x-www-form-urlencoded", body)
+        }
         Ok(tokens) => {
+            let id_token = super::oidc::id_token(shared, &tokens);
             let mut body = serde_json::json!({
                 "access_token": tokens.access_token,
                 "token_type": "Bearer",
@@ -50,13 +77,20 @@ pub(super) fn handle(shared: &Shared, req: &RecordedRequest) -> Reply {
             if !tokens.scope.is_empty() {
                 body["scope"] = tokens.scope.into();
             }
+            if let Some(id_token) = id_token {
+                body["id_token"] = id_token.into();
+            }
             server::json(StatusCode::OK, &body)
         }
         Err(error) => error_reply(&error),
     }
 }
 
-fn grant(shared: &Shared, req: &RecordedRequest) -> Result<Tokens, TokenError> {
+fn grant(
+    shared: &Shared,
+    req: &RecordedRequest,
+    client_jwks: Option<&JwkSet>,
+) -> Result<Tokens, TokenError> {
     if !req.is_form() {
         return Err(TokenError::InvalidRequest(
             "the body must be application/x-www-form-urlencoded",
@@ -70,7 +104,7 @@ fn grant(shared: &Shared, req: &RecordedRequest) -> Result<Tokens, TokenError> {
     let Some(grant_type) = req.form_param("grant_type") else {
         return Err(TokenError::InvalidRequest("grant_type is missing"));
     };
-    let client = authenticate(shared, req)?;
+    let client = authenticate(shared, req, client_jwks)?;
     let now = shared.now();
     match grant_type {
         "authorization_code" => {
@@ -102,9 +136,60 @@ fn grant(shared: &Shared, req: &RecordedRequest) -> Result<Tokens, TokenError> {
     }
 }
 
+/// The client's authentication as it was told to use: its secret, a
+/// `private_key_jwt` assertion, or none (a public client, whose code must
+/// then carry PKCE: checked at the exchange).
+fn authenticate<'a>(
+    shared: &'a Shared,
+    req: &RecordedRequest,
+    client_jwks: Option<&JwkSet>,
+) -> Result<&'a Client, TokenError> {
+    let mode = req
+        .form_param("client_id")
+        .and_then(|id| lock(&shared.client_auth).get(id).cloned())
+        .unwrap_or_default();
+    let client_id = req.form_param("client_id").unwrap_or_default();
+    match mode {
+        DevClientAuth::Secret => authenticate_secret(shared, req),
+        DevClientAuth::PrivateKeyJwt { .. } => {
+            if req.form_param("client_secret").is_some() || req.header("authorization").is_some() {
+                return Err(TokenError::InvalidRequest(
+                    "more than one client authentication method",
+                ));
+            }
+            if req.form_param("client_assertion_type") != Some(ASSERTION_TYPE) {
+                return Err(TokenError::InvalidClient(
+                    "this client must authenticate with private_key_jwt",
+                ));
+            }
+            let assertion = req
+                .form_param("client_assertion")
+                .ok_or(TokenError::InvalidClient("client_assertion is missing"))?;
+            super::oidc::check_assertion(shared, client_id, assertion, client_jwks)?;
+            shared
+                .client(client_id)
+                .ok_or(TokenError::InvalidClient("unknown client"))
+        }
+        DevClientAuth::None => {
+            if req.form_param("client_secret").is_some() || req.header("authorization").is_some() {
+                return Err(TokenError::InvalidClient("a public client has no secret"));
+            }
+            if req.form_param("code_verifier").is_none() {
+                return Err(TokenError::InvalidRequest("a public client must use PKCE"));
+            }
+            shared
+                .client(client_id)
+                .ok_or(TokenError::InvalidClient("unknown client"))
+        }
+    }
+}
+
 /// RFC 6749 §2.3.1: `client_secret_basic` or `client_secret_post`, not both
 /// (§2.3: "MUST NOT use more than one authentication method").
-fn authenticate<'a>(shared: &'a Shared, req: &RecordedRequest) -> Result<&'a Client, TokenError> {
+fn authenticate_secret<'a>(
+    shared: &'a Shared,
+    req: &RecordedRequest,
+) -> Result<&'a Client, TokenError> {
     let basic = req
         .header("authorization")
         .map(basic_credentials)

@@ -56,6 +56,8 @@ struct Durable {
     clients: BTreeMap<String, StoredClient>,
     mappers: BTreeMap<String, Mapper>,
     signing_keys: Option<String>,
+    /// connection id → its `private_key_jwt` key document.
+    connection_keys: BTreeMap<String, String>,
     /// Bumped by every catalog write.
     catalog_version: u64,
     /// Lease name → holder and expiry.
@@ -488,5 +490,38 @@ impl Store for MemoryStore {
             .signing_keys
             .get_or_insert_with(|| document.to_owned())
             .clone())
+    }
+
+    async fn connection_keys(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.durable().connection_keys.get(connection_id).cloned())
+    }
+
+    async fn init_connection_keys(
+        &self,
+        connection_id: &str,
+        document: &str,
+    ) -> Result<String, StoreError> {
+        Ok(self
+            .durable()
+            .connection_keys
+            .entry(connection_id.to_owned())
+            .or_insert_with(|| document.to_owned())
+            .clone())
+    }
+
+    async fn replace_connection_keys(
+        &self,
+        connection_id: &str,
+        current: &str,
+        next: &str,
+    ) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        match d.connection_keys.get_mut(connection_id) {
+            Some(doc) if doc == current => {
+                *doc = next.to_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

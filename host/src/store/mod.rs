@@ -332,4 +332,25 @@ pub trait Store: Send + Sync {
     /// Stores `document` unless one exists, and returns the one that is
     /// stored: instances starting together agree on one key set.
     async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError>;
+
+    // ---- connections' own keys (`private_key_jwt`) ----
+    /// The key document (the format of [`Store::signing_keys`]) of the
+    /// connection with id `connection_id`, if one was stored.
+    async fn connection_keys(&self, connection_id: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `document` for the connection unless one exists, and returns
+    /// the one that is stored: instances needing a key at once agree on one.
+    async fn init_connection_keys(
+        &self,
+        connection_id: &str,
+        document: &str,
+    ) -> Result<String, StoreError>;
+    /// Replaces the connection's document with `next` if it is still
+    /// `current` (a compare-and-swap: of two rotations from one document,
+    /// one wins); true if replaced.
+    async fn replace_connection_keys(
+        &self,
+        connection_id: &str,
+        current: &str,
+        next: &str,
+    ) -> Result<bool, StoreError>;
 }

@@ -14,6 +14,7 @@
 //! | `mappers` | `name` | the active version |
 //! | `mapper_versions` | `name`, `version` | metadata and the component's bytes (`bytea`) |
 //! | `signing_keys` | the single row `id = 1` | the key set document |
+//! | `connection_keys` | `connection_id` | a connection's `private_key_jwt` key document |
 //! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
 //! | `leases` | `name` | who holds a lease (the sweep) until when |
 //! | `waypass_schema_versions` | `version` | one row per migration applied |
@@ -232,6 +233,12 @@ const MIGRATIONS: &[&str] = &[
         name text COLLATE "C" PRIMARY KEY,
         holder text NOT NULL,
         expires_at bigint NOT NULL
+    );
+    "#,    // 3: connections' own keys, for `private_key_jwt`.
+    r#"
+    CREATE TABLE connection_keys (
+        connection_id text COLLATE "C" PRIMARY KEY,
+        document text NOT NULL
     );
     "#,
 ];
@@ -1657,6 +1664,57 @@ impl Store for PostgresStore {
             )
             .await?;
         column(&row, 0, "signing_keys")
+    }
+
+    async fn connection_keys(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
+        self.query_opt(
+            "SELECT document FROM connection_keys WHERE connection_id = $1",
+            &[&connection_id],
+            "reading a connection's keys",
+        )
+        .await?
+        .map(|row| column(&row, 0, "connection_keys"))
+        .transpose()
+    }
+
+    async fn init_connection_keys(
+        &self,
+        connection_id: &str,
+        document: &str,
+    ) -> Result<String, StoreError> {
+        // Two statements, as for the signing keys: a statement started after
+        // a concurrent insert committed sees its row.
+        self.execute(
+            "INSERT INTO connection_keys (connection_id, document) VALUES ($1, $2)
+             ON CONFLICT (connection_id) DO NOTHING",
+            &[&connection_id, &document],
+            "storing a connection's keys",
+        )
+        .await?;
+        let row = self
+            .query_one(
+                "SELECT document FROM connection_keys WHERE connection_id = $1",
+                &[&connection_id],
+                "storing a connection's keys",
+            )
+            .await?;
+        column(&row, 0, "connection_keys")
+    }
+
+    async fn replace_connection_keys(
+        &self,
+        connection_id: &str,
+        current: &str,
+        next: &str,
+    ) -> Result<bool, StoreError> {
+        let replaced = self
+            .execute(
+                "UPDATE connection_keys SET document = $3 WHERE connection_id = $1 AND document = $2",
+                &[&connection_id, &current, &next],
+                "rotating a connection's keys",
+            )
+            .await?;
+        Ok(replaced > 0)
     }
 }
 

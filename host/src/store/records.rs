@@ -71,9 +71,22 @@ pub struct StoredConnectionOptions {
     pub issuer: Option<String>,
     #[serde(default)]
     pub per_connection_callback: bool,
-    /// `client_secret_post` or `client_secret_basic`.
+    /// `client_secret_post`, `client_secret_basic`, `private_key_jwt` or `none`.
     #[serde(default = "client_secret_post")]
     pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// `id_token`, `userinfo` or `both`.
+    #[serde(default = "id_token")]
+    pub claims_source: String,
+    #[serde(default)]
+    pub user_id_claim: Option<String>,
+    #[serde(default)]
+    pub claim_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups_claim: Option<String>,
     #[serde(default)]
     pub mapper: Option<String>,
     #[serde(default)]
@@ -112,6 +125,10 @@ fn yes() -> bool {
 
 fn client_secret_post() -> String {
     "client_secret_post".into()
+}
+
+fn id_token() -> String {
+    "id_token".into()
 }
 
 /// Secrets and settings are left out: a stored connection may be logged.

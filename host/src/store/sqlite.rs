@@ -16,6 +16,7 @@
 //! | `signing_keys` | the single row `id = 1` | the key set document |
 //! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
 //! | `leases` | `name` | who holds a lease (the sweep) until when |
+//! | `connection_keys` | `connection_id` | a connection's `private_key_jwt` key document |
 //!
 //! The three short-lived tables hold a 32-byte hash (BLOB), `expires_at` and
 //! the payload as JSON: they are only ever looked up by key, so their fields
@@ -193,6 +194,12 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY NOT NULL,
         holder TEXT NOT NULL,
         expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",    // 3: connections' own keys, for `private_key_jwt`.
+    "
+    CREATE TABLE connection_keys (
+        connection_id TEXT PRIMARY KEY NOT NULL,
+        document TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
 ];
@@ -1156,6 +1163,62 @@ impl Store for SqliteStore {
             Ok(stored)
         })
         .await
+    }
+
+    async fn connection_keys(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
+        let id = connection_id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached("SELECT document FROM connection_keys WHERE connection_id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(backend("reading a connection's keys"))
+        })
+        .await
+    }
+
+    async fn init_connection_keys(
+        &self,
+        connection_id: &str,
+        document: &str,
+    ) -> Result<String, StoreError> {
+        let (id, document) = (connection_id.to_owned(), document.to_owned());
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend("storing a connection's keys"))?;
+            let stored: String = tx
+                .execute(
+                    "INSERT INTO connection_keys (connection_id, document) VALUES (?1, ?2)
+                     ON CONFLICT (connection_id) DO NOTHING",
+                    params![id, document],
+                )
+                .and_then(|_| {
+                    tx.query_row(
+                        "SELECT document FROM connection_keys WHERE connection_id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(backend("storing a connection's keys"))?;
+            tx.commit().map_err(backend("storing a connection's keys"))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn replace_connection_keys(
+        &self,
+        connection_id: &str,
+        current: &str,
+        next: &str,
+    ) -> Result<bool, StoreError> {
+        let replaced = self
+            .execute(
+                "UPDATE connection_keys SET document = ?3 WHERE connection_id = ?1 AND document = ?2",
+                (connection_id.to_owned(), current.to_owned(), next.to_owned()),
+                "rotating a connection's keys",
+            )
+            .await?;
+        Ok(replaced > 0)
     }
 }
 
