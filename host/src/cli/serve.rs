@@ -16,7 +16,7 @@ pub(super) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let bound = listener.local_addr()?;
-        tracing::info!(issuer = broker.issuer(), listen = %bound, "waypass is serving");
+        tracing::info!(issuer = broker.issuer(), listen = %bound, version = super::VERSION, "waypass is serving");
         eprintln!("waypass: serving {} on {bound}", broker.issuer());
         let watcher = config.mappers_dir.clone().map(|dir| {
             eprintln!("waypass: watching {} for NAME.wasm", dir.display());
