@@ -229,6 +229,9 @@ impl Config {
         if let Ok(dir) = std::env::var("WAYPASS_DATA_DIR") {
             self.data_dir = dir.into();
         }
+        if let Some(path) = env_path("WAYPASS_ADMIN_TOKEN_FILE") {
+            self.admin_token_file = Some(path);
+        }
         // Empty counts as unset, as in most deployment tools' templates.
         if let Some(url) = std::env::var("WAYPASS_DATABASE_URL")
             .ok()
@@ -249,9 +252,6 @@ impl Config {
                 DatabaseUrl::parse(url.trim())
                     .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL_FILE: {e}"))?,
             );
-        }
-        if let Some(path) = env_path("WAYPASS_ADMIN_TOKEN_FILE") {
-            self.admin_token_file = Some(path);
         }
         Ok(())
     }

@@ -564,26 +564,37 @@ impl Checker<'_> {
                 );
             }
         }
-        // WAYPASS_ADMIN_TOKEN wins over the file, as in `serve`.
-        let token = match (
+        // WAYPASS_ADMIN_TOKEN wins over the file, as in `serve`; a problem
+        // with what the environment gives is placed there, not in the file.
+        let from_env_file =
+            std::env::var_os("WAYPASS_ADMIN_TOKEN_FILE").is_some_and(|v| !v.is_empty());
+        let (place, token) = match (
             std::env::var("WAYPASS_ADMIN_TOKEN"),
             &config.admin_token_file,
         ) {
-            (Ok(token), _) => Some(("WAYPASS_ADMIN_TOKEN", Ok(token))),
+            (Ok(token), _) => ("WAYPASS_ADMIN_TOKEN", Ok(token)),
             (Err(_), Some(file)) => {
                 let file = self.resolve(file);
-                Some(("admin_token_file", SecretSource::File(&file).read()))
+                let place = if from_env_file {
+                    "WAYPASS_ADMIN_TOKEN_FILE"
+                } else {
+                    "admin_token_file"
+                };
+                (place, SecretSource::File(&file).read())
             }
-            (Err(_), None) => None,
+            (Err(_), None) => return,
         };
-        match token {
-            Some((place, Err(e))) => self.error(&[key(place)], e),
-            Some((place, Ok(token))) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => self
-                .error(
-                    &[key(place)],
-                    format!("the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
-                ),
-            _ => {}
+        let problem = match token {
+            Err(e) => e,
+            Ok(token) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+                format!("the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters")
+            }
+            Ok(_) => return,
+        };
+        if place == "admin_token_file" {
+            self.error(&[key(place)], problem);
+        } else {
+            self.found.push_unplaced(place, problem);
         }
     }
 
