@@ -2,7 +2,6 @@
 //! 127.0.0.1:0, the development provider, and a "browser" that keeps cookies
 //! and follows the login's redirects without following them into the app.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -19,9 +18,7 @@ use waypass::broker::secret::{SecretHash, SystemRandomTokens};
 use waypass::broker::store::{ConnectionRecord, MemoryStore, Store as _};
 use waypass::broker::upstream::Upstream;
 use waypass::broker::{Broker, BrokerParts, Catalog, Clock, SystemClock};
-use waypass::dev_provider::{
-    DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
-};
+use waypass::dev_provider::{DevProvider, DevProviderHandle};
 use waypass::mapper::{Runtime, RuntimeConfig};
 
 use crate::guests;
