@@ -37,6 +37,7 @@ use crate::broker::model::{
 use crate::broker::registry::parse_ref;
 use crate::broker::secret::SecretHash;
 use crate::egress::HostRule;
+use crate::mapper::limits::MAX_COMPONENT_BYTES;
 use crate::mapper::{Runtime, RuntimeConfig};
 use crate::script::ScriptEngine;
 
@@ -161,7 +162,7 @@ pub async fn check_text(text: &str, base: &Path, options: &CheckOptions) -> Repo
         base: base.to_owned(),
     };
     let config = checker.check(config, options).await;
-    checker.found.finish(config.as_ref())
+    checker.found.finish(Some(&config))
 }
 
 /// Problems as they are found, placed by byte offsets into the text.
@@ -510,7 +511,7 @@ impl Checker<'_> {
         }
     }
 
-    async fn check(&mut self, mut config: Config, options: &CheckOptions) -> Option<Config> {
+    async fn check(&mut self, mut config: Config, options: &CheckOptions) -> Config {
         let env_ok = match config.apply_env() {
             Ok(()) => true,
             Err(e) => {
@@ -543,7 +544,7 @@ impl Checker<'_> {
         let apps = self.check_apps(&config);
         self.check_connections(&config, &mappers, &apps, options)
             .await;
-        Some(config)
+        config
     }
 
     /// The data directory, the watched mappers directory, the admin token.
@@ -608,16 +609,34 @@ impl Checker<'_> {
             if m.name.is_empty() || m.name.contains('@') {
                 self.error(
                     &at("name"),
-                    format!("`{}` is not a mapper name (no `@`, not empty)", m.name),
+                    format!(
+                        "`{}` is not a mapper name: connections name mappers as NAME or NAME@VERSION",
+                        m.name
+                    ),
                 );
             }
             if !names.insert(m.name.clone()) {
                 self.error(&at("name"), format!("mapper `{}` is defined twice", m.name));
             }
             let path = self.resolve(&m.path);
-            match std::fs::read(&path) {
+            // Not read when it is larger than any component may be.
+            let read = std::fs::metadata(&path).and_then(|meta| {
+                if meta.len() > MAX_COMPONENT_BYTES as u64 {
+                    Ok(None)
+                } else {
+                    std::fs::read(&path).map(Some)
+                }
+            });
+            match read {
                 Err(e) => self.error(&at("path"), format!("cannot read {}: {e}", path.display())),
-                Ok(bytes) => {
+                Ok(None) => self.error(
+                    &at("path"),
+                    format!(
+                        "{} is larger than a mapper may be ({MAX_COMPONENT_BYTES} bytes)",
+                        path.display()
+                    ),
+                ),
+                Ok(Some(bytes)) => {
                     if let Err(e) = Runtime::precheck(&bytes) {
                         self.error(
                             &at("path"),
