@@ -308,6 +308,7 @@ impl Catalog {
                     }
                 }
                 ProfileSource::Script(_) => scripts = true,
+                ProfileSource::Claims => {}
             }
             if let Some(client) = conn
                 .spec

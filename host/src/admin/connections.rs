@@ -184,6 +184,8 @@ impl Broker {
                     .await
                     .map_err(|e| script_error(&e))?;
             }
+            // The built-in claims mapper has nothing to check beforehand.
+            ProfileSource::Claims => {}
         }
         let clients = self.store.clients().await?;
         if let Some(unknown) = record

@@ -392,6 +392,7 @@ impl Broker {
                         ));
                     }
                 }
+                ProfileSource::Claims => {}
             }
         }
         Ok(())

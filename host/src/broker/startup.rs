@@ -85,7 +85,7 @@ impl Broker {
             .values()
             .filter_map(|c| match &c.profile {
                 ProfileSource::Script(script) => Some((c.name().to_owned(), Arc::clone(script))),
-                ProfileSource::Mapper(_) => None,
+                ProfileSource::Mapper(_) | ProfileSource::Claims => None,
             })
             .collect();
         if scripts.is_empty() {

@@ -48,7 +48,8 @@ use compile::CompileSlots;
 use memory::MemoryBudget;
 use shares::CallShares;
 use state::HostState;
-use types::{MAX_ERROR_MESSAGE_BYTES, MAX_USER_ID_BYTES, truncate};
+pub use types::MAX_USER_ID_BYTES;
+use types::{MAX_ERROR_MESSAGE_BYTES, truncate};
 
 /// The name of the world every mapper implements.
 pub const WORLD: &str = "waypass:mapper/mapper@0.1.0";

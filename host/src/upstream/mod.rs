@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Method};
 
 use self::discovery::{DiscoveryError, ProviderCache, ProviderMetadata};
 use self::id_token::IdTokenError;
-use self::jws::{JwkSet, JwsError, Unverified};
+use self::jws::{JwkSet, Unverified};
 use crate::egress::{HttpError, NetworkTransport, OutboundResponse, PreparedRequest, Transport};
 use crate::keys::KeySet;
 use crate::mapper::TokenSet;
