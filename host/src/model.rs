@@ -718,7 +718,10 @@ impl Connection {
         };
         let authorization_url = endpoint("authorizationURL", &o.authorization_url)?;
         let token_url = endpoint("tokenURL", &o.token_url)?;
-        for (what, url) in [("jwks_uri", &o.jwks_uri), ("userinfo_endpoint", &o.userinfo_endpoint)] {
+        for (what, url) in [
+            ("jwks_uri", &o.jwks_uri),
+            ("userinfo_endpoint", &o.userinfo_endpoint),
+        ] {
             if let Some(url) = url {
                 parse(what, url)?;
             }

@@ -83,6 +83,9 @@ where
         concurrent_registrations_of_one_mapper_get_distinct_versions,
         signing_keys_are_initialised_once,
         instances_starting_together_agree_on_one_key_set,
+        connection_keys_are_initialised_once_per_connection,
+        instances_needing_a_connections_keys_at_once_agree_on_one,
+        a_key_rotation_replaces_only_the_document_it_read,
         every_catalog_write_bumps_the_catalog_version,
         the_catalog_is_read_whole_with_its_version,
         a_lease_is_held_by_one_holder_until_it_expires,
@@ -1406,6 +1409,100 @@ pub async fn instances_starting_together_agree_on_one_key_set(store: &dyn Store)
     );
 }
 
+// ---- connections' own keys (`private_key_jwt`) ----
+
+/// Each connection's first key document stays; later ones get it back,
+/// and another connection's keys are its own.
+pub async fn connection_keys_are_initialised_once_per_connection(store: &dyn Store) {
+    assert_eq!(
+        store.connection_keys("con_a").await,
+        Ok(None),
+        "none at first"
+    );
+    assert_eq!(
+        store.init_connection_keys("con_a", "a-1").await,
+        Ok("a-1".to_owned())
+    );
+    assert_eq!(
+        store.init_connection_keys("con_a", "a-2").await,
+        Ok("a-1".to_owned()),
+        "a second one gets the first back"
+    );
+    assert_eq!(
+        store.init_connection_keys("con_b", "b-1").await,
+        Ok("b-1".to_owned()),
+        "another connection has its own"
+    );
+    assert_eq!(
+        store.connection_keys("con_a").await,
+        Ok(Some("a-1".to_owned()))
+    );
+    assert_eq!(
+        store.connection_keys("con_b").await,
+        Ok(Some("b-1".to_owned()))
+    );
+    assert_eq!(
+        store.signing_keys().await,
+        Ok(None),
+        "the broker's own keys are another thing"
+    );
+}
+
+/// Instances making a connection's first keys at once agree on one set.
+pub async fn instances_needing_a_connections_keys_at_once_agree_on_one(store: &dyn Store) {
+    let results = race(RACERS, |i| async move {
+        store
+            .init_connection_keys("con_race", &format!("doc-{i}"))
+            .await
+    });
+    let stored = store
+        .connection_keys("con_race")
+        .await
+        .expect("read")
+        .expect("a key set");
+    assert!(
+        results.iter().all(|r| r.as_deref() == Ok(stored.as_str())),
+        "every instance got the stored document {stored}: {results:?}"
+    );
+}
+
+/// A rotation replaces the document only if it is still the one the
+/// rotation started from: of two rotations from one document, one wins.
+pub async fn a_key_rotation_replaces_only_the_document_it_read(store: &dyn Store) {
+    assert_eq!(
+        store.replace_connection_keys("con_r", "v1", "v2").await,
+        Ok(false),
+        "nothing to replace"
+    );
+    store
+        .init_connection_keys("con_r", "v1")
+        .await
+        .expect("init");
+    let results = race(RACERS, |i| async move {
+        store
+            .replace_connection_keys("con_r", "v1", &format!("v2-{i}"))
+            .await
+    });
+    assert_eq!(
+        results.iter().filter(|r| **r == Ok(true)).count(),
+        1,
+        "exactly one rotation wins: {results:?}"
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let stored = store
+        .connection_keys("con_r")
+        .await
+        .expect("read")
+        .expect("doc");
+    assert!(stored.starts_with("v2-"), "the winner's document: {stored}");
+    assert_eq!(
+        store.replace_connection_keys("con_r", "v1", "v3").await,
+        Ok(false),
+        "a rotation from a stale document is refused"
+    );
+    assert_eq!(store.connection_keys("con_r").await, Ok(Some(stored)));
+}
+
 /// A connection with every field set, none to its default: what a store
 /// must give back whole (a field a backend dropped would show here).
 fn every_field(id: &str, name: &str) -> StoredConnection {
@@ -1432,6 +1529,12 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                 issuer: Some("https://id.every.test".into()),
                 per_connection_callback: true,
                 token_endpoint_auth_method: "client_secret_basic".into(),
+                jwks_uri: Some("https://id.every.test/jwks".into()),
+                userinfo_endpoint: Some("https://id.every.test/me".into()),
+                claims_source: "both".into(),
+                user_id_claim: Some("/oid".into()),
+                claim_mapping: map("email", "/mail"),
+                groups_claim: Some("/realm_access/roles".into()),
                 mapper: Some("every-mapper@2".into()),
                 scripts: Some(StoredScripts {
                     fetch_user_profile: "function (t, c, cb) { cb(null, {}); }".into(),

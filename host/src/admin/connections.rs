@@ -54,6 +54,25 @@ impl Broker {
                 Ok(ApiReply::no_content())
             }
             (&Method::POST, [id, "try"]) => self.try_connection(id, json_body(req)?).await,
+            // Auth0's path: new `private_key_jwt` keys sign from now on, the
+            // previous ones stay published until the next rotation.
+            (&Method::POST, [id, "keys", "rotate"]) => {
+                let record = self.connection_record(id).await?;
+                let jwks = self
+                    .rotate_connection_keys(&record.id)
+                    .await
+                    .map_err(|e| match e {
+                        crate::broker::ConnectionKeysError::Concurrent => {
+                            ApiError::new(409, e.to_string())
+                        }
+                        e => {
+                            tracing::error!(error = %e, "cannot rotate a connection's keys");
+                            ApiError::new(500, "the keys could not be rotated")
+                        }
+                    })?;
+                tracing::info!(caller = %caller.id, connection = %record.spec.name, "connection keys rotated");
+                Ok(ApiReply::json(200, jwks))
+            }
             _ => Err(method_not_allowed()),
         }
     }

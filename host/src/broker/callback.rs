@@ -155,13 +155,15 @@ impl Broker {
         })?;
         let now = self.clock.now();
         let assertion_keys = match connection.spec.options.token_endpoint_auth_method {
-            TokenAuthMethod::PrivateKeyJwt => Some(self.connection_keys(connection).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot read the connection's keys");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the login could not be completed; try again",
-                )
-            })?),
+            TokenAuthMethod::PrivateKeyJwt => {
+                Some(self.connection_keys(connection).await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the connection's keys");
+                    OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the login could not be completed; try again",
+                    )
+                })?)
+            }
             _ => None,
         };
         let tokens = self
@@ -200,7 +202,10 @@ impl Broker {
                 self.claims_profile(connection, &tokens, id_claims.as_ref(), now)
                     .await?
             }
-            _ => self.run_mapper(connection, tokens, id_claims.as_ref()).await?,
+            _ => {
+                self.run_mapper(connection, tokens, id_claims.as_ref())
+                    .await?
+            }
         };
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
         self.store
@@ -300,10 +305,13 @@ impl Broker {
         tokens: crate::mapper::TokenSet,
         id_claims: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<crate::mapper::Profile, OAuthError> {
-        let (report, _) = self.run_profile(connection, tokens, id_claims).await.map_err(|e| {
-            tracing::error!(error = %e, "the connection's profile logic cannot run");
-            OAuthError::new(ErrorCode::ServerError, e)
-        })?;
+        let (report, _) = self
+            .run_profile(connection, tokens, id_claims)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the connection's profile logic cannot run");
+                OAuthError::new(ErrorCode::ServerError, e)
+            })?;
         for line in &report.logs {
             tracing::debug!(source = ?line.source, level = ?line.level, "mapper: {}", line.message);
         }
@@ -375,7 +383,9 @@ impl Broker {
                 // OpenID Connect Core §5.3.2: the same subject, or the
                 // userinfo answer is not this user's.
                 if info.get("sub") != id.get("sub") {
-                    return Err(refused(&crate::upstream::ProfileFetchError::UserinfoSubject));
+                    return Err(refused(
+                        &crate::upstream::ProfileFetchError::UserinfoSubject,
+                    ));
                 }
                 claims::merge(id, &info)
             }

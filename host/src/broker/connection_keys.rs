@@ -57,7 +57,9 @@ impl Broker {
         {
             return Ok(None);
         }
-        Ok(Some(self.connection_keys(&connection).await?.jwks().clone()))
+        Ok(Some(
+            self.connection_keys(&connection).await?.jwks().clone(),
+        ))
     }
 
     /// Rotates the keys of the connection with id `connection_id`: new
@@ -84,7 +86,10 @@ impl Broker {
         {
             return Err(ConnectionKeysError::Concurrent);
         }
-        tracing::info!(connection_id, "a connection's private_key_jwt keys were rotated");
+        tracing::info!(
+            connection_id,
+            "a connection's private_key_jwt keys were rotated"
+        );
         Ok(KeySet::from_document(&next)?.jwks().clone())
     }
 }

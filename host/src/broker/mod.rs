@@ -9,6 +9,7 @@
 mod authorize;
 mod callback;
 mod connection_keys;
+pub use connection_keys::ConnectionKeysError;
 pub mod config;
 pub mod limits;
 pub mod oauth;

@@ -161,13 +161,17 @@ pub(super) fn check_assertion(
     ))?;
     let payload = Unverified::parse(assertion)
         .and_then(|t| t.verify(keys))
-        .map_err(|_| TokenError::InvalidClient("the client assertion's signature does not verify"))?;
+        .map_err(|_| {
+            TokenError::InvalidClient("the client assertion's signature does not verify")
+        })?;
     let claims: Map<String, Value> = serde_json::from_slice(&payload)
         .map_err(|_| TokenError::InvalidClient("the client assertion's claims do not parse"))?;
     let text = |k: &str| claims.get(k).and_then(Value::as_str);
     let number = |k: &str| claims.get(k).and_then(Value::as_u64);
     if text("iss") != Some(client_id) || text("sub") != Some(client_id) {
-        return Err(TokenError::InvalidClient("the client assertion's iss and sub must be the client"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion's iss and sub must be the client",
+        ));
     }
     let audience = format!("{}/token", shared.origin);
     let aud_ok = match claims.get("aud") {
@@ -176,17 +180,25 @@ pub(super) fn check_assertion(
         _ => false,
     };
     if !aud_ok {
-        return Err(TokenError::InvalidClient("the client assertion is not for this token endpoint"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion is not for this token endpoint",
+        ));
     }
     let now = unix(shared);
     let (Some(exp), Some(jti)) = (number("exp"), text("jti")) else {
-        return Err(TokenError::InvalidClient("the client assertion needs exp and jti"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion needs exp and jti",
+        ));
     };
     if exp <= now {
-        return Err(TokenError::InvalidClient("the client assertion has expired"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion has expired",
+        ));
     }
     if exp.saturating_sub(number("iat").unwrap_or(now)) > MAX_ASSERTION_LIFETIME {
-        return Err(TokenError::InvalidClient("the client assertion lives too long"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion lives too long",
+        ));
     }
     let mut seen = lock(&shared.seen_jtis);
     // Bounded: the oldest assertions have long expired by then.
@@ -194,7 +206,9 @@ pub(super) fn check_assertion(
         seen.clear();
     }
     if !seen.insert(jti.to_owned()) {
-        return Err(TokenError::InvalidClient("the client assertion was already used (jti)"));
+        return Err(TokenError::InvalidClient(
+            "the client assertion was already used (jti)",
+        ));
     }
     Ok(())
 }

@@ -29,7 +29,11 @@ const SINGLE: &[&str] = &[
 
 /// `POST /token`; `client_jwks` is the JWKS of a `private_key_jwt` client,
 /// fetched from its `jwks_uri`.
-pub(super) fn handle(shared: &Shared, req: &RecordedRequest, client_jwks: Option<&JwkSet>) -> Reply {
+pub(super) fn handle(
+    shared: &Shared,
+    req: &RecordedRequest,
+    client_jwks: Option<&JwkSet>,
+) -> Reply {
     let fault = lock(&shared.token_fault).clone();
     match fault {
         TokenFault::Normal => {}

@@ -234,7 +234,7 @@ const MIGRATIONS: &[&str] = &[
         holder text NOT NULL,
         expires_at bigint NOT NULL
     );
-    "#,    // 3: connections' own keys, for `private_key_jwt`.
+    "#, // 3: connections' own keys, for `private_key_jwt`.
     r#"
     CREATE TABLE connection_keys (
         connection_id text COLLATE "C" PRIMARY KEY,

@@ -195,7 +195,7 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;
-    ",    // 3: connections' own keys, for `private_key_jwt`.
+    ", // 3: connections' own keys, for `private_key_jwt`.
     "
     CREATE TABLE connection_keys (
         connection_id TEXT PRIMARY KEY NOT NULL,
@@ -1199,7 +1199,8 @@ impl Store for SqliteStore {
                     )
                 })
                 .map_err(backend("storing a connection's keys"))?;
-            tx.commit().map_err(backend("storing a connection's keys"))?;
+            tx.commit()
+                .map_err(backend("storing a connection's keys"))?;
             Ok(stored)
         })
         .await

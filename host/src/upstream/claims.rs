@@ -79,7 +79,10 @@ fn flag(v: &Value) -> Option<bool> {
 }
 
 /// The profile the claims describe under `options`.
-pub fn profile(claims: &Map<String, Value>, options: &ClaimsOptions) -> Result<Profile, ClaimsError> {
+pub fn profile(
+    claims: &Map<String, Value>,
+    options: &ClaimsOptions,
+) -> Result<Profile, ClaimsError> {
     let user_id_claim = options.user_id_claim.as_deref().unwrap_or("sub");
     let user_id = lookup(claims, user_id_claim)
         .and_then(text)
@@ -202,7 +205,10 @@ mod tests {
         assert_eq!(p.email.as_deref(), Some("Jane@Example.com"));
         assert_eq!(p.email_verified, Some(true));
         assert_eq!(p.extra["username"], "j.doe");
-        assert!(!p.extra.contains_key("groups"), "no groups claim, no groups");
+        assert!(
+            !p.extra.contains_key("groups"),
+            "no groups claim, no groups"
+        );
     }
 
     #[test]

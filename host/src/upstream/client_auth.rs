@@ -82,9 +82,15 @@ mod tests {
         assert_eq!(claims["aud"], "https://id.test/token");
         assert_eq!(claims["exp"], 1000 + ASSERTION_LIFETIME);
         let other: serde_json::Value = serde_json::from_slice(
-            &Unverified::parse(&b).expect("parses").verify(&jwks).expect("verifies"),
+            &Unverified::parse(&b)
+                .expect("parses")
+                .verify(&jwks)
+                .expect("verifies"),
         )
         .expect("json");
-        assert_ne!(claims["jti"], other["jti"], "every assertion has its own jti");
+        assert_ne!(
+            claims["jti"], other["jti"],
+            "every assertion has its own jti"
+        );
     }
 }

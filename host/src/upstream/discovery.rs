@@ -89,7 +89,13 @@ impl ProviderCache {
             .map(|c| c.value.clone())
     }
 
-    pub(super) fn put_metadata(&self, issuer: &str, value: Arc<ProviderMetadata>, now: u64, ttl: u64) {
+    pub(super) fn put_metadata(
+        &self,
+        issuer: &str,
+        value: Arc<ProviderMetadata>,
+        now: u64,
+        ttl: u64,
+    ) {
         insert(&mut lock(&self.metadata), issuer, value, now, ttl);
     }
 

@@ -24,7 +24,9 @@ pub enum IdTokenError {
     Issuer { expected: String, found: String },
     #[error("the provider's id_token is refused: it is not meant for this client (aud)")]
     Audience,
-    #[error("the provider's id_token is refused: it has several audiences and azp is not this client")]
+    #[error(
+        "the provider's id_token is refused: it has several audiences and azp is not this client"
+    )]
     AuthorizedParty,
     #[error("the provider's id_token is refused: it has expired")]
     Expired,
@@ -148,11 +150,36 @@ mod tests {
     #[test]
     fn another_issuer_audience_or_nonce_is_refused() {
         let cases: [(fn(&mut Map<String, Value>), &str); 5] = [
-            (|c| { c.insert("iss".into(), "https://evil.test".into()); }, "issued by"),
-            (|c| { c.insert("aud".into(), "other".into()); }, "(aud)"),
-            (|c| { c.insert("aud".into(), serde_json::json!(["waypass", "other"])); }, "azp"),
-            (|c| { c.insert("nonce".into(), "n-0".into()); }, "replayed"),
-            (|c| { c.remove("nonce"); }, "replayed"),
+            (
+                |c| {
+                    c.insert("iss".into(), "https://evil.test".into());
+                },
+                "issued by",
+            ),
+            (
+                |c| {
+                    c.insert("aud".into(), "other".into());
+                },
+                "(aud)",
+            ),
+            (
+                |c| {
+                    c.insert("aud".into(), serde_json::json!(["waypass", "other"]));
+                },
+                "azp",
+            ),
+            (
+                |c| {
+                    c.insert("nonce".into(), "n-0".into());
+                },
+                "replayed",
+            ),
+            (
+                |c| {
+                    c.remove("nonce");
+                },
+                "replayed",
+            ),
         ];
         for (change, needle) in cases {
             let err = check(&claims(change), expected()).unwrap_err().to_string();
@@ -183,16 +210,35 @@ mod tests {
         assert!(at(NOW - CLOCK_SKEW + 1, NOW - 600).is_ok());
         assert_eq!(at(NOW - CLOCK_SKEW, NOW - 600), Err(IdTokenError::Expired));
         assert!(at(NOW + 600, NOW + CLOCK_SKEW).is_ok());
-        assert_eq!(at(NOW + 600, NOW + CLOCK_SKEW + 1), Err(IdTokenError::IssuedInFuture));
+        assert_eq!(
+            at(NOW + 600, NOW + CLOCK_SKEW + 1),
+            Err(IdTokenError::IssuedInFuture)
+        );
     }
 
     #[test]
     fn missing_or_mistyped_claims_are_unreadable_not_a_panic() {
-        for payload in [b"[]".to_vec(), claims(|c| { c.remove("exp"); }), claims(|c| { c.insert("exp".into(), "x".into()); })] {
-            assert!(matches!(check(&payload, expected()), Err(IdTokenError::Unreadable(_))));
+        for payload in [
+            b"[]".to_vec(),
+            claims(|c| {
+                c.remove("exp");
+            }),
+            claims(|c| {
+                c.insert("exp".into(), "x".into());
+            }),
+        ] {
+            assert!(matches!(
+                check(&payload, expected()),
+                Err(IdTokenError::Unreadable(_))
+            ));
         }
         assert_eq!(
-            check(&claims(|c| { c.insert("sub".into(), "".into()); }), expected()),
+            check(
+                &claims(|c| {
+                    c.insert("sub".into(), "".into());
+                }),
+                expected()
+            ),
             Err(IdTokenError::NoSubject)
         );
     }

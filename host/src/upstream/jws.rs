@@ -12,7 +12,9 @@
 //! header only to pick among these, and must match the key's own `alg`
 //! and type when the key names them (RFC 8725 §3.1).
 
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::{
+    self, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -172,11 +174,16 @@ impl<'a> Unverified<'a> {
             return Err(JwsError::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwsError::Malformed);
         };
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| JwsError::Malformed);
+        let decode = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| JwsError::Malformed)
+        };
         let header: Header =
             serde_json::from_slice(&decode(h)?).map_err(|_| JwsError::Malformed)?;
         Ok(Self {
@@ -228,7 +235,12 @@ fn verify_with(alg: JwsAlg, key: &Jwk, message: &[u8], sig: &[u8]) -> Result<boo
             .map_err(|_| JwsError::BadKeySet(format!("`{name}` of a key is not base64url")))
     };
     match alg {
-        JwsAlg::Rs256 | JwsAlg::Rs384 | JwsAlg::Rs512 | JwsAlg::Ps256 | JwsAlg::Ps384 | JwsAlg::Ps512 => {
+        JwsAlg::Rs256
+        | JwsAlg::Rs384
+        | JwsAlg::Rs512
+        | JwsAlg::Ps256
+        | JwsAlg::Ps384
+        | JwsAlg::Ps512 => {
             let params: &'static signature::RsaParameters = match alg {
                 JwsAlg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
                 JwsAlg::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
@@ -280,7 +292,9 @@ mod tests {
     fn rs256_and_es256_tokens_of_our_own_signer_verify() {
         let (set, jwks) = keys();
         for alg in [Alg::Rs256, Alg::Es256] {
-            let token = set.sign(alg, &serde_json::json!({"sub": "x"})).expect("sign");
+            let token = set
+                .sign(alg, &serde_json::json!({"sub": "x"}))
+                .expect("sign");
             let payload = Unverified::parse(&token)
                 .and_then(|t| t.verify(&jwks))
                 .expect("verifies");
@@ -292,9 +306,13 @@ mod tests {
     fn a_token_signed_by_another_key_with_the_same_kid_fails_its_signature() {
         let (set, jwks) = keys();
         let (other, _) = keys();
-        let token = other.sign(Alg::Rs256, &serde_json::json!({"sub": "x"})).expect("sign");
+        let token = other
+            .sign(Alg::Rs256, &serde_json::json!({"sub": "x"}))
+            .expect("sign");
         // Graft the other key's signature under our key's kid.
-        let ours = set.sign(Alg::Rs256, &serde_json::json!({"sub": "x"})).expect("sign");
+        let ours = set
+            .sign(Alg::Rs256, &serde_json::json!({"sub": "x"}))
+            .expect("sign");
         let mut forged: Vec<&str> = ours.split('.').collect();
         forged[2] = token.split('.').nth(2).expect("sig");
         let forged = forged.join(".");
@@ -322,22 +340,39 @@ mod tests {
     fn a_kid_not_in_the_set_is_an_unknown_key_and_garbage_is_malformed() {
         let (_, jwks) = keys();
         let (other, _) = keys();
-        let token = other.sign(Alg::Es256, &serde_json::json!({})).expect("sign");
+        let token = other
+            .sign(Alg::Es256, &serde_json::json!({}))
+            .expect("sign");
         assert!(matches!(
             Unverified::parse(&token).and_then(|t| t.verify(&jwks)),
             Err(JwsError::UnknownKey(Some(_)))
         ));
-        for bad in ["", "a.b", "a.b.c.d", "!!.e30.", &"a".repeat(MAX_JWS_BYTES + 1)] {
-            assert_eq!(Unverified::parse(bad).err(), Some(JwsError::Malformed), "{bad:.20}");
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.e30.",
+            &"a".repeat(MAX_JWS_BYTES + 1),
+        ] {
+            assert_eq!(
+                Unverified::parse(bad).err(),
+                Some(JwsError::Malformed),
+                "{bad:.20}"
+            );
         }
     }
 
     #[test]
     fn a_key_set_over_the_bound_is_refused() {
         let keys: Vec<_> = (0..=MAX_JWKS_KEYS)
-            .map(|i| serde_json::json!({"kty": "RSA", "kid": i.to_string(), "n": "AQ", "e": "AQAB"}))
+            .map(
+                |i| serde_json::json!({"kty": "RSA", "kid": i.to_string(), "n": "AQ", "e": "AQAB"}),
+            )
             .collect();
         let doc = serde_json::json!({ "keys": keys }).to_string();
-        assert!(matches!(JwkSet::parse(doc.as_bytes()), Err(JwsError::BadKeySet(_))));
+        assert!(matches!(
+            JwkSet::parse(doc.as_bytes()),
+            Err(JwsError::BadKeySet(_))
+        ));
     }
 }

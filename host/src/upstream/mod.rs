@@ -164,9 +164,8 @@ impl Upstream {
                 headers.insert(http::header::AUTHORIZATION, value);
             }
             TokenAuthMethod::PrivateKeyJwt => {
-                let keys = assertion_keys.ok_or_else(|| {
-                    ExchangeError::Assertion("the connection has no key".into())
-                })?;
+                let keys = assertion_keys
+                    .ok_or_else(|| ExchangeError::Assertion("the connection has no key".into()))?;
                 let assertion =
                     client_auth::assertion(keys, &options.client_id, token_url.as_str(), now)
                         .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
@@ -469,8 +468,10 @@ impl Upstream {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {access_token}"))
-            .map_err(|_| ProfileFetchError::UserinfoBad("the access token is not header-safe".into()))?;
+        let mut bearer =
+            HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|_| {
+                ProfileFetchError::UserinfoBad("the access token is not header-safe".into())
+            })?;
         bearer.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, bearer);
         let response = self

@@ -141,7 +141,10 @@ mod tests {
             "access_token=gho_16C7e42F292c6912E7710c838347Ae178B4a&scope=repo%2Cgist&token_type=bearer",
         )
         .expect("tokens");
-        assert_eq!(tokens.access_token, "gho_16C7e42F292c6912E7710c838347Ae178B4a");
+        assert_eq!(
+            tokens.access_token,
+            "gho_16C7e42F292c6912E7710c838347Ae178B4a"
+        );
         assert_eq!(tokens.scope.as_deref(), Some("repo,gist"));
         let raw: serde_json::Value = serde_json::from_str(&tokens.raw).expect("raw is JSON");
         assert_eq!(raw["token_type"], "bearer");
@@ -191,7 +194,9 @@ mod tests {
             }
         );
         let err = parse(200, FORM, "error=bad_verification_code").unwrap_err();
-        assert!(matches!(err, ExchangeError::Refused { error, .. } if error == "bad_verification_code"));
+        assert!(
+            matches!(err, ExchangeError::Refused { error, .. } if error == "bad_verification_code")
+        );
     }
 
     #[test]
