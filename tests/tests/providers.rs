@@ -5,6 +5,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use serde_json::{Value, json};
 use waypass::dev_provider::{DevClientAuth, IdTokenFault, TokenStyle, default_user};
 use waypass::upstream::discovery::JWKS_MISS_REFETCH_INTERVAL;
@@ -430,4 +433,98 @@ async fn an_error_inside_a_200_token_answer_fails_the_login_with_the_providers_e
     );
     let user_id = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
     assert!(tb.broker_user(&user_id).await.is_none());
+}
+
+// ---- providers that close idle connections ----
+
+/// A proxy on 127.0.0.1:0 in front of `upstream` that closes each client
+/// connection when a second request arrives on it, before forwarding a
+/// byte of it: a provider whose idle timeout fires exactly as the broker
+/// reuses the connection (Node's `keepAliveTimeout` race). Counts the
+/// connections it closed that way.
+fn closing_proxy(
+    listener: std::net::TcpListener,
+    upstream: std::net::SocketAddr,
+) -> Arc<AtomicUsize> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let answered = Arc::new(AtomicBool::new(false));
+                let seen = answered.clone();
+                let requests = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = client_read.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        if seen.load(Ordering::SeqCst) {
+                            // The idle timeout fired: closed, unanswered.
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let answers = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = server_read.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        answered.store(true, Ordering::SeqCst);
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                // Either side ending drops both sockets.
+                tokio::select! {
+                    () = requests => {}
+                    () = answers => {}
+                }
+            });
+        }
+    });
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_login_fails_when_the_provider_closes_each_reused_connection_as_it_arrives() {
+    /// Enough logins that every reuse of the pooled connection meets the
+    /// close many times over.
+    const LOGINS: usize = 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    let tb = TestBed::start(|connections, _| {
+        connections[0]["options"]["tokenURL"] = json!(format!("http://{proxy}/token"));
+    })
+    .await;
+    let closed = closing_proxy(listener, tb.provider.addr());
+    for i in 0..LOGINS {
+        let landing = login_with(&tb, CONNECTION).await;
+        assert!(landing.param("code").is_some(), "login {i}: {landing:?}");
+    }
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        LOGINS - 1,
+        "every login after the first met a closed connection"
+    );
+    let user_id = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    let user = tb.broker_user(&user_id).await.expect("recorded");
+    assert_eq!(user.logins_count, LOGINS as u64);
 }

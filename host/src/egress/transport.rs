@@ -44,6 +44,35 @@ pub const MAX_IDLE_PER_DESTINATION: usize = 8;
 /// How long an idle connection is kept. Providers close idle connections
 /// after 5–60 s; reusing one they already closed costs a failed attempt.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long before a server's announced `Keep-Alive: timeout` an idle
+/// connection is dropped: the server's close and our reuse must not cross
+/// on the wire (a request takes a few milliseconds to arrive, more on a
+/// loaded host). Node announces `timeout=5` and closes at 5 s.
+pub const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a connection may stay idle in the pool, given its last
+/// response's `Keep-Alive` header (the HTTP/1.0 extension RFC 2068
+/// §19.7.1.1 describes, which Node and Apache still send with HTTP/1.1):
+/// [`IDLE_TIMEOUT`], or less when the server announced it closes sooner,
+/// [`KEEP_ALIVE_MARGIN`] before that. `None`: not worth keeping.
+fn idle_lifetime(keep_alive: Option<&str>) -> Option<Duration> {
+    let announced = keep_alive.and_then(|value| {
+        value.split(',').find_map(|param| {
+            let (name, seconds) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("timeout")
+                .then(|| seconds.trim().parse::<u64>().ok())
+                .flatten()
+        })
+    });
+    let Some(seconds) = announced else {
+        return Some(IDLE_TIMEOUT);
+    };
+    let lifetime = Duration::from_secs(seconds)
+        .saturating_sub(KEEP_ALIVE_MARGIN)
+        .min(IDLE_TIMEOUT);
+    (!lifetime.is_zero()).then_some(lifetime)
+}
 
 /// HTTP/1.1 over TCP, TLS (rustls, Mozilla's roots) for `https`. No proxy
 /// from the environment, no redirects. Connections are kept alive and reused
@@ -72,13 +101,15 @@ struct Connection {
 
 struct Idle {
     conn: Connection,
-    since: Instant,
+    /// When it stops being reused: [`IDLE_TIMEOUT`] after it went idle, or
+    /// sooner as the server's `Keep-Alive: timeout` says ([`idle_lifetime`]).
+    until: Instant,
 }
 
 impl Idle {
-    /// Still worth keeping: not past the idle timeout, not closed by the peer.
+    /// Still worth keeping: not past its idle lifetime, not closed by the peer.
     fn is_live(&self) -> bool {
-        self.since.elapsed() < IDLE_TIMEOUT && !self.conn.sender.is_closed()
+        Instant::now() < self.until && !self.conn.sender.is_closed()
     }
 }
 
@@ -92,7 +123,7 @@ impl NetworkTransport {
         let list = idle.get_mut(dest)?;
         let mut found = None;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.sender.is_ready() {
+            if Instant::now() < entry.until && entry.conn.sender.is_ready() {
                 found = Some(entry.conn);
                 break;
             }
@@ -104,7 +135,8 @@ impl NetworkTransport {
         found
     }
 
-    fn keep(&self, dest: Destination, conn: Connection) {
+    /// Pools `conn` for `lifetime` (see [`idle_lifetime`]).
+    fn keep(&self, dest: Destination, conn: Connection, lifetime: Duration) {
         if conn.sender.is_closed() {
             return;
         }
@@ -121,7 +153,7 @@ impl NetworkTransport {
         if list.len() < MAX_IDLE_PER_DESTINATION {
             list.push(Idle {
                 conn,
-                since: Instant::now(),
+                until: Instant::now() + lifetime,
             });
         }
     }
@@ -151,8 +183,14 @@ impl NetworkTransport {
         let mut request = build_request(&req)?;
         // A kept-alive connection to one of the vetted addresses, if any.
         // If the provider closed it meanwhile, hyper hands the unsent request
-        // back and we go on to a fresh connection.
-        for addr in &addrs {
+        // back and we go on to a fresh connection. If it closed it as the
+        // request arrived (before any byte of answer), the request is sent
+        // again, once, on a fresh connection: a server that closes an idle
+        // connection has not processed what arrived on it (RFC 9112 §9.3.1
+        // lets a client retry on a new connection when the old one closed
+        // before any response; Node closes idle connections after its
+        // `keepAliveTimeout` and races exactly this way).
+        'pooled: for addr in &addrs {
             let dest = Destination {
                 https,
                 host: host.clone(),
@@ -164,13 +202,19 @@ impl NetworkTransport {
             match conn.sender.try_send_request(request).await {
                 Ok(response) => {
                     let result = read_response(response, max_response_bytes).await;
-                    if result.is_ok() {
-                        self.keep(dest, conn);
+                    if let Ok(answer) = &result {
+                        self.keep_per_answer(dest, conn, answer);
                     }
                     return result;
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => request = unsent,
+                    None if closed_before_answer(e.error()) => {
+                        tracing::debug!(%addr, error = %e.error(),
+                            "a pooled connection closed before answering; sending again on a fresh one");
+                        request = build_request(&req)?;
+                        break 'pooled;
+                    }
                     None => {
                         return Err(HttpError::Transport(format!(
                             "HTTP request failed: {}",
@@ -197,11 +241,47 @@ impl NetworkTransport {
             .await
             .map_err(|e| HttpError::Transport(format!("HTTP request failed: {e}")))?;
         let result = read_response(response, max_response_bytes).await;
-        if result.is_ok() {
-            self.keep(Destination { https, host, addr }, conn);
+        if let Ok(answer) = &result {
+            self.keep_per_answer(Destination { https, host, addr }, conn, answer);
         }
         result
     }
+
+    /// Pools `conn` as its last answer's `Keep-Alive` header allows.
+    fn keep_per_answer(&self, dest: Destination, conn: Connection, answer: &OutboundResponse) {
+        let keep_alive = answer
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("keep-alive"))
+            .map(|(_, value)| value.as_str());
+        if let Some(lifetime) = idle_lifetime(keep_alive) {
+            self.keep(dest, conn, lifetime);
+        }
+    }
+}
+
+/// Whether a request sent on a reused connection failed because the
+/// server closed the connection before any byte of answer: hyper's
+/// "connection closed before message completed", a reset, or a broken
+/// pipe. Not a parse error or anything after an answer began.
+fn closed_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), HttpError> {
@@ -416,7 +496,7 @@ mod tests {
     async fn taking_a_destinations_last_connection_removes_its_key() {
         let transport = NetworkTransport::new();
         let (conn, _server) = connection().await;
-        transport.keep(destination(1), conn);
+        transport.keep(destination(1), conn, IDLE_TIMEOUT);
         assert_eq!(pooled_destinations(&transport), 1);
         assert!(transport.idle_connection(&destination(1)).is_some());
         assert_eq!(pooled_destinations(&transport), 0);
@@ -427,23 +507,162 @@ mod tests {
         let transport = NetworkTransport::new();
         let (stale, _stale_server) = connection().await;
         let long_ago = Instant::now()
-            .checked_sub(IDLE_TIMEOUT + Duration::from_secs(1))
-            .expect("the clock is past the idle timeout");
+            .checked_sub(Duration::from_secs(1))
+            .expect("the clock is past a second");
         transport.idle.lock().expect("pool").insert(
             destination(1),
             vec![Idle {
                 conn: stale,
-                since: long_ago,
+                until: long_ago,
             }],
         );
         let (fresh, _fresh_server) = connection().await;
-        transport.keep(destination(2), fresh);
+        transport.keep(destination(2), fresh, IDLE_TIMEOUT);
         let idle = transport.idle.lock().expect("pool");
         assert!(
             !idle.contains_key(&destination(1)),
             "the expired one is gone"
         );
         assert_eq!(idle.get(&destination(2)).map(Vec::len), Some(1));
+    }
+
+    /// How a [`closing_server`] treats a connection once it has answered.
+    #[derive(Clone, Copy)]
+    enum Reuse {
+        /// Reads the next request whole, then closes without a byte of
+        /// answer: the idle timeout fired as the request arrived (Node's
+        /// `keepAliveTimeout` race).
+        CloseOnNextRequest,
+        /// Answers every request.
+        Answer,
+    }
+
+    /// A provider on 127.0.0.1:0 answering `200 ok` with `extra` headers,
+    /// treating reused connections as `reuse` says; counts connections.
+    async fn closing_server(
+        extra: &'static str,
+        reuse: Reuse,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    let mut buf = vec![0u8; 4096];
+                    let mut request = Vec::new();
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        // Bodiless GETs: a request ends at its blank line.
+                        if !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            continue;
+                        }
+                        request.clear();
+                        if answered > 0 && matches!(reuse, Reuse::CloseOnNextRequest) {
+                            return;
+                        }
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{extra}\r\nok");
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(addr: SocketAddr) -> PreparedRequest {
+        PreparedRequest {
+            method: http::Method::GET,
+            url: url::Url::parse(&format!("http://{addr}/token")).expect("url"),
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_before_any_answer_byte_is_retried_once_on_a_fresh_one() {
+        let (addr, accepted) = closing_server("", Reuse::CloseOnNextRequest).await;
+        let transport = NetworkTransport::new();
+        for i in 0..5 {
+            let answer = transport
+                .send(get(addr), vec![addr], 1024)
+                .await
+                .unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+            assert_eq!(answer.status, 200);
+        }
+        // Each request after the first found the pooled connection closed
+        // under it and went on a fresh one.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_keep_alive_timeout_is_within_the_margin_is_not_reused() {
+        // `timeout=1`: closing at 1 s, the connection is not worth keeping;
+        // a reuse would race the provider's close.
+        let (addr, accepted) =
+            closing_server("keep-alive: timeout=1\r\n", Reuse::CloseOnNextRequest).await;
+        let transport = NetworkTransport::new();
+        for _ in 0..3 {
+            transport
+                .send(get(addr), vec![addr], 1024)
+                .await
+                .expect("answered");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(pooled_destinations(&transport), 0, "nothing kept");
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_a_longer_keep_alive_timeout_is_reused() {
+        let (addr, accepted) =
+            closing_server("keep-alive: timeout=5, max=100\r\n", Reuse::Answer).await;
+        let transport = NetworkTransport::new();
+        for _ in 0..3 {
+            transport
+                .send(get(addr), vec![addr], 1024)
+                .await
+                .expect("answered");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_idle_lifetime_honours_keep_alive_timeout_less_the_margin() {
+        assert_eq!(idle_lifetime(None), Some(IDLE_TIMEOUT));
+        assert_eq!(
+            idle_lifetime(Some("timeout=5")),
+            Some(Duration::from_secs(5) - KEEP_ALIVE_MARGIN)
+        );
+        assert_eq!(
+            idle_lifetime(Some("max=100, Timeout=5")),
+            Some(Duration::from_secs(5) - KEEP_ALIVE_MARGIN),
+            "any order, any case"
+        );
+        assert_eq!(idle_lifetime(Some("timeout=1")), None);
+        assert_eq!(idle_lifetime(Some("timeout=0")), None);
+        assert_eq!(idle_lifetime(Some("timeout=3600")), Some(IDLE_TIMEOUT));
+        assert_eq!(
+            idle_lifetime(Some("timeout=soon")),
+            Some(IDLE_TIMEOUT),
+            "nonsense is ignored"
+        );
     }
 
     #[test]
