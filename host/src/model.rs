@@ -333,6 +333,47 @@ impl ClaimsSource {
     }
 }
 
+/// Most `non_persistent_attrs` names: a profile has a few dozen
+/// attributes; more is a mistake, and each name is checked at every login.
+pub const MAX_NON_PERSISTENT_ATTRS: usize = 64;
+
+/// When a login copies the provider's root attributes (email, name, …)
+/// onto the user: Auth0's `set_user_root_attributes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RootAttributesSync {
+    /// At every login: the user is what the provider says now.
+    #[default]
+    OnEachLogin,
+    /// At the first login only: later changes at the provider are ignored
+    /// (an app or an admin owns them from then on).
+    OnFirstLogin,
+    /// Never: the user's root attributes are only ever set through the
+    /// management API.
+    NeverOnLogin,
+}
+
+impl RootAttributesSync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnEachLogin => "on_each_login",
+            Self::OnFirstLogin => "on_first_login",
+            Self::NeverOnLogin => "never_on_login",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "on_each_login" => Ok(Self::OnEachLogin),
+            "on_first_login" => Ok(Self::OnFirstLogin),
+            "never_on_login" => Ok(Self::NeverOnLogin),
+            other => Err(format!(
+                "set_user_root_attributes `{other}` is not on_each_login, on_first_login or never_on_login"
+            )),
+        }
+    }
+}
+
 /// How the built-in claims mapper reads a profile, derived from the
 /// connection's options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -447,6 +488,13 @@ pub struct ConnectionOptions {
     /// The mapper's deadline in milliseconds (bounded by the runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapper_timeout_ms: Option<u64>,
+    /// When logins copy the provider's root attributes onto the user.
+    #[serde(default)]
+    pub set_user_root_attributes: RootAttributesSync,
+    /// Profile attributes never written to the store (Auth0's
+    /// `non_persistent_attrs`): dropped from the profile before it is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_persistent_attrs: Vec<String>,
 }
 
 /// Options as the configuration and the API default them (PKCE on).
@@ -480,6 +528,8 @@ impl Default for ConnectionOptions {
             mapper_settings_env: BTreeMap::new(),
             mapper_egress: MapperEgress::default(),
             mapper_timeout_ms: None,
+            set_user_root_attributes: RootAttributesSync::default(),
+            non_persistent_attrs: Vec::new(),
         }
     }
 }
@@ -617,6 +667,8 @@ impl ConnectionSpec {
                     allow_private_networks: o.mapper_egress.allow_private_networks,
                 },
                 mapper_timeout_ms: o.mapper_timeout_ms,
+                set_user_root_attributes: o.set_user_root_attributes.as_str().to_owned(),
+                non_persistent_attrs: o.non_persistent_attrs.clone(),
             },
         }
     }
@@ -663,6 +715,8 @@ impl ConnectionSpec {
                     allow_private_networks: o.mapper_egress.allow_private_networks,
                 },
                 mapper_timeout_ms: o.mapper_timeout_ms,
+                set_user_root_attributes: RootAttributesSync::parse(&o.set_user_root_attributes)?,
+                non_persistent_attrs: o.non_persistent_attrs,
             },
         })
     }
@@ -757,6 +811,14 @@ impl Connection {
         let custom_headers = custom_headers(&o.custom_headers)?;
         if o.mapper_settings.keys().any(|k| k.starts_with("waypass:")) {
             return Err("mapper_settings: names starting with `waypass:` are reserved".into());
+        }
+        if o.non_persistent_attrs.len() > MAX_NON_PERSISTENT_ATTRS {
+            return Err(format!(
+                "non_persistent_attrs: at most {MAX_NON_PERSISTENT_ATTRS} names"
+            ));
+        }
+        if o.non_persistent_attrs.iter().any(|a| a == "user_id") {
+            return Err("non_persistent_attrs: `user_id` names the user and is always kept".into());
         }
         // The mapper may reach the provider's own hosts, and what it names.
         let mut hosts: Vec<HostRule> = [&authorization_url, &token_url, &issuer]
@@ -905,7 +967,8 @@ mod tests {
                         "scripts": {"fetchUserProfile": "function (t, c, cb) {}"},
                         "mapper_settings": {"api_key": "k"}, "mapper_settings_env": {"key2": "ENV2"},
                         "mapper_egress": {"allowed_hosts": ["api.a.test"], "allow_private_networks": true},
-                        "mapper_timeout_ms": 1500}
+                        "mapper_timeout_ms": 1500, "set_user_root_attributes": "on_first_login",
+                        "non_persistent_attrs": ["gender"]}
         }))
         .expect("spec")
     }

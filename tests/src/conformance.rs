@@ -1546,6 +1546,8 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                     allow_private_networks: true,
                 },
                 mapper_timeout_ms: Some(1234),
+                set_user_root_attributes: "never_on_login".into(),
+                non_persistent_attrs: vec!["gender".into()],
             },
         },
     }

@@ -528,3 +528,55 @@ async fn no_login_fails_when_the_provider_closes_each_reused_connection_as_it_ar
     let user = tb.broker_user(&user_id).await.expect("recorded");
     assert_eq!(user.logins_count, LOGINS as u64);
 }
+
+// ---- profile sync ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_root_attribute_sync_mode_across_two_logins() {
+    // (mode, name stored after the first login, after the second)
+    let cases = [
+        ("on_each_login", Some("Ada"), Some("Bea")),
+        ("on_first_login", Some("Ada"), Some("Ada")),
+        ("never_on_login", None, None),
+    ];
+    for (mode, first, second) in cases {
+        let tb = oidc_bed(|o| o["set_user_root_attributes"] = json!(mode)).await;
+        let uuid = default_user().uuid;
+        tb.provider
+            .set_claims(&uuid, json!({"name": "Ada", "groups": ["g1"]}));
+        assert_logged_in(&login_with(&tb, OIDC).await);
+        let user = tb.broker_user(&oidc_user()).await.expect("recorded");
+        assert_eq!(user.profile.name.as_deref(), first, "{mode}: first login");
+
+        tb.provider
+            .set_claims(&uuid, json!({"name": "Bea", "groups": ["g2"]}));
+        assert_logged_in(&login_with(&tb, OIDC).await);
+        let user = tb.broker_user(&oidc_user()).await.expect("recorded");
+        assert_eq!(user.profile.name.as_deref(), second, "{mode}: second login");
+        assert_eq!(user.logins_count, 2, "{mode}");
+        assert_eq!(
+            user.profile.extra["groups"],
+            json!(["g2"]),
+            "{mode}: groups are not a root attribute and follow the provider"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_persistent_attributes_never_reach_the_store() {
+    let tb = oidc_bed(|o| o["non_persistent_attrs"] = json!(["nickname", "gender"])).await;
+    tb.provider.set_claims(
+        &default_user().uuid,
+        json!({"nickname": "countess", "name": "Ada"}),
+    );
+    assert_logged_in(&login_with(&tb, OIDC).await);
+    let user = tb.broker_user(&oidc_user()).await.expect("recorded");
+    assert_eq!(user.profile.nickname, None);
+    assert_eq!(
+        user.profile.name.as_deref(),
+        Some("Ada"),
+        "the others are kept"
+    );
+    let stored = serde_json::to_string(&user.profile).expect("JSON");
+    assert!(!stored.contains("countess"), "{stored}");
+}

@@ -208,16 +208,28 @@ impl Broker {
             }
         };
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
+        let unrecorded = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "cannot record the user");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the login could not be recorded; try again",
+            )
+        };
+        let options = &connection.spec.options;
+        // Only a mode that keeps stored root attributes needs them read.
+        let stored = match options.set_user_root_attributes {
+            crate::model::RootAttributesSync::OnEachLogin => None,
+            _ => self.store.get_user(&user_id).await.map_err(unrecorded)?,
+        };
+        let profile = super::profile_sync::profile_to_store(
+            options,
+            stored.as_ref().map(|u| &u.profile),
+            profile,
+        );
         self.store
             .record_login(&user_id, connection.name(), profile, now)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot record the user");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the login could not be recorded; try again",
-                )
-            })?;
+            .map_err(unrecorded)?;
         let code = self.random.token();
         let grant = AuthorizationGrant {
             client_id: tx.client_id.clone(),

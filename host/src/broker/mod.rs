@@ -9,6 +9,7 @@
 mod authorize;
 mod callback;
 mod connection_keys;
+pub mod profile_sync;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;
 pub mod limits;

@@ -99,6 +99,11 @@ pub struct StoredConnectionOptions {
     pub mapper_egress: StoredMapperEgress,
     #[serde(default)]
     pub mapper_timeout_ms: Option<u64>,
+    /// `on_each_login`, `on_first_login` or `never_on_login`.
+    #[serde(default = "on_each_login")]
+    pub set_user_root_attributes: String,
+    #[serde(default)]
+    pub non_persistent_attrs: Vec<String>,
 }
 
 /// Auth0's `options.scripts`, as stored.
@@ -125,6 +130,10 @@ fn yes() -> bool {
 
 fn client_secret_post() -> String {
     "client_secret_post".into()
+}
+
+fn on_each_login() -> String {
+    "on_each_login".into()
 }
 
 fn id_token() -> String {
