@@ -571,7 +571,7 @@ async fn the_token_exchange_resolves_and_classifies_like_a_mapper() {
         let upstream = upstream.clone();
         async move {
             upstream
-                .exchange_code(&conn, "code", "https://b.test/cb", None)
+                .exchange_code(&conn, "code", "https://b.test/cb", None, None, 0)
                 .await
         }
     };

@@ -45,8 +45,8 @@ pub enum ClaimsError {
 
 /// Finds a claim by name or JSON pointer.
 pub fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if name.starts_with('/') {
-        let mut parts = name[1..].split('/');
+    if let Some(pointer) = name.strip_prefix('/') {
+        let mut parts = pointer.split('/');
         let first = parts.next()?.replace("~1", "/").replace("~0", "~");
         let rest: String = parts.map(|p| format!("/{p}")).collect();
         let top = claims.get(&first)?;

@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn another_issuer_audience_or_nonce_is_refused() {
-        let cases: [(fn(&mut Map<String, Value>), &str); 5] = [
+        type Change = fn(&mut Map<String, Value>);
+        let cases: [(Change, &str); 5] = [
             (
                 |c| {
                     c.insert("iss".into(), "https://evil.test".into());
