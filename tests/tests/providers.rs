@@ -580,3 +580,22 @@ async fn non_persistent_attributes_never_reach_the_store() {
     let stored = serde_json::to_string(&user.profile).expect("JSON");
     assert!(!stored.contains("countess"), "{stored}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_lists_its_identity_in_auth0s_shape() {
+    let tb = oidc_bed(|_| {}).await;
+    assert_logged_in(&login_with(&tb, OIDC).await);
+    let (status, page) = admin_api(&tb.issuer, reqwest::Method::GET, "users", None).await;
+    assert_eq!(status, 200, "{page}");
+    let user = &page["users"][0];
+    assert_eq!(user["user_id"], oidc_user());
+    assert_eq!(
+        user["identities"],
+        json!([{
+            "provider": "oauth2",
+            "connection": OIDC,
+            "user_id": default_user().uuid,
+            "isSocial": true
+        }])
+    );
+}

@@ -63,6 +63,20 @@ impl Broker {
     }
 }
 
+/// One of a user's identities, in Auth0's shape (the user's
+/// `identities`). Identities are not linked yet (each connection's
+/// identity is its own user), so a user has exactly one.
+#[derive(serde::Serialize)]
+struct Identity<'a> {
+    /// Auth0's provider name for custom social connections.
+    provider: &'static str,
+    connection: &'a str,
+    /// The provider's id of the user (the profile's `user_id`).
+    user_id: &'a str,
+    #[serde(rename = "isSocial")]
+    is_social: bool,
+}
+
 fn public_json(u: &User) -> Value {
     let mut value = serde_json::to_value(&u.profile).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
@@ -73,6 +87,13 @@ fn public_json(u: &User) -> Value {
         obj.insert("created_at".into(), json!(u.created_at));
         obj.insert("last_login".into(), json!(u.last_login));
         obj.insert("logins_count".into(), json!(u.logins_count));
+        let identity = Identity {
+            provider: "oauth2",
+            connection: &u.connection,
+            user_id: &u.profile.user_id,
+            is_social: true,
+        };
+        obj.insert("identities".into(), json!([identity]));
     }
     value
 }
