@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use waypass::dev_provider::{DevClientAuth, IdTokenFault, TokenStyle, default_user};
 use waypass::upstream::discovery::JWKS_MISS_REFETCH_INTERVAL;
 use waypass_tests::login::{
-    APP, APP_CALLBACK, Browser, CONNECTION, Landing, PROVIDER_CLIENT, PROVIDER_SECRET, TestBed,
-    admin_api, http_client,
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, PROVIDER_CLIENT, PROVIDER_SECRET,
+    TestBed, admin_api, http_client, redeem, userinfo,
 };
 
 /// The OpenID Connect connection of these tests.
@@ -598,4 +598,52 @@ async fn a_user_lists_its_identity_in_auth0s_shape() {
             "isSocial": true
         }])
     );
+}
+
+// ---- root attributes reach the app by scope ----
+
+/// Logs in to [`OIDC`] as [`APP`] asking `scope`; the app's id_token
+/// claims and its `/userinfo` answer.
+async fn app_claims(tb: &TestBed, scope: &str) -> (Value, Value) {
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("state", "s"), ("connection", OIDC), ("scope", scope)],
+    );
+    let landing = Browser::default().login(tb, &url, false).await;
+    let redirect = landing.location.expect("redirected to the app").to_string();
+    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, &redirect).await;
+    let id_token = tokens["id_token"].as_str().expect("an id_token");
+    let access = tokens["access_token"].as_str().expect("an access token");
+    (jws_part(id_token, 1), userinfo(&tb.issuer, access).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_attributes_and_groups_reach_the_apps_tokens_by_scope() {
+    let tb = oidc_bed(|_| {}).await;
+    tb.provider.set_claims(
+        &default_user().uuid,
+        json!({"name": "Ada", "preferred_username": "ada", "phone_number": "+44 20 7946 0000",
+               "phone_number_verified": true, "groups": ["admins"]}),
+    );
+    let (id, info) = app_claims(&tb, "openid profile email phone groups").await;
+    for claims in [&id, &info] {
+        assert_eq!(claims["name"], "Ada", "{claims}");
+        assert_eq!(claims["preferred_username"], "ada", "{claims}");
+        assert_eq!(claims["email"], default_user().email.as_str(), "{claims}");
+        assert_eq!(claims["phone_number"], "+44 20 7946 0000", "{claims}");
+        assert_eq!(claims["phone_number_verified"], true, "{claims}");
+        assert_eq!(claims["groups"], json!(["admins"]), "{claims}");
+    }
+
+    let (id, info) = app_claims(&tb, "openid email").await;
+    for claims in [&id, &info] {
+        assert_eq!(claims["email"], default_user().email.as_str(), "{claims}");
+        for absent in ["name", "preferred_username", "phone_number", "groups"] {
+            assert!(
+                claims.get(absent).is_none(),
+                "{absent} without its scope: {claims}"
+            );
+        }
+    }
 }

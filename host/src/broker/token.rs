@@ -413,9 +413,10 @@ pub(super) fn discovery_document(issuer: &str) -> Value {
         "id_token_signing_alg_values_supported": Alg::ALL,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "groups"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email",
-            "email_verified", "name", "given_name", "family_name", "nickname", "picture"],
+            "email_verified", "name", "given_name", "family_name", "nickname", "picture",
+            "preferred_username", "phone_number", "phone_number_verified", "groups"],
     })
 }
 
@@ -438,6 +439,20 @@ fn profile_claims(user: &User, scope: &str, claims: &mut Map<String, Value>) {
         put("family_name", p.family_name.clone().map(Value::from));
         put("nickname", p.nickname.clone().map(Value::from));
         put("picture", p.picture.clone().map(Value::from));
+        // Auth0's `username` root attribute, under its OIDC Core §5.1 name.
+        put("preferred_username", p.extra.get("username").cloned());
+    }
+    // OIDC Core §5.4: the `phone` scope.
+    if scopes.contains(&"phone") {
+        put("phone_number", p.extra.get("phone_number").cloned());
+        put(
+            "phone_number_verified",
+            p.extra.get("phone_verified").cloned(),
+        );
+    }
+    // The provider's groups, to an app that asks for them (issue #12 §5).
+    if scopes.contains(&"groups") {
+        put("groups", p.extra.get("groups").cloned());
     }
 }
 
