@@ -351,6 +351,24 @@ async fn private_key_jwt_assertions_verify_at_the_provider_against_the_published
     let second_kid =
         jws_part(token.form_param("client_assertion").expect("assertion"), 0)["kid"].clone();
     assert_ne!(first_kid, second_kid, "the new key signs");
+
+    // The provider refuses a replayed assertion, as RFC 7523 §3 item 7 lets it.
+    let replay = http_client()
+        .post(tb.provider.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(token.body.to_vec())
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(replay.status(), 401);
+    let refusal: Value = replay.json().await.expect("JSON");
+    assert_eq!(refusal["error"], "invalid_client", "{refusal}");
+    assert!(
+        refusal["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("already used")),
+        "{refusal}"
+    );
     let published: Value = http_client()
         .get(&jwks_url)
         .send()
