@@ -127,6 +127,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Conflict(what) => {
                 Self::new(409, format!("{what} already exists"))
             }
+            crate::store::StoreError::Missing(what) => {
+                Self::new(400, format!("{what} does not exist"))
+            }
             crate::store::StoreError::Backend(m) => {
                 tracing::error!(error = %m, "store failure in the management API");
                 Self::new(503, "the store is unavailable; try again")
