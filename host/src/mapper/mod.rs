@@ -14,7 +14,7 @@
 //!   ([`memory`]), and each connection runs at most its share of the pool
 //!   ([`shares`]).
 
-mod bindings;
+pub(crate) mod bindings;
 pub mod cache;
 mod compile;
 pub mod limits;
@@ -47,8 +47,9 @@ use bindings::{Mapper, MapperPre};
 use compile::CompileSlots;
 use memory::MemoryBudget;
 use shares::CallShares;
-use state::HostState;
-use types::{MAX_ERROR_MESSAGE_BYTES, MAX_USER_ID_BYTES, truncate};
+pub(crate) use state::HostState;
+pub(crate) use types::truncate;
+use types::{MAX_ERROR_MESSAGE_BYTES, MAX_USER_ID_BYTES};
 
 /// The name of the world every mapper implements.
 pub const WORLD: &str = "waypass:mapper/mapper@0.1.0";

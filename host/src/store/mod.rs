@@ -82,9 +82,28 @@ pub struct AuthorizationGrant {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: u64,
+    /// What post-login Actions added to the tokens; left out of the JSON
+    /// when empty, so rows without Actions keep their form.
+    #[serde(default, skip_serializing_if = "GrantClaims::is_empty")]
+    pub claims: GrantClaims,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,
+}
+
+/// Custom claims post-login Actions set for a login's tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrantClaims {
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub id_token: Metadata,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub access_token: Metadata,
+}
+
+impl GrantClaims {
+    pub fn is_empty(&self) -> bool {
+        self.id_token.is_empty() && self.access_token.is_empty()
+    }
 }
 
 /// What an access token stands for.
@@ -96,6 +115,10 @@ pub struct AccessGrant {
     pub user_id: String,
     pub client_id: String,
     pub scope: String,
+    /// The access token's custom claims (post-login Actions); left out of
+    /// the JSON when empty.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub claims: Metadata,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,

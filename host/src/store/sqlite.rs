@@ -1521,6 +1521,7 @@ mod tests {
 
     fn code(expires_at: u64) -> AuthorizationGrant {
         AuthorizationGrant {
+            claims: Default::default(),
             client_id: "app".into(),
             redirect_uri: "https://app.test/cb".into(),
             user_id: "oauth2|c|1".into(),
@@ -1556,6 +1557,7 @@ mod tests {
             .await
             .expect("put");
         let token = |expires_at| AccessGrant {
+            claims: Default::default(),
             user_id: "oauth2|c|1".into(),
             client_id: "app".into(),
             scope: "openid".into(),
@@ -1629,6 +1631,7 @@ mod tests {
             .put_code(
                 key,
                 AuthorizationGrant {
+                    claims: Default::default(),
                     nonce: Some("n".into()),
                     ..code(9)
                 },
@@ -1639,6 +1642,7 @@ mod tests {
             .put_access_token(
                 key,
                 AccessGrant {
+                    claims: Default::default(),
                     user_id: "oauth2|c|1".into(),
                     client_id: "app".into(),
                     scope: "openid".into(),
