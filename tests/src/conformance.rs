@@ -2037,5 +2037,6 @@ pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &d
     store.delete_action("act_a").await.expect("delete");
     bumped!("delete_action", store.catalog_version().await.expect("version"));
     let catalog = store.catalog().await.expect("catalog");
+    assert_eq!(catalog.version, version);
     assert!(catalog.actions.is_empty() && catalog.post_login_bindings.is_empty());
 }
