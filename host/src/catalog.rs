@@ -441,12 +441,11 @@ impl Catalog {
             .ok_or("the store holds no bytes for it")?;
         let runtime = Arc::clone(&self.runtime);
         let digest = digest.to_owned();
-        let loaded = tokio::task::spawn_blocking(move || {
-            runtime.load_action_with_digest(&bytes, digest)
-        })
-        .await
-        .map_err(|e| format!("loading panicked: {e}"))?
-        .map_err(|e| e.to_string())?;
+        let loaded =
+            tokio::task::spawn_blocking(move || runtime.load_action_with_digest(&bytes, digest))
+                .await
+                .map_err(|e| format!("loading panicked: {e}"))?
+                .map_err(|e| e.to_string())?;
         tracing::info!(action = %id, version, "loaded action version");
         Ok(Arc::new(loaded))
     }

@@ -17,9 +17,10 @@ use waypass::mapper::Profile;
 use waypass::model::{ConnectionRecord, ConnectionSpec};
 use waypass::secret::{Secret, SecretHash};
 use waypass::store::{
-    AccessGrant, Metadata, StoredAction, StoredActionSecret, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, Store,
-    StoreError, StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
-    StoredMapperEgress, StoredScripts, Swept, TakeTransaction,
+    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, Metadata, PutTransaction,
+    Store, StoreError, StoredAction, StoredActionSecret, StoredClient, StoredConnection,
+    StoredConnectionOptions, StoredConnectionSpec, StoredMapperEgress, StoredScripts, Swept,
+    TakeTransaction,
 };
 
 /// "Now" in every behaviour: a fixed time, so expiry is exact.
@@ -1848,7 +1849,11 @@ pub async fn actions_are_put_listed_and_their_names_are_unique(store: &dyn Store
         [("act_a", 0), ("act_b", 0)],
         "by id, never deployed"
     );
-    assert_eq!(listed[0].action, action("act_a", "first"), "every field kept");
+    assert_eq!(
+        listed[0].action,
+        action("act_a", "first"),
+        "every field kept"
+    );
     let taken = store.put_action(&action("act_c", "first"), None).await;
     assert!(matches!(&taken, Err(StoreError::Conflict(_))), "{taken:?}");
     let mut renamed = action("act_a", "renamed");
@@ -1918,14 +1923,26 @@ pub async fn an_action_without_a_draft_has_nothing_to_deploy(store: &dyn Store) 
         .await
         .expect("put");
     assert_eq!(
-        store.deploy_action("act_a", "admin", NOW).await.expect("deploy"),
+        store
+            .deploy_action("act_a", "admin", NOW)
+            .await
+            .expect("deploy"),
         None
     );
     assert_eq!(
-        store.deploy_action("act_nope", "admin", NOW).await.expect("deploy"),
+        store
+            .deploy_action("act_nope", "admin", NOW)
+            .await
+            .expect("deploy"),
         None
     );
-    assert!(store.action_versions("act_a").await.expect("versions").is_empty());
+    assert!(
+        store
+            .action_versions("act_a")
+            .await
+            .expect("versions")
+            .is_empty()
+    );
 }
 
 pub async fn an_older_action_version_can_be_activated_again(store: &dyn Store) {
@@ -1933,19 +1950,49 @@ pub async fn an_older_action_version_can_be_activated_again(store: &dyn Store) {
         .put_action(&with_draft(action("act_a", "a"), "sha-1"), Some(b"one"))
         .await
         .expect("put");
-    store.deploy_action("act_a", "admin", NOW).await.expect("deploy");
-    store.deploy_action("act_a", "admin", NOW).await.expect("deploy");
-    assert!(store.activate_action_version("act_a", 1).await.expect("activate"));
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    assert!(
+        store
+            .activate_action_version("act_a", 1)
+            .await
+            .expect("activate")
+    );
     assert_eq!(store.actions().await.expect("list")[0].active_version, 1);
-    assert!(!store.activate_action_version("act_a", 9).await.expect("activate"));
-    assert!(!store.activate_action_version("act_nope", 1).await.expect("activate"));
+    assert!(
+        !store
+            .activate_action_version("act_a", 9)
+            .await
+            .expect("activate")
+    );
+    assert!(
+        !store
+            .activate_action_version("act_nope", 1)
+            .await
+            .expect("activate")
+    );
     assert_eq!(store.actions().await.expect("list")[0].active_version, 1);
 }
 
 pub async fn bindings_keep_their_order_and_refuse_unknown_actions(store: &dyn Store) {
-    assert!(store.post_login_bindings().await.expect("bindings").is_empty());
+    assert!(
+        store
+            .post_login_bindings()
+            .await
+            .expect("bindings")
+            .is_empty()
+    );
     for (id, name) in [("act_a", "a"), ("act_b", "b"), ("act_c", "c")] {
-        store.put_action(&action(id, name), None).await.expect("put");
+        store
+            .put_action(&action(id, name), None)
+            .await
+            .expect("put");
     }
     let order = ["act_c".to_owned(), "act_a".to_owned(), "act_b".to_owned()];
     store.set_post_login_bindings(&order).await.expect("bind");
@@ -1953,7 +2000,10 @@ pub async fn bindings_keep_their_order_and_refuse_unknown_actions(store: &dyn St
     let refused = store
         .set_post_login_bindings(&["act_a".to_owned(), "act_nope".to_owned()])
         .await;
-    assert!(matches!(&refused, Err(StoreError::Missing(_))), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::Missing(_))),
+        "{refused:?}"
+    );
     assert_eq!(
         store.post_login_bindings().await.expect("bindings"),
         order,
@@ -1963,7 +2013,10 @@ pub async fn bindings_keep_their_order_and_refuse_unknown_actions(store: &dyn St
         .set_post_login_bindings(&["act_b".to_owned()])
         .await
         .expect("bind");
-    assert_eq!(store.post_login_bindings().await.expect("bindings"), ["act_b"]);
+    assert_eq!(
+        store.post_login_bindings().await.expect("bindings"),
+        ["act_b"]
+    );
 }
 
 pub async fn deleting_an_action_removes_its_versions_and_bindings(store: &dyn Store) {
@@ -1983,12 +2036,24 @@ pub async fn deleting_an_action_removes_its_versions_and_bindings(store: &dyn St
         ["act_a", "act_c"],
         "the others keep their order"
     );
-    assert!(store.action_versions("act_b").await.expect("versions").is_empty());
+    assert!(
+        store
+            .action_versions("act_b")
+            .await
+            .expect("versions")
+            .is_empty()
+    );
     assert_eq!(store.action_bytes("act_b", 1).await.expect("bytes"), None);
     // A new Action under the old id starts from nothing.
-    store.put_action(&action("act_b", "b"), None).await.expect("put");
+    store
+        .put_action(&action("act_b", "b"), None)
+        .await
+        .expect("put");
     assert_eq!(
-        store.deploy_action("act_b", "admin", NOW).await.expect("deploy"),
+        store
+            .deploy_action("act_b", "admin", NOW)
+            .await
+            .expect("deploy"),
         None,
         "no draft survived the delete"
     );
@@ -2007,17 +2072,38 @@ pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &d
         .put_action(&with_draft(action("act_a", "a"), "sha-1"), Some(b"one"))
         .await
         .expect("put");
-    bumped!("put_action", store.catalog_version().await.expect("version"));
-    store.deploy_action("act_a", "admin", NOW).await.expect("deploy");
-    bumped!("deploy_action", store.catalog_version().await.expect("version"));
-    store.deploy_action("act_a", "admin", NOW).await.expect("deploy");
-    store.activate_action_version("act_a", 1).await.expect("activate");
-    bumped!("activate_action_version", store.catalog_version().await.expect("version"));
+    bumped!(
+        "put_action",
+        store.catalog_version().await.expect("version")
+    );
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    bumped!(
+        "deploy_action",
+        store.catalog_version().await.expect("version")
+    );
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    store
+        .activate_action_version("act_a", 1)
+        .await
+        .expect("activate");
+    bumped!(
+        "activate_action_version",
+        store.catalog_version().await.expect("version")
+    );
     store
         .set_post_login_bindings(&["act_a".to_owned()])
         .await
         .expect("bind");
-    bumped!("set_post_login_bindings", store.catalog_version().await.expect("version"));
+    bumped!(
+        "set_post_login_bindings",
+        store.catalog_version().await.expect("version")
+    );
 
     let catalog = store.catalog().await.expect("catalog");
     assert_eq!(catalog.version, version);
@@ -2035,7 +2121,10 @@ pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &d
     assert_eq!(catalog.post_login_bindings, ["act_a"]);
 
     store.delete_action("act_a").await.expect("delete");
-    bumped!("delete_action", store.catalog_version().await.expect("version"));
+    bumped!(
+        "delete_action",
+        store.catalog_version().await.expect("version")
+    );
     let catalog = store.catalog().await.expect("catalog");
     assert_eq!(catalog.version, version);
     assert!(catalog.actions.is_empty() && catalog.post_login_bindings.is_empty());

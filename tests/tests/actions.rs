@@ -65,7 +65,10 @@ async fn deploy(tb: &TestBed, name: &str, wasm: &str, secrets: Value, extra: Val
 /// Uploads `wasm` as the Action's draft.
 async fn upload(tb: &TestBed, id: &str, wasm: &str) {
     let resp = http_client()
-        .put(format!("{}/api/v2/actions/actions/{id}/component", tb.issuer))
+        .put(format!(
+            "{}/api/v2/actions/actions/{id}/component",
+            tb.issuer
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .header("content-type", "application/wasm")
         .body(std::fs::read(wasm).expect("the guest is built"))
@@ -164,7 +167,11 @@ async fn a_rust_action_adds_a_namespaced_claim_that_the_apps_oidc_client_verifie
     let claims = id_token
         .claims(&client.id_token_verifier(), &nonce)
         .expect("the id_token verifies: signature, issuer, audience, nonce");
-    assert_eq!(claims.subject().as_str(), user_id(), "`sub` is not the Action's");
+    assert_eq!(
+        claims.subject().as_str(),
+        user_id(),
+        "`sub` is not the Action's"
+    );
 
     // The verified token's own claims, custom ones included.
     let payload = id_token.to_string();
@@ -203,7 +210,13 @@ async fn an_action_denying_by_email_domain_sends_access_denied_with_its_reason_a
     bind(&tb, &[&first, &denier]).await;
 
     let landing = login(&tb).await;
-    assert!(landing.location.as_ref().is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)), "{landing:?}");
+    assert!(
+        landing
+            .location
+            .as_ref()
+            .is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)),
+        "{landing:?}"
+    );
     assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
     assert_eq!(
         landing.param("error_description"),
@@ -252,9 +265,7 @@ async fn an_action_asks_an_allowed_http_api_and_its_answer_decides_the_login() {
     let tb = TestBed::start(|_, _| {}).await;
     let yes = answering("allow").await;
     let no = answering("refuse").await;
-    let egress = |origin: &str| {
-        json!({"egress": {"allowed_hosts": [origin], "allow_private_networks": true}})
-    };
+    let egress = |origin: &str| json!({"egress": {"allowed_hosts": [origin], "allow_private_networks": true}});
     let allowing = deploy(
         &tb,
         "check-yes",
@@ -290,19 +301,49 @@ async fn hostile_actions_fail_the_login_cleanly_and_the_next_login_is_served() {
     let tb = TestBed::start(|_, _| {}).await;
     let off_list = answering("allow").await;
     let cases = [
-        ("spinner", json!([{"name": "mode", "value": "loop"}]), json!({"timeout_ms": 300}), "did not finish within its 300 ms deadline"),
-        ("hoarder", json!([{"name": "mode", "value": "memory"}]), json!({}), "memory limit"),
-        ("failing", json!([{"name": "mode", "value": "fail"}]), json!({}), "failing on purpose"),
+        (
+            "spinner",
+            json!([{"name": "mode", "value": "loop"}]),
+            json!({"timeout_ms": 300}),
+            "did not finish within its 300 ms deadline",
+        ),
+        (
+            "hoarder",
+            json!([{"name": "mode", "value": "memory"}]),
+            json!({}),
+            "memory limit",
+        ),
+        (
+            "failing",
+            json!([{"name": "mode", "value": "fail"}]),
+            json!({}),
+            "failing on purpose",
+        ),
         // No allow-list: the egress policy refuses the host.
-        ("snooper", json!([{"name": "check_url", "value": format!("{off_list}/x")}]), json!({}), "cannot be reached"),
+        (
+            "snooper",
+            json!([{"name": "check_url", "value": format!("{off_list}/x")}]),
+            json!({}),
+            "cannot be reached",
+        ),
     ];
     let fine = deploy(&tb, "fine", guests::ACTION_PROBE, json!([]), json!({})).await;
     for (name, secrets, extra, expected) in cases {
         let id = deploy(&tb, name, guests::ACTION_PROBE, secrets, extra).await;
         bind(&tb, &[&id]).await;
         let landing = login(&tb).await;
-        assert!(landing.location.as_ref().is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)), "{name}: {landing:?}");
-        assert_eq!(landing.param("error").as_deref(), Some("server_error"), "{name}");
+        assert!(
+            landing
+                .location
+                .as_ref()
+                .is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)),
+            "{name}: {landing:?}"
+        );
+        assert_eq!(
+            landing.param("error").as_deref(),
+            Some("server_error"),
+            "{name}"
+        );
         let description = landing.param("error_description").unwrap_or_default();
         assert!(
             description.contains(&format!("post-login action `{name}` failed"))
@@ -320,8 +361,22 @@ async fn hostile_actions_fail_the_login_cleanly_and_the_next_login_is_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bound_actions_run_in_the_bound_order_and_a_new_order_serves_the_next_login() {
     let tb = TestBed::start(|_, _| {}).await;
-    let first = deploy(&tb, "first", guests::ACTION_PROBE, json!([{"name": "order", "value": "first"}]), json!({})).await;
-    let second = deploy(&tb, "second", guests::ACTION_PROBE, json!([{"name": "order", "value": "second"}]), json!({})).await;
+    let first = deploy(
+        &tb,
+        "first",
+        guests::ACTION_PROBE,
+        json!([{"name": "order", "value": "first"}]),
+        json!({}),
+    )
+    .await;
+    let second = deploy(
+        &tb,
+        "second",
+        guests::ACTION_PROBE,
+        json!([{"name": "order", "value": "second"}]),
+        json!({}),
+    )
+    .await;
     bind(&tb, &[&first, &second]).await;
     let claims = id_token_claims(&tb, &login(&tb).await).await;
     assert_eq!(
@@ -348,9 +403,18 @@ async fn swapping_an_actions_version_serves_the_next_login_and_fails_no_login_un
     let id = deploy(&tb, "swapped", guests::ACTION_PROBE, json!([]), json!({})).await;
     bind(&tb, &[&id]).await;
     let probe = |claims: &Value| claims["https://waypass.test/probe"].clone();
-    assert_eq!(probe(&id_token_claims(&tb, &login(&tb).await).await), "action-probe");
+    assert_eq!(
+        probe(&id_token_claims(&tb, &login(&tb).await).await),
+        "action-probe"
+    );
     upload(&tb, &id, guests::ACTION_PROBE_TWO).await;
-    let (status, v2) = admin_api(&tb.issuer, Method::POST, &format!("actions/actions/{id}/deploy"), None).await;
+    let (status, v2) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/deploy"),
+        None,
+    )
+    .await;
     assert_eq!((status, v2["number"].as_u64()), (200, Some(2)), "{v2}");
     assert_eq!(
         probe(&id_token_claims(&tb, &login(&tb).await).await),
@@ -413,27 +477,46 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
         &tb.issuer,
         Method::POST,
         "actions/actions",
-        Some(json!({"name": "js", "supported_triggers": [{"id": "post-login"}],
-                    "code": "exports.onExecutePostLogin = async () => {}", "runtime": "node22"})),
+        Some(
+            json!({"name": "js", "supported_triggers": [{"id": "post-login"}],
+                    "code": "exports.onExecutePostLogin = async () => {}", "runtime": "node22"}),
+        ),
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("not available"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not available"),
+        "{body}"
+    );
 
     let (status, created) = admin_api(
         &tb.issuer,
         Method::POST,
         "actions/actions",
-        Some(json!({"name": "probe", "supported_triggers": [{"id": "post-login"}],
-                    "secrets": [{"name": "claim", "value": "https://x.test/c=1"}]})),
+        Some(
+            json!({"name": "probe", "supported_triggers": [{"id": "post-login"}],
+                    "secrets": [{"name": "claim", "value": "https://x.test/c=1"}]}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
-    assert!(created["secrets"][0].get("value").is_none(), "secret values are never shown");
+    assert!(
+        created["secrets"][0].get("value").is_none(),
+        "secret values are never shown"
+    );
 
     // Nothing to deploy or bind yet.
-    let (status, _) = admin_api(&tb.issuer, Method::POST, &format!("actions/actions/{id}/deploy"), None).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/deploy"),
+        None,
+    )
+    .await;
     assert_eq!(status, 409);
     let (status, body) = admin_api(
         &tb.issuer,
@@ -446,7 +529,10 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
 
     // A mapper is not an Action.
     let resp = http_client()
-        .put(format!("{}/api/v2/actions/actions/{id}/component", tb.issuer))
+        .put(format!(
+            "{}/api/v2/actions/actions/{id}/component",
+            tb.issuer
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .header("content-type", "application/wasm")
         .body(std::fs::read(guests::AUTH0_EXAMPLE).expect("built"))
@@ -459,17 +545,41 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
 
     upload(&tb, &id, guests::ACTION_PROBE).await;
     for _ in 0..2 {
-        let (status, _) = admin_api(&tb.issuer, Method::POST, &format!("actions/actions/{id}/deploy"), None).await;
+        let (status, _) = admin_api(
+            &tb.issuer,
+            Method::POST,
+            &format!("actions/actions/{id}/deploy"),
+            None,
+        )
+        .await;
         assert_eq!(status, 200);
     }
-    let (status, versions) = admin_api(&tb.issuer, Method::GET, &format!("actions/actions/{id}/versions"), None).await;
+    let (status, versions) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("actions/actions/{id}/versions"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(versions["total"], 2);
     assert_eq!(versions["versions"][0]["number"], 2);
     assert_eq!(versions["versions"][0]["deployed"], true);
-    let (status, rolled) = admin_api(&tb.issuer, Method::POST, &format!("actions/actions/{id}/versions/1/deploy"), None).await;
+    let (status, rolled) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/versions/1/deploy"),
+        None,
+    )
+    .await;
     assert_eq!((status, rolled["number"].as_u64()), (200, Some(1)));
-    let (_, got) = admin_api(&tb.issuer, Method::GET, &format!("actions/actions/{id}"), None).await;
+    let (_, got) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("actions/actions/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(got["deployed_version"], 1);
 
     let (status, tested) = admin_api(
@@ -489,17 +599,44 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
     assert_eq!(tested["result"]["dropped_claims"], json!(["sub"]));
 
     bind(&tb, &[&id]).await;
-    let (status, bindings) = admin_api(&tb.issuer, Method::GET, "actions/triggers/post-login/bindings", None).await;
+    let (status, bindings) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        "actions/triggers/post-login/bindings",
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(bindings["bindings"][0]["action"]["name"], "probe");
-    let (status, _) = admin_api(&tb.issuer, Method::DELETE, &format!("actions/actions/{id}"), None).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("actions/actions/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 409, "bound: refused without force");
-    let (status, _) = admin_api(&tb.issuer, Method::DELETE, &format!("actions/actions/{id}?force=true"), None).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("actions/actions/{id}?force=true"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    let (_, bindings) = admin_api(&tb.issuer, Method::GET, "actions/triggers/post-login/bindings", None).await;
+    let (_, bindings) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        "actions/triggers/post-login/bindings",
+        None,
+    )
+    .await;
     assert_eq!(bindings["total"], 0);
     let landing = login(&tb).await;
-    assert!(landing.param("code").is_some(), "no binding left: {landing:?}");
+    assert!(
+        landing.param("code").is_some(),
+        "no binding left: {landing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -511,7 +648,9 @@ async fn a_users_metadata_is_patched_with_auth0s_merge() {
         &tb.issuer,
         Method::PATCH,
         &path,
-        Some(json!({"app_metadata": {"plan": "gold", "old": 1}, "user_metadata": {"theme": "dark"}})),
+        Some(
+            json!({"app_metadata": {"plan": "gold", "old": 1}, "user_metadata": {"theme": "dark"}}),
+        ),
     )
     .await;
     assert_eq!(status, 200, "{user}");
@@ -523,10 +662,25 @@ async fn a_users_metadata_is_patched_with_auth0s_merge() {
     )
     .await;
     assert_eq!(status, 200, "{user}");
-    assert_eq!(user["app_metadata"], json!({"plan": "gold", "roles": ["a"]}));
+    assert_eq!(
+        user["app_metadata"],
+        json!({"plan": "gold", "roles": ["a"]})
+    );
     assert_eq!(user["user_metadata"], json!({"theme": "dark"}));
-    let (status, _) = admin_api(&tb.issuer, Method::PATCH, &path, Some(json!({"email": "x@y.test"}))).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &path,
+        Some(json!({"email": "x@y.test"})),
+    )
+    .await;
     assert_eq!(status, 400, "only metadata is writable");
-    let (status, _) = admin_api(&tb.issuer, Method::PATCH, "users/nobody", Some(json!({"app_metadata": {}}))).await;
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        "users/nobody",
+        Some(json!({"app_metadata": {}})),
+    )
+    .await;
     assert_eq!(status, 404);
 }

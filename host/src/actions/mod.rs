@@ -203,8 +203,13 @@ pub struct EventTransaction {
 impl ActionEvent {
     /// The event of a login: `user` as just recorded, through
     /// `connection`, for the app `client`.
-    pub fn of_login(user: &User, client: EventClient, request: EventRequest, scope: &str,
-                    redirect_uri: &str) -> Self {
+    pub fn of_login(
+        user: &User,
+        client: EventClient,
+        request: EventRequest,
+        scope: &str,
+        redirect_uri: &str,
+    ) -> Self {
         let p = &user.profile;
         let profile = match serde_json::to_value(p) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -399,7 +404,10 @@ pub struct PostLoginChain {
 pub enum ChainOutcome {
     /// Every Action let the login go on: their changes together, and the
     /// scopes the app will be granted.
-    Proceed { changes: Changes, scopes: Vec<String> },
+    Proceed {
+        changes: Changes,
+        scopes: Vec<String>,
+    },
     /// An Action denied the login.
     Denied { action: String, reason: String },
     /// An Action failed, or could not run.
@@ -422,7 +430,13 @@ pub async fn run_chain(
     let mut all = Changes::default();
     for action in &chain.actions {
         let report = runtime
-            .invoke_action(&action.loaded, &event, &action.secrets, &action.sandbox, &action.id)
+            .invoke_action(
+                &action.loaded,
+                &event,
+                &action.secrets,
+                &action.sandbox,
+                &action.id,
+            )
             .await;
         for line in &report.logs {
             tracing::debug!(action = %action.name, source = ?line.source, level = ?line.level, "action: {}", line.message);
@@ -547,7 +561,11 @@ impl PostLoginTrigger<'_> {
             ChainOutcome::Proceed { changes, scopes } => {
                 if !changes.app_metadata.is_empty() || !changes.user_metadata.is_empty() {
                     self.store
-                        .merge_user_metadata(&user_id, &changes.app_metadata, &changes.user_metadata)
+                        .merge_user_metadata(
+                            &user_id,
+                            &changes.app_metadata,
+                            &changes.user_metadata,
+                        )
                         .await?;
                 }
                 Ok(Granted {
@@ -589,7 +607,9 @@ mod tests {
         let mut first = Changes::default();
         first.id_token_claims.insert("https://x/a".into(), 1.into());
         first.app_metadata.insert("plan".into(), "gold".into());
-        first.app_metadata.insert("gone".into(), serde_json::Value::Null);
+        first
+            .app_metadata
+            .insert("gone".into(), serde_json::Value::Null);
         let mut later = Changes::default();
         later.id_token_claims.insert("https://x/a".into(), 2.into());
         later.app_metadata.insert("gone".into(), "back".into());

@@ -2,20 +2,18 @@
 //! world (validated by name against it, pre-instantiated once per
 //! version) and calling it in a fresh instance under its sandbox.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::bindings::{self, PostLoginPre};
 use super::{
-    ActionError, ActionEvent, ActionOutcome, ActionReport, Changes, EXPORT, MAX_CUSTOM_CLAIMS_BYTES,
-    MAX_MESSAGE_BYTES, MAX_METADATA_CHANGE_BYTES, MAX_SCOPE_CHANGES, RESTRICTED_CLAIMS, WORLD,
-    is_scope_token,
+    ActionError, ActionEvent, ActionOutcome, ActionReport, Changes, EXPORT,
+    MAX_CUSTOM_CLAIMS_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_CHANGE_BYTES, MAX_SCOPE_CHANGES,
+    RESTRICTED_CLAIMS, WORLD, is_scope_token,
 };
 use crate::mapper::{
-    ComponentInfo, GuestCall, HostState, LoadError, Runtime, Sandbox, sha256_hex, truncate,
+    ComponentInfo, GuestCall, GuestFuture, HostState, LoadError, Runtime, Sandbox, sha256_hex,
+    truncate,
 };
 use crate::store::Metadata;
 
@@ -97,8 +95,7 @@ impl Runtime {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
-        let pre =
-            PostLoginPre::new(pre).map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        let pre = PostLoginPre::new(pre).map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
         Ok(LoadedAction {
             pre,
             digest,
@@ -154,10 +151,7 @@ struct ActionCall<'a> {
 impl GuestCall for ActionCall<'_> {
     type Output = Result<bindings::Outcome, bindings::Error>;
 
-    fn run<'s>(
-        self,
-        store: &'s mut Store<HostState>,
-    ) -> Pin<Box<dyn Future<Output = Result<Self::Output, (bool, wasmtime::Error)>> + Send + 's>>
+    fn run<'s>(self, store: &'s mut Store<HostState>) -> GuestFuture<'s, Self::Output>
     where
         Self: 's,
     {
@@ -343,7 +337,11 @@ mod tests {
         let mut c = changes();
         c.app_metadata = vec![prop("plan", "gold")];
         let err = check_changes(c).expect_err("invalid");
-        assert!(err.to_string().contains("app_metadata property `plan` is not JSON"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("app_metadata property `plan` is not JSON"),
+            "{err}"
+        );
     }
 
     #[test]

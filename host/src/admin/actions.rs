@@ -169,10 +169,12 @@ impl Broker {
     ) -> Result<ApiReply, ApiError> {
         match (req.method, seg) {
             (&Method::GET, ["actions"]) => {
-                let list: Vec<ActionView> =
-                    self.store.actions().await?.iter().map(view).collect();
+                let list: Vec<ActionView> = self.store.actions().await?.iter().map(view).collect();
                 let total = list.len();
-                Ok(json_reply(200, &serde_json::json!({"actions": list, "total": total})))
+                Ok(json_reply(
+                    200,
+                    &serde_json::json!({"actions": list, "total": total}),
+                ))
             }
             (&Method::POST, ["actions"]) => self.create_action(req).await,
             (&Method::GET, ["actions", id]) => {
@@ -186,7 +188,9 @@ impl Broker {
                 if bound.iter().any(|b| b == id) && params.get("force") != Some("true") {
                     return Err(ApiError::new(
                         409,
-                        format!("action `{id}` is bound to the post-login trigger; unbind it or send ?force=true"),
+                        format!(
+                            "action `{id}` is bound to the post-login trigger; unbind it or send ?force=true"
+                        ),
                     ));
                 }
                 if !self.store.delete_action(id).await? {
@@ -195,9 +199,7 @@ impl Broker {
                 self.catalog_changed().await;
                 Ok(super::ApiReply::no_content())
             }
-            (&Method::PUT, ["actions", id, "component"]) => {
-                self.upload_component(id, req).await
-            }
+            (&Method::PUT, ["actions", id, "component"]) => self.upload_component(id, req).await,
             (&Method::POST, ["actions", id, "deploy"]) => {
                 let version = self
                     .store
@@ -238,7 +240,9 @@ impl Broker {
                     .await?
                     .into_iter()
                     .find(|v| v.version == number)
-                    .ok_or_else(|| ApiError::not_found(format!("action `{id}` version {number}")))?;
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("action `{id}` version {number}"))
+                    })?;
                 Ok(json_reply(
                     200,
                     &version_view(&version, number == entry.active_version),
@@ -247,16 +251,16 @@ impl Broker {
             // Auth0's roll back: deploy an earlier version again.
             (&Method::POST, ["actions", id, "versions", number, "deploy"]) => {
                 let number = parse_version(number)?;
-                let bytes = self
-                    .store
-                    .action_bytes(id, number)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(format!("action `{id}` version {number}")))?;
+                let bytes = self.store.action_bytes(id, number).await?.ok_or_else(|| {
+                    ApiError::not_found(format!("action `{id}` version {number}"))
+                })?;
                 // Loaded first: a version that no longer loads is refused
                 // before anything changes.
                 self.compile_action(bytes.into()).await?;
                 if !self.store.activate_action_version(id, number).await? {
-                    return Err(ApiError::not_found(format!("action `{id}` version {number}")));
+                    return Err(ApiError::not_found(format!(
+                        "action `{id}` version {number}"
+                    )));
                 }
                 self.catalog_changed().await;
                 tracing::info!(caller = %caller.id, action = %id, version = number, "action version deployed again");
@@ -266,7 +270,9 @@ impl Broker {
                     .await?
                     .into_iter()
                     .find(|v| v.version == number)
-                    .ok_or_else(|| ApiError::not_found(format!("action `{id}` version {number}")))?;
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("action `{id}` version {number}"))
+                    })?;
                 Ok(json_reply(200, &version_view(&version, true)))
             }
             (&Method::POST, ["actions", id, "test"]) => self.test_action(id, req).await,
@@ -281,9 +287,11 @@ impl Broker {
             (&Method::PATCH, ["triggers", POST_LOGIN_TRIGGER, "bindings"]) => {
                 self.set_bindings(req, caller).await
             }
-            (_, ["triggers", other, ..]) if *other != POST_LOGIN_TRIGGER => Err(ApiError::not_found(
-                format!("trigger `{other}` (Waypass has `{POST_LOGIN_TRIGGER}`)"),
-            )),
+            (_, ["triggers", other, ..]) if *other != POST_LOGIN_TRIGGER => {
+                Err(ApiError::not_found(format!(
+                    "trigger `{other}` (Waypass has `{POST_LOGIN_TRIGGER}`)"
+                )))
+            }
             _ => Err(method_not_allowed()),
         }
     }
@@ -367,7 +375,9 @@ impl Broker {
         let loaded = self.compile_action(req.body.clone()).await?;
         entry.action.draft_sha256 = Some(loaded.digest().to_owned());
         entry.action.updated_at = self.clock.now();
-        self.store.put_action(&entry.action, Some(&req.body)).await?;
+        self.store
+            .put_action(&entry.action, Some(&req.body))
+            .await?;
         self.catalog_changed().await;
         Ok(json_reply(200, &view(&entry)))
     }
@@ -422,12 +432,9 @@ impl Broker {
                 Arc::new(self.compile_action(bytes.into()).await?)
             }
         };
-        let bound = crate::actions::BoundAction::from_stored(
-            &entry.action,
-            entry.active_version,
-            loaded,
-        )
-        .map_err(ApiError::bad_request)?;
+        let bound =
+            crate::actions::BoundAction::from_stored(&entry.action, entry.active_version, loaded)
+                .map_err(ApiError::bad_request)?;
         let report = self
             .runtime
             .invoke_action(
@@ -481,7 +488,11 @@ impl Broker {
     }
 
     /// Replaces the ordered list: the next login runs the new order.
-    async fn set_bindings(&self, req: &ApiRequest<'_>, caller: &Caller) -> Result<ApiReply, ApiError> {
+    async fn set_bindings(
+        &self,
+        req: &ApiRequest<'_>,
+        caller: &Caller,
+    ) -> Result<ApiReply, ApiError> {
         let body: BindingsBody = parse_body(req)?;
         if body.bindings.len() > MAX_BINDINGS {
             return Err(ApiError::bad_request(format!(
@@ -492,7 +503,9 @@ impl Broker {
         let mut ids = Vec::with_capacity(body.bindings.len());
         for binding in &body.bindings {
             let found = match binding.reference.kind.as_str() {
-                "action_id" => actions.iter().find(|a| a.action.id == binding.reference.value),
+                "action_id" => actions
+                    .iter()
+                    .find(|a| a.action.id == binding.reference.value),
                 "action_name" => actions
                     .iter()
                     .find(|a| a.action.name == binding.reference.value),

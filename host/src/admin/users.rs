@@ -105,7 +105,10 @@ fn public_json(u: &User) -> Value {
         obj.insert("last_login".into(), json!(u.last_login));
         obj.insert("logins_count".into(), json!(u.logins_count));
         obj.insert("app_metadata".into(), Value::Object(u.app_metadata.clone()));
-        obj.insert("user_metadata".into(), Value::Object(u.user_metadata.clone()));
+        obj.insert(
+            "user_metadata".into(),
+            Value::Object(u.user_metadata.clone()),
+        );
     }
     value
 }

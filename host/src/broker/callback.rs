@@ -11,11 +11,11 @@ use super::authorize::cookie_name;
 use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
+use crate::actions::{EventClient, EventRequest, PostLoginTrigger, TriggerError};
 use crate::mapper::MapperError;
 use crate::model::Connection;
 use crate::model::ProfileSource;
 use crate::secret::SecretHash;
-use crate::actions::{EventClient, EventRequest, PostLoginTrigger, TriggerError};
 use crate::store::{AuthorizationGrant, GrantClaims, LoginTransaction, TakeTransaction};
 
 /// What `/login/callback` answers.

@@ -139,17 +139,17 @@ impl LoadedMapper {
     }
 }
 
+/// What a [`GuestCall`] runs: the call, instantiation included; its error
+/// says whether instantiation (`true`) or the call failed.
+pub(crate) type GuestFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, (bool, wasmtime::Error)>> + Send + 'a>>;
+
 /// One guest call [`Runtime::run_sandboxed`] makes: instantiate a
 /// pre-instantiated component in the call's store and call its export.
 /// The error says whether instantiation (`true`) or the call failed.
 pub(crate) trait GuestCall: Send {
     type Output: Send;
-    fn run<'a>(
-        self,
-        store: &'a mut Store<HostState>,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<Self::Output, (bool, wasmtime::Error)>> + Send + 'a>,
-    >
+    fn run<'a>(self, store: &'a mut Store<HostState>) -> GuestFuture<'a, Self::Output>
     where
         Self: 'a;
 }
@@ -175,12 +175,7 @@ struct MapperCall<'m> {
 impl GuestCall for MapperCall<'_> {
     type Output = Result<bindings::types::Profile, bindings::types::Error>;
 
-    fn run<'a>(
-        self,
-        store: &'a mut Store<HostState>,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<Self::Output, (bool, wasmtime::Error)>> + Send + 'a>,
-    >
+    fn run<'a>(self, store: &'a mut Store<HostState>) -> GuestFuture<'a, Self::Output>
     where
         Self: 'a,
     {
@@ -261,9 +256,12 @@ impl Runtime {
         bytes: &[u8],
         digest: String,
     ) -> Result<LoadedMapper, LoadError> {
-        self.load_as(bytes, digest, validate::EXPORT, |component, digest, from_cache| {
-            self.prepare(component, digest, from_cache)
-        })
+        self.load_as(
+            bytes,
+            digest,
+            validate::EXPORT,
+            |component, digest, from_cache| self.prepare(component, digest, from_cache),
+        )
     }
 
     /// Loads a component of any world this runtime links: checks it

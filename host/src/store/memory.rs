@@ -502,8 +502,7 @@ impl Store for MemoryStore {
         draft: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut d = self.durable();
-        if d
-            .actions
+        if d.actions
             .values()
             .any(|a| a.action.name == action.name && a.action.id != action.id)
         {

@@ -38,8 +38,8 @@ pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
     StoredConnectionSpec, StoredMapperEgress, StoredScripts,
 };
-pub use stored::merge_metadata;
 pub use sqlite::SqliteStore;
+pub use stored::merge_metadata;
 
 use std::time::Duration;
 

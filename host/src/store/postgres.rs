@@ -1458,7 +1458,8 @@ impl Store for PostgresStore {
         const VERSIONS: &str = "SELECT name, version, sha256, size, created_at, created_by
              FROM mapper_versions ORDER BY name, version";
         const ACTIONS: &str = "SELECT action, active_version FROM actions ORDER BY id";
-        const ACTION_VERSIONS: &str = "SELECT action_id, version, sha256, size, created_at, created_by
+        const ACTION_VERSIONS: &str =
+            "SELECT action_id, version, sha256, size, created_at, created_by
              FROM action_versions ORDER BY action_id, version";
         const BINDINGS: &str = "SELECT action_id FROM action_bindings
              WHERE trigger_id = 'post-login' ORDER BY position";

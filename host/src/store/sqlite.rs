@@ -1316,8 +1316,16 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend(WHAT))?;
             let deleted = tx
-                .execute("DELETE FROM action_bindings WHERE action_id = ?1", params![id])
-                .and_then(|_| tx.execute("DELETE FROM action_versions WHERE action_id = ?1", params![id]))
+                .execute(
+                    "DELETE FROM action_bindings WHERE action_id = ?1",
+                    params![id],
+                )
+                .and_then(|_| {
+                    tx.execute(
+                        "DELETE FROM action_versions WHERE action_id = ?1",
+                        params![id],
+                    )
+                })
                 .and_then(|_| tx.execute("DELETE FROM actions WHERE id = ?1", params![id]))
                 .map_err(backend(WHAT))?;
             // Positions stay dense: renumber what is left in order.
@@ -1445,7 +1453,9 @@ impl Store for SqliteStore {
                 .map_err(backend(WHAT))?;
             for id in &ids {
                 let known: Option<i64> = tx
-                    .query_row("SELECT 1 FROM actions WHERE id = ?1", params![id], |r| r.get(0))
+                    .query_row("SELECT 1 FROM actions WHERE id = ?1", params![id], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(backend(WHAT))?;
                 if known.is_none() {

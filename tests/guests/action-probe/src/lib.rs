@@ -98,7 +98,9 @@ impl Guest for Probe {
         if let Some(claim) = secret(&event, "claim") {
             changes.id_token_claims.push(property(claim));
             changes.access_token_claims.push(property(claim));
-            changes.id_token_claims.push(property("sub=\"someone-else\""));
+            changes
+                .id_token_claims
+                .push(property("sub=\"someone-else\""));
         }
         if let Some(pair) = secret(&event, "metadata") {
             changes.app_metadata.push(property(pair));
