@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use base64::Engine as _;
+use openidconnect::OAuth2TokenResponse as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::reqwest::Method;
 use openidconnect::{
@@ -14,7 +15,10 @@ use openidconnect::{
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waypass::broker::Clock as _;
 use waypass::dev_provider::default_user;
+use waypass::secret::SecretHash;
+use waypass::store::Store as _;
 use waypass_tests::guests;
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api,
@@ -185,6 +189,22 @@ async fn a_rust_action_adds_a_namespaced_claim_that_the_apps_oidc_client_verifie
     assert_eq!(payload["https://waypass.test/roles"], json!(["admin"]));
     assert_eq!(payload["https://waypass.test/probe"], "action-probe");
     assert_eq!(payload["sub"], user_id(), "a restricted claim is left out");
+
+    // The access token's grant carries the Action's access-token claim.
+    let grant = tb
+        .store
+        .get_access_token(
+            SecretHash::of(tokens.access_token().secret()),
+            tb.clock.now(),
+        )
+        .await
+        .expect("memory store")
+        .expect("the access token is stored");
+    assert_eq!(grant.claims["https://waypass.test/roles"], json!(["admin"]));
+    assert!(
+        !grant.claims.contains_key("https://waypass.test/probe"),
+        "id_token only"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
