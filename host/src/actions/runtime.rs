@@ -118,7 +118,17 @@ impl Runtime {
             event: wit_event(event, secrets),
         };
         let run = self
-            .run_sandboxed(&format!("action:{share_key}"), sandbox, call)
+            .run_sandboxed(
+                &format!("action:{share_key}"),
+                || {
+                    format!(
+                        "action `{share_key}` already runs {} calls, its share of the pool",
+                        crate::mapper::limits::MAX_CALLS_PER_CONNECTION
+                    )
+                },
+                sandbox,
+                call,
+            )
             .await;
         ActionReport {
             result: match run.result {

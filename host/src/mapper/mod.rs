@@ -369,7 +369,16 @@ impl Runtime {
             access_token: &input.tokens.access_token,
             ctx: wit_context(input),
         };
-        let run = self.run_sandboxed(&input.connection, sandbox, call).await;
+        let busy = || {
+            format!(
+                "connection `{}` already runs {} mapper calls, its share of the pool",
+                input.connection,
+                limits::MAX_CALLS_PER_CONNECTION
+            )
+        };
+        let run = self
+            .run_sandboxed(&input.connection, busy, sandbox, call)
+            .await;
         let max_profile_bytes = sandbox.limits.clamped().max_profile_bytes;
         InvocationReport {
             result: run.result.and_then(|answer| match answer {
@@ -387,12 +396,14 @@ impl Runtime {
     /// Runs one guest call in a fresh `Store` under `sandbox`: the share
     /// of the pool `share_key` (a connection, an Action) may use, the
     /// deadline (guest CPU by epochs, host calls by timeout), the memory
-    /// cap, the egress session; and turns every host-side failure into a
+    /// cap, the egress session (`busy` says why a call past the share is
+    /// refused); and turns every host-side failure into a
     /// [`MapperError`]. Mappers and post-login Actions run through here, so
     /// both worlds get one sandbox.
     pub(crate) async fn run_sandboxed<C: GuestCall>(
         &self,
         share_key: &str,
+        busy: impl FnOnce() -> String,
         sandbox: &Sandbox,
         call: C,
     ) -> SandboxedRun<C::Output> {
@@ -401,12 +412,7 @@ impl Runtime {
         // One connection (or Action) runs at most its share of the pool.
         let Some(_share) = self.shares.enter(share_key) else {
             return SandboxedRun {
-                result: Err(MapperError::Busy {
-                    message: format!(
-                        "`{share_key}` already runs {} calls, its share of the pool",
-                        limits::MAX_CALLS_PER_CONNECTION
-                    ),
-                }),
+                result: Err(MapperError::Busy { message: busy() }),
                 logs: Vec::new(),
                 dropped_log_lines: 0,
                 requests: Vec::new(),
