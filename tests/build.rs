@@ -18,6 +18,8 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("NOT_A_MAPPER", "tests/guests", "not-a-mapper.wasm"),
     ("WRONG_SIGNATURE", "tests/guests", "wrong_signature.wasm"),
     ("FOREIGN_IMPORT", "tests/guests", "foreign_import.wasm"),
+    ("ACTION_PROBE", "tests/guests", "action_probe.wasm"),
+    ("ACTION_PROBE_TWO", "tests/guests", "action_probe_two.wasm"),
 ];
 
 fn main() {

@@ -35,11 +35,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::actions::{BoundAction, LoadedAction, PostLoginChain};
 use crate::mapper::{LoadedMapper, Runtime};
 use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreError, StoredCatalog};
-use registry::{MapperRegistry, parse_ref};
+use registry::{ActionRegistry, MapperRegistry, parse_ref};
 
 /// Why the catalog could not be read or built.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +65,10 @@ pub struct Snapshot {
     pub clients: HashMap<String, Arc<Client>>,
     pub connections: HashMap<String, Arc<Connection>>,
     pub mappers: MapperRegistry,
+    /// Post-login Actions by id: each one's active version, loaded.
+    pub actions: ActionRegistry,
+    /// The Actions bound to the post-login trigger, in order.
+    pub post_login: Arc<PostLoginChain>,
 }
 
 impl Snapshot {
@@ -78,6 +83,13 @@ impl Snapshot {
         list.sort_by(|a, b| a.name().cmp(b.name()));
         list
     }
+}
+
+/// The store's Actions, versions and bindings, as a rebuild reads them.
+struct StoredActions {
+    actions: Vec<crate::store::ActionEntry>,
+    versions: Vec<crate::store::ActionVersion>,
+    bindings: Vec<String>,
 }
 
 /// A loaded component's identity: the same name, version and bytes.
@@ -234,6 +246,11 @@ impl Catalog {
     /// A snapshot of `stored`, reusing `previous`'s components.
     async fn build(&self, stored: StoredCatalog, previous: &Snapshot) -> (Snapshot, Vec<String>) {
         let mut problems = Vec::new();
+        let stored_actions = StoredActions {
+            actions: stored.actions,
+            versions: stored.action_versions,
+            bindings: stored.post_login_bindings,
+        };
         let mut snapshot = Snapshot {
             version: stored.version,
             loaded: true,
@@ -323,6 +340,8 @@ impl Catalog {
             }
             snapshot.connections.insert(conn.name().to_owned(), conn);
         }
+        self.build_actions(&stored_actions, previous, &mut snapshot, &mut problems)
+            .await;
         // A script connection written by another instance: the engine is
         // loaded before the snapshot is served, so its first login does
         // not wait for it.
@@ -330,6 +349,106 @@ impl Catalog {
             problems.push(e);
         }
         (snapshot, problems)
+    }
+
+    /// Loads each Action's active version (reusing the previous
+    /// snapshot's) and builds the post-login chain in bound order. A bound
+    /// Action that cannot run makes the chain unservable: its logins fail
+    /// rather than skip it.
+    async fn build_actions(
+        &self,
+        stored: &StoredActions,
+        previous: &Snapshot,
+        snapshot: &mut Snapshot,
+        problems: &mut Vec<String>,
+    ) {
+        let digests: HashMap<(&str, u32), &str> = stored
+            .versions
+            .iter()
+            .map(|v| ((v.action_id.as_str(), v.version), v.sha256.as_str()))
+            .collect();
+        for entry in &stored.actions {
+            let id = entry.action.id.as_str();
+            snapshot.actions.set_active(id, entry.active_version);
+            if entry.active_version == 0 {
+                continue;
+            }
+            let Some(digest) = digests.get(&(id, entry.active_version)) else {
+                continue;
+            };
+            match self
+                .action_component(id, entry.active_version, digest, previous)
+                .await
+            {
+                Ok(loaded) => snapshot.actions.insert(id, entry.active_version, loaded),
+                Err(e) => problems.push(format!(
+                    "action `{}` version {}: {e}",
+                    entry.action.name, entry.active_version
+                )),
+            }
+        }
+        let mut chain = PostLoginChain::default();
+        for id in &stored.bindings {
+            let Some(entry) = stored.actions.iter().find(|a| &a.action.id == id) else {
+                chain.unservable = Some(format!("bound action `{id}` does not exist"));
+                break;
+            };
+            let bound = snapshot
+                .actions
+                .resolve(id)
+                .ok_or_else(|| {
+                    if entry.active_version == 0 {
+                        "it was never deployed".to_owned()
+                    } else {
+                        format!("its version {} did not load", entry.active_version)
+                    }
+                })
+                .and_then(|(loaded, version)| {
+                    BoundAction::from_stored(&entry.action, version, loaded)
+                });
+            match bound {
+                Ok(bound) => chain.actions.push(Arc::new(bound)),
+                Err(e) => {
+                    let problem = format!("bound action `{}` cannot run: {e}", entry.action.name);
+                    problems.push(problem.clone());
+                    chain.unservable = Some(problem);
+                    break;
+                }
+            }
+        }
+        snapshot.post_login = Arc::new(chain);
+    }
+
+    /// An Action's loaded component, as [`Catalog::component`] for mappers.
+    async fn action_component(
+        &self,
+        id: &str,
+        version: u32,
+        digest: &str,
+        previous: &Snapshot,
+    ) -> Result<Arc<LoadedAction>, String> {
+        if let Some(loaded) = previous
+            .actions
+            .get(id, version)
+            .filter(|a| a.digest() == digest)
+        {
+            return Ok(loaded);
+        }
+        let bytes = self
+            .store
+            .action_bytes(id, version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the store holds no bytes for it")?;
+        let runtime = Arc::clone(&self.runtime);
+        let digest = digest.to_owned();
+        let loaded =
+            tokio::task::spawn_blocking(move || runtime.load_action_with_digest(&bytes, digest))
+                .await
+                .map_err(|e| format!("loading panicked: {e}"))?
+                .map_err(|e| e.to_string())?;
+        tracing::info!(action = %id, version, "loaded action version");
+        Ok(Arc::new(loaded))
     }
 
     /// The loaded component for `name` version `version` with bytes

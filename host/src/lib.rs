@@ -7,6 +7,10 @@
 //! - [`mapper`]: the mapper runtime — loads components implementing the
 //!   `waypass:mapper/mapper` world (`wit/`), runs one fresh instance per
 //!   call under limits, and reports typed outcomes.
+//! - [`actions`]: post-login Actions — components of the
+//!   `waypass:action/post-login` world (`wit/action/`), on the same
+//!   runtime, run in bound order after the user is recorded and before the
+//!   code is issued.
 //! - [`egress`]: the egress policy behind every request a mapper makes, through
 //!   our `http` import and `wasi:http` alike.
 //! - [`store`]: all state behind one trait (memory, SQLite, PostgreSQL),
@@ -27,6 +31,7 @@
 //! - [`cli`]: the `waypass` command's subcommands (the binary only parses and
 //!   dispatches).
 
+pub mod actions;
 pub mod admin;
 pub mod broker;
 pub mod build;

@@ -24,6 +24,7 @@ const TASKS: u64 = 8;
 
 fn grant() -> AuthorizationGrant {
     AuthorizationGrant {
+        claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/callback".into(),
         user_id: "oauth2|acme|42".into(),

@@ -17,9 +17,10 @@ use waypass::mapper::Profile;
 use waypass::model::{ConnectionRecord, ConnectionSpec};
 use waypass::secret::{Secret, SecretHash};
 use waypass::store::{
-    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, Store,
-    StoreError, StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
-    StoredMapperEgress, StoredScripts, Swept, TakeTransaction,
+    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, Metadata, PutTransaction,
+    Store, StoreError, StoredAction, StoredActionSecret, StoredClient, StoredConnection,
+    StoredConnectionOptions, StoredConnectionSpec, StoredMapperEgress, StoredScripts, Swept,
+    TakeTransaction,
 };
 
 /// "Now" in every behaviour: a fixed time, so expiry is exact.
@@ -90,6 +91,17 @@ where
         the_catalog_is_read_whole_with_its_version,
         a_lease_is_held_by_one_holder_until_it_expires,
         concurrent_lease_takers_let_exactly_one_win,
+        metadata_merges_top_level_properties_and_null_removes_one,
+        a_login_keeps_the_users_metadata,
+        merging_metadata_of_an_unknown_user_finds_nobody,
+        concurrent_metadata_merges_all_land,
+        actions_are_put_listed_and_their_names_are_unique,
+        deploying_an_action_stores_its_draft_as_the_next_active_version,
+        an_action_without_a_draft_has_nothing_to_deploy,
+        an_older_action_version_can_be_activated_again,
+        bindings_keep_their_order_and_refuse_unknown_actions,
+        deleting_an_action_removes_its_versions_and_bindings,
+        action_writes_bump_the_catalog_and_the_catalog_holds_them,
     );
 }
 
@@ -151,6 +163,7 @@ fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
 
 fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
     AuthorizationGrant {
+        claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/callback".into(),
         user_id: user.into(),
@@ -164,6 +177,7 @@ fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
 
 fn access(user: &str, expires_at: u64) -> AccessGrant {
     AccessGrant {
+        claims: Default::default(),
         user_id: user.into(),
         client_id: "app".into(),
         scope: "openid profile".into(),
@@ -637,10 +651,12 @@ pub async fn access_tokens_can_be_read_until_they_expire(store: &dyn Store) {
 /// only its own.
 pub async fn deleting_a_clients_access_tokens_leaves_other_clients_tokens(store: &dyn Store) {
     let other = AccessGrant {
+        claims: Default::default(),
         client_id: "other-app".into(),
         ..access("oauth2|acme|2", NOW + 60)
     };
     let management = AccessGrant {
+        claims: Default::default(),
         user_id: String::new(),
         scope: "read:users".into(),
         ..access("", NOW + 60)
@@ -1798,4 +1814,423 @@ pub async fn concurrent_lease_takers_let_exactly_one_win(store: &dyn Store) {
         1,
         "one sweeper: {results:?}"
     );
+}
+
+// ---- users' metadata and post-login Actions ----
+
+fn metadata(value: serde_json::Value) -> Metadata {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+async fn login(store: &dyn Store, user_id: &str) {
+    store
+        .record_login(user_id, "c", profile(user_id, None, "U"), NOW)
+        .await
+        .expect("login");
+}
+
+pub async fn metadata_merges_top_level_properties_and_null_removes_one(store: &dyn Store) {
+    login(store, "u1").await;
+    let first = store
+        .merge_user_metadata(
+            "u1",
+            &metadata(json!({"plan": "gold", "roles": ["a"], "gone": 1})),
+            &metadata(json!({"theme": {"dark": true, "size": 2}})),
+        )
+        .await
+        .expect("merge")
+        .expect("the user");
+    assert_eq!(first.app_metadata["plan"], "gold");
+    let second = store
+        .merge_user_metadata(
+            "u1",
+            &metadata(json!({"roles": ["b"], "gone": null})),
+            &metadata(json!({"theme": {"dark": false}})),
+        )
+        .await
+        .expect("merge")
+        .expect("the user");
+    let stored = store.get_user("u1").await.expect("get").expect("the user");
+    assert_eq!(stored, second, "what the merge returns is what is stored");
+    assert_eq!(
+        serde_json::Value::Object(stored.app_metadata),
+        json!({"plan": "gold", "roles": ["b"]}),
+        "top-level properties replaced, null removes one, the rest kept"
+    );
+    assert_eq!(
+        serde_json::Value::Object(stored.user_metadata),
+        json!({"theme": {"dark": false}}),
+        "an object is replaced whole, not merged deeper"
+    );
+}
+
+pub async fn a_login_keeps_the_users_metadata(store: &dyn Store) {
+    login(store, "u1").await;
+    store
+        .merge_user_metadata("u1", &metadata(json!({"plan": "gold"})), &Metadata::new())
+        .await
+        .expect("merge");
+    let again = store
+        .record_login("u1", "c", profile("u1", None, "U"), NOW + 1)
+        .await
+        .expect("login");
+    assert_eq!(again.app_metadata["plan"], "gold", "returned by the login");
+    let stored = store.get_user("u1").await.expect("get").expect("the user");
+    assert_eq!(stored.app_metadata["plan"], "gold");
+    assert_eq!(stored.logins_count, 2);
+}
+
+pub async fn merging_metadata_of_an_unknown_user_finds_nobody(store: &dyn Store) {
+    let merged = store
+        .merge_user_metadata("nobody", &metadata(json!({"a": 1})), &Metadata::new())
+        .await
+        .expect("merge");
+    assert_eq!(merged, None);
+    assert_eq!(store.get_user("nobody").await.expect("get"), None);
+}
+
+pub async fn concurrent_metadata_merges_all_land(store: &dyn Store) {
+    login(store, "u1").await;
+    let results = race(RACERS, |i| async move {
+        let patch = metadata(json!({ format!("k{i}"): i }));
+        store
+            .merge_user_metadata("u1", &patch, &Metadata::new())
+            .await
+    });
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let stored = store.get_user("u1").await.expect("get").expect("the user");
+    assert_eq!(
+        stored.app_metadata.len(),
+        RACERS,
+        "no merge lost: {:?}",
+        stored.app_metadata
+    );
+}
+
+fn action(id: &str, name: &str) -> StoredAction {
+    StoredAction {
+        id: id.into(),
+        name: name.into(),
+        supported_triggers: vec!["post-login".into()],
+        runtime: "wasm".into(),
+        secrets: vec![StoredActionSecret {
+            name: "API_KEY".into(),
+            value: "s3cret".into(),
+        }],
+        egress: StoredMapperEgress {
+            allowed_hosts: vec!["api.example.com".into()],
+            allow_private_networks: false,
+        },
+        timeout_ms: Some(500),
+        draft_sha256: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn with_draft(mut action: StoredAction, sha: &str) -> StoredAction {
+    action.draft_sha256 = Some(sha.into());
+    action
+}
+
+pub async fn actions_are_put_listed_and_their_names_are_unique(store: &dyn Store) {
+    store
+        .put_action(&action("act_b", "second"), None)
+        .await
+        .expect("put");
+    store
+        .put_action(&action("act_a", "first"), None)
+        .await
+        .expect("put");
+    let listed = store.actions().await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|a| (a.action.id.as_str(), a.active_version))
+            .collect::<Vec<_>>(),
+        [("act_a", 0), ("act_b", 0)],
+        "by id, never deployed"
+    );
+    assert_eq!(
+        listed[0].action,
+        action("act_a", "first"),
+        "every field kept"
+    );
+    let taken = store.put_action(&action("act_c", "first"), None).await;
+    assert!(matches!(&taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let mut renamed = action("act_a", "renamed");
+    renamed.updated_at = NOW + 5;
+    store.put_action(&renamed, None).await.expect("rename");
+    assert_eq!(store.actions().await.expect("list")[0].action, renamed);
+}
+
+pub async fn deploying_an_action_stores_its_draft_as_the_next_active_version(store: &dyn Store) {
+    store
+        .put_action(&with_draft(action("act_a", "a"), "sha-1"), Some(b"one"))
+        .await
+        .expect("put");
+    let v1 = store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy")
+        .expect("deployed");
+    assert_eq!((v1.version, v1.sha256.as_str(), v1.size), (1, "sha-1", 3));
+    // A settings change keeps the draft; a new draft replaces it.
+    store
+        .put_action(&with_draft(action("act_a", "a"), "sha-1"), None)
+        .await
+        .expect("put");
+    let again = store
+        .deploy_action("act_a", "admin", NOW + 1)
+        .await
+        .expect("deploy")
+        .expect("deployed");
+    assert_eq!(again.version, 2);
+    assert_eq!(
+        store.action_bytes("act_a", 2).await.expect("bytes"),
+        Some(b"one".to_vec()),
+        "the kept draft"
+    );
+    store
+        .put_action(&with_draft(action("act_a", "a"), "sha-3"), Some(b"three"))
+        .await
+        .expect("put");
+    let v3 = store
+        .deploy_action("act_a", "ci", NOW + 2)
+        .await
+        .expect("deploy")
+        .expect("deployed");
+    assert_eq!((v3.version, v3.created_by.as_str()), (3, "ci"));
+    assert_eq!(
+        store.action_bytes("act_a", 3).await.expect("bytes"),
+        Some(b"three".to_vec())
+    );
+    assert_eq!(
+        store.action_bytes("act_a", 1).await.expect("bytes"),
+        Some(b"one".to_vec()),
+        "older versions are kept"
+    );
+    assert_eq!(store.action_bytes("act_a", 4).await.expect("bytes"), None);
+    let versions = store.action_versions("act_a").await.expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(store.actions().await.expect("list")[0].active_version, 3);
+}
+
+pub async fn an_action_without_a_draft_has_nothing_to_deploy(store: &dyn Store) {
+    store
+        .put_action(&action("act_a", "a"), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .deploy_action("act_a", "admin", NOW)
+            .await
+            .expect("deploy"),
+        None
+    );
+    assert_eq!(
+        store
+            .deploy_action("act_nope", "admin", NOW)
+            .await
+            .expect("deploy"),
+        None
+    );
+    assert!(
+        store
+            .action_versions("act_a")
+            .await
+            .expect("versions")
+            .is_empty()
+    );
+}
+
+pub async fn an_older_action_version_can_be_activated_again(store: &dyn Store) {
+    store
+        .put_action(&with_draft(action("act_a", "a"), "sha-1"), Some(b"one"))
+        .await
+        .expect("put");
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    assert!(
+        store
+            .activate_action_version("act_a", 1)
+            .await
+            .expect("activate")
+    );
+    assert_eq!(store.actions().await.expect("list")[0].active_version, 1);
+    assert!(
+        !store
+            .activate_action_version("act_a", 9)
+            .await
+            .expect("activate")
+    );
+    assert!(
+        !store
+            .activate_action_version("act_nope", 1)
+            .await
+            .expect("activate")
+    );
+    assert_eq!(store.actions().await.expect("list")[0].active_version, 1);
+}
+
+pub async fn bindings_keep_their_order_and_refuse_unknown_actions(store: &dyn Store) {
+    assert!(
+        store
+            .post_login_bindings()
+            .await
+            .expect("bindings")
+            .is_empty()
+    );
+    for (id, name) in [("act_a", "a"), ("act_b", "b"), ("act_c", "c")] {
+        store
+            .put_action(&action(id, name), None)
+            .await
+            .expect("put");
+    }
+    let order = ["act_c".to_owned(), "act_a".to_owned(), "act_b".to_owned()];
+    store.set_post_login_bindings(&order).await.expect("bind");
+    assert_eq!(store.post_login_bindings().await.expect("bindings"), order);
+    let refused = store
+        .set_post_login_bindings(&["act_a".to_owned(), "act_nope".to_owned()])
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Missing(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.post_login_bindings().await.expect("bindings"),
+        order,
+        "a refused write changes nothing"
+    );
+    store
+        .set_post_login_bindings(&["act_b".to_owned()])
+        .await
+        .expect("bind");
+    assert_eq!(
+        store.post_login_bindings().await.expect("bindings"),
+        ["act_b"]
+    );
+}
+
+pub async fn deleting_an_action_removes_its_versions_and_bindings(store: &dyn Store) {
+    for (id, name) in [("act_a", "a"), ("act_b", "b"), ("act_c", "c")] {
+        store
+            .put_action(&with_draft(action(id, name), "sha"), Some(b"x"))
+            .await
+            .expect("put");
+        store.deploy_action(id, "admin", NOW).await.expect("deploy");
+    }
+    let order = ["act_a".to_owned(), "act_b".to_owned(), "act_c".to_owned()];
+    store.set_post_login_bindings(&order).await.expect("bind");
+    assert!(store.delete_action("act_b").await.expect("delete"));
+    assert!(!store.delete_action("act_b").await.expect("delete"), "once");
+    assert_eq!(
+        store.post_login_bindings().await.expect("bindings"),
+        ["act_a", "act_c"],
+        "the others keep their order"
+    );
+    assert!(
+        store
+            .action_versions("act_b")
+            .await
+            .expect("versions")
+            .is_empty()
+    );
+    assert_eq!(store.action_bytes("act_b", 1).await.expect("bytes"), None);
+    // A new Action under the old id starts from nothing.
+    store
+        .put_action(&action("act_b", "b"), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .deploy_action("act_b", "admin", NOW)
+            .await
+            .expect("deploy"),
+        None,
+        "no draft survived the delete"
+    );
+}
+
+pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &dyn Store) {
+    let mut version = store.catalog_version().await.expect("version");
+    macro_rules! bumped {
+        ($what:literal, $now:expr) => {{
+            let now = $now;
+            assert!(now > version, "{} bumps the catalog version", $what);
+            version = now;
+        }};
+    }
+    store
+        .put_action(&with_draft(action("act_a", "a"), "sha-1"), Some(b"one"))
+        .await
+        .expect("put");
+    bumped!(
+        "put_action",
+        store.catalog_version().await.expect("version")
+    );
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    bumped!(
+        "deploy_action",
+        store.catalog_version().await.expect("version")
+    );
+    store
+        .deploy_action("act_a", "admin", NOW)
+        .await
+        .expect("deploy");
+    store
+        .activate_action_version("act_a", 1)
+        .await
+        .expect("activate");
+    bumped!(
+        "activate_action_version",
+        store.catalog_version().await.expect("version")
+    );
+    store
+        .set_post_login_bindings(&["act_a".to_owned()])
+        .await
+        .expect("bind");
+    bumped!(
+        "set_post_login_bindings",
+        store.catalog_version().await.expect("version")
+    );
+
+    let catalog = store.catalog().await.expect("catalog");
+    assert_eq!(catalog.version, version);
+    assert_eq!(catalog.actions.len(), 1);
+    assert_eq!(catalog.actions[0].active_version, 1);
+    assert_eq!(catalog.actions[0].action.secrets[0].value, "s3cret");
+    assert_eq!(
+        catalog
+            .action_versions
+            .iter()
+            .map(|v| (v.action_id.as_str(), v.version))
+            .collect::<Vec<_>>(),
+        [("act_a", 1), ("act_a", 2)]
+    );
+    assert_eq!(catalog.post_login_bindings, ["act_a"]);
+
+    store.delete_action("act_a").await.expect("delete");
+    bumped!(
+        "delete_action",
+        store.catalog_version().await.expect("version")
+    );
+    let catalog = store.catalog().await.expect("catalog");
+    assert_eq!(catalog.version, version);
+    assert!(catalog.actions.is_empty() && catalog.post_login_bindings.is_empty());
 }

@@ -36,6 +36,7 @@ fn transaction() -> LoginTransaction {
 
 fn grant() -> AuthorizationGrant {
     AuthorizationGrant {
+        claims: Default::default(),
         client_id: "shop".into(),
         redirect_uri: "https://shop.example/callback".into(),
         user_id: "oauth2|acme|42".into(),
@@ -49,6 +50,7 @@ fn grant() -> AuthorizationGrant {
 
 fn access() -> AccessGrant {
     AccessGrant {
+        claims: Default::default(),
         user_id: "oauth2|acme|42".into(),
         client_id: "shop".into(),
         scope: "openid email".into(),

@@ -411,6 +411,7 @@ fn any_token_request_gets_an_rfc_6749_answer() {
             .expect("user");
         for code in KNOWN_CODES {
             let grant = AuthorizationGrant {
+                claims: Default::default(),
                 client_id: APP.into(),
                 redirect_uri: APP_CALLBACK.into(),
                 user_id: "oauth2|devprov|ada".into(),

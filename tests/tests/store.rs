@@ -70,6 +70,7 @@ fn transaction() -> LoginTransaction {
 
 fn grant(code_challenge: Option<&str>) -> AuthorizationGrant {
     AuthorizationGrant {
+        claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/cb".into(),
         user_id: "oauth2|acme|1".into(),
@@ -127,6 +128,7 @@ async fn write_one_of_everything(store: &dyn Store) {
         .put_access_token(
             SecretHash::of("token"),
             AccessGrant {
+                claims: Default::default(),
                 user_id: "oauth2|acme|1".into(),
                 client_id: "app".into(),
                 scope: "openid".into(),

@@ -76,6 +76,7 @@ fn transaction(round: usize) -> LoginTransaction {
 
 fn grant(round: usize) -> AuthorizationGrant {
     AuthorizationGrant {
+        claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/cb".into(),
         user_id: format!("oauth2|acme|{round}"),

@@ -1,16 +1,17 @@
-//! The management API under `/api/v2`: connections, clients, mappers and
-//! users, in Auth0's shapes where Auth0 has them.
+//! The management API under `/api/v2`: connections, clients, mappers,
+//! users and post-login Actions, in Auth0's shapes where Auth0 has them.
 //!
 //! Every call needs a Bearer token: the bootstrap admin token
 //! (`WAYPASS_ADMIN_TOKEN`, all scopes) or an access token from the
 //! `client_credentials` grant, limited to its scopes (`read:X` / `write:X`
-//! for connections, clients, mappers, users) that its client still holds:
+//! for connections, clients, mappers, users, actions) that its client still holds:
 //! a token dies with its client, with its client's secret (rotation revokes
 //! it) and loses a scope the client loses. Setting a client's scopes needs
 //! `write:client_grants` as well, and grants at most what the caller holds.
 //! 401 means no valid token, 403 a valid token without the scope. Errors
 //! are `{statusCode, error, message}`.
 
+mod actions;
 mod clients;
 mod connections;
 mod mappers;
@@ -26,7 +27,7 @@ use crate::secret::SecretHash;
 use crate::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 10] = [
+pub const SCOPES: [&str; 12] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -35,6 +36,8 @@ pub const SCOPES: [&str; 10] = [
     "write:mappers",
     "read:users",
     "write:users",
+    "read:actions",
+    "write:actions",
     WRITE_EGRESS,
     clients::GRANT_SCOPE,
 ];
@@ -127,6 +130,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Conflict(what) => {
                 Self::new(409, format!("{what} already exists"))
             }
+            crate::store::StoreError::Missing(what) => {
+                Self::new(400, format!("{what} does not exist"))
+            }
             crate::store::StoreError::Backend(m) => {
                 tracing::error!(error = %m, "store failure in the management API");
                 Self::new(503, "the store is unavailable; try again")
@@ -180,7 +186,7 @@ impl Broker {
         let resource = *seg.first().unwrap_or(&"");
         let write = !matches!(*req.method, Method::GET | Method::HEAD);
         let scope = match resource {
-            "connections" | "clients" | "mappers" | "users" => {
+            "connections" | "clients" | "mappers" | "users" | "actions" => {
                 format!("{}:{resource}", if write { "write" } else { "read" })
             }
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
@@ -195,6 +201,7 @@ impl Broker {
             "connections" => self.connections_api(req, &seg[1..], &req.caller).await,
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
+            "actions" => self.actions_api(req, &seg[1..], &req.caller).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

@@ -1,4 +1,5 @@
-//! `/api/v2/users`: list (paged, searchable by email), get, delete.
+//! `/api/v2/users`: list (paged, searchable by email), get, update the
+//! metadata (Auth0's merge), delete.
 
 use http::Method;
 use serde_json::{Value, json};
@@ -6,7 +7,8 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiReply, ApiRequest, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::oauth::Params;
-use crate::store::User;
+use crate::store::{Metadata, User};
+use serde::Deserialize;
 
 /// Users per page unless `per_page` says otherwise, and at most.
 const DEFAULT_PER_PAGE: usize = 50;
@@ -52,6 +54,25 @@ impl Broker {
                     .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
                 Ok(ApiReply::json(200, public_json(&user)))
             }
+            (&Method::PATCH, [id]) => {
+                let body: MetadataPatch = serde_json::from_value(super::json_body(req)?)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if body.app_metadata.is_none() && body.user_metadata.is_none() {
+                    return Err(ApiError::bad_request(
+                        "send `app_metadata` and/or `user_metadata` (objects)",
+                    ));
+                }
+                let user = self
+                    .store
+                    .merge_user_metadata(
+                        id,
+                        &body.app_metadata.unwrap_or_default(),
+                        &body.user_metadata.unwrap_or_default(),
+                    )
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
+                Ok(ApiReply::json(200, public_json(&user)))
+            }
             (&Method::DELETE, [id]) => {
                 if !self.store.delete_user(id).await? {
                     return Err(ApiError::not_found(format!("user `{id}`")));
@@ -77,6 +98,16 @@ struct Identity<'a> {
     is_social: bool,
 }
 
+/// `PATCH /api/v2/users/{id}`: Auth0's metadata fields, merged at the top
+/// level (a property set to `null` is removed). Other fields of Auth0's
+/// user are not writable here: refused by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataPatch {
+    app_metadata: Option<Metadata>,
+    user_metadata: Option<Metadata>,
+}
+
 fn public_json(u: &User) -> Value {
     let mut value = serde_json::to_value(&u.profile).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
@@ -94,6 +125,11 @@ fn public_json(u: &User) -> Value {
             is_social: true,
         };
         obj.insert("identities".into(), json!([identity]));
+        obj.insert("app_metadata".into(), Value::Object(u.app_metadata.clone()));
+        obj.insert(
+            "user_metadata".into(),
+            Value::Object(u.user_metadata.clone()),
+        );
     }
     value
 }

@@ -11,10 +11,11 @@ use super::authorize::cookie_name;
 use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
+use crate::actions::{EventClient, EventRequest, PostLoginTrigger, TriggerError};
 use crate::mapper::MapperError;
 use crate::model::{Connection, ProfileSource, TokenAuthMethod};
 use crate::secret::SecretHash;
-use crate::store::{AuthorizationGrant, LoginTransaction, TakeTransaction};
+use crate::store::{AuthorizationGrant, GrantClaims, LoginTransaction, TakeTransaction};
 
 /// What `/login/callback` answers.
 #[derive(Debug)]
@@ -40,6 +41,20 @@ impl Broker {
         query: &str,
         arrived_on: Option<&str>,
         from: IpAddr,
+        cookie: impl Fn(&str) -> Option<String>,
+    ) -> CallbackOutcome {
+        self.callback_from(query, arrived_on, from, None, cookie)
+            .await
+    }
+
+    /// [`Broker::callback`] with the browser's `User-Agent`, which
+    /// post-login Actions see.
+    pub async fn callback_from(
+        &self,
+        query: &str,
+        arrived_on: Option<&str>,
+        from: IpAddr,
+        user_agent: Option<&str>,
         cookie: impl Fn(&str) -> Option<String>,
     ) -> CallbackOutcome {
         if let Err(wait) = self.rate.callback(from) {
@@ -101,7 +116,12 @@ impl Broker {
             check_provenance(&params, &connection, arrived_on)?;
             // Taken with the binding: the browser sent its cookie.
             let nonce = provider_nonce(cookie_value.as_deref().unwrap_or_default());
-            self.finish_login(&params, &tx, &connection, &nonce).await
+            let request = EventRequest {
+                ip: from.to_string(),
+                user_agent: user_agent.map(str::to_owned),
+            };
+            self.finish_login(&params, &tx, &connection, &nonce, request)
+                .await
         }
         .instrument(span.clone())
         .await;
@@ -137,6 +157,7 @@ impl Broker {
         tx: &LoginTransaction,
         connection: &Arc<Connection>,
         nonce: &str,
+        request: EventRequest,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
             let description = params.get("error_description");
@@ -226,16 +247,38 @@ impl Broker {
             stored.as_ref().map(|u| &u.profile),
             profile,
         );
-        self.store
+        let user = self
+            .store
             .record_login(&user_id, connection.name(), profile, now)
             .await
             .map_err(unrecorded)?;
+        // Post-login Actions: after the user is known, before the code.
+        let client = EventClient {
+            client_id: tx.client_id.clone(),
+            name: self
+                .client(&tx.client_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+        };
+        let snapshot = self.catalog.snapshot();
+        let granted = PostLoginTrigger {
+            runtime: &self.runtime,
+            store: &*self.store,
+            chain: &snapshot.post_login,
+        }
+        .run_for_login(&user, client, request, &tx.scope, &tx.redirect_uri)
+        .await
+        .map_err(post_login_error)?;
         let code = self.random.token();
         let grant = AuthorizationGrant {
+            claims: GrantClaims {
+                id_token: granted.id_token_claims,
+                access_token: granted.access_token_claims,
+            },
             client_id: tx.client_id.clone(),
             redirect_uri: tx.redirect_uri.clone(),
             user_id: user_id.clone(),
-            scope: tx.scope.clone(),
+            scope: granted.scope,
             nonce: tx.nonce.clone(),
             code_challenge: tx.code_challenge.clone(),
             auth_time: now,
@@ -253,6 +296,28 @@ impl Broker {
             })?;
         tracing::info!(user_id, "login succeeded");
         Ok(code)
+    }
+}
+
+/// What the app is told when the post-login trigger ends a login: a deny
+/// is `access_denied` with the Action's reason (as Auth0's
+/// `api.access.deny`); a failure is `server_error` naming the Action.
+fn post_login_error(e: TriggerError) -> OAuthError {
+    match e {
+        TriggerError::Denied { action, reason } => {
+            tracing::info!(action, reason, "a post-login action denied the login");
+            OAuthError::new(ErrorCode::AccessDenied, reason)
+        }
+        TriggerError::Store(e) => {
+            tracing::error!(error = %e, "cannot store the actions' metadata changes");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the login could not be completed; try again",
+            )
+        }
+        e @ (TriggerError::Failed { .. } | TriggerError::Unservable(_)) => {
+            OAuthError::new(ErrorCode::ServerError, e.to_string())
+        }
     }
 }
 

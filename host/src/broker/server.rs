@@ -269,7 +269,9 @@ async fn api(
         }
         Ok(caller) => {
             // Only component uploads may be large (and slow).
-            let (limit, deadline) = if parts.method == Method::PUT && path.starts_with("mappers/") {
+            let upload = path.starts_with("mappers/")
+                || (path.starts_with("actions/actions/") && path.ends_with("/component"));
+            let (limit, deadline) = if parts.method == Method::PUT && upload {
                 (crate::admin::MAX_MAPPER_BYTES, UPLOAD_READ_TIMEOUT)
             } else {
                 (crate::admin::MAX_JSON_BYTES, BODY_READ_TIMEOUT)
@@ -344,8 +346,13 @@ async fn login_callback(
     arrived_on: Option<&str>,
     from: IpAddr,
 ) -> Response<Body> {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let outcome = broker
-        .callback(query, arrived_on, from, |name| cookie_value(headers, name))
+        .callback_from(query, arrived_on, from, user_agent, |name| {
+            cookie_value(headers, name)
+        })
         .await;
     match outcome {
         CallbackOutcome::ToApp {

@@ -83,6 +83,7 @@ impl AccessGrant {
             user_id: String::new(),
             client_id: client_id.to_owned(),
             scope,
+            claims: Default::default(),
             expires_at,
         }
     }
@@ -266,6 +267,10 @@ impl Broker {
             claims.insert("nonce".into(), json!(nonce));
         }
         profile_claims(&user, &grant.scope, &mut claims);
+        // Post-login Actions' claims, never in place of one set above.
+        for (name, value) in &grant.claims.id_token {
+            claims.entry(name.clone()).or_insert_with(|| value.clone());
+        }
         let id_token = self
             .keys
             .sign(client.id_token_alg, &Value::Object(claims))
@@ -275,6 +280,7 @@ impl Broker {
             })?;
         let access_token = self.random.token();
         let access = AccessGrant {
+            claims: grant.claims.access_token.clone(),
             user_id: user.user_id.clone(),
             client_id: client.client_id.clone(),
             scope: grant.scope.clone(),
@@ -548,6 +554,7 @@ mod tests {
             .await
             .expect("record user");
         let grant = AccessGrant {
+            claims: Default::default(),
             user_id: USER_ID.into(),
             client_id: "app".into(),
             scope: "openid".into(),

@@ -1,5 +1,7 @@
-//! Mappers by name: the loaded versions of each, and which one is active,
-//! as one catalog snapshot holds them.
+//! Components by name: the loaded versions of each, and which one is
+//! active, as one catalog snapshot holds them — mappers by name
+//! ([`MapperRegistry`]) and post-login Actions by id ([`ActionRegistry`]),
+//! with one bookkeeping.
 //!
 //! A connection names its mapper as `name` (follow the active version) or
 //! `name@N` (pinned). A registry is never changed once its snapshot is
@@ -11,19 +13,49 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::actions::LoadedAction;
 use crate::mapper::LoadedMapper;
 
-#[derive(Default, Clone)]
-pub struct MapperRegistry {
-    slots: HashMap<String, Slot<LoadedMapper>>,
+/// Versions of loaded components by name, and which version each follows.
+pub struct Registry<M> {
+    slots: HashMap<String, Slot<M>>,
 }
 
-/// One mapper's active version and loaded versions (generic so the
+/// Mappers by name.
+pub type MapperRegistry = Registry<LoadedMapper>;
+/// Post-login Actions by id.
+pub type ActionRegistry = Registry<LoadedAction>;
+
+impl<M> Default for Registry<M> {
+    fn default() -> Self {
+        Self {
+            slots: HashMap::new(),
+        }
+    }
+}
+
+impl<M> Clone for Registry<M> {
+    fn clone(&self) -> Self {
+        Self {
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// One component's active version and loaded versions (generic so the
 /// bookkeeping is testable without compiling components).
-#[derive(Clone)]
 struct Slot<M> {
     active: u32,
     versions: BTreeMap<u32, Arc<M>>,
+}
+
+impl<M> Clone for Slot<M> {
+    fn clone(&self) -> Self {
+        Self {
+            active: self.active,
+            versions: self.versions.clone(),
+        }
+    }
 }
 
 impl<M> Default for Slot<M> {
@@ -58,7 +90,7 @@ pub fn parse_ref(reference: &str) -> Result<(&str, Option<u32>), String> {
     }
 }
 
-impl MapperRegistry {
+impl<M> Registry<M> {
     /// Records which version `name` follows (loaded or not: a version that
     /// failed to load resolves to nothing rather than to an older one).
     pub fn set_active(&mut self, name: &str, version: u32) {
@@ -66,7 +98,7 @@ impl MapperRegistry {
     }
 
     /// Adds a loaded version.
-    pub fn insert(&mut self, name: &str, version: u32, mapper: Arc<LoadedMapper>) {
+    pub fn insert(&mut self, name: &str, version: u32, mapper: Arc<M>) {
         self.slots
             .entry(name.to_owned())
             .or_default()
@@ -75,12 +107,12 @@ impl MapperRegistry {
     }
 
     /// A loaded version.
-    pub fn get(&self, name: &str, version: u32) -> Option<Arc<LoadedMapper>> {
+    pub fn get(&self, name: &str, version: u32) -> Option<Arc<M>> {
         self.slots.get(name)?.versions.get(&version).cloned()
     }
 
     /// The mapper a connection's reference names, and its version.
-    pub fn resolve(&self, reference: &str) -> Option<(Arc<LoadedMapper>, u32)> {
+    pub fn resolve(&self, reference: &str) -> Option<(Arc<M>, u32)> {
         let (name, pinned) = parse_ref(reference).ok()?;
         self.slots.get(name)?.resolve(pinned)
     }

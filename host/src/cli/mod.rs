@@ -1,5 +1,6 @@
 //! The `waypass` command line: one file per command.
 
+mod action;
 mod admin;
 mod check;
 mod demo;
@@ -34,6 +35,9 @@ enum Command {
     /// Build, check and run profile mappers.
     #[command(subcommand)]
     Mapper(mapper::MapperCommand),
+    /// Check and run post-login Actions locally.
+    #[command(subcommand)]
+    Action(action::ActionCommand),
     /// Run the example mapper against a local provider.
     Demo,
     /// Run the login service.
@@ -80,6 +84,7 @@ pub fn main(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Command::Mapper(cmd) => mapper::run(cmd),
+        Command::Action(cmd) => action::run(cmd),
         Command::Demo => demo::run(),
         Command::Serve { config, workers } => serve::run(config, workers),
         Command::Check { config } => check::run(config),

@@ -24,6 +24,11 @@ use super::validate::{EXPORT, import_allowed, preamble_problem};
 /// [`MAX_COMPONENT_BYTES`] whose top-level imports are all allowed and which
 /// exports [`EXPORT`]. Its exact types are checked after compilation.
 pub(crate) fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
+    precheck_export(bytes, EXPORT)
+}
+
+/// [`precheck`] for a component of a world whose function is `export`.
+pub(crate) fn precheck_export(bytes: &[u8], export: &str) -> Result<(), LoadError> {
     if bytes.len() > MAX_COMPONENT_BYTES {
         return Err(LoadError::TooLarge {
             size_bytes: bytes.len(),
@@ -42,9 +47,9 @@ pub(crate) fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
     if !forbidden.is_empty() {
         return Err(LoadError::ForbiddenImports(forbidden));
     }
-    if !exports.iter().any(|name| name == EXPORT) {
+    if !exports.iter().any(|name| name == export) {
         return Err(LoadError::WorldMismatch(format!(
-            "it does not export `{EXPORT}` (it exports {})",
+            "it does not export `{export}` (it exports {})",
             if exports.is_empty() {
                 "nothing".to_owned()
             } else {

@@ -14,7 +14,7 @@
 //!   ([`memory`]), and each connection runs at most its share of the pool
 //!   ([`shares`]).
 
-mod bindings;
+pub(crate) mod bindings;
 pub mod cache;
 mod compile;
 pub mod limits;
@@ -47,9 +47,10 @@ use bindings::{Mapper, MapperPre};
 use compile::CompileSlots;
 use memory::MemoryBudget;
 use shares::CallShares;
-use state::HostState;
+pub(crate) use state::HostState;
+use types::MAX_ERROR_MESSAGE_BYTES;
 pub use types::MAX_USER_ID_BYTES;
-use types::{MAX_ERROR_MESSAGE_BYTES, truncate};
+pub(crate) use types::truncate;
 
 /// The name of the world every mapper implements.
 pub const WORLD: &str = "waypass:mapper/mapper@0.1.0";
@@ -139,6 +140,60 @@ impl LoadedMapper {
     }
 }
 
+/// What a [`GuestCall`] runs: the call, instantiation included; its error
+/// says whether instantiation (`true`) or the call failed.
+pub(crate) type GuestFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, (bool, wasmtime::Error)>> + Send + 'a>>;
+
+/// One guest call [`Runtime::run_sandboxed`] makes: instantiate a
+/// pre-instantiated component in the call's store and call its export.
+/// The error says whether instantiation (`true`) or the call failed.
+pub(crate) trait GuestCall: Send {
+    type Output: Send;
+    fn run<'a>(self, store: &'a mut Store<HostState>) -> GuestFuture<'a, Self::Output>
+    where
+        Self: 'a;
+}
+
+/// What [`Runtime::run_sandboxed`] saw: the guest's answer or the host's
+/// verdict, and what the guest logged and requested.
+pub(crate) struct SandboxedRun<T> {
+    pub(crate) result: Result<T, MapperError>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) dropped_log_lines: usize,
+    pub(crate) requests: Vec<crate::egress::RequestRecord>,
+    pub(crate) elapsed: Duration,
+    pub(crate) peak_memory_bytes: usize,
+}
+
+/// A mapper's `fetch-user-profile` call.
+struct MapperCall<'m> {
+    pre: &'m MapperPre<HostState>,
+    access_token: &'m str,
+    ctx: bindings::types::Context,
+}
+
+impl GuestCall for MapperCall<'_> {
+    type Output = Result<bindings::types::Profile, bindings::types::Error>;
+
+    fn run<'a>(self, store: &'a mut Store<HostState>) -> GuestFuture<'a, Self::Output>
+    where
+        Self: 'a,
+    {
+        Box::pin(async move {
+            let instance = self
+                .pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(|e| (true, e))?;
+            instance
+                .call_fetch_user_profile(&mut *store, self.access_token, &self.ctx)
+                .await
+                .map_err(|e| (false, e))
+        })
+    }
+}
+
 impl Runtime {
     /// Builds the engine and linker and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
@@ -202,15 +257,35 @@ impl Runtime {
         bytes: &[u8],
         digest: String,
     ) -> Result<LoadedMapper, LoadError> {
+        self.load_as(
+            bytes,
+            digest,
+            validate::EXPORT,
+            |component, digest, from_cache| self.prepare(component, digest, from_cache),
+        )
+    }
+
+    /// Loads a component of any world this runtime links: checks it
+    /// exports `export` before compiling, compiles it (or loads the cached
+    /// artifact), and hands it to `prepare`, which checks it against its
+    /// world and pre-instantiates it. Only what `prepare` accepts reaches
+    /// the cache.
+    pub(crate) fn load_as<T>(
+        &self,
+        bytes: &[u8],
+        digest: String,
+        export: &str,
+        prepare: impl Fn(Component, String, bool) -> Result<T, LoadError>,
+    ) -> Result<T, LoadError> {
         if let Some(component) = self
             .cache
             .as_ref()
             .and_then(|c| c.load(&self.engine, &digest))
         {
-            return self.prepare(component, digest, true);
+            return prepare(component, digest, true);
         }
         // Nothing is compiled for a component that could never run.
-        compile::precheck(bytes)?;
+        compile::precheck_export(bytes, export)?;
         let compiled = compile::compile(
             &self.engine,
             &self.compile_slots,
@@ -220,16 +295,22 @@ impl Runtime {
         // SAFETY: `compiled` came from `precompile_component` on this engine.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let mapper = self.prepare(component, digest, false)?;
+        let loaded = prepare(component, digest.clone(), false)?;
         // Only a component that passed every check reaches the cache.
         let stored = self
             .cache
             .as_ref()
-            .and_then(|c| c.store(&self.engine, &mapper.digest, &compiled));
+            .and_then(|c| c.store(&self.engine, &digest, &compiled));
         match stored {
-            Some(component) => self.prepare(component, mapper.digest, false),
-            None => Ok(mapper),
+            Some(component) => prepare(component, digest, false),
+            None => Ok(loaded),
         }
+    }
+
+    /// The linker every world is linked in (WASI, `wasi:http`, and the
+    /// `http` and `log` interfaces both worlds import).
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
     }
 
     /// Checks a compiled component's imports and its export's exact type
@@ -284,18 +365,55 @@ impl Runtime {
         input: &MapperInput,
         sandbox: &Sandbox,
     ) -> InvocationReport {
+        let call = MapperCall {
+            pre: &mapper.pre,
+            access_token: &input.tokens.access_token,
+            ctx: wit_context(input),
+        };
+        let busy = || {
+            format!(
+                "connection `{}` already runs {} mapper calls, its share of the pool",
+                input.connection,
+                limits::MAX_CALLS_PER_CONNECTION
+            )
+        };
+        let run = self
+            .run_sandboxed(&input.connection, busy, sandbox, call)
+            .await;
+        let max_profile_bytes = sandbox.limits.clamped().max_profile_bytes;
+        InvocationReport {
+            result: run.result.and_then(|answer| match answer {
+                Err(guest_error) => Err(from_guest_error(guest_error)),
+                Ok(profile) => check_profile(profile, max_profile_bytes),
+            }),
+            logs: run.logs,
+            dropped_log_lines: run.dropped_log_lines,
+            requests: run.requests,
+            elapsed: run.elapsed,
+            peak_memory_bytes: run.peak_memory_bytes,
+        }
+    }
+
+    /// Runs one guest call in a fresh `Store` under `sandbox`: the share
+    /// of the pool `share_key` (a connection, an Action) may use, the
+    /// deadline (guest CPU by epochs, host calls by timeout), the memory
+    /// cap, the egress session (`busy` says why a call past the share is
+    /// refused); and turns every host-side failure into a
+    /// [`MapperError`]. Mappers and post-login Actions run through here, so
+    /// both worlds get one sandbox.
+    pub(crate) async fn run_sandboxed<C: GuestCall>(
+        &self,
+        share_key: &str,
+        busy: impl FnOnce() -> String,
+        sandbox: &Sandbox,
+        call: C,
+    ) -> SandboxedRun<C::Output> {
         let started = Instant::now();
         let limits = sandbox.limits.clamped();
-        // One connection runs at most its share of the pool.
-        let Some(_share) = self.shares.enter(&input.connection) else {
-            return InvocationReport {
-                result: Err(MapperError::Busy {
-                    message: format!(
-                        "connection `{}` already runs {} mapper calls, its share of the pool",
-                        input.connection,
-                        limits::MAX_CALLS_PER_CONNECTION
-                    ),
-                }),
+        // One connection (or Action) runs at most its share of the pool.
+        let Some(_share) = self.shares.enter(share_key) else {
+            return SandboxedRun {
+                result: Err(MapperError::Busy { message: busy() }),
                 logs: Vec::new(),
                 dropped_log_lines: 0,
                 requests: Vec::new(),
@@ -329,21 +447,9 @@ impl Runtime {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let ctx = wit_context(input);
         // Host calls (an HTTP request, a guest sleeping in `poll`) are bounded
         // by the same deadline from outside.
-        let outcome = tokio::time::timeout(limits.deadline, async {
-            let instance = mapper
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (true, e))?;
-            instance
-                .call_fetch_user_profile(&mut store, &input.tokens.access_token, &ctx)
-                .await
-                .map_err(|e| (false, e))
-        })
-        .await;
+        let outcome = tokio::time::timeout(limits.deadline, call.run(&mut store)).await;
         let finished = Instant::now();
 
         let state = store.data_mut();
@@ -365,8 +471,7 @@ impl Runtime {
             // An answer that came after the deadline (a guest told that its
             // request ran out of time, at the deadline) did not come in time.
             Ok(Ok(_)) if finished >= deadline => Err(MapperError::timeout(limits.deadline)),
-            Ok(Ok(Err(guest_error))) => Err(from_guest_error(guest_error)),
-            Ok(Ok(Ok(profile))) => check_profile(profile, limits.max_profile_bytes),
+            Ok(Ok(answer)) => Ok(answer),
         };
         let stdout = state.stdout.take();
         let stderr = state.stderr.take();
@@ -377,7 +482,7 @@ impl Runtime {
             .logs
             .push_output(LogSource::Stderr, LogLevel::Warn, &stderr, &budget);
         let logs = std::mem::take(&mut state.logs);
-        InvocationReport {
+        SandboxedRun {
             result,
             logs: logs.lines,
             dropped_log_lines: logs.dropped,

@@ -55,6 +55,8 @@ struct Durable {
     connections: BTreeMap<String, StoredConnection>,
     clients: BTreeMap<String, StoredClient>,
     mappers: BTreeMap<String, Mapper>,
+    actions: BTreeMap<String, Action>,
+    post_login_bindings: Vec<String>,
     signing_keys: Option<String>,
     /// connection id → its `private_key_jwt` key document.
     connection_keys: BTreeMap<String, String>,
@@ -67,6 +69,13 @@ struct Durable {
 struct Mapper {
     active: u32,
     versions: Vec<(MapperVersion, Vec<u8>)>,
+}
+
+struct Action {
+    action: StoredAction,
+    draft: Option<Vec<u8>>,
+    active: u32,
+    versions: Vec<(ActionVersion, Vec<u8>)>,
 }
 
 impl MemoryStore {
@@ -262,6 +271,8 @@ impl Store for MemoryStore {
                 created_at: now,
                 last_login: now,
                 logins_count: 1,
+                app_metadata: Metadata::new(),
+                user_metadata: Metadata::new(),
             }),
         };
         Ok(user.clone())
@@ -296,6 +307,20 @@ impl Store for MemoryStore {
         Ok(self.users().remove(user_id).is_some())
     }
 
+    async fn merge_user_metadata(
+        &self,
+        user_id: &str,
+        app: &Metadata,
+        user: &Metadata,
+    ) -> Result<Option<User>, StoreError> {
+        let mut users = self.users();
+        Ok(users.get_mut(user_id).map(|stored| {
+            merge_metadata(&mut stored.app_metadata, app);
+            merge_metadata(&mut stored.user_metadata, user);
+            stored.clone()
+        }))
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         Ok(self.durable().catalog_version)
     }
@@ -319,6 +344,20 @@ impl Store for MemoryStore {
                 .values()
                 .flat_map(|m| m.versions.iter().map(|(v, _)| v.clone()))
                 .collect(),
+            actions: d
+                .actions
+                .values()
+                .map(|a| ActionEntry {
+                    action: a.action.clone(),
+                    active_version: a.active,
+                })
+                .collect(),
+            action_versions: d
+                .actions
+                .values()
+                .flat_map(|a| a.versions.iter().map(|(v, _)| v.clone()))
+                .collect(),
+            post_login_bindings: d.post_login_bindings.clone(),
         })
     }
 
@@ -457,6 +496,134 @@ impl Store for MemoryStore {
             self.bump(&mut d);
         }
         Ok(deleted)
+    }
+
+    async fn put_action(
+        &self,
+        action: &StoredAction,
+        draft: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        if d.actions
+            .values()
+            .any(|a| a.action.name == action.name && a.action.id != action.id)
+        {
+            return Err(StoreError::Conflict(format!("action `{}`", action.name)));
+        }
+        match d.actions.entry(action.id.clone()) {
+            Entry::Occupied(known) => {
+                let known = known.into_mut();
+                known.action = action.clone();
+                if let Some(draft) = draft {
+                    known.draft = Some(draft.to_vec());
+                }
+            }
+            Entry::Vacant(new) => {
+                new.insert(Action {
+                    action: action.clone(),
+                    draft: draft.map(<[u8]>::to_vec),
+                    active: 0,
+                    versions: Vec::new(),
+                });
+            }
+        }
+        self.bump(&mut d);
+        Ok(())
+    }
+
+    async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {
+        Ok(self
+            .durable()
+            .actions
+            .values()
+            .map(|a| ActionEntry {
+                action: a.action.clone(),
+                active_version: a.active,
+            })
+            .collect())
+    }
+
+    async fn delete_action(&self, id: &str) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let deleted = d.actions.remove(id).is_some();
+        if deleted {
+            d.post_login_bindings.retain(|bound| bound != id);
+            self.bump(&mut d);
+        }
+        Ok(deleted)
+    }
+
+    async fn deploy_action(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<Option<ActionVersion>, StoreError> {
+        let mut d = self.durable();
+        let Some(action) = d.actions.get_mut(id) else {
+            return Ok(None);
+        };
+        let (Some(draft), Some(sha256)) = (&action.draft, &action.action.draft_sha256) else {
+            return Ok(None);
+        };
+        let version = ActionVersion {
+            action_id: id.to_owned(),
+            version: action.versions.last().map_or(1, |(v, _)| v.version + 1),
+            sha256: sha256.clone(),
+            size: draft.len() as u64,
+            created_at: now,
+            created_by: created_by.to_owned(),
+        };
+        let bytes = draft.clone();
+        action.active = version.version;
+        action.versions.push((version.clone(), bytes));
+        self.bump(&mut d);
+        Ok(Some(version))
+    }
+
+    async fn action_versions(&self, id: &str) -> Result<Vec<ActionVersion>, StoreError> {
+        Ok(self
+            .durable()
+            .actions
+            .get(id)
+            .map(|a| a.versions.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn action_bytes(&self, id: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.durable().actions.get(id).and_then(|a| {
+            a.versions
+                .iter()
+                .find(|(v, _)| v.version == version)
+                .map(|(_, bytes)| bytes.clone())
+        }))
+    }
+
+    async fn activate_action_version(&self, id: &str, version: u32) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let Some(action) = d.actions.get_mut(id) else {
+            return Ok(false);
+        };
+        if !action.versions.iter().any(|(v, _)| v.version == version) {
+            return Ok(false);
+        }
+        action.active = version;
+        self.bump(&mut d);
+        Ok(true)
+    }
+
+    async fn post_login_bindings(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.durable().post_login_bindings.clone())
+    }
+
+    async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        if let Some(unknown) = ids.iter().find(|id| !d.actions.contains_key(*id)) {
+            return Err(StoreError::Missing(format!("action `{unknown}`")));
+        }
+        d.post_login_bindings = ids.to_vec();
+        self.bump(&mut d);
+        Ok(())
     }
 
     async fn try_lease(

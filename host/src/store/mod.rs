@@ -35,10 +35,11 @@ mod stored;
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
-    StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
-    StoredMapperEgress, StoredScripts,
+    StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
+    StoredConnectionSpec, StoredMapperEgress, StoredScripts,
 };
 pub use sqlite::SqliteStore;
+pub use stored::merge_metadata;
 
 use std::time::Duration;
 
@@ -81,9 +82,28 @@ pub struct AuthorizationGrant {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: u64,
+    /// What post-login Actions added to the tokens; left out of the JSON
+    /// when empty, so rows without Actions keep their form.
+    #[serde(default, skip_serializing_if = "GrantClaims::is_empty")]
+    pub claims: GrantClaims,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,
+}
+
+/// Custom claims post-login Actions set for a login's tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrantClaims {
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub id_token: Metadata,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub access_token: Metadata,
+}
+
+impl GrantClaims {
+    pub fn is_empty(&self) -> bool {
+        self.id_token.is_empty() && self.access_token.is_empty()
+    }
 }
 
 /// What an access token stands for.
@@ -95,6 +115,10 @@ pub struct AccessGrant {
     pub user_id: String,
     pub client_id: String,
     pub scope: String,
+    /// The access token's custom claims (post-login Actions); left out of
+    /// the JSON when empty.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub claims: Metadata,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,
@@ -109,7 +133,16 @@ pub struct User {
     pub created_at: u64,
     pub last_login: u64,
     pub logins_count: u64,
+    /// Auth0's `app_metadata`: what apps and Actions keep about the user.
+    #[serde(default)]
+    pub app_metadata: Metadata,
+    /// Auth0's `user_metadata`: the user's own preferences.
+    #[serde(default)]
+    pub user_metadata: Metadata,
 }
+
+/// A user's `app_metadata` or `user_metadata`: one JSON object.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +150,10 @@ pub enum StoreError {
     /// A unique name is taken (a connection's name, a client id).
     #[error("{0} already exists")]
     Conflict(String),
+    /// A write names something that does not exist (a binding to an
+    /// Action that is not stored): nothing was written.
+    #[error("{0} does not exist")]
+    Missing(String),
     /// The backend failed; the caller is not at fault.
     #[error("store: {0}")]
     Backend(String),
@@ -141,6 +178,27 @@ pub struct MapperVersion {
 pub struct MapperEntry {
     pub name: String,
     pub active_version: u32,
+}
+
+/// A post-login Action and the version that runs (0: never deployed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionEntry {
+    pub action: StoredAction,
+    pub active_version: u32,
+}
+
+/// One deployed version of an Action (the bytes are fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionVersion {
+    pub action_id: String,
+    /// 1, 2, 3… per Action.
+    pub version: u32,
+    /// Hex SHA-256 of the component's bytes.
+    pub sha256: String,
+    pub size: u64,
+    pub created_at: u64,
+    /// Who deployed it (the admin token, a management client's id).
+    pub created_by: String,
 }
 
 /// What [`Store::put_transaction`] did.
@@ -186,6 +244,12 @@ pub struct StoredCatalog {
     pub mappers: Vec<MapperEntry>,
     /// Every version of every mapper (metadata only), by name then number.
     pub versions: Vec<MapperVersion>,
+    /// Every Action, by id, with its active version.
+    pub actions: Vec<ActionEntry>,
+    /// Every version of every Action (metadata only), by id then number.
+    pub action_versions: Vec<ActionVersion>,
+    /// The ids of the Actions bound to the post-login trigger, in order.
+    pub post_login_bindings: Vec<String>,
 }
 
 /// How an instance learns that the catalog changed: notifications, when
@@ -271,6 +335,17 @@ pub trait Store: Send + Sync {
         email: Option<&str>,
     ) -> Result<Vec<User>, StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Merges `app` into the user's `app_metadata` and `user` into their
+    /// `user_metadata` ([`merge_metadata`]: top-level properties replaced,
+    /// `null` removes one), both in one atomic step, and returns the user
+    /// as stored after it; `None` if there is no such user. A login's
+    /// record ([`Store::record_login`]) never changes either.
+    async fn merge_user_metadata(
+        &self,
+        user_id: &str,
+        app: &Metadata,
+        user: &Metadata,
+    ) -> Result<Option<User>, StoreError>;
 
     // ---- the catalog: connections, apps, mappers ----
     //
@@ -311,6 +386,39 @@ pub trait Store: Send + Sync {
     async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError>;
     /// Deletes every version of `name`.
     async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError>;
+
+    // ---- post-login Actions ----
+    /// Inserts or replaces (by id) an Action's settings; another Action's
+    /// name is a Conflict. `draft` replaces the component the next
+    /// [`Store::deploy_action`] deploys; `None` keeps the one stored.
+    async fn put_action(
+        &self,
+        action: &StoredAction,
+        draft: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+    /// Every Action, by id.
+    async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError>;
+    /// Deletes an Action, its versions, its draft and its bindings, in one
+    /// step.
+    async fn delete_action(&self, id: &str) -> Result<bool, StoreError>;
+    /// Stores the Action's draft as its next version and makes it active,
+    /// in one step; `None` if there is no such Action or it has no draft.
+    async fn deploy_action(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<Option<ActionVersion>, StoreError>;
+    async fn action_versions(&self, id: &str) -> Result<Vec<ActionVersion>, StoreError>;
+    async fn action_bytes(&self, id: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes an existing version active (a rollback); false if there is no
+    /// such version.
+    async fn activate_action_version(&self, id: &str, version: u32) -> Result<bool, StoreError>;
+    /// The ids bound to the post-login trigger, in order.
+    async fn post_login_bindings(&self) -> Result<Vec<String>, StoreError>;
+    /// Replaces the post-login bindings. An id that names no Action is a
+    /// Conflict (nothing is written): a binding never dangles.
+    async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError>;
 
     // ---- leases ----
     /// Takes or renews the lease `name` for `holder` until `now + ttl`

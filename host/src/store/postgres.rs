@@ -8,11 +8,12 @@
 //! | table | key | what |
 //! | --- | --- | --- |
 //! | `login_transactions`, `authorization_codes`, `access_tokens` | `key_hash` (`bytea`, the SHA-256 of the bearer value) | `expires_at`, the payload |
-//! | `users` | `user_id` | profile, lower-cased email, login counters |
+//! | `users` | `user_id` | profile, lower-cased email, login counters, metadata |
 //! | `connections` | `id` | the spec, secrets included; `name` unique |
 //! | `clients` | `client_id` | the app (its secret only as a hash) |
 //! | `mappers` | `name` | the active version |
 //! | `mapper_versions` | `name`, `version` | metadata and the component's bytes (`bytea`) |
+//! | `actions`, `action_versions`, `action_bindings` | as SQLite's | post-login Actions |
 //! | `signing_keys` | the single row `id = 1` | the key set document |
 //! | `connection_keys` | `connection_id` | a connection's `private_key_jwt` key document |
 //! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
@@ -241,7 +242,50 @@ const MIGRATIONS: &[&str] = &[
         document text NOT NULL
     );
     "#,
+    // 4: users' metadata; post-login Actions, their versions and the
+    // trigger's ordered bindings (catalog tables: each change bumps and
+    // notifies the catalog version).
+    r#"
+    ALTER TABLE users ADD COLUMN app_metadata text NOT NULL DEFAULT '{}';
+    ALTER TABLE users ADD COLUMN user_metadata text NOT NULL DEFAULT '{}';
+
+    CREATE TABLE actions (
+        id text COLLATE "C" PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        action text NOT NULL,
+        active_version bigint NOT NULL,
+        draft bytea
+    );
+
+    CREATE TABLE action_versions (
+        action_id text COLLATE "C" NOT NULL REFERENCES actions (id) ON DELETE CASCADE,
+        version bigint NOT NULL,
+        sha256 text NOT NULL,
+        size bigint NOT NULL,
+        created_at bigint NOT NULL,
+        created_by text NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (action_id, version)
+    );
+
+    CREATE TABLE action_bindings (
+        trigger_id text COLLATE "C" NOT NULL,
+        position bigint NOT NULL,
+        action_id text COLLATE "C" NOT NULL REFERENCES actions (id) ON DELETE CASCADE,
+        PRIMARY KEY (trigger_id, position)
+    );
+
+    CREATE TRIGGER actions_changed AFTER INSERT OR UPDATE OR DELETE ON actions
+        FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
+    CREATE TRIGGER action_versions_changed AFTER INSERT OR UPDATE OR DELETE ON action_versions
+        FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
+    CREATE TRIGGER action_bindings_changed AFTER INSERT OR UPDATE OR DELETE ON action_bindings
+        FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
+    "#,
 ];
+
+/// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
+const POST_LOGIN: &str = "post-login";
 
 /// The channel the catalog trigger notifies, its payload the new version.
 const CATALOG_CHANNEL: &str = "waypass_catalog";
@@ -685,7 +729,7 @@ const TOKENS: Expiring = expiring!("access_tokens");
 /// statements using it are constants).
 macro_rules! user_columns {
     () => {
-        "user_id, connection, profile, created_at, last_login, logins_count"
+        "user_id, connection, profile, created_at, last_login, logins_count, app_metadata, user_metadata"
     };
 }
 
@@ -698,6 +742,31 @@ fn read_user(row: &Row) -> Result<User, StoreError> {
         created_at: unsigned(row, 3, "users")?,
         last_login: unsigned(row, 4, "users")?,
         logins_count: unsigned(row, 5, "users")?,
+        app_metadata: from_json(&column::<String>(row, 6, "users")?, "users")?,
+        user_metadata: from_json(&column::<String>(row, 7, "users")?, "users")?,
+    })
+}
+
+/// An `actions` row: the Action's JSON, its active version.
+fn read_action(row: &Row) -> Result<ActionEntry, StoreError> {
+    Ok(ActionEntry {
+        action: from_json(&column::<String>(row, 0, "actions")?, "actions")?,
+        active_version: unsigned(row, 1, "actions")?,
+    })
+}
+
+/// The columns [`read_action_version`] reads, in its order.
+const ACTION_VERSION_COLUMNS: &str = "action_id, version, sha256, size, created_at, created_by";
+
+fn read_action_version(row: &Row) -> Result<ActionVersion, StoreError> {
+    const WHAT: &str = "action_versions";
+    Ok(ActionVersion {
+        action_id: column(row, 0, WHAT)?,
+        version: unsigned(row, 1, WHAT)?,
+        sha256: column(row, 2, WHAT)?,
+        size: unsigned(row, 3, WHAT)?,
+        created_at: unsigned(row, 4, WHAT)?,
+        created_by: column(row, 5, WHAT)?,
     })
 }
 
@@ -732,6 +801,30 @@ fn read_version(row: &Row) -> Result<MapperVersion, StoreError> {
         created_at: unsigned(row, 4, WHAT)?,
         created_by: column(row, 5, WHAT)?,
     })
+}
+
+/// Replaces the post-login bindings with `ids`, in order, inside `tx`.
+async fn write_bindings(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    const WHAT: &str = "writing bindings";
+    tx.execute(
+        "DELETE FROM action_bindings WHERE trigger_id = $1",
+        &[&POST_LOGIN],
+    )
+    .await
+    .map_err(backend(WHAT))?;
+    for (position, id) in ids.iter().enumerate() {
+        let position = position as i64;
+        tx.execute(
+            "INSERT INTO action_bindings (trigger_id, position, action_id) VALUES ($1, $2, $3)",
+            &[&POST_LOGIN, &position, id],
+        )
+        .await
+        .map_err(backend(WHAT))?;
+    }
+    Ok(())
 }
 
 /// Listens on [`CATALOG_CHANNEL`] on a connection of its own, passing each
@@ -1246,7 +1339,7 @@ impl Store for PostgresStore {
                 email_lower = EXCLUDED.email_lower,
                 last_login = EXCLUDED.last_login,
                 logins_count = users.logins_count + 1
-            RETURNING connection, created_at, logins_count";
+            RETURNING connection, created_at, logins_count, app_metadata, user_metadata";
         let row = self
             .query_one(
                 RECORD_LOGIN,
@@ -1261,6 +1354,8 @@ impl Store for PostgresStore {
             created_at: unsigned(&row, 1, "users")?,
             last_login: now,
             logins_count: unsigned(&row, 2, "users")?,
+            app_metadata: from_json(&column::<String>(&row, 3, "users")?, "users")?,
+            user_metadata: from_json(&column::<String>(&row, 4, "users")?, "users")?,
         })
     }
 
@@ -1311,6 +1406,45 @@ impl Store for PostgresStore {
         Ok(deleted > 0)
     }
 
+    async fn merge_user_metadata(
+        &self,
+        user_id: &str,
+        app: &Metadata,
+        user: &Metadata,
+    ) -> Result<Option<User>, StoreError> {
+        const WHAT: &str = "merging a user's metadata";
+        // FOR UPDATE: a merge on another instance waits for this one's
+        // commit, then reads what it wrote; no merge is lost.
+        const LOCK_USER: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE user_id = $1 FOR UPDATE"
+        );
+        const UPDATE: &str =
+            "UPDATE users SET app_metadata = $2, user_metadata = $3 WHERE user_id = $1";
+        let mut conn = self.conn().await?;
+        let lock = conn.prepare(LOCK_USER).await.map_err(backend(WHAT))?;
+        let update = conn.prepare(UPDATE).await.map_err(backend(WHAT))?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        let Some(row) = tx
+            .query_opt(&lock, &[&user_id])
+            .await
+            .map_err(backend(WHAT))?
+        else {
+            return Ok(None);
+        };
+        let mut stored = read_user(&row)?;
+        merge_metadata(&mut stored.app_metadata, app);
+        merge_metadata(&mut stored.user_metadata, user);
+        let app_json = to_json(&stored.app_metadata, "app_metadata")?;
+        let user_json = to_json(&stored.user_metadata, "user_metadata")?;
+        tx.execute(&update, &[&user_id, &app_json, &user_json])
+            .await
+            .map_err(backend(WHAT))?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(Some(stored))
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         let row = self
             .query_one(
@@ -1330,9 +1464,24 @@ impl Store for PostgresStore {
         const MAPPERS: &str = "SELECT name, active_version FROM mappers ORDER BY name";
         const VERSIONS: &str = "SELECT name, version, sha256, size, created_at, created_by
              FROM mapper_versions ORDER BY name, version";
+        const ACTIONS: &str = "SELECT action, active_version FROM actions ORDER BY id";
+        const ACTION_VERSIONS: &str =
+            "SELECT action_id, version, sha256, size, created_at, created_by
+             FROM action_versions ORDER BY action_id, version";
+        const BINDINGS: &str = "SELECT action_id FROM action_bindings
+             WHERE trigger_id = 'post-login' ORDER BY position";
         let mut conn = self.conn().await?;
-        let mut prepared = Vec::with_capacity(5);
-        for sql in [VERSION, CLIENTS, CONNECTIONS, MAPPERS, VERSIONS] {
+        let mut prepared = Vec::with_capacity(8);
+        for sql in [
+            VERSION,
+            CLIENTS,
+            CONNECTIONS,
+            MAPPERS,
+            VERSIONS,
+            ACTIONS,
+            ACTION_VERSIONS,
+            BINDINGS,
+        ] {
             prepared.push(conn.prepare(sql).await.map_err(backend(WHAT))?);
         }
         // One snapshot of every table: REPEATABLE READ reads all of them as
@@ -1345,13 +1494,21 @@ impl Store for PostgresStore {
             .start()
             .await
             .map_err(backend(WHAT))?;
-        let mut rows = Vec::with_capacity(5);
+        let mut rows = Vec::with_capacity(8);
         for statement in &prepared {
             rows.push(tx.query(statement, &[]).await.map_err(backend(WHAT))?);
         }
         tx.commit().await.map_err(backend(WHAT))?;
-        let [version, clients, connections, mappers, versions] =
-            <[Vec<Row>; 5]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
+        let [
+            version,
+            clients,
+            connections,
+            mappers,
+            versions,
+            actions,
+            action_versions,
+            bindings,
+        ] = <[Vec<Row>; 8]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
         Ok(StoredCatalog {
             version: version
                 .first()
@@ -1367,6 +1524,15 @@ impl Store for PostgresStore {
             versions: versions
                 .iter()
                 .map(read_version)
+                .collect::<Result<_, _>>()?,
+            actions: actions.iter().map(read_action).collect::<Result<_, _>>()?,
+            action_versions: action_versions
+                .iter()
+                .map(read_action_version)
+                .collect::<Result<_, _>>()?,
+            post_login_bindings: bindings
+                .iter()
+                .map(|row| column(row, 0, "action_bindings"))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -1607,6 +1773,212 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(deleted > 0)
+    }
+
+    async fn put_action(
+        &self,
+        action: &StoredAction,
+        draft: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        const WHAT: &str = "writing an action";
+        let json = to_json(action, "an action")?;
+        let mut conn = self.conn().await?;
+        // An upsert on the id; the draft only when one is given.
+        let statement = conn
+            .prepare(
+                "INSERT INTO actions (id, name, action, active_version, draft)
+                 VALUES ($1, $2, $3, 0, $4)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
+                     action = EXCLUDED.action,
+                     draft = COALESCE(EXCLUDED.draft, actions.draft)",
+            )
+            .await
+            .map_err(backend(WHAT))?;
+        let written = conn
+            .client
+            .execute(&statement, &[&action.id, &action.name, &json, &draft])
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("action `{}`", action.name)))
+            }
+            Err(e) => Err(backend(WHAT)(e)),
+        }
+    }
+
+    async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {
+        self.query(
+            "SELECT action, active_version FROM actions ORDER BY id",
+            &[],
+            "listing actions",
+        )
+        .await?
+        .iter()
+        .map(read_action)
+        .collect()
+    }
+
+    async fn delete_action(&self, id: &str) -> Result<bool, StoreError> {
+        const WHAT: &str = "deleting an action";
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        // Bindings and versions go with it (ON DELETE CASCADE); the
+        // bindings left are renumbered so positions stay dense.
+        let deleted = tx
+            .execute("DELETE FROM actions WHERE id = $1", &[&id])
+            .await
+            .map_err(backend(WHAT))?;
+        let left: Vec<String> = tx
+            .query(
+                "SELECT action_id FROM action_bindings WHERE trigger_id = $1 ORDER BY position",
+                &[&POST_LOGIN],
+            )
+            .await
+            .map_err(backend(WHAT))?
+            .iter()
+            .map(|row| column(row, 0, "action_bindings"))
+            .collect::<Result<_, _>>()?;
+        write_bindings(&tx, &left).await?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(deleted > 0)
+    }
+
+    async fn deploy_action(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<Option<ActionVersion>, StoreError> {
+        const WHAT: &str = "deploying an action";
+        let db_now = to_db(now, "now")?;
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        // FOR UPDATE: another instance deploying the same Action waits
+        // here, then numbers its version after this one.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT action, draft FROM actions WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(backend(WHAT))?
+        else {
+            return Ok(None);
+        };
+        let action: StoredAction = from_json(&column::<String>(&row, 0, "actions")?, "actions")?;
+        let draft: Option<Vec<u8>> = column(&row, 1, "actions")?;
+        let (Some(draft), Some(sha256)) = (draft, action.draft_sha256) else {
+            return Ok(None);
+        };
+        let last: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM action_versions WHERE action_id = $1",
+                &[&id],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend(WHAT))?;
+        let version = u32::try_from(last + 1).map_err(|_| {
+            StoreError::Backend(format!("action `{id}` has run out of version numbers"))
+        })?;
+        let db_version = i64::from(version);
+        let size = draft.len() as u64;
+        let db_size = to_db(size, "size")?;
+        tx.execute(
+            "INSERT INTO action_versions (action_id, version, sha256, size, created_at, created_by, bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&id, &db_version, &sha256, &db_size, &db_now, &created_by, &draft],
+        )
+        .await
+        .map_err(backend(WHAT))?;
+        tx.execute(
+            "UPDATE actions SET active_version = $2 WHERE id = $1",
+            &[&id, &db_version],
+        )
+        .await
+        .map_err(backend(WHAT))?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(Some(ActionVersion {
+            action_id: id.to_owned(),
+            version,
+            sha256,
+            size,
+            created_at: now,
+            created_by: created_by.to_owned(),
+        }))
+    }
+
+    async fn action_versions(&self, id: &str) -> Result<Vec<ActionVersion>, StoreError> {
+        let conn = self.conn().await?;
+        conn.client
+            .query(
+                &format!(
+                    "SELECT {ACTION_VERSION_COLUMNS} FROM action_versions
+                     WHERE action_id = $1 ORDER BY version"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(backend("listing action versions"))?
+            .iter()
+            .map(read_action_version)
+            .collect()
+    }
+
+    async fn action_bytes(&self, id: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let version = i64::from(version);
+        self.query_opt(
+            "SELECT bytes FROM action_versions WHERE action_id = $1 AND version = $2",
+            &[&id, &version],
+            "reading an action",
+        )
+        .await?
+        .map(|row| column(&row, 0, "action_versions"))
+        .transpose()
+    }
+
+    async fn activate_action_version(&self, id: &str, version: u32) -> Result<bool, StoreError> {
+        let version = i64::from(version);
+        let updated = self
+            .execute(
+                "UPDATE actions SET active_version = $2 WHERE id = $1 AND EXISTS
+                     (SELECT 1 FROM action_versions WHERE action_id = $1 AND version = $2)",
+                &[&id, &version],
+                "activating an action version",
+            )
+            .await?;
+        Ok(updated > 0)
+    }
+
+    async fn post_login_bindings(&self) -> Result<Vec<String>, StoreError> {
+        self.query(
+            "SELECT action_id FROM action_bindings WHERE trigger_id = 'post-login' ORDER BY position",
+            &[],
+            "listing bindings",
+        )
+        .await?
+        .iter()
+        .map(|row| column(row, 0, "action_bindings"))
+        .collect()
+    }
+
+    async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError> {
+        const WHAT: &str = "writing bindings";
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        for id in ids {
+            // FOR SHARE: the Action cannot be deleted before this commits.
+            let known = tx
+                .query_opt("SELECT 1 FROM actions WHERE id = $1 FOR SHARE", &[id])
+                .await
+                .map_err(backend(WHAT))?;
+            if known.is_none() {
+                return Err(StoreError::Missing(format!("action `{id}`")));
+            }
+        }
+        write_bindings(&tx, ids).await?;
+        tx.commit().await.map_err(backend(WHAT))
     }
 
     async fn try_lease(

@@ -188,6 +188,62 @@ pub struct StoredClient {
     pub require_pkce: bool,
 }
 
+/// A post-login Action's settings, as stored (its components are the
+/// draft and the versions, stored beside it). Auth0's names where Auth0
+/// has the field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredAction {
+    /// `act_` and a suffix; never changes.
+    pub id: String,
+    /// Unique among Actions.
+    pub name: String,
+    /// The triggers it supports (`post-login`).
+    pub supported_triggers: Vec<String>,
+    /// What runs it: `wasm` (a WebAssembly component of the post-login
+    /// world).
+    pub runtime: String,
+    /// Its secrets, handed to it as `event.secrets` (never shown back).
+    #[serde(default)]
+    pub secrets: Vec<StoredActionSecret>,
+    /// Where it may connect (hosts; no provider is implied).
+    #[serde(default)]
+    pub egress: StoredMapperEgress,
+    /// Its deadline, if not the default.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// SHA-256 of the draft component, if one is stored.
+    #[serde(default)]
+    pub draft_sha256: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// One secret of an Action.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredActionSecret {
+    pub name: String,
+    pub value: String,
+}
+
+/// Secret values are left out: a stored Action may be logged.
+impl fmt::Debug for StoredAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAction")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("runtime", &self.runtime)
+            .field(
+                "secrets",
+                &self.secrets.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("egress", &self.egress)
+            .field("draft_sha256", &self.draft_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,11 +8,14 @@
 //! | `login_transactions` | SHA-256 of the `state` | a login between `/authorize` and the callback |
 //! | `authorization_codes` | SHA-256 of the code | what the code stands for, until redeemed |
 //! | `access_tokens` | SHA-256 of the token | what the token stands for, until it expires |
-//! | `users` | `user_id` | profile (JSON), lower-cased email, login counters |
+//! | `users` | `user_id` | profile (JSON), lower-cased email, login counters, `app_metadata` and `user_metadata` (JSON) |
 //! | `connections` | `id` | the spec as JSON, secrets included; `name` unique |
 //! | `clients` | `client_id` | the app as JSON (its secret only as a hash) |
 //! | `mappers` | `name` | the active version |
 //! | `mapper_versions` | `name`, `version` | metadata and the component's bytes |
+//! | `actions` | `id` | the Action as JSON (secrets included), its active version, its draft component; `name` unique |
+//! | `action_versions` | `action_id`, `version` | metadata and the component's bytes |
+//! | `action_bindings` | `trigger_id`, `position` | the Actions bound to a trigger, in order |
 //! | `signing_keys` | the single row `id = 1` | the key set document |
 //! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
 //! | `leases` | `name` | who holds a lease (the sweep) until when |
@@ -202,7 +205,59 @@ const MIGRATIONS: &[&str] = &[
         document TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 4: users' metadata; post-login Actions, their versions and the
+    // trigger's ordered bindings (catalog tables: each change bumps the
+    // catalog version).
+    "
+    ALTER TABLE users ADD COLUMN app_metadata TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE users ADD COLUMN user_metadata TEXT NOT NULL DEFAULT '{}';
+
+    -- The draft last: reading the catalog never reads the blob's pages.
+    CREATE TABLE actions (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL UNIQUE,
+        action TEXT NOT NULL,
+        active_version INTEGER NOT NULL,
+        draft BLOB
+    );
+
+    CREATE TABLE action_versions (
+        action_id TEXT NOT NULL REFERENCES actions (id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (action_id, version)
+    );
+
+    CREATE TABLE action_bindings (
+        trigger_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        action_id TEXT NOT NULL REFERENCES actions (id) ON DELETE CASCADE,
+        PRIMARY KEY (trigger_id, position)
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER actions_inserted AFTER INSERT ON actions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER actions_updated AFTER UPDATE ON actions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER actions_deleted AFTER DELETE ON actions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER action_versions_inserted AFTER INSERT ON action_versions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER action_versions_deleted AFTER DELETE ON action_versions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER action_bindings_inserted AFTER INSERT ON action_bindings
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER action_bindings_deleted AFTER DELETE ON action_bindings
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    ",
 ];
+
+/// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
+const POST_LOGIN: &str = "post-login";
 
 /// Statements for one short-lived table (they differ only in its name).
 #[derive(Clone, Copy)]
@@ -520,6 +575,66 @@ fn read_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<MapperVersion> {
     })
 }
 
+fn read_actions(conn: &Connection) -> Result<Vec<ActionEntry>, StoreError> {
+    let rows: Vec<(String, u32)> = conn
+        .prepare_cached("SELECT action, active_version FROM actions ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(backend("listing actions"))?;
+    rows.into_iter()
+        .map(|(json, active_version)| {
+            Ok(ActionEntry {
+                action: from_json(&json, "actions")?,
+                active_version,
+            })
+        })
+        .collect()
+}
+
+/// The columns [`read_action_version`] reads, in its order.
+macro_rules! action_version_columns {
+    () => {
+        "action_id, version, sha256, size, created_at, created_by"
+    };
+}
+
+fn read_action_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActionVersion> {
+    Ok(ActionVersion {
+        action_id: r.get(0)?,
+        version: r.get(1)?,
+        sha256: r.get(2)?,
+        size: r.get(3)?,
+        created_at: r.get(4)?,
+        created_by: r.get(5)?,
+    })
+}
+
+fn read_bindings(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached(
+        "SELECT action_id FROM action_bindings WHERE trigger_id = ?1 ORDER BY position",
+    )
+    .and_then(|mut s| s.query_map(params![POST_LOGIN], |r| r.get(0))?.collect())
+    .map_err(backend("listing bindings"))
+}
+
+/// Replaces the post-login bindings with `ids`, in order (the caller
+/// holds a transaction).
+fn write_bindings(conn: &Connection, ids: &[String]) -> Result<(), StoreError> {
+    const WHAT: &str = "writing bindings";
+    conn.execute(
+        "DELETE FROM action_bindings WHERE trigger_id = ?1",
+        params![POST_LOGIN],
+    )
+    .map_err(backend(WHAT))?;
+    for (position, id) in ids.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO action_bindings (trigger_id, position, action_id) VALUES (?1, ?2, ?3)",
+            params![POST_LOGIN, position as i64, id],
+        )
+        .map_err(backend(WHAT))?;
+    }
+    Ok(())
+}
+
 fn read_catalog_version(conn: &Connection) -> Result<u64, StoreError> {
     conn.prepare_cached("SELECT version FROM catalog_version WHERE id = 1")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
@@ -620,13 +735,15 @@ struct UserRow {
     created_at: u64,
     last_login: u64,
     logins_count: u64,
+    app_metadata: String,
+    user_metadata: String,
 }
 
 /// The columns [`UserRow::read`] reads, in its order (a macro, so that
 /// statements using it are constants).
 macro_rules! user_columns {
     () => {
-        "user_id, connection, profile, created_at, last_login, logins_count"
+        "user_id, connection, profile, created_at, last_login, logins_count, app_metadata, user_metadata"
     };
 }
 
@@ -639,12 +756,16 @@ impl UserRow {
             created_at: row.get(3)?,
             last_login: row.get(4)?,
             logins_count: row.get(5)?,
+            app_metadata: row.get(6)?,
+            user_metadata: row.get(7)?,
         })
     }
 
     fn into_user(self) -> Result<User, StoreError> {
         Ok(User {
             profile: from_json(&self.profile, "users")?,
+            app_metadata: from_json(&self.app_metadata, "users")?,
+            user_metadata: from_json(&self.user_metadata, "users")?,
             user_id: self.user_id,
             connection: self.connection,
             created_at: self.created_at,
@@ -816,14 +937,14 @@ impl Store for SqliteStore {
                 email_lower = excluded.email_lower,
                 last_login = excluded.last_login,
                 logins_count = logins_count + 1
-            RETURNING connection, created_at, logins_count";
+            RETURNING connection, created_at, logins_count, app_metadata, user_metadata";
         let (id, conn_name) = (user_id.to_owned(), connection.to_owned());
-        let (connection, created_at, logins_count) = self
+        let (connection, created_at, logins_count, app, user): (_, _, _, String, String) = self
             .call(move |conn| {
                 conn.prepare_cached(RECORD_LOGIN)
                     .and_then(|mut s| {
                         s.query_row(params![id, conn_name, json, now, email], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                         })
                     })
                     .map_err(backend("recording a login"))
@@ -836,6 +957,8 @@ impl Store for SqliteStore {
             created_at,
             last_login: now,
             logins_count,
+            app_metadata: from_json(&app, "users")?,
+            user_metadata: from_json(&user, "users")?,
         })
     }
 
@@ -893,6 +1016,45 @@ impl Store for SqliteStore {
         Ok(deleted > 0)
     }
 
+    async fn merge_user_metadata(
+        &self,
+        user_id: &str,
+        app: &Metadata,
+        user: &Metadata,
+    ) -> Result<Option<User>, StoreError> {
+        const WHAT: &str = "merging a user's metadata";
+        const GET_USER: &str =
+            concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
+        let (user_id, app, user) = (user_id.to_owned(), app.clone(), user.clone());
+        self.call(move |conn| {
+            // Immediate: the write lock before the read, so a merge from
+            // another process cannot slip between them and be lost.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend(WHAT))?;
+            let Some(row) = tx
+                .prepare_cached(GET_USER)
+                .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
+                .map_err(backend(WHAT))?
+            else {
+                return Ok(None);
+            };
+            let mut stored = row.into_user()?;
+            merge_metadata(&mut stored.app_metadata, &app);
+            merge_metadata(&mut stored.user_metadata, &user);
+            let app_json = to_json(&stored.app_metadata, "app_metadata")?;
+            let user_json = to_json(&stored.user_metadata, "user_metadata")?;
+            tx.execute(
+                "UPDATE users SET app_metadata = ?2, user_metadata = ?3 WHERE user_id = ?1",
+                params![user_id, app_json, user_json],
+            )
+            .and_then(|_| tx.commit())
+            .map_err(backend(WHAT))?;
+            Ok(Some(stored))
+        })
+        .await
+    }
+
     async fn catalog_version(&self) -> Result<u64, StoreError> {
         self.call(|conn| read_catalog_version(conn)).await
     }
@@ -914,6 +1076,16 @@ impl Store for SqliteStore {
                     ))
                     .and_then(|mut s| s.query_map([], read_version)?.collect())
                     .map_err(backend("listing mapper versions"))?,
+                actions: read_actions(&tx)?,
+                action_versions: tx
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        action_version_columns!(),
+                        " FROM action_versions ORDER BY action_id, version"
+                    ))
+                    .and_then(|mut s| s.query_map([], read_action_version)?.collect())
+                    .map_err(backend("listing action versions"))?,
+                post_login_bindings: read_bindings(&tx)?,
             };
             tx.commit().map_err(backend("reading the catalog"))?;
             Ok(catalog)
@@ -1109,6 +1281,200 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_action(
+        &self,
+        action: &StoredAction,
+        draft: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let json = to_json(action, "an action")?;
+        let (id, name) = (action.id.clone(), action.name.clone());
+        let draft = draft.map(<[u8]>::to_vec);
+        self.call(move |conn| {
+            // An upsert on the id (not `INSERT OR REPLACE`, which would
+            // delete another Action holding the name); the draft only when
+            // one is given.
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO actions (id, name, action, active_version, draft)
+                     VALUES (?1, ?2, ?3, 0, ?4)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                         action = excluded.action,
+                         draft = COALESCE(excluded.draft, actions.draft)",
+                )
+                .and_then(|mut s| s.execute(params![id, name, json, draft]));
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Conflict(format!("action `{name}`")))
+                }
+                Err(e) => Err(backend("writing an action")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {
+        self.call(|conn| read_actions(conn)).await
+    }
+
+    async fn delete_action(&self, id: &str) -> Result<bool, StoreError> {
+        const WHAT: &str = "deleting an action";
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend(WHAT))?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM action_bindings WHERE action_id = ?1",
+                    params![id],
+                )
+                .and_then(|_| {
+                    tx.execute(
+                        "DELETE FROM action_versions WHERE action_id = ?1",
+                        params![id],
+                    )
+                })
+                .and_then(|_| tx.execute("DELETE FROM actions WHERE id = ?1", params![id]))
+                .map_err(backend(WHAT))?;
+            // Positions stay dense: renumber what is left in order.
+            let left: Vec<String> = read_bindings(&tx)?;
+            write_bindings(&tx, &left)?;
+            tx.commit().map_err(backend(WHAT))?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn deploy_action(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<Option<ActionVersion>, StoreError> {
+        const WHAT: &str = "deploying an action";
+        let (id, created_by) = (id.to_owned(), created_by.to_owned());
+        self.call(move |conn| {
+            // Immediate: the write lock from the start, so two processes
+            // cannot both pick the same next version.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend(WHAT))?;
+            let found: Option<(String, Option<Vec<u8>>)> = tx
+                .query_row(
+                    "SELECT action, draft FROM actions WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend(WHAT))?;
+            let Some((json, Some(draft))) = found else {
+                return Ok(None);
+            };
+            let action: StoredAction = from_json(&json, "actions")?;
+            let Some(sha256) = action.draft_sha256 else {
+                return Ok(None);
+            };
+            let last: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM action_versions WHERE action_id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(backend(WHAT))?;
+            let version = u32::try_from(last + 1).map_err(|_| {
+                StoreError::Backend(format!("action `{id}` has run out of version numbers"))
+            })?;
+            let size = draft.len() as u64;
+            tx.execute(
+                "INSERT INTO action_versions (action_id, version, sha256, size, created_at, created_by, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, version, sha256, size, now, created_by, draft],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "UPDATE actions SET active_version = ?2 WHERE id = ?1",
+                    params![id, version],
+                )
+            })
+            .and_then(|_| tx.commit())
+            .map_err(backend(WHAT))?;
+            Ok(Some(ActionVersion {
+                action_id: id,
+                version,
+                sha256,
+                size,
+                created_at: now,
+                created_by,
+            }))
+        })
+        .await
+    }
+
+    async fn action_versions(&self, id: &str) -> Result<Vec<ActionVersion>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                action_version_columns!(),
+                " FROM action_versions WHERE action_id = ?1 ORDER BY version"
+            ))
+            .and_then(|mut s| s.query_map(params![id], read_action_version)?.collect())
+            .map_err(backend("listing action versions"))
+        })
+        .await
+    }
+
+    async fn action_bytes(&self, id: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT bytes FROM action_versions WHERE action_id = ?1 AND version = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![id, version], |r| r.get(0)).optional())
+            .map_err(backend("reading an action"))
+        })
+        .await
+    }
+
+    async fn activate_action_version(&self, id: &str, version: u32) -> Result<bool, StoreError> {
+        let updated = self
+            .execute(
+                "UPDATE actions SET active_version = ?2 WHERE id = ?1 AND EXISTS
+                     (SELECT 1 FROM action_versions WHERE action_id = ?1 AND version = ?2)",
+                (id.to_owned(), version),
+                "activating an action version",
+            )
+            .await?;
+        Ok(updated > 0)
+    }
+
+    async fn post_login_bindings(&self) -> Result<Vec<String>, StoreError> {
+        self.call(|conn| read_bindings(conn)).await
+    }
+
+    async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError> {
+        const WHAT: &str = "writing bindings";
+        let ids = ids.to_vec();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend(WHAT))?;
+            for id in &ids {
+                let known: Option<i64> = tx
+                    .query_row("SELECT 1 FROM actions WHERE id = ?1", params![id], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(backend(WHAT))?;
+                if known.is_none() {
+                    return Err(StoreError::Missing(format!("action `{id}`")));
+                }
+            }
+            write_bindings(&tx, &ids)?;
+            tx.commit().map_err(backend(WHAT))
+        })
+        .await
+    }
+
     async fn try_lease(
         &self,
         name: &str,
@@ -1229,6 +1595,7 @@ mod tests {
 
     fn code(expires_at: u64) -> AuthorizationGrant {
         AuthorizationGrant {
+            claims: Default::default(),
             client_id: "app".into(),
             redirect_uri: "https://app.test/cb".into(),
             user_id: "oauth2|c|1".into(),
@@ -1264,6 +1631,7 @@ mod tests {
             .await
             .expect("put");
         let token = |expires_at| AccessGrant {
+            claims: Default::default(),
             user_id: "oauth2|c|1".into(),
             client_id: "app".into(),
             scope: "openid".into(),
@@ -1337,6 +1705,7 @@ mod tests {
             .put_code(
                 key,
                 AuthorizationGrant {
+                    claims: Default::default(),
                     nonce: Some("n".into()),
                     ..code(9)
                 },
@@ -1347,6 +1716,7 @@ mod tests {
             .put_access_token(
                 key,
                 AccessGrant {
+                    claims: Default::default(),
                     user_id: "oauth2|c|1".into(),
                     client_id: "app".into(),
                     scope: "openid".into(),

@@ -85,3 +85,17 @@ fn serialize_secret<S: serde::Serializer>(
 pub(super) fn email_key(profile: &Profile) -> Option<String> {
     profile.email.as_deref().map(str::to_lowercase)
 }
+
+/// Merges `patch` into `target` as Auth0 merges `app_metadata` and
+/// `user_metadata`: each top-level property of `patch` replaces the one in
+/// `target` (objects are not merged deeper), and a property set to `null`
+/// is removed.
+pub fn merge_metadata(target: &mut super::Metadata, patch: &super::Metadata) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Per-login overhead of post-login Actions:
+//! `cargo bench -p waypass-tests --bench actions`.
+//!
+//! What a login pays for its bound Actions: the trigger's run (event
+//! built from the user record, each Action in a fresh instance, its answer
+//! checked, the changes merged), with no Action bound (the baseline: one
+//! branch) and with one Rust Action bound (the `action-probe` test guest
+//! setting a namespaced claim on both tokens and one `app_metadata`
+//! property). The metadata write goes to a memory store, so the figure is
+//! the Action's own cost; a database write adds its round trip. p50 and
+//! p99 over 2000 calls after 100 warm-up calls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use waypass::actions::{BoundAction, EventClient, EventRequest, PostLoginChain, PostLoginTrigger};
+use waypass::mapper::{Profile, Runtime, RuntimeConfig};
+use waypass::store::{
+    MemoryStore, Store as _, StoredAction, StoredActionSecret, StoredMapperEgress,
+};
+use waypass_tests::guests;
+
+const CALLS: usize = 2000;
+const WARM_UP: usize = 100;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let store = MemoryStore::default();
+    let profile: Profile = serde_json::from_value(serde_json::json!({
+        "user_id": "1", "email": "ada@example.com", "name": "Ada"
+    }))
+    .expect("profile");
+    let user = rt
+        .block_on(store.record_login("oauth2|bench|1", "bench", profile, 1))
+        .expect("user");
+    let loaded = Arc::new(
+        runtime
+            .load_action(&guests::bytes(guests::ACTION_PROBE))
+            .expect("the probe loads"),
+    );
+    let stored = StoredAction {
+        id: "act_bench".into(),
+        name: "bench".into(),
+        supported_triggers: vec!["post-login".into()],
+        runtime: "wasm".into(),
+        secrets: vec![
+            StoredActionSecret {
+                name: "claim".into(),
+                value: "https://example.com/roles=[\"admin\"]".into(),
+            },
+            StoredActionSecret {
+                name: "metadata".into(),
+                value: "plan=\"gold\"".into(),
+            },
+        ],
+        egress: StoredMapperEgress::default(),
+        timeout_ms: None,
+        draft_sha256: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let one_rust = PostLoginChain {
+        actions: vec![Arc::new(
+            BoundAction::from_stored(&stored, 1, loaded).expect("bound"),
+        )],
+        unservable: None,
+    };
+    let none = PostLoginChain::default();
+
+    println!("| bound actions | per-login p50 | per-login p99 |");
+    println!("| --- | --- | --- |");
+    for (label, chain) in [("none", &none), ("one Rust action", &one_rust)] {
+        let trigger = PostLoginTrigger {
+            runtime: &runtime,
+            store: &store,
+            chain,
+        };
+        let mut samples: Vec<Duration> = Vec::with_capacity(CALLS);
+        for i in 0..CALLS + WARM_UP {
+            let client = EventClient {
+                client_id: "app".into(),
+                name: "App".into(),
+            };
+            let request = EventRequest {
+                ip: "127.0.0.1".into(),
+                user_agent: Some("bench".into()),
+            };
+            let start = Instant::now();
+            let granted = rt
+                .block_on(trigger.run_for_login(
+                    &user,
+                    client,
+                    request,
+                    "openid email",
+                    "https://app.test/cb",
+                ))
+                .expect("the login goes on");
+            let elapsed = start.elapsed();
+            assert_eq!(granted.scope, "openid email");
+            if i >= WARM_UP {
+                samples.push(elapsed);
+            }
+        }
+        samples.sort();
+        let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        println!(
+            "| {label} | {:.1} µs | {:.1} µs |",
+            at(0.5).as_secs_f64() * 1e6,
+            at(0.99).as_secs_f64() * 1e6,
+        );
+    }
+}

@@ -1,0 +1,706 @@
+//! Post-login Actions end to end: deployed and bound through the
+//! management API, run in real logins through the development provider,
+//! their claims read by the app's OpenID Connect client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use openidconnect::OAuth2TokenResponse as _;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::reqwest::Method;
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    RedirectUrl, Scope, TokenResponse as _,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waypass::broker::Clock as _;
+use waypass::dev_provider::default_user;
+use waypass::secret::SecretHash;
+use waypass::store::Store as _;
+use waypass_tests::guests;
+use waypass_tests::login::{
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api,
+    http_client, redeem,
+};
+
+/// The default user's id at the broker.
+fn user_id() -> String {
+    format!("oauth2|{CONNECTION}|{}", default_user().uuid)
+}
+
+/// The default user's email domain.
+fn user_domain() -> String {
+    default_user()
+        .email
+        .split_once('@')
+        .map(|(_, d)| d.to_owned())
+        .expect("an email with a domain")
+}
+
+/// Creates an Action named `name` with `secrets`, uploads `wasm` as its
+/// component and deploys it; returns its id.
+async fn deploy(tb: &TestBed, name: &str, wasm: &str, secrets: Value, extra: Value) -> String {
+    let mut body = json!({
+        "name": name,
+        "supported_triggers": [{"id": "post-login", "version": "v3"}],
+        "secrets": secrets,
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, created) =
+        admin_api(&tb.issuer, Method::POST, "actions/actions", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    upload(tb, &id, wasm).await;
+    let (status, version) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/deploy"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{version}");
+    id
+}
+
+/// Uploads `wasm` as the Action's draft.
+async fn upload(tb: &TestBed, id: &str, wasm: &str) {
+    let resp = http_client()
+        .put(format!(
+            "{}/api/v2/actions/actions/{id}/component",
+            tb.issuer
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(wasm).expect("the guest is built"))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+}
+
+/// Binds `ids` to the post-login trigger, in this order.
+async fn bind(tb: &TestBed, ids: &[&str]) {
+    let bindings: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"ref": {"type": "action_id", "value": id}}))
+        .collect();
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        "actions/triggers/post-login/bindings",
+        Some(json!({"bindings": bindings})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A login of the default user at the confidential app, to the app.
+async fn login(tb: &TestBed) -> Landing {
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("scope", "openid email"), ("connection", CONNECTION)],
+    );
+    Browser::default().login(tb, &url, false).await
+}
+
+/// The claims of the id_token a login's code redeems for (read, not
+/// verified: the OpenID Connect client test below verifies).
+async fn id_token_claims(tb: &TestBed, landing: &Landing) -> Value {
+    let to_app = landing.location.as_ref().expect("a redirect to the app");
+    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, to_app.as_str()).await;
+    let id_token = tokens["id_token"].as_str().expect("an id_token");
+    let payload = id_token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rust_action_adds_a_namespaced_claim_that_the_apps_oidc_client_verifies_in_the_id_token()
+{
+    let tb = TestBed::start(|_, _| {}).await;
+    let id = deploy(
+        &tb,
+        "roles",
+        guests::ACTION_PROBE,
+        json!([{"name": "claim", "value": "https://waypass.test/roles=[\"admin\"]"}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&id]).await;
+
+    let metadata = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(tb.issuer.clone()).expect("issuer"),
+        &http_client(),
+    )
+    .await
+    .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(APP.into()),
+        Some(ClientSecret::new(APP_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(APP_CALLBACK.into()).expect("redirect"));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _csrf, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_extra_param("connection", CONNECTION)
+        .set_pkce_challenge(challenge)
+        .url();
+    let landing = Browser::default().login(&tb, url.as_str(), false).await;
+    let code = landing.param("code").expect("a code");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint known")
+        .set_pkce_verifier(verifier)
+        .request_async(&http_client())
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an id_token");
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .expect("the id_token verifies: signature, issuer, audience, nonce");
+    assert_eq!(
+        claims.subject().as_str(),
+        user_id(),
+        "`sub` is not the Action's"
+    );
+
+    // The verified token's own claims, custom ones included.
+    let payload = id_token.to_string();
+    let payload = payload.split('.').nth(1).expect("a JWT");
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("JSON");
+    assert_eq!(payload["https://waypass.test/roles"], json!(["admin"]));
+    assert_eq!(payload["https://waypass.test/probe"], "action-probe");
+    assert_eq!(payload["sub"], user_id(), "a restricted claim is left out");
+
+    // The access token's grant carries the Action's access-token claim.
+    let grant = tb
+        .store
+        .get_access_token(
+            SecretHash::of(tokens.access_token().secret()),
+            tb.clock.now(),
+        )
+        .await
+        .expect("memory store")
+        .expect("the access token is stored");
+    assert_eq!(grant.claims["https://waypass.test/roles"], json!(["admin"]));
+    assert!(
+        !grant.claims.contains_key("https://waypass.test/probe"),
+        "id_token only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_denying_by_email_domain_sends_access_denied_with_its_reason_and_no_metadata_is_written()
+ {
+    let tb = TestBed::start(|_, _| {}).await;
+    let first = deploy(
+        &tb,
+        "tagger",
+        guests::ACTION_PROBE,
+        json!([{"name": "metadata", "value": "plan=\"gold\""}]),
+        json!({}),
+    )
+    .await;
+    let denier = deploy(
+        &tb,
+        "domain-gate",
+        guests::ACTION_PROBE,
+        json!([{"name": "deny_domain", "value": user_domain()}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&first, &denier]).await;
+
+    let landing = login(&tb).await;
+    assert!(
+        landing
+            .location
+            .as_ref()
+            .is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)),
+        "{landing:?}"
+    );
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        landing.param("error_description"),
+        Some(format!("users of {} may not log in", user_domain()))
+    );
+    assert_eq!(landing.param("code"), None);
+    let user = tb.broker_user(&user_id()).await.expect("the user is known");
+    assert!(
+        user.app_metadata.is_empty(),
+        "the first Action's metadata is not written: {:?}",
+        user.app_metadata
+    );
+
+    // Without the gate, the same login writes the first Action's metadata.
+    bind(&tb, &[&first]).await;
+    let landing = login(&tb).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let user = tb.broker_user(&user_id()).await.expect("the user");
+    assert_eq!(user.app_metadata["plan"], "gold");
+}
+
+/// An HTTP service on 127.0.0.1:0 answering every request with `body`.
+async fn answering(body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_asks_an_allowed_http_api_and_its_answer_decides_the_login() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let yes = answering("allow").await;
+    let no = answering("refuse").await;
+    let egress = |origin: &str| json!({"egress": {"allowed_hosts": [origin], "allow_private_networks": true}});
+    let allowing = deploy(
+        &tb,
+        "check-yes",
+        guests::ACTION_PROBE,
+        json!([{"name": "check_url", "value": format!("{yes}/decide")}]),
+        egress(&yes),
+    )
+    .await;
+    let refusing = deploy(
+        &tb,
+        "check-no",
+        guests::ACTION_PROBE,
+        json!([{"name": "check_url", "value": format!("{no}/decide")}]),
+        egress(&no),
+    )
+    .await;
+
+    bind(&tb, &[&allowing]).await;
+    let landing = login(&tb).await;
+    assert!(landing.param("code").is_some(), "allowed: {landing:?}");
+
+    bind(&tb, &[&refusing]).await;
+    let landing = login(&tb).await;
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        landing.param("error_description").as_deref(),
+        Some("the check service said no")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_actions_fail_the_login_cleanly_and_the_next_login_is_served() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let off_list = answering("allow").await;
+    let cases = [
+        (
+            "spinner",
+            json!([{"name": "mode", "value": "loop"}]),
+            json!({"timeout_ms": 300}),
+            "did not finish within its 300 ms deadline",
+        ),
+        (
+            "hoarder",
+            json!([{"name": "mode", "value": "memory"}]),
+            json!({}),
+            "memory limit",
+        ),
+        (
+            "failing",
+            json!([{"name": "mode", "value": "fail"}]),
+            json!({}),
+            "failing on purpose",
+        ),
+        // No allow-list: the egress policy refuses the host.
+        (
+            "snooper",
+            json!([{"name": "check_url", "value": format!("{off_list}/x")}]),
+            json!({}),
+            "cannot be reached",
+        ),
+    ];
+    let fine = deploy(&tb, "fine", guests::ACTION_PROBE, json!([]), json!({})).await;
+    for (name, secrets, extra, expected) in cases {
+        let id = deploy(&tb, name, guests::ACTION_PROBE, secrets, extra).await;
+        bind(&tb, &[&id]).await;
+        let landing = login(&tb).await;
+        assert!(
+            landing
+                .location
+                .as_ref()
+                .is_some_and(|l| l.as_str().starts_with(APP_CALLBACK)),
+            "{name}: {landing:?}"
+        );
+        assert_eq!(
+            landing.param("error").as_deref(),
+            Some("server_error"),
+            "{name}"
+        );
+        let description = landing.param("error_description").unwrap_or_default();
+        assert!(
+            description.contains(&format!("post-login action `{name}` failed"))
+                && description.contains(expected),
+            "{name}: {description}"
+        );
+        assert_eq!(landing.param("code"), None, "{name}");
+
+        bind(&tb, &[&fine]).await;
+        let landing = login(&tb).await;
+        assert!(landing.param("code").is_some(), "after {name}: {landing:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_actions_run_in_the_bound_order_and_a_new_order_serves_the_next_login() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let first = deploy(
+        &tb,
+        "first",
+        guests::ACTION_PROBE,
+        json!([{"name": "order", "value": "first"}]),
+        json!({}),
+    )
+    .await;
+    let second = deploy(
+        &tb,
+        "second",
+        guests::ACTION_PROBE,
+        json!([{"name": "order", "value": "second"}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&first, &second]).await;
+    let claims = id_token_claims(&tb, &login(&tb).await).await;
+    assert_eq!(
+        claims["https://waypass.test/order"],
+        json!(["first", "second"]),
+        "the second saw the first's metadata"
+    );
+    bind(&tb, &[&second, &first]).await;
+    let claims = id_token_claims(&tb, &login(&tb).await).await;
+    assert_eq!(
+        claims["https://waypass.test/order"],
+        json!(["first", "second", "second", "first"])
+    );
+    let user = tb.broker_user(&user_id()).await.expect("the user");
+    assert_eq!(
+        user.app_metadata["order"],
+        json!(["first", "second", "second", "first"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swapping_an_actions_version_serves_the_next_login_and_fails_no_login_under_load() {
+    let tb = Arc::new(TestBed::start(|_, _| {}).await);
+    let id = deploy(&tb, "swapped", guests::ACTION_PROBE, json!([]), json!({})).await;
+    bind(&tb, &[&id]).await;
+    let probe = |claims: &Value| claims["https://waypass.test/probe"].clone();
+    assert_eq!(
+        probe(&id_token_claims(&tb, &login(&tb).await).await),
+        "action-probe"
+    );
+    upload(&tb, &id, guests::ACTION_PROBE_TWO).await;
+    let (status, v2) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/deploy"),
+        None,
+    )
+    .await;
+    assert_eq!((status, v2["number"].as_u64()), (200, Some(2)), "{v2}");
+    assert_eq!(
+        probe(&id_token_claims(&tb, &login(&tb).await).await),
+        "action-probe-two",
+        "the deploy serves the next login"
+    );
+
+    // Logins in a loop while the versions swap back and forth.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let (tb, stop, ok, failed) = (tb.clone(), stop.clone(), ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let landing = login(&tb).await;
+                if landing.param("code").is_some() {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("failed login: {landing:?}");
+                }
+            }
+        }));
+    }
+    for round in 0..10 {
+        let version = if round % 2 == 0 { 1 } else { 2 };
+        let (status, body) = admin_api(
+            &tb.issuer,
+            Method::POST,
+            &format!("actions/actions/{id}/versions/{version}/deploy"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // Each swap waits for a login served after it.
+        let before = ok.load(Ordering::SeqCst);
+        while ok.load(Ordering::SeqCst) < before + 2 && failed.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "no login failed");
+    assert!(ok.load(Ordering::SeqCst) >= 20);
+    // The last swap (version 2) serves the next login.
+    assert_eq!(
+        probe(&id_token_claims(&tb, &login(&tb).await).await),
+        "action-probe-two"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refuses_what_it_cannot_run()
+ {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        "actions/actions",
+        Some(
+            json!({"name": "js", "supported_triggers": [{"id": "post-login"}],
+                    "code": "exports.onExecutePostLogin = async () => {}", "runtime": "node22"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not available"),
+        "{body}"
+    );
+
+    let (status, created) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        "actions/actions",
+        Some(
+            json!({"name": "probe", "supported_triggers": [{"id": "post-login"}],
+                    "secrets": [{"name": "claim", "value": "https://x.test/c=1"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(
+        created["secrets"][0].get("value").is_none(),
+        "secret values are never shown"
+    );
+
+    // Nothing to deploy or bind yet.
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/deploy"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        "actions/triggers/post-login/bindings",
+        Some(json!({"bindings": [{"ref": {"type": "action_name", "value": "probe"}}]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // A mapper is not an Action.
+    let resp = http_client()
+        .put(format!(
+            "{}/api/v2/actions/actions/{id}/component",
+            tb.issuer
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(guests::AUTH0_EXAMPLE).expect("built"))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status().as_u16(), 422);
+    let text = resp.text().await.unwrap_or_default();
+    assert!(text.contains("waypass:action/post-login"), "{text}");
+
+    upload(&tb, &id, guests::ACTION_PROBE).await;
+    for _ in 0..2 {
+        let (status, _) = admin_api(
+            &tb.issuer,
+            Method::POST,
+            &format!("actions/actions/{id}/deploy"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, versions) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("actions/actions/{id}/versions"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(versions["total"], 2);
+    assert_eq!(versions["versions"][0]["number"], 2);
+    assert_eq!(versions["versions"][0]["deployed"], true);
+    let (status, rolled) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/versions/1/deploy"),
+        None,
+    )
+    .await;
+    assert_eq!((status, rolled["number"].as_u64()), (200, Some(1)));
+    let (_, got) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("actions/actions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(got["deployed_version"], 1);
+
+    let (status, tested) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/test"),
+        Some(json!({"payload": {
+            "user": {"user_id": "oauth2|c|1", "email": "a@b.test"},
+            "client": {"client_id": "app"},
+            "connection": {"name": "c"}
+        }})),
+    )
+    .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["result"]["outcome"], "proceed", "{tested}");
+    assert_eq!(tested["result"]["id_token_claims"]["https://x.test/c"], 1);
+    assert_eq!(tested["result"]["dropped_claims"], json!(["sub"]));
+
+    bind(&tb, &[&id]).await;
+    let (status, bindings) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        "actions/triggers/post-login/bindings",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bindings["bindings"][0]["action"]["name"], "probe");
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("actions/actions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "bound: refused without force");
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("actions/actions/{id}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, bindings) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        "actions/triggers/post-login/bindings",
+        None,
+    )
+    .await;
+    assert_eq!(bindings["total"], 0);
+    let landing = login(&tb).await;
+    assert!(
+        landing.param("code").is_some(),
+        "no binding left: {landing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_metadata_is_patched_with_auth0s_merge() {
+    let tb = TestBed::start(|_, _| {}).await;
+    assert!(login(&tb).await.param("code").is_some());
+    let path = format!("users/{}", user_id().replace('|', "%7C"));
+    let (status, user) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &path,
+        Some(
+            json!({"app_metadata": {"plan": "gold", "old": 1}, "user_metadata": {"theme": "dark"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    let (status, user) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &path,
+        Some(json!({"app_metadata": {"old": null, "roles": ["a"]}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(
+        user["app_metadata"],
+        json!({"plan": "gold", "roles": ["a"]})
+    );
+    assert_eq!(user["user_metadata"], json!({"theme": "dark"}));
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &path,
+        Some(json!({"email": "x@y.test"})),
+    )
+    .await;
+    assert_eq!(status, 400, "only metadata is writable");
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        "users/nobody",
+        Some(json!({"app_metadata": {}})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
