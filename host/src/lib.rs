@@ -37,6 +37,7 @@ pub mod egress;
 pub mod html;
 pub mod keys;
 pub mod mapper;
+pub mod metrics;
 pub mod model;
 pub mod quickstart;
 pub mod script;

@@ -193,6 +193,7 @@ impl TestBed {
                 sweep_interval: TEST_SWEEP_INTERVAL,
                 ..Limits::default()
             },
+            metrics_listen: None,
         };
         customize(&mut connections, &mut config);
         config.connections = connections

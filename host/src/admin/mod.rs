@@ -25,8 +25,11 @@ use crate::broker::Broker;
 use crate::secret::SecretHash;
 use crate::store::AccessGrant;
 
+/// Reads `/metrics` on the main listener.
+pub const READ_METRICS: &str = "read:metrics";
+
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 10] = [
+pub const SCOPES: [&str; 11] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -37,6 +40,7 @@ pub const SCOPES: [&str; 10] = [
     "write:users",
     WRITE_EGRESS,
     clients::GRANT_SCOPE,
+    READ_METRICS,
 ];
 
 /// Lets a connection written through the API reach private networks

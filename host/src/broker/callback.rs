@@ -110,6 +110,10 @@ impl Broker {
                 "bad redirect_uri",
             ));
         };
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e| e.code.as_str(), |_| "success");
+        self.metrics.login(&tx.connection, &tx.client_id, outcome);
         let location = match result {
             Ok(code) => {
                 let mut pairs = vec![("code", code.as_str())];
@@ -150,6 +154,7 @@ impl Broker {
                 "the provider's answer has neither `code` nor `error`",
             )
         })?;
+        let timer = crate::metrics::Timer::start();
         let tokens = self
             .upstream
             .exchange_code(
@@ -162,8 +167,15 @@ impl Broker {
             .map_err(|e| {
                 tracing::warn!(error = %e, "token exchange failed");
                 OAuthError::new(ErrorCode::ServerError, e.to_string())
-            })?;
-        let profile = self.run_mapper(connection, tokens).await?;
+            });
+        self.metrics
+            .stage(crate::metrics::Stage::ProviderToken, timer.elapsed());
+        let tokens = tokens?;
+        let timer = crate::metrics::Timer::start();
+        let profile = self.run_mapper(connection, tokens).await;
+        self.metrics
+            .stage(crate::metrics::Stage::Mapper, timer.elapsed());
+        let profile = profile?;
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
         let now = self.clock.now();
         self.store

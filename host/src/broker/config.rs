@@ -93,6 +93,11 @@ pub struct Config {
     /// Logins in flight, rate limits, trusted proxies.
     #[serde(default)]
     pub limits: Limits,
+    /// An address serving `/metrics` without authentication, for a
+    /// scraper inside the network (e.g. `127.0.0.1:9100`); none by default
+    /// (the main listener serves `/metrics` to a `read:metrics` token).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A mapper component registered by path.

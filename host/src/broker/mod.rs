@@ -143,12 +143,15 @@ pub struct Broker {
     client_secrets: crate::model::client_secret::Verifier,
     /// Places for `try` calls ([`MAX_CONCURRENT_TRY_CALLS`]).
     pub(crate) try_calls: tokio::sync::Semaphore,
+    /// What `/metrics` reports (the store above is timed into it).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
     pub fn new(parts: BrokerParts) -> Self {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
         let instance_id = format!("inst_{}", parts.random.identifier(16));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Self {
             callback_url: format!("{issuer}/login/callback"),
             discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
@@ -157,7 +160,7 @@ impl Broker {
             issuer_url: parts.issuer,
             catalog: parts.catalog,
             runtime: parts.runtime,
-            store: parts.store,
+            store: crate::metrics::InstrumentedStore::wrap(parts.store, metrics.clone()),
             keys: parts.keys,
             clock: parts.clock,
             random: parts.random,
@@ -170,7 +173,18 @@ impl Broker {
             config_defined: ConfigDefined::default(),
             client_secrets: crate::model::client_secret::Verifier::new(),
             try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
+            metrics,
         }
+    }
+
+    /// The metrics this broker records (turn them off for a baseline).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// `/metrics` as served: the Prometheus text exposition.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(self.runtime.calls_running())
     }
 
     /// Marks what the configuration file defines: the management API will
@@ -327,6 +341,7 @@ impl Broker {
                 let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
                 let name = crate::catalog::registry::parse_ref(reference)
                     .map_or(reference.as_str(), |r| r.0);
+                self.metrics.profile_call("mapper", name, version, &report);
                 tracing::debug!(mapper = %name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
                 Ok((
                     report,
@@ -340,6 +355,8 @@ impl Broker {
                     .runtime
                     .invoke(engine.mapper(), &input, &conn.sandbox)
                     .await;
+                // A script has no name or version of its own: its connection's.
+                self.metrics.profile_call("script", conn.name(), 0, &report);
                 tracing::debug!(
                     elapsed_us = report.elapsed.as_micros() as u64,
                     "fetchUserProfile script ran"

@@ -77,7 +77,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
                 let broker = broker.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let broker = broker.clone();
-                    async move { Ok::<_, Infallible>(handle(&broker, req, peer.ip()).await) }
+                    async move { Ok::<_, Infallible>(handle_counted(&broker, req, peer.ip()).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -121,6 +121,18 @@ async fn sweep_on_timer(broker: Arc<Broker>) {
     }
 }
 
+/// [`handle`], counted by route pattern and status in the metrics.
+async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let route = crate::metrics::route(req.uri().path());
+    let method = req.method().clone();
+    let timer = crate::metrics::Timer::start();
+    let resp = handle(broker, req, peer).await;
+    broker
+        .metrics
+        .http_request(route, &method, resp.status().as_u16(), timer.elapsed());
+    resp
+}
+
 /// Routes one request from the TCP peer `peer`.
 pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -161,14 +173,29 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
         };
     }
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/authorize") => authorize(broker, &query, from).await,
+        (&Method::GET, "/authorize") => {
+            let timer = crate::metrics::Timer::start();
+            let resp = authorize(broker, &query, from).await;
+            broker
+                .metrics
+                .stage(crate::metrics::Stage::Authorize, timer.elapsed());
+            resp
+        }
+        (&Method::GET, "/metrics") => metrics(broker, header(header::AUTHORIZATION), from).await,
         (&Method::GET, CALLBACK_PATH) => {
             login_callback(broker, &parts.headers, &query, None, from).await
         }
         (&Method::POST, "/oauth/token") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
-                Ok(form) => json_reply(broker.token(&form, authorization.as_deref(), from).await),
+                Ok(form) => {
+                    let timer = crate::metrics::Timer::start();
+                    let reply = broker.token(&form, authorization.as_deref(), from).await;
+                    broker
+                        .metrics
+                        .stage(crate::metrics::Stage::Token, timer.elapsed());
+                    json_reply(reply)
+                }
                 Err(resp) => resp,
             }
         }
@@ -284,6 +311,54 @@ async fn api(
         );
     }
     resp
+}
+
+/// `GET /metrics`: the admin token or a token with `read:metrics`;
+/// failed authentications count towards the address's API limit.
+async fn metrics(broker: &Broker, authorization: Option<&str>, from: IpAddr) -> Response<Body> {
+    let refused = |e: crate::admin::ApiError| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut resp = response(status, "application/json", e.into_reply().body);
+        if status == StatusCode::UNAUTHORIZED {
+            set_header(
+                &mut resp,
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"waypass\"",
+            );
+        }
+        resp
+    };
+    if let Err(wait) = broker.rate_limits().api_failures_allow(from) {
+        let mut resp = refused(crate::admin::ApiError::new(
+            429,
+            "too many failed authentications from this address",
+        ));
+        set_retry_after(&mut resp, wait);
+        return resp;
+    }
+    match broker.api_authenticate(authorization).await {
+        Err(e) => {
+            if e.status == 401 {
+                broker.rate_limits().api_failure(from);
+            }
+            refused(e)
+        }
+        Ok(caller) if !caller.has(crate::admin::READ_METRICS) => {
+            refused(crate::admin::ApiError::new(
+                403,
+                format!("the token lacks the scope `{}`", crate::admin::READ_METRICS),
+            ))
+        }
+        Ok(_) => {
+            let mut resp = response(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                broker.metrics_text(),
+            );
+            set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+            resp
+        }
+    }
 }
 
 async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body> {

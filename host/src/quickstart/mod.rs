@@ -185,6 +185,7 @@ fn config(
             options: options_json,
         }],
         limits: crate::broker::limits::Limits::default(),
+        metrics_listen: None,
     })
 }
 
