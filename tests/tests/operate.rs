@@ -145,3 +145,36 @@ async fn raw_paths_never_become_route_labels() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn every_metric_the_grafana_dashboard_queries_is_served_after_a_login() {
+    let tb = TestBed::start(|_, _| {}).await;
+    log_in(&tb, false).await;
+    let (_, text) = scrape(&tb, Some(ADMIN_TOKEN)).await;
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/grafana-dashboard.json"
+    ))
+    .expect("the dashboard");
+    let names: std::collections::BTreeSet<&str> = dashboard
+        .match_indices("waypass_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    // Egress denials need a denied request; the rest are all there.
+    for name in names
+        .iter()
+        .filter(|n| **n != "waypass_egress_denials_total")
+    {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "the dashboard queries {name}, which is not served: {text}"
+        );
+    }
+}
