@@ -10,9 +10,9 @@ use super::{Metrics, Timer};
 use crate::mapper::Profile;
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessGrant, AuthorizationGrant, CatalogFeed, LoginTransaction, MapperEntry, MapperVersion,
-    PutTransaction, Store, StoreError, StoredCatalog, StoredClient, StoredConnection, Swept,
-    TakeTransaction, User,
+    AccessGrant, AuthorizationGrant, CatalogFeed, LogEvent, LogPage, LogQuery, LoginTransaction,
+    MapperEntry, MapperVersion, PutTransaction, Store, StoreError, StoredCatalog, StoredClient,
+    StoredConnection, Swept, TakeTransaction, User,
 };
 
 /// `inner`, with every operation timed into `metrics`.
@@ -229,5 +229,22 @@ impl Store for InstrumentedStore {
     async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError> {
         self.timed("init_signing_keys", self.inner.init_signing_keys(document))
             .await
+    }
+    async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        self.timed("put_log_events", self.inner.put_log_events(events))
+            .await
+    }
+    async fn log_events(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        self.timed("log_events", self.inner.log_events(query)).await
+    }
+    async fn log_event(&self, log_id: &str) -> Result<Option<LogEvent>, StoreError> {
+        self.timed("log_event", self.inner.log_event(log_id)).await
+    }
+    async fn delete_log_events_before(&self, date: u64) -> Result<u64, StoreError> {
+        self.timed(
+            "delete_log_events_before",
+            self.inner.delete_log_events_before(date),
+        )
+        .await
     }
 }
