@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod cli;
 pub mod dev_provider;
 pub mod egress;
+pub mod events;
 pub mod html;
 pub mod keys;
 pub mod mapper;

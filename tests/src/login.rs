@@ -194,6 +194,7 @@ impl TestBed {
                 ..Limits::default()
             },
             metrics_listen: None,
+            log_retention_days: waypass::events::DEFAULT_LOG_RETENTION_DAYS,
         };
         customize(&mut connections, &mut config);
         config.connections = connections

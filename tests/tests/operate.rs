@@ -1,8 +1,12 @@
 //! Operating Waypass (#14): metrics that move with logins, a log of what
 //! happened, signing-key rotation.
 
+use openidconnect::reqwest::Method;
+use serde_json::{Value, json};
+use waypass::dev_provider::{TokenFault, UserinfoFault, default_user};
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, http_client, redeem,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, api_call,
+    http_client, redeem,
 };
 
 /// `GET /metrics` on the broker with `token` as the bearer.
@@ -35,7 +39,7 @@ async fn log_in(tb: &TestBed, deny: bool) -> waypass_tests::login::Landing {
         &[("connection", CONNECTION), ("state", "s1")],
     );
     let landing = Browser::default().login(tb, &url, deny).await;
-    if !deny {
+    if landing.param("code").is_some() {
         let location = landing.location.as_ref().expect("a redirect to the app");
         let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, location.as_str()).await;
         assert!(tokens["id_token"].is_string(), "{tokens}");
@@ -177,4 +181,265 @@ async fn every_metric_the_grafana_dashboard_queries_is_served_after_a_login() {
             "the dashboard queries {name}, which is not served: {text}"
         );
     }
+}
+
+// ---- the log of what happened ----
+
+/// `GET /api/v2/logs?{query}` as the admin; the JSON answer.
+async fn logs(tb: &TestBed, query: &str) -> Value {
+    let (status, body) = admin_api(&tb.issuer, Method::GET, &format!("logs?{query}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn q(filter: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", filter)
+        .finish()
+}
+
+#[tokio::test]
+async fn a_successful_login_is_an_s_event_with_the_user_the_app_and_the_browser() {
+    let tb = TestBed::start(|_, _| {}).await;
+    log_in(&tb, false).await;
+    let user_id = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    let found = logs(&tb, &q(&format!("type:s AND user_id:\"{user_id}\""))).await;
+    let events = found.as_array().expect("a list");
+    assert_eq!(events.len(), 1, "{found}");
+    let e = &events[0];
+    assert_eq!(e["type"], "s");
+    assert_eq!(e["user_id"], user_id.as_str());
+    assert_eq!(e["user_name"], default_user().email.as_str());
+    assert_eq!(e["client_id"], APP);
+    assert_eq!(e["connection"], CONNECTION);
+    assert!(
+        e["connection_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("con_")),
+        "{e}"
+    );
+    assert_eq!(e["ip"], "127.0.0.1");
+    assert!(e["date"].as_str().is_some_and(|d| d.ends_with('Z')), "{e}");
+    // The code exchange that followed is an `seacft` event of the app.
+    let exchanged = logs(&tb, &q("type:seacft")).await;
+    assert_eq!(exchanged[0]["client_id"], APP, "{exchanged}");
+    // One by id.
+    let id = e["log_id"].as_str().expect("an id");
+    let (status, one) = admin_api(&tb.issuer, Method::GET, &format!("logs/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(&one, e);
+    let (status, _) = admin_api(&tb.issuer, Method::GET, "logs/nope", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_failed_login_is_found_through_the_api_with_its_stage_and_reason() {
+    let tb = TestBed::start(|_, _| {}).await;
+    // The provider refuses the code exchange.
+    tb.provider.set_token_fault(TokenFault::Status(
+        400,
+        json!({"error": "invalid_grant", "error_description": "code was already used"}).to_string(),
+    ));
+    let landing = log_in(&tb, false).await;
+    assert_eq!(
+        landing.param("error").as_deref(),
+        Some("server_error"),
+        "{landing:?}"
+    );
+    // The provider's userinfo answers 401: the mapper says "unauthorized".
+    tb.provider.set_token_fault(TokenFault::Normal);
+    tb.provider
+        .set_userinfo_fault(UserinfoFault::Status(401, "{}".into()));
+    log_in(&tb, false).await;
+    // The user denies at the provider.
+    tb.provider.set_userinfo_fault(UserinfoFault::Normal);
+    log_in(&tb, true).await;
+
+    let failed = logs(
+        &tb,
+        &format!(
+            "{}&include_totals=true",
+            q(&format!("type:f connection:\"{CONNECTION}\""))
+        ),
+    )
+    .await;
+    assert_eq!(failed["total"], 3, "{failed}");
+    let events = failed["logs"].as_array().expect("logs");
+    // Newest first: denied, mapper, provider token.
+    let details: Vec<&Value> = events.iter().map(|e| &e["details"]).collect();
+    assert_eq!(details[0]["stage"], "provider", "{failed}");
+    assert_eq!(details[0]["error"], "access_denied");
+    assert_eq!(details[1]["stage"], "mapper", "{failed}");
+    // The seed mapper reports the userinfo's 401 as a provider error.
+    assert_eq!(details[1]["mapper_error"], "provider", "{failed}");
+    assert!(
+        details[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unexpected answer from the provider")),
+        "{failed}"
+    );
+    assert_eq!(details[2]["stage"], "provider_token", "{failed}");
+    assert!(
+        details[2]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid_grant")),
+        "the provider's error is the reason: {failed}"
+    );
+    for e in events {
+        assert_eq!(e["client_id"], APP);
+        assert_eq!(e["type"], "f");
+    }
+}
+
+#[tokio::test]
+async fn an_authorize_refusal_is_a_failed_login_at_the_authorize_stage() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let url = tb.authorize_url(
+        APP,
+        "https://evil.example/cb",
+        &[("connection", CONNECTION)],
+    );
+    let (status, _, _) = Browser::default().get(&url).await;
+    assert_eq!(status, 400);
+    let failed = logs(&tb, &q("type:f")).await;
+    assert_eq!(failed[0]["details"]["stage"], "authorize", "{failed}");
+    assert_eq!(failed[0]["client_id"], APP);
+}
+
+#[tokio::test]
+async fn management_writes_say_who_did_what_and_never_the_secrets() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, created) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        "clients",
+        Some(json!({"name": "Robot", "callbacks": ["https://x.test/cb"], "scopes": ["read:logs", "write:users"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (
+        created["client_id"].as_str().expect("id"),
+        created["client_secret"].as_str().expect("secret"),
+    );
+    let token: Value = http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let access_token = token["access_token"].as_str().expect("a token");
+    let (status, _) = api_call(
+        &tb.issuer,
+        Method::DELETE,
+        "users/nobody",
+        Some(access_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = api_call(
+        &tb.issuer,
+        Method::DELETE,
+        "users/someone",
+        Some("bad-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let written = logs(&tb, "").await;
+    let text = written.to_string();
+    assert!(!text.contains(secret), "{text}");
+    assert!(!text.contains(access_token), "{text}");
+    let by_robot = written
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|e| e["details"]["target"] == "nobody")
+        .expect("the robot's delete");
+    assert_eq!(by_robot["type"], "fapi", "a 404 is a failed write");
+    assert_eq!(by_robot["client_id"], id);
+    assert_eq!(by_robot["client_name"], "Robot");
+    assert_eq!(by_robot["details"]["caller"], id);
+    let credentials = logs(&tb, &q("type:seccft")).await;
+    assert_eq!(credentials[0]["client_id"], id, "{credentials}");
+    let events = written.as_array().expect("a list");
+    let sapi = events
+        .iter()
+        .find(|e| e["type"] == "sapi")
+        .expect("an sapi event");
+    assert_eq!(sapi["details"]["caller"], "admin");
+    assert_eq!(sapi["details"]["method"], "POST");
+    assert_eq!(sapi["details"]["path"], "/api/v2/clients");
+    assert_eq!(sapi["details"]["status"], 201);
+    let fapi = events
+        .iter()
+        .find(|e| e["details"]["target"] == "someone")
+        .expect("an fapi event");
+    assert_eq!(fapi["type"], "fapi");
+    assert_eq!(fapi["details"]["status"], 401);
+    assert!(fapi["details"].get("caller").is_none(), "{fapi}");
+}
+
+#[tokio::test]
+async fn logs_need_read_logs_and_are_read_only() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, _) = api_call(&tb.issuer, Method::GET, "logs", None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = admin_api(&tb.issuer, Method::DELETE, "logs/x", None).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn logs_are_paged_by_page_and_by_checkpoint() {
+    let tb = TestBed::start(|_, _| {}).await;
+    for _ in 0..5 {
+        log_in(&tb, true).await;
+    }
+    let page = logs(&tb, "per_page=2&page=1&include_totals=true").await;
+    assert_eq!(page["total"], 5, "{page}");
+    assert_eq!(page["start"], 2);
+    assert_eq!(page["length"], 2);
+    let newest_first: Vec<String> = logs(&tb, "per_page=5")
+        .await
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| e["log_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(
+        page["logs"][0]["log_id"],
+        newest_first[2].as_str(),
+        "{page}"
+    );
+    // From the third-oldest event on, oldest first.
+    let after = logs(&tb, &format!("from={}&take=10", newest_first[2])).await;
+    let ids: Vec<&str> = after
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| e["log_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, [newest_first[1].as_str(), newest_first[0].as_str()]);
+    let (status, _) = admin_api(&tb.issuer, Method::GET, "logs?q=description:x", None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_log_events_past_their_retention() {
+    let tb = TestBed::start(|_, _| {}).await;
+    log_in(&tb, true).await;
+    assert_eq!(logs(&tb, "").await.as_array().map(Vec::len), Some(1));
+    tb.clock
+        .advance(u64::from(waypass::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400 + 1);
+    let mut sweeps = tb.broker.sweeps();
+    let seen = *sweeps.borrow_and_update();
+    while *sweeps.borrow_and_update() < seen + 2 {
+        sweeps.changed().await.expect("the sweeper runs");
+    }
+    assert_eq!(logs(&tb, "").await, json!([]));
 }

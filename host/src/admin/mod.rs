@@ -13,6 +13,7 @@
 
 mod clients;
 mod connections;
+mod logs;
 mod mappers;
 mod users;
 pub mod watch;
@@ -27,9 +28,11 @@ use crate::store::AccessGrant;
 
 /// Reads `/metrics` on the main listener.
 pub const READ_METRICS: &str = "read:metrics";
+/// Reads `/api/v2/logs` (Auth0's scope).
+pub const READ_LOGS: &str = "read:logs";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 11] = [
+pub const SCOPES: [&str; 12] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -41,6 +44,7 @@ pub const SCOPES: [&str; 11] = [
     WRITE_EGRESS,
     clients::GRANT_SCOPE,
     READ_METRICS,
+    READ_LOGS,
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -187,6 +191,9 @@ impl Broker {
             "connections" | "clients" | "mappers" | "users" => {
                 format!("{}:{resource}", if write { "write" } else { "read" })
             }
+            // Read only: the log is written by what happens, not by callers.
+            "logs" if !write => READ_LOGS.to_owned(),
+            "logs" => return Err(method_not_allowed()),
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
         };
         if !req.caller.has(&scope) {
@@ -199,6 +206,7 @@ impl Broker {
             "connections" => self.connections_api(req, &seg[1..], &req.caller).await,
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
+            "logs" => self.logs_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

@@ -91,6 +91,7 @@ impl Broker {
             }
         };
         let span = tracing::info_span!("login", correlation_id = %tx.correlation_id, connection = %tx.connection);
+        crate::events::at_stage(crate::events::LoginStage::Callback);
         let result = async {
             let connection = self.connection(&tx.connection).ok_or_else(|| {
                 OAuthError::new(
@@ -114,6 +115,7 @@ impl Broker {
             .as_ref()
             .map_or_else(|e| e.code.as_str(), |_| "success");
         self.metrics.login(&tx.connection, &tx.client_id, outcome);
+        self.log_login(&tx, &result, from);
         let location = match result {
             Ok(code) => {
                 let mut pairs = vec![("code", code.as_str())];
@@ -140,6 +142,7 @@ impl Broker {
         connection: &Arc<Connection>,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
+            crate::events::at_stage(crate::events::LoginStage::Provider);
             let description = params.get("error_description");
             tracing::info!(
                 provider_error = error,
@@ -154,6 +157,7 @@ impl Broker {
                 "the provider's answer has neither `code` nor `error`",
             )
         })?;
+        crate::events::at_stage(crate::events::LoginStage::ProviderToken);
         let timer = crate::metrics::Timer::start();
         let tokens = self
             .upstream
@@ -171,12 +175,18 @@ impl Broker {
         self.metrics
             .stage(crate::metrics::Stage::ProviderToken, timer.elapsed());
         let tokens = tokens?;
+        crate::events::at_stage(crate::events::LoginStage::Mapper);
         let timer = crate::metrics::Timer::start();
         let profile = self.run_mapper(connection, tokens).await;
         self.metrics
             .stage(crate::metrics::Stage::Mapper, timer.elapsed());
         let profile = profile?;
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
+        crate::events::at_stage(crate::events::LoginStage::User);
+        crate::events::note_user(
+            &user_id,
+            profile.email.as_deref().or(profile.name.as_deref()),
+        );
         let now = self.clock.now();
         self.store
             .record_login(&user_id, connection.name(), profile, now)
@@ -285,6 +295,7 @@ impl Broker {
             tracing::debug!(method = %r.method, url = %r.url, status = ?r.status, error = ?r.error, "mapper request");
         }
         report.result.map_err(|e| {
+            crate::events::note_mapper_error(e.kind());
             tracing::warn!(kind = e.kind(), error = %e, elapsed_us = report.elapsed.as_micros() as u64, "mapper failed");
             match (&e, &connection.profile) {
                 (MapperError::Unauthorized { .. }, _) => {

@@ -98,6 +98,13 @@ pub struct Config {
     /// (the main listener serves `/metrics` to a `read:metrics` token).
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Days log events are kept (the sweep deletes older ones).
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: u32,
+}
+
+fn default_log_retention_days() -> u32 {
+    crate::events::DEFAULT_LOG_RETENTION_DAYS
 }
 
 /// A mapper component registered by path.

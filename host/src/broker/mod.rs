@@ -9,6 +9,7 @@
 mod authorize;
 mod callback;
 pub mod config;
+mod events;
 pub mod limits;
 pub mod oauth;
 pub mod pages;
@@ -145,6 +146,10 @@ pub struct Broker {
     pub(crate) try_calls: tokio::sync::Semaphore,
     /// What `/metrics` reports (the store above is timed into it).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The log of what happened, queued for the store.
+    pub(crate) events: crate::events::EventSink,
+    /// Log events older than this are deleted by the sweep.
+    log_retention: Duration,
 }
 
 impl Broker {
@@ -152,6 +157,8 @@ impl Broker {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
         let instance_id = format!("inst_{}", parts.random.identifier(16));
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = crate::metrics::InstrumentedStore::wrap(parts.store, metrics.clone());
+        let events = crate::events::EventSink::new(store.clone(), &instance_id);
         Self {
             callback_url: format!("{issuer}/login/callback"),
             discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
@@ -160,7 +167,7 @@ impl Broker {
             issuer_url: parts.issuer,
             catalog: parts.catalog,
             runtime: parts.runtime,
-            store: crate::metrics::InstrumentedStore::wrap(parts.store, metrics.clone()),
+            store,
             keys: parts.keys,
             clock: parts.clock,
             random: parts.random,
@@ -174,7 +181,17 @@ impl Broker {
             client_secrets: crate::model::client_secret::Verifier::new(),
             try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
             metrics,
+            events,
+            log_retention: Duration::from_secs(
+                u64::from(crate::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400,
+            ),
         }
+    }
+
+    /// Keeps log events `days` days (the sweep deletes older ones).
+    pub fn with_log_retention_days(mut self, days: u32) -> Self {
+        self.log_retention = Duration::from_secs(u64::from(days) * 86_400);
+        self
     }
 
     /// The metrics this broker records (turn them off for a baseline).
@@ -269,7 +286,10 @@ impl Broker {
             .try_lease(SWEEP_LEASE, &self.instance_id, ttl, now)
             .await?
         {
-            Some(self.store.sweep_expired(now).await?)
+            let swept = self.store.sweep_expired(now).await?;
+            let cutoff = now.saturating_sub(self.log_retention.as_secs());
+            self.store.delete_log_events_before(cutoff).await?;
+            Some(swept)
         } else {
             None
         };

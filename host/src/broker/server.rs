@@ -126,7 +126,12 @@ async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -
     let route = crate::metrics::route(req.uri().path());
     let method = req.method().clone();
     let timer = crate::metrics::Timer::start();
-    let resp = handle(broker, req, peer).await;
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let resp = crate::events::with_request(user_agent.as_deref(), handle(broker, req, peer)).await;
     broker
         .metrics
         .http_request(route, &method, resp.status().as_u16(), timer.elapsed());
@@ -194,6 +199,13 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
                     broker
                         .metrics
                         .stage(crate::metrics::Stage::Token, timer.elapsed());
+                    broker.log_token(
+                        &form,
+                        authorization.as_deref(),
+                        reply.status,
+                        &reply.body,
+                        from,
+                    );
                     json_reply(reply)
                 }
                 Err(resp) => resp,
@@ -267,6 +279,8 @@ async fn api(
         set_retry_after(&mut resp, wait);
         return resp;
     }
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    let mut caller_id = None;
     let reply = match broker.api_authenticate(header(header::AUTHORIZATION)).await {
         Err(e) => {
             if e.status == 401 {
@@ -275,6 +289,7 @@ async fn api(
             e.into_reply()
         }
         Ok(caller) => {
+            caller_id = Some(caller.id.clone());
             // Only component uploads may be large (and slow).
             let (limit, deadline) = if parts.method == Method::PUT && path.starts_with("mappers/") {
                 (crate::admin::MAX_MAPPER_BYTES, UPLOAD_READ_TIMEOUT)
@@ -300,6 +315,15 @@ async fn api(
             }
         }
     };
+    if write {
+        broker.log_api_write(
+            &parts.method,
+            path,
+            caller_id.as_deref(),
+            reply.status,
+            from,
+        );
+    }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = response(status, "application/json", reply.body);
     set_header(&mut resp, header::CACHE_CONTROL, "no-store");
@@ -378,7 +402,12 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
-        AuthorizeOutcome::ToApp { location } => redirect(&location),
+        AuthorizeOutcome::ToApp { location } => {
+            if let Some(e) = error_in(&location) {
+                broker.log_authorize_failure(query, &e, from);
+            }
+            redirect(&location)
+        }
         AuthorizeOutcome::ChooseConnection {
             client,
             connections,
@@ -387,9 +416,40 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             StatusCode::OK,
             pages::choose_connection(&client, &connections, &query),
         ),
-        AuthorizeOutcome::ErrorPage(e) => error_page(&e),
+        AuthorizeOutcome::ErrorPage(e) => {
+            broker.log_authorize_failure(query, &e, from);
+            error_page(&e)
+        }
         AuthorizeOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
+}
+
+/// The OAuth error a redirect to an app carries (RFC 6749 §4.1.2.1), if
+/// it carries one.
+fn error_in(location: &str) -> Option<OAuthError> {
+    let url = url::Url::parse(location).ok()?;
+    let mut error = None;
+    let mut description = String::new();
+    for (k, v) in url.query_pairs() {
+        match &*k {
+            "error" => error = Some(v.into_owned()),
+            "error_description" => description = v.into_owned(),
+            _ => {}
+        }
+    }
+    let error = error?;
+    let code = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::AccessDenied,
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::InvalidScope,
+        ErrorCode::ServerError,
+        ErrorCode::TemporarilyUnavailable,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == error)?;
+    Some(OAuthError::new(code, description))
 }
 
 async fn login_callback(

@@ -157,7 +157,11 @@ impl Broker {
     /// The registered client a token request claims to be (Basic or form
     /// `client_id`), for the rate limits: ids nobody registered are not
     /// tracked, so they cannot grow the limiter's tables.
-    fn claimed_client(&self, params: &Params, authorization: Option<&str>) -> Option<String> {
+    pub(super) fn claimed_client(
+        &self,
+        params: &Params,
+        authorization: Option<&str>,
+    ) -> Option<String> {
         let id = match authorization.and_then(basic_credentials) {
             Some(encoded) => decode_basic(encoded)?.0,
             None => params.get("client_id")?.to_owned(),
