@@ -92,6 +92,7 @@ where
         a_log_checkpoint_returns_the_later_events_oldest_first,
         log_events_are_read_by_id_and_stored_once,
         retention_deletes_only_the_events_before_its_date,
+        signing_keys_are_replaced_only_over_the_expected_document,
     );
 }
 
@@ -1829,4 +1830,51 @@ pub async fn retention_deletes_only_the_events_before_its_date(store: &dyn Store
     );
     let left = store.log_events(&all(10)).await.expect("list");
     assert_eq!(log_ids(&left), [4, 3, 2].map(|n| log_event(n).log_id));
+}
+
+// ---- signing-key rotation ----
+
+pub async fn signing_keys_are_replaced_only_over_the_expected_document(store: &dyn Store) {
+    let v0 = store.catalog_version().await.expect("version");
+    assert!(
+        !store
+            .replace_signing_keys(Some("{}"), "a")
+            .await
+            .expect("replace"),
+        "nothing is stored, so nothing is `{{}}`"
+    );
+    assert!(
+        store
+            .replace_signing_keys(None, "a")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        !store
+            .replace_signing_keys(None, "b")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        !store
+            .replace_signing_keys(Some("x"), "b")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        store
+            .replace_signing_keys(Some("a"), "b")
+            .await
+            .expect("replace")
+    );
+    assert_eq!(
+        store.signing_keys().await.expect("read").as_deref(),
+        Some("b")
+    );
+    let v1 = store.catalog_version().await.expect("version");
+    assert_eq!(
+        v1,
+        v0 + 2,
+        "each replacement moves the catalog version, refusals do not"
+    );
 }

@@ -443,3 +443,214 @@ async fn the_sweep_deletes_log_events_past_their_retention() {
     }
     assert_eq!(logs(&tb, "").await, json!([]));
 }
+
+// ---- signing-key rotation ----
+
+/// The JWKS the broker serves now.
+async fn jwks(tb: &TestBed) -> Value {
+    http_client()
+        .get(format!("{}/.well-known/jwks.json", tb.issuer))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
+/// Whether an app holding `jwks` accepts `id_token` (signature, issuer,
+/// audience, expiry: a real OpenID Connect client library's checks).
+fn app_accepts(tb: &TestBed, jwks: &Value, id_token: &str) -> bool {
+    use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
+    use openidconnect::{ClientId, ClientSecret, IssuerUrl, Nonce};
+    let keys: CoreJsonWebKeySet = serde_json::from_value(jwks.clone()).expect("a JWKS");
+    let verifier = CoreIdTokenVerifier::new_confidential_client(
+        ClientId::new(APP.into()),
+        ClientSecret::new(APP_SECRET.into()),
+        IssuerUrl::new(tb.issuer.clone()).expect("issuer"),
+        keys,
+    );
+    let token: CoreIdToken = id_token.parse().expect("a JWT");
+    token.claims(&verifier, |_: Option<&Nonce>| Ok(())).is_ok()
+}
+
+/// A whole login's id_token.
+async fn id_token(tb: &TestBed) -> String {
+    let url = tb.authorize_url(APP, APP_CALLBACK, &[("connection", CONNECTION)]);
+    let landing = Browser::default().login(tb, &url, false).await;
+    let location = landing.location.as_ref().expect("a redirect to the app");
+    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, location.as_str()).await;
+    tokens["id_token"].as_str().expect("an id_token").to_owned()
+}
+
+fn signing_kid(id_token: &str) -> String {
+    use base64::Engine as _;
+    let header = id_token.split('.').next().expect("a header");
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .expect("base64"),
+    )
+    .expect("json");
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+async fn rotate(tb: &TestBed) -> Value {
+    let (status, body) = admin_api(&tb.issuer, Method::POST, "keys/signing/rotate", None).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn after_a_rotation_old_tokens_validate_until_the_overlap_ends_and_the_next_key_was_published_first()
+ {
+    let tb = TestBed::start(|_, _| {}).await;
+    let before = jwks(&tb).await;
+    let old_token = id_token(&tb).await;
+    assert!(app_accepts(&tb, &before, &old_token));
+
+    // First rotation: a fresh current key, and next keys published.
+    let rotated = rotate(&tb).await;
+    let first = jwks(&tb).await;
+    let new_token = id_token(&tb).await;
+    assert_ne!(signing_kid(&new_token), signing_kid(&old_token));
+    assert_eq!(
+        rotated["kid"],
+        signing_kid(&new_token).as_str(),
+        "{rotated}"
+    );
+    assert!(
+        app_accepts(&tb, &first, &old_token),
+        "the new JWKS validates old tokens"
+    );
+    assert!(app_accepts(&tb, &first, &new_token), "and new ones");
+
+    // Second rotation: the next key, published since the first, signs. An
+    // app that fetched the JWKS before this rotation already trusts it.
+    rotate(&tb).await;
+    let next_token = id_token(&tb).await;
+    assert!(kids(&first).contains(&signing_kid(&next_token)));
+    assert!(app_accepts(&tb, &first, &next_token));
+
+    // The previous keys stay published for the token lifetime, then go.
+    let overlap = waypass::broker::TOKEN_TTL.as_secs();
+    tb.clock.advance(overlap - 1);
+    let during = jwks(&tb).await;
+    assert!(kids(&during).contains(&signing_kid(&new_token)));
+    assert!(app_accepts(&tb, &during, &new_token));
+    tb.clock.advance(1);
+    let after = jwks(&tb).await;
+    assert!(!kids(&after).contains(&signing_kid(&new_token)), "{after}");
+    assert!(!kids(&after).contains(&signing_kid(&old_token)), "{after}");
+    assert!(!app_accepts(&tb, &after, &new_token));
+    assert!(app_accepts(&tb, &after, &next_token));
+}
+
+#[tokio::test]
+async fn a_revoked_key_leaves_the_jwks_at_once_and_the_current_key_cannot_be_revoked() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let old_kid = signing_kid(&id_token(&tb).await);
+    rotate(&tb).await;
+    assert!(kids(&jwks(&tb).await).contains(&old_kid));
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::PUT,
+        &format!("keys/signing/{old_kid}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], true, "{body}");
+    assert!(!kids(&jwks(&tb).await).contains(&old_kid));
+
+    let current_kid = signing_kid(&id_token(&tb).await);
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::PUT,
+        &format!("keys/signing/{current_kid}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = admin_api(&tb.issuer, Method::PUT, "keys/signing/nope/revoke", None).await;
+    assert_eq!(status, 404);
+
+    let (status, listed) = admin_api(&tb.issuer, Method::GET, "keys/signing", None).await;
+    assert_eq!(status, 200);
+    let states: Vec<(String, bool, bool, bool)> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().expect("kid").to_owned(),
+                k["current"] == true,
+                k["next"] == true,
+                k["revoked"] == true,
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(current_kid.clone(), true, false, false)),
+        "{listed}"
+    );
+    assert!(
+        states.contains(&(old_kid.clone(), false, false, true)),
+        "{listed}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| s.2).count(),
+        2,
+        "one next key per algorithm"
+    );
+    let (status, one) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("keys/signing/{current_kid}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(one["current"], true);
+}
+
+#[tokio::test]
+async fn another_instance_on_the_store_serves_the_rotated_keys_once_it_reloads_them() {
+    // Two brokers on one store: the second learns of the first's rotation
+    // through the store's catalog version, as instances on PostgreSQL do.
+    let tb = TestBed::start(|_, _| {}).await;
+    rotate(&tb).await;
+    let signer = tb.broker.signing_keys();
+    let other = waypass::broker::Broker::new(waypass::broker::BrokerParts {
+        issuer: tb.issuer.parse().expect("issuer"),
+        catalog: tb.broker.catalog().clone(),
+        runtime: waypass_tests::login::RUNTIME.clone(),
+        store: tb.store.clone(),
+        keys: waypass_tests::login::KEYS.clone(),
+        clock: tb.clock.clone(),
+        random: std::sync::Arc::new(waypass::secret::SystemRandomTokens::default()),
+        upstream: waypass::upstream::Upstream::default(),
+        admin_token: None,
+        limits: waypass::broker::limits::Limits::default(),
+    });
+    assert_ne!(
+        kids_of(&other.signing_keys()),
+        kids_of(&signer),
+        "before it reloads, the other instance serves the keys it was given"
+    );
+    other.reload_keys().await.expect("reload");
+    assert_eq!(kids_of(&other.signing_keys()), kids_of(&signer));
+}
+
+fn kids_of(keys: &[waypass::keys::KeyInfo]) -> Vec<String> {
+    keys.iter().map(|k| k.kid.clone()).collect()
+}

@@ -13,6 +13,7 @@
 
 mod clients;
 mod connections;
+mod keys;
 mod logs;
 mod mappers;
 mod users;
@@ -32,7 +33,7 @@ pub const READ_METRICS: &str = "read:metrics";
 pub const READ_LOGS: &str = "read:logs";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 12] = [
+pub const SCOPES: [&str; 15] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -45,6 +46,9 @@ pub const SCOPES: [&str; 12] = [
     clients::GRANT_SCOPE,
     READ_METRICS,
     READ_LOGS,
+    keys::READ_SIGNING_KEYS,
+    keys::CREATE_SIGNING_KEYS,
+    keys::UPDATE_SIGNING_KEYS,
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -194,6 +198,7 @@ impl Broker {
             // Read only: the log is written by what happens, not by callers.
             "logs" if !write => READ_LOGS.to_owned(),
             "logs" => return Err(method_not_allowed()),
+            "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
         };
         if !req.caller.has(&scope) {
@@ -207,6 +212,7 @@ impl Broker {
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             "logs" => self.logs_api(req, &seg[1..]).await,
+            "keys" => self.keys_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

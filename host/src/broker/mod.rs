@@ -13,6 +13,7 @@ mod events;
 pub mod limits;
 pub mod oauth;
 pub mod pages;
+pub mod rotation;
 pub mod server;
 mod startup;
 mod token;
@@ -119,15 +120,15 @@ pub struct Broker {
     /// `<issuer>/login/callback`, sent to providers on every login (but
     /// for connections with a callback of their own).
     callback_url: String,
-    /// Discovery and the JWKS depend only on the issuer and the keys, which
-    /// are fixed for the broker's life: built once, served as they are.
+    /// Discovery depends only on the issuer: built once, served as it is.
     discovery_json: Bytes,
-    jwks_json: Bytes,
     /// What is served: a snapshot of the store, swapped atomically.
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) store: Arc<dyn Store>,
-    keys: Arc<KeySet>,
+    /// The signing keys, swapped when a rotation (here or on another
+    /// instance) stores a new key set.
+    pub(crate) keys: arc_swap::ArcSwap<KeySet>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) random: Arc<dyn Random>,
     upstream: Upstream,
@@ -162,13 +163,12 @@ impl Broker {
         Self {
             callback_url: format!("{issuer}/login/callback"),
             discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
-            jwks_json: Bytes::from(parts.keys.jwks().to_string()),
             issuer,
             issuer_url: parts.issuer,
             catalog: parts.catalog,
             runtime: parts.runtime,
             store,
-            keys: parts.keys,
+            keys: arc_swap::ArcSwap::new(parts.keys),
             clock: parts.clock,
             random: parts.random,
             upstream: parts.upstream,
@@ -327,10 +327,10 @@ impl Broker {
         self.catalog_read().connections_for(client_id)
     }
 
-    /// The JWKS document as served: the same bytes every time (a cheap
-    /// reference-counted clone).
+    /// The JWKS document as served now: current, next and previous keys
+    /// not yet retired (see `keys::rotation`).
     pub fn jwks_json(&self) -> Bytes {
-        self.jwks_json.clone()
+        Bytes::from(self.keys.load().jwks_at(self.clock.now()).to_string())
     }
 
     /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3) as

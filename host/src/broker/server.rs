@@ -62,6 +62,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     let mut shutdown = std::pin::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_on_timer(broker.clone()));
     let follower = tokio::spawn(crate::catalog::follow(broker.catalog().clone()));
+    let key_follower = tokio::spawn(super::rotation::follow_keys(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -94,6 +95,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     drop(listener);
     sweeper.abort();
     follower.abort();
+    key_follower.abort();
     tracing::info!("no longer accepting connections; finishing the requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await

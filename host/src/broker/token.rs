@@ -272,6 +272,7 @@ impl Broker {
         profile_claims(&user, &grant.scope, &mut claims);
         let id_token = self
             .keys
+            .load()
             .sign(client.id_token_alg, &Value::Object(claims))
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot sign an id_token");
@@ -582,7 +583,7 @@ mod tests {
             "https://login.example.com/.well-known/jwks.json"
         );
         let jwks: Value = serde_json::from_slice(&broker.jwks_json()).expect("json");
-        assert_eq!(&jwks, broker.keys.jwks());
+        assert_eq!(&jwks, broker.keys.load().jwks());
         assert_eq!(
             broker.callback_url(),
             "https://login.example.com/login/callback"

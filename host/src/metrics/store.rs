@@ -230,6 +230,17 @@ impl Store for InstrumentedStore {
         self.timed("init_signing_keys", self.inner.init_signing_keys(document))
             .await
     }
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "replace_signing_keys",
+            self.inner.replace_signing_keys(expected, document),
+        )
+        .await
+    }
     async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
         self.timed("put_log_events", self.inner.put_log_events(events))
             .await

@@ -492,6 +492,20 @@ impl Store for MemoryStore {
             .clone())
     }
 
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        if d.signing_keys.as_deref() != expected {
+            return Ok(false);
+        }
+        d.signing_keys = Some(document.to_owned());
+        self.bump(&mut d);
+        Ok(true)
+    }
+
     async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
         let mut d = self.durable();
         for e in events {

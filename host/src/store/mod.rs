@@ -401,6 +401,15 @@ pub trait Store: Send + Sync {
     /// Stores `document` unless one exists, and returns the one that is
     /// stored: instances starting together agree on one key set.
     async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError>;
+    /// Replaces the key set document with `document` if the stored one is
+    /// `expected` (`None`: none stored), atomically, and bumps the catalog
+    /// version so every instance reloads its keys; false (nothing written)
+    /// if another writer got there first.
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError>;
 
     // ---- log events ----
     /// Stores events (a batch, in one transaction where the backend has

@@ -1674,6 +1674,39 @@ impl Store for PostgresStore {
         column(&row, 0, "signing_keys")
     }
 
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        const WHAT: &str = "replacing the signing keys";
+        const UPDATE: &str = "UPDATE signing_keys SET document = $1 WHERE id = 1 AND document = $2";
+        const INSERT: &str = "INSERT INTO signing_keys (id, document) VALUES (1, $1)
+             ON CONFLICT (id) DO NOTHING";
+        let mut conn = self.conn().await?;
+        let update = conn.prepare(UPDATE).await.map_err(backend(WHAT))?;
+        let insert = conn.prepare(INSERT).await.map_err(backend(WHAT))?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        let written = match expected {
+            Some(old) => tx.execute(&update, &[&document, &old]).await,
+            None => tx.execute(&insert, &[&document]).await,
+        }
+        .map_err(backend(WHAT))?;
+        if written == 1 {
+            // Keys are served by every instance: they reload when the
+            // catalog version moves, announced as the catalog trigger
+            // announces it.
+            tx.batch_execute(
+                "WITH bumped AS (UPDATE catalog_version SET version = version + 1 WHERE id = 1 RETURNING version)
+                 SELECT pg_notify('waypass_catalog', version::text) FROM bumped",
+            )
+            .await
+            .map_err(backend(WHAT))?;
+        }
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(written == 1)
+    }
+
     async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
         const WHAT: &str = "storing log events";
         const INSERT: &str =

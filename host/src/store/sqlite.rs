@@ -1172,6 +1172,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let (expected, document) = (expected.map(str::to_owned), document.to_owned());
+        self.call(move |conn| {
+            let what = backend("replacing the signing keys");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&what)?;
+            let written = match &expected {
+                Some(old) => tx.execute(
+                    "UPDATE signing_keys SET document = ?1 WHERE id = 1 AND document = ?2",
+                    params![document, old],
+                ),
+                None => tx.execute(
+                    "INSERT INTO signing_keys (id, document) VALUES (1, ?1)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![document],
+                ),
+            }
+            .map_err(&what)?;
+            if written == 1 {
+                // Keys are served by every instance: they reload when the
+                // catalog version moves.
+                tx.execute("UPDATE catalog_version SET version = version + 1", [])
+                    .map_err(&what)?;
+            }
+            tx.commit().map_err(&what)?;
+            Ok(written == 1)
+        })
+        .await
+    }
+
     async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
         const INSERT: &str =
             "INSERT INTO log_events (log_id, date, type, user_id, connection, body)
