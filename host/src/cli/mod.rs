@@ -64,6 +64,8 @@ enum Command {
     Users(admin::users::UsersArgs),
     /// What happened: logins, token exchanges, management writes.
     Logs(admin::logs::LogsArgs),
+    /// The signing keys: list, rotate, revoke.
+    Keys(admin::keys::KeysArgs),
 }
 
 /// Runs the parsed command; errors are printed, not panicked.
@@ -91,6 +93,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Mappers(args) => admin::mappers::run(args),
         Command::Users(args) => admin::users::run(args),
         Command::Logs(args) => admin::logs::run(args),
+        Command::Keys(args) => admin::keys::run(args),
     };
     match result {
         Ok(code) => code,
