@@ -1709,7 +1709,7 @@ fn log_event(n: u64) -> LogEvent {
     LogEvent {
         log_id: format!("{:011}{n:09}", NOW + n),
         date: NOW + n,
-        event_type: if n % 2 == 0 { "s" } else { "f" }.into(),
+        event_type: if n.is_multiple_of(2) { "s" } else { "f" }.into(),
         description: Some(format!("event {n}")),
         connection: Some(format!("c{}", n % 2)),
         connection_id: None,
