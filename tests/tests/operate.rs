@@ -383,6 +383,23 @@ async fn management_writes_say_who_did_what_and_never_the_secrets() {
     assert_eq!(fapi["type"], "fapi");
     assert_eq!(fapi["details"]["status"], 401);
     assert!(fapi["details"].get("caller").is_none(), "{fapi}");
+
+    // Whoever calls chooses the path: a long one is cut in the log.
+    let long = "x".repeat(4000);
+    api_call(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("users/{long}"),
+        Some("bad-token"),
+        None,
+    )
+    .await;
+    let cut = logs(&tb, "per_page=1").await;
+    let path = cut[0]["details"]["path"].as_str().expect("a path");
+    assert!(
+        path.starts_with("/api/v2/users/xxx") && path.len() <= 600,
+        "{path}"
+    );
 }
 
 #[tokio::test]

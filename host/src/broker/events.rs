@@ -9,6 +9,9 @@ use super::oauth::{OAuthError, Params};
 use crate::events::{ApiDetails, EventType, FailureDetails, LoginStage};
 use crate::store::LoginTransaction;
 
+/// Longest API path kept in an event: ids are tens of characters.
+const MAX_LOGGED_PATH: usize = 512;
+
 impl Broker {
     /// The events this broker records (turn them off for a baseline).
     pub fn events(&self) -> &crate::events::EventSink {
@@ -138,6 +141,13 @@ impl Broker {
             EventType::ApiFailure
         };
         let path = path.split('?').next().unwrap_or_default();
+        // The path is the caller's, authenticated or not: cut, so a long
+        // one cannot fill the log.
+        let mut end = path.len().min(MAX_LOGGED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let path = &path[..end];
         let description = format!("{method} /api/v2/{path}");
         let mut event = self.events.event(kind, self.clock.now(), description);
         event.ip = Some(from.to_string());
