@@ -9,6 +9,7 @@
 //! to generate new keys.
 
 mod file;
+mod rotation;
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+pub use self::file::KeyState;
 use self::file::{KeyFile, StoredKey};
+pub use self::rotation::{KeyInfo, RotationError};
 
 /// Size of the RSA keys we generate. 2048 bits is what RFC 7518 §3.3 requires
 /// at least, and every OpenID Connect client accepts.
@@ -114,8 +117,11 @@ pub enum KeyError {
 ///
 /// `Debug` shows kids, algorithms and creation times only.
 pub struct KeySet {
-    /// In document order; every one of them is in the JWKS.
+    /// In document order; every one but the revoked is in the JWKS (a
+    /// previous key until it retires).
     keys: Vec<Key>,
+    /// The keys as stored, beside `keys`: what a rotation rewrites.
+    stored: Vec<StoredKey>,
     /// Index in `keys` of the newest RS256 and ES256 key: the ones that sign.
     active_rs256: usize,
     active_es256: usize,
@@ -228,7 +234,10 @@ impl KeySet {
             // `>=`: of keys created in the same second, the later in the document wins.
             let mut best: Option<usize> = None;
             for (i, key) in keys.iter().enumerate() {
-                if key.alg == alg && best.is_none_or(|b| key.created_at >= keys[b].created_at) {
+                if key.alg == alg
+                    && stored[i].state == KeyState::Current
+                    && best.is_none_or(|b| key.created_at >= keys[b].created_at)
+                {
                     best = Some(i);
                 }
             }
@@ -237,10 +246,16 @@ impl KeySet {
         let active_rs256 = newest(Alg::Rs256)?;
         let active_es256 = newest(Alg::Es256)?;
         let jwks = serde_json::json!({
-            "keys": keys.iter().map(Key::jwk).collect::<Vec<_>>(),
+            "keys": keys
+                .iter()
+                .zip(stored)
+                .filter(|(_, s)| s.state != KeyState::Revoked)
+                .map(|(k, _)| k.jwk())
+                .collect::<Vec<_>>(),
         });
         Ok(KeySet {
             keys,
+            stored: stored.to_vec(),
             active_rs256,
             active_es256,
             jwks,
@@ -289,8 +304,9 @@ impl KeySet {
     }
 
     /// The public JWKS document: {"keys":[{kty, use:"sig", alg, kid, n, e} /
-    /// {kty:"EC", crv:"P-256", x, y, …}]}: every key we hold, in document
-    /// order. Built once at load: keys do not change while we run.
+    /// {kty:"EC", crv:"P-256", x, y, …}]}: every key we hold but the
+    /// revoked, in document order, previous keys whatever the time (see
+    /// [`KeySet::jwks_at`]). Built once at load.
     pub fn jwks(&self) -> &Value {
         &self.jwks
     }
@@ -437,6 +453,10 @@ fn generate_stored(rng: &SystemRandom, created_at: u64) -> Result<Vec<StoredKey>
             alg,
             created_at,
             pkcs8,
+            state: KeyState::Current,
+            retire_at: None,
+            current_since: None,
+            revoked_at: None,
         });
     }
     Ok(stored)

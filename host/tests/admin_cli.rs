@@ -595,3 +595,64 @@ fn a_token_without_the_scope_says_which_scope_is_missing() {
         run.stderr
     );
 }
+
+#[test]
+fn keys_rotate_makes_the_published_next_key_current_and_list_shows_every_state() {
+    let broker = TestBroker::start();
+    let before: Vec<Value> =
+        serde_json::from_str(&broker.admin(&["keys", "list", "--json"]).ok().stdout).expect("JSON");
+    assert_eq!(before.len(), 2, "one current key per algorithm");
+    let first = broker.admin(&["keys", "rotate"]).ok();
+    assert!(first.stdout.starts_with("rotated; "), "{}", first.stdout);
+    let listed: Vec<Value> =
+        serde_json::from_str(&broker.admin(&["keys", "list", "--json"]).ok().stdout).expect("JSON");
+    let next: Vec<&str> = listed
+        .iter()
+        .filter(|k| k["next"] == true)
+        .map(|k| k["kid"].as_str().expect("kid"))
+        .collect();
+    assert_eq!(next.len(), 2, "{listed:?}");
+    // The second rotation signs with a key the JWKS already listed.
+    let second = broker.admin(&["keys", "rotate", "--json"]).ok();
+    let rotated: Value = serde_json::from_str(&second.stdout).expect("JSON");
+    assert!(
+        next.contains(&rotated["kid"].as_str().expect("kid")),
+        "{rotated}"
+    );
+    let table = broker.admin(&["keys", "list"]).ok();
+    let words = table.words();
+    assert!(words[0].starts_with("KID ALG STATE"), "{}", table.stdout);
+    assert_eq!(
+        words.iter().filter(|l| l.contains(" previous ")).count(),
+        4,
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn logs_list_shows_management_writes_and_filters_by_type() {
+    let broker = TestBroker::start();
+    broker
+        .admin(&[
+            "clients",
+            "create",
+            "--name",
+            "Shop",
+            "--callback",
+            "https://shop.test/callback",
+        ])
+        .ok();
+    let table = broker.admin(&["logs", "list", "--type", "sapi"]).ok();
+    let words = table.words();
+    assert!(words[0].starts_with("DATE TYPE"), "{}", table.stdout);
+    assert!(
+        words
+            .iter()
+            .any(|l| l.contains(" sapi ") && l.contains("POST /api/v2/clients")),
+        "{}",
+        table.stdout
+    );
+    let none = broker.admin(&["logs", "list", "--type", "f"]).ok();
+    assert_eq!(none.stdout, "no events\n");
+}

@@ -17,10 +17,10 @@ use waypass::mapper::Profile;
 use waypass::model::{ConnectionRecord, ConnectionSpec};
 use waypass::secret::{Secret, SecretHash};
 use waypass::store::{
-    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, Metadata, PutTransaction,
-    Store, StoreError, StoredAction, StoredActionSecret, StoredClient, StoredConnection,
-    StoredConnectionOptions, StoredConnectionSpec, StoredMapperEgress, StoredScripts, Swept,
-    TakeTransaction,
+    AccessGrant, AuthorizationGrant, LogEvent, LogQuery, LoginTransaction, MapperEntry, Metadata,
+    PutTransaction, Store, StoreError, StoredAction, StoredActionSecret, StoredClient,
+    StoredConnection, StoredConnectionOptions, StoredConnectionSpec, StoredMapperEgress,
+    StoredScripts, Swept, TakeTransaction,
 };
 
 /// "Now" in every behaviour: a fixed time, so expiry is exact.
@@ -102,6 +102,12 @@ where
         bindings_keep_their_order_and_refuse_unknown_actions,
         deleting_an_action_removes_its_versions_and_bindings,
         action_writes_bump_the_catalog_and_the_catalog_holds_them,
+        log_events_are_listed_newest_first_and_paged_with_a_total,
+        log_events_are_filtered_by_type_user_connection_and_date,
+        a_log_checkpoint_returns_the_later_events_oldest_first,
+        log_events_are_read_by_id_and_stored_once,
+        retention_deletes_only_the_events_before_its_date,
+        signing_keys_are_replaced_only_over_the_expected_document,
     );
 }
 
@@ -2233,4 +2239,182 @@ pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &d
     let catalog = store.catalog().await.expect("catalog");
     assert_eq!(catalog.version, version);
     assert!(catalog.actions.is_empty() && catalog.post_login_bindings.is_empty());
+}
+
+// ---- log events ----
+
+/// Event `n` (ids order as `n` does): type `s` for even `n`, `f` for odd;
+/// user `u{n % 3}`; connection `c{n % 2}`; dated `NOW + n`.
+fn log_event(n: u64) -> LogEvent {
+    LogEvent {
+        log_id: format!("{:011}{n:09}", NOW + n),
+        date: NOW + n,
+        event_type: if n.is_multiple_of(2) { "s" } else { "f" }.into(),
+        description: Some(format!("event {n}")),
+        connection: Some(format!("c{}", n % 2)),
+        connection_id: None,
+        client_id: Some("app".into()),
+        client_name: None,
+        user_id: Some(format!("u{}", n % 3)),
+        user_name: None,
+        ip: Some("192.0.2.1".into()),
+        user_agent: None,
+        details: json!({"stage": "mapper", "n": n}),
+    }
+}
+
+async fn put_events(store: &dyn Store, range: std::ops::Range<u64>) {
+    let events: Vec<LogEvent> = range.map(log_event).collect();
+    store.put_log_events(&events).await.expect("put log events");
+}
+
+fn log_ids(page: &waypass::store::LogPage) -> Vec<String> {
+    page.events.iter().map(|e| e.log_id.clone()).collect()
+}
+
+fn all(limit: usize) -> LogQuery {
+    LogQuery {
+        limit,
+        ..LogQuery::default()
+    }
+}
+
+pub async fn log_events_are_listed_newest_first_and_paged_with_a_total(store: &dyn Store) {
+    put_events(store, 0..10).await;
+    let first = store.log_events(&all(4)).await.expect("list");
+    assert_eq!(first.total, 10);
+    assert_eq!(log_ids(&first), [9, 8, 7, 6].map(|n| log_event(n).log_id));
+    let last = store
+        .log_events(&LogQuery {
+            offset: 8,
+            ..all(4)
+        })
+        .await
+        .expect("list");
+    assert_eq!(log_ids(&last), [1, 0].map(|n| log_event(n).log_id));
+    assert_eq!(first.events[0], log_event(9), "every field survives");
+}
+
+pub async fn log_events_are_filtered_by_type_user_connection_and_date(store: &dyn Store) {
+    put_events(store, 0..12).await;
+    let failed = store
+        .log_events(&LogQuery {
+            event_type: Some("f".into()),
+            ..all(100)
+        })
+        .await
+        .expect("list");
+    assert_eq!(failed.total, 6);
+    assert!(failed.events.iter().all(|e| e.event_type == "f"));
+    let user = store
+        .log_events(&LogQuery {
+            user_id: Some("u1".into()),
+            connection: Some("c1".into()),
+            ..all(100)
+        })
+        .await
+        .expect("list");
+    // n % 3 == 1 and n odd: 1, 7.
+    assert_eq!(log_ids(&user), [7, 1].map(|n| log_event(n).log_id));
+    assert_eq!(user.total, 2);
+    let dated = store
+        .log_events(&LogQuery {
+            date_from: Some(NOW + 3),
+            date_to: Some(NOW + 5),
+            ..all(100)
+        })
+        .await
+        .expect("list");
+    assert_eq!(log_ids(&dated), [5, 4, 3].map(|n| log_event(n).log_id));
+}
+
+pub async fn a_log_checkpoint_returns_the_later_events_oldest_first(store: &dyn Store) {
+    put_events(store, 0..6).await;
+    let page = store
+        .log_events(&LogQuery {
+            after: Some(log_event(2).log_id),
+            ..all(2)
+        })
+        .await
+        .expect("list");
+    assert_eq!(log_ids(&page), [3, 4].map(|n| log_event(n).log_id));
+    let rest = store
+        .log_events(&LogQuery {
+            after: Some(log_event(4).log_id),
+            ..all(10)
+        })
+        .await
+        .expect("list");
+    assert_eq!(log_ids(&rest), [log_event(5).log_id]);
+}
+
+pub async fn log_events_are_read_by_id_and_stored_once(store: &dyn Store) {
+    put_events(store, 0..2).await;
+    put_events(store, 1..3).await;
+    assert_eq!(
+        store.log_event(&log_event(1).log_id).await.expect("get"),
+        Some(log_event(1))
+    );
+    assert_eq!(store.log_event("nope").await.expect("get"), None);
+    assert_eq!(store.log_events(&all(10)).await.expect("list").total, 3);
+}
+
+pub async fn retention_deletes_only_the_events_before_its_date(store: &dyn Store) {
+    put_events(store, 0..5).await;
+    assert_eq!(
+        store
+            .delete_log_events_before(NOW + 2)
+            .await
+            .expect("delete"),
+        2
+    );
+    let left = store.log_events(&all(10)).await.expect("list");
+    assert_eq!(log_ids(&left), [4, 3, 2].map(|n| log_event(n).log_id));
+}
+
+// ---- signing-key rotation ----
+
+pub async fn signing_keys_are_replaced_only_over_the_expected_document(store: &dyn Store) {
+    let v0 = store.catalog_version().await.expect("version");
+    assert!(
+        !store
+            .replace_signing_keys(Some("{}"), "a")
+            .await
+            .expect("replace"),
+        "nothing is stored, so nothing is `{{}}`"
+    );
+    assert!(
+        store
+            .replace_signing_keys(None, "a")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        !store
+            .replace_signing_keys(None, "b")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        !store
+            .replace_signing_keys(Some("x"), "b")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        store
+            .replace_signing_keys(Some("a"), "b")
+            .await
+            .expect("replace")
+    );
+    assert_eq!(
+        store.signing_keys().await.expect("read").as_deref(),
+        Some("b")
+    );
+    let v1 = store.catalog_version().await.expect("version");
+    assert_eq!(
+        v1,
+        v0 + 2,
+        "each replacement moves the catalog version, refusals do not"
+    );
 }

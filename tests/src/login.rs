@@ -193,6 +193,8 @@ impl TestBed {
                 sweep_interval: TEST_SWEEP_INTERVAL,
                 ..Limits::default()
             },
+            metrics_listen: None,
+            log_retention_days: waypass::events::DEFAULT_LOG_RETENTION_DAYS,
         };
         customize(&mut connections, &mut config);
         config.connections = connections

@@ -14,6 +14,8 @@
 mod actions;
 mod clients;
 mod connections;
+mod keys;
+mod logs;
 mod mappers;
 mod users;
 pub mod watch;
@@ -26,8 +28,13 @@ use crate::broker::Broker;
 use crate::secret::SecretHash;
 use crate::store::AccessGrant;
 
+/// Reads `/metrics` on the main listener.
+pub const READ_METRICS: &str = "read:metrics";
+/// Reads `/api/v2/logs` (Auth0's scope).
+pub const READ_LOGS: &str = "read:logs";
+
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 12] = [
+pub const SCOPES: [&str; 17] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -40,6 +47,11 @@ pub const SCOPES: [&str; 12] = [
     "write:actions",
     WRITE_EGRESS,
     clients::GRANT_SCOPE,
+    READ_METRICS,
+    READ_LOGS,
+    keys::READ_SIGNING_KEYS,
+    keys::CREATE_SIGNING_KEYS,
+    keys::UPDATE_SIGNING_KEYS,
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -189,6 +201,10 @@ impl Broker {
             "connections" | "clients" | "mappers" | "users" | "actions" => {
                 format!("{}:{resource}", if write { "write" } else { "read" })
             }
+            // Read only: the log is written by what happens, not by callers.
+            "logs" if !write => READ_LOGS.to_owned(),
+            "logs" => return Err(method_not_allowed()),
+            "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
         };
         if !req.caller.has(&scope) {
@@ -202,6 +218,8 @@ impl Broker {
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             "actions" => self.actions_api(req, &seg[1..], &req.caller).await,
+            "logs" => self.logs_api(req, &seg[1..]).await,
+            "keys" => self.keys_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

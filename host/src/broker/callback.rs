@@ -106,6 +106,7 @@ impl Broker {
             }
         };
         let span = tracing::info_span!("login", correlation_id = %tx.correlation_id, connection = %tx.connection);
+        crate::events::at_stage(crate::events::LoginStage::Callback);
         let result = async {
             let connection = self.connection(&tx.connection).ok_or_else(|| {
                 OAuthError::new(
@@ -132,6 +133,11 @@ impl Broker {
                 "bad redirect_uri",
             ));
         };
+        let outcome = result
+            .as_ref()
+            .map_or_else(|e| e.code.as_str(), |_| "success");
+        self.metrics.login(&tx.connection, &tx.client_id, outcome);
+        self.log_login(&tx, &result, from);
         let location = match result {
             Ok(code) => {
                 let mut pairs = vec![("code", code.as_str())];
@@ -160,6 +166,7 @@ impl Broker {
         request: EventRequest,
     ) -> Result<String, OAuthError> {
         if let Some(error) = params.get("error") {
+            crate::events::at_stage(crate::events::LoginStage::Provider);
             let description = params.get("error_description");
             tracing::info!(
                 provider_error = error,
@@ -187,6 +194,8 @@ impl Broker {
             }
             _ => None,
         };
+        crate::events::at_stage(crate::events::LoginStage::ProviderToken);
+        let timer = crate::metrics::Timer::start();
         let tokens = self
             .upstream
             .exchange_code(
@@ -201,7 +210,10 @@ impl Broker {
             .map_err(|e| {
                 tracing::warn!(error = %e, "token exchange failed");
                 OAuthError::new(ErrorCode::ServerError, e.to_string())
-            })?;
+            });
+        self.metrics
+            .stage(crate::metrics::Stage::ProviderToken, timer.elapsed());
+        let tokens = tokens?;
         // OpenID Connect Core §3.1.3.7: an id_token from a provider with an
         // issuer is verified before anything reads it. Without an issuer
         // there is no key set to verify against: the mapper gets the token
@@ -218,17 +230,27 @@ impl Broker {
             ),
             _ => None,
         };
+        crate::events::at_stage(crate::events::LoginStage::Mapper);
+        let timer = crate::metrics::Timer::start();
         let profile = match connection.profile {
             ProfileSource::Claims => {
                 self.claims_profile(connection, &tokens, id_claims.as_ref(), now)
-                    .await?
+                    .await
             }
             _ => {
                 self.run_mapper(connection, tokens, id_claims.as_ref())
-                    .await?
+                    .await
             }
         };
+        self.metrics
+            .stage(crate::metrics::Stage::Mapper, timer.elapsed());
+        let profile = profile?;
         let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
+        crate::events::at_stage(crate::events::LoginStage::User);
+        crate::events::note_user(
+            &user_id,
+            profile.email.as_deref().or(profile.name.as_deref()),
+        );
         let unrecorded = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "cannot record the user");
             OAuthError::new(
@@ -396,6 +418,7 @@ impl Broker {
             tracing::debug!(method = %r.method, url = %r.url, status = ?r.status, error = ?r.error, "mapper request");
         }
         report.result.map_err(|e| {
+            crate::events::note_mapper_error(e.kind());
             tracing::warn!(kind = e.kind(), error = %e, elapsed_us = report.elapsed.as_micros() as u64, "mapper failed");
             match (&e, &connection.profile) {
                 (MapperError::Unauthorized { .. }, _) => {

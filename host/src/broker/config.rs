@@ -93,6 +93,18 @@ pub struct Config {
     /// Logins in flight, rate limits, trusted proxies.
     #[serde(default)]
     pub limits: Limits,
+    /// An address serving `/metrics` without authentication, for a
+    /// scraper inside the network (e.g. `127.0.0.1:9100`); none by default
+    /// (the main listener serves `/metrics` to a `read:metrics` token).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Days log events are kept (the sweep deletes older ones).
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: u32,
+}
+
+fn default_log_retention_days() -> u32 {
+    crate::events::DEFAULT_LOG_RETENTION_DAYS
 }
 
 /// A mapper component registered by path.

@@ -12,9 +12,11 @@ mod connection_keys;
 pub mod profile_sync;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;
+mod events;
 pub mod limits;
 pub mod oauth;
 pub mod pages;
+pub mod rotation;
 pub mod server;
 mod startup;
 mod token;
@@ -124,15 +126,15 @@ pub struct Broker {
     /// `<issuer>/login/callback`, sent to providers on every login (but
     /// for connections with a callback of their own).
     callback_url: String,
-    /// Discovery and the JWKS depend only on the issuer and the keys, which
-    /// are fixed for the broker's life: built once, served as they are.
+    /// Discovery depends only on the issuer: built once, served as it is.
     discovery_json: Bytes,
-    jwks_json: Bytes,
     /// What is served: a snapshot of the store, swapped atomically.
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) store: Arc<dyn Store>,
-    keys: Arc<KeySet>,
+    /// The signing keys, swapped when a rotation (here or on another
+    /// instance) stores a new key set.
+    pub(crate) keys: arc_swap::ArcSwap<KeySet>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) random: Arc<dyn Random>,
     upstream: Upstream,
@@ -149,22 +151,30 @@ pub struct Broker {
     client_secrets: crate::model::client_secret::Verifier,
     /// Places for `try` calls ([`MAX_CONCURRENT_TRY_CALLS`]).
     pub(crate) try_calls: tokio::sync::Semaphore,
+    /// What `/metrics` reports (the store above is timed into it).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The log of what happened, queued for the store.
+    pub(crate) events: crate::events::EventSink,
+    /// Log events older than this are deleted by the sweep.
+    log_retention: Duration,
 }
 
 impl Broker {
     pub fn new(parts: BrokerParts) -> Self {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
         let instance_id = format!("inst_{}", parts.random.identifier(16));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = crate::metrics::InstrumentedStore::wrap(parts.store, metrics.clone());
+        let events = crate::events::EventSink::new(store.clone(), &instance_id);
         Self {
             callback_url: format!("{issuer}/login/callback"),
             discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
-            jwks_json: Bytes::from(parts.keys.jwks().to_string()),
             issuer,
             issuer_url: parts.issuer,
             catalog: parts.catalog,
             runtime: parts.runtime,
-            store: parts.store,
-            keys: parts.keys,
+            store,
+            keys: arc_swap::ArcSwap::new(parts.keys),
             clock: parts.clock,
             random: parts.random,
             upstream: parts.upstream,
@@ -176,7 +186,28 @@ impl Broker {
             config_defined: ConfigDefined::default(),
             client_secrets: crate::model::client_secret::Verifier::new(),
             try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
+            metrics,
+            events,
+            log_retention: Duration::from_secs(
+                u64::from(crate::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400,
+            ),
         }
+    }
+
+    /// Keeps log events `days` days (the sweep deletes older ones).
+    pub fn with_log_retention_days(mut self, days: u32) -> Self {
+        self.log_retention = Duration::from_secs(u64::from(days) * 86_400);
+        self
+    }
+
+    /// The metrics this broker records (turn them off for a baseline).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// `/metrics` as served: the Prometheus text exposition.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(self.runtime.calls_running())
     }
 
     /// Marks what the configuration file defines: the management API will
@@ -261,7 +292,10 @@ impl Broker {
             .try_lease(SWEEP_LEASE, &self.instance_id, ttl, now)
             .await?
         {
-            Some(self.store.sweep_expired(now).await?)
+            let swept = self.store.sweep_expired(now).await?;
+            let cutoff = now.saturating_sub(self.log_retention.as_secs());
+            self.store.delete_log_events_before(cutoff).await?;
+            Some(swept)
         } else {
             None
         };
@@ -299,10 +333,10 @@ impl Broker {
         self.catalog_read().connections_for(client_id)
     }
 
-    /// The JWKS document as served: the same bytes every time (a cheap
-    /// reference-counted clone).
+    /// The JWKS document as served now: current, next and previous keys
+    /// not yet retired (see `keys::rotation`).
     pub fn jwks_json(&self) -> Bytes {
-        self.jwks_json.clone()
+        Bytes::from(self.keys.load().jwks_at(self.clock.now()).to_string())
     }
 
     /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3) as
@@ -343,6 +377,7 @@ impl Broker {
                 let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
                 let name = crate::catalog::registry::parse_ref(reference)
                     .map_or(reference.as_str(), |r| r.0);
+                self.metrics.profile_call("mapper", name, version, &report);
                 tracing::debug!(mapper = %name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
                 Ok((
                     report,
@@ -360,6 +395,8 @@ impl Broker {
                     .runtime
                     .invoke(engine.mapper(), &input, &conn.sandbox)
                     .await;
+                // A script has no name or version of its own: its connection's.
+                self.metrics.profile_call("script", conn.name(), 0, &report);
                 tracing::debug!(
                     elapsed_us = report.elapsed.as_micros() as u64,
                     "fetchUserProfile script ran"

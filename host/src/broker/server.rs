@@ -62,6 +62,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     let mut shutdown = std::pin::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_on_timer(broker.clone()));
     let follower = tokio::spawn(crate::catalog::follow(broker.catalog().clone()));
+    let key_follower = tokio::spawn(super::rotation::follow_keys(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -77,7 +78,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
                 let broker = broker.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let broker = broker.clone();
-                    async move { Ok::<_, Infallible>(handle(&broker, req, peer.ip()).await) }
+                    async move { Ok::<_, Infallible>(handle_counted(&broker, req, peer.ip()).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -94,6 +95,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     drop(listener);
     sweeper.abort();
     follower.abort();
+    key_follower.abort();
     tracing::info!("no longer accepting connections; finishing the requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
@@ -119,6 +121,23 @@ async fn sweep_on_timer(broker: Arc<Broker>) {
             Err(e) => tracing::warn!(error = %e, "sweeping expired state failed"),
         }
     }
+}
+
+/// [`handle`], counted by route pattern and status in the metrics.
+async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let route = crate::metrics::route(req.uri().path());
+    let method = req.method().clone();
+    let timer = crate::metrics::Timer::start();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let resp = crate::events::with_request(user_agent.as_deref(), handle(broker, req, peer)).await;
+    broker
+        .metrics
+        .http_request(route, &method, resp.status().as_u16(), timer.elapsed());
+    resp
 }
 
 /// Routes one request from the TCP peer `peer`.
@@ -181,14 +200,36 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
         };
     }
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/authorize") => authorize(broker, &query, from).await,
+        (&Method::GET, "/authorize") => {
+            let timer = crate::metrics::Timer::start();
+            let resp = authorize(broker, &query, from).await;
+            broker
+                .metrics
+                .stage(crate::metrics::Stage::Authorize, timer.elapsed());
+            resp
+        }
+        (&Method::GET, "/metrics") => metrics(broker, header(header::AUTHORIZATION), from).await,
         (&Method::GET, CALLBACK_PATH) => {
             login_callback(broker, &parts.headers, &query, None, from).await
         }
         (&Method::POST, "/oauth/token") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
-                Ok(form) => json_reply(broker.token(&form, authorization.as_deref(), from).await),
+                Ok(form) => {
+                    let timer = crate::metrics::Timer::start();
+                    let reply = broker.token(&form, authorization.as_deref(), from).await;
+                    broker
+                        .metrics
+                        .stage(crate::metrics::Stage::Token, timer.elapsed());
+                    broker.log_token(
+                        &form,
+                        authorization.as_deref(),
+                        reply.status,
+                        &reply.body,
+                        from,
+                    );
+                    json_reply(reply)
+                }
                 Err(resp) => resp,
             }
         }
@@ -260,6 +301,8 @@ async fn api(
         set_retry_after(&mut resp, wait);
         return resp;
     }
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    let mut caller_id = None;
     let reply = match broker.api_authenticate(header(header::AUTHORIZATION)).await {
         Err(e) => {
             if e.status == 401 {
@@ -268,6 +311,7 @@ async fn api(
             e.into_reply()
         }
         Ok(caller) => {
+            caller_id = Some(caller.id.clone());
             // Only component uploads may be large (and slow).
             let upload = path.starts_with("mappers/")
                 || (path.starts_with("actions/actions/") && path.ends_with("/component"));
@@ -295,6 +339,15 @@ async fn api(
             }
         }
     };
+    if write {
+        broker.log_api_write(
+            &parts.method,
+            path,
+            caller_id.as_deref(),
+            reply.status,
+            from,
+        );
+    }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = response(status, "application/json", reply.body);
     set_header(&mut resp, header::CACHE_CONTROL, "no-store");
@@ -306,6 +359,54 @@ async fn api(
         );
     }
     resp
+}
+
+/// `GET /metrics`: the admin token or a token with `read:metrics`;
+/// failed authentications count towards the address's API limit.
+async fn metrics(broker: &Broker, authorization: Option<&str>, from: IpAddr) -> Response<Body> {
+    let refused = |e: crate::admin::ApiError| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut resp = response(status, "application/json", e.into_reply().body);
+        if status == StatusCode::UNAUTHORIZED {
+            set_header(
+                &mut resp,
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"waypass\"",
+            );
+        }
+        resp
+    };
+    if let Err(wait) = broker.rate_limits().api_failures_allow(from) {
+        let mut resp = refused(crate::admin::ApiError::new(
+            429,
+            "too many failed authentications from this address",
+        ));
+        set_retry_after(&mut resp, wait);
+        return resp;
+    }
+    match broker.api_authenticate(authorization).await {
+        Err(e) => {
+            if e.status == 401 {
+                broker.rate_limits().api_failure(from);
+            }
+            refused(e)
+        }
+        Ok(caller) if !caller.has(crate::admin::READ_METRICS) => {
+            refused(crate::admin::ApiError::new(
+                403,
+                format!("the token lacks the scope `{}`", crate::admin::READ_METRICS),
+            ))
+        }
+        Ok(_) => {
+            let mut resp = response(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                broker.metrics_text(),
+            );
+            set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+            resp
+        }
+    }
 }
 
 async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body> {
@@ -325,7 +426,12 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
-        AuthorizeOutcome::ToApp { location } => redirect(&location),
+        AuthorizeOutcome::ToApp { location } => {
+            if let Some(e) = error_in(&location) {
+                broker.log_authorize_failure(query, &e, from);
+            }
+            redirect(&location)
+        }
         AuthorizeOutcome::ChooseConnection {
             client,
             connections,
@@ -334,9 +440,40 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             StatusCode::OK,
             pages::choose_connection(&client, &connections, &query),
         ),
-        AuthorizeOutcome::ErrorPage(e) => error_page(&e),
+        AuthorizeOutcome::ErrorPage(e) => {
+            broker.log_authorize_failure(query, &e, from);
+            error_page(&e)
+        }
         AuthorizeOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
+}
+
+/// The OAuth error a redirect to an app carries (RFC 6749 §4.1.2.1), if
+/// it carries one.
+fn error_in(location: &str) -> Option<OAuthError> {
+    let url = url::Url::parse(location).ok()?;
+    let mut error = None;
+    let mut description = String::new();
+    for (k, v) in url.query_pairs() {
+        match &*k {
+            "error" => error = Some(v.into_owned()),
+            "error_description" => description = v.into_owned(),
+            _ => {}
+        }
+    }
+    let error = error?;
+    let code = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::AccessDenied,
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::InvalidScope,
+        ErrorCode::ServerError,
+        ErrorCode::TemporarilyUnavailable,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == error)?;
+    Some(OAuthError::new(code, description))
 }
 
 async fn login_callback(

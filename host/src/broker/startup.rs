@@ -70,7 +70,8 @@ impl Broker {
             admin_token: admin_token(config)?,
             limits: config.limits.clone(),
         })
-        .with_config_defined(defined);
+        .with_config_defined(defined)
+        .with_log_retention_days(config.log_retention_days);
         Ok(broker)
     }
 

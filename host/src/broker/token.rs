@@ -158,7 +158,11 @@ impl Broker {
     /// The registered client a token request claims to be (Basic or form
     /// `client_id`), for the rate limits: ids nobody registered are not
     /// tracked, so they cannot grow the limiter's tables.
-    fn claimed_client(&self, params: &Params, authorization: Option<&str>) -> Option<String> {
+    pub(super) fn claimed_client(
+        &self,
+        params: &Params,
+        authorization: Option<&str>,
+    ) -> Option<String> {
         let id = match authorization.and_then(basic_credentials) {
             Some(encoded) => decode_basic(encoded)?.0,
             None => params.get("client_id")?.to_owned(),
@@ -273,6 +277,7 @@ impl Broker {
         }
         let id_token = self
             .keys
+            .load()
             .sign(client.id_token_alg, &Value::Object(claims))
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot sign an id_token");
@@ -600,7 +605,7 @@ mod tests {
             "https://login.example.com/.well-known/jwks.json"
         );
         let jwks: Value = serde_json::from_slice(&broker.jwks_json()).expect("json");
-        assert_eq!(&jwks, broker.keys.jwks());
+        assert_eq!(&jwks, broker.keys.load().jwks());
         assert_eq!(
             broker.callback_url(),
             "https://login.example.com/login/callback"

@@ -66,6 +66,10 @@ enum Command {
     Mappers(admin::mappers::MappersArgs),
     /// List, show and delete a running broker's users.
     Users(admin::users::UsersArgs),
+    /// What happened: logins, token exchanges, management writes.
+    Logs(admin::logs::LogsArgs),
+    /// The signing keys: list, rotate, revoke.
+    Keys(admin::keys::KeysArgs),
 }
 
 /// Runs the parsed command; errors are printed, not panicked.
@@ -93,6 +97,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Clients(args) => admin::clients::run(args),
         Command::Mappers(args) => admin::mappers::run(args),
         Command::Users(args) => admin::users::run(args),
+        Command::Logs(args) => admin::logs::run(args),
+        Command::Keys(args) => admin::keys::run(args),
     };
     match result {
         Ok(code) => code,

@@ -52,7 +52,23 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
             eprintln!("waypass: watching {} for NAME.wasm", dir.display());
             tokio::spawn(crate::admin::watch::watch(broker.clone(), dir))
         });
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+                eprintln!("waypass: metrics without authentication on http://{addr}/metrics");
+                Some(tokio::spawn(crate::metrics::serve(
+                    listener,
+                    broker.clone(),
+                )))
+            }
+        };
         let served = server.await;
+        if let Some(m) = metrics {
+            m.abort();
+        }
         if let Some(w) = watcher {
             w.abort();
         }

@@ -29,11 +29,44 @@ pub(super) struct KeyFile {
     pub keys: Vec<StoredKey>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(super) struct StoredKey {
     pub kid: String,
     pub alg: Alg,
-    /// Unix seconds. The newest key per algorithm signs.
+    /// Unix seconds. The newest current key per algorithm signs.
     pub created_at: u64,
     pub pkcs8: String,
+    /// Where the key is in its life; documents written before rotation
+    /// existed hold only current keys (the default).
+    #[serde(default, skip_serializing_if = "KeyState::is_current")]
+    pub state: KeyState,
+    /// For a previous key: when it leaves the JWKS (every token it signed
+    /// has expired by then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<u64>,
+    /// When the key became current (absent: since `created_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_since: Option<u64>,
+    /// When the key was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+/// A signing key's life: next (published, signs nothing) → current (signs)
+/// → previous (published until its tokens expire); revoked at any point
+/// but current (unpublished at once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Next,
+    #[default]
+    Current,
+    Previous,
+    Revoked,
+}
+
+impl KeyState {
+    fn is_current(&self) -> bool {
+        *self == Self::Current
+    }
 }

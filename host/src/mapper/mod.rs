@@ -358,6 +358,11 @@ impl Runtime {
         Ok(ComponentInfo { imports, exports })
     }
 
+    /// Mapper and script calls running now, each in a pool slot.
+    pub fn calls_running(&self) -> usize {
+        self.shares.running()
+    }
+
     /// Runs `mapper` once, in a fresh instance, under `sandbox`.
     pub async fn invoke(
         &self,

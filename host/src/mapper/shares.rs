@@ -22,6 +22,12 @@ pub(crate) struct Share {
 }
 
 impl CallShares {
+    /// Calls running now, every connection's together.
+    pub(crate) fn running(&self) -> usize {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.values().sum()
+    }
+
     /// A place for one more call of `connection`, or `None` when it already
     /// runs its share.
     pub(crate) fn enter(self: &Arc<Self>, connection: &str) -> Option<Share> {

@@ -185,6 +185,8 @@ fn config(
             options: options_json,
         }],
         limits: crate::broker::limits::Limits::default(),
+        metrics_listen: None,
+        log_retention_days: crate::events::DEFAULT_LOG_RETENTION_DAYS,
     })
 }
 

@@ -64,6 +64,8 @@ struct Durable {
     catalog_version: u64,
     /// Lease name → holder and expiry.
     leases: HashMap<String, (String, u64)>,
+    /// Log events by id.
+    log_events: BTreeMap<String, LogEvent>,
 }
 
 struct Mapper {
@@ -690,5 +692,61 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        if d.signing_keys.as_deref() != expected {
+            return Ok(false);
+        }
+        d.signing_keys = Some(document.to_owned());
+        self.bump(&mut d);
+        Ok(true)
+    }
+
+    async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        for e in events {
+            d.log_events
+                .entry(e.log_id.clone())
+                .or_insert_with(|| e.clone());
+        }
+        Ok(())
+    }
+
+    async fn log_events(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        let d = self.durable();
+        let matching = d.log_events.values().filter(|e| query.matches(e));
+        let total = matching.clone().count() as u64;
+        let events = match &query.after {
+            Some(after) => matching
+                .filter(|e| e.log_id > *after)
+                .skip(query.offset)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+            None => matching
+                .rev()
+                .skip(query.offset)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+        };
+        Ok(LogPage { events, total })
+    }
+
+    async fn log_event(&self, log_id: &str) -> Result<Option<LogEvent>, StoreError> {
+        Ok(self.durable().log_events.get(log_id).cloned())
+    }
+
+    async fn delete_log_events_before(&self, date: u64) -> Result<u64, StoreError> {
+        let mut d = self.durable();
+        let before = d.log_events.len();
+        d.log_events.retain(|_, e| e.date >= date);
+        Ok((before - d.log_events.len()) as u64)
     }
 }

@@ -263,6 +263,75 @@ pub struct CatalogFeed {
     pub poll_every: Duration,
 }
 
+/// One thing that happened — a login's outcome, a management write — in
+/// Auth0's log event shape. Stored whole as JSON, with the fields it is
+/// searched by (`log_id`, `date`, `type`, `user_id`, `connection`) as
+/// columns beside it. Never holds a secret: whoever builds one redacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// Orders events: `date`, then the writing instance's sequence.
+    pub log_id: String,
+    /// Seconds since the Unix epoch (the API shows it as RFC 3339).
+    pub date: u64,
+    /// Auth0's event type code: `s`, `f`, `sapi`, `fapi`, `seacft`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub description: Option<String>,
+    pub connection: Option<String>,
+    pub connection_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// What else there is to say (a failed login's stage and reason, a
+    /// management write's method, path and caller).
+    pub details: serde_json::Value,
+}
+
+/// Which events [`Store::log_events`] returns. Every filter given must
+/// match (`None`: any).
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub event_type: Option<String>,
+    pub user_id: Option<String>,
+    pub connection: Option<String>,
+    /// Inclusive bounds on `date`.
+    pub date_from: Option<u64>,
+    pub date_to: Option<u64>,
+    /// A checkpoint: only events after this `log_id`, oldest first.
+    /// Without it, newest first.
+    pub after: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of events and how many match the filters in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogPage {
+    pub events: Vec<LogEvent>,
+    pub total: u64,
+}
+
+impl LogQuery {
+    /// Whether `e` passes the filters (not the checkpoint): the memory
+    /// store's search, and the definition the SQL ones follow.
+    pub fn matches(&self, e: &LogEvent) -> bool {
+        self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
+            && self
+                .user_id
+                .as_ref()
+                .is_none_or(|u| e.user_id.as_ref() == Some(u))
+            && self
+                .connection
+                .as_ref()
+                .is_none_or(|c| e.connection.as_ref() == Some(c))
+            && self.date_from.is_none_or(|from| e.date >= from)
+            && self.date_to.is_none_or(|to| e.date <= to)
+    }
+}
+
 /// Where Waypass keeps its state. One conformance suite
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
@@ -461,4 +530,23 @@ pub trait Store: Send + Sync {
         current: &str,
         next: &str,
     ) -> Result<bool, StoreError>;
+    /// Replaces the key set document with `document` if the stored one is
+    /// `expected` (`None`: none stored), atomically, and bumps the catalog
+    /// version so every instance reloads its keys; false (nothing written)
+    /// if another writer got there first.
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError>;
+
+    // ---- log events ----
+    /// Stores events (a batch, in one transaction where the backend has
+    /// them); an event whose `log_id` is stored already is skipped.
+    async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;
+    /// The events matching `query`, paged, and how many match in all.
+    async fn log_events(&self, query: &LogQuery) -> Result<LogPage, StoreError>;
+    async fn log_event(&self, log_id: &str) -> Result<Option<LogEvent>, StoreError>;
+    /// Deletes the events dated before `date` (retention) and says how many.
+    async fn delete_log_events_before(&self, date: u64) -> Result<u64, StoreError>;
 }

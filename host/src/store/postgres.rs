@@ -282,6 +282,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER action_bindings_changed AFTER INSERT OR UPDATE OR DELETE ON action_bindings
         FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
     "#,
+    // 5: log events (#14): the whole event as JSON, searched by its
+    // columns; listed by id (date first) and swept by date. `C` collation:
+    // ids compare bytewise, as in SQLite and the memory store.
+    r#"
+    CREATE TABLE log_events (
+        log_id text COLLATE "C" PRIMARY KEY,
+        date bigint NOT NULL,
+        type text NOT NULL,
+        user_id text,
+        connection text,
+        body text NOT NULL
+    );
+    CREATE INDEX log_events_by_date ON log_events (date);
+    CREATE INDEX log_events_by_user ON log_events (user_id, log_id);
+    "#,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -2087,6 +2102,164 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(replaced > 0)
+    }
+
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        const WHAT: &str = "replacing the signing keys";
+        const UPDATE: &str = "UPDATE signing_keys SET document = $1 WHERE id = 1 AND document = $2";
+        const INSERT: &str = "INSERT INTO signing_keys (id, document) VALUES (1, $1)
+             ON CONFLICT (id) DO NOTHING";
+        let mut conn = self.conn().await?;
+        let update = conn.prepare(UPDATE).await.map_err(backend(WHAT))?;
+        let insert = conn.prepare(INSERT).await.map_err(backend(WHAT))?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        let written = match expected {
+            Some(old) => tx.execute(&update, &[&document, &old]).await,
+            None => tx.execute(&insert, &[&document]).await,
+        }
+        .map_err(backend(WHAT))?;
+        if written == 1 {
+            // Keys are served by every instance: they reload when the
+            // catalog version moves, announced as the catalog trigger
+            // announces it.
+            tx.batch_execute(
+                "WITH bumped AS (UPDATE catalog_version SET version = version + 1 WHERE id = 1 RETURNING version)
+                 SELECT pg_notify('waypass_catalog', version::text) FROM bumped",
+            )
+            .await
+            .map_err(backend(WHAT))?;
+        }
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(written == 1)
+    }
+
+    async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        const WHAT: &str = "storing log events";
+        const INSERT: &str =
+            "INSERT INTO log_events (log_id, date, type, user_id, connection, body)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING";
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            rows.push((to_db(e.date, "date")?, to_json(e, "a log event")?));
+        }
+        let mut conn = self.conn().await?;
+        let insert = conn.prepare(INSERT).await.map_err(backend(WHAT))?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        for (e, (date, body)) in events.iter().zip(&rows) {
+            tx.execute(
+                &insert,
+                &[
+                    &e.log_id,
+                    date,
+                    &e.event_type,
+                    &e.user_id,
+                    &e.connection,
+                    body,
+                ],
+            )
+            .await
+            .map_err(backend(WHAT))?;
+        }
+        tx.commit().await.map_err(backend(WHAT))
+    }
+
+    async fn log_events(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        macro_rules! filter {
+            () => {
+                "($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR user_id = $2)
+                 AND ($3::text IS NULL OR connection = $3) AND ($4::bigint IS NULL OR date >= $4)
+                 AND ($5::bigint IS NULL OR date <= $5)"
+            };
+        }
+        const NEWEST_FIRST: &str = concat!(
+            "SELECT body FROM log_events WHERE ",
+            filter!(),
+            " AND $6::text IS NULL ORDER BY log_id DESC LIMIT $7 OFFSET $8"
+        );
+        const AFTER: &str = concat!(
+            "SELECT body FROM log_events WHERE ",
+            filter!(),
+            " AND log_id > $6::text ORDER BY log_id ASC LIMIT $7 OFFSET $8"
+        );
+        const COUNT: &str = concat!("SELECT count(*) FROM log_events WHERE ", filter!());
+        let from = query.date_from.map(|d| to_db(d, "date")).transpose()?;
+        let to = query.date_to.map(|d| to_db(d, "date")).transpose()?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let sql = if query.after.is_some() {
+            AFTER
+        } else {
+            NEWEST_FIRST
+        };
+        let rows = self
+            .query(
+                sql,
+                &[
+                    &query.event_type,
+                    &query.user_id,
+                    &query.connection,
+                    &from,
+                    &to,
+                    &query.after,
+                    &limit,
+                    &offset,
+                ],
+                "listing log events",
+            )
+            .await?;
+        let events = rows
+            .iter()
+            .map(|r| {
+                let body: String = column(r, 0, "log_events")?;
+                from_json(&body, "a log event")
+            })
+            .collect::<Result<_, _>>()?;
+        let total = self
+            .query_one(
+                COUNT,
+                &[
+                    &query.event_type,
+                    &query.user_id,
+                    &query.connection,
+                    &from,
+                    &to,
+                ],
+                "counting log events",
+            )
+            .await?;
+        Ok(LogPage {
+            events,
+            total: unsigned(&total, 0, "log_events")?,
+        })
+    }
+
+    async fn log_event(&self, log_id: &str) -> Result<Option<LogEvent>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT body FROM log_events WHERE log_id = $1",
+                &[&log_id],
+                "reading a log event",
+            )
+            .await?;
+        row.map(|r| {
+            let body: String = column(&r, 0, "log_events")?;
+            from_json(&body, "a log event")
+        })
+        .transpose()
+    }
+
+    async fn delete_log_events_before(&self, date: u64) -> Result<u64, StoreError> {
+        let date = to_db(date, "date")?;
+        self.execute(
+            "DELETE FROM log_events WHERE date < $1",
+            &[&date],
+            "deleting old log events",
+        )
+        .await
     }
 }
 

@@ -254,6 +254,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER action_bindings_deleted AFTER DELETE ON action_bindings
         BEGIN UPDATE catalog_version SET version = version + 1; END;
     ",
+    // 5: log events (#14): the whole event as JSON, searched by its
+    // columns; listed by date (newest first) and swept by date.
+    "
+    CREATE TABLE log_events (
+        log_id TEXT PRIMARY KEY NOT NULL,
+        date INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        user_id TEXT,
+        connection TEXT,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX log_events_by_date ON log_events (date);
+    CREATE INDEX log_events_by_user ON log_events (user_id, log_id);
+    ",
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1572,6 +1586,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_signing_keys(
+        &self,
+        expected: Option<&str>,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let (expected, document) = (expected.map(str::to_owned), document.to_owned());
+        self.call(move |conn| {
+            let what = backend("replacing the signing keys");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&what)?;
+            let written = match &expected {
+                Some(old) => tx.execute(
+                    "UPDATE signing_keys SET document = ?1 WHERE id = 1 AND document = ?2",
+                    params![document, old],
+                ),
+                None => tx.execute(
+                    "INSERT INTO signing_keys (id, document) VALUES (1, ?1)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![document],
+                ),
+            }
+            .map_err(&what)?;
+            if written == 1 {
+                // Keys are served by every instance: they reload when the
+                // catalog version moves.
+                tx.execute("UPDATE catalog_version SET version = version + 1", [])
+                    .map_err(&what)?;
+            }
+            tx.commit().map_err(&what)?;
+            Ok(written == 1)
+        })
+        .await
+    }
+
     async fn replace_connection_keys(
         &self,
         connection_id: &str,
@@ -1586,6 +1635,125 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(replaced > 0)
+    }
+
+    async fn put_log_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        const INSERT: &str =
+            "INSERT INTO log_events (log_id, date, type, user_id, connection, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (log_id) DO NOTHING";
+        let rows = events
+            .iter()
+            .map(|e| Ok((e.clone(), to_json(e, "a log event")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend("storing log events"))?;
+            {
+                let mut insert = tx
+                    .prepare_cached(INSERT)
+                    .map_err(backend("storing log events"))?;
+                for (e, body) in &rows {
+                    insert
+                        .execute(params![
+                            e.log_id,
+                            e.date,
+                            e.event_type,
+                            e.user_id,
+                            e.connection,
+                            body
+                        ])
+                        .map_err(backend("storing log events"))?;
+                }
+            }
+            tx.commit().map_err(backend("storing log events"))
+        })
+        .await
+    }
+
+    async fn log_events(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        // One filter, the same in both orders; `?6` is the checkpoint.
+        const FILTER: &str = "(?1 IS NULL OR type = ?1) AND (?2 IS NULL OR user_id = ?2)
+             AND (?3 IS NULL OR connection = ?3) AND (?4 IS NULL OR date >= ?4)
+             AND (?5 IS NULL OR date <= ?5)";
+        let newest_first = format!(
+            "SELECT body FROM log_events WHERE {FILTER} AND ?6 IS NULL
+             ORDER BY log_id DESC LIMIT ?7 OFFSET ?8"
+        );
+        let after = format!(
+            "SELECT body FROM log_events WHERE {FILTER} AND log_id > ?6
+             ORDER BY log_id ASC LIMIT ?7 OFFSET ?8"
+        );
+        let count = format!("SELECT count(*) FROM log_events WHERE {FILTER}");
+        let q = query.clone();
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+        let (bodies, total) = self
+            .call(move |conn| {
+                let what = backend("listing log events");
+                let filters = (
+                    q.event_type.clone(),
+                    q.user_id.clone(),
+                    q.connection.clone(),
+                    q.date_from,
+                    q.date_to,
+                );
+                let sql = if q.after.is_some() {
+                    &after
+                } else {
+                    &newest_first
+                };
+                let bodies = conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![
+                                filters.0, filters.1, filters.2, filters.3, filters.4, q.after,
+                                limit, offset
+                            ],
+                            |r| r.get::<_, String>(0),
+                        )?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(&what)?;
+                let total: u64 = conn
+                    .prepare_cached(&count)
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![filters.0, filters.1, filters.2, filters.3, filters.4],
+                            |r| r.get(0),
+                        )
+                    })
+                    .map_err(&what)?;
+                Ok((bodies, total))
+            })
+            .await?;
+        let events = bodies
+            .iter()
+            .map(|b| from_json(b, "a log event"))
+            .collect::<Result<_, _>>()?;
+        Ok(LogPage { events, total })
+    }
+
+    async fn log_event(&self, log_id: &str) -> Result<Option<LogEvent>, StoreError> {
+        let log_id = log_id.to_owned();
+        let body: Option<String> = self
+            .call(move |conn| {
+                conn.prepare_cached("SELECT body FROM log_events WHERE log_id = ?1")
+                    .and_then(|mut s| s.query_row([log_id], |r| r.get(0)).optional())
+                    .map_err(backend("reading a log event"))
+            })
+            .await?;
+        body.map(|b| from_json(&b, "a log event")).transpose()
+    }
+
+    async fn delete_log_events_before(&self, date: u64) -> Result<u64, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM log_events WHERE date < ?1",
+                (date,),
+                "deleting old log events",
+            )
+            .await?;
+        Ok(deleted as u64)
     }
 }
 

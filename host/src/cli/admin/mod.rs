@@ -9,6 +9,8 @@
 
 pub(super) mod clients;
 pub(super) mod connections;
+pub(super) mod keys;
+pub(super) mod logs;
 pub(super) mod mappers;
 pub(super) mod users;
 

@@ -1,0 +1,168 @@
+//! The broker's events ([`crate::events`]): a login's outcome, a token
+//! exchange, a management write, each recorded with one call from where it
+//! is decided.
+
+use std::net::IpAddr;
+
+use super::Broker;
+use super::oauth::{OAuthError, Params};
+use crate::events::{ApiDetails, EventType, FailureDetails, LoginStage};
+use crate::store::LoginTransaction;
+
+/// Longest API path kept in an event: ids are tens of characters.
+const MAX_LOGGED_PATH: usize = 512;
+
+impl Broker {
+    /// The events this broker records (turn them off for a baseline).
+    pub fn events(&self) -> &crate::events::EventSink {
+        &self.events
+    }
+
+    /// A login finished at `/login/callback`: `s`, or `f` with the stage
+    /// it reached and the reason.
+    pub(super) fn log_login(
+        &self,
+        tx: &LoginTransaction,
+        result: &Result<String, OAuthError>,
+        from: IpAddr,
+    ) {
+        let (kind, description) = match result {
+            Ok(_) => (EventType::Success, "Successful login".to_owned()),
+            Err(e) => (EventType::Failure, e.description.clone()),
+        };
+        let mut event = self.events.event(kind, self.clock.now(), description);
+        event.ip = Some(from.to_string());
+        event.client_id = Some(tx.client_id.clone());
+        event.client_name = self.client(&tx.client_id).map(|c| c.name.clone());
+        event.connection_id = self.connection(&tx.connection).map(|c| c.id.clone());
+        event.connection = Some(tx.connection.clone());
+        if let Some((user_id, name)) = crate::events::noted_user() {
+            event.user_id = Some(user_id);
+            event.user_name = name;
+        }
+        if let Err(e) = result {
+            let details = FailureDetails {
+                stage: crate::events::stage().unwrap_or(LoginStage::Callback),
+                error: e.code.as_str(),
+                reason: &e.description,
+                mapper_error: crate::events::noted_mapper_error(),
+            };
+            event.details = serde_json::to_value(details).unwrap_or_default();
+        }
+        self.events.record(event);
+    }
+
+    /// `/authorize` refused a login (`f`, stage `authorize`). The client
+    /// id is kept only if the catalog knows it: the query is anyone's.
+    pub(super) fn log_authorize_failure(&self, query: &str, error: &OAuthError, from: IpAddr) {
+        let client = Params::parse(query)
+            .ok()
+            .and_then(|p| p.get("client_id").and_then(|id| self.client(id)));
+        let mut event = self.events.event(
+            EventType::Failure,
+            self.clock.now(),
+            error.description.clone(),
+        );
+        event.ip = Some(from.to_string());
+        if let Some(client) = client {
+            event.client_id = Some(client.client_id.clone());
+            event.client_name = Some(client.name.clone());
+        }
+        let details = FailureDetails {
+            stage: LoginStage::Authorize,
+            error: error.code.as_str(),
+            reason: &error.description,
+            mapper_error: None,
+        };
+        event.details = serde_json::to_value(details).unwrap_or_default();
+        self.events.record(event);
+    }
+
+    /// `/oauth/token` answered `status` (and, when it failed, `body`'s
+    /// `error_description`): `seacft`/`feacft` for codes,
+    /// `seccft`/`feccft` for client credentials. Other grants are not
+    /// logged. The client id is kept only if the catalog knows it.
+    pub(super) fn log_token(
+        &self,
+        form: &str,
+        authorization: Option<&str>,
+        status: u16,
+        body: &str,
+        from: IpAddr,
+    ) {
+        let Ok(params) = Params::parse(form) else {
+            return;
+        };
+        let ok = status == 200;
+        let kind = match (params.get("grant_type"), ok) {
+            (Some("authorization_code"), true) => EventType::CodeExchange,
+            (Some("authorization_code"), false) => EventType::CodeExchangeFailure,
+            (Some("client_credentials"), true) => EventType::ClientCredentials,
+            (Some("client_credentials"), false) => EventType::ClientCredentialsFailure,
+            _ => return,
+        };
+        let description = if ok {
+            "Token issued".to_owned()
+        } else {
+            #[derive(serde::Deserialize)]
+            struct ErrorBody {
+                error: Option<String>,
+                error_description: Option<String>,
+            }
+            let e: Option<ErrorBody> = serde_json::from_str(body).ok();
+            e.and_then(|e| e.error_description.or(e.error))
+                .unwrap_or_else(|| format!("status {status}"))
+        };
+        let mut event = self.events.event(kind, self.clock.now(), description);
+        event.ip = Some(from.to_string());
+        if let Some(client) = self
+            .claimed_client(&params, authorization)
+            .and_then(|id| self.client(&id))
+        {
+            event.client_id = Some(client.client_id.clone());
+            event.client_name = Some(client.name.clone());
+        }
+        self.events.record(event);
+    }
+
+    /// A management write (`sapi`, or `fapi` when it failed): who, which
+    /// method and path, the status; never the body.
+    pub(crate) fn log_api_write(
+        &self,
+        method: &http::Method,
+        path: &str,
+        caller: Option<&str>,
+        status: u16,
+        from: IpAddr,
+    ) {
+        let kind = if (200..300).contains(&status) {
+            EventType::ApiSuccess
+        } else {
+            EventType::ApiFailure
+        };
+        let path = path.split('?').next().unwrap_or_default();
+        // The path is the caller's, authenticated or not: cut, so a long
+        // one cannot fill the log.
+        let mut end = path.len().min(MAX_LOGGED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let path = &path[..end];
+        let description = format!("{method} /api/v2/{path}");
+        let mut event = self.events.event(kind, self.clock.now(), description);
+        event.ip = Some(from.to_string());
+        if let Some(caller) = caller.filter(|c| *c != "admin") {
+            event.client_id = Some(caller.to_owned());
+            event.client_name = self.client(caller).map(|c| c.name.clone());
+        }
+        let details = ApiDetails {
+            method: method.as_str(),
+            path: format!("/api/v2/{path}"),
+            target: path.split('/').nth(1).filter(|s| !s.is_empty()),
+            caller,
+            status,
+        };
+        event.details = serde_json::to_value(details).unwrap_or_default();
+        self.events.record(event);
+    }
+}
