@@ -199,7 +199,7 @@ async fn mapper_run_reaches_nothing_that_was_not_allowed() {
 }
 
 #[test]
-fn the_demo_builds_the_example_and_shows_a_profile_and_a_typed_error() {
+fn the_demo_runs_the_shipped_example_and_shows_a_profile_and_a_typed_error() {
     let cache = tempfile::tempdir().expect("tempdir");
     let out = waypass(cache.path())
         .arg("demo")
@@ -302,7 +302,7 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
         .strip_prefix("waypass: serving http://login.test on ")
         .expect("the address")
         .to_owned();
-    let http = waypass::broker::upstream::Upstream::default();
+    let http = waypass::upstream::Upstream::default();
     let get = |path: &str, token: Option<&str>| {
         let url = url::Url::parse(&format!("http://{addr}{path}")).expect("url");
         let mut headers = http::HeaderMap::new();
@@ -354,7 +354,7 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
             http::header::CONTENT_TYPE,
             "application/json".parse().expect("header"),
         );
-        waypass::broker::upstream::Upstream::default()
+        waypass::upstream::Upstream::default()
             .send(
                 http::Method::POST,
                 &try_url,
@@ -427,6 +427,245 @@ async fn serve_runs_from_a_configuration_file_and_stops_gracefully_on_sigterm() 
     assert!(mapper_ran, "{until_stopped:#?}");
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "{exit}");
+}
+
+/// A `waypass serve` process, and the lines of its log.
+struct Serving {
+    child: std::process::Child,
+    addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// Starts `waypass serve --config config` and waits until it serves.
+    fn start(dir: &Path, config: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = waypass(dir)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn waypass serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serving = Self {
+            child,
+            addr: String::new(),
+            lines,
+        };
+        let line = serving.next_line_with("waypass: serving http://login.test on ");
+        serving.addr = line.rsplit(' ').next().expect("the address").to_owned();
+        serving
+    }
+
+    fn next_line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap_or_else(|e| panic!("waiting for `{needle}` from waypass serve: {e}"));
+            if line.contains(needle) {
+                break line;
+            }
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser's request with its cookies, keeping the ones set; returns the
+/// status and the `Location`.
+async fn browse(
+    cookies: &mut Vec<String>,
+    req: reqwest::RequestBuilder,
+) -> (u16, Option<String>, String) {
+    let req = if cookies.is_empty() {
+        req
+    } else {
+        req.header("cookie", cookies.join("; "))
+    };
+    let resp = req.send().await.expect("request");
+    for set in resp.headers().get_all("set-cookie") {
+        let pair = set
+            .to_str()
+            .expect("a cookie")
+            .split(';')
+            .next()
+            .unwrap_or_default();
+        cookies.push(pair.to_owned());
+    }
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, location, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_started_on_an_instance_stopped_by_sigterm_finishes_on_another() {
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let provider = DevProvider::new()
+        .with_client(
+            "waypass",
+            "provider-secret",
+            "http://login.test/login/callback",
+        )
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    let origin = provider.origin().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two instances, one data directory: one SQLite file, as processes on
+    // one host share it behind a load balancer.
+    let config = dir.path().join("waypass.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+issuer = "http://login.test"
+listen = "127.0.0.1:0"
+data_dir = "data"
+
+[[mappers]]
+name = "auth0-example"
+path = {mapper:?}
+
+[[clients]]
+client_id = "shop"
+client_secret = "shop-secret"
+callbacks = ["https://shop.test/callback"]
+
+[[connections]]
+name = "acme"
+enabled_clients = ["shop"]
+[connections.options]
+authorizationURL = "{origin}/authorize"
+tokenURL = "{origin}/token"
+client_id = "waypass"
+client_secret = "provider-secret"
+mapper = "auth0-example"
+mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
+mapper_egress = {{ allow_private_networks = true }}
+"#,
+            mapper = example_wasm().display().to_string()
+        ),
+    )
+    .expect("write config");
+    let a = Serving::start(dir.path(), &config);
+    let b = Serving::start(dir.path(), &config);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut cookies = Vec::new();
+
+    // The login starts on A…
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id=shop&redirect_uri=https%3A%2F%2Fshop.test%2Fcallback\
+         &scope=openid&connection=acme&state=app-state&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        a.origin()
+    );
+    let (status, to_provider, body) = browse(&mut cookies, http.get(&authorize)).await;
+    assert_eq!(status, 302, "{body}");
+    assert!(!cookies.is_empty(), "the login is bound to the browser");
+
+    // …A is stopped (a rolling restart)…
+    a.terminate();
+    a.next_line_with("waypass: stopped");
+
+    // …the user logs in at the provider, and comes back to B.
+    let (_, _, form) = browse(
+        &mut cookies,
+        http.get(to_provider.expect("to the provider")),
+    )
+    .await;
+    let request = waypass::dev_provider::login_request_id(&form)
+        .expect("the login form")
+        .to_owned();
+    let (_, back, _) = browse(
+        &mut cookies,
+        http.post(format!("{origin}/authorize")).form(&[
+            ("request", request.as_str()),
+            ("username", waypass::dev_provider::DEFAULT_USERNAME),
+            ("password", waypass::dev_provider::DEFAULT_PASSWORD),
+            ("action", "login"),
+        ]),
+    )
+    .await;
+    let callback = back
+        .expect("back to the broker")
+        .replace("http://login.test", &b.origin());
+    let (status, to_app, body) = browse(&mut cookies, http.get(&callback)).await;
+    assert_eq!(status, 302, "B finishes the login A started: {body}");
+    let to_app = url::Url::parse(&to_app.expect("to the app")).expect("a URL");
+    assert_eq!(to_app.host_str(), Some("shop.test"));
+    let code = to_app
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let tokens: serde_json::Value = http
+        .post(format!("{}/oauth/token", b.origin()))
+        .basic_auth("shop", Some("shop-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://shop.test/callback"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
+
+#[test]
+fn serve_refuses_zero_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let out = waypass(dir.path())
+        .args(["serve", "--workers", "0", "--config"])
+        .arg(&config)
+        .env("SHOP_SECRET", "shop-secret")
+        .env("ACME_SECRET", "acme-secret")
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--workers must be at least 1"), "{stderr}");
 }
 
 #[test]

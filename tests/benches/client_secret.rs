@@ -9,7 +9,7 @@
 //! - `sha256/verify`: a generated secret (API-created or rotated).
 
 use criterion::Criterion;
-use waypass::broker::client_secret::{ClientSecretHash, Verifier};
+use waypass::model::client_secret::{ClientSecretHash, Verifier};
 
 const SECRET: &str = "a-secret-a-person-chose";
 

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
-use waypass::broker::keys::{Alg, KeySet};
 use waypass::egress::EgressPolicy;
+use waypass::keys::{Alg, KeySet};
 use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
 use waypass::script::{ENGINE_WASM, ScriptEngine};
 use waypass_tests::bench::{self, Args, LoopbackProvider};

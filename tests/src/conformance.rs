@@ -10,14 +10,17 @@
 use std::future::Future;
 use std::sync::Barrier;
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
-use waypass::broker::model::{Client, ConnectionSpec};
-use waypass::broker::secret::{Secret, SecretHash};
-use waypass::broker::store::{
-    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MapperEntry,
-    PutTransaction, Store, StoreError, Swept, TakeTransaction,
-};
 use waypass::mapper::Profile;
+use waypass::model::{ConnectionRecord, ConnectionSpec};
+use waypass::secret::{Secret, SecretHash};
+use waypass::store::{
+    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, Store,
+    StoreError, StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
+    StoredMapperEgress, StoredScripts, Swept, TakeTransaction,
+};
 
 /// "Now" in every behaviour: a fixed time, so expiry is exact.
 pub const NOW: u64 = 1_700_000_000;
@@ -69,6 +72,7 @@ where
         connections_are_put_listed_and_deleted_by_id,
         connection_names_are_unique,
         connections_keep_their_secrets,
+        every_field_of_a_connection_survives_the_store,
         clients_are_put_listed_and_deleted_by_id,
         mapper_versions_count_up_and_the_newest_is_active,
         mapper_bytes_are_kept_per_version,
@@ -79,6 +83,10 @@ where
         concurrent_registrations_of_one_mapper_get_distinct_versions,
         signing_keys_are_initialised_once,
         instances_starting_together_agree_on_one_key_set,
+        every_catalog_write_bumps_the_catalog_version,
+        the_catalog_is_read_whole_with_its_version,
+        a_lease_is_held_by_one_holder_until_it_expires,
+        concurrent_lease_takers_let_exactly_one_win,
     );
 }
 
@@ -173,7 +181,7 @@ fn profile(user_id: &str, email: Option<&str>, name: &str) -> Profile {
     serde_json::from_value(p).expect("a valid profile")
 }
 
-fn connection(id: &str, name: &str) -> ConnectionRecord {
+fn connection(id: &str, name: &str) -> StoredConnection {
     let spec: ConnectionSpec = serde_json::from_value(json!({
         "name": name,
         "display_name": format!("{name} SSO"),
@@ -199,9 +207,10 @@ fn connection(id: &str, name: &str) -> ConnectionRecord {
         id: id.into(),
         spec,
     }
+    .to_stored()
 }
 
-fn client(client_id: &str, callback: &str) -> Client {
+fn client(client_id: &str, callback: &str) -> StoredClient {
     serde_json::from_value(json!({
         "client_id": client_id,
         "name": format!("App {client_id}"),
@@ -241,11 +250,14 @@ fn access_fields(a: &AccessGrant) -> String {
     format!("{a:?}")
 }
 
-fn connection_json(record: &ConnectionRecord) -> (String, serde_json::Value) {
-    (record.id.clone(), record.spec.to_stored_json())
+fn connection_json(record: &StoredConnection) -> (String, serde_json::Value) {
+    (
+        record.id.clone(),
+        serde_json::to_value(&record.spec).expect("a stored spec serialises"),
+    )
 }
 
-fn ids(users: &[waypass::broker::store::User]) -> Vec<&str> {
+fn ids(users: &[waypass::store::User]) -> Vec<&str> {
     users.iter().map(|u| u.user_id.as_str()).collect()
 }
 
@@ -1019,7 +1031,7 @@ pub async fn connection_names_are_unique(store: &dyn Store) {
         matches!(&renamed, Err(StoreError::Conflict(_))),
         "renaming onto a taken name is a conflict: {renamed:?}"
     );
-    let names = |list: Vec<ConnectionRecord>| -> Vec<(String, String)> {
+    let names = |list: Vec<StoredConnection>| -> Vec<(String, String)> {
         list.into_iter()
             .map(|c| (c.id, c.spec.name.to_string()))
             .collect()
@@ -1055,7 +1067,7 @@ pub async fn connections_keep_their_secrets(store: &dyn Store) {
         .next()
         .expect("one connection");
     assert_eq!(
-        back.spec.options.client_secret.as_ref().map(Secret::expose),
+        back.spec.options.client_secret.as_deref(),
         Some("s3cret"),
         "the client secret survives"
     );
@@ -1087,7 +1099,7 @@ pub async fn clients_are_put_listed_and_deleted_by_id(store: &dyn Store) {
         [a.clone(), b.clone()],
         "both, in id order, whole"
     );
-    let a2 = Client {
+    let a2 = StoredClient {
         callbacks: vec!["https://a.example/other".into()],
         scopes: vec![],
         ..a
@@ -1391,5 +1403,294 @@ pub async fn instances_starting_together_agree_on_one_key_set(store: &dyn Store)
     assert!(
         results.iter().all(|r| r.as_deref() == Ok(stored.as_str())),
         "every instance got the stored document {stored}: {results:?}"
+    );
+}
+
+/// A connection with every field set, none to its default: what a store
+/// must give back whole (a field a backend dropped would show here).
+fn every_field(id: &str, name: &str) -> StoredConnection {
+    let map = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+    StoredConnection {
+        id: id.into(),
+        spec: StoredConnectionSpec {
+            name: name.into(),
+            display_name: Some("Every Field".into()),
+            enabled_clients: vec!["app".into(), "spa".into()],
+            options: StoredConnectionOptions {
+                authorization_url: "https://id.every.test/authorize".into(),
+                token_url: "https://id.every.test/token".into(),
+                scope: "openid email".into(),
+                client_id: "waypass".into(),
+                client_secret: Some("client-secret-\u{e9}".into()),
+                client_secret_env: Some("EVERY_SECRET".into()),
+                client_secret_file: Some("/run/secrets/every".into()),
+                custom_headers: map("Authorization", "Basic c2VjcmV0"),
+                auth_params: map("prompt", "login"),
+                auth_params_map: map("login_hint", "login_hint"),
+                icon_url: Some("https://cdn.every.test/icon.png".into()),
+                pkce_enabled: false,
+                issuer: Some("https://id.every.test".into()),
+                per_connection_callback: true,
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                mapper: Some("every-mapper@2".into()),
+                scripts: Some(StoredScripts {
+                    fetch_user_profile: "function (t, c, cb) { cb(null, {}); }".into(),
+                }),
+                mapper_settings: map("api_key", "settings-secret"),
+                mapper_settings_env: map("other_key", "EVERY_OTHER"),
+                mapper_egress: StoredMapperEgress {
+                    allowed_hosts: vec!["api.every.test".into()],
+                    allow_private_networks: true,
+                },
+                mapper_timeout_ms: Some(1234),
+            },
+        },
+    }
+}
+
+/// Every field of a connection, secrets included, reads back as written
+/// (listed and in the catalog): nothing is lost at a restart because a
+/// serialisation skipped it.
+pub async fn every_field_of_a_connection_survives_the_store(store: &dyn Store) {
+    let written = every_field("con_every", "every");
+    let json = serde_json::to_value(&written.spec).expect("serialises");
+    fn none_default(path: &str, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::Null => panic!("{path} is null: set every field"),
+            serde_json::Value::String(s) => assert!(!s.is_empty(), "{path} is empty"),
+            serde_json::Value::Array(a) => assert!(!a.is_empty(), "{path} is empty"),
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    none_default(&format!("{path}.{k}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    none_default("spec", &json);
+    store.put_connection(&written).await.expect("put");
+    assert_eq!(
+        store.connections().await.expect("list"),
+        std::slice::from_ref(&written),
+        "listed whole"
+    );
+    assert_eq!(
+        store.catalog().await.expect("catalog").connections,
+        [written],
+        "in the catalog whole"
+    );
+}
+
+// ---- the catalog version ----
+
+/// Each write of a connection, a client or a mapper moves the catalog
+/// version forward, in the write itself; other writes leave it.
+pub async fn every_catalog_write_bumps_the_catalog_version(store: &dyn Store) {
+    let mut seen = store.catalog_version().await.expect("version");
+    let mut bumped = |what: &str, now: u64| {
+        assert!(
+            now > seen,
+            "{what} bumps the catalog version ({seen} -> {now})"
+        );
+        seen = now;
+    };
+    store
+        .put_client(&client("app", "https://app.example/cb"))
+        .await
+        .expect("client");
+    bumped(
+        "a new client",
+        store.catalog_version().await.expect("version"),
+    );
+    store
+        .put_client(&client("app", "https://app.example/other"))
+        .await
+        .expect("client");
+    bumped(
+        "a changed client",
+        store.catalog_version().await.expect("version"),
+    );
+    store
+        .put_connection(&connection("con_1", "acme"))
+        .await
+        .expect("connection");
+    bumped(
+        "a new connection",
+        store.catalog_version().await.expect("version"),
+    );
+    store
+        .put_connection(&every_field("con_1", "acme"))
+        .await
+        .expect("connection");
+    bumped(
+        "a changed connection",
+        store.catalog_version().await.expect("version"),
+    );
+    store
+        .add_mapper_version("m", b"one", "sha-1", "admin", NOW)
+        .await
+        .expect("mapper");
+    bumped(
+        "a first mapper version",
+        store.catalog_version().await.expect("version"),
+    );
+    store
+        .add_mapper_version("m", b"two", "sha-2", "admin", NOW)
+        .await
+        .expect("mapper");
+    bumped(
+        "a second mapper version",
+        store.catalog_version().await.expect("version"),
+    );
+    assert_eq!(store.activate_mapper_version("m", 1).await, Ok(true));
+    bumped(
+        "a rollback",
+        store.catalog_version().await.expect("version"),
+    );
+
+    // Writes outside the catalog leave it.
+    let before = store.catalog_version().await.expect("version");
+    store
+        .put_code(key("code"), grant("oauth2|acme|1", NOW + 60))
+        .await
+        .expect("code");
+    put_tx(store, key("state"), transaction("v", NOW + 600)).await;
+    store
+        .record_login("oauth2|acme|1", "acme", profile("1", None, "Ada"), NOW)
+        .await
+        .expect("login");
+    store.init_signing_keys("doc").await.expect("keys");
+    assert!(store.try_lease("sweep", "a", 60, NOW).await.expect("lease"));
+    assert_eq!(
+        store.catalog_version().await,
+        Ok(before),
+        "short-lived state, users, keys and leases are not the catalog"
+    );
+    // Nothing deleted, nothing changed.
+    assert_eq!(store.activate_mapper_version("m", 9).await, Ok(false));
+    assert_eq!(store.delete_connection("con_none").await, Ok(false));
+    assert_eq!(
+        store.catalog_version().await,
+        Ok(before),
+        "a refused write changes nothing"
+    );
+
+    assert_eq!(store.delete_connection("con_1").await, Ok(true));
+    bumped(
+        "a deleted connection",
+        store.catalog_version().await.expect("version"),
+    );
+    assert_eq!(store.delete_client("app").await, Ok(true));
+    bumped(
+        "a deleted client",
+        store.catalog_version().await.expect("version"),
+    );
+    assert_eq!(store.delete_mapper("m").await, Ok(true));
+    bumped(
+        "a deleted mapper",
+        store.catalog_version().await.expect("version"),
+    );
+}
+
+/// The catalog is read as of one moment, with the version it stands for.
+pub async fn the_catalog_is_read_whole_with_its_version(store: &dyn Store) {
+    let empty = store.catalog().await.expect("catalog");
+    assert!(empty.clients.is_empty() && empty.connections.is_empty() && empty.mappers.is_empty());
+    store
+        .put_client(&client("app", "https://app.example/cb"))
+        .await
+        .expect("client");
+    store
+        .put_connection(&connection("con_1", "acme"))
+        .await
+        .expect("connection");
+    store
+        .add_mapper_version("acme-mapper", b"one", "sha-1", "admin", NOW)
+        .await
+        .expect("mapper");
+    store
+        .add_mapper_version("acme-mapper", b"two", "sha-2", "admin", NOW + 1)
+        .await
+        .expect("mapper");
+    let catalog = store.catalog().await.expect("catalog");
+    assert_eq!(
+        catalog.version,
+        store.catalog_version().await.expect("version")
+    );
+    assert!(catalog.version > empty.version);
+    assert_eq!(catalog.clients, [client("app", "https://app.example/cb")]);
+    assert_eq!(catalog.connections, [connection("con_1", "acme")]);
+    assert_eq!(
+        catalog.mappers,
+        [MapperEntry {
+            name: "acme-mapper".into(),
+            active_version: 2
+        }]
+    );
+    let versions: Vec<(u32, &str)> = catalog
+        .versions
+        .iter()
+        .map(|v| (v.version, v.sha256.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [(1, "sha-1"), (2, "sha-2")],
+        "every version, in order"
+    );
+}
+
+// ---- leases ----
+
+/// A lease is its holder's until it expires; the holder renews it.
+pub async fn a_lease_is_held_by_one_holder_until_it_expires(store: &dyn Store) {
+    assert_eq!(
+        store.try_lease("sweep", "a", 60, NOW).await,
+        Ok(true),
+        "free: taken"
+    );
+    assert_eq!(
+        store.try_lease("sweep", "b", 60, NOW + 1).await,
+        Ok(false),
+        "held by a"
+    );
+    assert_eq!(
+        store.try_lease("other", "b", 60, NOW + 1).await,
+        Ok(true),
+        "another lease is free"
+    );
+    assert_eq!(
+        store.try_lease("sweep", "a", 60, NOW + 59).await,
+        Ok(true),
+        "a renews it"
+    );
+    assert_eq!(
+        store.try_lease("sweep", "b", 60, NOW + 100).await,
+        Ok(false),
+        "renewed until NOW + 119"
+    );
+    assert_eq!(
+        store.try_lease("sweep", "b", 60, NOW + 119).await,
+        Ok(true),
+        "expired: b takes it"
+    );
+    assert_eq!(
+        store.try_lease("sweep", "a", 60, NOW + 120).await,
+        Ok(false),
+        "now b's"
+    );
+}
+
+/// Of instances asking for one lease at once, exactly one gets it.
+pub async fn concurrent_lease_takers_let_exactly_one_win(store: &dyn Store) {
+    let results = race(RACERS, |i| async move {
+        store
+            .try_lease("sweep", &format!("instance-{i}"), 60, NOW)
+            .await
+            .expect("try")
+    });
+    assert_eq!(
+        results.iter().filter(|won| **won).count(),
+        1,
+        "one sweeper: {results:?}"
     );
 }

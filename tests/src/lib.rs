@@ -2,6 +2,7 @@
 //! `build.rs`, and a stub provider on 127.0.0.1.
 
 pub mod bench;
+pub mod browser;
 pub mod conformance;
 pub mod everything;
 pub mod gate;

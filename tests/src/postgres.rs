@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use waypass::broker::secret::SecretHash;
-use waypass::broker::store::{DatabaseUrl, PostgresStore};
+use waypass::secret::SecretHash;
+use waypass::store::{DatabaseUrl, PostgresStore};
 
 /// The variable naming the test server.
 pub const URL_VAR: &str = "WAYPASS_TEST_DATABASE_URL";

@@ -633,7 +633,7 @@ async fn a_component_dropped_into_the_watched_directory_becomes_the_active_versi
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let watcher = tokio::spawn(waypass::broker::watch::watch(
+    let watcher = tokio::spawn(waypass::admin::watch::watch(
         tb.broker.clone(),
         dir.path().to_path_buf(),
     ));
@@ -775,7 +775,7 @@ async fn bodies_are_read_only_for_valid_tokens_and_only_uploads_may_be_large() {
     );
     // One byte over the JSON cap: the byte that crosses it is the last one,
     // so the server has read everything when it answers.
-    let over = vec![b' '; waypass::broker::api::MAX_JSON_BYTES + 1];
+    let over = vec![b' '; waypass::admin::MAX_JSON_BYTES + 1];
     let resp = http_client()
         .post(format!("{}/api/v2/connections", tb.issuer))
         .bearer_auth(ADMIN_TOKEN)

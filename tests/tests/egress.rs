@@ -392,8 +392,7 @@ async fn a_chunked_token_response_over_the_cap_is_refused_as_unusable() {
     let description = landing.param("error_description").expect("a description");
     assert!(
         description.contains("not usable")
-            && description
-                .contains(&waypass::broker::upstream::MAX_TOKEN_RESPONSE_BYTES.to_string()),
+            && description.contains(&waypass::upstream::MAX_TOKEN_RESPONSE_BYTES.to_string()),
         "{description}"
     );
     assert_eq!(provider.requests(), 1);
@@ -553,8 +552,8 @@ async fn a_name_resolving_to_public_and_private_addresses_connects_to_the_public
 
 #[tokio::test]
 async fn the_token_exchange_resolves_and_classifies_like_a_mapper() {
-    use waypass::broker::model::{Connection, ConnectionSpec};
-    use waypass::broker::upstream::{ExchangeError, Upstream};
+    use waypass::model::{Connection, ConnectionSpec};
+    use waypass::upstream::{ExchangeError, Upstream};
 
     let connection = |token_url: &str, allow_private: bool| {
         let spec: ConnectionSpec = serde_json::from_value(json!({

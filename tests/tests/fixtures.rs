@@ -20,12 +20,13 @@
 
 use std::path::{Path, PathBuf};
 
-use waypass::broker::store::{PostgresStore, SqliteStore};
+use waypass::store::{PostgresStore, SqliteStore};
 use waypass_tests::everything;
 use waypass_tests::postgres::{TestDatabase, server};
 
-/// The schema version whose fixtures exist (the first released one).
-const FIXTURE_VERSION: u32 = 1;
+/// The schema versions whose fixtures exist: 1 (the first), 2 (the
+/// catalog version and leases, issue #10).
+const FIXTURE_VERSIONS: [u32; 2] = [1, 2];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,8 +41,27 @@ fn writing() -> bool {
 
 #[tokio::test]
 async fn a_sqlite_database_of_schema_1_opens_with_everything_in_it() {
-    let path = fixture(&format!("sqlite-schema-{FIXTURE_VERSION}.db"));
-    if writing() && SqliteStore::SCHEMA_VERSION == FIXTURE_VERSION {
+    sqlite_fixture_opens(FIXTURE_VERSIONS[0]).await;
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_schema_2_opens_with_everything_in_it() {
+    sqlite_fixture_opens(FIXTURE_VERSIONS[1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
+    postgres_fixture_opens(FIXTURE_VERSIONS[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_2_opens_with_everything_in_it() {
+    postgres_fixture_opens(FIXTURE_VERSIONS[1]).await;
+}
+
+async fn sqlite_fixture_opens(version: u32) {
+    let path = fixture(&format!("sqlite-schema-{version}.db"));
+    if writing() && SqliteStore::SCHEMA_VERSION == version {
         let _ = std::fs::remove_file(&path);
         let store = SqliteStore::open(&path).expect("a new fixture");
         everything::write(&store).await;
@@ -59,15 +79,18 @@ async fn a_sqlite_database_of_schema_1_opens_with_everything_in_it() {
         "and migrates it to the current schema"
     );
     everything::check(&store).await;
+    if version >= 2 {
+        everything::check_schema_2(&store).await;
+    }
+    everything::check_the_catalog_version_moves(&store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
+async fn postgres_fixture_opens(version: u32) {
     let Some(server) = server() else {
         return;
     };
-    let path = fixture(&format!("postgres-schema-{FIXTURE_VERSION}.sql"));
-    if writing() && PostgresStore::SCHEMA_VERSION == FIXTURE_VERSION {
+    let path = fixture(&format!("postgres-schema-{version}.sql"));
+    if writing() && PostgresStore::SCHEMA_VERSION == version {
         let source = TestDatabase::create(&server).await;
         everything::write(&source.open().await).await;
         let dump = std::process::Command::new("pg_dump")
@@ -78,7 +101,7 @@ async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
         assert!(dump.status.success(), "pg_dump: {dump:?}");
         let sql = String::from_utf8(dump.stdout).expect("UTF-8");
         let header = format!(
-            "-- A Waypass PostgreSQL database at schema version {FIXTURE_VERSION}, with one of\n\
+            "-- A Waypass PostgreSQL database at schema version {version}, with one of\n\
              -- everything in it: written by tests/tests/fixtures.rs (see there), never edited.\n"
         );
         std::fs::write(&path, header + &without_psql_commands(&sql)).expect("write the fixture");
@@ -99,6 +122,10 @@ async fn a_postgres_database_of_schema_1_opens_with_everything_in_it() {
         "today's code opens it and migrates it to the current schema"
     );
     everything::check(&store).await;
+    if version >= 2 {
+        everything::check_schema_2(&store).await;
+    }
+    everything::check_the_catalog_version_moves(&store).await;
 }
 
 /// SQL without psql's backslash commands (`\restrict`, `\connect`): the

@@ -18,11 +18,11 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 use url::Url;
 use waypass::broker::limits::Quota;
-use waypass::broker::model::{Connection, ConnectionSpec};
-use waypass::broker::secret::SecretHash;
-use waypass::broker::store::{AuthorizationGrant, Store as _};
 use waypass::broker::{AuthorizeOutcome, CallbackOutcome, Clock as _, MAX_PARAM_BYTES};
 use waypass::broker::{LOGIN_TRANSACTION_TTL, pages};
+use waypass::model::{Connection, ConnectionSpec};
+use waypass::secret::SecretHash;
+use waypass::store::{AuthorizationGrant, Store as _};
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, CONNECTION, PKCE_CHALLENGE, PKCE_VERIFIER, SPA,
     SPA_CALLBACK, TestBed,
@@ -684,7 +684,7 @@ fn any_connection_json_is_parsed_or_refused_and_no_answer_shows_a_secret() {
         )
         .expect("the admin");
     let api = |method: &reqwest::Method, path: &str, body: &Value| {
-        rt.block_on(tb.broker.api(waypass::broker::api::ApiRequest {
+        rt.block_on(tb.broker.api(waypass::admin::ApiRequest {
             method,
             path,
             query: "",
@@ -712,7 +712,7 @@ fn any_connection_json_is_parsed_or_refused_and_no_answer_shows_a_secret() {
             prop_assert!(!shown.contains(SECRET_MARK), "{shown}");
             let debug = format!("{:?}", spec);
             prop_assert!(!debug.contains(SECRET_MARK), "{}", debug);
-            let _ = spec.to_stored_json();
+            let _ = ConnectionSpec::from_stored(spec.to_stored());
             let _ = Connection::new("con_fuzzed".into(), spec);
         }
         // Through the API: create, or PATCH-merge into the stored one.

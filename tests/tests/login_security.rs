@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use url::Url;
 use waypass::broker::MAX_PARAM_BYTES;
 use waypass::broker::limits::{API_FAILURES_PER_IP, Quota, TOKEN_FAILURES_PER_IP};
-use waypass::broker::store::ShortLivedCounts;
 use waypass::dev_provider::{
     DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, DevProviderHandle, login_request_id,
 };
+use waypass::store::ShortLivedCounts;
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, ES_APP, PROVIDER_CLIENT,
     PROVIDER_SECRET, TestBed, connection_spec, http_client, redeem,

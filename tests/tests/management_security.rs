@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use openidconnect::reqwest::Method;
 use serde_json::{Value, json};
+use waypass::admin::watch::{Outcome, Watcher};
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::broker::store::{SqliteStore, Store as _};
-use waypass::broker::watch::{Outcome, Watcher};
+use waypass::store::{SqliteStore, Store as _};
 use waypass_tests::guests;
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, TestBed, admin_api, api_call,
@@ -478,12 +478,7 @@ async fn moving_token_url_without_sending_the_secrets_again_is_refused() {
     let stored = tb.store.connections().await.expect("store");
     let stored = stored.iter().find(|r| r.id == id).expect("stored");
     assert_eq!(
-        stored
-            .spec
-            .options
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose()),
+        stored.spec.options.client_secret.as_deref(),
         Some(waypass_tests::login::PROVIDER_SECRET),
         "the stored secret is untouched"
     );
@@ -751,7 +746,7 @@ async fn a_symlinked_or_oversize_component_in_the_watched_directory_is_not_regis
     // a plain copy that shows the watcher at work.
     std::os::unix::fs::symlink(guests::AUTH0_EXAMPLE, watched.join("linked.wasm")).expect("link");
     std::fs::File::create(watched.join("huge.wasm"))
-        .and_then(|f| f.set_len(waypass::broker::api::MAX_MAPPER_BYTES as u64 + 1))
+        .and_then(|f| f.set_len(waypass::admin::MAX_MAPPER_BYTES as u64 + 1))
         .expect("sparse file");
     std::fs::write(
         watched.join("copied.wasm"),

@@ -8,7 +8,9 @@ use waypass::broker::Broker;
 use waypass::broker::config::Config;
 use waypass::dev_provider::DevProvider;
 use waypass_tests::guests;
-use waypass_tests::login::{APP, APP_CALLBACK, APP_SECRET, Browser, http_client, redeem};
+use waypass_tests::login::{
+    APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, http_client, redeem,
+};
 use waypass_tests::postgres::{TestDatabase, server};
 
 /// A configuration naming `database` and its own data directory under `dir`.
@@ -97,7 +99,8 @@ async fn a_login_started_on_one_instance_finishes_on_another_sharing_the_databas
         std::future::pending(),
     ));
     let authorize = format!(
-        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov",
+        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov\
+         &code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
         url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
     );
     let keys_on_a = jwks(&issuer).await;

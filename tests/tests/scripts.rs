@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use waypass::broker::keys::Alg;
 use waypass::egress::{CannedTransport, EgressPolicy, OutboundResponse};
+use waypass::keys::Alg;
 use waypass::mapper::{
     InvocationReport, Limits, MapperError, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings,
     TokenSet,

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use waypass::broker::secret::{Secret, SecretHash};
-use waypass::broker::store::{
-    AccessGrant, AuthorizationGrant, ConnectionRecord, LoginTransaction, MemoryStore,
-    PutTransaction, SqliteStore, Store, StoreError, TakeTransaction,
+use waypass::secret::{Secret, SecretHash};
+use waypass::store::{
+    AccessGrant, AuthorizationGrant, LoginTransaction, MemoryStore, PutTransaction, SqliteStore,
+    Store, StoreError, StoredClient, StoredConnection, TakeTransaction,
 };
 use waypass_tests::conformance::{self, NOW, race};
 
@@ -81,8 +81,8 @@ fn grant(code_challenge: Option<&str>) -> AuthorizationGrant {
     }
 }
 
-fn connection() -> ConnectionRecord {
-    ConnectionRecord {
+fn connection() -> StoredConnection {
+    waypass::model::ConnectionRecord {
         id: "con_1".into(),
         spec: serde_json::from_value(serde_json::json!({
             "name": "acme",
@@ -92,9 +92,10 @@ fn connection() -> ConnectionRecord {
         }))
         .expect("spec"),
     }
+    .to_stored()
 }
 
-fn client() -> waypass::broker::model::Client {
+fn client() -> StoredClient {
     serde_json::from_value(serde_json::json!({
         "client_id": "app", "name": "App", "client_type": "public", "secret_hash": null,
         "callbacks": ["https://app.example/cb"], "id_token_alg": "RS256"
@@ -218,11 +219,7 @@ async fn everything_written_survives_closing_and_reopening_the_file() {
     );
     let connections = store.connections().await.expect("connections");
     assert_eq!(connections.len(), 1, "the connection survives");
-    assert_eq!(
-        connections[0].spec.to_stored_json(),
-        connection().spec.to_stored_json(),
-        "whole, secrets included"
-    );
+    assert_eq!(connections[0], connection(), "whole, secrets included");
     assert_eq!(store.clients().await.expect("clients"), [client()]);
     assert_eq!(
         store.mapper_versions("m").await.expect("versions").len(),

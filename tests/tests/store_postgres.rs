@@ -9,9 +9,10 @@
 //! connections are driven by another.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use waypass::broker::secret::SecretHash;
-use waypass::broker::store::{
+use waypass::secret::SecretHash;
+use waypass::store::{
     AuthorizationGrant, DatabaseUrl, LoginTransaction, PostgresStore, PutTransaction, Store,
     StoreError, TakeTransaction,
 };
@@ -200,13 +201,43 @@ async fn concurrent_pushes_of_one_mapper_from_two_instances_get_distinct_version
 async fn read_back(
     store: &PostgresStore,
 ) -> (
-    Vec<waypass::broker::store::MapperEntry>,
-    Vec<waypass::broker::store::MapperVersion>,
+    Vec<waypass::store::MapperEntry>,
+    Vec<waypass::store::MapperVersion>,
 ) {
     (
         store.mappers().await.expect("mappers"),
         store.mapper_versions("raced").await.expect("versions"),
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_write_on_one_instance_is_notified_to_another_with_its_version() {
+    let server = server_or_skip!();
+    let database = TestDatabase::create(&server).await;
+    let stores = instances(&database, 2).await;
+    let mut feed = stores[1]
+        .catalog_feed()
+        .notified
+        .expect("PostgreSQL notifies");
+    // The first signal says the listening connection is up (and asks for a
+    // check, for whatever it may have missed before).
+    tokio::time::timeout(Duration::from_secs(30), feed.changed())
+        .await
+        .expect("listening")
+        .expect("the feed lives");
+    stores[0]
+        .add_mapper_version("notified", b"bytes", "sha", "admin", NOW)
+        .await
+        .expect("write");
+    let version = stores[0].catalog_version().await.expect("version");
+    // Only a notification moves the feed's value: no poll is involved.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while *feed.borrow_and_update() < version {
+            feed.changed().await.expect("the feed lives");
+        }
+    })
+    .await
+    .expect("the other instance is notified of the version");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

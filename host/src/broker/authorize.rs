@@ -6,11 +6,11 @@ use std::sync::Arc;
 use url::Url;
 
 use super::limits::RetryAfter;
-use super::model::{Client, Connection};
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
-use super::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
-use super::store::{LoginTransaction, PutTransaction};
 use super::{Broker, LOGIN_TRANSACTION_TTL};
+use crate::model::{Client, Connection};
+use crate::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
+use crate::store::{LoginTransaction, PutTransaction};
 
 /// Longest `state`, `nonce` or `scope` accepted, and longest value passed
 /// on to the provider through `authParamsMap`: apps send random values of
@@ -209,7 +209,7 @@ impl Broker {
             .spec
             .options
             .pkce_enabled
-            .then(|| super::secret::Secret::new(self.random.token()));
+            .then(|| crate::secret::Secret::new(self.random.token()));
         let location = provider_url(
             &connection,
             params,

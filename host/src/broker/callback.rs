@@ -9,13 +9,13 @@ use url::Url;
 
 use super::authorize::cookie_name;
 use super::limits::RetryAfter;
-use super::model::Connection;
-use super::model::ProfileSource;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
-use super::secret::SecretHash;
-use super::store::{AuthorizationGrant, LoginTransaction, TakeTransaction};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
 use crate::mapper::MapperError;
+use crate::model::Connection;
+use crate::model::ProfileSource;
+use crate::secret::SecretHash;
+use crate::store::{AuthorizationGrant, LoginTransaction, TakeTransaction};
 
 /// What `/login/callback` answers.
 #[derive(Debug)]

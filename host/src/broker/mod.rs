@@ -3,30 +3,21 @@
 //!
 //! Domain functions here take parsed input and return outcomes; the HTTP
 //! layer ([`server`]) only parses, calls one of them and maps the result.
-//! Time ([`Clock`]), randomness ([`secret::Random`]) and the upstream HTTP
+//! Time ([`Clock`]), randomness ([`crate::secret::Random`]) and the upstream HTTP
 //! client are passed in, so tests control them.
 
-pub mod api;
 mod authorize;
 mod callback;
-pub mod client_secret;
 pub mod config;
-pub mod keys;
 pub mod limits;
-pub mod model;
 pub mod oauth;
 pub mod pages;
-pub mod registry;
-pub mod secret;
 pub mod server;
 mod startup;
-pub mod store;
 mod token;
-pub mod upstream;
-pub mod watch;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,14 +27,15 @@ pub use authorize::{AuthorizeOutcome, MAX_PARAM_BYTES};
 pub use callback::CallbackOutcome;
 pub use token::JsonReply;
 
+use crate::catalog::{Catalog, Snapshot};
+use crate::keys::KeySet;
 use crate::mapper::{LoadedMapper, Runtime};
+use crate::model::{Client, Connection, ProfileSource};
 use crate::script::ScriptEngine;
-use keys::KeySet;
+use crate::secret::Random;
+use crate::store::{Store, StoreError, Swept};
+use crate::upstream::Upstream;
 use limits::{Limits, RateLimiter};
-use model::{Client, Connection, ProfileSource};
-use secret::Random;
-use store::Store;
-use upstream::Upstream;
 
 /// Time for a person to log in at the provider.
 pub const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(600);
@@ -58,6 +50,14 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// caller looping on `try` against a provider that never answers would
 /// otherwise take the slots logins need.
 pub const MAX_CONCURRENT_TRY_CALLS: usize = 8;
+/// The store lease the sweep of expired state takes: one instance of a
+/// deployment sweeps at a time (the others would delete nothing but
+/// compete for the same rows).
+pub const SWEEP_LEASE: &str = "sweep";
+/// How many sweep intervals a sweep lease lasts. Its holder renews it at
+/// every sweep, so a holder that misses a tick (a pause, a slow store)
+/// keeps it; an instance that dies is replaced within this many intervals.
+pub const SWEEP_LEASE_INTERVALS: u32 = 3;
 
 /// Seconds since the Unix epoch, from a source tests can control.
 pub trait Clock: Send + Sync {
@@ -75,14 +75,6 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     }
-}
-
-/// Apps, connections and mappers the broker serves.
-#[derive(Default)]
-pub struct Catalog {
-    pub clients: HashMap<String, Arc<Client>>,
-    pub connections: HashMap<String, Arc<Connection>>,
-    pub mappers: registry::MapperRegistry,
 }
 
 /// The apps and connections the configuration file defines. The file is
@@ -105,7 +97,8 @@ pub struct ConfigDefined {
 pub struct BrokerParts {
     /// Public base URL, e.g. `https://login.example.com` (no trailing slash).
     pub issuer: Url,
-    pub catalog: Catalog,
+    /// The catalog, following `store` (loaded or not: `/readyz` says).
+    pub catalog: Arc<Catalog>,
     pub runtime: Arc<Runtime>,
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeySet>,
@@ -113,7 +106,7 @@ pub struct BrokerParts {
     pub random: Arc<dyn Random>,
     pub upstream: Upstream,
     /// SHA-256 of the bootstrap admin token for the management API.
-    pub admin_token: Option<secret::SecretHash>,
+    pub admin_token: Option<crate::secret::SecretHash>,
     /// Logins in flight, rate limits, the sweep timer.
     pub limits: Limits,
 }
@@ -129,38 +122,40 @@ pub struct Broker {
     /// are fixed for the broker's life: built once, served as they are.
     discovery_json: Bytes,
     jwks_json: Bytes,
-    catalog: RwLock<Catalog>,
-    runtime: Arc<Runtime>,
-    store: Arc<dyn Store>,
+    /// What is served: a snapshot of the store, swapped atomically.
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) store: Arc<dyn Store>,
     keys: Arc<KeySet>,
-    clock: Arc<dyn Clock>,
-    random: Arc<dyn Random>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) random: Arc<dyn Random>,
     upstream: Upstream,
-    admin_token: Option<secret::SecretHash>,
+    pub(crate) admin_token: Option<crate::secret::SecretHash>,
     limits: Limits,
     rate: RateLimiter,
-    /// Counts completed sweeps of expired state, for whoever waits on one.
+    /// This instance among those sharing the store (it holds leases as it).
+    instance_id: String,
+    /// Counts completed sweep ticks, for whoever waits on one.
     sweeps: tokio::sync::watch::Sender<u64>,
     /// What the configuration file defines (read-only through the API).
-    config_defined: ConfigDefined,
-    /// The script engine, loaded when the first script connection needs it.
-    script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
+    pub(crate) config_defined: ConfigDefined,
     /// Checks apps' client secrets at the token endpoint.
-    client_secrets: client_secret::Verifier,
+    client_secrets: crate::model::client_secret::Verifier,
     /// Places for `try` calls ([`MAX_CONCURRENT_TRY_CALLS`]).
-    try_calls: tokio::sync::Semaphore,
+    pub(crate) try_calls: tokio::sync::Semaphore,
 }
 
 impl Broker {
     pub fn new(parts: BrokerParts) -> Self {
         let issuer = parts.issuer.as_str().trim_end_matches('/').to_owned();
+        let instance_id = format!("inst_{}", parts.random.identifier(16));
         Self {
             callback_url: format!("{issuer}/login/callback"),
             discovery_json: Bytes::from(token::discovery_document(&issuer).to_string()),
             jwks_json: Bytes::from(parts.keys.jwks().to_string()),
             issuer,
             issuer_url: parts.issuer,
-            catalog: RwLock::new(parts.catalog),
+            catalog: parts.catalog,
             runtime: parts.runtime,
             store: parts.store,
             keys: parts.keys,
@@ -170,10 +165,10 @@ impl Broker {
             admin_token: parts.admin_token,
             rate: RateLimiter::new(&parts.limits),
             limits: parts.limits,
+            instance_id,
             sweeps: tokio::sync::watch::Sender::new(0),
             config_defined: ConfigDefined::default(),
-            script_engine: tokio::sync::OnceCell::new(),
-            client_secrets: client_secret::Verifier::new(),
+            client_secrets: crate::model::client_secret::Verifier::new(),
             try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
         }
     }
@@ -188,17 +183,17 @@ impl Broker {
     /// The script engine, loaded on first use (compiled once, then read from
     /// the runtime's artifact cache).
     pub async fn script_engine(&self) -> Result<Arc<ScriptEngine>, String> {
-        self.script_engine
-            .get_or_try_init(|| async {
-                let runtime = Arc::clone(&self.runtime);
-                let engine = tokio::task::spawn_blocking(move || ScriptEngine::load(&runtime))
-                    .await
-                    .map_err(|e| format!("loading the script engine panicked: {e}"))?
-                    .map_err(|e| format!("the script engine cannot be loaded: {e}"))?;
-                Ok(Arc::new(engine))
-            })
-            .await
-            .cloned()
+        self.catalog.script_engine().await
+    }
+
+    /// The catalog this broker serves.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// This instance's id among those sharing the store.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// The issuer identifier (RFC 8414 §2), without a trailing slash.
@@ -237,24 +232,54 @@ impl Broker {
     }
 
     /// Deletes expired transactions, codes and tokens and forgets full rate
-    /// buckets; `serve` runs it every [`Broker::sweep_interval`].
-    pub async fn sweep_expired(&self) -> Result<store::Swept, store::StoreError> {
+    /// buckets, whatever other instances do.
+    pub async fn sweep_expired(&self) -> Result<Swept, StoreError> {
         let swept = self.store.sweep_expired(self.clock.now()).await;
         self.rate.prune();
-        self.sweeps.send_modify(|n| *n += 1);
         swept
     }
 
-    /// Completed sweeps so far; `changed()` wakes at the next one.
+    /// What `serve` runs every [`Broker::sweep_interval`]: forgets full
+    /// rate buckets (this instance's own), and — if this instance holds
+    /// the [`SWEEP_LEASE`], taking or renewing it — deletes the store's
+    /// expired transactions, codes and tokens. `None`: another instance
+    /// holds the lease and sweeps.
+    pub async fn sweep_tick(&self) -> Result<Option<Swept>, StoreError> {
+        self.rate.prune();
+        let now = self.clock.now();
+        let ttl = (self.limits.sweep_interval * SWEEP_LEASE_INTERVALS)
+            .as_secs()
+            .max(1);
+        let swept = if self
+            .store
+            .try_lease(SWEEP_LEASE, &self.instance_id, ttl, now)
+            .await?
+        {
+            Some(self.store.sweep_expired(now).await?)
+        } else {
+            None
+        };
+        self.sweeps.send_modify(|n| *n += 1);
+        Ok(swept)
+    }
+
+    /// How many argon2 verifications the token endpoint has run: one per
+    /// slow-hash app after a start, and one per wrong secret presented for
+    /// such an app.
+    pub fn slow_secret_verifications(&self) -> u64 {
+        self.client_secrets.slow_verifications()
+    }
+
+    /// Completed sweep ticks so far; `changed()` wakes at the next one.
     pub fn sweeps(&self) -> tokio::sync::watch::Receiver<u64> {
         self.sweeps.subscribe()
     }
 
-    fn client(&self, client_id: &str) -> Option<Arc<Client>> {
+    pub(crate) fn client(&self, client_id: &str) -> Option<Arc<Client>> {
         self.catalog_read().clients.get(client_id).cloned()
     }
 
-    fn connection(&self, name: &str) -> Option<Arc<Connection>> {
+    pub(crate) fn connection(&self, name: &str) -> Option<Arc<Connection>> {
         self.catalog_read().connections.get(name).cloned()
     }
 
@@ -265,15 +290,7 @@ impl Broker {
 
     /// Connections enabled for `client_id`, by name.
     fn connections_for(&self, client_id: &str) -> Vec<Arc<Connection>> {
-        let mut list: Vec<_> = self
-            .catalog_read()
-            .connections
-            .values()
-            .filter(|c| c.is_enabled_for(client_id))
-            .cloned()
-            .collect();
-        list.sort_by(|a, b| a.name().cmp(b.name()));
-        list
+        self.catalog_read().connections_for(client_id)
     }
 
     /// The JWKS document as served: the same bytes every time (a cheap
@@ -292,7 +309,7 @@ impl Broker {
     /// with the connection's tokens and settings; the report and, as JSON,
     /// what ran (`{"mapper": {name, version}}` or `{"script": "fetchUserProfile"}`).
     /// `Err` says why nothing could run.
-    async fn run_profile(
+    pub(crate) async fn run_profile(
         &self,
         conn: &Connection,
         tokens: crate::mapper::TokenSet,
@@ -308,7 +325,8 @@ impl Broker {
                     .mapper(reference)
                     .ok_or_else(|| format!("mapper `{reference}` is not loaded"))?;
                 let report = self.runtime.invoke(&mapper, &input, &conn.sandbox).await;
-                let name = registry::parse_ref(reference).map_or(reference.as_str(), |r| r.0);
+                let name = crate::catalog::registry::parse_ref(reference)
+                    .map_or(reference.as_str(), |r| r.0);
                 tracing::debug!(mapper = %name, version, elapsed_us = report.elapsed.as_micros() as u64, "mapper ran");
                 Ok((
                     report,
@@ -331,10 +349,13 @@ impl Broker {
         }
     }
 
-    /// Whether the broker can serve logins: every connection's mapper (or
-    /// the script engine) loaded.
+    /// Whether the broker can serve logins: the catalog loaded, every
+    /// connection's mapper (or the script engine) loaded.
     pub fn ready(&self) -> Result<(), String> {
         let catalog = self.catalog_read();
+        if !catalog.loaded {
+            return Err("the catalog is not loaded yet".into());
+        }
         for conn in catalog.connections.values() {
             match &conn.profile {
                 ProfileSource::Mapper(reference) => {
@@ -346,7 +367,7 @@ impl Broker {
                     }
                 }
                 ProfileSource::Script(_) => {
-                    if !self.script_engine.initialized() {
+                    if !self.catalog.script_engine_loaded() {
                         return Err(format!(
                             "connection `{}` runs a script; the script engine is not loaded yet",
                             conn.name()
@@ -358,12 +379,9 @@ impl Broker {
         Ok(())
     }
 
-    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn catalog_write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
-        self.catalog.write().unwrap_or_else(|p| p.into_inner())
+    /// The snapshot served now (one atomic load: no lock).
+    pub(crate) fn catalog_read(&self) -> Arc<Snapshot> {
+        self.catalog.snapshot()
     }
 
     fn expires_in(&self, ttl: Duration) -> u64 {

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::model::{Client, Connection};
 use super::oauth::OAuthError;
+use crate::model::{Client, Connection};
 
 pub use crate::html::escape;
 

@@ -1,7 +1,8 @@
 //! The broker's HTTP face (hyper 1): parse, call one domain function, map
 //! the outcome to a response. `serve` takes a bound listener, so tests bind
 //! `127.0.0.1:0`, and a shutdown future, so in-flight logins finish; it
-//! also sweeps expired state on a timer.
+//! also sweeps expired state on a timer (one instance at a time) and
+//! follows the store's catalog changes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +45,13 @@ pub const UPLOAD_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause after a failed `accept` (e.g. out of file descriptors): retrying
 /// at once would spin a core while the condition lasts.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// The response header naming the catalog version an instance serves (on
+/// `/healthz` and `/readyz`): how a fleet's operator, or its tests, see
+/// whether a change has reached every instance.
+pub const CATALOG_VERSION_HEADER: &str = "waypass-catalog-version";
+/// Seconds a client is told to wait (`Retry-After`) when it reaches an
+/// instance whose catalog is still loading: loading takes about a second.
+const LOADING_RETRY_AFTER: &str = "1";
 
 type Body = Full<Bytes>;
 
@@ -53,6 +61,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_on_timer(broker.clone()));
+    let follower = tokio::spawn(crate::catalog::follow(broker.catalog().clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -84,6 +93,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     }
     drop(listener);
     sweeper.abort();
+    follower.abort();
     tracing::info!("no longer accepting connections; finishing the requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
@@ -103,8 +113,9 @@ async fn sweep_on_timer(broker: Arc<Broker>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        match broker.sweep_expired().await {
-            Ok(swept) => tracing::debug!(?swept, "expired state swept"),
+        match broker.sweep_tick().await {
+            Ok(Some(swept)) => tracing::debug!(?swept, "expired state swept"),
+            Ok(None) => tracing::debug!("another instance holds the sweep lease"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired state failed"),
         }
     }
@@ -123,6 +134,16 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
+    if !matches!(parts.uri.path(), "/healthz" | "/readyz") && broker.catalog().version().is_none() {
+        // Started, but the catalog is still loading: nothing here could be
+        // answered right (an app would be told it does not exist).
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the catalog is loading",
+        );
+        set_header(&mut resp, header::RETRY_AFTER, LOADING_RETRY_AFTER);
+        return resp;
+    }
     if let Some(api_path) = parts.uri.path().strip_prefix("/api/v2/") {
         return api(broker, &parts, api_path, &query, body, from).await;
     }
@@ -160,11 +181,14 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
         (&Method::GET, "/.well-known/jwks.json") => {
             response(StatusCode::OK, "application/json", broker.jwks_json())
         }
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
-        (&Method::GET, "/readyz") => match broker.ready() {
-            Ok(()) => text(StatusCode::OK, "ready"),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
-        },
+        (&Method::GET, "/healthz") => with_catalog_version(broker, text(StatusCode::OK, "ok")),
+        (&Method::GET, "/readyz") => with_catalog_version(
+            broker,
+            match broker.ready() {
+                Ok(()) => text(StatusCode::OK, "ready"),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
+            },
+        ),
         (_, "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
@@ -173,6 +197,18 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             &serde_json::json!({"error": "not_found"}),
         ),
     }
+}
+
+/// Adds [`CATALOG_VERSION_HEADER`] once a catalog is loaded.
+fn with_catalog_version(broker: &Broker, mut resp: Response<Body>) -> Response<Body> {
+    if let Some(version) = broker.catalog().version() {
+        set_header(
+            &mut resp,
+            header::HeaderName::from_static(CATALOG_VERSION_HEADER),
+            &version.to_string(),
+        );
+    }
+    resp
 }
 
 async fn api(
@@ -187,7 +223,7 @@ async fn api(
     // Failed authentications are counted per address; past the limit the
     // token is not even checked, so guessing one gets nowhere.
     if let Err(wait) = broker.rate_limits().api_failures_allow(from) {
-        let reply = super::api::ApiError::new(
+        let reply = crate::admin::ApiError::new(
             429,
             format!(
                 "too many failed authentications from this address; try again in {} s",
@@ -214,17 +250,17 @@ async fn api(
         Ok(caller) => {
             // Only component uploads may be large (and slow).
             let (limit, deadline) = if parts.method == Method::PUT && path.starts_with("mappers/") {
-                (super::api::MAX_MAPPER_BYTES, UPLOAD_READ_TIMEOUT)
+                (crate::admin::MAX_MAPPER_BYTES, UPLOAD_READ_TIMEOUT)
             } else {
-                (super::api::MAX_JSON_BYTES, BODY_READ_TIMEOUT)
+                (crate::admin::MAX_JSON_BYTES, BODY_READ_TIMEOUT)
             };
             match read_body(body, limit, deadline).await {
                 Err(e) => {
-                    super::api::ApiError::new(e.status().as_u16(), e.to_string()).into_reply()
+                    crate::admin::ApiError::new(e.status().as_u16(), e.to_string()).into_reply()
                 }
                 Ok(collected) => {
                     broker
-                        .api(super::api::ApiRequest {
+                        .api(crate::admin::ApiRequest {
                             method: &parts.method,
                             path,
                             query,

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::config::Config;
-use super::keys::KeySet;
-use super::model::{Connection, ProfileSource, SecretSource};
-use super::registry::parse_ref;
-use super::secret::SystemRandomTokens;
-use super::store::{ConnectionRecord, PostgresStore, SqliteStore, Store};
-use super::upstream::Upstream;
-use super::{Broker, BrokerParts, Catalog, Clock as _, ConfigDefined, SystemClock};
+use super::{Broker, BrokerParts, Clock as _, ConfigDefined, SystemClock};
+use crate::catalog::Catalog;
+use crate::catalog::registry::parse_ref;
+use crate::keys::KeySet;
 use crate::mapper::{Runtime, RuntimeConfig, sha256_hex};
+use crate::model::{Connection, ConnectionRecord, ProfileSource, SecretSource};
+use crate::secret::SystemRandomTokens;
+use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::upstream::Upstream;
 
 impl Broker {
     /// Creates the data directory, opens the store, loads or generates the
@@ -22,6 +23,23 @@ impl Broker {
     /// change those apps and connections), and builds the catalog from the
     /// store.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let broker = Self::from_config_unloaded(config).await?;
+        broker.load_catalog().await?;
+        Ok(broker)
+    }
+
+    /// Loads the catalog from the store for the first time, refusing one
+    /// this instance cannot serve whole (a connection that does not check,
+    /// a mapper that does not load), and checks every script compiles.
+    pub async fn load_catalog(&self) -> anyhow::Result<()> {
+        self.catalog.load().await?;
+        self.check_scripts().await
+    }
+
+    /// [`Broker::from_config`] but for the catalog's first load
+    /// ([`Broker::load_catalog`]): `serve` answers `/readyz` (not ready)
+    /// while it loads.
+    pub async fn from_config_unloaded(config: &Config) -> anyhow::Result<Self> {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
@@ -39,7 +57,7 @@ impl Broker {
         let keys = Arc::new(signing_keys(&*store, &data.join("keys.json")).await?);
         let clock = SystemClock;
         let defined = seed(config, &*store, clock.now()).await?;
-        let catalog = load_catalog(&*store, &runtime).await?;
+        let catalog = Arc::new(Catalog::new(Arc::clone(&store), Arc::clone(&runtime)));
         let broker = Broker::new(BrokerParts {
             issuer: config.issuer.clone(),
             catalog,
@@ -53,7 +71,6 @@ impl Broker {
             limits: config.limits.clone(),
         })
         .with_config_defined(defined);
-        broker.check_scripts().await?;
         Ok(broker)
     }
 
@@ -132,7 +149,7 @@ async fn signing_keys(store: &dyn Store, legacy_file: &std::path::Path) -> anyho
 async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<ConfigDefined> {
     let mut defined = ConfigDefined::default();
     for client in config.clients()?.into_values() {
-        store.put_client(&client).await?;
+        store.put_client(&client.to_stored()).await?;
         defined.clients.insert(client.client_id.clone());
     }
     let existing = store.connections().await?;
@@ -144,7 +161,7 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<Co
         );
         let id = existing
             .iter()
-            .find(|c| c.spec.name == spec.name)
+            .find(|c| c.spec.name == spec.name.as_str())
             .map_or_else(|| Connection::config_id(&spec.name), |c| c.id.clone());
         Connection::new(id.clone(), spec.clone())
             .map_err(|e| anyhow::anyhow!("connection `{}`: {e}", spec.name))?;
@@ -154,10 +171,13 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<Co
             defined.mappers.insert(name.to_owned());
         }
         store
-            .put_connection(&ConnectionRecord {
-                id,
-                spec: spec.clone(),
-            })
+            .put_connection(
+                &ConnectionRecord {
+                    id,
+                    spec: spec.clone(),
+                }
+                .to_stored(),
+            )
             .await?;
     }
     for m in &config.mappers {
@@ -181,81 +201,9 @@ async fn seed(config: &Config, store: &dyn Store, now: u64) -> anyhow::Result<Co
     Ok(defined)
 }
 
-/// The catalog from the store: apps, connections, and every mapper's active
-/// version plus the versions connections pin. Checks that each connection's
-/// mapper and apps exist.
-pub(crate) async fn load_catalog(store: &dyn Store, runtime: &Runtime) -> anyhow::Result<Catalog> {
-    let mut catalog = Catalog::default();
-    for client in store.clients().await? {
-        catalog
-            .clients
-            .insert(client.client_id.clone(), Arc::new(client));
-    }
-    let records = store.connections().await?;
-    let actives: Vec<(String, u32)> = store
-        .mappers()
-        .await?
-        .into_iter()
-        .map(|e| (e.name, e.active_version))
-        .collect();
-    let mut wanted = actives.clone();
-    for record in &records {
-        if let Some(reference) = &record.spec.options.mapper
-            && let Ok((name, Some(version))) = parse_ref(reference)
-        {
-            wanted.push((name.to_owned(), version));
-        }
-    }
-    for (name, version) in wanted {
-        if catalog.mappers.is_loaded(&name, version) {
-            continue;
-        }
-        let Some(bytes) = store.mapper_bytes(&name, version).await? else {
-            continue;
-        };
-        // The store knows the version's SHA-256: no need to hash it again.
-        let digest = store
-            .mapper_versions(&name)
-            .await?
-            .into_iter()
-            .find(|v| v.version == version)
-            .map(|v| v.sha256);
-        let loaded = match digest {
-            Some(digest) => runtime.load_with_digest(&bytes, digest),
-            None => runtime.load(&bytes),
-        }
-        .map_err(|e| anyhow::anyhow!("mapper `{name}` version {version}: {e}"))?;
-        let active = actives.iter().any(|(n, v)| *n == name && *v == version);
-        catalog
-            .mappers
-            .insert(&name, version, Arc::new(loaded), active);
-    }
-    for record in records {
-        let name = record.spec.name.to_string();
-        let conn = Connection::new(record.id, record.spec)
-            .map_err(|e| anyhow::anyhow!("connection `{name}`: {e}"))?;
-        if let ProfileSource::Mapper(mapper) = &conn.profile {
-            anyhow::ensure!(
-                catalog.mappers.resolve(mapper).is_some(),
-                "connection `{name}` uses mapper `{mapper}`, which is not registered"
-            );
-        }
-        if let Some(client) = conn
-            .spec
-            .enabled_clients
-            .iter()
-            .find(|c| !catalog.clients.contains_key(*c))
-        {
-            anyhow::bail!("connection `{name}` enables client `{client}`, which does not exist");
-        }
-        catalog.connections.insert(name, conn);
-    }
-    Ok(catalog)
-}
-
 /// The bootstrap admin token: `WAYPASS_ADMIN_TOKEN`, or the file the
 /// configuration's `admin_token_file` names. Only its hash is kept.
-fn admin_token(config: &Config) -> anyhow::Result<Option<super::secret::SecretHash>> {
+fn admin_token(config: &Config) -> anyhow::Result<Option<crate::secret::SecretHash>> {
     let token = match (
         std::env::var("WAYPASS_ADMIN_TOKEN").ok(),
         &config.admin_token_file,
@@ -270,7 +218,7 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<super::secret::SecretHa
     };
     match token {
         Some(t) if t.len() < 32 => anyhow::bail!("the admin token must be at least 32 characters"),
-        Some(t) => Ok(Some(super::secret::SecretHash::of(&t))),
+        Some(t) => Ok(Some(crate::secret::SecretHash::of(&t))),
         None => Ok(None),
     }
 }

@@ -6,14 +6,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
-use super::keys::Alg;
 use super::limits::RetryAfter;
-use super::model::{Client, ClientType};
 use super::oauth::{ErrorCode, OAuthError, Params, basic_credentials, bearer_token};
-use super::secret::{SecretHash, ct_eq, pkce_challenge, pkce_value_is_valid};
-use super::store::{AccessGrant, User};
 use super::{Broker, TOKEN_TTL};
+use crate::keys::Alg;
 use crate::mapper::Profile;
+use crate::model::{Client, ClientType};
+use crate::secret::{SecretHash, ct_eq, pkce_challenge, pkce_value_is_valid};
+use crate::store::{AccessGrant, User};
 
 /// A JSON answer with its status and, for 401s, the challenge; for 429s,
 /// the seconds to wait (`Retry-After`).
@@ -452,7 +452,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-fn store_unavailable(e: &super::store::StoreError) -> OAuthError {
+fn store_unavailable(e: &crate::store::StoreError) -> OAuthError {
     tracing::error!(error = %e, "store unavailable");
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
@@ -465,12 +465,13 @@ mod tests {
     use std::sync::{Arc, OnceLock};
 
     use super::*;
-    use crate::broker::keys::KeySet;
-    use crate::broker::secret::SystemRandomTokens;
-    use crate::broker::store::{MemoryStore, Store};
-    use crate::broker::upstream::Upstream;
-    use crate::broker::{BrokerParts, Catalog, Clock as _, SystemClock};
+    use crate::broker::{BrokerParts, Clock as _, SystemClock};
+    use crate::catalog::Catalog;
+    use crate::keys::KeySet;
     use crate::mapper::{Runtime, RuntimeConfig};
+    use crate::secret::SystemRandomTokens;
+    use crate::store::{MemoryStore, Store};
+    use crate::upstream::Upstream;
 
     const USER_ID: &str = "oauth2|conn|ada";
 
@@ -480,10 +481,11 @@ mod tests {
         static KEYS: OnceLock<Arc<KeySet>> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Arc::new(KeySet::generate().expect("keys")));
         let store = Arc::new(MemoryStore::default());
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime"));
         let broker = Broker::new(BrokerParts {
             issuer: "https://login.example.com".parse().expect("issuer"),
-            catalog: Catalog::default(),
-            runtime: Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime")),
+            catalog: Arc::new(Catalog::new(store.clone(), runtime.clone())),
+            runtime,
             store: store.clone(),
             keys: keys.clone(),
             clock: Arc::new(SystemClock),

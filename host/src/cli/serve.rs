@@ -1,4 +1,4 @@
-//! `waypass serve --config FILE`: the login service.
+//! `waypass serve --config FILE [--workers N]`: the login service.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,25 +7,56 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::broker::config::Config;
 
-pub(super) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config)?;
-    let rt = super::tokio_runtime()?;
+    let workers = match workers {
+        Some(0) => anyhow::bail!("--workers must be at least 1"),
+        Some(n) => n,
+        // Every core the process may use (its CPU affinity, a container's
+        // quota as the OS reports it).
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        let broker = Arc::new(Broker::from_config(&config).await?);
+        let broker = Arc::new(Broker::from_config_unloaded(&config).await?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let bound = listener.local_addr()?;
-        tracing::info!(issuer = broker.issuer(), listen = %bound, "waypass is serving");
+        eprintln!("waypass: listening on {bound}; loading the catalog");
+        // Listening already: `/readyz` says "not ready" (and every other
+        // path 503) until the catalog is loaded.
+        let server = tokio::spawn(crate::broker::server::serve(
+            listener,
+            broker.clone(),
+            shutdown_signal(),
+        ));
+        if let Err(e) = broker.load_catalog().await {
+            server.abort();
+            return Err(e);
+        }
+        tracing::info!(
+            issuer = broker.issuer(),
+            listen = %bound,
+            workers,
+            version = super::VERSION,
+            instance = broker.instance_id(),
+            catalog_version = broker.catalog().version(),
+            "waypass is serving"
+        );
         eprintln!("waypass: serving {} on {bound}", broker.issuer());
         let watcher = config.mappers_dir.clone().map(|dir| {
             eprintln!("waypass: watching {} for NAME.wasm", dir.display());
-            tokio::spawn(crate::broker::watch::watch(broker.clone(), dir))
+            tokio::spawn(crate::admin::watch::watch(broker.clone(), dir))
         });
-        crate::broker::server::serve(listener, broker, shutdown_signal()).await;
+        let served = server.await;
         if let Some(w) = watcher {
             w.abort();
         }
+        served.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
         eprintln!("waypass: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

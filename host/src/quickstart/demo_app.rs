@@ -17,8 +17,8 @@ use url::Url;
 
 use crate::broker::oauth::{Params, with_query};
 use crate::broker::pages::escape;
-use crate::broker::secret::{Random, Secret, SystemRandomTokens, ct_eq, pkce_challenge};
-use crate::broker::upstream::Upstream;
+use crate::secret::{Random, Secret, SystemRandomTokens, ct_eq, pkce_challenge};
+use crate::upstream::Upstream;
 
 const STATE_COOKIE: &str = "qs_login";
 

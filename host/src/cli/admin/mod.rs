@@ -1,5 +1,5 @@
 //! `waypass connections | clients | mappers | users`: the management API
-//! (`/api/v2`, see `broker::api`) from the command line. Thin: parse, call,
+//! (`/api/v2`, see `admin`) from the command line. Thin: parse, call,
 //! print; the broker decides everything.
 //!
 //! Layout: this file holds what every group shares — the flags naming the
@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 use url::Url;
 
-use crate::broker::upstream::{SendError, TOKEN_EXCHANGE_TIMEOUT, Upstream};
+use crate::upstream::{SendError, TOKEN_EXCHANGE_TIMEOUT, Upstream};
 
 /// Where the token comes from when `--token-file` is not given. There is no
 /// `--token` flag: a token on the command line shows in `ps`.

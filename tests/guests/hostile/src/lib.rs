@@ -83,7 +83,7 @@ fn recurse(depth: u64, limit: u64) -> u64 {
     if depth >= limit {
         return depth;
     }
-    if depth % 2 == 0 {
+    if depth.is_multiple_of(2) {
         recurse(depth + 1, limit).wrapping_sub(depth)
     } else {
         depth.wrapping_sub(recurse(depth + 1, limit))
@@ -191,9 +191,9 @@ fn number_setting(ctx: &Context, name: &str, default: u64) -> Result<u64, Error>
 /// Host memory a guest can make the host hold outside its linear memory.
 mod host_memory {
     use super::{Context, Error, ProfileBuilder, number_setting, wasi_http};
+    use wasi::http::types::Fields;
     use waypass_mapper::Profile;
     use waypass_mapper::serde_json::json;
-    use wasi::http::types::Fields;
 
     /// Fills one `fields` with `headers` small headers (default 150, about
     /// 12 KiB as the host counts them), then clones it `count` times
@@ -241,12 +241,10 @@ mod host_memory {
 /// sees it (`ok` where something got through).
 mod sandbox {
     use super::{Context, ProfileBuilder};
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Network};
+    use wasi::sockets::{instance_network, ip_name_lookup, tcp_create_socket, udp_create_socket};
     use waypass_mapper::Profile;
     use waypass_mapper::serde_json::json;
-    use wasi::sockets::network::{
-        IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Network,
-    };
-    use wasi::sockets::{instance_network, ip_name_lookup, tcp_create_socket, udp_create_socket};
 
     /// A TCP connection to the setting `addr` (`a.b.c.d:port`), a UDP
     /// socket and a name lookup of `localhost`.
@@ -277,7 +275,10 @@ mod sandbox {
 
     fn parse_v4(addr: &str) -> Option<IpSocketAddress> {
         let (ip, port) = addr.split_once(':')?;
-        let octets: Vec<u8> = ip.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+        let octets: Vec<u8> = ip
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
         let [a, b, c, d] = octets[..] else {
             return None;
         };

@@ -15,14 +15,15 @@ mod clients;
 mod connections;
 mod mappers;
 mod users;
+pub mod watch;
 
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
 
-use super::Broker;
-use super::secret::SecretHash;
-use super::store::AccessGrant;
+use crate::broker::Broker;
+use crate::secret::SecretHash;
+use crate::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
 pub const SCOPES: [&str; 10] = [
@@ -120,13 +121,13 @@ impl ApiError {
     }
 }
 
-impl From<super::store::StoreError> for ApiError {
-    fn from(e: super::store::StoreError) -> Self {
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
         match e {
-            super::store::StoreError::Conflict(what) => {
+            crate::store::StoreError::Conflict(what) => {
                 Self::new(409, format!("{what} already exists"))
             }
-            super::store::StoreError::Backend(m) => {
+            crate::store::StoreError::Backend(m) => {
                 tracing::error!(error = %m, "store failure in the management API");
                 Self::new(503, "the store is unavailable; try again")
             }
@@ -236,6 +237,19 @@ impl Broker {
                 .collect(),
             admin: false,
         })
+    }
+}
+
+impl Broker {
+    /// After a catalog write: rebuilds this instance's catalog from the
+    /// store, so the change is served here before the API answers (other
+    /// instances follow the store's feed). The write is the truth: if the
+    /// rebuild fails it is logged, not reported as the write failing (a
+    /// retry would write twice), and the next check of the store retries.
+    pub(crate) async fn catalog_changed(&self) {
+        if let Err(e) = self.catalog.refresh().await {
+            tracing::error!(error = %e, "the change is stored, but the catalog could not be rebuilt; retrying at the next check");
+        }
     }
 }
 

@@ -1,5 +1,24 @@
-//! The broker's state, behind a trait: short-lived login transactions,
-//! authorization codes and access tokens, and users.
+//! Waypass's state, behind a trait: short-lived login transactions,
+//! authorization codes and access tokens, users, and the catalog (apps,
+//! connections, mapper versions) that every instance serves.
+//!
+//! The store is the only truth. What an instance keeps in memory (the
+//! [`crate::catalog`]) is derived from it; every catalog write bumps the
+//! store's catalog version in the same transaction, and [`Store::catalog_feed`]
+//! says how an instance learns of a new one (a notification, a poll).
+//!
+//! What is stored is typed here ([`StoredConnection`], [`StoredClient`]),
+//! apart from the configuration's and the API's types, which convert to and
+//! from these at their edge: every field is explicit and serialised, secrets
+//! included, so no field can be dropped by another type's serialisation.
+//! This module depends on no other part of Waypass but [`crate::secret`]
+//! and the profile type ([`crate::mapper::Profile`]) users carry.
+//!
+//! The conformance suite every backend passes lives in the tests crate
+//! (`tests/src/conformance.rs`), not here behind a feature: it is test code
+//! (threads racing, fixed times, assertions) that no build of the library
+//! or the binary should carry, and the tests crate is where every backend
+//! (and the PostgreSQL server the tests find) is at hand.
 //!
 //! Every key is the SHA-256 of a random bearer value (state, code, token), so
 //! a copy of the store hands out nothing usable. `take_*` removes what it
@@ -9,19 +28,25 @@
 
 mod memory;
 mod postgres;
+mod records;
 mod sqlite;
 mod stored;
 
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
+pub use records::{
+    StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
+    StoredMapperEgress, StoredScripts,
+};
 pub use sqlite::SqliteStore;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Client, ConnectionSpec};
-use super::secret::{Secret, SecretHash};
 use crate::mapper::Profile;
+use crate::secret::{Secret, SecretHash};
 
 /// A login between `/authorize` and `/login/callback`.
 #[derive(Debug, Clone)]
@@ -97,14 +122,6 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// A connection as stored: its id and its whole spec, secrets included.
-#[derive(Debug, Clone)]
-pub struct ConnectionRecord {
-    /// `con_` and a random suffix; never changes.
-    pub id: String,
-    pub spec: ConnectionSpec,
-}
-
 /// One registered version of a mapper (the bytes are fetched separately).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapperVersion {
@@ -156,7 +173,33 @@ pub struct Swept {
     pub tokens: u64,
 }
 
-/// Where the broker keeps its state. One conformance suite
+/// Everything the catalog is built from, read at one moment: the catalog
+/// version and what it stands for (mapper bytes are fetched separately,
+/// only for versions an instance has not loaded yet).
+#[derive(Debug, Clone, Default)]
+pub struct StoredCatalog {
+    /// Bumped by every catalog write; 0 for a store never written.
+    pub version: u64,
+    pub clients: Vec<StoredClient>,
+    pub connections: Vec<StoredConnection>,
+    /// Each mapper's active version.
+    pub mappers: Vec<MapperEntry>,
+    /// Every version of every mapper (metadata only), by name then number.
+    pub versions: Vec<MapperVersion>,
+}
+
+/// How an instance learns that the catalog changed: notifications, when
+/// the backend has them, and a poll of [`Store::catalog_version`] every
+/// `poll_every` (the only way for a backend without notifications, the
+/// fallback for missed ones otherwise).
+#[derive(Debug, Clone)]
+pub struct CatalogFeed {
+    /// The newest catalog version notified (any change wakes `changed()`).
+    pub notified: Option<tokio::sync::watch::Receiver<u64>>,
+    pub poll_every: Duration,
+}
+
+/// Where Waypass keeps its state. One conformance suite
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
 #[async_trait]
@@ -229,14 +272,25 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<User>, StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
 
-    // ---- connections and apps ----
+    // ---- the catalog: connections, apps, mappers ----
+    //
+    // Every write below that changes something bumps the catalog version
+    // in the same transaction.
+
+    /// The catalog version: bumped by every catalog write. Cheap: polled.
+    async fn catalog_version(&self) -> Result<u64, StoreError>;
+    /// The whole catalog and its version, as of one moment.
+    async fn catalog(&self) -> Result<StoredCatalog, StoreError>;
+    /// How this backend announces catalog changes.
+    fn catalog_feed(&self) -> CatalogFeed;
+
     /// Inserts or replaces (by id); another connection's name is a Conflict.
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
-    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError>;
+    async fn put_connection(&self, connection: &StoredConnection) -> Result<(), StoreError>;
+    async fn connections(&self) -> Result<Vec<StoredConnection>, StoreError>;
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
     /// Inserts or replaces by client id.
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
-    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn put_client(&self, client: &StoredClient) -> Result<(), StoreError>;
+    async fn clients(&self) -> Result<Vec<StoredClient>, StoreError>;
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
 
     // ---- mappers ----
@@ -257,6 +311,20 @@ pub trait Store: Send + Sync {
     async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError>;
     /// Deletes every version of `name`.
     async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError>;
+
+    // ---- leases ----
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`
+    /// (seconds): true if `holder` holds it now. A lease held by another
+    /// holder and not expired at `now` is refused. Atomic: of any number of
+    /// holders asking at once, at most one gets it. Jobs one instance at a
+    /// time should run (the sweep) take one first.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
 
     // ---- signing keys ----
     /// The key set document (see `keys`), if one was stored.

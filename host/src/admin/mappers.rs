@@ -2,17 +2,16 @@
 //! compiled, made active atomically), list versions, activate any (rollback),
 //! delete when no connection uses it.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::Method;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiReply, ApiRequest, Caller, MAX_MAPPER_BYTES, method_not_allowed};
-use crate::broker::model::{ConnectionName, ProfileSource};
-use crate::broker::registry::parse_ref;
-use crate::broker::{Broker, Catalog};
+use crate::broker::Broker;
+use crate::catalog::registry::parse_ref;
 use crate::mapper::{LoadError, LoadedMapper, sha256_hex};
+use crate::model::ConnectionName;
 
 impl Broker {
     pub(super) async fn mappers_api(
@@ -38,7 +37,13 @@ impl Broker {
                 if versions.is_empty() {
                     return Err(ApiError::not_found(format!("mapper `{name}`")));
                 }
-                let active = self.catalog_read().mappers.active_version(name);
+                let active = self
+                    .store
+                    .mappers()
+                    .await?
+                    .into_iter()
+                    .find(|m| m.name == *name)
+                    .map(|m| m.active_version);
                 let list: Vec<Value> = versions
                     .into_iter()
                     .map(|v| {
@@ -65,14 +70,18 @@ impl Broker {
             (&Method::DELETE, [name]) => {
                 self.refuse_config_mapper(name)?;
                 let users: Vec<String> = self
-                    .catalog_read()
-                    .connections
-                    .values()
-                    .filter(|c| match &c.profile {
-                        ProfileSource::Mapper(r) => parse_ref(r).is_ok_and(|(n, _)| n == *name),
-                        ProfileSource::Script(_) => false,
+                    .store
+                    .connections()
+                    .await?
+                    .into_iter()
+                    .filter(|c| {
+                        c.spec
+                            .options
+                            .mapper
+                            .as_deref()
+                            .is_some_and(|r| parse_ref(r).is_ok_and(|(n, _)| n == *name))
                     })
-                    .map(|c| c.name().to_owned())
+                    .map(|c| c.spec.name)
                     .collect();
                 if !users.is_empty() {
                     return Err(ApiError::new(
@@ -83,7 +92,7 @@ impl Broker {
                 if !self.store.delete_mapper(name).await? {
                     return Err(ApiError::not_found(format!("mapper `{name}`")));
                 }
-                self.catalog_write().mappers.remove(name);
+                self.catalog_changed().await;
                 Ok(ApiReply::no_content())
             }
             _ => Err(method_not_allowed()),
@@ -121,28 +130,26 @@ impl Broker {
     }
 
     /// Validates and compiles `bytes`, stores them as the next version of
-    /// `name` and makes it active, then swaps it in: the next login uses it.
+    /// `name` and makes it active, then rebuilds the catalog from the store
+    /// (with the component just compiled): the next login uses whichever
+    /// version the store holds active — this one, or one pushed after it.
     /// Shared by the API and the watched mappers directory.
     pub async fn register_mapper(
         &self,
         name: &str,
         bytes: bytes::Bytes,
         created_by: &str,
-    ) -> Result<crate::broker::store::MapperVersion, ApiError> {
+    ) -> Result<crate::store::MapperVersion, ApiError> {
         self.refuse_config_mapper(name)?;
-        let loaded = self.compile(bytes.clone()).await?;
+        let loaded = Arc::new(self.compile(bytes.clone()).await?);
         let sha = loaded.digest().to_owned();
         let version = self
             .store
             .add_mapper_version(name, &bytes, &sha, created_by, self.clock.now())
             .await?;
-        {
-            let mut catalog = self.catalog_write();
-            catalog
-                .mappers
-                .insert(name, version.version, Arc::new(loaded), true);
-            unload_unused(&mut catalog, name);
-        }
+        let staged = self.catalog.stage(name, version.version, loaded);
+        self.catalog_changed().await;
+        drop(staged);
         tracing::info!(created_by, mapper = %name, version = version.version, sha256 = %sha, "mapper version registered");
         Ok(version)
     }
@@ -164,36 +171,28 @@ impl Broker {
         Ok(())
     }
 
-    /// Loads a stored version if needed, then makes it active in the store
-    /// and in service.
+    /// Makes a stored version active: loaded first (so a version that no
+    /// longer loads is refused before anything changes), then activated in
+    /// the store, then the catalog rebuilt from the store.
     async fn activate_mapper(&self, name: &str, version: u32) -> Result<(), ApiError> {
-        self.ensure_loaded(name, version).await?;
+        let not_found = || ApiError::not_found(format!("mapper `{name}` version {version}"));
+        let loaded = match self.catalog_read().mappers.get(name, version) {
+            Some(loaded) => loaded,
+            None => {
+                let bytes = self
+                    .store
+                    .mapper_bytes(name, version)
+                    .await?
+                    .ok_or_else(not_found)?;
+                Arc::new(self.compile(bytes.into()).await?)
+            }
+        };
+        let staged = self.catalog.stage(name, version, loaded);
         if !self.store.activate_mapper_version(name, version).await? {
-            return Err(ApiError::not_found(format!(
-                "mapper `{name}` version {version}"
-            )));
+            return Err(not_found());
         }
-        let mut catalog = self.catalog_write();
-        catalog.mappers.activate(name, version);
-        unload_unused(&mut catalog, name);
-        Ok(())
-    }
-
-    /// Puts a stored version in service (for a rollback or a pin) without
-    /// making it active.
-    pub(super) async fn ensure_loaded(&self, name: &str, version: u32) -> Result<(), ApiError> {
-        if self.catalog_read().mappers.is_loaded(name, version) {
-            return Ok(());
-        }
-        let bytes = self
-            .store
-            .mapper_bytes(name, version)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("mapper `{name}` version {version}")))?;
-        let loaded = self.compile(bytes.into()).await?;
-        self.catalog_write()
-            .mappers
-            .insert(name, version, Arc::new(loaded), false);
+        self.catalog_changed().await;
+        drop(staged);
         Ok(())
     }
 
@@ -217,26 +216,5 @@ impl Broker {
                     LoadError::TooLarge { .. } => ApiError::new(413, e.to_string()),
                 }
             })
-    }
-}
-
-/// After a version of `name` became active: unloads the versions no
-/// connection can reach any more (neither active nor pinned as `name@N`).
-/// The store keeps them; a rollback or a new pin loads one again.
-fn unload_unused(catalog: &mut Catalog, name: &str) {
-    let pinned: BTreeSet<u32> = catalog
-        .connections
-        .values()
-        .filter_map(|c| match &c.profile {
-            ProfileSource::Mapper(reference) => match parse_ref(reference) {
-                Ok((n, Some(version))) if n == name => Some(version),
-                _ => None,
-            },
-            ProfileSource::Script(_) => None,
-        })
-        .collect();
-    let dropped = catalog.mappers.unload_unused(name, &pinned);
-    if !dropped.is_empty() {
-        tracing::info!(mapper = %name, versions = ?dropped, "unloaded mapper versions no connection uses");
     }
 }

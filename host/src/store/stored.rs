@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{LoginTransaction, StoreError};
-use crate::broker::secret::{Secret, SecretHash};
 use crate::mapper::Profile;
+use crate::secret::{Secret, SecretHash};
 
 pub(super) fn to_json(value: &impl Serialize, what: &str) -> Result<String, StoreError> {
     serde_json::to_string(value)

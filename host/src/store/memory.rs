@@ -4,20 +4,41 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::*;
 
+/// How often an instance on a memory store checks the catalog version.
+/// Every writer shares this process and notifies at once; the check is
+/// only the same safety net the other backends have.
+pub const CATALOG_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Everything in memory: for tests and a single process that may lose
-/// in-flight logins on restart.
-#[derive(Default)]
+/// in-flight logins on restart. Brokers sharing one (an `Arc`) share its
+/// catalog and are notified of each other's changes at once.
 pub struct MemoryStore {
     transactions: Expiring<LoginTransaction>,
     codes: Expiring<AuthorizationGrant>,
     tokens: Expiring<AccessGrant>,
     users: Mutex<BTreeMap<String, User>>,
     durable: Mutex<Durable>,
+    /// The catalog version, sent after every catalog write.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            transactions: Expiring::default(),
+            codes: Expiring::default(),
+            tokens: Expiring::default(),
+            users: Mutex::default(),
+            durable: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// How many short-lived entries a [`MemoryStore`] holds, expired ones
@@ -31,10 +52,14 @@ pub struct ShortLivedCounts {
 
 #[derive(Default)]
 struct Durable {
-    connections: BTreeMap<String, ConnectionRecord>,
-    clients: BTreeMap<String, Client>,
+    connections: BTreeMap<String, StoredConnection>,
+    clients: BTreeMap<String, StoredClient>,
     mappers: BTreeMap<String, Mapper>,
     signing_keys: Option<String>,
+    /// Bumped by every catalog write.
+    catalog_version: u64,
+    /// Lease name → holder and expiry.
+    leases: HashMap<String, (String, u64)>,
 }
 
 struct Mapper {
@@ -45,6 +70,13 @@ struct Mapper {
 impl MemoryStore {
     fn durable(&self) -> std::sync::MutexGuard<'_, Durable> {
         self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bumps the catalog version (the caller holds `d`, the lock every
+    /// catalog write holds) and notifies.
+    fn bump(&self, d: &mut Durable) {
+        d.catalog_version += 1;
+        self.changes.send_replace(d.catalog_version);
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, User>> {
@@ -262,43 +294,88 @@ impl Store for MemoryStore {
         Ok(self.users().remove(user_id).is_some())
     }
 
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn catalog_version(&self) -> Result<u64, StoreError> {
+        Ok(self.durable().catalog_version)
+    }
+
+    async fn catalog(&self) -> Result<StoredCatalog, StoreError> {
+        let d = self.durable();
+        Ok(StoredCatalog {
+            version: d.catalog_version,
+            clients: d.clients.values().cloned().collect(),
+            connections: d.connections.values().cloned().collect(),
+            mappers: d
+                .mappers
+                .iter()
+                .map(|(name, m)| MapperEntry {
+                    name: name.clone(),
+                    active_version: m.active,
+                })
+                .collect(),
+            versions: d
+                .mappers
+                .values()
+                .flat_map(|m| m.versions.iter().map(|(v, _)| v.clone()))
+                .collect(),
+        })
+    }
+
+    fn catalog_feed(&self) -> CatalogFeed {
+        CatalogFeed {
+            notified: Some(self.changes.subscribe()),
+            poll_every: CATALOG_POLL_INTERVAL,
+        }
+    }
+
+    async fn put_connection(&self, connection: &StoredConnection) -> Result<(), StoreError> {
         let mut d = self.durable();
         let taken = d
             .connections
             .values()
-            .any(|c| c.id != record.id && c.spec.name == record.spec.name);
+            .any(|c| c.id != connection.id && c.spec.name == connection.spec.name);
         if taken {
             return Err(StoreError::Conflict(format!(
                 "connection `{}`",
-                record.spec.name
+                connection.spec.name
             )));
         }
-        d.connections.insert(record.id.clone(), record.clone());
+        d.connections
+            .insert(connection.id.clone(), connection.clone());
+        self.bump(&mut d);
         Ok(())
     }
 
-    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
+    async fn connections(&self) -> Result<Vec<StoredConnection>, StoreError> {
         Ok(self.durable().connections.values().cloned().collect())
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.durable().connections.remove(id).is_some())
+        let mut d = self.durable();
+        let deleted = d.connections.remove(id).is_some();
+        if deleted {
+            self.bump(&mut d);
+        }
+        Ok(deleted)
     }
 
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        self.durable()
-            .clients
-            .insert(client.client_id.clone(), client.clone());
+    async fn put_client(&self, client: &StoredClient) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        d.clients.insert(client.client_id.clone(), client.clone());
+        self.bump(&mut d);
         Ok(())
     }
 
-    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+    async fn clients(&self) -> Result<Vec<StoredClient>, StoreError> {
         Ok(self.durable().clients.values().cloned().collect())
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        Ok(self.durable().clients.remove(client_id).is_some())
+        let mut d = self.durable();
+        let deleted = d.clients.remove(client_id).is_some();
+        if deleted {
+            self.bump(&mut d);
+        }
+        Ok(deleted)
     }
 
     async fn add_mapper_version(
@@ -324,6 +401,7 @@ impl Store for MemoryStore {
         };
         mapper.active = version.version;
         mapper.versions.push((version.clone(), bytes.to_vec()));
+        self.bump(&mut d);
         Ok(version)
     }
 
@@ -354,6 +432,7 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         m.active = version;
+        self.bump(&mut d);
         Ok(true)
     }
 
@@ -370,7 +449,33 @@ impl Store for MemoryStore {
     }
 
     async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.durable().mappers.remove(name).is_some())
+        let mut d = self.durable();
+        let deleted = d.mappers.remove(name).is_some();
+        if deleted {
+            self.bump(&mut d);
+        }
+        Ok(deleted)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let free = d
+            .leases
+            .get(name)
+            .is_none_or(|(held_by, expires_at)| held_by == holder || *expires_at <= now);
+        if free {
+            d.leases.insert(
+                name.to_owned(),
+                (holder.to_owned(), now.saturating_add(ttl)),
+            );
+        }
+        Ok(free)
     }
 
     async fn signing_keys(&self) -> Result<Option<String>, StoreError> {

@@ -8,10 +8,10 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 
-use super::model::{Connection, TokenAuthMethod};
-use super::secret::Secret;
 use crate::egress::{HttpError, NetworkTransport, OutboundResponse, PreparedRequest, Transport};
 use crate::mapper::TokenSet;
+use crate::model::{Connection, TokenAuthMethod};
+use crate::secret::Secret;
 
 /// Time allowed for a provider's token endpoint.
 pub const TOKEN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,6 +14,8 @@
 //! | `mappers` | `name` | the active version |
 //! | `mapper_versions` | `name`, `version` | metadata and the component's bytes |
 //! | `signing_keys` | the single row `id = 1` | the key set document |
+//! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
+//! | `leases` | `name` | who holds a lease (the sweep) until when |
 //!
 //! The three short-lived tables hold a 32-byte hash (BLOB), `expires_at` and
 //! the payload as JSON: they are only ever looked up by key, so their fields
@@ -44,13 +46,21 @@
 //!
 //! # Concurrency
 //!
-//! One connection behind a mutex: every call is a statement or two on a
-//! local file, shorter than handing it to a thread pool, and the lock is
-//! never held across an `.await`. Between processes, SQLite's own locking
-//! (WAL mode, a busy timeout) serialises writers.
+//! One connection, owned by a thread of its own: every call is sent to it
+//! as a job and awaited, so no SQLite call (a file read, an fsync, a wait
+//! for another process's write lock) ever blocks an async worker. Jobs run
+//! one at a time, as they did behind a mutex before. Between processes,
+//! SQLite's own locking (WAL mode, a busy timeout) serialises writers.
+//!
+//! # The catalog version
+//!
+//! `catalog_version` holds one number, bumped by triggers on every insert,
+//! update or delete of `connections`, `clients`, `mappers` and
+//! `mapper_versions`, inside the writing transaction. Instances sharing the
+//! file poll it ([`CATALOG_POLL_INTERVAL`]).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,6 +69,13 @@ use serde::{Deserialize, Serialize};
 
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
+
+/// How often an instance checks the catalog version, the only way one
+/// learns of a change another process made to the same file (SQLite has no
+/// notifications across processes). With the rebuild that follows it, a
+/// change is served within the second issue #10 §3 allows a SQLite
+/// deployment; the check is one single-row read, on the store's thread.
+pub const CATALOG_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a statement waits for another connection's write lock before
 /// failing. Writes here are single rows, so waiting this long means the
@@ -137,6 +154,47 @@ const MIGRATIONS: &[&str] = &[
         document TEXT NOT NULL
     );
     ",
+    // 2: the catalog version, bumped by a trigger on every change to a
+    // catalog table, in the changing transaction (so no writer can forget
+    // it); and leases, for jobs one instance at a time runs.
+    "
+    CREATE TABLE catalog_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO catalog_version (id, version) VALUES (1, 0);
+
+    CREATE TRIGGER connections_inserted AFTER INSERT ON connections
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER connections_updated AFTER UPDATE ON connections
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER connections_deleted AFTER DELETE ON connections
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER clients_inserted AFTER INSERT ON clients
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER clients_updated AFTER UPDATE ON clients
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER clients_deleted AFTER DELETE ON clients
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mappers_inserted AFTER INSERT ON mappers
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mappers_updated AFTER UPDATE ON mappers
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mappers_deleted AFTER DELETE ON mappers
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mapper_versions_inserted AFTER INSERT ON mapper_versions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mapper_versions_updated AFTER UPDATE ON mapper_versions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER mapper_versions_deleted AFTER DELETE ON mapper_versions
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Statements for one short-lived table (they differ only in its name).
@@ -199,12 +257,14 @@ const TOKENS: Expiring = expiring!("access_tokens");
 /// Everything in one SQLite file (or in memory, for tests): see the module
 /// documentation for the schema.
 pub struct SqliteStore {
-    inner: Mutex<Inner>,
+    /// Jobs for the store's thread; `None` once dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-struct Inner {
-    conn: Connection,
-}
+/// One call: runs on the store's thread with its connection, and sends
+/// its result back itself.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 impl SqliteStore {
     /// The schema version this code writes (the number of migrations it
@@ -215,13 +275,20 @@ impl SqliteStore {
     /// only) if it does not exist, and brings its schema up to date.
     /// Refuses a database whose schema is newer than this code's.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_migrations(path, MIGRATIONS)
+    }
+
+    /// [`SqliteStore::open`] with other migrations: for tests of the
+    /// migration path (a database left at an older schema).
+    #[doc(hidden)]
+    pub fn open_with_migrations(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
         create_owner_only(path)?;
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
         configure(&conn, true)
-            .and_then(|()| migrate(&mut conn, MIGRATIONS))
+            .and_then(|()| migrate(&mut conn, migrations))
             .map_err(|e| in_file(e, path))?;
-        Ok(Self::new(conn))
+        Self::start(conn)
     }
 
     /// A private database in memory, gone when the store is dropped: for
@@ -230,104 +297,226 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().map_err(backend("opening in memory"))?;
         configure(&conn, false)?;
         migrate(&mut conn, MIGRATIONS)?;
-        Ok(Self::new(conn))
+        Self::start(conn)
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        self.lock()
-            .conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(backend("reading the schema version"))
+        self.call_blocking(|conn| {
+            conn.pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(backend("reading the schema version"))
+        })
     }
 
-    fn new(conn: Connection) -> Self {
-        Self {
-            inner: Mutex::new(Inner { conn }),
-        }
+    /// Moves `conn` to a thread of its own, which runs jobs until the store
+    /// is dropped.
+    fn start(mut conn: Connection) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("waypass-sqlite".into())
+            .spawn(move || {
+                for job in queue {
+                    // A job that panics drops its reply (the caller gets an
+                    // error) and rolls back its open transaction; the
+                    // thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut conn);
+                    }));
+                }
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!("sqlite: starting the store's thread: {e}"))
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic mid-call leaves nothing half-done: an open transaction
-        // rolls back when dropped.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(stopped)
     }
 
-    /// Runs one statement (cached) and returns how many rows it changed.
-    fn execute(
+    /// Runs `f` on the store's thread and awaits its result: the async
+    /// worker is free meanwhile.
+    async fn call<T: Send + 'static>(
         &self,
-        sql: &str,
-        params: impl rusqlite::Params,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        }))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `f` on the store's thread and blocks until it is done: for the
+    /// synchronous methods (and tests), never on an async worker's path.
+    fn call_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        }))?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Runs one statement (cached) on the store's thread and returns how
+    /// many rows it changed.
+    async fn execute<P>(
+        &self,
+        sql: &'static str,
+        params: P,
         what: &'static str,
-    ) -> Result<usize, StoreError> {
-        self.lock()
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params))
-            .map_err(backend(what))
+    ) -> Result<usize, StoreError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.call(move |conn| execute(conn, sql, params, what))
+            .await
     }
 
-    fn put_expiring(
+    async fn put_expiring(
         &self,
-        table: &Expiring,
+        table: Expiring,
         key: SecretHash,
         expires_at: u64,
         payload: &impl Serialize,
     ) -> Result<(), StoreError> {
         let payload = to_json(payload, table.table)?;
-        self.execute(
-            table.put,
-            params![key.as_bytes(), expires_at, payload],
-            table.table,
-        )?;
+        let key = *key.as_bytes();
+        self.execute(table.put, (key, expires_at, payload), table.table)
+            .await?;
         Ok(())
     }
 
-    fn take_expiring<T: for<'de> Deserialize<'de>>(
+    /// Runs `sql` (a take or a get) for `key` and reads `(expires_at,
+    /// payload)`; `check_now` drops a row expired at `now`.
+    async fn read_expiring<T: for<'de> Deserialize<'de>>(
         &self,
-        table: &Expiring,
+        table: Expiring,
+        sql: &'static str,
         key: SecretHash,
-        now: u64,
+        now: Option<u64>,
+        check_now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
         let key = *key.as_bytes();
-        let inner = self.lock();
-        let row: Option<(u64, String)> = inner
-            .conn
-            .prepare_cached(table.take)
-            .and_then(|mut s| {
-                s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
+        let row: Option<(u64, String)> = self
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(sql).map_err(backend(table.table))?;
+                let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String)> {
+                    Ok((r.get(0)?, r.get(1)?))
+                };
+                match now {
+                    Some(now) => statement.query_row(params![key, now], read),
+                    None => statement.query_row(params![key], read),
+                }
+                .optional()
+                .map_err(backend(table.table))
             })
-            .map_err(backend(table.table))?;
-        drop(inner);
+            .await?;
         match row {
-            Some((expires_at, payload)) if expires_at > now => {
+            Some((expires_at, payload)) if expires_at > check_now => {
                 Ok(Some((expires_at, from_json(&payload, table.table)?)))
             }
             _ => Ok(None),
         }
     }
+}
 
-    fn get_expiring<T: for<'de> Deserialize<'de>>(
-        &self,
-        table: &Expiring,
-        key: SecretHash,
-        now: u64,
-    ) -> Result<Option<(u64, T)>, StoreError> {
-        let key = *key.as_bytes();
-        let inner = self.lock();
-        let row: Option<(u64, String)> = inner
-            .conn
-            .prepare_cached(table.get)
-            .and_then(|mut s| {
-                s.query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(backend(table.table))?;
-        drop(inner);
-        row.map(|(expires_at, payload)| Ok((expires_at, from_json(&payload, table.table)?)))
-            .transpose()
+impl Drop for SqliteStore {
+    /// Waits for the thread to finish its jobs and close the connection
+    /// (which checkpoints the WAL into the file), so a store dropped is a
+    /// file closed.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend("sqlite: the store's thread has stopped".into())
+}
+
+/// Runs one statement (cached) and returns how many rows it changed.
+fn execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &'static str,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(backend(what))
+}
+
+/// Reads `(connection id, spec JSON)` rows into stored connections.
+fn read_connections(conn: &Connection) -> Result<Vec<StoredConnection>, StoreError> {
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached("SELECT id, spec FROM connections ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(backend("listing connections"))?;
+    rows.into_iter()
+        .map(|(id, spec)| {
+            Ok(StoredConnection {
+                spec: from_json(&spec, "connections")?,
+                id,
+            })
+        })
+        .collect()
+}
+
+fn read_clients(conn: &Connection) -> Result<Vec<StoredClient>, StoreError> {
+    let rows: Vec<String> = conn
+        .prepare_cached("SELECT client FROM clients ORDER BY client_id")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(backend("listing clients"))?;
+    rows.iter().map(|json| from_json(json, "clients")).collect()
+}
+
+fn read_mappers(conn: &Connection) -> Result<Vec<MapperEntry>, StoreError> {
+    conn.prepare_cached("SELECT name, active_version FROM mappers ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(MapperEntry {
+                    name: r.get(0)?,
+                    active_version: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(backend("listing mappers"))
+}
+
+/// The columns [`read_version`] reads, in its order.
+macro_rules! version_columns {
+    () => {
+        "name, version, sha256, size, created_at, created_by"
+    };
+}
+
+fn read_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<MapperVersion> {
+    Ok(MapperVersion {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        sha256: r.get(2)?,
+        size: r.get(3)?,
+        created_at: r.get(4)?,
+        created_by: r.get(5)?,
+    })
+}
+
+fn read_catalog_version(conn: &Connection) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT version FROM catalog_version WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(backend("reading the catalog version"))
 }
 
 /// Creates `path` with mode 0600 unless it exists; SQLite then opens it as
@@ -469,11 +658,14 @@ impl Store for SqliteStore {
     ) -> Result<PutTransaction, StoreError> {
         let payload = to_json(&StoredTransaction::new(&tx), TRANSACTIONS.table)?;
         let max_live = i64::try_from(max_live).unwrap_or(i64::MAX);
-        let inserted = self.execute(
-            PUT_TRANSACTION_BOUNDED,
-            params![state.as_bytes(), tx.expires_at, payload, now, max_live],
-            TRANSACTIONS.table,
-        )?;
+        let key = *state.as_bytes();
+        let inserted = self
+            .execute(
+                PUT_TRANSACTION_BOUNDED,
+                (key, tx.expires_at, payload, now, max_live),
+                TRANSACTIONS.table,
+            )
+            .await?;
         Ok(if inserted == 0 {
             PutTransaction::Full
         } else {
@@ -488,37 +680,39 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<TakeTransaction, StoreError> {
         let key = *state.as_bytes();
-        let inner = self.lock();
-        let taken: Option<(u64, String)> = match binding {
-            Some(binding) => inner
-                .conn
-                .prepare_cached(TAKE_BOUND_TRANSACTION)
-                .and_then(|mut s| {
-                    s.query_row(params![key, now, binding.to_hex()], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(backend(TRANSACTIONS.table))?,
-            None => None,
-        };
-        if let Some((expires_at, payload)) = taken {
-            drop(inner);
-            let tx: StoredTransaction = from_json(&payload, TRANSACTIONS.table)?;
-            return Ok(TakeTransaction::Taken(Box::new(
-                tx.into_transaction(expires_at),
-            )));
-        }
-        // Nothing taken: say whether a live login is there for another browser.
-        let live = inner
-            .conn
-            .prepare_cached(LIVE_TRANSACTION)
-            .and_then(|mut s| s.exists(params![key, now]))
-            .map_err(backend(TRANSACTIONS.table))?;
-        Ok(if live {
-            TakeTransaction::WrongBrowser
-        } else {
-            TakeTransaction::Absent
+        let binding = binding.map(SecretHash::to_hex);
+        // `Ok(payload)` when taken, `Err(live)` when not.
+        let found: Result<(u64, String), bool> = self
+            .call(move |conn| {
+                let taken: Option<(u64, String)> = match binding {
+                    Some(binding) => conn
+                        .prepare_cached(TAKE_BOUND_TRANSACTION)
+                        .and_then(|mut s| {
+                            s.query_row(params![key, now, binding], |r| Ok((r.get(0)?, r.get(1)?)))
+                                .optional()
+                        })
+                        .map_err(backend(TRANSACTIONS.table))?,
+                    None => None,
+                };
+                if let Some(taken) = taken {
+                    return Ok(Ok(taken));
+                }
+                // Nothing taken: say whether a live login is there for
+                // another browser.
+                let live = conn
+                    .prepare_cached(LIVE_TRANSACTION)
+                    .and_then(|mut s| s.exists(params![key, now]))
+                    .map_err(backend(TRANSACTIONS.table))?;
+                Ok(Err(live))
+            })
+            .await?;
+        Ok(match found {
+            Ok((expires_at, payload)) => {
+                let tx: StoredTransaction = from_json(&payload, TRANSACTIONS.table)?;
+                TakeTransaction::Taken(Box::new(tx.into_transaction(expires_at)))
+            }
+            Err(true) => TakeTransaction::WrongBrowser,
+            Err(false) => TakeTransaction::Absent,
         })
     }
 
@@ -527,7 +721,8 @@ impl Store for SqliteStore {
         code: SecretHash,
         grant: AuthorizationGrant,
     ) -> Result<(), StoreError> {
-        self.put_expiring(&CODES, code, grant.expires_at, &grant)
+        self.put_expiring(CODES, code, grant.expires_at, &grant)
+            .await
     }
 
     async fn take_code(
@@ -536,7 +731,8 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<Option<AuthorizationGrant>, StoreError> {
         Ok(self
-            .take_expiring::<AuthorizationGrant>(&CODES, code, now)?
+            .read_expiring::<AuthorizationGrant>(CODES, CODES.take, code, None, now)
+            .await?
             .map(|(expires_at, grant)| AuthorizationGrant {
                 expires_at,
                 ..grant
@@ -548,19 +744,22 @@ impl Store for SqliteStore {
         token: SecretHash,
         grant: AccessGrant,
     ) -> Result<(), StoreError> {
-        self.put_expiring(&TOKENS, token, grant.expires_at, &grant)
+        self.put_expiring(TOKENS, token, grant.expires_at, &grant)
+            .await
     }
 
     async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError> {
-        let sweep = |table: Expiring| -> Result<u64, StoreError> {
-            let deleted = self.execute(table.sweep, params![now], table.table)?;
-            Ok(deleted as u64)
-        };
-        Ok(Swept {
-            transactions: sweep(TRANSACTIONS)?,
-            codes: sweep(CODES)?,
-            tokens: sweep(TOKENS)?,
+        self.call(move |conn| {
+            let sweep = |table: Expiring| -> Result<u64, StoreError> {
+                Ok(execute(conn, table.sweep, params![now], table.table)? as u64)
+            };
+            Ok(Swept {
+                transactions: sweep(TRANSACTIONS)?,
+                codes: sweep(CODES)?,
+                tokens: sweep(TOKENS)?,
+            })
         })
+        .await
     }
 
     async fn get_access_token(
@@ -569,7 +768,8 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<Option<AccessGrant>, StoreError> {
         Ok(self
-            .get_expiring::<AccessGrant>(&TOKENS, token, now)?
+            .read_expiring::<AccessGrant>(TOKENS, TOKENS.get, token, Some(now), now)
+            .await?
             .map(|(expires_at, grant)| AccessGrant {
                 expires_at,
                 ..grant
@@ -579,11 +779,13 @@ impl Store for SqliteStore {
     async fn delete_access_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError> {
         // The client id lives in the JSON payload (the table has no column
         // for it): a scan, fine for an API call that rotates or deletes.
-        let deleted = self.execute(
-            "DELETE FROM access_tokens WHERE json_extract(payload, '$.client_id') = ?1",
-            params![client_id],
-            "revoking a client's access tokens",
-        )?;
+        let deleted = self
+            .execute(
+                "DELETE FROM access_tokens WHERE json_extract(payload, '$.client_id') = ?1",
+                (client_id.to_owned(),),
+                "revoking a client's access tokens",
+            )
+            .await?;
         Ok(deleted as u64)
     }
 
@@ -608,16 +810,18 @@ impl Store for SqliteStore {
                 last_login = excluded.last_login,
                 logins_count = logins_count + 1
             RETURNING connection, created_at, logins_count";
+        let (id, conn_name) = (user_id.to_owned(), connection.to_owned());
         let (connection, created_at, logins_count) = self
-            .lock()
-            .conn
-            .prepare_cached(RECORD_LOGIN)
-            .and_then(|mut s| {
-                s.query_row(params![user_id, connection, json, now, email], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+            .call(move |conn| {
+                conn.prepare_cached(RECORD_LOGIN)
+                    .and_then(|mut s| {
+                        s.query_row(params![id, conn_name, json, now, email], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                    })
+                    .map_err(backend("recording a login"))
             })
-            .map_err(backend("recording a login"))?;
+            .await?;
         Ok(User {
             user_id: user_id.to_owned(),
             connection,
@@ -631,13 +835,15 @@ impl Store for SqliteStore {
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
         const GET_USER: &str =
             concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
-        self.lock()
-            .conn
-            .prepare_cached(GET_USER)
-            .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
-            .map_err(backend("reading a user"))?
-            .map(UserRow::into_user)
-            .transpose()
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(GET_USER)
+                .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
+                .map_err(backend("reading a user"))
+        })
+        .await?
+        .map(UserRow::into_user)
+        .transpose()
     }
 
     async fn list_users(
@@ -657,101 +863,126 @@ impl Store for SqliteStore {
               ORDER BY user_id LIMIT ?2 OFFSET ?3"
         );
         let rows = self
-            .lock()
-            .conn
-            .prepare_cached(LIST_USERS)
-            .and_then(|mut s| {
-                s.query_map(params![needle, limit, offset], UserRow::read)?
-                    .collect::<Result<Vec<_>, _>>()
+            .call(move |conn| {
+                conn.prepare_cached(LIST_USERS)
+                    .and_then(|mut s| {
+                        s.query_map(params![needle, limit, offset], UserRow::read)?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(backend("listing users"))
             })
-            .map_err(backend("listing users"))?;
+            .await?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
-        let deleted = self.execute(
-            "DELETE FROM users WHERE user_id = ?1",
-            params![user_id],
-            "deleting a user",
-        )?;
+        let deleted = self
+            .execute(
+                "DELETE FROM users WHERE user_id = ?1",
+                (user_id.to_owned(),),
+                "deleting a user",
+            )
+            .await?;
         Ok(deleted > 0)
     }
 
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        let spec = record.spec.to_stored_json().to_string();
-        // An upsert on the id, not `INSERT OR REPLACE`: that would also
-        // delete another connection holding the name, where we must refuse.
-        let written = self
-            .lock()
-            .conn
-            .prepare_cached(
-                "INSERT INTO connections (id, name, spec) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec",
-            )
-            .and_then(|mut s| s.execute(params![record.id, record.spec.name.as_str(), spec]));
-        match written {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "connection `{}`",
-                record.spec.name
-            ))),
-            Err(e) => Err(backend("writing a connection")(e)),
+    async fn catalog_version(&self) -> Result<u64, StoreError> {
+        self.call(|conn| read_catalog_version(conn)).await
+    }
+
+    async fn catalog(&self) -> Result<StoredCatalog, StoreError> {
+        self.call(|conn| {
+            // One read transaction: every table as of one moment.
+            let tx = conn.transaction().map_err(backend("reading the catalog"))?;
+            let catalog = StoredCatalog {
+                version: read_catalog_version(&tx)?,
+                clients: read_clients(&tx)?,
+                connections: read_connections(&tx)?,
+                mappers: read_mappers(&tx)?,
+                versions: tx
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        version_columns!(),
+                        " FROM mapper_versions ORDER BY name, version"
+                    ))
+                    .and_then(|mut s| s.query_map([], read_version)?.collect())
+                    .map_err(backend("listing mapper versions"))?,
+            };
+            tx.commit().map_err(backend("reading the catalog"))?;
+            Ok(catalog)
+        })
+        .await
+    }
+
+    fn catalog_feed(&self) -> CatalogFeed {
+        CatalogFeed {
+            notified: None,
+            poll_every: CATALOG_POLL_INTERVAL,
         }
     }
 
-    async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let rows: Vec<(String, String)> = self
-            .lock()
-            .conn
-            .prepare_cached("SELECT id, spec FROM connections ORDER BY id")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(backend("listing connections"))?;
-        rows.into_iter()
-            .map(|(id, spec)| {
-                Ok(ConnectionRecord {
-                    spec: from_json(&spec, "connections")?,
-                    id,
-                })
-            })
-            .collect()
+    async fn put_connection(&self, connection: &StoredConnection) -> Result<(), StoreError> {
+        let spec = to_json(&connection.spec, "a connection")?;
+        let (id, name) = (connection.id.clone(), connection.spec.name.clone());
+        // An upsert on the id, not `INSERT OR REPLACE`: that would also
+        // delete another connection holding the name, where we must refuse.
+        self.call(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO connections (id, name, spec) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec",
+                )
+                .and_then(|mut s| s.execute(params![id, name, spec]));
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Conflict(format!("connection `{name}`")))
+                }
+                Err(e) => Err(backend("writing a connection")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn connections(&self) -> Result<Vec<StoredConnection>, StoreError> {
+        self.call(|conn| read_connections(conn)).await
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
-        let deleted = self.execute(
-            "DELETE FROM connections WHERE id = ?1",
-            params![id],
-            "deleting a connection",
-        )?;
+        let deleted = self
+            .execute(
+                "DELETE FROM connections WHERE id = ?1",
+                (id.to_owned(),),
+                "deleting a connection",
+            )
+            .await?;
         Ok(deleted > 0)
     }
 
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+    async fn put_client(&self, client: &StoredClient) -> Result<(), StoreError> {
         let json = to_json(client, "a client")?;
         self.execute(
             "INSERT INTO clients (client_id, client) VALUES (?1, ?2)
                  ON CONFLICT (client_id) DO UPDATE SET client = excluded.client",
-            params![client.client_id, json],
+            (client.client_id.clone(), json),
             "writing a client",
-        )?;
+        )
+        .await?;
         Ok(())
     }
 
-    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        let rows: Vec<String> = self
-            .lock()
-            .conn
-            .prepare_cached("SELECT client FROM clients ORDER BY client_id")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(backend("listing clients"))?;
-        rows.iter().map(|json| from_json(json, "clients")).collect()
+    async fn clients(&self) -> Result<Vec<StoredClient>, StoreError> {
+        self.call(|conn| read_clients(conn)).await
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let deleted = self.execute(
-            "DELETE FROM clients WHERE client_id = ?1",
-            params![client_id],
-            "deleting a client",
-        )?;
+        let deleted = self
+            .execute(
+                "DELETE FROM clients WHERE client_id = ?1",
+                (client_id.to_owned(),),
+                "deleting a client",
+            )
+            .await?;
         Ok(deleted > 0)
     }
 
@@ -763,163 +994,168 @@ impl Store for SqliteStore {
         created_by: &str,
         now: u64,
     ) -> Result<MapperVersion, StoreError> {
-        let mut inner = self.lock();
-        // Immediate: the write lock from the start, so two processes cannot
-        // both pick the same next version.
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("adding a mapper version"))?;
-        let last: i64 = tx
-            .execute(
-                "INSERT INTO mappers (name, active_version) VALUES (?1, 0)
-                 ON CONFLICT (name) DO NOTHING",
-                params![name],
+        let (name, bytes) = (name.to_owned(), bytes.to_vec());
+        let (sha256, created_by) = (sha256.to_owned(), created_by.to_owned());
+        self.call(move |conn| {
+            // Immediate: the write lock from the start, so two processes
+            // cannot both pick the same next version.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend("adding a mapper version"))?;
+            let last: i64 = tx
+                .execute(
+                    "INSERT INTO mappers (name, active_version) VALUES (?1, 0)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name],
+                )
+                .and_then(|_| {
+                    tx.query_row(
+                        "SELECT COALESCE(MAX(version), 0) FROM mapper_versions WHERE name = ?1",
+                        params![name],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(backend("adding a mapper version"))?;
+            let version = u32::try_from(last + 1).map_err(|_| {
+                StoreError::Backend(format!("mapper `{name}` has run out of version numbers"))
+            })?;
+            tx.execute(
+                "INSERT INTO mapper_versions (name, version, sha256, size, created_at, created_by, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![name, version, sha256, bytes.len() as u64, now, created_by, bytes],
             )
             .and_then(|_| {
-                tx.query_row(
-                    "SELECT COALESCE(MAX(version), 0) FROM mapper_versions WHERE name = ?1",
-                    params![name],
-                    |r| r.get(0),
+                tx.execute(
+                    "UPDATE mappers SET active_version = ?2 WHERE name = ?1",
+                    params![name, version],
                 )
             })
+            .and_then(|_| tx.commit())
             .map_err(backend("adding a mapper version"))?;
-        let version = u32::try_from(last + 1).map_err(|_| {
-            StoreError::Backend(format!("mapper `{name}` has run out of version numbers"))
-        })?;
-        let stored = MapperVersion {
-            name: name.to_owned(),
-            version,
-            sha256: sha256.to_owned(),
-            size: bytes.len() as u64,
-            created_at: now,
-            created_by: created_by.to_owned(),
-        };
-        tx.execute(
-            "INSERT INTO mapper_versions (name, version, sha256, size, created_at, created_by, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+            Ok(MapperVersion {
+                size: bytes.len() as u64,
                 name,
                 version,
-                stored.sha256,
-                stored.size,
-                now,
+                sha256,
+                created_at: now,
                 created_by,
-                bytes
-            ],
-        )
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE mappers SET active_version = ?2 WHERE name = ?1",
-                params![name, version],
-            )
+            })
         })
-        .and_then(|_| tx.commit())
-        .map_err(backend("adding a mapper version"))?;
-        Ok(stored)
+        .await
     }
 
     async fn mapper_versions(&self, name: &str) -> Result<Vec<MapperVersion>, StoreError> {
-        self.lock()
-            .conn
-            .prepare_cached(
-                "SELECT name, version, sha256, size, created_at, created_by
-                 FROM mapper_versions WHERE name = ?1 ORDER BY version",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![name], |r| {
-                    Ok(MapperVersion {
-                        name: r.get(0)?,
-                        version: r.get(1)?,
-                        sha256: r.get(2)?,
-                        size: r.get(3)?,
-                        created_at: r.get(4)?,
-                        created_by: r.get(5)?,
-                    })
-                })?
-                .collect()
-            })
+        let name = name.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                version_columns!(),
+                " FROM mapper_versions WHERE name = ?1 ORDER BY version"
+            ))
+            .and_then(|mut s| s.query_map(params![name], read_version)?.collect())
             .map_err(backend("listing mapper versions"))
+        })
+        .await
     }
 
     async fn mapper_bytes(&self, name: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        self.lock()
-            .conn
-            .prepare_cached("SELECT bytes FROM mapper_versions WHERE name = ?1 AND version = ?2")
+        let name = name.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT bytes FROM mapper_versions WHERE name = ?1 AND version = ?2",
+            )
             .and_then(|mut s| s.query_row(params![name, version], |r| r.get(0)).optional())
             .map_err(backend("reading a mapper"))
+        })
+        .await
     }
 
     async fn activate_mapper_version(&self, name: &str, version: u32) -> Result<bool, StoreError> {
-        let updated = self.execute(
-            "UPDATE mappers SET active_version = ?2 WHERE name = ?1 AND EXISTS
-                 (SELECT 1 FROM mapper_versions WHERE name = ?1 AND version = ?2)",
-            params![name, version],
-            "activating a mapper version",
-        )?;
+        let updated = self
+            .execute(
+                "UPDATE mappers SET active_version = ?2 WHERE name = ?1 AND EXISTS
+                     (SELECT 1 FROM mapper_versions WHERE name = ?1 AND version = ?2)",
+                (name.to_owned(), version),
+                "activating a mapper version",
+            )
+            .await?;
         Ok(updated > 0)
     }
 
     async fn mappers(&self) -> Result<Vec<MapperEntry>, StoreError> {
-        self.lock()
-            .conn
-            .prepare_cached("SELECT name, active_version FROM mappers ORDER BY name")
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok(MapperEntry {
-                        name: r.get(0)?,
-                        active_version: r.get(1)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(backend("listing mappers"))
+        self.call(|conn| read_mappers(conn)).await
     }
 
     async fn delete_mapper(&self, name: &str) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        // The versions explicitly too: the cascade is a second line, not the
-        // only one.
-        let tx = inner
-            .conn
-            .transaction()
-            .map_err(backend("deleting a mapper"))?;
-        let deleted = tx
-            .execute("DELETE FROM mapper_versions WHERE name = ?1", params![name])
-            .and_then(|_| tx.execute("DELETE FROM mappers WHERE name = ?1", params![name]))
-            .map_err(backend("deleting a mapper"))?;
-        tx.commit().map_err(backend("deleting a mapper"))?;
-        Ok(deleted > 0)
+        let name = name.to_owned();
+        self.call(move |conn| {
+            // The versions explicitly too: the cascade is a second line,
+            // not the only one.
+            let tx = conn.transaction().map_err(backend("deleting a mapper"))?;
+            let deleted = tx
+                .execute("DELETE FROM mapper_versions WHERE name = ?1", params![name])
+                .and_then(|_| tx.execute("DELETE FROM mappers WHERE name = ?1", params![name]))
+                .map_err(backend("deleting a mapper"))?;
+            tx.commit().map_err(backend("deleting a mapper"))?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        // One statement: a new lease is inserted; an existing one is taken
+        // over only when this holder has it or it has expired.
+        const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4";
+        let expires_at = now.saturating_add(ttl).min(i64::MAX as u64);
+        let taken = self
+            .execute(
+                TAKE_LEASE,
+                (name.to_owned(), holder.to_owned(), expires_at, now),
+                "taking a lease",
+            )
+            .await?;
+        Ok(taken > 0)
     }
 
     async fn signing_keys(&self) -> Result<Option<String>, StoreError> {
-        self.lock()
-            .conn
-            .prepare_cached("SELECT document FROM signing_keys WHERE id = 1")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-            .map_err(backend("reading the signing keys"))
+        self.call(|conn| {
+            conn.prepare_cached("SELECT document FROM signing_keys WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(backend("reading the signing keys"))
+        })
+        .await
     }
 
     async fn init_signing_keys(&self, document: &str) -> Result<String, StoreError> {
-        let mut inner = self.lock();
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend("storing the signing keys"))?;
-        let stored: String = tx
-            .execute(
-                "INSERT INTO signing_keys (id, document) VALUES (1, ?1)
-                 ON CONFLICT (id) DO NOTHING",
-                params![document],
-            )
-            .and_then(|_| {
-                tx.query_row("SELECT document FROM signing_keys WHERE id = 1", [], |r| {
-                    r.get(0)
+        let document = document.to_owned();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend("storing the signing keys"))?;
+            let stored: String = tx
+                .execute(
+                    "INSERT INTO signing_keys (id, document) VALUES (1, ?1)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![document],
+                )
+                .and_then(|_| {
+                    tx.query_row("SELECT document FROM signing_keys WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })
                 })
-            })
-            .map_err(backend("storing the signing keys"))?;
-        tx.commit().map_err(backend("storing the signing keys"))?;
-        Ok(stored)
+                .map_err(backend("storing the signing keys"))?;
+            tx.commit().map_err(backend("storing the signing keys"))?;
+            Ok(stored)
+        })
+        .await
     }
 }
 
@@ -941,10 +1177,12 @@ mod tests {
     }
 
     fn rows(store: &SqliteStore, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
         store
-            .lock()
-            .conn
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .call_blocking(move |conn| {
+                conn.query_row(&sql, [], |r| r.get(0))
+                    .map_err(backend("counting"))
+            })
             .expect("count")
     }
 
@@ -993,14 +1231,13 @@ mod tests {
     }
 
     fn payload(store: &SqliteStore, table: &str, key: SecretHash) -> String {
+        let sql = format!("SELECT payload FROM {table} WHERE key_hash = ?1");
+        let key = *key.as_bytes();
         store
-            .lock()
-            .conn
-            .query_row(
-                &format!("SELECT payload FROM {table} WHERE key_hash = ?1"),
-                params![key.as_bytes()],
-                |r| r.get(0),
-            )
+            .call_blocking(move |conn| {
+                conn.query_row(&sql, params![key], |r| r.get(0))
+                    .map_err(backend("reading a payload"))
+            })
             .expect("payload")
     }
 

@@ -2,14 +2,14 @@
 //! delete, and `try`.
 
 use http::Method;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiReply, ApiRequest, Caller, WRITE_EGRESS, json_body, method_not_allowed};
 use crate::broker::Broker;
-use crate::broker::model::{Connection, ConnectionSpec, ProfileSource};
-use crate::broker::registry::parse_ref;
-use crate::broker::store::ConnectionRecord;
+use crate::catalog::registry::parse_ref;
 use crate::mapper::TokenSet;
+use crate::model::{Connection, ConnectionRecord, ConnectionSpec, ProfileSource};
 use crate::script::ScriptError;
 
 /// Options that name where to read a secret on the server: accepted in the
@@ -34,9 +34,9 @@ impl Broker {
                     .store
                     .connections()
                     .await?
-                    .iter()
-                    .map(public_json)
-                    .collect();
+                    .into_iter()
+                    .map(|stored| read_stored(stored).map(|record| public_json(&record)))
+                    .collect::<Result<_, _>>()?;
                 Ok(ApiReply::json(200, Value::Array(list)))
             }
             (&Method::POST, []) => self.create_connection(json_body(req)?, caller).await,
@@ -49,9 +49,7 @@ impl Broker {
                 let record = self.connection_record(id).await?;
                 self.refuse_config_connection(&record)?;
                 self.store.delete_connection(id).await?;
-                self.catalog_write()
-                    .connections
-                    .remove(record.spec.name.as_str());
+                self.catalog_changed().await;
                 tracing::info!(caller = %caller.id, connection = %record.spec.name, "connection deleted");
                 Ok(ApiReply::no_content())
             }
@@ -61,12 +59,14 @@ impl Broker {
     }
 
     async fn connection_record(&self, id: &str) -> Result<ConnectionRecord, ApiError> {
-        self.store
+        let stored = self
+            .store
             .connections()
             .await?
             .into_iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("connection `{id}`")))
+            .ok_or_else(|| ApiError::not_found(format!("connection `{id}`")))?;
+        read_stored(stored)
     }
 
     /// 409 for a connection the configuration file defines: a change
@@ -107,13 +107,16 @@ impl Broker {
     ) -> Result<ApiReply, ApiError> {
         let mut record = self.connection_record(id).await?;
         self.refuse_config_connection(&record)?;
-        let before = self.connection(record.spec.name.as_str());
+        let before = record.clone();
         let patch = without_strategy(body)?;
         refuse_server_side_secrets(&patch)?;
         let Value::Object(patch) = patch else {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         };
-        let mut merged = record.spec.to_stored_json();
+        // The stored form has every field, the write-only ones included:
+        // what the patch leaves out is kept.
+        let mut merged = serde_json::to_value(record.spec.to_stored())
+            .map_err(|e| ApiError::new(500, format!("the stored connection: {e}")))?;
         for (key, value) in patch {
             match key.as_str() {
                 "name" if value.as_str() == Some(record.spec.name.as_str()) => {}
@@ -148,32 +151,28 @@ impl Broker {
         }
         record.spec = serde_json::from_value(merged)
             .map_err(|e| ApiError::bad_request(format!("invalid connection: {e}")))?;
-        self.save_connection(&record, caller, before.as_deref())
-            .await?;
+        self.save_connection(&record, caller, Some(&before)).await?;
         Ok(ApiReply::json(200, public_json(&record)))
     }
 
-    /// Checks a connection against the broker (URLs, mapper, apps) and
-    /// the caller's grant (`before` is the connection as it was, `None` for
-    /// a new one), stores it, and puts it in service.
+    /// Checks a connection (URLs, mapper, apps — against the store, the
+    /// truth, not this instance's snapshot) and the caller's grant
+    /// (`before` is the connection as stored, `None` for a new one), stores
+    /// it, and rebuilds the catalog from the store.
     async fn save_connection(
         &self,
         record: &ConnectionRecord,
         caller: &Caller,
-        before: Option<&Connection>,
+        before: Option<&ConnectionRecord>,
     ) -> Result<(), ApiError> {
         let conn = Connection::new(record.id.clone(), record.spec.clone())
             .map_err(ApiError::bad_request)?;
-        authorize_private_reach(caller, before, &conn)?;
+        // A stored connection that no longer checks gives no reach to
+        // compare with: all of the new one's counts as added.
+        let before = before.and_then(|b| Connection::new(b.id.clone(), b.spec.clone()).ok());
+        authorize_private_reach(caller, before.as_deref(), &conn)?;
         match &conn.profile {
-            // A pinned version (`name@N`) is put in service on demand.
-            ProfileSource::Mapper(reference) => {
-                if let Ok((name, Some(version))) = parse_ref(reference)
-                    && self.store.mapper_bytes(name, version).await?.is_some()
-                {
-                    self.ensure_loaded(name, version).await?;
-                }
-            }
+            ProfileSource::Mapper(reference) => self.check_mapper_exists(reference).await?,
             // A script is compiled before any login can see it.
             ProfileSource::Script(script) => {
                 let engine = self
@@ -186,31 +185,46 @@ impl Broker {
                     .map_err(|e| script_error(&e))?;
             }
         }
+        let clients = self.store.clients().await?;
+        if let Some(unknown) = record
+            .spec
+            .enabled_clients
+            .iter()
+            .find(|c| !clients.iter().any(|stored| stored.client_id == **c))
         {
-            let catalog = self.catalog_read();
-            if let ProfileSource::Mapper(mapper) = &conn.profile
-                && catalog.mappers.resolve(mapper).is_none()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "mapper `{mapper}` is not registered (PUT /api/v2/mappers/NAME first)"
-                )));
-            }
-            if let Some(unknown) = record
-                .spec
-                .enabled_clients
-                .iter()
-                .find(|c| !catalog.clients.contains_key(*c))
-            {
-                return Err(ApiError::bad_request(format!(
-                    "enabled_clients: no client `{unknown}`"
-                )));
-            }
+            return Err(ApiError::bad_request(format!(
+                "enabled_clients: no client `{unknown}`"
+            )));
         }
-        self.store.put_connection(record).await?;
-        self.catalog_write()
-            .connections
-            .insert(record.spec.name.to_string(), conn);
+        self.store.put_connection(&record.to_stored()).await?;
+        self.catalog_changed().await;
         Ok(())
+    }
+
+    /// 400 unless the store holds the mapper `reference` names: an active
+    /// version of `name`, or version N of `name@N`.
+    async fn check_mapper_exists(&self, reference: &str) -> Result<(), ApiError> {
+        let missing = || {
+            ApiError::bad_request(format!(
+                "mapper `{reference}` is not registered (PUT /api/v2/mappers/NAME first)"
+            ))
+        };
+        let (name, pinned) = parse_ref(reference).map_err(|_| missing())?;
+        let exists = match pinned {
+            Some(version) => self
+                .store
+                .mapper_versions(name)
+                .await?
+                .iter()
+                .any(|v| v.version == version),
+            None => self
+                .store
+                .mappers()
+                .await?
+                .iter()
+                .any(|m| m.name == name && m.active_version > 0),
+        };
+        if exists { Ok(()) } else { Err(missing()) }
     }
 
     /// Runs the connection's mapper for real with a token, and shows what it
@@ -317,14 +331,33 @@ fn script_error(e: &ScriptError) -> ApiError {
     }
 }
 
-/// The connection as the API shows it: Auth0's shape, secrets left out.
+/// A connection as the API shows it: Auth0's shape, the spec's own
+/// serialisation, which leaves the write-only secrets out.
+#[derive(Serialize)]
+struct PublicConnection<'a> {
+    id: &'a str,
+    strategy: &'static str,
+    #[serde(flatten)]
+    spec: &'a ConnectionSpec,
+}
+
 fn public_json(record: &ConnectionRecord) -> Value {
-    let mut value = serde_json::to_value(&record.spec).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("id".into(), json!(record.id));
-        obj.insert("strategy".into(), json!("oauth2"));
-    }
-    value
+    serde_json::to_value(PublicConnection {
+        id: &record.id,
+        strategy: "oauth2",
+        spec: &record.spec,
+    })
+    .unwrap_or_default()
+}
+
+/// A stored connection as the API's type; one the store holds but this
+/// code cannot read is the server's fault (500), named.
+fn read_stored(stored: crate::store::StoredConnection) -> Result<ConnectionRecord, ApiError> {
+    let id = stored.id.clone();
+    ConnectionRecord::from_stored(stored).map_err(|e| {
+        tracing::error!(connection = %id, error = %e, "a stored connection cannot be read");
+        ApiError::new(500, format!("stored connection `{id}` cannot be read: {e}"))
+    })
 }
 
 /// Accepts and drops Auth0's `strategy` when it is `oauth2`.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiReply, ApiRequest, method_not_allowed};
 use crate::broker::Broker;
 use crate::broker::oauth::Params;
-use crate::broker::store::User;
+use crate::store::User;
 
 /// Users per page unless `per_page` says otherwise, and at most.
 const DEFAULT_PER_PAGE: usize = 50;

@@ -7,6 +7,9 @@
 //! is never registered; it becomes a new version only when its SHA-256
 //! differs from the active version's.
 //!
+//! The directory is scanned and files are read on a blocking thread, never
+//! on an async worker (a network mount can take seconds to answer).
+//!
 //! Only regular files count, and only up to the upload limit
 //! ([`MAX_MAPPER_BYTES`]): a symbolic link is ignored (it could lead
 //! anywhere the broker can read, and what it names can change under it),
@@ -20,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::Broker;
-use super::api::MAX_MAPPER_BYTES;
-use super::model::ConnectionName;
+use super::MAX_MAPPER_BYTES;
+use crate::broker::Broker;
+use crate::model::ConnectionName;
 
 /// How often the directory is scanned.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -71,7 +74,11 @@ impl Watcher {
     /// on; returns what happened to each (each is also logged).
     pub async fn poll(&mut self, broker: &Broker) -> Vec<(PathBuf, Outcome)> {
         let mut outcomes = Vec::new();
-        for (path, seen) in scan(&self.dir) {
+        let dir = self.dir.clone();
+        let scanned = tokio::task::spawn_blocking(move || scan(&dir))
+            .await
+            .unwrap_or_default();
+        for (path, seen) in scanned {
             let stable = self.last.get(&path) == Some(&seen);
             self.last.insert(path.clone(), seen);
             if stable && self.done.get(&path) != Some(&seen) {
@@ -133,7 +140,11 @@ async fn handle(broker: &Broker, path: &Path, seen: Seen) -> Option<Outcome> {
             "it is a symbolic link; copy the component into the directory instead".into(),
         ));
     }
-    let bytes = match read_regular_file(path) {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || read_regular_file(&owned))
+        .await
+        .unwrap_or_else(|e| Err(format!("reading it failed: {e}")));
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(reason) => return Some(Outcome::Ignored(reason)),
     };
@@ -213,9 +224,17 @@ fn log(path: &Path, outcome: &Outcome) {
 }
 
 impl Broker {
-    /// SHA-256 of the active version of mapper `name`, if registered.
+    /// SHA-256 of the active version of mapper `name` in the store, if
+    /// registered.
     async fn active_mapper_sha(&self, name: &str) -> Option<String> {
-        let active = self.catalog_read().mappers.active_version(name)?;
+        let active = self
+            .store
+            .mappers()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|m| m.name == name)?
+            .active_version;
         let versions = self.store.mapper_versions(name).await.ok()?;
         versions
             .into_iter()

@@ -1,4 +1,8 @@
-//! Apps (clients) and connections, in Auth0's shapes where Auth0 has them.
+//! Apps (clients) and connections, in Auth0's shapes where Auth0 has them:
+//! the types the configuration file and the management API read, checked
+//! and derived into what logins use ([`Connection`]). They convert to and
+//! from the store's own types ([`crate::store::StoredConnection`],
+//! [`crate::store::StoredClient`]) here, at the edge.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,11 +12,17 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::client_secret::ClientSecretHash;
-use super::keys::Alg;
-use super::secret::Secret;
+pub mod client_secret;
+
+use self::client_secret::ClientSecretHash;
 use crate::egress::{EgressPolicy, HostRule};
+use crate::keys::Alg;
 use crate::mapper::{Limits, Sandbox, Settings};
+use crate::secret::Secret;
+use crate::store::{
+    StoredClient, StoredConnection, StoredConnectionOptions, StoredConnectionSpec,
+    StoredMapperEgress, StoredScripts,
+};
 
 /// A connection's name. Auth0's rule: starts and ends with an alphanumeric
 /// character, only alphanumerics and dashes in between; at most 128 long.
@@ -94,7 +104,63 @@ fn yes() -> bool {
     true
 }
 
+impl ClientType {
+    /// The name, as in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confidential => "confidential",
+            Self::Public => "public",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "confidential" => Ok(Self::Confidential),
+            "public" => Ok(Self::Public),
+            other => Err(format!(
+                "client type `{other}` is not confidential or public"
+            )),
+        }
+    }
+}
+
 impl Client {
+    /// The stored form (the secret only as its hash).
+    pub fn to_stored(&self) -> StoredClient {
+        StoredClient {
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+            client_type: self.client_type.as_str().to_owned(),
+            secret_hash: self.secret_hash.as_ref().map(ClientSecretHash::as_stored),
+            callbacks: self.callbacks.clone(),
+            id_token_alg: self.id_token_alg.as_str().to_owned(),
+            scopes: self.scopes.clone(),
+            require_pkce: self.require_pkce,
+        }
+    }
+
+    /// Reads a stored client back; the error names the field it refuses.
+    pub fn from_stored(stored: StoredClient) -> Result<Self, String> {
+        Ok(Self {
+            client_type: ClientType::parse(&stored.client_type)?,
+            secret_hash: stored
+                .secret_hash
+                .as_deref()
+                .map(ClientSecretHash::parse)
+                .transpose()
+                .map_err(|e| format!("secret_hash: {e}"))?,
+            id_token_alg: stored
+                .id_token_alg
+                .parse()
+                .map_err(|e| format!("id_token_alg: {e}"))?,
+            client_id: stored.client_id,
+            name: stored.name,
+            callbacks: stored.callbacks,
+            scopes: stored.scopes,
+            require_pkce: stored.require_pkce,
+        })
+    }
+
     pub fn allows_redirect(&self, redirect_uri: &str) -> bool {
         self.callbacks.iter().any(|c| c == redirect_uri)
     }
@@ -165,6 +231,26 @@ pub enum TokenAuthMethod {
     #[default]
     ClientSecretPost,
     ClientSecretBasic,
+}
+
+impl TokenAuthMethod {
+    /// The name, as in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            other => Err(format!(
+                "token_endpoint_auth_method `{other}` is not client_secret_post or client_secret_basic"
+            )),
+        }
+    }
 }
 
 /// Where a connection's mapper may connect, beyond its provider's hosts.
@@ -375,22 +461,110 @@ pub struct ConnectionSpec {
     pub options: ConnectionOptions,
 }
 
+/// A connection as the API addresses it: its id and its spec.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord {
+    /// `con_` and a random suffix; never changes.
+    pub id: String,
+    pub spec: ConnectionSpec,
+}
+
+impl ConnectionRecord {
+    /// The stored form: every field, secrets included.
+    pub fn to_stored(&self) -> StoredConnection {
+        StoredConnection {
+            id: self.id.clone(),
+            spec: self.spec.to_stored(),
+        }
+    }
+
+    /// Reads a stored connection back; the error says which field a row
+    /// holds that this code does not accept.
+    pub fn from_stored(stored: StoredConnection) -> Result<Self, String> {
+        Ok(Self {
+            spec: ConnectionSpec::from_stored(stored.spec)?,
+            id: stored.id,
+        })
+    }
+}
+
 impl ConnectionSpec {
-    /// The whole spec as JSON, write-only secrets included: for the store
-    /// only (the API's serialisation leaves them out). Reads back with serde.
-    pub fn to_stored_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        let options = &mut value["options"];
-        if let Some(secret) = &self.options.client_secret {
-            options["client_secret"] = secret.expose().into();
+    /// The stored form: every field, write-only secrets included.
+    pub fn to_stored(&self) -> StoredConnectionSpec {
+        let o = &self.options;
+        StoredConnectionSpec {
+            name: self.name.as_str().to_owned(),
+            display_name: self.display_name.clone(),
+            enabled_clients: self.enabled_clients.clone(),
+            options: StoredConnectionOptions {
+                authorization_url: o.authorization_url.clone(),
+                token_url: o.token_url.clone(),
+                scope: o.scope.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.as_ref().map(|s| s.expose().to_owned()),
+                client_secret_env: o.client_secret_env.clone(),
+                client_secret_file: o.client_secret_file.clone(),
+                custom_headers: o.custom_headers.clone(),
+                auth_params: o.auth_params.clone(),
+                auth_params_map: o.auth_params_map.clone(),
+                icon_url: o.icon_url.clone(),
+                pkce_enabled: o.pkce_enabled,
+                issuer: o.issuer.clone(),
+                per_connection_callback: o.per_connection_callback,
+                token_endpoint_auth_method: o.token_endpoint_auth_method.as_str().to_owned(),
+                mapper: o.mapper.clone(),
+                scripts: o.scripts.as_ref().map(|s| StoredScripts {
+                    fetch_user_profile: s.fetch_user_profile.clone(),
+                }),
+                mapper_settings: o.mapper_settings.clone(),
+                mapper_settings_env: o.mapper_settings_env.clone(),
+                mapper_egress: StoredMapperEgress {
+                    allowed_hosts: o.mapper_egress.allowed_hosts.clone(),
+                    allow_private_networks: o.mapper_egress.allow_private_networks,
+                },
+                mapper_timeout_ms: o.mapper_timeout_ms,
+            },
         }
-        if !self.options.custom_headers.is_empty() {
-            options["customHeaders"] =
-                serde_json::to_value(&self.options.custom_headers).unwrap_or_default();
-        }
-        options["mapper_settings"] =
-            serde_json::to_value(&self.options.mapper_settings).unwrap_or_default();
-        value
+    }
+
+    /// Reads a stored spec back (the name and the token endpoint's
+    /// authentication method are checked; the rest is taken as stored and
+    /// checked by [`Connection::new`]).
+    pub fn from_stored(stored: StoredConnectionSpec) -> Result<Self, String> {
+        let o = stored.options;
+        Ok(Self {
+            name: ConnectionName::parse(&stored.name)?,
+            display_name: stored.display_name,
+            enabled_clients: stored.enabled_clients,
+            options: ConnectionOptions {
+                authorization_url: o.authorization_url,
+                token_url: o.token_url,
+                scope: o.scope,
+                client_id: o.client_id,
+                client_secret: o.client_secret.map(Secret::new),
+                client_secret_env: o.client_secret_env,
+                client_secret_file: o.client_secret_file,
+                custom_headers: o.custom_headers,
+                auth_params: o.auth_params,
+                auth_params_map: o.auth_params_map,
+                icon_url: o.icon_url,
+                pkce_enabled: o.pkce_enabled,
+                issuer: o.issuer,
+                per_connection_callback: o.per_connection_callback,
+                token_endpoint_auth_method: TokenAuthMethod::parse(&o.token_endpoint_auth_method)?,
+                mapper: o.mapper,
+                scripts: o.scripts.map(|s| Scripts {
+                    fetch_user_profile: s.fetch_user_profile,
+                }),
+                mapper_settings: o.mapper_settings,
+                mapper_settings_env: o.mapper_settings_env,
+                mapper_egress: MapperEgress {
+                    allowed_hosts: o.mapper_egress.allowed_hosts,
+                    allow_private_networks: o.mapper_egress.allow_private_networks,
+                },
+                mapper_timeout_ms: o.mapper_timeout_ms,
+            },
+        })
     }
 }
 
@@ -565,22 +739,97 @@ mod tests {
         assert!(!json.contains("shh"), "client_secret is write-only: {json}");
     }
 
-    #[test]
-    fn the_stored_form_keeps_secrets_and_reads_back() {
-        let spec: ConnectionSpec = serde_json::from_value(serde_json::json!({
+    /// A spec with every field set to something other than its default.
+    fn every_field() -> ConnectionSpec {
+        serde_json::from_value(serde_json::json!({
             "name": "acme",
+            "display_name": "Acme",
+            "enabled_clients": ["shop"],
             "options": {"authorizationURL": "https://a.test/authorize", "tokenURL": "https://a.test/token",
-                        "client_id": "c", "client_secret": "s3", "mapper": "m",
-                        "mapper_settings": {"api_key": "k"}}
+                        "scope": "openid", "client_id": "c", "client_secret": "s3",
+                        "client_secret_env": "ACME_SECRET", "client_secret_file": "/run/acme",
+                        "customHeaders": {"Authorization": "Basic eA=="},
+                        "authParams": {"prompt": "login"}, "authParamsMap": {"login_hint": "login_hint"},
+                        "icon_url": "https://a.test/i.png", "pkce_enabled": false,
+                        "issuer": "https://a.test", "per_connection_callback": true,
+                        "token_endpoint_auth_method": "client_secret_basic", "mapper": "m",
+                        "scripts": {"fetchUserProfile": "function (t, c, cb) {}"},
+                        "mapper_settings": {"api_key": "k"}, "mapper_settings_env": {"key2": "ENV2"},
+                        "mapper_egress": {"allowed_hosts": ["api.a.test"], "allow_private_networks": true},
+                        "mapper_timeout_ms": 1500}
         }))
-        .expect("spec");
-        let back: ConnectionSpec =
-            serde_json::from_value(spec.to_stored_json()).expect("reads back");
+        .expect("spec")
+    }
+
+    #[test]
+    fn the_stored_form_keeps_every_field_secrets_included_and_reads_back() {
+        let spec = every_field();
+        let stored = spec.to_stored();
+        let json = serde_json::to_value(&stored).expect("serialises");
+        // Every field is written, none at its default: a field added to
+        // the spec but not to the stored form would show here as missing.
+        fn set_everywhere(path: &str, v: &serde_json::Value) {
+            match v {
+                serde_json::Value::Null => panic!("{path} is null"),
+                serde_json::Value::String(s) => assert!(!s.is_empty(), "{path} is empty"),
+                serde_json::Value::Array(a) => assert!(!a.is_empty(), "{path} is empty"),
+                serde_json::Value::Object(o) => {
+                    assert!(!o.is_empty(), "{path} is empty");
+                    for (k, v) in o {
+                        set_everywhere(&format!("{path}.{k}"), v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        set_everywhere("spec", &json);
+        assert_eq!(json["options"]["client_secret"], "s3");
+        assert_eq!(
+            json["options"]["customHeaders"]["Authorization"],
+            "Basic eA=="
+        );
+        assert_eq!(json["options"]["mapper_settings"]["api_key"], "k");
+        let back = ConnectionSpec::from_stored(stored.clone()).expect("reads back");
+        assert_eq!(back.to_stored(), stored, "nothing lost either way");
         assert_eq!(
             back.options.client_secret.as_ref().map(Secret::expose),
             Some("s3")
         );
-        assert_eq!(back.options.mapper_settings["api_key"], "k");
+    }
+
+    #[test]
+    fn a_client_round_trips_through_its_stored_form() {
+        let client = Client {
+            client_id: "shop".into(),
+            name: "Shop".into(),
+            client_type: ClientType::Confidential,
+            secret_hash: Some(ClientSecretHash::fast("secret")),
+            callbacks: vec!["https://shop.test/cb".into()],
+            id_token_alg: Alg::Es256,
+            scopes: vec!["read:users".into()],
+            require_pkce: false,
+        };
+        assert_eq!(Client::from_stored(client.to_stored()), Ok(client));
+        let bad = StoredClient {
+            id_token_alg: "none".into(),
+            ..Client::from_stored(StoredClient {
+                client_id: "x".into(),
+                name: "x".into(),
+                client_type: "public".into(),
+                secret_hash: None,
+                callbacks: vec![],
+                id_token_alg: "RS256".into(),
+                scopes: vec![],
+                require_pkce: true,
+            })
+            .expect("a public client")
+            .to_stored()
+        };
+        assert!(
+            Client::from_stored(bad)
+                .unwrap_err()
+                .contains("id_token_alg")
+        );
     }
 
     #[test]

@@ -9,9 +9,9 @@ use super::{
     ApiError, ApiReply, ApiRequest, Caller, SCOPES, WRITE_EGRESS, json_body, method_not_allowed,
 };
 use crate::broker::Broker;
-use crate::broker::client_secret::ClientSecretHash;
-use crate::broker::keys::Alg;
-use crate::broker::model::{Client, ClientType, check_callbacks, check_require_pkce};
+use crate::keys::Alg;
+use crate::model::client_secret::ClientSecretHash;
+use crate::model::{Client, ClientType, check_callbacks, check_require_pkce};
 
 /// The scope that lets a management client set clients' `scopes` (Auth0
 /// splits this power into `create:client_grants` and
@@ -59,9 +59,9 @@ impl Broker {
                     .store
                     .clients()
                     .await?
-                    .iter()
-                    .map(public_json)
-                    .collect();
+                    .into_iter()
+                    .map(|stored| read_stored(stored).map(|c| public_json(&c)))
+                    .collect::<Result<_, _>>()?;
                 Ok(ApiReply::json(200, Value::Array(list)))
             }
             (&Method::POST, []) => self.create_client(json_body(req)?, &req.caller).await,
@@ -110,11 +110,12 @@ impl Broker {
                 self.client_record(id).await?;
                 self.refuse_config_client(id)?;
                 let used_by: Vec<String> = self
-                    .catalog_read()
-                    .connections
-                    .values()
-                    .filter(|c| c.is_enabled_for(id))
-                    .map(|c| c.name().to_owned())
+                    .store
+                    .connections()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.spec.enabled_clients.iter().any(|e| e == id))
+                    .map(|c| c.spec.name)
                     .collect();
                 if !used_by.is_empty() {
                     return Err(ApiError::new(
@@ -125,7 +126,7 @@ impl Broker {
                     ));
                 }
                 self.store.delete_client(id).await?;
-                self.catalog_write().clients.remove(*id);
+                self.catalog_changed().await;
                 self.revoke_tokens(id, "it was deleted").await?;
                 Ok(ApiReply::no_content())
             }
@@ -134,12 +135,14 @@ impl Broker {
     }
 
     async fn client_record(&self, id: &str) -> Result<Client, ApiError> {
-        self.store
+        let stored = self
+            .store
             .clients()
             .await?
             .into_iter()
             .find(|c| c.client_id == id)
-            .ok_or_else(|| ApiError::not_found(format!("client `{id}`")))
+            .ok_or_else(|| ApiError::not_found(format!("client `{id}`")))?;
+        read_stored(stored)
     }
 
     /// 409 for an app the configuration file defines: a change through the
@@ -187,7 +190,13 @@ impl Broker {
             }
             None => self.random.identifier(32),
         };
-        if self.catalog_read().clients.contains_key(&client_id) {
+        if self
+            .store
+            .clients()
+            .await?
+            .iter()
+            .any(|c| c.client_id == client_id)
+        {
             return Err(ApiError::new(
                 409,
                 format!("client `{client_id}` already exists"),
@@ -218,12 +227,10 @@ impl Broker {
         Ok(ApiReply::json(201, out))
     }
 
+    /// Stores the client, then rebuilds the catalog from the store.
     async fn save_client(&self, client: &Client) -> Result<(), ApiError> {
-        self.store.put_client(client).await?;
-        self.catalog_write().clients.insert(
-            client.client_id.clone(),
-            std::sync::Arc::new(client.clone()),
-        );
+        self.store.put_client(&client.to_stored()).await?;
+        self.catalog_changed().await;
         Ok(())
     }
 }
@@ -332,6 +339,16 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
         client.scopes = scopes;
     }
     Ok(())
+}
+
+/// A stored client as the API's type; one the store holds but this code
+/// cannot read is the server's fault (500), named.
+fn read_stored(stored: crate::store::StoredClient) -> Result<Client, ApiError> {
+    let id = stored.client_id.clone();
+    Client::from_stored(stored).map_err(|e| {
+        tracing::error!(client_id = %id, error = %e, "a stored client cannot be read");
+        ApiError::new(500, format!("stored client `{id}` cannot be read: {e}"))
+    })
 }
 
 /// The client as the API shows it: never the secret or its hash.

@@ -31,7 +31,7 @@ use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use subtle::ConstantTimeEq as _;
 
-use super::secret::SecretHash;
+use crate::secret::SecretHash;
 
 /// argon2id memory cost in KiB: 19 MiB, the first of OWASP's recommended
 /// argon2id configurations (Password Storage Cheat Sheet). Every
@@ -285,15 +285,6 @@ impl Verifier {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, hmac::Tag>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl super::Broker {
-    /// How many argon2 verifications the token endpoint has run: one per
-    /// slow-hash app after a start, and one per wrong secret presented for
-    /// such an app.
-    pub fn slow_secret_verifications(&self) -> u64 {
-        self.client_secrets.slow_verifications()
     }
 }
 

@@ -1,0 +1,468 @@
+//! The catalog: what an instance serves — apps, connections, loaded mapper
+//! versions — as an immutable [`Snapshot`] of the store.
+//!
+//! The store is the only truth. Every change (the management API, the
+//! watched mappers directory, the configuration file at start-up) is
+//! written to the store first; then [`Catalog::refresh`] reads the store's
+//! catalog, as of one moment and with its catalog version, builds a new
+//! snapshot from it and swaps it in with one atomic pointer store. The
+//! login path only loads the current pointer ([`Catalog::snapshot`]): no
+//! lock, and a login holds the snapshot (and the mapper version) it
+//! started with to its end.
+//!
+//! Changes other instances make arrive through the store's
+//! [`crate::store::CatalogFeed`]: [`follow`] wakes on a notification or a
+//! poll, and rebuilds when the store's version is newer than the
+//! snapshot's.
+//!
+//! A rebuild never compiles or reads again a component it already has:
+//! loaded mapper versions are reused by (name, version, SHA-256) from the
+//! previous snapshot, or taken from [`Catalog::stage`] (a writer that has
+//! just compiled the component it stored). Only the versions some
+//! connection can reach — each mapper's active version, and those pinned
+//! as `name@N` — are kept; the store keeps every version, so a rollback or
+//! a new pin loads one again.
+//!
+//! Rebuilds are serialised and each reads the store after the previous one
+//! swapped, so the served version only moves forward, and whichever write
+//! commits last is what every instance ends up serving: two concurrent
+//! pushes of one mapper cannot leave the catalog and the store disagreeing.
+
+pub mod registry;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::mapper::{LoadedMapper, Runtime};
+use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
+use crate::script::ScriptEngine;
+use crate::store::{Store, StoreError, StoredCatalog};
+use registry::{MapperRegistry, parse_ref};
+
+/// Why the catalog could not be read or built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CatalogError {
+    #[error("reading the catalog from the store: {0}")]
+    Store(#[from] StoreError),
+    /// What in the store this instance cannot serve (at start-up, each is
+    /// fatal; later, each is logged and left out).
+    #[error("{}", .0.join("; "))]
+    Problems(Vec<String>),
+    #[error("the script engine cannot be loaded: {0}")]
+    ScriptEngine(String),
+}
+
+/// Apps, connections and mappers, as of one catalog version of the store.
+#[derive(Default)]
+pub struct Snapshot {
+    /// The store's catalog version this snapshot was built from.
+    pub version: u64,
+    /// False only for the empty snapshot an instance starts with.
+    pub loaded: bool,
+    pub clients: HashMap<String, Arc<Client>>,
+    pub connections: HashMap<String, Arc<Connection>>,
+    pub mappers: MapperRegistry,
+}
+
+impl Snapshot {
+    /// Connections enabled for `client_id`, by name.
+    pub fn connections_for(&self, client_id: &str) -> Vec<Arc<Connection>> {
+        let mut list: Vec<_> = self
+            .connections
+            .values()
+            .filter(|c| c.is_enabled_for(client_id))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.name().cmp(b.name()));
+        list
+    }
+}
+
+/// A loaded component's identity: the same name, version and bytes.
+type ComponentKey = (String, u32, String);
+
+/// The catalog an instance serves, and how it follows the store.
+pub struct Catalog {
+    current: ArcSwap<Snapshot>,
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    /// Serialises rebuilds, so each reads the store after the previous
+    /// one swapped and versions only go forward.
+    rebuild: tokio::sync::Mutex<()>,
+    /// Components a writer compiled for a version it has just stored.
+    staged: Mutex<HashMap<ComponentKey, Arc<LoadedMapper>>>,
+    /// The script engine, loaded when the first script connection needs it.
+    script_engine: tokio::sync::OnceCell<Arc<ScriptEngine>>,
+    /// The version served, for whoever waits for one.
+    served: tokio::sync::watch::Sender<u64>,
+}
+
+/// Keeps a staged component available to rebuilds until dropped.
+#[must_use = "the component is unstaged when this is dropped"]
+pub struct Staged<'a> {
+    catalog: &'a Catalog,
+    key: ComponentKey,
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        self.catalog.staged_lock().remove(&self.key);
+    }
+}
+
+impl Catalog {
+    /// A catalog serving nothing yet: [`Catalog::refresh`] loads it.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            store,
+            runtime,
+            rebuild: tokio::sync::Mutex::new(()),
+            staged: Mutex::new(HashMap::new()),
+            script_engine: tokio::sync::OnceCell::new(),
+            served: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The snapshot served now: one atomic load, no lock.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The catalog version served, once loaded.
+    pub fn version(&self) -> Option<u64> {
+        let current = self.current.load();
+        current.loaded.then_some(current.version)
+    }
+
+    /// The version served; `changed()` wakes at each swap.
+    pub fn served(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.served.subscribe()
+    }
+
+    /// The store this catalog follows.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Offers a component just compiled for `name` version `version` to
+    /// rebuilds, until the guard is dropped (after the writer's refresh).
+    pub fn stage(&self, name: &str, version: u32, mapper: Arc<LoadedMapper>) -> Staged<'_> {
+        let key = (name.to_owned(), version, mapper.digest().to_owned());
+        self.staged_lock().insert(key.clone(), mapper);
+        Staged { catalog: self, key }
+    }
+
+    fn staged_lock(&self) -> std::sync::MutexGuard<'_, HashMap<ComponentKey, Arc<LoadedMapper>>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The script engine, loaded on first use (compiled once, then read
+    /// from the runtime's artifact cache), off the async workers.
+    pub async fn script_engine(&self) -> Result<Arc<ScriptEngine>, String> {
+        self.script_engine
+            .get_or_try_init(|| async {
+                let runtime = Arc::clone(&self.runtime);
+                let engine = tokio::task::spawn_blocking(move || ScriptEngine::load(&runtime))
+                    .await
+                    .map_err(|e| format!("loading the script engine panicked: {e}"))?
+                    .map_err(|e| format!("the script engine cannot be loaded: {e}"))?;
+                Ok(Arc::new(engine))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Whether the script engine is loaded.
+    pub fn script_engine_loaded(&self) -> bool {
+        self.script_engine.initialized()
+    }
+
+    /// Rebuilds from the store if its catalog is newer than the snapshot
+    /// (or none is loaded yet), and returns the snapshot served. What the
+    /// store holds that cannot be served (a connection that no longer
+    /// checks, a component that does not load) is logged and left out.
+    pub async fn refresh(&self) -> Result<Arc<Snapshot>, CatalogError> {
+        let (snapshot, problems) = self.rebuild(false).await?;
+        for problem in &problems {
+            tracing::error!(version = snapshot.version, "catalog: {problem}");
+        }
+        Ok(snapshot)
+    }
+
+    /// [`Catalog::refresh`] that refuses to serve a catalog with problems
+    /// (the snapshot served stays as it was): for start-up, where the
+    /// configuration or the store must be fixed.
+    pub async fn load(&self) -> Result<Arc<Snapshot>, CatalogError> {
+        self.rebuild(true).await.map(|(snapshot, _)| snapshot)
+    }
+
+    /// Rebuilds when the store's catalog version is newer than the one
+    /// served: the cheap check a poll or a notification runs.
+    pub async fn check(&self) -> Result<(), CatalogError> {
+        if let Some(served) = self.version()
+            && self.store.catalog_version().await? <= served
+        {
+            return Ok(());
+        }
+        self.refresh().await.map(|_| ())
+    }
+
+    /// Builds a snapshot of the store and swaps it in, unless the store is
+    /// no newer than the one served — or, when `strict`, unless something
+    /// in it cannot be served.
+    async fn rebuild(&self, strict: bool) -> Result<(Arc<Snapshot>, Vec<String>), CatalogError> {
+        let _turn = self.rebuild.lock().await;
+        let stored = self.store.catalog().await?;
+        let previous = self.current.load_full();
+        if previous.loaded && stored.version <= previous.version {
+            return Ok((previous, Vec::new()));
+        }
+        let (snapshot, problems) = self.build(stored, &previous).await;
+        if strict && !problems.is_empty() {
+            return Err(CatalogError::Problems(problems));
+        }
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Arc::clone(&snapshot));
+        self.served.send_replace(snapshot.version);
+        tracing::debug!(version = snapshot.version, "catalog swapped");
+        Ok((snapshot, problems))
+    }
+
+    /// A snapshot of `stored`, reusing `previous`'s components.
+    async fn build(&self, stored: StoredCatalog, previous: &Snapshot) -> (Snapshot, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut snapshot = Snapshot {
+            version: stored.version,
+            loaded: true,
+            ..Snapshot::default()
+        };
+        for client in stored.clients {
+            let id = client.client_id.clone();
+            match Client::from_stored(client) {
+                Ok(client) => {
+                    snapshot.clients.insert(id, Arc::new(client));
+                }
+                Err(e) => problems.push(format!("client `{id}`: {e}")),
+            }
+        }
+        let mut connections = Vec::new();
+        for stored in stored.connections {
+            let name = stored.spec.name.clone();
+            match ConnectionRecord::from_stored(stored)
+                .and_then(|record| Connection::new(record.id, record.spec))
+            {
+                Ok(conn) => connections.push(conn),
+                Err(e) => problems.push(format!("connection `{name}`: {e}")),
+            }
+        }
+
+        // The versions some connection can reach: each active one, and
+        // those pinned as `name@N`.
+        let digests: HashMap<(&str, u32), &str> = stored
+            .versions
+            .iter()
+            .map(|v| ((v.name.as_str(), v.version), v.sha256.as_str()))
+            .collect();
+        let mut wanted: BTreeSet<(String, u32)> = stored
+            .mappers
+            .iter()
+            .filter(|m| m.active_version > 0)
+            .map(|m| (m.name.clone(), m.active_version))
+            .collect();
+        for conn in &connections {
+            if let ProfileSource::Mapper(reference) = &conn.profile
+                && let Ok((name, Some(version))) = parse_ref(reference)
+            {
+                wanted.insert((name.to_owned(), version));
+            }
+        }
+        for entry in &stored.mappers {
+            snapshot
+                .mappers
+                .set_active(&entry.name, entry.active_version);
+        }
+        for (name, version) in wanted {
+            let Some(digest) = digests.get(&(name.as_str(), version)) else {
+                // A pin of a version the store does not hold: the
+                // connection's check below says so.
+                continue;
+            };
+            match self.component(&name, version, digest, previous).await {
+                Ok(mapper) => snapshot.mappers.insert(&name, version, mapper),
+                Err(e) => problems.push(format!("mapper `{name}` version {version}: {e}")),
+            }
+        }
+
+        let mut scripts = false;
+        for conn in connections {
+            match &conn.profile {
+                ProfileSource::Mapper(mapper) => {
+                    if snapshot.mappers.resolve(mapper).is_none() {
+                        problems.push(format!(
+                            "connection `{}` uses mapper `{mapper}`, which is not registered",
+                            conn.name()
+                        ));
+                    }
+                }
+                ProfileSource::Script(_) => scripts = true,
+            }
+            if let Some(client) = conn
+                .spec
+                .enabled_clients
+                .iter()
+                .find(|c| !snapshot.clients.contains_key(*c))
+            {
+                problems.push(format!(
+                    "connection `{}` enables client `{client}`, which does not exist",
+                    conn.name()
+                ));
+            }
+            snapshot.connections.insert(conn.name().to_owned(), conn);
+        }
+        // A script connection written by another instance: the engine is
+        // loaded before the snapshot is served, so its first login does
+        // not wait for it.
+        if scripts && let Err(e) = self.script_engine().await {
+            problems.push(e);
+        }
+        (snapshot, problems)
+    }
+
+    /// The loaded component for `name` version `version` with bytes
+    /// `digest`: from the previous snapshot or the staged ones if there,
+    /// else read from the store and loaded (compiled, or read from the
+    /// runtime's artifact cache) on a blocking thread.
+    async fn component(
+        &self,
+        name: &str,
+        version: u32,
+        digest: &str,
+        previous: &Snapshot,
+    ) -> Result<Arc<LoadedMapper>, String> {
+        if let Some(mapper) = previous
+            .mappers
+            .get(name, version)
+            .filter(|m| m.digest() == digest)
+        {
+            return Ok(mapper);
+        }
+        let key = (name.to_owned(), version, digest.to_owned());
+        if let Some(mapper) = self.staged_lock().get(&key) {
+            return Ok(Arc::clone(mapper));
+        }
+        let bytes = self
+            .store
+            .mapper_bytes(name, version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the store holds no bytes for it")?;
+        let runtime = Arc::clone(&self.runtime);
+        let digest = digest.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load_with_digest(&bytes, digest))
+            .await
+            .map_err(|e| format!("loading panicked: {e}"))?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(mapper = %name, version, "loaded mapper version");
+        Ok(Arc::new(loaded))
+    }
+}
+
+/// Follows the store: rebuilds the catalog whenever the store's feed
+/// notifies a change or its poll finds a newer version. Runs until the
+/// task is dropped; a failed check is logged and retried at the next one.
+pub async fn follow(catalog: Arc<Catalog>) {
+    let feed = catalog.store.catalog_feed();
+    let mut notified = feed.notified;
+    let mut poll = tokio::time::interval(feed.poll_every);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let feed_ended = match notified.as_mut() {
+            Some(changes) => tokio::select! {
+                changed = changes.changed() => changed.is_err(),
+                _ = poll.tick() => false,
+            },
+            None => {
+                poll.tick().await;
+                false
+            }
+        };
+        if feed_ended {
+            // The feed ended (its store is going away): keep polling.
+            notified = None;
+        }
+        if let Err(e) = catalog.check().await {
+            tracing::warn!(error = %e, "checking the store for catalog changes failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_catalog_serves_nothing_until_loaded_then_the_stores_version() {
+        let store = Arc::new(MemoryStore::default());
+        let runtime = Arc::new(Runtime::new(Default::default()).expect("runtime"));
+        let catalog = Catalog::new(store.clone(), runtime);
+        assert_eq!(catalog.version(), None, "not loaded");
+        assert!(!catalog.snapshot().loaded);
+        catalog.load().await.expect("loads");
+        assert_eq!(catalog.version(), Some(0));
+        let client = crate::store::StoredClient {
+            client_id: "shop".into(),
+            name: "Shop".into(),
+            client_type: "public".into(),
+            secret_hash: None,
+            callbacks: vec!["https://shop.test/cb".into()],
+            id_token_alg: "RS256".into(),
+            scopes: vec![],
+            require_pkce: true,
+        };
+        store.put_client(&client).await.expect("put");
+        assert_eq!(catalog.version(), Some(0), "nothing changes by itself");
+        catalog.check().await.expect("check");
+        assert_eq!(catalog.version(), Some(1));
+        assert!(catalog.snapshot().clients.contains_key("shop"));
+    }
+
+    #[tokio::test]
+    async fn a_start_refuses_what_cannot_be_served_and_a_refresh_serves_the_rest() {
+        let store = Arc::new(MemoryStore::default());
+        let runtime = Arc::new(Runtime::new(Default::default()).expect("runtime"));
+        let spec: crate::model::ConnectionSpec = serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": "https://a.test/authorize",
+                        "tokenURL": "https://a.test/token", "client_id": "c",
+                        "mapper": "never-registered"}
+        }))
+        .expect("spec");
+        let record = ConnectionRecord {
+            id: "con_acme".into(),
+            spec,
+        };
+        store
+            .put_connection(&record.to_stored())
+            .await
+            .expect("put");
+        let catalog = Catalog::new(store, runtime);
+        let err = catalog.load().await.err().expect("refused");
+        assert!(
+            err.to_string().contains("mapper `never-registered`"),
+            "{err}"
+        );
+        assert_eq!(catalog.version(), None, "nothing served");
+        catalog.refresh().await.expect("served, the problem logged");
+        let served = catalog.snapshot();
+        assert!(served.loaded);
+        let conn = served.connections.get("acme").expect("the connection");
+        assert!(
+            matches!(&conn.profile, ProfileSource::Mapper(m) if served.mappers.resolve(m).is_none()),
+            "its mapper resolves to nothing: its logins fail, /readyz says so"
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! The catalog as stored: connections and clients, every field explicit.
+//!
+//! These types are what the store writes and reads, and nothing else: the
+//! configuration file's and the management API's types convert to and from
+//! them at their edge (`crate::model`), as Dex keeps `storage` types apart.
+//! No field is skipped when serialised — write-only secrets included — so a
+//! field added to the API's type cannot be lost at a restart by a
+//! serialisation that leaves it out; and an unknown field in a stored row is
+//! an error, not silently dropped at the next write.
+//!
+//! The JSON is the rows' on-disk form (SQLite and PostgreSQL alike): the
+//! names are the ones the rows of schema 1 hold, and every field a row of
+//! schema 1 may lack has a default, so those rows read back unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A connection: its id (a column) and its spec (the row's JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConnection {
+    /// `con_` and a suffix; never changes.
+    pub id: String,
+    pub spec: StoredConnectionSpec,
+}
+
+/// A connection's name, apps and options, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredConnectionSpec {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub enabled_clients: Vec<String>,
+    pub options: StoredConnectionOptions,
+}
+
+/// A connection's options as stored: Auth0's names, secrets in the clear
+/// (the store is the one place that keeps them).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredConnectionOptions {
+    #[serde(rename = "authorizationURL")]
+    pub authorization_url: String,
+    #[serde(rename = "tokenURL")]
+    pub token_url: String,
+    #[serde(default)]
+    pub scope: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(rename = "customHeaders", default)]
+    pub custom_headers: BTreeMap<String, String>,
+    #[serde(rename = "authParams", default)]
+    pub auth_params: BTreeMap<String, String>,
+    #[serde(rename = "authParamsMap", default)]
+    pub auth_params_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub icon_url: Option<String>,
+    /// Rows written before the field existed had PKCE on.
+    #[serde(default = "yes")]
+    pub pkce_enabled: bool,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub per_connection_callback: bool,
+    /// `client_secret_post` or `client_secret_basic`.
+    #[serde(default = "client_secret_post")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub mapper: Option<String>,
+    #[serde(default)]
+    pub scripts: Option<StoredScripts>,
+    #[serde(default)]
+    pub mapper_settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mapper_settings_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mapper_egress: StoredMapperEgress,
+    #[serde(default)]
+    pub mapper_timeout_ms: Option<u64>,
+}
+
+/// Auth0's `options.scripts`, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredScripts {
+    #[serde(rename = "fetchUserProfile")]
+    pub fetch_user_profile: String,
+}
+
+/// Where a connection's mapper may connect, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredMapperEgress {
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_private_networks: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn client_secret_post() -> String {
+    "client_secret_post".into()
+}
+
+/// Secrets and settings are left out: a stored connection may be logged.
+impl fmt::Debug for StoredConnectionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredConnectionOptions")
+            .field("authorizationURL", &self.authorization_url)
+            .field("tokenURL", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "customHeaders",
+                &self.custom_headers.keys().collect::<Vec<_>>(),
+            )
+            .field("mapper", &self.mapper)
+            .field("scripts", &self.scripts.as_ref().map(|_| "[script]"))
+            .field(
+                "mapper_settings",
+                &self.mapper_settings.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// An app, as stored: its secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredClient {
+    pub client_id: String,
+    pub name: String,
+    /// `confidential` or `public`.
+    pub client_type: String,
+    /// 64 hex digits (SHA-256) or an argon2id PHC string; `None` for a
+    /// public client.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+    /// `RS256` or `ES256`.
+    pub id_token_alg: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Rows written before the field existed read as `true`.
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection row as schema 1 wrote it (`ConnectionSpec::to_stored_json`
+    /// of that time): optional fields left out, write-only ones added.
+    const SCHEMA_1_CONNECTION: &str = r#"{"name":"acme","display_name":"Acme","enabled_clients":["shop"],
+        "options":{"authorizationURL":"https://id.acme.test/authorize","tokenURL":"https://id.acme.test/token",
+        "scope":"openid","client_id":"waypass","pkce_enabled":true,"token_endpoint_auth_method":"client_secret_post",
+        "mapper":"acme-mapper","mapper_egress":{"allow_private_networks":false},
+        "client_secret":"s3cret","customHeaders":{"Authorization":"Basic eA=="},"mapper_settings":{"api_key":"k"}}}"#;
+
+    #[test]
+    fn a_connection_row_of_schema_1_reads_back_with_its_secrets() {
+        let spec: StoredConnectionSpec = serde_json::from_str(SCHEMA_1_CONNECTION).expect("reads");
+        assert_eq!(spec.options.client_secret.as_deref(), Some("s3cret"));
+        assert_eq!(spec.options.custom_headers["Authorization"], "Basic eA==");
+        assert_eq!(spec.options.mapper_settings["api_key"], "k");
+        assert!(spec.options.pkce_enabled);
+        assert!(!spec.options.per_connection_callback);
+        assert_eq!(spec.options.mapper_egress, StoredMapperEgress::default());
+    }
+
+    #[test]
+    fn a_client_row_of_schema_1_reads_back_and_one_without_require_pkce_requires_it() {
+        let client: StoredClient = serde_json::from_str(
+            r#"{"client_id":"shop","name":"Shop","client_type":"confidential","secret_hash":null,
+                "callbacks":["https://shop.test/cb"],"id_token_alg":"RS256","scopes":[]}"#,
+        )
+        .expect("reads");
+        assert!(client.require_pkce);
+        assert_eq!(client.id_token_alg, "RS256");
+    }
+
+    #[test]
+    fn an_unknown_field_in_a_stored_row_is_an_error_not_dropped() {
+        let with_extra =
+            SCHEMA_1_CONNECTION.replace(r#""scope":"openid""#, r#""scope":"openid","surprise":1"#);
+        assert!(serde_json::from_str::<StoredConnectionSpec>(&with_extra).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_a_stored_secret() {
+        let spec: StoredConnectionSpec = serde_json::from_str(SCHEMA_1_CONNECTION).expect("reads");
+        let shown = format!("{spec:?}");
+        for secret in ["s3cret", "Basic eA==", "\"k\""] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
