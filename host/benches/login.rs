@@ -227,11 +227,27 @@ enabled = false
     let origin = Arc::new(origin);
     let connections: Arc<Vec<String>> = Arc::new(names.iter().map(|n| n.to_string()).collect());
     // Warm-up: connections, caches, the mappers' pool slots.
-    logins(&issuer, &origin, &connections, "app-rs256", 200, args.concurrency).await;
+    logins(
+        &issuer,
+        &origin,
+        &connections,
+        "app-rs256",
+        200,
+        args.concurrency,
+    )
+    .await;
     for client in &args.apps {
         let (cpu0, faults0) = cpu_seconds_and_faults(broker.id());
         let start = Instant::now();
-        let done = logins(&issuer, &origin, &connections, client, args.logins, args.concurrency).await;
+        let done = logins(
+            &issuer,
+            &origin,
+            &connections,
+            client,
+            args.logins,
+            args.concurrency,
+        )
+        .await;
         let wall = start.elapsed();
         let (cpu1, faults1) = cpu_seconds_and_faults(broker.id());
         println!(

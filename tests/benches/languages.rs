@@ -24,6 +24,9 @@ use waypass_tests::{guests, plugins};
 const USERINFO: &str =
     r#"{"account":{"uuid":"0b7e2a52-5e0b-4c0f-9d0e-1f2a3b4c5d6e","email":"ada@example.com"}}"#;
 
+/// Builds (or reads the build of) a component when its row runs.
+type ComponentBytes = Box<dyn Fn() -> Vec<u8>>;
+
 fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir,
@@ -36,7 +39,7 @@ fn main() {
     let args = Args::from_env(2000);
     let rt = bench::broker_like_runtime();
     let provider = LoopbackProvider::start(|_| Bytes::from_static(USERINFO.as_bytes()));
-    let ports: Vec<(&str, Box<dyn Fn() -> Vec<u8>>)> = vec![
+    let ports: Vec<(&str, ComponentBytes)> = vec![
         ("rust", Box::new(|| guests::bytes(guests::AUTH0_EXAMPLE))),
         (
             "javascript (http import)",
@@ -99,8 +102,12 @@ fn main() {
         assert!(mapper.from_cache());
         let (input, sandbox) = (input.clone(), sandbox.clone());
         let figures = bench::measure_calls(&rt, &provider, &args, move || {
-            let (runtime, mapper, input, sandbox) =
-                (cached.clone(), mapper.clone(), input.clone(), sandbox.clone());
+            let (runtime, mapper, input, sandbox) = (
+                cached.clone(),
+                mapper.clone(),
+                input.clone(),
+                sandbox.clone(),
+            );
             async move {
                 let report = runtime.invoke(&mapper, &input, &sandbox).await;
                 assert!(

@@ -136,8 +136,12 @@ fn main() {
         ));
         let (runtime, engine, sandbox) = (cached.clone(), engine.clone(), sandbox.clone());
         let figures = bench::measure_calls(&rt, &provider, &args, move || {
-            let (runtime, engine, input, sandbox) =
-                (runtime.clone(), engine.clone(), input.clone(), sandbox.clone());
+            let (runtime, engine, input, sandbox) = (
+                runtime.clone(),
+                engine.clone(),
+                input.clone(),
+                sandbox.clone(),
+            );
             async move {
                 let report = runtime.invoke(engine.mapper(), &input, &sandbox).await;
                 assert!(

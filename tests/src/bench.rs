@@ -129,7 +129,12 @@ pub fn cpu_and_faults(stat_path: &str) -> (f64, u64) {
     // minflt [7], utime [11], stime [12] (proc(5), counting from 1 at pid).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let ticks = field(11) + field(12);
     (ticks as f64 / 100.0, field(7))
 }
