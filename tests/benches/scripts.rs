@@ -1,24 +1,31 @@
-//! Auth0 scripts in the shipped engine: `cargo bench -p waypass-tests --bench scripts`.
+//! Auth0 scripts in the shipped engine: `cargo bench -p waypass-tests --bench
+//! scripts [-- --calls N --concurrency C --only LABEL --calls-only]`.
 //!
-//! The per-login overhead of a script connection: a fresh engine instance,
-//! the script compiled and run, its requests answered in-process (so the
-//! figure is the sandbox and the engine, not a network), as p50/p99 with the
-//! instance's peak memory. Also the engine's size, its compile time (once per
-//! data directory) and its load time from the artifact cache.
+//! The per-login cost of a script connection as a login pays it: the engine
+//! runs the script on a two-worker runtime like the broker's, its requests
+//! going through the egress policy and `NetworkTransport` over a kept-alive
+//! loopback connection to a provider on its own thread. After warm-up:
+//! single logins one after another (p50/p99, CPU and minor page faults per
+//! login), then the same number `--concurrency` at a time (CPU and faults
+//! per login; the provider's CPU left out), with the instance's peak
+//! memory. Also the engine's size, its compile time (once per data
+//! directory) and its load time from the artifact cache.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
-use waypass::egress::{CannedTransport, EgressPolicy, OutboundResponse};
+use waypass::egress::EgressPolicy;
 use waypass::keys::{Alg, KeySet};
 use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
 use waypass::script::{ENGINE_WASM, ScriptEngine};
+use waypass_tests::bench::{self, Args, LoopbackProvider};
 
 const DOC_EXAMPLE: &str = include_str!("../../examples/scripts/auth0-doc-example.js");
-const CALLS: usize = 2000;
-const WARMUP: usize = 100;
+/// Where the documentation's script sends its request; the bench points it
+/// at the loopback provider.
+const DOC_EXAMPLE_HOST: &str = "https://auth.example.com";
 
 const DECODE_ID_TOKEN: &str = r#"function (accessToken, ctx, callback) {
   var jwt = require("jsonwebtoken");
@@ -36,34 +43,26 @@ const VERIFY_WITH_JWKS: &str = r#"function (accessToken, context, callback) {
   });
 }"#;
 
-fn runtime(cache_dir: Option<std::path::PathBuf>, jwks: String) -> Runtime {
-    let jwks = Bytes::from(jwks);
-    let transport = CannedTransport::new(move |req| {
-        let body = if req.url.path() == "/.well-known/jwks.json" {
-            jwks.clone()
-        } else {
-            Bytes::from_static(br#"{"account":{"uuid":"2b3c","email":"ada@example.com"}}"#)
-        };
-        OutboundResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body,
-        }
-    })
-    .resolving("auth.example.com", "93.184.215.14".parse().expect("ip"));
+fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir,
-        transport: Arc::new(transport),
+        ..RuntimeConfig::default()
     })
     .expect("runtime")
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let args = Args::from_env(2000);
+    let rt = bench::broker_like_runtime();
     let keys = KeySet::generate().expect("keys");
+    let jwks = Bytes::from(keys.jwks().to_string());
+    let provider = LoopbackProvider::start(move |path| {
+        if path == "/.well-known/jwks.json" {
+            jwks.clone()
+        } else {
+            Bytes::from_static(br#"{"account":{"uuid":"2b3c","email":"ada@example.com"}}"#)
+        }
+    });
     let id_token = keys
         .sign(
             Alg::Rs256,
@@ -76,73 +75,93 @@ fn main() {
     )
     .expect("tokens");
 
-    let started = Instant::now();
-    let compiled = runtime(None, String::new())
-        .engine()
-        .precompile_component(ENGINE_WASM)
-        .expect("compiles");
-    let compile = started.elapsed();
+    if !args.calls_only {
+        let started = Instant::now();
+        let compiled = runtime(None)
+            .engine()
+            .precompile_component(ENGINE_WASM)
+            .expect("compiles");
+        println!(
+            "engine: component {:.1} MB, compiled {:.1} MB, compile {:.2} s (once per data directory)",
+            ENGINE_WASM.len() as f64 / 1e6,
+            compiled.len() as f64 / 1e6,
+            started.elapsed().as_secs_f64(),
+        );
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let cached = runtime(Some(dir.path().to_path_buf()), keys.jwks().to_string());
+    let cached = Arc::new(runtime(Some(dir.path().to_path_buf())));
     ScriptEngine::load(&cached).expect("compiles into the cache");
     let started = Instant::now();
-    let engine = ScriptEngine::load(&cached).expect("loads");
-    let load = started.elapsed();
-    assert!(engine.mapper().from_cache());
+    let engine = Arc::new(ScriptEngine::load(&cached).expect("loads"));
     println!(
-        "engine: component {:.1} MB, compiled {:.1} MB, compile {:.2} s (once per data directory), load from cache {:.2} ms",
-        ENGINE_WASM.len() as f64 / 1e6,
-        compiled.len() as f64 / 1e6,
-        compile.as_secs_f64(),
-        load.as_secs_f64() * 1e3,
+        "engine: load from cache {:.2} ms",
+        started.elapsed().as_secs_f64() * 1e3
     );
+    assert!(engine.mapper().from_cache());
 
-    let sandbox = Sandbox {
-        egress: Arc::new(EgressPolicy::allowing(["auth.example.com"
-            .parse()
-            .expect("rule")])),
+    let sandbox = Arc::new(Sandbox {
+        egress: Arc::new(EgressPolicy {
+            allow_private_networks: true,
+            ..EgressPolicy::allowing([provider.url("").parse().expect("rule")])
+        }),
         ..Sandbox::default()
-    };
-    println!();
-    println!("| script | per-login p50 | p99 | peak memory |");
-    println!("| --- | --- | --- | --- |");
+    });
+    println!(
+        "{} logins each, one after another and {} at once; {} cores",
+        args.calls,
+        args.concurrency,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| script | per-login p50 | p99 | CPU per login (1 / {c} at once) | page faults per login (1 / {c}) | peak memory |",
+        c = args.concurrency
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (label, script) in [
         ("documentation example (one request)", DOC_EXAMPLE),
         ("decode the id_token (no request)", DECODE_ID_TOKEN),
         ("verify the id_token (RS256) against JWKS", VERIFY_WITH_JWKS),
     ] {
-        let input = ScriptEngine::input(
+        if !args.wants(label) {
+            continue;
+        }
+        let script = script.replace(DOC_EXAMPLE_HOST, &provider.url(""));
+        let input = Arc::new(ScriptEngine::input(
             MapperInput {
                 connection: "bench".into(),
                 tokens: tokens.clone(),
                 settings: Settings::new(),
             },
-            script,
-        );
-        let mut peak = 0;
-        let mut samples: Vec<Duration> = Vec::with_capacity(CALLS);
-        for i in 0..CALLS + WARMUP {
-            let start = Instant::now();
-            let report = rt.block_on(cached.invoke(engine.mapper(), &input, &sandbox));
-            let elapsed = start.elapsed();
-            assert!(
-                report.result.is_ok(),
-                "{label}: {:?} {:?}",
-                report.result,
-                report.logs
+            &script,
+        ));
+        let (runtime, engine, sandbox) = (cached.clone(), engine.clone(), sandbox.clone());
+        let figures = bench::measure_calls(&rt, &provider, &args, move || {
+            let (runtime, engine, input, sandbox) = (
+                runtime.clone(),
+                engine.clone(),
+                input.clone(),
+                sandbox.clone(),
             );
-            peak = peak.max(report.peak_memory_bytes);
-            if i >= WARMUP {
-                samples.push(elapsed);
+            async move {
+                let report = runtime.invoke(engine.mapper(), &input, &sandbox).await;
+                assert!(
+                    report.result.is_ok(),
+                    "{label}: {:?} {:?}",
+                    report.result,
+                    report.logs
+                );
+                report.peak_memory_bytes
             }
-        }
-        samples.sort();
-        let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        });
         println!(
-            "| {label} | {:.3} ms | {:.3} ms | {:.1} MiB |",
-            at(0.5).as_secs_f64() * 1e3,
-            at(0.99).as_secs_f64() * 1e3,
-            peak as f64 / (1024.0 * 1024.0),
+            "| {label} | {:.3} ms | {:.3} ms | {:.3} / {:.3} ms | {:.0} / {:.0} | {:.1} MiB |",
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.cpu_ms_sequential,
+            figures.cpu_ms_concurrent,
+            figures.faults_sequential,
+            figures.faults_concurrent,
+            figures.peak_mib,
         );
     }
 }

@@ -58,6 +58,72 @@ fn open_to(stub: &Stub) -> EgressPolicy {
     }
 }
 
+/// Mappers that count their calls in module-level state (`hostile`'s
+/// `counter` mode, `tests/guests/counter-js`, `tests/guests/counter-py`):
+/// (label, component, settings).
+static COUNTERS: LazyLock<Vec<(&'static str, LoadedMapper, Settings)>> = LazyLock::new(|| {
+    let guest = |name: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("guests")
+            .join(name);
+        let bytes = std::fs::read(plugins::build_dir(&dir)).expect("the counter guest builds");
+        RUNTIME.load(&bytes).expect("the counter guest loads")
+    };
+    let rust = RUNTIME
+        .load(&guests::bytes(guests::HOSTILE))
+        .expect("hostile loads");
+    vec![
+        ("rust", rust, [("mode", "counter")].into_iter().collect()),
+        ("javascript", guest("counter-js"), Settings::new()),
+        ("python", guest("counter-py"), Settings::new()),
+    ]
+});
+
+/// Runs `mapper` once with `settings`, no network; the user id it answers.
+async fn count_once(label: &str, mapper: &LoadedMapper, settings: &Settings) -> String {
+    let input = MapperInput {
+        connection: "counter".into(),
+        tokens: TokenSet::bearer("at-1"),
+        settings: settings.clone(),
+    };
+    let report = RUNTIME.invoke(mapper, &input, &Sandbox::default()).await;
+    let profile = report
+        .result
+        .unwrap_or_else(|e| panic!("{label}: {e} ({:?})", report.logs));
+    if label != "rust" {
+        // The module-level variable, a global and a cache all start afresh.
+        assert_eq!(
+            serde_json::from_value::<serde_json::Value>(serde_json::Value::Object(profile.extra))
+                .expect("extra"),
+            json!({"global": 1, "cached": 1}),
+            "{label}"
+        );
+    }
+    profile.user_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_set_by_one_login_is_absent_in_the_next_in_every_language() {
+    let counters = tokio::task::block_in_place(|| COUNTERS.as_slice());
+    for (label, mapper, settings) in counters {
+        // One after another: the same pool slot, reused.
+        for _ in 0..5 {
+            assert_eq!(count_once(label, mapper, settings).await, "1", "{label}");
+        }
+        // Several at once, then again: other slots, each reused.
+        for _ in 0..2 {
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..6 {
+                let (mapper, settings) = (mapper.clone(), settings.clone());
+                calls.spawn(async move { count_once(label, &mapper, &settings).await });
+            }
+            for user_id in calls.join_all().await {
+                assert_eq!(user_id, "1", "{label}");
+            }
+        }
+    }
+}
+
 /// A profile's (user id, email), or the error.
 type Expected = Result<(&'static str, Option<&'static str>), MapperError>;
 

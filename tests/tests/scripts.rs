@@ -122,6 +122,47 @@ fn userinfo_stub_reply(r: &waypass_tests::stub::Received) -> Reply {
     }
 }
 
+/// A script that counts its logins in every place a script could keep
+/// state: a top-level `var` of the program, a property of `globalThis`, and
+/// a property added to `Object.prototype` (a polluted built-in).
+const COUNTING_SCRIPT: &str = r#"var calls = 0;
+function fetchUserProfile(accessToken, context, callback) {
+  calls += 1;
+  globalThis.waypassCounter = (globalThis.waypassCounter || 0) + 1;
+  Object.prototype.waypassPolluted = (Object.prototype.waypassPolluted || 0) + 1;
+  callback(null, {
+    user_id: String(calls),
+    global: globalThis.waypassCounter,
+    polluted: ({}).waypassPolluted,
+  });
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_set_by_one_login_is_absent_in_the_next() {
+    let check = |report: &InvocationReport| {
+        let p = profile(report);
+        assert_eq!(p.user_id, "1");
+        assert_eq!(
+            serde_json::Value::Object(p.extra.clone()),
+            json!({"global": 1, "polluted": 1})
+        );
+    };
+    // One after another: the same pool slot, reused.
+    for _ in 0..5 {
+        check(&run_offline(COUNTING_SCRIPT, TokenSet::bearer("at-1")).await);
+    }
+    // Several at once, twice: other slots, each reused.
+    for _ in 0..2 {
+        let mut logins = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            logins.spawn(run_offline(COUNTING_SCRIPT, TokenSet::bearer("at-1")));
+        }
+        for report in logins.join_all().await {
+            check(&report);
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_documentation_example_runs_verbatim() {
     let (runtime, engine) = &*CANNED;
