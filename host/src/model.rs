@@ -582,6 +582,62 @@ pub struct Connection {
     pub sandbox: Sandbox,
     pub settings: Settings,
     pub profile: ProfileSource,
+    /// Why logins through this connection are refused, for a connection
+    /// the store holds from before a rule it breaks (see
+    /// [`Connection::from_store`]); `None` for every connection that checks.
+    pub refused: Option<String>,
+}
+
+/// Parameters Waypass itself sets on the provider's authorization request,
+/// refused inside `authorizationURL`: a value there would be sent twice, and
+/// a provider that reads the URL's copy would get a fixed value instead of
+/// the login's own.
+/// - `response_mode`: Auth0's seed forbids it ("this connection only
+///   supports the default `response_mode` (`query`)"); another mode would
+///   post or fragment the answer where `/login/callback` cannot read it
+///   (OAuth 2.0 Multiple Response Type Encoding Practices §2.1).
+/// - `response_type`, `client_id`, `redirect_uri`, `state`: set by every
+///   request (RFC 6749 §4.1.1); a fixed `state` would defeat its CSRF check
+///   (RFC 6749 §10.12).
+/// - `code_challenge`, `code_challenge_method`: fresh per login (RFC 7636
+///   §4.2, §4.3); a fixed challenge would be PKCE without a secret.
+/// - `nonce`: the app's own, per login (OpenID Connect Core §3.1.2.1);
+///   Waypass does not forward one, and a fixed one protects nothing.
+/// - `scope`: sent from the connection's `scope` option (as Auth0 does);
+///   put the scopes there.
+pub const AUTHORIZATION_URL_RESERVED: [&str; 9] = [
+    "response_mode",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "scope",
+];
+
+/// Refuses an `authorizationURL` whose query carries one of
+/// [`AUTHORIZATION_URL_RESERVED`], saying which and why.
+pub fn check_authorization_url_query(url: &Url) -> Result<(), String> {
+    let Some((name, _)) = url
+        .query_pairs()
+        .find(|(name, _)| AUTHORIZATION_URL_RESERVED.contains(&name.as_ref()))
+    else {
+        return Ok(());
+    };
+    let why = match name.as_ref() {
+        "response_mode" => {
+            "only the default response_mode (`query`) is supported, and it must not be set there"
+                .to_owned()
+        }
+        "scope" => "the scope is sent from the connection's `scope` option; put it there".to_owned(),
+        other => format!("Waypass sets `{other}` itself on every login"),
+    };
+    Err(format!(
+        "authorizationURL must not carry `{name}`: {why} (remove it from the URL; \
+         static extra parameters go in `authParams`)"
+    ))
 }
 
 impl Connection {
@@ -592,8 +648,22 @@ impl Connection {
     }
 
     /// Checks `spec` and derives what logins need from it; `id` is the
-    /// management API's id for it.
+    /// management API's id for it. What the API and the configuration file
+    /// write goes through this check.
     pub fn new(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
+        let conn = Self::from_store(id, spec)?;
+        match &conn.refused {
+            Some(why) => Err(why.clone()),
+            None => Ok(conn),
+        }
+    }
+
+    /// [`Connection::new`] for a connection read from the store: one stored
+    /// before the `authorizationURL` rule ([`check_authorization_url_query`])
+    /// existed still loads — one such row must not stop a deployment from
+    /// starting — but every login through it is refused with the rule's
+    /// message ([`Connection::refused`]) until a PATCH fixes the URL.
+    pub fn from_store(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
         let o = &spec.options;
         let parse = |what: &str, s: &str| -> Result<Url, String> {
             let url = Url::parse(s).map_err(|e| format!("{what} `{s}` is not a URL: {e}"))?;
@@ -603,6 +673,7 @@ impl Connection {
             Ok(url)
         };
         let authorization_url = parse("authorizationURL", &o.authorization_url)?;
+        let refused = check_authorization_url_query(&authorization_url).err();
         let token_url = parse("tokenURL", &o.token_url)?;
         if o.client_id.is_empty() {
             return Err(format!("connection `{}` has no client_id", spec.name));
@@ -669,6 +740,7 @@ impl Connection {
             settings,
             profile,
             spec,
+            refused,
         }))
     }
 
@@ -907,6 +979,55 @@ mod tests {
             let err = Connection::new("con_acme".into(), spec(bad)).unwrap_err();
             assert!(err.contains("issuer"), "{bad}: {err}");
         }
+    }
+
+    fn spec_with_authorization_url(url: &str) -> ConnectionSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": url, "tokenURL": "https://a.test/token",
+                        "client_id": "c", "mapper": "m"}
+        }))
+        .expect("spec")
+    }
+
+    #[test]
+    fn an_authorization_url_carrying_a_parameter_waypass_sets_is_refused_saying_why() {
+        for name in AUTHORIZATION_URL_RESERVED {
+            let url = format!("https://a.test/authorize?audience=api&{name}=x");
+            let err = Connection::new("con_acme".into(), spec_with_authorization_url(&url))
+                .unwrap_err();
+            assert!(
+                err.contains(&format!("authorizationURL must not carry `{name}`")),
+                "{name}: {err}"
+            );
+        }
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?response_mode=form_post"),
+        )
+        .unwrap_err();
+        assert!(err.contains("only the default response_mode (`query`)"), "{err}");
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?scope=openid"),
+        )
+        .unwrap_err();
+        assert!(err.contains("`scope` option"), "{err}");
+        // Other parameters (a provider's own) stay allowed.
+        let conn = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?audience=api&prompt=login"),
+        )
+        .expect("a provider's own parameters are fine");
+        assert_eq!(conn.refused, None);
+    }
+
+    #[test]
+    fn a_stored_connection_breaking_the_authorization_url_rule_loads_refused_at_use() {
+        let spec = spec_with_authorization_url("https://a.test/authorize?response_mode=fragment");
+        let conn = Connection::from_store("con_acme".into(), spec).expect("loads from the store");
+        let why = conn.refused.as_deref().expect("refused at use");
+        assert!(why.contains("response_mode"), "{why}");
     }
 
     #[test]

@@ -202,6 +202,17 @@ impl Broker {
                     format!("connection `{connection_name}` is not enabled for this app"),
                 )
             })?;
+        // A stored connection that breaks a rule added since it was
+        // written: refused here, with the rule, rather than sent on.
+        if let Some(why) = &connection.refused {
+            tracing::error!(connection = %connection.name(), "login refused: {why}");
+            return Err(OAuthError::new(
+                ErrorCode::ServerError,
+                format!(
+                    "connection `{connection_name}` is misconfigured and cannot be used: {why}"
+                ),
+            ));
+        }
 
         let provider_state = self.random.token();
         let binding = self.random.token();

@@ -436,6 +436,23 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_authorization_url_with_response_mode_is_refused_saying_why() {
+        let text = EXAMPLE.replace(
+            "https://id.acme.test/authorize",
+            "https://id.acme.test/authorize?response_mode=form_post",
+        );
+        let err = Config::parse(&text)
+            .and_then(|c| c.connections())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connection `acme`")
+                && err.contains("authorizationURL must not carry `response_mode`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_refused_with_their_name() {
         let err = Config::parse("issuer = \"https://x\"\nlisten_port = 3").unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
