@@ -631,7 +631,9 @@ pub fn check_authorization_url_query(url: &Url) -> Result<(), String> {
             "only the default response_mode (`query`) is supported, and it must not be set there"
                 .to_owned()
         }
-        "scope" => "the scope is sent from the connection's `scope` option; put it there".to_owned(),
+        "scope" => {
+            "the scope is sent from the connection's `scope` option; put it there".to_owned()
+        }
         other => format!("Waypass sets `{other}` itself on every login"),
     };
     Err(format!(
@@ -994,8 +996,8 @@ mod tests {
     fn an_authorization_url_carrying_a_parameter_waypass_sets_is_refused_saying_why() {
         for name in AUTHORIZATION_URL_RESERVED {
             let url = format!("https://a.test/authorize?audience=api&{name}=x");
-            let err = Connection::new("con_acme".into(), spec_with_authorization_url(&url))
-                .unwrap_err();
+            let err =
+                Connection::new("con_acme".into(), spec_with_authorization_url(&url)).unwrap_err();
             assert!(
                 err.contains(&format!("authorizationURL must not carry `{name}`")),
                 "{name}: {err}"
@@ -1006,7 +1008,10 @@ mod tests {
             spec_with_authorization_url("https://a.test/authorize?response_mode=form_post"),
         )
         .unwrap_err();
-        assert!(err.contains("only the default response_mode (`query`)"), "{err}");
+        assert!(
+            err.contains("only the default response_mode (`query`)"),
+            "{err}"
+        );
         let err = Connection::new(
             "con_acme".into(),
             spec_with_authorization_url("https://a.test/authorize?scope=openid"),

@@ -5,6 +5,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::listing::{Fields, ListQuery, Query};
 use super::{
     ApiError, ApiReply, ApiRequest, Caller, SCOPES, WRITE_EGRESS, json_body, method_not_allowed,
 };
@@ -55,20 +56,27 @@ impl Broker {
     ) -> Result<ApiReply, ApiError> {
         match (req.method, seg) {
             (&Method::GET, []) => {
-                let list: Vec<Value> = self
+                // Auth0's paginations and `fields`.
+                let list = ListQuery::parse(&Query::parse(req.query))?;
+                let items = self
                     .store
                     .clients()
                     .await?
                     .into_iter()
-                    .map(|stored| read_stored(stored).map(|c| public_json(&c)))
+                    .map(|stored| {
+                        read_stored(stored).map(|c| (c.client_id.clone(), public_json(&c)))
+                    })
                     .collect::<Result<_, _>>()?;
-                Ok(ApiReply::json(200, Value::Array(list)))
+                Ok(ApiReply::json(200, list.answer("clients", items)))
             }
             (&Method::POST, []) => self.create_client(json_body(req)?, &req.caller).await,
-            (&Method::GET, [id]) => Ok(ApiReply::json(
-                200,
-                public_json(&self.client_record(id).await?),
-            )),
+            (&Method::GET, [id]) => {
+                let fields = Fields::parse(&Query::parse(req.query))?;
+                Ok(ApiReply::json(
+                    200,
+                    fields.apply(public_json(&self.client_record(id).await?)),
+                ))
+            }
             (&Method::PATCH, [id]) => {
                 let mut client = self.client_record(id).await?;
                 self.refuse_config_client(id)?;

@@ -8,6 +8,9 @@
 //! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
 //! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL (or _FILE)
 //! # admin_token_file = "/etc/waypass/admin-token"                               # WAYPASS_ADMIN_TOKEN_FILE
+//! # Serve https yourself (PEM files; both or neither), e.g. for Auth0's SDKs:
+//! # tls_cert = "/etc/waypass/tls/fullchain.pem"
+//! # tls_key = "/etc/waypass/tls/key.pem"
 //!
 //! [[mappers]]
 //! name = "acme-userinfo"
@@ -93,6 +96,12 @@ pub struct Config {
     /// Logins in flight, rate limits, trusted proxies.
     #[serde(default)]
     pub limits: Limits,
+    /// Serve https: a PEM certificate chain (leaf first)…
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// …and its PEM private key. Both or neither.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A mapper component registered by path.
@@ -183,9 +192,14 @@ impl Config {
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
-        for path in [&mut config.admin_token_file, &mut config.mappers_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut config.admin_token_file,
+            &mut config.mappers_dir,
+            &mut config.tls_cert,
+            &mut config.tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -269,6 +283,16 @@ impl Config {
             }
         }
         Ok(clients)
+    }
+
+    /// The TLS acceptor `tls_cert` and `tls_key` make; `None` when neither
+    /// is set (plain HTTP, e.g. behind a proxy that terminates TLS).
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(super::tls::acceptor(cert, key)?)),
+            _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
+        }
     }
 
     /// The connections, checked.
@@ -450,6 +474,15 @@ mod tests {
                 && err.contains("authorizationURL must not carry `response_mode`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_tls_certificate_without_its_key_is_refused() {
+        let config = Config::parse(&format!("tls_cert = \"cert.pem\"\n{EXAMPLE}")).expect("parses");
+        let err = config.tls_acceptor().map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("set both or neither"), "{err}");
+        let plain = Config::parse(EXAMPLE).expect("parses");
+        assert!(plain.tls_acceptor().expect("no TLS").is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod pages;
 pub mod server;
 mod startup;
+pub mod tls;
 mod token;
 
 use std::collections::HashSet;

@@ -306,6 +306,21 @@ impl Broker {
                 "this client may not use client_credentials (it has no management scopes)",
             ));
         }
+        // Auth0's SDKs name the API the token is for: the management API's
+        // identifier, `<issuer>/api/v2/`, the only API Waypass issues
+        // tokens for. Another audience is refused as Auth0 refuses one it
+        // does not know.
+        if let Some(audience) = params.get("audience")
+            && audience != self.management_audience()
+        {
+            return Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                format!(
+                    "Service not found: {audience} (the management API is {})",
+                    self.management_audience()
+                ),
+            ));
+        }
         let scope = match params.get("scope") {
             None => client.scopes.join(" "),
             Some(requested) => {
@@ -345,6 +360,12 @@ impl Broker {
         Ok(
             json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}),
         )
+    }
+
+    /// The management API's identifier, the `audience` of its tokens:
+    /// `<issuer>/api/v2/`, as Auth0 names it.
+    pub fn management_audience(&self) -> String {
+        format!("{}/api/v2/", self.issuer)
     }
 
     /// Handles `/userinfo` (GET or POST) with the request's Authorization header.

@@ -161,6 +161,8 @@ fn config(
         data_dir: options.data_dir.clone(),
         database_url: None,
         admin_token_file: None,
+        tls_cert: None,
+        tls_key: None,
         mappers_dir: None,
         mappers: vec![MapperConfig {
             name: mapper_name.into(),

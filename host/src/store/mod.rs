@@ -270,6 +270,8 @@ pub trait Store: Send + Sync {
         limit: usize,
         email: Option<&str>,
     ) -> Result<Vec<User>, StoreError>;
+    /// How many users [`Store::list_users`] would list over every page.
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
 
     // ---- the catalog: connections, apps, mappers ----
