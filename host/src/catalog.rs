@@ -429,6 +429,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             scopes: vec![],
             require_pkce: true,
+            app_type: None,
+            token_endpoint_auth_method: None,
         };
         store.put_client(&client).await.expect("put");
         assert_eq!(catalog.version(), Some(0), "nothing changes by itself");

@@ -490,3 +490,175 @@ async fn a_management_token_for_another_audience_is_refused() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "access_denied", "{body}");
 }
+
+// ---- application types ----
+
+/// Creates a client through the API; returns the answer.
+async fn create_app(tb: &TestBed, body: serde_json::Value) -> (u16, serde_json::Value) {
+    admin_api(&tb.issuer, reqwest::Method::POST, "clients", Some(body)).await
+}
+
+/// What the token endpoint answers `grant_type` for `client_id`
+/// (authenticated with Basic when it has a secret, `client_id` alone
+/// otherwise): the status and the `error`, if any.
+async fn try_grant(
+    tb: &TestBed,
+    client_id: &str,
+    secret: Option<&str>,
+    grant_type: &str,
+) -> (u16, Option<String>) {
+    let mut form = vec![("grant_type", grant_type)];
+    if grant_type == "authorization_code" {
+        form.extend([
+            ("code", "not-a-code"),
+            ("redirect_uri", "https://x.test/cb"),
+            ("code_verifier", waypass_tests::login::PKCE_VERIFIER),
+        ]);
+    }
+    let mut req = waypass_tests::login::http_client().post(format!("{}/oauth/token", tb.issuer));
+    match secret {
+        Some(secret) => req = req.basic_auth(client_id, Some(secret)),
+        None => form.push(("client_id", client_id)),
+    }
+    let resp = req.form(&form).send().await.expect("token request");
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.expect("json");
+    (status, body["error"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_app_type_may_use_its_grants_and_no_others() {
+    let tb = TestBed::start(|_, _| {}).await;
+    // (app_type, may use authorization_code, may use client_credentials)
+    let table = [
+        ("spa", true, false),
+        ("native", true, false),
+        ("regular_web", true, true),
+        ("non_interactive", false, true),
+    ];
+    for (app_type, codes, credentials) in table {
+        let mut body =
+            json!({"name": app_type, "app_type": app_type, "callbacks": ["https://x.test/cb"]});
+        if credentials {
+            body["scopes"] = json!(["read:users"]);
+        }
+        let (status, app) = create_app(&tb, body).await;
+        assert_eq!(status, 201, "{app_type}: {app}");
+        assert_eq!(app["app_type"], app_type, "{app}");
+        let public = matches!(app_type, "spa" | "native");
+        assert_eq!(
+            app["type"],
+            if public { "public" } else { "confidential" },
+            "{app}"
+        );
+        assert_eq!(app["client_secret"].is_string(), !public, "{app}");
+        if public {
+            assert_eq!(app["token_endpoint_auth_method"], "none", "{app}");
+        }
+        let id = app["client_id"].as_str().expect("id");
+        let secret = app["client_secret"].as_str();
+
+        let (status, error) = try_grant(&tb, id, secret, "authorization_code").await;
+        if codes {
+            // Allowed: the (made-up) code itself is what is refused.
+            assert_eq!(
+                error.as_deref(),
+                Some("invalid_grant"),
+                "{app_type}: {status}"
+            );
+        } else {
+            assert_eq!(error.as_deref(), Some("unauthorized_client"), "{app_type}");
+        }
+        let (status, error) = try_grant(&tb, id, secret, "client_credentials").await;
+        if credentials {
+            assert_eq!((status, error), (200, None), "{app_type}");
+        } else {
+            assert_eq!(error.as_deref(), Some("unauthorized_client"), "{app_type}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_to_machine_app_needs_no_callback_and_cannot_start_a_login() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = create_app(&tb, json!({"name": "cron", "app_type": "regular_web"})).await;
+    assert_eq!(status, 400, "an interactive app needs callbacks: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("callback")),
+        "{body}"
+    );
+    let (status, m2m) = create_app(
+        &tb,
+        json!({"name": "cron", "app_type": "non_interactive", "scopes": ["read:users"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m2m}");
+    assert_eq!(m2m["callbacks"], json!([]), "{m2m}");
+    assert_eq!(m2m["grant_types"], json!(["client_credentials"]), "{m2m}");
+
+    // Even given a callback, it cannot start a login.
+    let (status, m2m) = create_app(
+        &tb,
+        json!({"name": "cron2", "app_type": "non_interactive", "callbacks": [APP_CALLBACK]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m2m}");
+    let id = m2m["client_id"].as_str().expect("id");
+    let url = tb.authorize_url(
+        id,
+        APP_CALLBACK,
+        &[("state", "s"), ("connection", CONNECTION)],
+    );
+    let (status, location, _) = Browser::default().get(&url).await;
+    assert_eq!(status, 302);
+    let location = location.expect("back to the app");
+    assert!(location.contains("error=unauthorized_client"), "{location}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apps_token_endpoint_auth_method_is_the_only_one_it_may_use() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = create_app(
+        &tb,
+        json!({"name": "s", "app_type": "spa", "callbacks": ["https://x.test/cb"],
+               "token_endpoint_auth_method": "client_secret_post"}),
+    )
+    .await;
+    assert_eq!(status, 400, "a spa keeps no secret: {body}");
+    let (status, app) = create_app(
+        &tb,
+        json!({"name": "b", "app_type": "non_interactive", "scopes": ["read:users"],
+               "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let (id, secret) = (
+        app["client_id"].as_str().expect("id"),
+        app["client_secret"].as_str().expect("secret"),
+    );
+    // Basic: its method.
+    let (status, error) = try_grant(&tb, id, Some(secret), "client_credentials").await;
+    assert_eq!((status, error), (200, None));
+    // The secret in the body: refused, though the secret is right.
+    let resp = waypass_tests::login::http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("client_secret_basic")),
+        "{body}"
+    );
+}

@@ -58,8 +58,8 @@ use super::limits::Limits;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks,
-    check_require_pkce,
+    AppType, Client, ClientAuthMethod, ClientType, Connection, ConnectionSpec, SecretSource,
+    app_type_rules, check_app_type, check_require_pkce,
 };
 use crate::secret::SecretHash;
 use crate::store::DatabaseUrl;
@@ -121,6 +121,16 @@ pub struct ClientConfig {
     pub name: Option<String>,
     #[serde(rename = "type", default)]
     pub client_type: ClientType,
+    /// Auth0's `app_type`; when given it decides `type` (`spa`, `native`:
+    /// public; `regular_web`, `non_interactive`: confidential).
+    #[serde(default)]
+    pub app_type: Option<AppType>,
+    /// `none`, `client_secret_post` or `client_secret_basic`, enforced at
+    /// the token endpoint; unset, a confidential app may use either.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Required unless the app is `non_interactive`.
+    #[serde(default)]
     pub callbacks: Vec<String>,
     #[serde(default)]
     pub id_token_signed_response_alg: Option<Alg>,
@@ -335,7 +345,16 @@ fn check_issuer(issuer: &Url) -> Result<(), String> {
 }
 
 fn client(c: &ClientConfig) -> Result<Client, String> {
-    check_callbacks(&c.callbacks)?;
+    let client_type = c
+        .app_type
+        .map_or(c.client_type, |t| app_type_rules(t).client_type);
+    let app_type = c.app_type.unwrap_or(AppType::default_for(client_type));
+    check_app_type(
+        app_type,
+        client_type,
+        c.token_endpoint_auth_method,
+        &c.callbacks,
+    )?;
     // A secret from the file could have been chosen by a person: stored
     // with argon2id. A hash given in the file stays the SHA-256 it is.
     let slow = |secret: &str| ClientSecretHash::slow(secret).map_err(|e| e.to_string());
@@ -363,18 +382,20 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         (None, None, None, None) => None,
         _ => return Err("give the secret one way only".into()),
     };
-    match (c.client_type, &secret_hash) {
+    match (client_type, &secret_hash) {
         (ClientType::Confidential, None) => {
             return Err("a confidential client needs a secret".into());
         }
         (ClientType::Public, Some(_)) => return Err("a public client has no secret".into()),
         _ => {}
     }
-    check_require_pkce(c.client_type, c.require_pkce)?;
+    check_require_pkce(client_type, c.require_pkce)?;
     Ok(Client {
         client_id: c.client_id.clone(),
         name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
-        client_type: c.client_type,
+        client_type,
+        app_type,
+        token_endpoint_auth_method: c.token_endpoint_auth_method,
         secret_hash,
         callbacks: c.callbacks.clone(),
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
@@ -474,6 +495,43 @@ mod tests {
                 && err.contains("authorizationURL must not carry `response_mode`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn app_types_decide_the_client_type_and_a_machine_app_needs_no_callback() {
+        let text = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "cron"
+            app_type = "non_interactive"
+            client_secret = "inline-ok"
+            [[clients]]
+            client_id = "spa"
+            app_type = "spa"
+            callbacks = ["https://spa.example.com/cb"]
+            [[clients]]
+            client_id = "web"
+            app_type = "regular_web"
+            client_secret = "inline-ok"
+            callbacks = ["https://web.example.com/cb"]
+        "#;
+        let clients = Config::parse(text)
+            .expect("parses")
+            .clients()
+            .expect("clients");
+        assert_eq!(clients["cron"].app_type, AppType::NonInteractive);
+        assert!(clients["cron"].callbacks.is_empty());
+        assert_eq!(clients["spa"].client_type, ClientType::Public);
+        let err = Config::parse(&text.replace(
+            r#"callbacks = ["https://web.example.com/cb"]"#,
+            "callbacks = []",
+        ))
+        .expect("parses")
+        .clients()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("callback"), "{err}");
     }
 
     #[test]
