@@ -268,10 +268,17 @@ impl Catalog {
         let mut connections = Vec::new();
         for stored in stored.connections {
             let name = stored.spec.name.clone();
+            // `from_store`: a row stored before a rule it breaks loads,
+            // refused at use, instead of failing the whole catalog.
             match ConnectionRecord::from_stored(stored)
-                .and_then(|record| Connection::new(record.id, record.spec))
+                .and_then(|record| Connection::from_store(record.id, record.spec))
             {
-                Ok(conn) => connections.push(conn),
+                Ok(conn) => {
+                    if let Some(why) = &conn.refused {
+                        tracing::warn!(connection = %name, "logins through this connection are refused until it is fixed: {why}");
+                    }
+                    connections.push(conn);
+                }
                 Err(e) => problems.push(format!("connection `{name}`: {e}")),
             }
         }
@@ -542,6 +549,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             scopes: vec![],
             require_pkce: true,
+            app_type: None,
+            token_endpoint_auth_method: None,
         };
         store.put_client(&client).await.expect("put");
         assert_eq!(catalog.version(), Some(0), "nothing changes by itself");

@@ -98,10 +98,206 @@ pub struct Client {
     /// as `true`.
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// Auth0's application type; it decides the grants the app may use
+    /// ([`app_type_rules`]).
+    pub app_type: AppType,
+    /// How the app must authenticate at the token endpoint; `None` (apps
+    /// written before the field existed, or that never set it) accepts
+    /// either secret method of a confidential app.
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A grant an app may use at the token endpoint (RFC 6749 §4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// The name, as in the configuration, the API, the store and RFC 6749.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "authorization_code" => Ok(Self::AuthorizationCode),
+            "refresh_token" => Ok(Self::RefreshToken),
+            "client_credentials" => Ok(Self::ClientCredentials),
+            other => Err(format!(
+                "grant type `{other}` is not authorization_code, refresh_token or client_credentials"
+            )),
+        }
+    }
+}
+
+/// Auth0's application types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppType {
+    /// A single-page app: runs in the browser, keeps no secret.
+    Spa,
+    /// A server-side web app: keeps a secret.
+    RegularWeb,
+    /// A mobile or desktop app: keeps no secret.
+    Native,
+    /// A machine-to-machine app: no users, no browser.
+    NonInteractive,
+}
+
+impl AppType {
+    /// The name, as in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spa => "spa",
+            Self::RegularWeb => "regular_web",
+            Self::Native => "native",
+            Self::NonInteractive => "non_interactive",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "spa" => Ok(Self::Spa),
+            "regular_web" => Ok(Self::RegularWeb),
+            "native" => Ok(Self::Native),
+            "non_interactive" => Ok(Self::NonInteractive),
+            other => Err(format!(
+                "app_type `{other}` is not spa, regular_web, native or non_interactive"
+            )),
+        }
+    }
+
+    /// The type of an app that names none (written before the field
+    /// existed): a confidential app is a regular web app, a public one a
+    /// single-page app — the grants they had stay theirs.
+    pub fn default_for(client_type: ClientType) -> Self {
+        match client_type {
+            ClientType::Confidential => Self::RegularWeb,
+            ClientType::Public => Self::Spa,
+        }
+    }
+}
+
+/// How an app authenticates at the token endpoint (RFC 6749 §2.3.1;
+/// `none`: a public app, RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    None,
+    ClientSecretPost,
+    ClientSecretBasic,
+}
+
+impl ClientAuthMethod {
+    /// The name, as in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "none" => Ok(Self::None),
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            other => Err(format!(
+                "token_endpoint_auth_method `{other}` is not none, client_secret_post or client_secret_basic"
+            )),
+        }
+    }
+}
+
+/// What an application type implies, as Auth0 has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppTypeRules {
+    /// Public apps keep no secret (`token_endpoint_auth_method` `none`)
+    /// and must use PKCE (RFC 9700 §2.1.1).
+    pub client_type: ClientType,
+    /// Whether the app logs users in, and so needs callback URLs.
+    pub interactive: bool,
+    /// The grants it may use at the token endpoint.
+    pub grants: &'static [GrantType],
+}
+
+/// The rules of each application type: `spa` and `native` are public,
+/// log users in and use codes (and their refresh tokens); `regular_web`
+/// keeps a secret and may also get management tokens; `non_interactive`
+/// (machine to machine) needs no callback and may only use
+/// `client_credentials`.
+pub fn app_type_rules(app_type: AppType) -> AppTypeRules {
+    use GrantType::{AuthorizationCode, ClientCredentials, RefreshToken};
+    match app_type {
+        AppType::Spa | AppType::Native => AppTypeRules {
+            client_type: ClientType::Public,
+            interactive: true,
+            grants: &[AuthorizationCode, RefreshToken],
+        },
+        AppType::RegularWeb => AppTypeRules {
+            client_type: ClientType::Confidential,
+            interactive: true,
+            grants: &[AuthorizationCode, RefreshToken, ClientCredentials],
+        },
+        AppType::NonInteractive => AppTypeRules {
+            client_type: ClientType::Confidential,
+            interactive: false,
+            grants: &[ClientCredentials],
+        },
+    }
+}
+
+/// Checks an app's type against the rest of it: a public type is a public
+/// client authenticating with `none`, a confidential one a confidential
+/// client with a secret method; an interactive app needs callbacks (a
+/// machine-to-machine app may have none, but those it has must be valid).
+pub fn check_app_type(
+    app_type: AppType,
+    client_type: ClientType,
+    auth_method: Option<ClientAuthMethod>,
+    callbacks: &[String],
+) -> Result<(), String> {
+    let rules = app_type_rules(app_type);
+    let name = app_type.as_str();
+    if rules.client_type != client_type {
+        return Err(format!(
+            "app_type {name} is a {} client, not a {} one",
+            rules.client_type.as_str(),
+            client_type.as_str()
+        ));
+    }
+    match (client_type, auth_method) {
+        (ClientType::Public, Some(ClientAuthMethod::None) | None) => {}
+        (ClientType::Public, Some(other)) => {
+            return Err(format!(
+                "app_type {name} keeps no secret: its token_endpoint_auth_method is none, not {}",
+                other.as_str()
+            ));
+        }
+        (ClientType::Confidential, Some(ClientAuthMethod::None)) => {
+            return Err(format!(
+                "app_type {name} authenticates with its secret: token_endpoint_auth_method none is for spa and native apps"
+            ));
+        }
+        (ClientType::Confidential, _) => {}
+    }
+    if rules.interactive || !callbacks.is_empty() {
+        check_callbacks(callbacks)?;
+    }
+    Ok(())
 }
 
 impl ClientType {
@@ -136,13 +332,27 @@ impl Client {
             id_token_alg: self.id_token_alg.as_str().to_owned(),
             scopes: self.scopes.clone(),
             require_pkce: self.require_pkce,
+            app_type: Some(self.app_type.as_str().to_owned()),
+            token_endpoint_auth_method: self
+                .token_endpoint_auth_method
+                .map(|m| m.as_str().to_owned()),
         }
     }
 
     /// Reads a stored client back; the error names the field it refuses.
     pub fn from_stored(stored: StoredClient) -> Result<Self, String> {
+        let client_type = ClientType::parse(&stored.client_type)?;
         Ok(Self {
-            client_type: ClientType::parse(&stored.client_type)?,
+            app_type: match &stored.app_type {
+                Some(name) => AppType::parse(name)?,
+                None => AppType::default_for(client_type),
+            },
+            token_endpoint_auth_method: stored
+                .token_endpoint_auth_method
+                .as_deref()
+                .map(ClientAuthMethod::parse)
+                .transpose()?,
+            client_type,
             secret_hash: stored
                 .secret_hash
                 .as_deref()
@@ -168,6 +378,12 @@ impl Client {
     /// Whether `/authorize` must carry a `code_challenge` for this app.
     pub fn needs_pkce(&self) -> bool {
         self.require_pkce || self.client_type == ClientType::Public
+    }
+
+    /// Whether the app may use `grant`: its type's rules
+    /// ([`app_type_rules`]).
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        app_type_rules(self.app_type).grants.contains(&grant)
     }
 }
 
@@ -742,6 +958,64 @@ pub struct Connection {
     pub sandbox: Sandbox,
     pub settings: Settings,
     pub profile: ProfileSource,
+    /// Why logins through this connection are refused, for a connection
+    /// the store holds from before a rule it breaks (see
+    /// [`Connection::from_store`]); `None` for every connection that checks.
+    pub refused: Option<String>,
+}
+
+/// Parameters Waypass itself sets on the provider's authorization request,
+/// refused inside `authorizationURL`: a value there would be sent twice, and
+/// a provider that reads the URL's copy would get a fixed value instead of
+/// the login's own.
+/// - `response_mode`: Auth0's seed forbids it ("this connection only
+///   supports the default `response_mode` (`query`)"); another mode would
+///   post or fragment the answer where `/login/callback` cannot read it
+///   (OAuth 2.0 Multiple Response Type Encoding Practices §2.1).
+/// - `response_type`, `client_id`, `redirect_uri`, `state`: set by every
+///   request (RFC 6749 §4.1.1); a fixed `state` would defeat its CSRF check
+///   (RFC 6749 §10.12).
+/// - `code_challenge`, `code_challenge_method`: fresh per login (RFC 7636
+///   §4.2, §4.3); a fixed challenge would be PKCE without a secret.
+/// - `nonce`: the app's own, per login (OpenID Connect Core §3.1.2.1);
+///   Waypass does not forward one, and a fixed one protects nothing.
+/// - `scope`: sent from the connection's `scope` option (as Auth0 does);
+///   put the scopes there.
+pub const AUTHORIZATION_URL_RESERVED: [&str; 9] = [
+    "response_mode",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "scope",
+];
+
+/// Refuses an `authorizationURL` whose query carries one of
+/// [`AUTHORIZATION_URL_RESERVED`], saying which and why.
+pub fn check_authorization_url_query(url: &Url) -> Result<(), String> {
+    let Some((name, _)) = url
+        .query_pairs()
+        .find(|(name, _)| AUTHORIZATION_URL_RESERVED.contains(&name.as_ref()))
+    else {
+        return Ok(());
+    };
+    let why = match name.as_ref() {
+        "response_mode" => {
+            "only the default response_mode (`query`) is supported, and it must not be set there"
+                .to_owned()
+        }
+        "scope" => {
+            "the scope is sent from the connection's `scope` option; put it there".to_owned()
+        }
+        other => format!("Waypass sets `{other}` itself on every login"),
+    };
+    Err(format!(
+        "authorizationURL must not carry `{name}`: {why} (remove it from the URL; \
+         static extra parameters go in `authParams`)"
+    ))
 }
 
 impl Connection {
@@ -752,8 +1026,22 @@ impl Connection {
     }
 
     /// Checks `spec` and derives what logins need from it; `id` is the
-    /// management API's id for it.
+    /// management API's id for it. What the API and the configuration file
+    /// write goes through this check.
     pub fn new(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
+        let conn = Self::from_store(id, spec)?;
+        match &conn.refused {
+            Some(why) => Err(why.clone()),
+            None => Ok(conn),
+        }
+    }
+
+    /// [`Connection::new`] for a connection read from the store: one stored
+    /// before the `authorizationURL` rule ([`check_authorization_url_query`])
+    /// existed still loads — one such row must not stop a deployment from
+    /// starting — but every login through it is refused with the rule's
+    /// message ([`Connection::refused`]) until a PATCH fixes the URL.
+    pub fn from_store(id: String, spec: ConnectionSpec) -> Result<Arc<Self>, String> {
         let o = &spec.options;
         let parse = |what: &str, s: &str| -> Result<Url, String> {
             provider_url(s).map_err(|e| format!("{what} {e}"))
@@ -771,6 +1059,9 @@ impl Connection {
             parse(what, s).map(Some)
         };
         let authorization_url = endpoint("authorizationURL", &o.authorization_url)?;
+        let refused = authorization_url
+            .as_ref()
+            .and_then(|u| check_authorization_url_query(u).err());
         let token_url = endpoint("tokenURL", &o.token_url)?;
         for (what, url) in [
             ("jwks_uri", &o.jwks_uri),
@@ -861,6 +1152,7 @@ impl Connection {
             settings,
             profile,
             spec,
+            refused,
         }))
     }
 
@@ -1020,6 +1312,8 @@ mod tests {
             id_token_alg: Alg::Es256,
             scopes: vec!["read:users".into()],
             require_pkce: false,
+            app_type: AppType::NonInteractive,
+            token_endpoint_auth_method: Some(ClientAuthMethod::ClientSecretBasic),
         };
         assert_eq!(Client::from_stored(client.to_stored()), Ok(client));
         let bad = StoredClient {
@@ -1033,6 +1327,8 @@ mod tests {
                 id_token_alg: "RS256".into(),
                 scopes: vec![],
                 require_pkce: true,
+                app_type: None,
+                token_endpoint_auth_method: None,
             })
             .expect("a public client")
             .to_stored()
@@ -1119,6 +1415,58 @@ mod tests {
             let err = Connection::new("con_acme".into(), spec(bad)).unwrap_err();
             assert!(err.contains("issuer"), "{bad}: {err}");
         }
+    }
+
+    fn spec_with_authorization_url(url: &str) -> ConnectionSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "acme",
+            "options": {"authorizationURL": url, "tokenURL": "https://a.test/token",
+                        "client_id": "c", "mapper": "m"}
+        }))
+        .expect("spec")
+    }
+
+    #[test]
+    fn an_authorization_url_carrying_a_parameter_waypass_sets_is_refused_saying_why() {
+        for name in AUTHORIZATION_URL_RESERVED {
+            let url = format!("https://a.test/authorize?audience=api&{name}=x");
+            let err =
+                Connection::new("con_acme".into(), spec_with_authorization_url(&url)).unwrap_err();
+            assert!(
+                err.contains(&format!("authorizationURL must not carry `{name}`")),
+                "{name}: {err}"
+            );
+        }
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?response_mode=form_post"),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("only the default response_mode (`query`)"),
+            "{err}"
+        );
+        let err = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?scope=openid"),
+        )
+        .unwrap_err();
+        assert!(err.contains("`scope` option"), "{err}");
+        // Other parameters (a provider's own) stay allowed.
+        let conn = Connection::new(
+            "con_acme".into(),
+            spec_with_authorization_url("https://a.test/authorize?audience=api&prompt=login"),
+        )
+        .expect("a provider's own parameters are fine");
+        assert_eq!(conn.refused, None);
+    }
+
+    #[test]
+    fn a_stored_connection_breaking_the_authorization_url_rule_loads_refused_at_use() {
+        let spec = spec_with_authorization_url("https://a.test/authorize?response_mode=fragment");
+        let conn = Connection::from_store("con_acme".into(), spec).expect("loads from the store");
+        let why = conn.refused.as_deref().expect("refused at use");
+        assert!(why.contains("response_mode"), "{why}");
     }
 
     #[test]

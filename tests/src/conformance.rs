@@ -936,6 +936,19 @@ pub async fn users_are_paged_and_searched_by_email(store: &dyn Store) {
             "`{pattern}` is matched literally"
         );
     }
+    // `count_users` counts what every page of the same search lists.
+    for (email, expected) in [
+        (None, all.len()),
+        (Some("example.com"), dot_com.len()),
+        (Some("%"), 1),
+        (Some("nobody"), 0),
+    ] {
+        assert_eq!(
+            store.count_users(email).await.expect("count"),
+            expected,
+            "count of {email:?}"
+        );
+    }
     assert_eq!(
         list(0, 100, Some("")).await.expect("search").len(),
         5,

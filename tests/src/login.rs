@@ -155,10 +155,20 @@ impl TestBed {
     pub async fn start(
         customize: impl FnOnce(&mut Vec<serde_json::Value>, &mut Config),
     ) -> TestBed {
+        Self::start_with_tls(customize, None).await
+    }
+
+    /// [`TestBed::start`], serving https with `tls` when given (the
+    /// issuer is then `https://127.0.0.1:PORT`).
+    pub async fn start_with_tls(
+        customize: impl FnOnce(&mut Vec<serde_json::Value>, &mut Config),
+        tls: Option<waypass::broker::tls::TlsAcceptor>,
+    ) -> TestBed {
         let broker_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let issuer = format!("http://{}", broker_listener.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = format!("{scheme}://{}", broker_listener.local_addr().expect("addr"));
         let provider = DevProvider::new()
             .with_client(
                 PROVIDER_CLIENT,
@@ -177,6 +187,8 @@ impl TestBed {
             data_dir: std::env::temp_dir(),
             database_url: None,
             admin_token_file: None,
+            tls_cert: None,
+            tls_key: None,
             mappers_dir: None,
             mappers: Vec::new(),
             clients: vec![
@@ -246,11 +258,19 @@ impl TestBed {
             admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
             limits: config.limits.clone(),
         }));
-        let server = tokio::spawn(waypass::broker::server::serve(
-            broker_listener,
-            broker.clone(),
-            std::future::pending(),
-        ));
+        let server = match tls {
+            Some(tls) => tokio::spawn(waypass::broker::server::serve_tls(
+                broker_listener,
+                tls,
+                broker.clone(),
+                std::future::pending(),
+            )),
+            None => tokio::spawn(waypass::broker::server::serve(
+                broker_listener,
+                broker.clone(),
+                std::future::pending(),
+            )),
+        };
         TestBed {
             broker,
             issuer,

@@ -606,15 +606,20 @@ async fn users_are_listed_searched_by_email_read_and_deleted() {
     let (status, page) = admin_api(
         &tb.issuer,
         reqwest::Method::GET,
-        "users?email=ADA@example",
+        "users?email=ADA@example&include_totals=true",
         None,
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(page["users"][0]["user_id"], user.as_str());
     assert_eq!(page["users"][0]["logins_count"], 1);
+    assert_eq!(page["total"], 1, "{page}");
     let (_, none) = admin_api(&tb.issuer, reqwest::Method::GET, "users?email=nobody", None).await;
-    assert_eq!(none["users"], json!([]));
+    assert_eq!(
+        none,
+        json!([]),
+        "without include_totals: Auth0's bare array"
+    );
     let path = format!("users/{}", user.replace('|', "%7C"));
     let (status, got) = admin_api(&tb.issuer, reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 200);

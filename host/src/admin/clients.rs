@@ -5,13 +5,17 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::listing::{Fields, ListQuery, Query};
 use super::{
     ApiError, ApiReply, ApiRequest, Caller, SCOPES, WRITE_EGRESS, json_body, method_not_allowed,
 };
 use crate::broker::Broker;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
-use crate::model::{Client, ClientType, check_callbacks, check_require_pkce};
+use crate::model::{
+    AppType, Client, ClientAuthMethod, ClientType, app_type_rules, check_app_type,
+    check_require_pkce,
+};
 
 /// The scope that lets a management client set clients' `scopes` (Auth0
 /// splits this power into `create:client_grants` and
@@ -45,6 +49,12 @@ struct ClientBody {
     /// PKCE at `/authorize` (default true; public apps cannot turn it off).
     #[serde(default)]
     require_pkce: Option<bool>,
+    /// Auth0's `app_type`; it decides `type` and the grants.
+    #[serde(default)]
+    app_type: Option<AppType>,
+    /// Enforced at the token endpoint.
+    #[serde(default)]
+    token_endpoint_auth_method: Option<ClientAuthMethod>,
 }
 
 impl Broker {
@@ -55,20 +65,27 @@ impl Broker {
     ) -> Result<ApiReply, ApiError> {
         match (req.method, seg) {
             (&Method::GET, []) => {
-                let list: Vec<Value> = self
+                // Auth0's paginations and `fields`.
+                let list = ListQuery::parse(&Query::parse(req.query))?;
+                let items = self
                     .store
                     .clients()
                     .await?
                     .into_iter()
-                    .map(|stored| read_stored(stored).map(|c| public_json(&c)))
+                    .map(|stored| {
+                        read_stored(stored).map(|c| (c.client_id.clone(), public_json(&c)))
+                    })
                     .collect::<Result<_, _>>()?;
-                Ok(ApiReply::json(200, Value::Array(list)))
+                Ok(ApiReply::json(200, list.answer("clients", items)))
             }
             (&Method::POST, []) => self.create_client(json_body(req)?, &req.caller).await,
-            (&Method::GET, [id]) => Ok(ApiReply::json(
-                200,
-                public_json(&self.client_record(id).await?),
-            )),
+            (&Method::GET, [id]) => {
+                let fields = Fields::parse(&Query::parse(req.query))?;
+                Ok(ApiReply::json(
+                    200,
+                    fields.apply(public_json(&self.client_record(id).await?)),
+                ))
+            }
             (&Method::PATCH, [id]) => {
                 let mut client = self.client_record(id).await?;
                 self.refuse_config_client(id)?;
@@ -77,6 +94,16 @@ impl Broker {
                     return Err(ApiError::bad_request(
                         "client_id and type cannot be changed",
                     ));
+                }
+                if let Some(app_type) = body.app_type
+                    && app_type_rules(app_type).client_type != client.client_type
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "app_type {} is a {} client; this one is {} (create a new client)",
+                        app_type.as_str(),
+                        app_type_rules(app_type).client_type.as_str(),
+                        client.client_type.as_str()
+                    )));
                 }
                 if let Some(scopes) = &body.scopes {
                     check_grant(&req.caller, &client.scopes, scopes)?;
@@ -174,7 +201,19 @@ impl Broker {
         if let Some(scopes) = &body.scopes {
             check_grant(caller, &[], scopes)?;
         }
-        let client_type = body.client_type.unwrap_or_default();
+        // `app_type` decides the type; `type` alone is Waypass's older way.
+        let client_type = match (body.app_type, body.client_type) {
+            (Some(app_type), Some(given)) if app_type_rules(app_type).client_type != given => {
+                return Err(ApiError::bad_request(format!(
+                    "app_type {} is a {} client, not {}",
+                    app_type.as_str(),
+                    app_type_rules(app_type).client_type.as_str(),
+                    given.as_str()
+                )));
+            }
+            (Some(app_type), _) => app_type_rules(app_type).client_type,
+            (None, given) => given.unwrap_or_default(),
+        };
         let client_id = match &body.client_id {
             Some(id)
                 if !id.is_empty()
@@ -213,9 +252,10 @@ impl Broker {
             id_token_alg: Alg::Rs256,
             scopes: Vec::new(),
             require_pkce: true,
+            app_type: AppType::default_for(client_type),
+            token_endpoint_auth_method: None,
         };
         apply(&mut client, body)?;
-        check_callbacks(&client.callbacks).map_err(ApiError::bad_request)?;
         if client.name.is_empty() {
             client.name = client.client_id.clone();
         }
@@ -319,9 +359,23 @@ fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
         client.name = name;
     }
     if let Some(callbacks) = body.callbacks {
-        check_callbacks(&callbacks).map_err(ApiError::bad_request)?;
         client.callbacks = callbacks;
     }
+    if let Some(app_type) = body.app_type {
+        client.app_type = app_type;
+    }
+    if let Some(method) = body.token_endpoint_auth_method {
+        client.token_endpoint_auth_method = Some(method);
+    }
+    // The type's rules: callbacks (none needed by a machine-to-machine
+    // app), the authentication method.
+    check_app_type(
+        client.app_type,
+        client.client_type,
+        client.token_endpoint_auth_method,
+        &client.callbacks,
+    )
+    .map_err(ApiError::bad_request)?;
     if let Some(alg) = body.id_token_signed_response_alg {
         client.id_token_alg = alg;
     }
@@ -353,10 +407,20 @@ fn read_stored(stored: crate::store::StoredClient) -> Result<Client, ApiError> {
 
 /// The client as the API shows it: never the secret or its hash.
 fn public_json(c: &Client) -> Value {
+    let rules = app_type_rules(c.app_type);
+    let grant_types: Vec<&str> = rules.grants.iter().map(|g| g.as_str()).collect();
+    // A public app's method is `none` whether or not it was set.
+    let auth_method = match c.client_type {
+        ClientType::Public => Some(ClientAuthMethod::None),
+        ClientType::Confidential => c.token_endpoint_auth_method,
+    };
     json!({
         "client_id": c.client_id,
         "name": c.name,
         "type": c.client_type,
+        "app_type": c.app_type,
+        "token_endpoint_auth_method": auth_method,
+        "grant_types": grant_types,
         "callbacks": c.callbacks,
         "id_token_signed_response_alg": c.id_token_alg,
         "scopes": c.scopes,
@@ -403,6 +467,8 @@ mod tests {
             id_token_alg: Alg::Rs256,
             scopes: strings(&["write:egress"]),
             require_pkce: true,
+            app_type: AppType::NonInteractive,
+            token_endpoint_auth_method: None,
         };
         assert_eq!(
             check_may_act_as(&holder, &client).map_err(|e| e.status),

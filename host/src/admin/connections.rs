@@ -2,9 +2,10 @@
 //! delete, and `try`.
 
 use http::Method;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::listing::{Fields, ListQuery, Paging, Query};
 use super::{ApiError, ApiReply, ApiRequest, Caller, WRITE_EGRESS, json_body, method_not_allowed};
 use crate::broker::Broker;
 use crate::catalog::registry::parse_ref;
@@ -29,21 +30,20 @@ impl Broker {
         caller: &Caller,
     ) -> Result<ApiReply, ApiError> {
         match (req.method, seg) {
-            (&Method::GET, []) => {
-                let list: Vec<Value> = self
-                    .store
-                    .connections()
-                    .await?
-                    .into_iter()
-                    .map(|stored| read_stored(stored).map(|record| public_json(&record)))
-                    .collect::<Result<_, _>>()?;
-                Ok(ApiReply::json(200, Value::Array(list)))
-            }
+            (&Method::GET, []) => self.list_connections(req.query).await,
             (&Method::POST, []) => self.create_connection(json_body(req)?, caller).await,
-            (&Method::GET, [id]) => Ok(ApiReply::json(
-                200,
-                public_json(&self.connection_record(id).await?),
-            )),
+            (&Method::GET, [id]) => {
+                let fields = Fields::parse(&Query::parse(req.query))?;
+                Ok(ApiReply::json(
+                    200,
+                    fields.apply(public_json(&self.connection_record(id).await?)),
+                ))
+            }
+            (&Method::GET, [id, "clients"]) => self.connection_clients(id, req.query).await,
+            (&Method::PATCH, [id, "clients"]) => {
+                self.patch_connection_clients(id, json_body(req)?, caller)
+                    .await
+            }
             (&Method::PATCH, [id]) => self.patch_connection(id, json_body(req)?, caller).await,
             (&Method::DELETE, [id]) => {
                 let record = self.connection_record(id).await?;
@@ -75,6 +75,88 @@ impl Broker {
             }
             _ => Err(method_not_allowed()),
         }
+    }
+
+    /// `GET /connections`: Auth0's paginations and fields, filtered by
+    /// `strategy` (any of those given; every connection here is `oauth2`)
+    /// and `name` (exact).
+    async fn list_connections(&self, query: &str) -> Result<ApiReply, ApiError> {
+        let query = Query::parse(query);
+        let list = ListQuery::parse(&query)?;
+        let strategies: Vec<&str> = query.all("strategy").collect();
+        if !strategies.is_empty() && !strategies.contains(&STRATEGY) {
+            return Ok(ApiReply::json(200, list.answer("connections", Vec::new())));
+        }
+        let name = query.get("name");
+        let items = self
+            .store
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|stored| name.is_none_or(|n| stored.spec.name == n))
+            .map(|stored| {
+                read_stored(stored).map(|record| (record.id.clone(), public_json(&record)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ApiReply::json(200, list.answer("connections", items)))
+    }
+
+    /// `GET /connections/{id}/clients`: the apps the connection is enabled
+    /// for, as Auth0 answers it (`{clients: [{client_id}], next}`, paged by
+    /// `from` / `take`).
+    async fn connection_clients(&self, id: &str, query: &str) -> Result<ApiReply, ApiError> {
+        let record = self.connection_record(id).await?;
+        let mut list = ListQuery::parse(&Query::parse(query))?;
+        // Auth0 pages this list by checkpoint only.
+        if let Paging::Offset { per_page, .. } = list.paging {
+            list.paging = Paging::Checkpoint {
+                from: None,
+                take: per_page,
+            };
+        }
+        let items = record
+            .spec
+            .enabled_clients
+            .iter()
+            .map(|client_id| {
+                let item = serde_json::to_value(EnabledClient { client_id }).unwrap_or_default();
+                (client_id.clone(), item)
+            })
+            .collect();
+        Ok(ApiReply::json(200, list.answer("clients", items)))
+    }
+
+    /// `PATCH /connections/{id}/clients` with Auth0's body
+    /// `[{client_id, status}]`: enables (`true`) or disables (`false`) the
+    /// connection for each app; 204.
+    async fn patch_connection_clients(
+        &self,
+        id: &str,
+        body: Value,
+        caller: &Caller,
+    ) -> Result<ApiReply, ApiError> {
+        let changes: Vec<EnabledClientChange> = serde_json::from_value(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "send an array of {{\"client_id\", \"status\"}}: {e}"
+            ))
+        })?;
+        if changes.len() > MAX_ENABLED_CLIENT_CHANGES {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_ENABLED_CLIENT_CHANGES} clients per request"
+            )));
+        }
+        let mut record = self.connection_record(id).await?;
+        self.refuse_config_connection(&record)?;
+        let before = record.clone();
+        let enabled = &mut record.spec.enabled_clients;
+        for change in changes {
+            enabled.retain(|c| *c != change.client_id);
+            if change.status {
+                enabled.push(change.client_id);
+            }
+        }
+        self.save_connection(&record, caller, Some(&before)).await?;
+        Ok(ApiReply::no_content())
     }
 
     async fn connection_record(&self, id: &str) -> Result<ConnectionRecord, ApiError> {
@@ -352,6 +434,28 @@ fn script_error(e: &ScriptError) -> ApiError {
     }
 }
 
+/// The only strategy Waypass serves: Auth0's generic OAuth2 connection.
+const STRATEGY: &str = "oauth2";
+
+/// Most apps one `PATCH /connections/{id}/clients` may change: Auth0's
+/// own limit, keeping one request's work bounded.
+const MAX_ENABLED_CLIENT_CHANGES: usize = 50;
+
+/// One entry of `GET /connections/{id}/clients`.
+#[derive(Serialize)]
+struct EnabledClient<'a> {
+    client_id: &'a str,
+}
+
+/// One entry of `PATCH /connections/{id}/clients`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnabledClientChange {
+    client_id: String,
+    /// Whether the connection is enabled for the app.
+    status: bool,
+}
+
 /// A connection as the API shows it: Auth0's shape, the spec's own
 /// serialisation, which leaves the write-only secrets out.
 #[derive(Serialize)]
@@ -365,7 +469,7 @@ struct PublicConnection<'a> {
 fn public_json(record: &ConnectionRecord) -> Value {
     serde_json::to_value(PublicConnection {
         id: &record.id,
-        strategy: "oauth2",
+        strategy: STRATEGY,
         spec: &record.spec,
     })
     .unwrap_or_default()
@@ -385,7 +489,7 @@ fn read_stored(stored: crate::store::StoredConnection) -> Result<ConnectionRecor
 fn without_strategy(mut body: Value) -> Result<Value, ApiError> {
     if let Some(obj) = body.as_object_mut()
         && let Some(strategy) = obj.remove("strategy")
-        && strategy != "oauth2"
+        && strategy != STRATEGY
     {
         return Err(ApiError::bad_request(format!(
             "strategy {strategy} is not supported; use \"oauth2\""

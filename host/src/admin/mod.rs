@@ -9,12 +9,13 @@
 //! it) and loses a scope the client loses. Setting a client's scopes needs
 //! `write:client_grants` as well, and grants at most what the caller holds.
 //! 401 means no valid token, 403 a valid token without the scope. Errors
-//! are `{statusCode, error, message}`.
+//! are Auth0's `{statusCode, error, message, errorCode}`.
 
 mod actions;
 mod clients;
 mod connections;
 mod keys;
+pub mod listing;
 mod logs;
 mod mappers;
 mod users;
@@ -22,7 +23,7 @@ pub mod watch;
 
 use bytes::Bytes;
 use http::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::broker::Broker;
 use crate::secret::SecretHash;
@@ -95,6 +96,9 @@ impl ApiReply {
 pub struct ApiError {
     pub status: u16,
     pub message: String,
+    /// Auth0's machine-readable `errorCode`; `None` derives it from the
+    /// status ([`ApiError::error_code`]).
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -102,7 +106,34 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same error with Auth0's `errorCode` `code`.
+    pub fn with_code(self, code: &'static str) -> Self {
+        Self {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// The `errorCode` the body carries: the one set, else Auth0's for the
+    /// status.
+    pub fn error_code(&self) -> &'static str {
+        self.code.unwrap_or(match self.status {
+            400 => "invalid_body",
+            401 => "invalid_token",
+            403 => "insufficient_scope",
+            404 => "inexistent_resource",
+            405 => "method_not_allowed",
+            409 => "conflict",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            429 => "too_many_requests",
+            503 => "service_unavailable",
+            _ => "internal_error",
+        })
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -110,7 +141,15 @@ impl ApiError {
     }
 
     fn not_found(what: impl Into<String>) -> Self {
-        Self::new(404, format!("{} not found", what.into()))
+        let what = what.into();
+        // Auth0's codes name the resource: `inexistent_connection`, …
+        let code = match what.split(' ').next() {
+            Some("connection") => "inexistent_connection",
+            Some("client") => "inexistent_client",
+            Some("user") => "inexistent_user",
+            _ => "inexistent_resource",
+        };
+        Self::new(404, format!("{what} not found")).with_code(code)
     }
 
     /// The error as the API answers it.
@@ -129,10 +168,13 @@ impl ApiError {
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         };
-        ApiReply::json(
-            self.status,
-            json!({"statusCode": self.status, "error": error, "message": self.message}),
-        )
+        let body = ErrorBody {
+            status_code: self.status,
+            error,
+            message: &self.message,
+            error_code: self.error_code(),
+        };
+        ApiReply::json(self.status, serde_json::to_value(body).unwrap_or_default())
     }
 }
 
@@ -151,6 +193,16 @@ impl From<crate::store::StoreError> for ApiError {
             }
         }
     }
+}
+
+/// Auth0's error body.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    status_code: u16,
+    error: &'a str,
+    message: &'a str,
+    error_code: &'a str,
 }
 
 /// Who is calling, for `created_by` and logs.

@@ -1,18 +1,14 @@
-//! `/api/v2/users`: list (paged, searchable by email), get, update the
-//! metadata (Auth0's merge), delete.
+//! `/api/v2/users`: list (Auth0's offset pagination, searchable by
+//! email), get, update the metadata (Auth0's merge), delete.
 
 use http::Method;
 use serde_json::{Value, json};
 
+use super::listing::{Fields, ListQuery, Paging, Query};
 use super::{ApiError, ApiReply, ApiRequest, method_not_allowed};
 use crate::broker::Broker;
-use crate::broker::oauth::Params;
 use crate::store::{Metadata, User};
 use serde::Deserialize;
-
-/// Users per page unless `per_page` says otherwise, and at most.
-const DEFAULT_PER_PAGE: usize = 50;
-const MAX_PER_PAGE: usize = 100;
 
 impl Broker {
     pub(super) async fn users_api(
@@ -22,37 +18,43 @@ impl Broker {
     ) -> Result<ApiReply, ApiError> {
         match (req.method, seg) {
             (&Method::GET, []) => {
-                let params =
-                    Params::parse(req.query).map_err(|e| ApiError::bad_request(e.description))?;
-                let number = |name: &str, default: usize| -> Result<usize, ApiError> {
-                    params
-                        .get(name)
-                        .map(|v| {
-                            v.parse().map_err(|_| {
-                                ApiError::bad_request(format!("`{name}` must be a number"))
-                            })
-                        })
-                        .unwrap_or(Ok(default))
+                // Auth0's offset pagination and `fields`; `email` searches
+                // (case-insensitive substring). Cut by the store, ordered by
+                // user id.
+                let query = Query::parse(req.query);
+                let list = ListQuery::parse(&query)?;
+                let Paging::Offset {
+                    page,
+                    per_page,
+                    totals,
+                } = list.paging
+                else {
+                    return Err(ApiError::bad_request(
+                        "users are paged with `page` and `per_page`",
+                    )
+                    .with_code("invalid_query_string"));
                 };
-                let per_page = number("per_page", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
-                let page = number("page", 0)?;
-                let users = self
-                    .store
-                    .list_users(page.saturating_mul(per_page), per_page, params.get("email"))
-                    .await?;
-                let list: Vec<Value> = users.iter().map(public_json).collect();
+                let email = query.get("email");
+                let start = page.saturating_mul(per_page);
+                let users = self.store.list_users(start, per_page, email).await?;
+                let users: Vec<Value> = users.iter().map(|u| list.select(public_json(u))).collect();
+                if !totals {
+                    return Ok(ApiReply::json(200, Value::Array(users)));
+                }
+                let total = self.store.count_users(email).await?;
                 Ok(ApiReply::json(
                     200,
-                    json!({"page": page, "per_page": per_page, "users": list}),
+                    list.offset_page("users", start, per_page, total, users),
                 ))
             }
             (&Method::GET, [id]) => {
+                let fields = Fields::parse(&Query::parse(req.query))?;
                 let user = self
                     .store
                     .get_user(id)
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
-                Ok(ApiReply::json(200, public_json(&user)))
+                Ok(ApiReply::json(200, fields.apply(public_json(&user))))
             }
             (&Method::PATCH, [id]) => {
                 let body: MetadataPatch = serde_json::from_value(super::json_body(req)?)

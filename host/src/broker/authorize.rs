@@ -8,7 +8,7 @@ use url::Url;
 use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
 use super::{Broker, LOGIN_TRANSACTION_TTL};
-use crate::model::{Client, Connection};
+use crate::model::{Client, Connection, GrantType};
 use crate::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
 use crate::store::{LoginTransaction, PutTransaction};
 
@@ -183,6 +183,17 @@ impl Broker {
                 "this app must use PKCE (code_challenge with code_challenge_method=S256)",
             ));
         }
+        // RFC 6749 §4.1.2.1: an app whose type may not use codes (a
+        // machine-to-machine app) is unauthorized_client here already.
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!(
+                    "a {} app does not log users in (it may only use client_credentials)",
+                    client.app_type.as_str()
+                ),
+            ));
+        }
         let Some(connection_name) = params.get("connection") else {
             // The page's links repeat this request with `connection` added.
             let mut repeat = url::form_urlencoded::Serializer::new(String::new());
@@ -202,6 +213,17 @@ impl Broker {
                     format!("connection `{connection_name}` is not enabled for this app"),
                 )
             })?;
+        // A stored connection that breaks a rule added since it was
+        // written: refused here, with the rule, rather than sent on.
+        if let Some(why) = &connection.refused {
+            tracing::error!(connection = %connection.name(), "login refused: {why}");
+            return Err(OAuthError::new(
+                ErrorCode::ServerError,
+                format!(
+                    "connection `{connection_name}` is misconfigured and cannot be used: {why}"
+                ),
+            ));
+        }
 
         let provider_state = self.random.token();
         let binding = self.random.token();

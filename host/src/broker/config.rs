@@ -8,6 +8,9 @@
 //! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
 //! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL (or _FILE)
 //! # admin_token_file = "/etc/waypass/admin-token"                               # WAYPASS_ADMIN_TOKEN_FILE
+//! # Serve https yourself (PEM files; both or neither), e.g. for Auth0's SDKs:
+//! # tls_cert = "/etc/waypass/tls/fullchain.pem"
+//! # tls_key = "/etc/waypass/tls/key.pem"
 //!
 //! [[mappers]]
 //! name = "acme-userinfo"
@@ -55,8 +58,8 @@ use super::limits::Limits;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    Client, ClientType, Connection, ConnectionSpec, SecretSource, check_callbacks,
-    check_require_pkce,
+    AppType, Client, ClientAuthMethod, ClientType, Connection, ConnectionSpec, SecretSource,
+    app_type_rules, check_app_type, check_require_pkce,
 };
 use crate::secret::SecretHash;
 use crate::store::DatabaseUrl;
@@ -93,6 +96,12 @@ pub struct Config {
     /// Logins in flight, rate limits, trusted proxies.
     #[serde(default)]
     pub limits: Limits,
+    /// Serve https: a PEM certificate chain (leaf first)…
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// …and its PEM private key. Both or neither.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// An address serving `/metrics` without authentication, for a
     /// scraper inside the network (e.g. `127.0.0.1:9100`); none by default
     /// (the main listener serves `/metrics` to a `read:metrics` token).
@@ -124,6 +133,16 @@ pub struct ClientConfig {
     pub name: Option<String>,
     #[serde(rename = "type", default)]
     pub client_type: ClientType,
+    /// Auth0's `app_type`; when given it decides `type` (`spa`, `native`:
+    /// public; `regular_web`, `non_interactive`: confidential).
+    #[serde(default)]
+    pub app_type: Option<AppType>,
+    /// `none`, `client_secret_post` or `client_secret_basic`, enforced at
+    /// the token endpoint; unset, a confidential app may use either.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Required unless the app is `non_interactive`.
+    #[serde(default)]
     pub callbacks: Vec<String>,
     #[serde(default)]
     pub id_token_signed_response_alg: Option<Alg>,
@@ -195,9 +214,14 @@ impl Config {
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
-        for path in [&mut config.admin_token_file, &mut config.mappers_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut config.admin_token_file,
+            &mut config.mappers_dir,
+            &mut config.tls_cert,
+            &mut config.tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -283,6 +307,16 @@ impl Config {
         Ok(clients)
     }
 
+    /// The TLS acceptor `tls_cert` and `tls_key` make; `None` when neither
+    /// is set (plain HTTP, e.g. behind a proxy that terminates TLS).
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(super::tls::acceptor(cert, key)?)),
+            _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
+        }
+    }
+
     /// The connections, checked.
     pub fn connections(&self) -> anyhow::Result<HashMap<String, Arc<Connection>>> {
         let mut connections = HashMap::new();
@@ -323,7 +357,16 @@ fn check_issuer(issuer: &Url) -> Result<(), String> {
 }
 
 fn client(c: &ClientConfig) -> Result<Client, String> {
-    check_callbacks(&c.callbacks)?;
+    let client_type = c
+        .app_type
+        .map_or(c.client_type, |t| app_type_rules(t).client_type);
+    let app_type = c.app_type.unwrap_or(AppType::default_for(client_type));
+    check_app_type(
+        app_type,
+        client_type,
+        c.token_endpoint_auth_method,
+        &c.callbacks,
+    )?;
     // A secret from the file could have been chosen by a person: stored
     // with argon2id. A hash given in the file stays the SHA-256 it is.
     let slow = |secret: &str| ClientSecretHash::slow(secret).map_err(|e| e.to_string());
@@ -351,18 +394,20 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         (None, None, None, None) => None,
         _ => return Err("give the secret one way only".into()),
     };
-    match (c.client_type, &secret_hash) {
+    match (client_type, &secret_hash) {
         (ClientType::Confidential, None) => {
             return Err("a confidential client needs a secret".into());
         }
         (ClientType::Public, Some(_)) => return Err("a public client has no secret".into()),
         _ => {}
     }
-    check_require_pkce(c.client_type, c.require_pkce)?;
+    check_require_pkce(client_type, c.require_pkce)?;
     Ok(Client {
         client_id: c.client_id.clone(),
         name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
-        client_type: c.client_type,
+        client_type,
+        app_type,
+        token_endpoint_auth_method: c.token_endpoint_auth_method,
         secret_hash,
         callbacks: c.callbacks.clone(),
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
@@ -445,6 +490,69 @@ mod tests {
             "{:?}",
             legacy.profile
         );
+    }
+
+    #[test]
+    fn a_configured_authorization_url_with_response_mode_is_refused_saying_why() {
+        let text = EXAMPLE.replace(
+            "https://id.acme.test/authorize",
+            "https://id.acme.test/authorize?response_mode=form_post",
+        );
+        let err = Config::parse(&text)
+            .and_then(|c| c.connections())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connection `acme`")
+                && err.contains("authorizationURL must not carry `response_mode`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn app_types_decide_the_client_type_and_a_machine_app_needs_no_callback() {
+        let text = r#"
+            issuer = "https://login.example.com"
+            [[clients]]
+            client_id = "cron"
+            app_type = "non_interactive"
+            client_secret = "inline-ok"
+            [[clients]]
+            client_id = "spa"
+            app_type = "spa"
+            callbacks = ["https://spa.example.com/cb"]
+            [[clients]]
+            client_id = "web"
+            app_type = "regular_web"
+            client_secret = "inline-ok"
+            callbacks = ["https://web.example.com/cb"]
+        "#;
+        let clients = Config::parse(text)
+            .expect("parses")
+            .clients()
+            .expect("clients");
+        assert_eq!(clients["cron"].app_type, AppType::NonInteractive);
+        assert!(clients["cron"].callbacks.is_empty());
+        assert_eq!(clients["spa"].client_type, ClientType::Public);
+        let err = Config::parse(&text.replace(
+            r#"callbacks = ["https://web.example.com/cb"]"#,
+            "callbacks = []",
+        ))
+        .expect("parses")
+        .clients()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("callback"), "{err}");
+    }
+
+    #[test]
+    fn a_tls_certificate_without_its_key_is_refused() {
+        let config = Config::parse(&format!("tls_cert = \"cert.pem\"\n{EXAMPLE}")).expect("parses");
+        let err = config.tls_acceptor().map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("set both or neither"), "{err}");
+        let plain = Config::parse(EXAMPLE).expect("parses");
+        assert!(plain.tls_acceptor().expect("no TLS").is_none());
     }
 
     #[test]

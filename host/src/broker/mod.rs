@@ -19,6 +19,7 @@ pub mod pages;
 pub mod rotation;
 pub mod server;
 mod startup;
+pub mod tls;
 mod token;
 
 use std::collections::HashSet;

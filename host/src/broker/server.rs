@@ -58,6 +58,27 @@ type Body = Full<Bytes>;
 /// Serves `broker` on `listener` until `shutdown` resolves, then lets
 /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    serve_on(listener, None, broker, shutdown).await;
+}
+
+/// [`serve`] over TLS: each connection's handshake runs in its own task,
+/// bounded by [`super::tls::HANDSHAKE_TIMEOUT`] (a failed or stalled one
+/// closes that connection only).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_on(listener, Some(tls), broker, shutdown).await;
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let sweeper = tokio::spawn(sweep_on_timer(broker.clone()));
@@ -80,14 +101,31 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
                     let broker = broker.clone();
                     async move { Ok::<_, Infallible>(handle_counted(&broker, req, peer.ip()).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(tls) => {
+                        let (tls, watcher) = (tls.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                                    let _ = watcher.watch(conn).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

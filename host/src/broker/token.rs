@@ -11,7 +11,7 @@ use super::oauth::{ErrorCode, OAuthError, Params, basic_credentials, bearer_toke
 use super::{Broker, TOKEN_TTL};
 use crate::keys::Alg;
 use crate::mapper::Profile;
-use crate::model::{Client, ClientType};
+use crate::model::{Client, ClientAuthMethod, ClientType, GrantType};
 use crate::secret::{SecretHash, ct_eq, pkce_challenge, pkce_value_is_valid};
 use crate::store::{AccessGrant, User};
 
@@ -126,7 +126,21 @@ impl Broker {
                         self.rate.token_failure(from, claimed.as_deref());
                     }
                 })?;
-            match params.require("grant_type")? {
+            let grant = params.require("grant_type")?;
+            // RFC 6749 §5.2: a grant the app's type does not allow is
+            // unauthorized_client (`app_type_rules`).
+            if let Ok(known) = GrantType::parse(grant)
+                && !client.allows_grant(known)
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    format!(
+                        "a {} app may not use the {grant} grant",
+                        client.app_type.as_str()
+                    ),
+                ));
+            }
+            match grant {
                 "authorization_code" => self.redeem_code(&params, &client).await,
                 "client_credentials" => self.client_credentials(&params, &client).await,
                 other => Err(OAuthError::new(
@@ -176,6 +190,13 @@ impl Broker {
         authorization: Option<&str>,
     ) -> Result<std::sync::Arc<Client>, OAuthError> {
         let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidClient, d);
+        let used = if authorization.and_then(basic_credentials).is_some() {
+            ClientAuthMethod::ClientSecretBasic
+        } else if params.get("client_secret").is_some() {
+            ClientAuthMethod::ClientSecretPost
+        } else {
+            ClientAuthMethod::None
+        };
         let (client_id, secret) = match authorization.and_then(basic_credentials) {
             Some(encoded) => {
                 if params.get("client_secret").is_some() {
@@ -199,18 +220,32 @@ impl Broker {
         let client = self
             .client(&client_id)
             .ok_or_else(|| invalid("unknown client or bad credentials"))?;
-        match (client.client_type, &client.secret_hash, secret) {
-            (ClientType::Confidential, Some(hash), Some(secret))
-                if self
-                    .client_secrets
+        let authenticated = match (client.client_type, &client.secret_hash, secret) {
+            (ClientType::Confidential, Some(hash), Some(secret)) => {
+                self.client_secrets
                     .verify(&client.client_id, hash, &secret)
-                    .await =>
-            {
-                Ok(client)
+                    .await
             }
-            (ClientType::Public, None, None) => Ok(client),
-            _ => Err(invalid("unknown client or bad credentials")),
+            (ClientType::Public, None, None) => true,
+            _ => false,
+        };
+        if !authenticated {
+            return Err(invalid("unknown client or bad credentials"));
         }
+        // The app's `token_endpoint_auth_method`, when set, is the only
+        // one it may use (RFC 7591 §2; RFC 6749 §5.2: invalid_client).
+        // Checked once the secret is, so it tells nothing to a guesser.
+        if let Some(required) = client.token_endpoint_auth_method
+            && client.client_type == ClientType::Confidential
+            && required != used
+        {
+            return Err(invalid(&format!(
+                "this app authenticates with {}, not {}",
+                required.as_str(),
+                used.as_str()
+            )));
+        }
+        Ok(client)
     }
 
     async fn redeem_code(&self, params: &Params, client: &Client) -> Result<Value, OAuthError> {
@@ -317,6 +352,21 @@ impl Broker {
                 "this client may not use client_credentials (it has no management scopes)",
             ));
         }
+        // Auth0's SDKs name the API the token is for: the management API's
+        // identifier, `<issuer>/api/v2/`, the only API Waypass issues
+        // tokens for. Another audience is refused as Auth0 refuses one it
+        // does not know.
+        if let Some(audience) = params.get("audience")
+            && audience != self.management_audience()
+        {
+            return Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                format!(
+                    "Service not found: {audience} (the management API is {})",
+                    self.management_audience()
+                ),
+            ));
+        }
         let scope = match params.get("scope") {
             None => client.scopes.join(" "),
             Some(requested) => {
@@ -356,6 +406,12 @@ impl Broker {
         Ok(
             json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}),
         )
+    }
+
+    /// The management API's identifier, the `audience` of its tokens:
+    /// `<issuer>/api/v2/`, as Auth0 names it.
+    pub fn management_audience(&self) -> String {
+        format!("{}/api/v2/", self.issuer)
     }
 
     /// Handles `/userinfo` (GET or POST) with the request's Authorization header.

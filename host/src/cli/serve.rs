@@ -21,6 +21,7 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let tls = config.tls_acceptor()?;
         let broker = Arc::new(Broker::from_config_unloaded(&config).await?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -29,11 +30,19 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
         eprintln!("waypass: listening on {bound}; loading the catalog");
         // Listening already: `/readyz` says "not ready" (and every other
         // path 503) until the catalog is loaded.
-        let server = tokio::spawn(crate::broker::server::serve(
-            listener,
-            broker.clone(),
-            shutdown_signal(),
-        ));
+        let server = match tls {
+            Some(tls) => tokio::spawn(crate::broker::server::serve_tls(
+                listener,
+                tls,
+                broker.clone(),
+                shutdown_signal(),
+            )),
+            None => tokio::spawn(crate::broker::server::serve(
+                listener,
+                broker.clone(),
+                shutdown_signal(),
+            )),
+        };
         if let Err(e) = broker.load_catalog().await {
             server.abort();
             return Err(e);

@@ -352,4 +352,8 @@ impl Store for InstrumentedStore {
         )
         .await
     }
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError> {
+        self.timed("count_users", self.inner.count_users(email))
+            .await
+    }
 }

@@ -161,6 +161,8 @@ fn config(
         data_dir: options.data_dir.clone(),
         database_url: None,
         admin_token_file: None,
+        tls_cert: None,
+        tls_key: None,
         mappers_dir: None,
         mappers: vec![MapperConfig {
             name: mapper_name.into(),
@@ -170,6 +172,8 @@ fn config(
             client_id: APP_CLIENT_ID.into(),
             name: Some("Quickstart demo app".into()),
             client_type: ClientType::Confidential,
+            app_type: None,
+            token_endpoint_auth_method: None,
             callbacks: vec![format!("{app_url}/callback")],
             id_token_signed_response_alg: None,
             client_secret: Some(app_secret.expose().to_owned()),

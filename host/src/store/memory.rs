@@ -305,6 +305,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError> {
+        Ok(self.list_users(0, usize::MAX, email).await?.len())
+    }
+
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
         Ok(self.users().remove(user_id).is_some())
     }

@@ -403,6 +403,8 @@ pub trait Store: Send + Sync {
         limit: usize,
         email: Option<&str>,
     ) -> Result<Vec<User>, StoreError>;
+    /// How many users [`Store::list_users`] would list over every page.
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError>;
     /// Merges `app` into the user's `app_metadata` and `user` into their
     /// `user_metadata` ([`merge_metadata`]: top-level properties replaced,

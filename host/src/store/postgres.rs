@@ -1410,6 +1410,20 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError> {
+        let needle = email.map(str::to_lowercase);
+        let needle = needle.as_deref().map(str::as_bytes);
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM users WHERE $1::bytea IS NULL OR position($1 IN email_lower) > 0",
+                &[&needle],
+                "counting users",
+            )
+            .await?;
+        let count: i64 = rows.first().map_or(0, |row| row.get(0));
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
         let deleted = self
             .execute(

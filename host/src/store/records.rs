@@ -186,6 +186,14 @@ pub struct StoredClient {
     /// Rows written before the field existed read as `true`.
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// `spa`, `regular_web`, `native` or `non_interactive`; `None` for rows
+    /// written before the field existed (derived from `client_type`).
+    #[serde(default)]
+    pub app_type: Option<String>,
+    /// `none`, `client_secret_post` or `client_secret_basic`; `None`: any
+    /// secret method.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
 }
 
 /// A post-login Action's settings, as stored (its components are the

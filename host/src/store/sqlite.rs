@@ -1019,6 +1019,20 @@ impl Store for SqliteStore {
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
+    async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError> {
+        let needle = email.map(str::to_lowercase);
+        let count: i64 = self
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "SELECT COUNT(*) FROM users WHERE ?1 IS NULL OR instr(email_lower, ?1) > 0",
+                )
+                .and_then(|mut s| s.query_row(params![needle], |row| row.get(0)))
+                .map_err(backend("counting users"))
+            })
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
         let deleted = self
             .execute(

@@ -673,7 +673,12 @@ impl Checker<'_> {
                     format!("client `{}` is defined twice", c.client_id),
                 );
             }
-            if c.callbacks.is_empty() {
+            // `app_type` decides the type; a machine-to-machine app needs
+            // no callbacks.
+            let rules = c.app_type.map(crate::model::app_type_rules);
+            let client_type = rules.map_or(c.client_type, |r| r.client_type);
+            let interactive = rules.is_none_or(|r| r.interactive);
+            if c.callbacks.is_empty() && interactive {
                 self.error(&at("callbacks"), "at least one callback URL is required");
             }
             for (j, cb) in c.callbacks.iter().enumerate() {
@@ -684,7 +689,7 @@ impl Checker<'_> {
                 }
             }
             let secrets = self.check_app_secret(c, i);
-            match (c.client_type, secrets) {
+            match (client_type, secrets) {
                 (ClientType::Confidential, 0) => {
                     self.error(&whole, "a confidential client needs a secret (client_secret_env, client_secret_file, client_secret_sha256 or client_secret)");
                 }
@@ -694,7 +699,7 @@ impl Checker<'_> {
                 (_, n) if n > 1 => self.error(&whole, "give the secret one way only"),
                 _ => {}
             }
-            if let Err(e) = check_require_pkce(c.client_type, c.require_pkce) {
+            if let Err(e) = check_require_pkce(client_type, c.require_pkce) {
                 self.error(&at("require_pkce"), e);
             }
             // What `serve` runs, for anything the checks above miss.

@@ -91,7 +91,7 @@ pub(in crate::cli) fn run(args: ClientsArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.api)?;
     let one = |id: &str| format!("clients/{}", segment(id));
     let reply = match &args.command {
-        ClientsCommand::List => api.get("clients")?,
+        ClientsCommand::List => api.get_all("clients")?,
         ClientsCommand::Get { id } => api.get(&one(id))?,
         ClientsCommand::Create {
             client_id,

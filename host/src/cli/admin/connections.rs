@@ -61,7 +61,7 @@ pub(in crate::cli) fn run(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.api)?;
     let one = |id: &str| format!("connections/{}", segment(id));
     let reply = match &args.command {
-        ConnectionsCommand::List => api.get("connections")?,
+        ConnectionsCommand::List => api.get_all("connections")?,
         ConnectionsCommand::Get { id } => api.get(&one(id))?,
         ConnectionsCommand::Create { file } => {
             api.call(Method::POST, "connections", read_json(file)?)?

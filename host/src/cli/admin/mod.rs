@@ -112,6 +112,35 @@ impl Api {
         self.call(Method::GET, path, Body::Empty)
     }
 
+    /// Every item of the list `resource` (`connections`, `clients`),
+    /// walking the API's checkpoint pages (`take`, `from` … `next`) so
+    /// none is cut off at a page's end: one reply, all of them as an array.
+    pub(super) fn get_all(&self, resource: &str) -> anyhow::Result<Reply> {
+        let mut items = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("take", &LIST_PAGE.to_string());
+            if let Some(from) = &from {
+                query.append_pair("from", from);
+            }
+            let page = self
+                .get(&format!("{resource}?{}", query.finish()))?
+                .value()?;
+            if let Some(list) = page[resource].as_array() {
+                items.extend(list.iter().cloned());
+            }
+            match page["next"].as_str() {
+                // A cursor that does not move would loop forever.
+                Some(next) if from.as_deref() != Some(next) => from = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(Reply {
+            body: Bytes::from(serde_json::to_vec(&Value::Array(items))?),
+        })
+    }
+
     /// One call; a non-2xx answer is an error saying what to do.
     pub(super) fn call(&self, method: Method, path: &str, body: Body) -> anyhow::Result<Reply> {
         self.call_within(method, path, body, TOKEN_EXCHANGE_TIMEOUT)
@@ -181,6 +210,9 @@ impl Api {
 }
 
 /// A successful answer.
+/// Items per page when the CLI lists everything: the API's most.
+const LIST_PAGE: usize = crate::admin::listing::MAX_PER_PAGE;
+
 pub(super) struct Reply {
     body: Bytes,
 }

@@ -46,6 +46,7 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             per_page,
         } => {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("include_totals", "true");
             if let Some(email) = email {
                 query.append_pair("email", email);
             }
@@ -55,12 +56,7 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             if let Some(per_page) = per_page {
                 query.append_pair("per_page", &per_page.to_string());
             }
-            let query = query.finish();
-            if query.is_empty() {
-                api.get("users")?
-            } else {
-                api.get(&format!("users?{query}"))?
-            }
+            api.get(&format!("users?{}", query.finish()))?
         }
         UsersCommand::Get { id } => api.get(&one(id))?,
         UsersCommand::Delete { id } => api.call(Method::DELETE, &one(id), Body::Empty)?,
@@ -73,11 +69,14 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::List { .. } => {
             let value = reply.value()?;
             out(&list(&value))?;
-            let shown = value["users"].as_array().map_or(0, Vec::len);
-            let per_page = value["per_page"].as_u64().unwrap_or(0);
-            if shown > 0 && shown as u64 == per_page {
-                let next = value["page"].as_u64().unwrap_or(0) + 1;
-                eprintln!("(more may follow: --page {next})");
+            // Auth0's `{start, limit, length, total, users}`.
+            let shown = value["users"].as_array().map_or(0, Vec::len) as u64;
+            let start = value["start"].as_u64().unwrap_or(0);
+            let limit = value["limit"].as_u64().unwrap_or(0);
+            let total = value["total"].as_u64().unwrap_or(0);
+            if limit > 0 && start + shown < total {
+                let next = start / limit + 1;
+                eprintln!("({} more: --page {next})", total - start - shown);
             }
         }
         UsersCommand::Get { .. } => out(&key_values(&with_times(
