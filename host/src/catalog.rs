@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::mapper::{LoadedMapper, Runtime};
+use crate::model::resource_server::ResourceServer;
 use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreError, StoredCatalog};
@@ -64,6 +65,8 @@ pub struct Snapshot {
     pub clients: HashMap<String, Arc<Client>>,
     pub connections: HashMap<String, Arc<Connection>>,
     pub mappers: MapperRegistry,
+    /// APIs by `identifier` (the `audience` apps ask for).
+    pub resource_servers: HashMap<String, Arc<ResourceServer>>,
 }
 
 impl Snapshot {
@@ -248,6 +251,15 @@ impl Catalog {
                 Err(e) => problems.push(format!("client `{id}`: {e}")),
             }
         }
+        for api in stored.resource_servers {
+            let identifier = api.identifier.clone();
+            match ResourceServer::from_stored(api) {
+                Ok(api) => {
+                    snapshot.resource_servers.insert(identifier, Arc::new(api));
+                }
+                Err(e) => problems.push(format!("resource server `{identifier}`: {e}")),
+            }
+        }
         let mut connections = Vec::new();
         for stored in stored.connections {
             let name = stored.spec.name.clone();
@@ -422,6 +434,9 @@ mod tests {
             id_token_alg: "RS256".into(),
             scopes: vec![],
             require_pkce: true,
+            grant_types: None,
+            allowed_logout_urls: vec![],
+            backchannel_logout_uri: None,
         };
         store.put_client(&client).await.expect("put");
         assert_eq!(catalog.version(), Some(0), "nothing changes by itself");

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod client_secret;
+pub mod resource_server;
 
 use self::client_secret::ClientSecretHash;
 use crate::egress::{EgressPolicy, HostRule};
@@ -98,10 +99,119 @@ pub struct Client {
     /// as `true`.
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// The grants the app may use at the token endpoint (Auth0's
+    /// `grant_types`). See [`GrantType::defaults`].
+    pub grant_types: Vec<GrantType>,
+    /// Where the app may send browsers after logout
+    /// (`post_logout_redirect_uri`, Auth0's `returnTo`), compared exactly.
+    pub allowed_logout_urls: Vec<String>,
+    /// Where the app receives back-channel logout tokens (OpenID Connect
+    /// Back-Channel Logout 1.0 §2.2); Auth0's
+    /// `oidc_logout.backchannel_logout_urls`, of which it allows one.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A grant an app may use at the token endpoint (RFC 6749 §4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// The name, as in the configuration, the API, the store and RFC 6749.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "authorization_code" => Ok(Self::AuthorizationCode),
+            "refresh_token" => Ok(Self::RefreshToken),
+            "client_credentials" => Ok(Self::ClientCredentials),
+            other => Err(format!(
+                "grant type `{other}` is not authorization_code, refresh_token or client_credentials"
+            )),
+        }
+    }
+
+    /// What an app may use unless told otherwise: logins and their refresh
+    /// tokens for every app (a refresh token is issued only to an app that
+    /// asks for `offline_access`), and `client_credentials` for a
+    /// confidential one (which also needs management scopes). Apps stored
+    /// before the field existed get these too: nothing they did is taken
+    /// away.
+    pub fn defaults(client_type: ClientType) -> Vec<Self> {
+        match client_type {
+            ClientType::Confidential => vec![
+                Self::AuthorizationCode,
+                Self::RefreshToken,
+                Self::ClientCredentials,
+            ],
+            ClientType::Public => vec![Self::AuthorizationCode, Self::RefreshToken],
+        }
+    }
+}
+
+/// A public app has no secret: it cannot use `client_credentials`.
+pub fn check_grant_types(client_type: ClientType, grants: &[GrantType]) -> Result<(), String> {
+    if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
+        return Err("a public client cannot use client_credentials".into());
+    }
+    Ok(())
+}
+
+/// An app's logout URLs: absolute URLs without a fragment (the rule for
+/// `post_logout_redirect_uri`, RP-Initiated Logout 1.0 §3); none at all
+/// is fine.
+pub fn check_logout_urls(urls: &[String]) -> Result<(), String> {
+    for u in urls {
+        let url = Url::parse(u).map_err(|e| format!("logout URL `{u}` is not a URL: {e}"))?;
+        if url.fragment().is_some() {
+            return Err(format!("logout URL `{u}` has a fragment"));
+        }
+    }
+    Ok(())
+}
+
+/// An app's back-channel logout URI (Back-Channel Logout 1.0 §2.2: an
+/// absolute URL, no fragment): https, or plain http to an IP literal or a
+/// private name (an app on the broker's own network). The broker POSTs
+/// logout tokens there, so through the API a private one needs
+/// `write:egress`, as a connection's does ([`backchannel_is_private`]).
+pub fn check_backchannel_uri(uri: &str) -> Result<Url, String> {
+    let url = Url::parse(uri)
+        .map_err(|e| format!("backchannel logout URL `{uri}` is not a URL: {e}"))?;
+    if url.fragment().is_some() || url.host_str().is_none() {
+        return Err(format!(
+            "backchannel logout URL `{uri}` needs a host and no fragment"
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if backchannel_is_private(&url) => Ok(url),
+        _ => Err(format!(
+            "backchannel logout URL `{uri}` must be https (plain http only to an IP address or a private name)"
+        )),
+    }
+}
+
+/// Whether a back-channel URL names an IP literal or a private name: the
+/// broker then POSTs to private addresses for it (loopback and private
+/// networks; never cloud metadata), and a public name may resolve to
+/// public addresses only.
+pub fn backchannel_is_private(url: &Url) -> bool {
+    HostRule::for_url(url).is_some_and(|rule| rule.names_private_host())
 }
 
 impl ClientType {
@@ -136,13 +246,32 @@ impl Client {
             id_token_alg: self.id_token_alg.as_str().to_owned(),
             scopes: self.scopes.clone(),
             require_pkce: self.require_pkce,
+            grant_types: Some(
+                self.grant_types
+                    .iter()
+                    .map(|g| g.as_str().to_owned())
+                    .collect(),
+            ),
+            allowed_logout_urls: self.allowed_logout_urls.clone(),
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
         }
     }
 
     /// Reads a stored client back; the error names the field it refuses.
     pub fn from_stored(stored: StoredClient) -> Result<Self, String> {
+        let client_type = ClientType::parse(&stored.client_type)?;
         Ok(Self {
-            client_type: ClientType::parse(&stored.client_type)?,
+            grant_types: match &stored.grant_types {
+                None => GrantType::defaults(client_type),
+                Some(names) => names
+                    .iter()
+                    .map(|n| GrantType::parse(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("grant_types: {e}"))?,
+            },
+            allowed_logout_urls: stored.allowed_logout_urls,
+            backchannel_logout_uri: stored.backchannel_logout_uri,
+            client_type,
             secret_hash: stored
                 .secret_hash
                 .as_deref()
@@ -168,6 +297,16 @@ impl Client {
     /// Whether `/authorize` must carry a `code_challenge` for this app.
     pub fn needs_pkce(&self) -> bool {
         self.require_pkce || self.client_type == ClientType::Public
+    }
+
+    /// Whether the app may use `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Whether `url` is one of the app's logout URLs (exactly).
+    pub fn allows_logout_url(&self, url: &str) -> bool {
+        self.allowed_logout_urls.iter().any(|u| u == url)
     }
 }
 
@@ -365,6 +504,10 @@ pub struct ConnectionOptions {
     /// The mapper's deadline in milliseconds (bounded by the runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapper_timeout_ms: Option<u64>,
+    /// The provider's logout page: Auth0's `/v2/logout?federated` sends
+    /// the browser there after ending its Waypass session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout_url: Option<String>,
 }
 
 /// Options as the configuration and the API default them (PKCE on).
@@ -392,6 +535,7 @@ impl Default for ConnectionOptions {
             mapper_settings_env: BTreeMap::new(),
             mapper_egress: MapperEgress::default(),
             mapper_timeout_ms: None,
+            logout_url: None,
         }
     }
 }
@@ -523,6 +667,7 @@ impl ConnectionSpec {
                     allow_private_networks: o.mapper_egress.allow_private_networks,
                 },
                 mapper_timeout_ms: o.mapper_timeout_ms,
+                logout_url: o.logout_url.clone(),
             },
         }
     }
@@ -563,6 +708,7 @@ impl ConnectionSpec {
                     allow_private_networks: o.mapper_egress.allow_private_networks,
                 },
                 mapper_timeout_ms: o.mapper_timeout_ms,
+                logout_url: o.logout_url,
             },
         })
     }
@@ -612,6 +758,9 @@ impl Connection {
         }
         if let Some(issuer) = &o.issuer {
             parse("issuer", issuer)?;
+        }
+        if let Some(logout) = &o.logout_url {
+            parse("logout_url", logout)?;
         }
         let profile = match (&o.mapper, &o.scripts) {
             (Some(mapper), None) => ProfileSource::Mapper(mapper.clone()),
@@ -756,7 +905,7 @@ mod tests {
                         "scripts": {"fetchUserProfile": "function (t, c, cb) {}"},
                         "mapper_settings": {"api_key": "k"}, "mapper_settings_env": {"key2": "ENV2"},
                         "mapper_egress": {"allowed_hosts": ["api.a.test"], "allow_private_networks": true},
-                        "mapper_timeout_ms": 1500}
+                        "mapper_timeout_ms": 1500, "logout_url": "https://a.test/logout"}
         }))
         .expect("spec")
     }
@@ -808,6 +957,9 @@ mod tests {
             id_token_alg: Alg::Es256,
             scopes: vec!["read:users".into()],
             require_pkce: false,
+            grant_types: vec![GrantType::AuthorizationCode],
+            allowed_logout_urls: vec!["https://shop.test/bye".into()],
+            backchannel_logout_uri: Some("https://shop.test/backchannel".into()),
         };
         assert_eq!(Client::from_stored(client.to_stored()), Ok(client));
         let bad = StoredClient {
@@ -821,6 +973,9 @@ mod tests {
                 id_token_alg: "RS256".into(),
                 scopes: vec![],
                 require_pkce: true,
+                grant_types: None,
+                allowed_logout_urls: vec![],
+                backchannel_logout_uri: None,
             })
             .expect("a public client")
             .to_stored()

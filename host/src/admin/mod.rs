@@ -14,6 +14,8 @@
 mod clients;
 mod connections;
 mod mappers;
+mod resource_servers;
+mod sessions;
 mod users;
 pub mod watch;
 
@@ -26,7 +28,7 @@ use crate::secret::SecretHash;
 use crate::store::AccessGrant;
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 10] = [
+pub const SCOPES: [&str; 16] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -37,6 +39,12 @@ pub const SCOPES: [&str; 10] = [
     "write:users",
     WRITE_EGRESS,
     clients::GRANT_SCOPE,
+    "read:sessions",
+    "write:sessions",
+    "read:refresh_tokens",
+    "write:refresh_tokens",
+    "read:resource_servers",
+    "write:resource_servers",
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -179,22 +187,28 @@ impl Broker {
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         let resource = *seg.first().unwrap_or(&"");
         let write = !matches!(*req.method, Method::GET | Method::HEAD);
-        let scope = match resource {
-            "connections" | "clients" | "mappers" | "users" => {
-                format!("{}:{resource}", if write { "write" } else { "read" })
-            }
+        // What a path is about decides its scope: a user's sessions and
+        // refresh tokens are their own resources (Auth0's split too).
+        let about = match (resource, seg.get(2).copied()) {
+            ("users", Some("sessions")) | ("sessions", _) => "sessions",
+            ("users", Some("refresh-tokens")) | ("refresh-tokens", _) => "refresh_tokens",
+            ("resource-servers", _) => "resource_servers",
+            ("connections" | "clients" | "mappers" | "users", _) => resource,
             _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
         };
+        let scope = format!("{}:{about}", if write { "write" } else { "read" });
         if !req.caller.has(&scope) {
             return Err(ApiError::new(
                 403,
                 format!("the token lacks the scope `{scope}`"),
             ));
         }
-        match resource {
+        match about {
             "connections" => self.connections_api(req, &seg[1..], &req.caller).await,
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
+            "sessions" | "refresh_tokens" => self.sessions_api(req, &seg).await,
+            "resource_servers" => self.resource_servers_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

@@ -1,4 +1,6 @@
-//! `/api/v2/users`: list (paged, searchable by email), get, delete.
+//! `/api/v2/users`: list (paged, searchable by email), get, delete (which
+//! revokes the user's sessions and tokens). Their sessions and refresh
+//! tokens are `sessions.rs`'s.
 
 use http::Method;
 use serde_json::{Value, json};
@@ -56,6 +58,9 @@ impl Broker {
                 if !self.store.delete_user(id).await? {
                     return Err(ApiError::not_found(format!("user `{id}`")));
                 }
+                // What was issued to them goes with them: their sessions
+                // end (their apps are told), their tokens are revoked.
+                self.revoke_user(id).await?;
                 Ok(ApiReply::no_content())
             }
             _ => Err(method_not_allowed()),

@@ -7,12 +7,18 @@
 //! client are passed in, so tests control them.
 
 mod authorize;
+pub mod backchannel;
 mod callback;
 pub mod config;
+pub mod issue;
 pub mod limits;
+pub mod logout;
 pub mod oauth;
 pub mod pages;
+mod refresh;
+pub mod revoke;
 pub mod server;
+pub mod session;
 mod startup;
 mod token;
 
@@ -25,6 +31,8 @@ use url::Url;
 
 pub use authorize::{AuthorizeOutcome, MAX_PARAM_BYTES};
 pub use callback::CallbackOutcome;
+pub use logout::LogoutOutcome;
+pub use session::{SessionCookie, session_cookie_name};
 pub use token::JsonReply;
 
 use crate::catalog::{Catalog, Snapshot};
@@ -143,6 +151,8 @@ pub struct Broker {
     client_secrets: crate::model::client_secret::Verifier,
     /// Places for `try` calls ([`MAX_CONCURRENT_TRY_CALLS`]).
     pub(crate) try_calls: tokio::sync::Semaphore,
+    /// Sends back-channel logout tokens to apps.
+    backchannel: backchannel::Backchannel,
 }
 
 impl Broker {
@@ -170,6 +180,7 @@ impl Broker {
             config_defined: ConfigDefined::default(),
             client_secrets: crate::model::client_secret::Verifier::new(),
             try_calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_TRY_CALLS),
+            backchannel: backchannel::Backchannel::new(),
         }
     }
 
@@ -231,10 +242,12 @@ impl Broker {
         self.limits.sweep_interval
     }
 
-    /// Deletes expired transactions, codes and tokens and forgets full rate
-    /// buckets, whatever other instances do.
+    /// Deletes expired transactions, codes, tokens, sessions and refresh
+    /// tokens and forgets full rate buckets, whatever other instances do.
     pub async fn sweep_expired(&self) -> Result<Swept, StoreError> {
-        let swept = self.store.sweep_expired(self.clock.now()).await;
+        let now = self.clock.now();
+        let swept = self.store.sweep_expired(now).await;
+        self.store.sweep_sessions(now).await?;
         self.rate.prune();
         swept
     }
@@ -255,7 +268,10 @@ impl Broker {
             .try_lease(SWEEP_LEASE, &self.instance_id, ttl, now)
             .await?
         {
-            Some(self.store.sweep_expired(now).await?)
+            let swept = self.store.sweep_expired(now).await?;
+            let sessions = self.store.sweep_sessions(now).await?;
+            tracing::debug!(?sessions, "expired sessions and refresh tokens swept");
+            Some(swept)
         } else {
             None
         };

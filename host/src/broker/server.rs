@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use super::authorize::AuthorizeOutcome;
 use super::callback::CallbackOutcome;
 use super::limits::RetryAfter;
-use super::oauth::{ErrorCode, OAuthError};
+use super::logout::LogoutOutcome;
+use super::oauth::{AppResponse, ErrorCode, OAuthError, ResponseMode};
+use super::session::{SessionCookie, session_cookie_name};
 use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
 
 /// The shared callback path (the seed's URL); `/login/callback/{name}` is
@@ -160,8 +162,32 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
     }
+    let session = cookie_value(
+        &parts.headers,
+        &session_cookie_name(broker.secure_cookies()),
+    );
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/authorize") => authorize(broker, &query, from).await,
+        (&Method::GET, "/authorize") => authorize(broker, &query, from, session.as_deref()).await,
+        (&Method::GET, "/oidc/logout") => logout(broker.end_session_endpoint(&query, session.as_deref()).await, broker),
+        (&Method::POST, "/oidc/logout") => match read_form(body).await {
+            Ok(form) => logout(broker.end_session_endpoint(&form, session.as_deref()).await, broker),
+            Err(resp) => resp,
+        },
+        (&Method::GET, "/v2/logout") => logout(broker.auth0_logout(&query, session.as_deref()).await, broker),
+        (&Method::POST, "/oauth/revoke") => {
+            let authorization = header(header::AUTHORIZATION).map(str::to_owned);
+            match read_form(body).await {
+                Ok(form) => json_reply(broker.revoke(&form, authorization.as_deref(), from).await),
+                Err(resp) => resp,
+            }
+        }
+        (&Method::POST, "/oauth/introspect") => {
+            let authorization = header(header::AUTHORIZATION).map(str::to_owned);
+            match read_form(body).await {
+                Ok(form) => json_reply(broker.introspect(&form, authorization.as_deref(), from).await),
+                Err(resp) => resp,
+            }
+        }
         (&Method::GET, CALLBACK_PATH) => {
             login_callback(broker, &parts.headers, &query, None, from).await
         }
@@ -189,9 +215,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
             },
         ),
-        (_, "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        }
+        (
+            _,
+            "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo" | "/oidc/logout"
+            | "/v2/logout" | "/oauth/revoke" | "/oauth/introspect",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "not_found"}),
@@ -286,8 +314,13 @@ async fn api(
     resp
 }
 
-async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body> {
-    match broker.authorize(query, from).await {
+async fn authorize(
+    broker: &Broker,
+    query: &str,
+    from: IpAddr,
+    session: Option<&str>,
+) -> Response<Body> {
+    match broker.authorize_in(query, from, session).await {
         AuthorizeOutcome::ToProvider {
             location,
             cookie_name,
@@ -303,7 +336,7 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
-        AuthorizeOutcome::ToApp { location } => redirect(&location),
+        AuthorizeOutcome::ToApp(answer) => to_app(&answer),
         AuthorizeOutcome::ChooseConnection {
             client,
             connections,
@@ -329,12 +362,16 @@ async fn login_callback(
         .await;
     match outcome {
         CallbackOutcome::ToApp {
-            location,
+            response,
             clear_cookie,
+            session,
         } => {
-            let mut resp = redirect(&location);
+            let mut resp = to_app(&response);
             let cookie = binding_cookie(broker, clear_cookie, String::new(), 0);
             set_header(&mut resp, header::SET_COOKIE, &cookie);
+            if let Some(session) = session {
+                set_header(&mut resp, header::SET_COOKIE, &session_cookie(broker, session));
+            }
             resp
         }
         CallbackOutcome::ErrorPage(e) => error_page(&e),
@@ -359,6 +396,61 @@ fn binding_cookie(broker: &Broker, name: String, value: String, max_age: u64) ->
         ))
         .build()
         .to_string()
+}
+
+/// The `Set-Cookie` value of the browser's session (`max_age` 0 clears
+/// it). Sent to every path (`/authorize`, the callbacks, the logouts), so
+/// `Path=/`; with an https issuer `__Host-` and `Secure` (RFC 6265bis
+/// §4.1.3.2); `HttpOnly`; `SameSite=Lax`: an app's top-level redirect to
+/// `/authorize` carries it, a cross-site POST does not.
+fn session_cookie(broker: &Broker, session: SessionCookie) -> String {
+    let secure = broker.secure_cookies();
+    Cookie::build((session_cookie_name(secure), session.value))
+        .path("/")
+        .secure(secure)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(session.max_age).unwrap_or(i64::MAX),
+        ))
+        .build()
+        .to_string()
+}
+
+/// An authorization response to the app: a redirect carrying it in the
+/// query, or a page posting it (OAuth 2.0 Form Post Response Mode §2).
+fn to_app(answer: &AppResponse) -> Response<Body> {
+    match answer.mode {
+        ResponseMode::Query => redirect(&answer.location()),
+        ResponseMode::FormPost => {
+            let mut resp = response(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                pages::form_post(answer),
+            );
+            set_header(
+                &mut resp,
+                header::CONTENT_SECURITY_POLICY,
+                &pages::form_post_csp(&answer.redirect_uri),
+            );
+            set_header(&mut resp, header::X_FRAME_OPTIONS, "DENY");
+            set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+            set_header(&mut resp, header::REFERRER_POLICY, "no-referrer");
+            resp
+        }
+    }
+}
+
+/// A logout's answer; it clears the session cookie whatever it says.
+fn logout(outcome: LogoutOutcome, broker: &Broker) -> Response<Body> {
+    let clear = session_cookie(broker, outcome.cookie());
+    let mut resp = match outcome {
+        LogoutOutcome::Redirect { location } => redirect(&location),
+        LogoutOutcome::LoggedOut => html(StatusCode::OK, pages::logged_out()),
+        LogoutOutcome::ErrorPage(e) => error_page(&e),
+    };
+    set_header(&mut resp, header::SET_COOKIE, &clear);
+    resp
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265

@@ -104,6 +104,8 @@ use tokio_postgres::{Client as PgClient, NoTls, Row, Socket, Statement};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod sessions;
+
 /// Connections per instance. A login holds one for a single statement at
 /// a time, so a few per core serve it; and a fleet's instances share the
 /// server's `max_connections` (100 by default): 20 instances × 8 fit a
@@ -234,6 +236,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at bigint NOT NULL
     );
     "#,
+    // 3: sessions, refresh tokens and their families, APIs (issue #11).
+    sessions::MIGRATION,
 ];
 
 /// The channel the catalog trigger notifies, its payload the new version.
@@ -1323,9 +1327,10 @@ impl Store for PostgresStore {
         const MAPPERS: &str = "SELECT name, active_version FROM mappers ORDER BY name";
         const VERSIONS: &str = "SELECT name, version, sha256, size, created_at, created_by
              FROM mapper_versions ORDER BY name, version";
+        const APIS: &str = "SELECT resource_server FROM resource_servers ORDER BY id";
         let mut conn = self.conn().await?;
-        let mut prepared = Vec::with_capacity(5);
-        for sql in [VERSION, CLIENTS, CONNECTIONS, MAPPERS, VERSIONS] {
+        let mut prepared = Vec::with_capacity(6);
+        for sql in [VERSION, CLIENTS, CONNECTIONS, MAPPERS, VERSIONS, APIS] {
             prepared.push(conn.prepare(sql).await.map_err(backend(WHAT))?);
         }
         // One snapshot of every table: REPEATABLE READ reads all of them as
@@ -1338,13 +1343,13 @@ impl Store for PostgresStore {
             .start()
             .await
             .map_err(backend(WHAT))?;
-        let mut rows = Vec::with_capacity(5);
+        let mut rows = Vec::with_capacity(6);
         for statement in &prepared {
             rows.push(tx.query(statement, &[]).await.map_err(backend(WHAT))?);
         }
         tx.commit().await.map_err(backend(WHAT))?;
-        let [version, clients, connections, mappers, versions] =
-            <[Vec<Row>; 5]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
+        let [version, clients, connections, mappers, versions, apis] =
+            <[Vec<Row>; 6]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
         Ok(StoredCatalog {
             version: version
                 .first()
@@ -1360,6 +1365,10 @@ impl Store for PostgresStore {
             versions: versions
                 .iter()
                 .map(read_version)
+                .collect::<Result<_, _>>()?,
+            resource_servers: apis
+                .iter()
+                .map(sessions::read_resource_server)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -1463,6 +1472,54 @@ impl Store for PostgresStore {
                 "DELETE FROM clients WHERE client_id = $1",
                 &[&client_id],
                 "deleting a client",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        let json = to_json(api, "a resource server")?;
+        let mut conn = self.conn().await?;
+        let statement = conn
+            .prepare(
+                "INSERT INTO resource_servers (id, identifier, resource_server) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET identifier = EXCLUDED.identifier,
+                     resource_server = EXCLUDED.resource_server",
+            )
+            .await
+            .map_err(backend("writing a resource server"))?;
+        match conn
+            .client
+            .execute(&statement, &[&api.id, &api.identifier, &json])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "resource server `{}`",
+                api.identifier
+            ))),
+            Err(e) => Err(backend("writing a resource server")(e)),
+        }
+    }
+
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        self.query(
+            "SELECT resource_server FROM resource_servers ORDER BY id",
+            &[],
+            "listing resource servers",
+        )
+        .await?
+        .iter()
+        .map(sessions::read_resource_server)
+        .collect()
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM resource_servers WHERE id = $1",
+                &[&id],
+                "deleting a resource server",
             )
             .await?;
         Ok(deleted > 0)

@@ -70,6 +70,8 @@ use serde::{Deserialize, Serialize};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod sessions;
+
 /// How often an instance checks the catalog version, the only way one
 /// learns of a change another process made to the same file (SQLite has no
 /// notifications across processes). With the rebuild that follows it, a
@@ -195,6 +197,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 3: sessions, refresh tokens and their families, APIs (issue #11).
+    sessions::MIGRATION,
 ];
 
 /// Statements for one short-lived table (they differ only in its name).
@@ -907,6 +911,7 @@ impl Store for SqliteStore {
                     ))
                     .and_then(|mut s| s.query_map([], read_version)?.collect())
                     .map_err(backend("listing mapper versions"))?,
+                resource_servers: sessions::read_resource_servers(&tx)?,
             };
             tx.commit().map_err(backend("reading the catalog"))?;
             Ok(catalog)
@@ -981,6 +986,44 @@ impl Store for SqliteStore {
                 "DELETE FROM clients WHERE client_id = ?1",
                 (client_id.to_owned(),),
                 "deleting a client",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        let json = to_json(api, "a resource server")?;
+        let (id, identifier) = (api.id.clone(), api.identifier.clone());
+        self.call(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO resource_servers (id, identifier, resource_server) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier,
+                         resource_server = excluded.resource_server",
+                )
+                .and_then(|mut s| s.execute(params![id, identifier, json]));
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                    "resource server `{identifier}`"
+                ))),
+                Err(e) => Err(backend("writing a resource server")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        self.call(|conn| sessions::read_resource_servers(conn))
+            .await
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM resource_servers WHERE id = ?1",
+                (id.to_owned(),),
+                "deleting a resource server",
             )
             .await?;
         Ok(deleted > 0)
