@@ -132,6 +132,8 @@ fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         browser_binding: binding(tag),
         correlation_id: format!("corr-{tag}"),
         expires_at,
+        form_post: true,
+        audience: Some("https://api.example/".into()),
     }
 }
 
@@ -142,6 +144,8 @@ fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         nonce: None,
         code_challenge: None,
         provider_verifier: None,
+        form_post: false,
+        audience: None,
         ..transaction(tag, expires_at)
     }
 }
@@ -155,6 +159,8 @@ fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
         nonce: Some("nonce-1".into()),
         code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
         auth_time: NOW - 5,
+        session_id: Some("ses_1".into()),
+        audience: Some("https://api.example/".into()),
         expires_at,
     }
 }
@@ -164,6 +170,7 @@ fn access(user: &str, expires_at: u64) -> AccessGrant {
         user_id: user.into(),
         client_id: "app".into(),
         scope: "openid profile".into(),
+        family_id: None,
         expires_at,
     }
 }
@@ -239,6 +246,8 @@ fn fields(tx: &LoginTransaction) -> Vec<String> {
         tx.browser_binding.to_hex(),
         tx.correlation_id.clone(),
         tx.expires_at.to_string(),
+        tx.form_post.to_string(),
+        format!("{:?}", tx.audience),
     ]
 }
 
@@ -1443,6 +1452,7 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                     allow_private_networks: true,
                 },
                 mapper_timeout_ms: Some(1234),
+                logout_url: Some("https://id.every.test/logout".into()),
             },
         },
     }

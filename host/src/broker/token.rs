@@ -301,8 +301,9 @@ impl Broker {
             id_token: true,
         };
         let mut response = self.issue_tokens(&facts, now).await?;
-        if let Some(family_id) = family_id {
-            response.refresh_token = Some(self.start_refresh_family(&facts, family_id, now).await?);
+        if let Some(family_id) = &family_id {
+            response.refresh_token =
+                Some(self.start_refresh_family(&facts, family_id.clone(), now).await?);
         }
         token_response(&response)
     }
@@ -618,6 +619,7 @@ mod tests {
             user_id: USER_ID.into(),
             client_id: "app".into(),
             scope: "openid".into(),
+            family_id: None,
             expires_at: expires(),
         };
         put_token(&store, "user-token", grant).await;

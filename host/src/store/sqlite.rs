@@ -1215,6 +1215,8 @@ mod tests {
             nonce: None,
             code_challenge: None,
             auth_time: 1,
+            session_id: None,
+            audience: None,
             expires_at,
         }
     }
@@ -1246,6 +1248,7 @@ mod tests {
             user_id: "oauth2|c|1".into(),
             client_id: "app".into(),
             scope: "openid".into(),
+            family_id: None,
             expires_at,
         };
         store
@@ -1305,6 +1308,8 @@ mod tests {
                     browser_binding: SecretHash::of("cookie"),
                     correlation_id: "corr".into(),
                     expires_at: 9,
+                    form_post: false,
+                    audience: None,
                 },
                 0,
                 1,
@@ -1329,6 +1334,7 @@ mod tests {
                     user_id: "oauth2|c|1".into(),
                     client_id: "app".into(),
                     scope: "openid".into(),
+                    family_id: None,
                     expires_at: 9,
                 },
             )
