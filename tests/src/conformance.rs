@@ -7,6 +7,9 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
+mod sessions;
+pub use sessions::*;
+
 use std::future::Future;
 use std::sync::Barrier;
 
@@ -87,6 +90,18 @@ where
         the_catalog_is_read_whole_with_its_version,
         a_lease_is_held_by_one_holder_until_it_expires,
         concurrent_lease_takers_let_exactly_one_win,
+        sessions_are_found_by_cookie_and_id_until_they_expire,
+        putting_a_session_again_keeps_its_apps_and_its_id_is_unique,
+        touching_a_session_records_the_app_and_only_extends_it,
+        deleting_sessions_returns_them_and_ends_them,
+        a_refresh_token_rotates_once_into_its_successor,
+        reusing_a_rotated_refresh_token_revokes_its_family,
+        concurrent_uses_of_one_refresh_token_let_exactly_one_rotate,
+        an_expired_refresh_token_is_absent_and_does_not_rotate,
+        refresh_tokens_are_listed_and_deleted_by_user_and_by_app,
+        access_tokens_are_deleted_by_token_user_and_family,
+        sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
+        resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
     );
 }
 

@@ -441,13 +441,14 @@ fn to_app(answer: &AppResponse) -> Response<Body> {
     }
 }
 
-/// A logout's answer; it clears the session cookie whatever it says.
+/// A logout's answer; it clears the session cookie unless the request was
+/// refused (then nothing was ended, and the browser keeps its session).
 fn logout(outcome: LogoutOutcome, broker: &Broker) -> Response<Body> {
     let clear = session_cookie(broker, outcome.cookie());
     let mut resp = match outcome {
         LogoutOutcome::Redirect { location } => redirect(&location),
         LogoutOutcome::LoggedOut => html(StatusCode::OK, pages::logged_out()),
-        LogoutOutcome::ErrorPage(e) => error_page(&e),
+        LogoutOutcome::ErrorPage(e) => return error_page(&e),
     };
     set_header(&mut resp, header::SET_COOKIE, &clear);
     resp
