@@ -584,6 +584,54 @@ async fn a_revoked_refresh_token_fails_at_refresh_and_its_access_token_at_userin
     assert_eq!((status, str_of(&body, "error")), (400, "invalid_request"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens() {
+    let tb = bed(None).await;
+    let mut browser = Browser::default();
+    let landing = login_app(&tb, &mut browser, &[("scope", "openid offline_access")]).await;
+    let tokens = redeem(
+        &tb.issuer,
+        APP,
+        APP_SECRET,
+        APP_CALLBACK,
+        landing.location.as_ref().expect("redirect").as_str(),
+    )
+    .await;
+    let user = claims(str_of(&tokens, "id_token"))["sub"]
+        .as_str()
+        .expect("sub")
+        .to_owned();
+    let (status, _) = admin_api(
+        &tb.issuer,
+        reqwest::Method::DELETE,
+        &format!("users/{user}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = refresh(&tb, str_of(&tokens, "refresh_token")).await;
+    assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"));
+    let resp = http_client()
+        .get(format!("{}/userinfo", tb.issuer))
+        .bearer_auth(str_of(&tokens, "access_token"))
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(resp.status(), 401);
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("connection", CONNECTION), ("prompt", "none")],
+    );
+    let (_, location, _) = browser.get(&url).await;
+    assert!(
+        location
+            .expect("redirect")
+            .contains("error=login_required"),
+        "the session ended with its user"
+    );
+}
+
 // ---- JWT access tokens for an API ----
 
 #[tokio::test(flavor = "multi_thread")]
