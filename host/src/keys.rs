@@ -867,7 +867,9 @@ mod tests {
                 .expect("sign");
             assert_eq!(header_of(&access)["typ"], "at+jwt");
             assert_eq!(
-                keys().verify(&access, TokenType::AccessToken).expect("ours")["sub"],
+                keys()
+                    .verify(&access, TokenType::AccessToken)
+                    .expect("ours")["sub"],
                 "u1"
             );
             let id_token = keys().sign(alg, &claims()).expect("sign");

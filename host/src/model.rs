@@ -190,8 +190,8 @@ pub fn check_logout_urls(urls: &[String]) -> Result<(), String> {
 /// logout tokens there, so through the API a private one needs
 /// `write:egress`, as a connection's does ([`backchannel_is_private`]).
 pub fn check_backchannel_uri(uri: &str) -> Result<Url, String> {
-    let url = Url::parse(uri)
-        .map_err(|e| format!("backchannel logout URL `{uri}` is not a URL: {e}"))?;
+    let url =
+        Url::parse(uri).map_err(|e| format!("backchannel logout URL `{uri}` is not a URL: {e}"))?;
     if url.fragment().is_some() || url.host_str().is_none() {
         return Err(format!(
             "backchannel logout URL `{uri}` needs a host and no fragment"

@@ -215,10 +215,7 @@ async fn a_second_app_gets_a_code_from_the_session_and_the_provider_sees_one_log
             .expect("code exchange");
         let id_token = tokens.id_token().expect("an id_token");
         let spa_claims = id_token
-            .claims(
-                &client.id_token_verifier(),
-                &Nonce::new("spa-nonce".into()),
-            )
+            .claims(&client.id_token_verifier(), &Nonce::new("spa-nonce".into()))
             .expect("the id_token verifies");
         let app_claims = claims(str_of(&app_tokens, "id_token"));
         assert_eq!(spa_claims.subject().as_str(), app_claims["sub"]);
@@ -318,7 +315,11 @@ async fn max_age_and_prompt_login_force_the_provider_and_auth_time_says_when_it_
     let within = tb.authorize_url(
         APP,
         APP_CALLBACK,
-        &[("connection", CONNECTION), ("max_age", "500"), ("scope", "openid")],
+        &[
+            ("connection", CONNECTION),
+            ("max_age", "500"),
+            ("scope", "openid"),
+        ],
     );
     let (status, location, _) = browser.get(&within).await;
     assert_eq!(status, 302);
@@ -377,11 +378,7 @@ async fn max_age_and_prompt_login_force_the_provider_and_auth_time_says_when_it_
     );
     tb.clock.advance(1);
     let (_, location, _) = browser.get(&url).await;
-    assert!(
-        location
-            .expect("redirect")
-            .contains("error=login_required")
-    );
+    assert!(location.expect("redirect").contains("error=login_required"));
 }
 
 // ---- refresh tokens, revocation, introspection ----
@@ -518,13 +515,24 @@ async fn a_revoked_refresh_token_fails_at_refresh_and_its_access_token_at_userin
     let access_token = str_of(&tokens, "access_token").to_owned();
     let (status, active) = app_post(&tb, "/oauth/introspect", &[("token", &refresh_token)]).await;
     assert_eq!((status, &active["active"]), (200, &json!(true)), "{active}");
-    assert_eq!(userinfo(&tb.issuer, &access_token).await["sub"], claims(str_of(&tokens, "id_token"))["sub"]);
+    assert_eq!(
+        userinfo(&tb.issuer, &access_token).await["sub"],
+        claims(str_of(&tokens, "id_token"))["sub"]
+    );
 
     // Without the app's secret (RFC 7009 §2.1: the client authenticates),
     // or without naming a client: refused, nothing revoked.
     for (form, status, error) in [
-        (vec![("token", refresh_token.as_str()), ("client_id", APP)], 401, "invalid_client"),
-        (vec![("token", refresh_token.as_str())], 400, "invalid_request"),
+        (
+            vec![("token", refresh_token.as_str()), ("client_id", APP)],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![("token", refresh_token.as_str())],
+            400,
+            "invalid_request",
+        ),
     ] {
         let resp = http_client()
             .post(format!("{}/oauth/revoke", tb.issuer))
@@ -625,9 +633,7 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens() {
     );
     let (_, location, _) = browser.get(&url).await;
     assert!(
-        location
-            .expect("redirect")
-            .contains("error=login_required"),
+        location.expect("redirect").contains("error=login_required"),
         "the session ended with its user"
     );
 }
@@ -699,7 +705,10 @@ async fn an_access_token_for_an_api_is_a_jwt_that_verifies_against_the_jwks() {
     let url = tb.authorize_url(
         APP,
         APP_CALLBACK,
-        &[("connection", CONNECTION), ("audience", "https://nobody.test/")],
+        &[
+            ("connection", CONNECTION),
+            ("audience", "https://nobody.test/"),
+        ],
     );
     let (_, location, _) = Browser::default().get(&url).await;
     assert!(
@@ -746,7 +755,10 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_the_registered_url_
         .append_pair("state", "see you");
     let (status, location, _) = browser.get(logout.as_str()).await;
     assert_eq!(status, 302);
-    assert_eq!(location.as_deref(), Some("http://app.test/bye?state=see+you"));
+    assert_eq!(
+        location.as_deref(),
+        Some("http://app.test/bye?state=see+you")
+    );
     assert!(
         !browser.cookies.contains_key("wp_session"),
         "the cookie is cleared"
@@ -799,9 +811,7 @@ async fn auth0_logout_checks_return_to_against_the_apps_logout_urls() {
     );
     let (_, location, _) = browser.get(&url).await;
     assert!(
-        location
-            .expect("redirect")
-            .contains("error=login_required"),
+        location.expect("redirect").contains("error=login_required"),
         "logged out"
     );
 }
@@ -847,11 +857,7 @@ async fn a_management_call_lists_and_ends_a_users_sessions() {
         &[("connection", CONNECTION), ("prompt", "none")],
     );
     let (_, location, _) = browser.get(&url).await;
-    assert!(
-        location
-            .expect("redirect")
-            .contains("error=login_required")
-    );
+    assert!(location.expect("redirect").contains("error=login_required"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -875,9 +881,7 @@ async fn back_channel_logout_posts_a_logout_token_that_validates_as_an_app_would
     .await;
     let id_claims = claims(str_of(&tokens, "id_token"));
 
-    let (status, _, _) = browser
-        .get(&format!("{}/oidc/logout", tb.issuer))
-        .await;
+    let (status, _, _) = browser.get(&format!("{}/oidc/logout", tb.issuer)).await;
     assert_eq!(status, 200, "the logged-out page");
     let received = tokio::time::timeout(NOTIFICATION_WAIT, rx.recv())
         .await
@@ -959,7 +963,11 @@ async fn form_post_answers_with_a_page_that_posts_the_code_and_state_to_the_app(
         .send()
         .await
         .expect("authorize");
-    assert_eq!(resp.status(), 200, "single sign-on answers with the form too");
+    assert_eq!(
+        resp.status(),
+        200,
+        "single sign-on answers with the form too"
+    );
     let csp = resp
         .headers()
         .get("content-security-policy")

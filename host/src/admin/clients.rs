@@ -12,8 +12,8 @@ use crate::broker::Broker;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    Client, ClientType, GrantType, backchannel_is_private, check_backchannel_uri,
-    check_callbacks, check_grant_types, check_logout_urls, check_require_pkce,
+    Client, ClientType, GrantType, backchannel_is_private, check_backchannel_uri, check_callbacks,
+    check_grant_types, check_logout_urls, check_require_pkce,
 };
 
 /// The scope that lets a management client set clients' `scopes` (Auth0

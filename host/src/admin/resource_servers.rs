@@ -132,7 +132,10 @@ impl Broker {
             .map(|stored| {
                 let id = stored.id.clone();
                 ResourceServer::from_stored(stored).map_err(|e| {
-                    ApiError::new(500, format!("stored resource server `{id}` cannot be read: {e}"))
+                    ApiError::new(
+                        500,
+                        format!("stored resource server `{id}` cannot be read: {e}"),
+                    )
                 })
             })
             .collect()

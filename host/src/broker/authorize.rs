@@ -142,7 +142,9 @@ impl Broker {
         };
         match result {
             Ok(outcome) => outcome,
-            Err(e) => AuthorizeOutcome::ToApp(AppResponse::error(&redirect_url, mode, &e, app_state)),
+            Err(e) => {
+                AuthorizeOutcome::ToApp(AppResponse::error(&redirect_url, mode, &e, app_state))
+            }
         }
     }
 

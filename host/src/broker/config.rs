@@ -62,9 +62,8 @@ use super::limits::Limits;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    Client, ClientType, Connection, ConnectionSpec, GrantType, SecretSource,
-    check_backchannel_uri, check_callbacks, check_grant_types, check_logout_urls,
-    check_require_pkce,
+    Client, ClientType, Connection, ConnectionSpec, GrantType, SecretSource, check_backchannel_uri,
+    check_callbacks, check_grant_types, check_logout_urls, check_require_pkce,
 };
 use crate::secret::SecretHash;
 use crate::store::DatabaseUrl;

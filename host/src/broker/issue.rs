@@ -115,10 +115,7 @@ impl Broker {
     }
 
     /// The API `audience` names, from the catalog.
-    pub(super) fn resource_server(
-        &self,
-        audience: &str,
-    ) -> Option<std::sync::Arc<ResourceServer>> {
+    pub(super) fn resource_server(&self, audience: &str) -> Option<std::sync::Arc<ResourceServer>> {
         self.catalog_read().resource_servers.get(audience).cloned()
     }
 
@@ -263,7 +260,10 @@ mod tests {
             allow_offline_access: false,
         };
         assert_eq!(
-            Broker::granted_scope("openid email read:orders write:orders  offline_access", Some(&api)),
+            Broker::granted_scope(
+                "openid email read:orders write:orders  offline_access",
+                Some(&api)
+            ),
             "openid email read:orders offline_access"
         );
         assert_eq!(

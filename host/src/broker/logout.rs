@@ -93,7 +93,10 @@ impl Broker {
             },
         };
         let hinted_sid = hint.and_then(|h| h.sid);
-        if let Err(e) = self.end_browser_session(cookie, hinted_sid.as_deref()).await {
+        if let Err(e) = self
+            .end_browser_session(cookie, hinted_sid.as_deref())
+            .await
+        {
             return LogoutOutcome::ErrorPage(e);
         }
         match redirect {

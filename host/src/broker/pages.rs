@@ -147,13 +147,22 @@ mod tests {
             Some("\"><script>alert(1)</script>"),
         );
         let page = form_post(&answer);
-        assert!(page.contains(r#"action="https://app.test/cb?x=1""#), "{page}");
+        assert!(
+            page.contains(r#"action="https://app.test/cb?x=1""#),
+            "{page}"
+        );
         assert!(page.contains(r#"name="code" value="c0de""#), "{page}");
-        assert!(!page.contains("<script>alert"), "the state is escaped: {page}");
+        assert!(
+            !page.contains("<script>alert"),
+            "the state is escaped: {page}"
+        );
         assert_eq!(page.matches("<script>").count(), 1, "one script: {page}");
         let csp = form_post_csp(&redirect);
         let hash = STANDARD.encode(Sha256::digest(FORM_POST_SCRIPT.as_bytes()));
-        assert!(csp.contains(&format!("script-src 'sha256-{hash}'")), "{csp}");
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{hash}'")),
+            "{csp}"
+        );
         assert!(csp.contains("form-action https://app.test;"), "{csp}");
         assert!(csp.starts_with("default-src 'none'"), "{csp}");
     }

@@ -68,7 +68,11 @@ impl Broker {
 
     /// The `refresh_token` grant (RFC 6749 §6), for an authenticated
     /// `client` allowed it.
-    pub(super) async fn refresh(&self, params: &Params, client: &Client) -> Result<Value, OAuthError> {
+    pub(super) async fn refresh(
+        &self,
+        params: &Params,
+        client: &Client,
+    ) -> Result<Value, OAuthError> {
         let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
         let token = params.require("refresh_token")?;
         let key = SecretHash::of(token);

@@ -193,7 +193,10 @@ impl Broker {
                 "the token was not issued to this client",
             )
         };
-        match self.find_token(token, params.get("token_type_hint")).await? {
+        match self
+            .find_token(token, params.get("token_type_hint"))
+            .await?
+        {
             Found::Refresh(grant, _) => {
                 if grant.client_id != client.client_id {
                     return Err(not_yours());
@@ -220,7 +223,11 @@ impl Broker {
         }
     }
 
-    async fn introspection(&self, token: &str, client: &Client) -> Result<Introspection, OAuthError> {
+    async fn introspection(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> Result<Introspection, OAuthError> {
         let inactive = Introspection::default();
         let answer = match self.find_token(token, None).await? {
             Found::Refresh(grant, true)

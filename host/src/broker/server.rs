@@ -168,12 +168,23 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
     );
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/authorize") => authorize(broker, &query, from, session.as_deref()).await,
-        (&Method::GET, "/oidc/logout") => logout(broker.end_session_endpoint(&query, session.as_deref()).await, broker),
+        (&Method::GET, "/oidc/logout") => logout(
+            broker
+                .end_session_endpoint(&query, session.as_deref())
+                .await,
+            broker,
+        ),
         (&Method::POST, "/oidc/logout") => match read_form(body).await {
-            Ok(form) => logout(broker.end_session_endpoint(&form, session.as_deref()).await, broker),
+            Ok(form) => logout(
+                broker.end_session_endpoint(&form, session.as_deref()).await,
+                broker,
+            ),
             Err(resp) => resp,
         },
-        (&Method::GET, "/v2/logout") => logout(broker.auth0_logout(&query, session.as_deref()).await, broker),
+        (&Method::GET, "/v2/logout") => logout(
+            broker.auth0_logout(&query, session.as_deref()).await,
+            broker,
+        ),
         (&Method::POST, "/oauth/revoke") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
@@ -184,7 +195,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
         (&Method::POST, "/oauth/introspect") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
-                Ok(form) => json_reply(broker.introspect(&form, authorization.as_deref(), from).await),
+                Ok(form) => json_reply(
+                    broker
+                        .introspect(&form, authorization.as_deref(), from)
+                        .await,
+                ),
                 Err(resp) => resp,
             }
         }
@@ -370,7 +385,11 @@ async fn login_callback(
             let cookie = binding_cookie(broker, clear_cookie, String::new(), 0);
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             if let Some(session) = session {
-                set_header(&mut resp, header::SET_COOKIE, &session_cookie(broker, session));
+                set_header(
+                    &mut resp,
+                    header::SET_COOKIE,
+                    &session_cookie(broker, session),
+                );
             }
             resp
         }

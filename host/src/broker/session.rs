@@ -222,9 +222,7 @@ impl Broker {
         let now = self.clock.now();
         let lifetimes = self.limits.sessions;
         let expires_at = now.saturating_add(lifetimes.absolute_seconds);
-        let idle_expires_at = now
-            .saturating_add(lifetimes.idle_seconds)
-            .min(expires_at);
+        let idle_expires_at = now.saturating_add(lifetimes.idle_seconds).min(expires_at);
         let current = self
             .browser_session(cookie)
             .await

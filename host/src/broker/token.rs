@@ -302,8 +302,10 @@ impl Broker {
         };
         let mut response = self.issue_tokens(&facts, now).await?;
         if let Some(family_id) = &family_id {
-            response.refresh_token =
-                Some(self.start_refresh_family(&facts, family_id.clone(), now).await?);
+            response.refresh_token = Some(
+                self.start_refresh_family(&facts, family_id.clone(), now)
+                    .await?,
+            );
         }
         token_response(&response)
     }
@@ -398,7 +400,9 @@ impl Broker {
             // Nor does a token of an app its user's connection no longer
             // serves (disabled for the app, or deleted): what was issued
             // under it is revoked.
-            Ok(Some((user, grant))) if self.connection_serves(&user.connection, &grant.client_id) => {
+            Ok(Some((user, grant)))
+                if self.connection_serves(&user.connection, &grant.client_id) =>
+            {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &grant.scope, &mut claims);
@@ -498,7 +502,10 @@ fn without_scope(scope: &str, dropped: &str) -> String {
 pub(super) fn token_response(response: &TokenResponse) -> Result<Value, OAuthError> {
     serde_json::to_value(response).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a token response");
-        OAuthError::new(ErrorCode::ServerError, "the token response could not be built")
+        OAuthError::new(
+            ErrorCode::ServerError,
+            "the token response could not be built",
+        )
     })
 }
 

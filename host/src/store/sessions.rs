@@ -156,8 +156,7 @@ pub trait SessionStore: Send + Sync {
     /// never removed. Another key holding the same `id` is a Conflict.
     async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError>;
     /// The session under `key`, if live at `now`.
-    async fn get_session(&self, key: SecretHash, now: u64)
-    -> Result<Option<Session>, StoreError>;
+    async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError>;
     /// Records a use of the live session under `key` by `client_id` at
     /// `now` (the app joins its clients) and moves its idle expiry to
     /// `idle_expires_at` (never back, never past its absolute expiry), in
@@ -172,8 +171,7 @@ pub trait SessionStore: Send + Sync {
     /// The session with public id `id`, if live at `now`.
     async fn session(&self, id: &str, now: u64) -> Result<Option<Session>, StoreError>;
     /// A user's live sessions, oldest first.
-    async fn sessions_of_user(&self, user_id: &str, now: u64)
-    -> Result<Vec<Session>, StoreError>;
+    async fn sessions_of_user(&self, user_id: &str, now: u64) -> Result<Vec<Session>, StoreError>;
     /// Deletes the session with public id `id` and returns it as it was
     /// (live or not), so its apps can be told.
     async fn delete_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
@@ -190,8 +188,11 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// What the token under `key` is at `now`. A rotated token is reported
     /// until its family's absolute expiry.
-    async fn get_refresh_token(&self, key: SecretHash, now: u64)
-    -> Result<RefreshLookup, StoreError>;
+    async fn get_refresh_token(
+        &self,
+        key: SecretHash,
+        now: u64,
+    ) -> Result<RefreshLookup, StoreError>;
     /// Uses the token under `used`: if it is live and unused, marks it
     /// used and stores `next` (its successor, with `grant`) in its family;
     /// if it was used already, deletes its whole family. One atomic step

@@ -155,10 +155,7 @@ pub async fn sessions_are_found_by_cookie_and_id_until_they_expire(store: &dyn S
 /// under another key is a conflict.
 pub async fn putting_a_session_again_keeps_its_apps_and_its_id_is_unique(store: &dyn Store) {
     let first = session("ses_a", "oauth2|acme|1", &["app"]);
-    store
-        .put_session(key("cookie"), &first)
-        .await
-        .expect("put");
+    store.put_session(key("cookie"), &first).await.expect("put");
     let again = Session {
         clients: vec!["spa".into()],
         last_active: NOW + 5,
@@ -230,7 +227,11 @@ pub async fn touching_a_session_records_the_app_and_only_extends_it(store: &dyn 
         .await
         .expect("get")
         .expect("live");
-    assert_eq!(read.idle_expires_at, NOW + 1000, "never past the absolute expiry");
+    assert_eq!(
+        read.idle_expires_at,
+        NOW + 1000,
+        "never past the absolute expiry"
+    );
 
     assert!(
         !store
@@ -409,7 +410,12 @@ pub async fn an_expired_refresh_token_is_absent_and_does_not_rotate(store: &dyn 
     ));
     assert_eq!(lookup(store, "rt1", NOW + 100).await, RefreshLookup::Absent);
     let rotated = store
-        .rotate_refresh_token(key("rt1"), key("rt2"), &successor(&first, NOW + 100), NOW + 100)
+        .rotate_refresh_token(
+            key("rt1"),
+            key("rt2"),
+            &successor(&first, NOW + 100),
+            NOW + 100,
+        )
         .await
         .expect("rotate");
     assert_eq!(rotated, Rotation::Absent);
@@ -547,7 +553,10 @@ pub async fn sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends
         "the idle session and the unused successor go"
     );
     assert!(
-        matches!(lookup(store, "rt1", NOW + 100).await, RefreshLookup::Rotated(_)),
+        matches!(
+            lookup(store, "rt1", NOW + 100).await,
+            RefreshLookup::Rotated(_)
+        ),
         "the used token stays: its reuse must still be recognised"
     );
     let swept = store.sweep_sessions(NOW + 1000).await.expect("sweep");
@@ -590,7 +599,10 @@ pub async fn resource_servers_are_put_listed_and_deleted_with_unique_identifiers
     );
     let catalog = store.catalog().await.expect("catalog");
     assert_eq!(catalog.resource_servers, vec![renamed]);
-    assert!(catalog.version > before, "a write bumps the catalog version");
+    assert!(
+        catalog.version > before,
+        "a write bumps the catalog version"
+    );
     let clash = store
         .put_resource_server(&api("rs_2", "https://orders.example/"))
         .await;

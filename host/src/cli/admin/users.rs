@@ -89,9 +89,11 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             &format!("refresh-tokens/{}", segment(token_id)),
             Body::Empty,
         )?,
-        UsersCommand::Logout { id } => {
-            api.call(Method::DELETE, &format!("{}/sessions", one(id)), Body::Empty)?
-        }
+        UsersCommand::Logout { id } => api.call(
+            Method::DELETE,
+            &format!("{}/sessions", one(id)),
+            Body::Empty,
+        )?,
     };
     if api.json() {
         reply.print_raw()?;

@@ -71,11 +71,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(
-        &self,
-        key: SecretHash,
-        now: u64,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {
         Ok(self
             .grants()
             .sessions
@@ -100,7 +96,10 @@ impl SessionStore for MemoryStore {
             .idle_expires_at
             .max(idle_expires_at)
             .min(session.expires_at);
-        if let Err(at) = session.clients.binary_search_by(|c| c.as_str().cmp(client_id)) {
+        if let Err(at) = session
+            .clients
+            .binary_search_by(|c| c.as_str().cmp(client_id))
+        {
             session.clients.insert(at, client_id.to_owned());
         }
         Ok(true)
@@ -115,11 +114,7 @@ impl SessionStore for MemoryStore {
             .cloned())
     }
 
-    async fn sessions_of_user(
-        &self,
-        user_id: &str,
-        now: u64,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_user(&self, user_id: &str, now: u64) -> Result<Vec<Session>, StoreError> {
         let mut list: Vec<Session> = self
             .grants()
             .sessions
@@ -133,11 +128,7 @@ impl SessionStore for MemoryStore {
 
     async fn delete_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let mut g = self.grants();
-        let key = g
-            .sessions
-            .iter()
-            .find(|(_, s)| s.id == id)
-            .map(|(k, _)| *k);
+        let key = g.sessions.iter().find(|(_, s)| s.id == id).map(|(k, _)| *k);
         Ok(key.and_then(|k| g.sessions.remove(&k)))
     }
 
@@ -149,10 +140,7 @@ impl SessionStore for MemoryStore {
             .filter(|(_, s)| s.user_id == user_id)
             .map(|(k, _)| *k)
             .collect();
-        let mut deleted: Vec<Session> = keys
-            .iter()
-            .filter_map(|k| g.sessions.remove(k))
-            .collect();
+        let mut deleted: Vec<Session> = keys.iter().filter_map(|k| g.sessions.remove(k)).collect();
         deleted.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(deleted)
     }

@@ -179,8 +179,12 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         const WHAT: &str = "revoking refresh tokens";
         let mut conn = self.conn().await?;
-        let prepared = prepare_all(&mut conn, &[select, DELETE_TOKENS_OF, DELETE_FAMILIES], WHAT)
-            .await?;
+        let prepared = prepare_all(
+            &mut conn,
+            &[select, DELETE_TOKENS_OF, DELETE_FAMILIES],
+            WHAT,
+        )
+        .await?;
         let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
         let families: Vec<String> = tx
             .query(&prepared[0], &[&key])
@@ -256,11 +260,7 @@ impl SessionStore for PostgresStore {
         tx.commit().await.map_err(backend(WHAT))
     }
 
-    async fn get_session(
-        &self,
-        key: SecretHash,
-        now: u64,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {
         const GET: &str = concat!(
             "SELECT ",
             session_columns!(),
@@ -288,7 +288,10 @@ impl SessionStore for PostgresStore {
              RETURNING id";
         const CLIENT: &str = "INSERT INTO session_clients (session_id, client_id)
              VALUES ($1, $2) ON CONFLICT DO NOTHING";
-        let (now, idle) = (to_db(now, "now")?, to_db(idle_expires_at, "idle_expires_at")?);
+        let (now, idle) = (
+            to_db(now, "now")?,
+            to_db(idle_expires_at, "idle_expires_at")?,
+        );
         let key = &key.as_bytes()[..];
         let mut conn = self.conn().await?;
         let prepared = prepare_all(&mut conn, &[TOUCH, CLIENT], WHAT).await?;
@@ -322,11 +325,7 @@ impl SessionStore for PostgresStore {
             .transpose()
     }
 
-    async fn sessions_of_user(
-        &self,
-        user_id: &str,
-        now: u64,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_user(&self, user_id: &str, now: u64) -> Result<Vec<Session>, StoreError> {
         const LIST: &str = concat!(
             "SELECT ",
             session_columns!(),
@@ -531,8 +530,7 @@ impl SessionStore for PostgresStore {
                 Rotation::Rotated
             }
             Some(_) if at < until => {
-                let revoked =
-                    delete_families(&tx, &prepared[5], &prepared[6], &[family]).await?;
+                let revoked = delete_families(&tx, &prepared[5], &prepared[6], &[family]).await?;
                 Rotation::Reused { revoked }
             }
             _ => Rotation::Absent,

@@ -271,11 +271,7 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn get_session(
-        &self,
-        key: SecretHash,
-        now: u64,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {
         let key = *key.as_bytes();
         const GET: &str = concat!(
             "SELECT ",
@@ -340,11 +336,7 @@ impl SessionStore for SqliteStore {
             .map(|mut found| found.pop())
     }
 
-    async fn sessions_of_user(
-        &self,
-        user_id: &str,
-        now: u64,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_user(&self, user_id: &str, now: u64) -> Result<Vec<Session>, StoreError> {
         const LIST: &str = concat!(
             "SELECT ",
             session_columns!(),
@@ -357,7 +349,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        const GET: &str = concat!("SELECT ", session_columns!(), " FROM sessions s WHERE s.id = ?1");
+        const GET: &str = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions s WHERE s.id = ?1"
+        );
         let id = id.to_owned();
         self.call(move |conn| {
             let tx = conn
