@@ -614,9 +614,32 @@ mod tests {
         }
     }
 
+    /// Serves connection `conn` for `app`: `/userinfo` answers only for a
+    /// user whose connection still serves the token's app.
+    async fn serve_conn_for_app(broker: &Broker, store: &MemoryStore) {
+        let spec: crate::model::ConnectionSpec = serde_json::from_value(json!({
+            "name": "conn",
+            "enabled_clients": ["app"],
+            "options": {"authorizationURL": "https://a.test/authorize",
+                        "tokenURL": "https://a.test/token", "client_id": "c",
+                        "mapper": "m"}
+        }))
+        .expect("spec");
+        let record = crate::model::ConnectionRecord {
+            id: "con_conn".into(),
+            spec,
+        };
+        store
+            .put_connection(&record.to_stored())
+            .await
+            .expect("put connection");
+        broker.catalog().refresh().await.expect("catalog");
+    }
+
     #[tokio::test]
     async fn userinfo_takes_the_bearer_scheme_in_any_case() {
         let (broker, store) = broker();
+        serve_conn_for_app(&broker, &store).await;
         let profile: Profile = serde_json::from_value(json!({"user_id": "ada"})).expect("profile");
         store
             .record_login(USER_ID, "conn", profile, 0)
