@@ -37,6 +37,7 @@ use arc_swap::ArcSwap;
 
 use crate::actions::{BoundAction, LoadedAction, PostLoginChain};
 use crate::mapper::{LoadedMapper, Runtime};
+use crate::model::resource_server::ResourceServer;
 use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreError, StoredCatalog};
@@ -69,6 +70,8 @@ pub struct Snapshot {
     pub actions: ActionRegistry,
     /// The Actions bound to the post-login trigger, in order.
     pub post_login: Arc<PostLoginChain>,
+    /// APIs by `identifier` (the `audience` apps ask for).
+    pub resource_servers: HashMap<String, Arc<ResourceServer>>,
 }
 
 impl Snapshot {
@@ -263,6 +266,15 @@ impl Catalog {
                     snapshot.clients.insert(id, Arc::new(client));
                 }
                 Err(e) => problems.push(format!("client `{id}`: {e}")),
+            }
+        }
+        for api in stored.resource_servers {
+            let identifier = api.identifier.clone();
+            match ResourceServer::from_stored(api) {
+                Ok(api) => {
+                    snapshot.resource_servers.insert(identifier, Arc::new(api));
+                }
+                Err(e) => problems.push(format!("resource server `{identifier}`: {e}")),
             }
         }
         let mut connections = Vec::new();
@@ -551,6 +563,9 @@ mod tests {
             require_pkce: true,
             app_type: None,
             token_endpoint_auth_method: None,
+            grant_types: None,
+            allowed_logout_urls: vec![],
+            backchannel_logout_uri: None,
         };
         store.put_client(&client).await.expect("put");
         assert_eq!(catalog.version(), Some(0), "nothing changes by itself");

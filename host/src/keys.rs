@@ -25,7 +25,9 @@ use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+    VerificationAlgorithm,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +48,41 @@ const MAX_RSA_SIGNATURE: usize = 4096 / 8;
 /// Initial capacity of a signed token: a typical id_token fits, so signing
 /// allocates once; a bigger one grows the string.
 const TOKEN_CAPACITY: usize = 1024;
+
+/// Longest token [`KeySet::verify`] looks at: ours are one or two KiB; a
+/// caller sending more is not presenting one of them.
+pub const MAX_VERIFIED_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What a token we sign is, written in its JWS header's `typ` (explicit
+/// typing, RFC 8725 §3.11): one kind of token is never accepted as another
+/// — an id_token is no access token, and neither is a logout token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    /// `JWT`: id_tokens, as every OpenID Connect client expects them.
+    IdToken,
+    /// `at+jwt`: JWT access tokens for APIs (RFC 9068 §2.1).
+    AccessToken,
+    /// `logout+jwt`: back-channel logout tokens (OpenID Connect
+    /// Back-Channel Logout 1.0 §2.4).
+    LogoutToken,
+}
+
+impl TokenType {
+    const ALL: [TokenType; 3] = [Self::IdToken, Self::AccessToken, Self::LogoutToken];
+
+    /// The header's `typ`.
+    pub fn typ(self) -> &'static str {
+        match self {
+            Self::IdToken => "JWT",
+            Self::AccessToken => "at+jwt",
+            Self::LogoutToken => "logout+jwt",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// JWS algorithms the broker signs id_tokens with (RFC 7518 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,6 +148,9 @@ pub enum KeyError {
     ClaimsNotObject,
     #[error("JWS algorithm {0:?} is not accepted (only RS256 and ES256 are)")]
     UnsupportedAlg(String),
+    /// A token presented to us that we did not sign as this kind.
+    #[error("the token is not valid: {0}")]
+    Invalid(&'static str),
 }
 
 /// The broker's signing keys, parsed once and kept ready to sign.
@@ -134,9 +174,11 @@ struct Key {
     alg: Alg,
     created_at: u64,
     pair: Pair,
-    /// base64url of `{"alg":…,"typ":"JWT","kid":…}`: the first part of every
-    /// token this key signs, encoded once.
-    header_b64: String,
+    /// base64url of `{"alg":…,"typ":…,"kid":…}` for each [`TokenType`]:
+    /// the first part of every token this key signs, encoded once.
+    headers_b64: [String; 3],
+    /// The public key, as [`UnparsedPublicKey`] takes it.
+    public: Vec<u8>,
 }
 
 enum Pair {
@@ -150,6 +192,16 @@ struct Header<'a> {
     alg: Alg,
     typ: &'static str,
     kid: &'a str,
+}
+
+/// The JWS header of a token presented to us.
+#[derive(Deserialize)]
+struct PresentedHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 impl KeySet {
@@ -264,11 +316,22 @@ impl KeySet {
     }
 
     /// Compact JWS of `claims` with header {"alg", "typ":"JWT", "kid"} using
-    /// the active key for `alg`.
+    /// the active key for `alg`: an id_token.
     pub fn sign(&self, alg: Alg, claims: &Value) -> Result<String, KeyError> {
         if !claims.is_object() {
             return Err(KeyError::ClaimsNotObject);
         }
+        self.sign_as(alg, TokenType::IdToken, claims)
+    }
+
+    /// Compact JWS of `claims` (a struct: it serialises to an object) with
+    /// `typ`'s header, using the active key for `alg`.
+    pub fn sign_as<T: Serialize>(
+        &self,
+        alg: Alg,
+        typ: TokenType,
+        claims: &T,
+    ) -> Result<String, KeyError> {
         let key = &self.keys[match alg {
             Alg::Rs256 => self.active_rs256,
             Alg::Es256 => self.active_es256,
@@ -277,7 +340,7 @@ impl KeySet {
         // The token is built in place: header, payload encoded straight from
         // the serializer, then the signature over what is already there.
         let mut token = String::with_capacity(TOKEN_CAPACITY);
-        token.push_str(&key.header_b64);
+        token.push_str(&key.headers_b64[typ.index()]);
         token.push('.');
         let mut payload = EncoderStringWriter::from_consumer(&mut token, &URL_SAFE_NO_PAD);
         serde_json::to_writer(&mut payload, claims).map_err(|_| KeyError::Sign)?;
@@ -301,6 +364,51 @@ impl KeySet {
             }
         }
         Ok(token)
+    }
+
+    /// Checks that `token` is a compact JWS we signed as `typ`: its header
+    /// names one of our keys and that key's algorithm, its `typ` is
+    /// `typ`'s, and the signature verifies. Returns the claims, which the
+    /// caller checks (`iss`, `aud`, `exp`: what they must be depends on
+    /// where the token is presented).
+    pub fn verify(&self, token: &str, typ: TokenType) -> Result<Value, KeyError> {
+        const MALFORMED: KeyError = KeyError::Invalid("not a compact JWS");
+        if token.len() > MAX_VERIFIED_TOKEN_BYTES {
+            return Err(KeyError::Invalid("too long"));
+        }
+        let (input, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+        let (header, payload) = input.split_once('.').ok_or(MALFORMED)?;
+        let header: PresentedHeader = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(MALFORMED)?;
+        if header.typ.as_deref() != Some(typ.typ()) {
+            return Err(KeyError::Invalid("not a token of this kind"));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid == kid))
+            .ok_or(KeyError::Invalid("signed by no key of ours"))?;
+        // The key decides the algorithm, never the header (RFC 8725 §3.1).
+        if header.alg != key.alg.as_str() {
+            return Err(KeyError::Invalid("the algorithm is not its key's"));
+        }
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| MALFORMED)?;
+        let algorithm: &'static dyn VerificationAlgorithm = match key.alg {
+            Alg::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+            Alg::Es256 => &ECDSA_P256_SHA256_FIXED,
+        };
+        UnparsedPublicKey::new(algorithm, &key.public)
+            .verify(input.as_bytes(), &signature)
+            .map_err(|_| KeyError::Invalid("the signature does not verify"))?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| MALFORMED)?;
+        let claims: Value = serde_json::from_slice(&payload).map_err(|_| MALFORMED)?;
+        if !claims.is_object() {
+            return Err(MALFORMED);
+        }
+        Ok(claims)
     }
 
     /// The public JWKS document: {"keys":[{kty, use:"sig", alg, kid, n, e} /
@@ -374,14 +482,24 @@ impl Key {
             }
         };
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
-        let header = serde_json::to_vec(&Header {
-            alg,
-            typ: "JWT",
-            kid: &kid,
-        })
-        .map_err(|e| e.to_string())?;
+        let header = |typ: TokenType| -> Result<String, String> {
+            let header = serde_json::to_vec(&Header {
+                alg,
+                typ: typ.typ(),
+                kid: &kid,
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(URL_SAFE_NO_PAD.encode(header))
+        };
+        let [id, access, logout] = TokenType::ALL;
+        let headers_b64 = [header(id)?, header(access)?, header(logout)?];
+        let public = match &pair {
+            Pair::Rsa(pair) => pair.public_key().as_ref().to_vec(),
+            Pair::Ec(pair) => pair.public_key().as_ref().to_vec(),
+        };
         Ok(Key {
-            header_b64: URL_SAFE_NO_PAD.encode(header),
+            headers_b64,
+            public,
             kid,
             alg,
             created_at,
@@ -786,6 +904,74 @@ mod tests {
             "none".parse::<Alg>(),
             Err(KeyError::UnsupportedAlg(_))
         ));
+    }
+
+    #[test]
+    fn our_tokens_verify_as_their_own_kind_only() {
+        #[derive(Serialize)]
+        struct Claims {
+            sub: &'static str,
+        }
+        for alg in Alg::ALL {
+            let access = keys()
+                .sign_as(alg, TokenType::AccessToken, &Claims { sub: "u1" })
+                .expect("sign");
+            assert_eq!(header_of(&access)["typ"], "at+jwt");
+            assert_eq!(
+                keys()
+                    .verify(&access, TokenType::AccessToken)
+                    .expect("ours")["sub"],
+                "u1"
+            );
+            let id_token = keys().sign(alg, &claims()).expect("sign");
+            assert_eq!(
+                keys().verify(&id_token, TokenType::IdToken).expect("ours"),
+                claims()
+            );
+            for (token, wrong) in [
+                (&access, TokenType::IdToken),
+                (&access, TokenType::LogoutToken),
+                (&id_token, TokenType::AccessToken),
+            ] {
+                assert!(
+                    matches!(keys().verify(token, wrong), Err(KeyError::Invalid(_))),
+                    "{alg}: a token of one kind is refused as {wrong:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_or_foreign_token_does_not_verify() {
+        for alg in Alg::ALL {
+            let ours = keys().sign(alg, &claims()).expect("sign");
+            let parts: Vec<&str> = ours.split('.').collect();
+            let mut forged = claims();
+            forged["sub"] = json!("admin");
+            let tampered = format!("{}.{}.{}", parts[0], b64_json(&forged), parts[2]);
+            let theirs = other_keys().sign(alg, &claims()).expect("sign");
+            // The header claims `none`: the key decides, so it is refused.
+            let mut none = header_of(&ours);
+            none["alg"] = json!("none");
+            let unsigned = format!("{}.{}.", b64_json(&none), parts[1]);
+            for bad in [
+                tampered.as_str(),
+                theirs.as_str(),
+                unsigned.as_str(),
+                "",
+                "a.b",
+                "a.b.c",
+                &"x".repeat(MAX_VERIFIED_TOKEN_BYTES + 1),
+            ] {
+                assert!(
+                    matches!(
+                        keys().verify(bad, TokenType::IdToken),
+                        Err(KeyError::Invalid(_))
+                    ),
+                    "{alg}: {bad:.40}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod client_secret;
+pub mod resource_server;
 
 use self::client_secret::ClientSecretHash;
 use crate::egress::{EgressPolicy, HostRule};
@@ -105,6 +106,16 @@ pub struct Client {
     /// written before the field existed, or that never set it) accepts
     /// either secret method of a confidential app.
     pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// The grants the app may use at the token endpoint (Auth0's
+    /// `grant_types`). See [`GrantType::defaults`].
+    pub grant_types: Vec<GrantType>,
+    /// Where the app may send browsers after logout
+    /// (`post_logout_redirect_uri`, Auth0's `returnTo`), compared exactly.
+    pub allowed_logout_urls: Vec<String>,
+    /// Where the app receives back-channel logout tokens (OpenID Connect
+    /// Back-Channel Logout 1.0 §2.2); Auth0's
+    /// `oidc_logout.backchannel_logout_urls`, of which it allows one.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 fn yes() -> bool {
@@ -138,6 +149,23 @@ impl GrantType {
             other => Err(format!(
                 "grant type `{other}` is not authorization_code, refresh_token or client_credentials"
             )),
+        }
+    }
+
+    /// What an app may use unless told otherwise: logins and their refresh
+    /// tokens for every app (a refresh token is issued only to an app that
+    /// asks for `offline_access`), and `client_credentials` for a
+    /// confidential one (which also needs management scopes). Apps stored
+    /// before the field existed get these too: nothing they did is taken
+    /// away.
+    pub fn defaults(client_type: ClientType) -> Vec<Self> {
+        match client_type {
+            ClientType::Confidential => vec![
+                Self::AuthorizationCode,
+                Self::RefreshToken,
+                Self::ClientCredentials,
+            ],
+            ClientType::Public => vec![Self::AuthorizationCode, Self::RefreshToken],
         }
     }
 }
@@ -300,6 +328,57 @@ pub fn check_app_type(
     Ok(())
 }
 
+/// A public app has no secret: it cannot use `client_credentials`.
+pub fn check_grant_types(client_type: ClientType, grants: &[GrantType]) -> Result<(), String> {
+    if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
+        return Err("a public client cannot use client_credentials".into());
+    }
+    Ok(())
+}
+
+/// An app's logout URLs: absolute URLs without a fragment (the rule for
+/// `post_logout_redirect_uri`, RP-Initiated Logout 1.0 §3); none at all
+/// is fine.
+pub fn check_logout_urls(urls: &[String]) -> Result<(), String> {
+    for u in urls {
+        let url = Url::parse(u).map_err(|e| format!("logout URL `{u}` is not a URL: {e}"))?;
+        if url.fragment().is_some() {
+            return Err(format!("logout URL `{u}` has a fragment"));
+        }
+    }
+    Ok(())
+}
+
+/// An app's back-channel logout URI (Back-Channel Logout 1.0 §2.2: an
+/// absolute URL, no fragment): https, or plain http to an IP literal or a
+/// private name (an app on the broker's own network). The broker POSTs
+/// logout tokens there, so through the API a private one needs
+/// `write:egress`, as a connection's does ([`backchannel_is_private`]).
+pub fn check_backchannel_uri(uri: &str) -> Result<Url, String> {
+    let url =
+        Url::parse(uri).map_err(|e| format!("backchannel logout URL `{uri}` is not a URL: {e}"))?;
+    if url.fragment().is_some() || url.host_str().is_none() {
+        return Err(format!(
+            "backchannel logout URL `{uri}` needs a host and no fragment"
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if backchannel_is_private(&url) => Ok(url),
+        _ => Err(format!(
+            "backchannel logout URL `{uri}` must be https (plain http only to an IP address or a private name)"
+        )),
+    }
+}
+
+/// Whether a back-channel URL names an IP literal or a private name: the
+/// broker then POSTs to private addresses for it (loopback and private
+/// networks; never cloud metadata), and a public name may resolve to
+/// public addresses only.
+pub fn backchannel_is_private(url: &Url) -> bool {
+    HostRule::for_url(url).is_some_and(|rule| rule.names_private_host())
+}
+
 impl ClientType {
     /// The name, as in the configuration, the API and the store.
     pub fn as_str(self) -> &'static str {
@@ -336,6 +415,14 @@ impl Client {
             token_endpoint_auth_method: self
                 .token_endpoint_auth_method
                 .map(|m| m.as_str().to_owned()),
+            grant_types: Some(
+                self.grant_types
+                    .iter()
+                    .map(|g| g.as_str().to_owned())
+                    .collect(),
+            ),
+            allowed_logout_urls: self.allowed_logout_urls.clone(),
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
         }
     }
 
@@ -352,6 +439,16 @@ impl Client {
                 .as_deref()
                 .map(ClientAuthMethod::parse)
                 .transpose()?,
+            grant_types: match &stored.grant_types {
+                None => GrantType::defaults(client_type),
+                Some(names) => names
+                    .iter()
+                    .map(|n| GrantType::parse(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("grant_types: {e}"))?,
+            },
+            allowed_logout_urls: stored.allowed_logout_urls,
+            backchannel_logout_uri: stored.backchannel_logout_uri,
             client_type,
             secret_hash: stored
                 .secret_hash
@@ -380,10 +477,15 @@ impl Client {
         self.require_pkce || self.client_type == ClientType::Public
     }
 
-    /// Whether the app may use `grant`: its type's rules
-    /// ([`app_type_rules`]).
+    /// Whether the app may use `grant`: one of its `grant_types` that its
+    /// type allows ([`app_type_rules`]).
     pub fn allows_grant(&self, grant: GrantType) -> bool {
-        app_type_rules(self.app_type).grants.contains(&grant)
+        self.grant_types.contains(&grant) && app_type_rules(self.app_type).grants.contains(&grant)
+    }
+
+    /// Whether `url` is one of the app's logout URLs (exactly).
+    pub fn allows_logout_url(&self, url: &str) -> bool {
+        self.allowed_logout_urls.iter().any(|u| u == url)
     }
 }
 
@@ -711,6 +813,10 @@ pub struct ConnectionOptions {
     /// `non_persistent_attrs`): dropped from the profile before it is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub non_persistent_attrs: Vec<String>,
+    /// The provider's logout page: Auth0's `/v2/logout?federated` sends
+    /// the browser there after ending its Waypass session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout_url: Option<String>,
 }
 
 /// Options as the configuration and the API default them (PKCE on).
@@ -746,6 +852,7 @@ impl Default for ConnectionOptions {
             mapper_timeout_ms: None,
             set_user_root_attributes: RootAttributesSync::default(),
             non_persistent_attrs: Vec::new(),
+            logout_url: None,
         }
     }
 }
@@ -885,6 +992,7 @@ impl ConnectionSpec {
                 mapper_timeout_ms: o.mapper_timeout_ms,
                 set_user_root_attributes: o.set_user_root_attributes.as_str().to_owned(),
                 non_persistent_attrs: o.non_persistent_attrs.clone(),
+                logout_url: o.logout_url.clone(),
             },
         }
     }
@@ -933,6 +1041,7 @@ impl ConnectionSpec {
                 mapper_timeout_ms: o.mapper_timeout_ms,
                 set_user_root_attributes: RootAttributesSync::parse(&o.set_user_root_attributes)?,
                 non_persistent_attrs: o.non_persistent_attrs,
+                logout_url: o.logout_url,
             },
         })
     }
@@ -1076,6 +1185,9 @@ impl Connection {
         }
         if let Some(icon) = &o.icon_url {
             parse("icon_url", icon)?;
+        }
+        if let Some(logout) = &o.logout_url {
+            parse("logout_url", logout)?;
         }
         let profile = match (&o.mapper, &o.scripts) {
             (Some(mapper), None) => ProfileSource::Mapper(mapper.clone()),
@@ -1260,7 +1372,7 @@ mod tests {
                         "mapper_settings": {"api_key": "k"}, "mapper_settings_env": {"key2": "ENV2"},
                         "mapper_egress": {"allowed_hosts": ["api.a.test"], "allow_private_networks": true},
                         "mapper_timeout_ms": 1500, "set_user_root_attributes": "on_first_login",
-                        "non_persistent_attrs": ["gender"]}
+                        "non_persistent_attrs": ["gender"], "logout_url": "https://a.test/logout"}
         }))
         .expect("spec")
     }
@@ -1314,6 +1426,9 @@ mod tests {
             require_pkce: false,
             app_type: AppType::NonInteractive,
             token_endpoint_auth_method: Some(ClientAuthMethod::ClientSecretBasic),
+            grant_types: vec![GrantType::AuthorizationCode],
+            allowed_logout_urls: vec!["https://shop.test/bye".into()],
+            backchannel_logout_uri: Some("https://shop.test/backchannel".into()),
         };
         assert_eq!(Client::from_stored(client.to_stored()), Ok(client));
         let bad = StoredClient {
@@ -1329,6 +1444,9 @@ mod tests {
                 require_pkce: true,
                 app_type: None,
                 token_endpoint_auth_method: None,
+                grant_types: None,
+                allowed_logout_urls: vec![],
+                backchannel_logout_uri: None,
             })
             .expect("a public client")
             .to_stored()

@@ -469,6 +469,37 @@ fn users_list_says_no_users_when_nobody_has_logged_in() {
 }
 
 #[test]
+fn session_commands_reach_the_sessions_api() {
+    let broker = TestBroker::start();
+    for (args, message) in [
+        (
+            vec!["users", "sessions", "oauth2|acme|a/b c"],
+            "user `oauth2|acme|a/b c` not found (HTTP 404)",
+        ),
+        (
+            vec!["users", "refresh-tokens", "oauth2|acme|1"],
+            "user `oauth2|acme|1` not found (HTTP 404)",
+        ),
+        (
+            vec!["users", "logout", "oauth2|acme|1"],
+            "user `oauth2|acme|1` not found (HTTP 404)",
+        ),
+        (
+            vec!["users", "revoke-session", "ses_gone"],
+            "session `ses_gone` not found (HTTP 404)",
+        ),
+        (
+            vec!["users", "revoke-refresh-token", "rtf_gone"],
+            "refresh token `rtf_gone` not found (HTTP 404)",
+        ),
+    ] {
+        let run = broker.admin(&args);
+        assert_eq!(run.code, Some(1), "{args:?}");
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
 fn user_ids_reach_the_broker_percent_encoded() {
     let broker = TestBroker::start();
     let run = broker.admin(&["users", "get", "oauth2|acme|a/b c"]);

@@ -32,6 +32,8 @@ fn grant() -> AuthorizationGrant {
         nonce: Some("n-0S6_WzA2Mj".into()),
         code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
         auth_time: 1,
+        session_id: None,
+        audience: None,
         expires_at: u64::MAX >> 2,
     }
 }

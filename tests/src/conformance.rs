@@ -7,6 +7,9 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
+mod sessions;
+pub use sessions::*;
+
 use std::future::Future;
 use std::sync::Barrier;
 
@@ -108,6 +111,18 @@ where
         log_events_are_read_by_id_and_stored_once,
         retention_deletes_only_the_events_before_its_date,
         signing_keys_are_replaced_only_over_the_expected_document,
+        sessions_are_found_by_cookie_and_id_until_they_expire,
+        putting_a_session_again_keeps_its_apps_and_its_id_is_unique,
+        touching_a_session_records_the_app_and_only_extends_it,
+        deleting_sessions_returns_them_and_ends_them,
+        a_refresh_token_rotates_once_into_its_successor,
+        reusing_a_rotated_refresh_token_revokes_its_family,
+        concurrent_uses_of_one_refresh_token_let_exactly_one_rotate,
+        an_expired_refresh_token_is_absent_and_does_not_rotate,
+        refresh_tokens_are_listed_and_deleted_by_user_and_by_app,
+        access_tokens_are_deleted_by_token_user_and_family,
+        sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
+        resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
     );
 }
 
@@ -153,6 +168,8 @@ fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         browser_binding: binding(tag),
         correlation_id: format!("corr-{tag}"),
         expires_at,
+        form_post: true,
+        audience: Some("https://api.example/".into()),
     }
 }
 
@@ -163,6 +180,8 @@ fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         nonce: None,
         code_challenge: None,
         provider_verifier: None,
+        form_post: false,
+        audience: None,
         ..transaction(tag, expires_at)
     }
 }
@@ -177,6 +196,8 @@ fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
         nonce: Some("nonce-1".into()),
         code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
         auth_time: NOW - 5,
+        session_id: Some("ses_1".into()),
+        audience: Some("https://api.example/".into()),
         expires_at,
     }
 }
@@ -187,6 +208,7 @@ fn access(user: &str, expires_at: u64) -> AccessGrant {
         user_id: user.into(),
         client_id: "app".into(),
         scope: "openid profile".into(),
+        family_id: None,
         expires_at,
     }
 }
@@ -262,6 +284,8 @@ fn fields(tx: &LoginTransaction) -> Vec<String> {
         tx.browser_binding.to_hex(),
         tx.correlation_id.clone(),
         tx.expires_at.to_string(),
+        tx.form_post.to_string(),
+        format!("{:?}", tx.audience),
     ]
 }
 
@@ -1583,6 +1607,7 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                 mapper_timeout_ms: Some(1234),
                 set_user_root_attributes: "never_on_login".into(),
                 non_persistent_attrs: vec!["gender".into()],
+                logout_url: Some("https://id.every.test/logout".into()),
             },
         },
     }

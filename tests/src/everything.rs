@@ -31,6 +31,8 @@ fn transaction() -> LoginTransaction {
         browser_binding: SecretHash::of("browser cookie"),
         correlation_id: "corr-1".into(),
         expires_at: NOW + 600,
+        form_post: false,
+        audience: None,
     }
 }
 
@@ -44,6 +46,8 @@ fn grant() -> AuthorizationGrant {
         nonce: Some("n-0S6_WzA2Mj".into()),
         code_challenge: None,
         auth_time: NOW - 3,
+        session_id: None,
+        audience: None,
         expires_at: NOW + 60,
     }
 }
@@ -54,6 +58,7 @@ fn access() -> AccessGrant {
         user_id: "oauth2|acme|42".into(),
         client_id: "shop".into(),
         scope: "openid email".into(),
+        family_id: None,
         expires_at: NOW + 3600,
     }
 }

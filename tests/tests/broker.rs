@@ -295,7 +295,9 @@ async fn unsupported_response_types_and_modes_go_back_to_the_app_as_errors() {
         "{location:?}"
     );
 
-    let landing = login_app(&tb, &[("response_mode", "form_post")]).await;
+    // `form_post` is served (tests/sessions.rs); `fragment` is for the
+    // implicit flow, which is not.
+    let landing = login_app(&tb, &[("response_mode", "fragment")]).await;
     assert_app_error(&landing, "invalid_request");
     assert!(
         landing

@@ -280,7 +280,8 @@ fn any_authorize_query_gets_an_oauth_answer_and_only_bounded_logins_are_stored()
                     // in flight never stops the exploration.
                     tb.clock.advance(LOGIN_TRANSACTION_TTL.as_secs());
                 }
-                AuthorizeOutcome::ToApp { location } => {
+                AuthorizeOutcome::ToApp(answer) => {
+                    let location = answer.location();
                     prop_assert!(
                         location.starts_with(APP_CALLBACK) || location.starts_with(SPA_CALLBACK),
                         "only to a registered callback: {location}"
@@ -419,6 +420,8 @@ fn any_token_request_gets_an_rfc_6749_answer() {
                 nonce: Some("n".into()),
                 code_challenge: Some(PKCE_CHALLENGE.into()),
                 auth_time: now,
+                session_id: None,
+                audience: None,
                 expires_at: now + 600,
             };
             tb.store

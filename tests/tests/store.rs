@@ -65,6 +65,8 @@ fn transaction() -> LoginTransaction {
         browser_binding: SecretHash::of("cookie"),
         correlation_id: "corr".into(),
         expires_at: NOW + 600,
+        form_post: false,
+        audience: None,
     }
 }
 
@@ -78,6 +80,8 @@ fn grant(code_challenge: Option<&str>) -> AuthorizationGrant {
         nonce: None,
         code_challenge: code_challenge.map(str::to_owned),
         auth_time: NOW,
+        session_id: None,
+        audience: None,
         expires_at: NOW + 60,
     }
 }
@@ -132,6 +136,7 @@ async fn write_one_of_everything(store: &dyn Store) {
                 user_id: "oauth2|acme|1".into(),
                 client_id: "app".into(),
                 scope: "openid".into(),
+                family_id: None,
                 expires_at: NOW + 3600,
             },
         )

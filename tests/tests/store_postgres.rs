@@ -71,6 +71,8 @@ fn transaction(round: usize) -> LoginTransaction {
         browser_binding: SecretHash::of("cookie"),
         correlation_id: format!("corr {round}"),
         expires_at: NOW + 600,
+        form_post: false,
+        audience: None,
     }
 }
 
@@ -84,6 +86,8 @@ fn grant(round: usize) -> AuthorizationGrant {
         nonce: None,
         code_challenge: None,
         auth_time: NOW,
+        session_id: None,
+        audience: None,
         expires_at: NOW + 60,
     }
 }

@@ -13,8 +13,9 @@ use crate::broker::Broker;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    AppType, Client, ClientAuthMethod, ClientType, app_type_rules, check_app_type,
-    check_require_pkce,
+    AppType, Client, ClientAuthMethod, ClientType, GrantType, app_type_rules,
+    backchannel_is_private, check_app_type, check_backchannel_uri, check_grant_types,
+    check_logout_urls, check_require_pkce,
 };
 
 /// The scope that lets a management client set clients' `scopes` (Auth0
@@ -55,6 +56,67 @@ struct ClientBody {
     /// Enforced at the token endpoint.
     #[serde(default)]
     token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// The grants the app may use (Auth0's `grant_types`).
+    #[serde(default)]
+    grant_types: Option<Vec<GrantType>>,
+    /// Where the app may send browsers after logout.
+    #[serde(default)]
+    allowed_logout_urls: Option<Vec<String>>,
+    /// Auth0's back-channel logout settings.
+    #[serde(default)]
+    oidc_logout: Option<OidcLogout>,
+}
+
+/// Auth0's `oidc_logout`: where the app receives back-channel logout
+/// tokens. Auth0 takes one URL in the list; so does Waypass, and an empty
+/// list removes it.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct OidcLogout {
+    #[serde(default)]
+    backchannel_logout_urls: Vec<String>,
+}
+
+impl ClientBody {
+    /// The back-channel logout URI the body sets: `Some(None)` removes it.
+    fn backchannel(&self) -> Result<Option<Option<String>>, ApiError> {
+        let Some(settings) = &self.oidc_logout else {
+            return Ok(None);
+        };
+        match settings.backchannel_logout_urls.as_slice() {
+            [] => Ok(Some(None)),
+            [one] => {
+                check_backchannel_uri(one).map_err(ApiError::bad_request)?;
+                Ok(Some(Some(one.clone())))
+            }
+            _ => Err(ApiError::bad_request(
+                "oidc_logout.backchannel_logout_urls takes one URL",
+            )),
+        }
+    }
+}
+
+/// A back-channel logout URI on a private host means the broker POSTs into
+/// its own network: through the API, that needs `write:egress`, as for a
+/// connection's private reach.
+fn check_backchannel_reach(
+    caller: &Caller,
+    current: Option<&str>,
+    requested: Option<Option<String>>,
+) -> Result<(), ApiError> {
+    let Some(Some(uri)) = requested else {
+        return Ok(());
+    };
+    let private = url::Url::parse(&uri).is_ok_and(|u| backchannel_is_private(&u));
+    if private && current != Some(uri.as_str()) && !caller.has(WRITE_EGRESS) {
+        return Err(ApiError::new(
+            403,
+            format!(
+                "the backchannel logout URL `{uri}` names an IP address or a private host: that needs the scope `{WRITE_EGRESS}`"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Broker {
@@ -108,6 +170,11 @@ impl Broker {
                 if let Some(scopes) = &body.scopes {
                     check_grant(&req.caller, &client.scopes, scopes)?;
                 }
+                check_backchannel_reach(
+                    &req.caller,
+                    client.backchannel_logout_uri.as_deref(),
+                    body.backchannel()?,
+                )?;
                 apply(&mut client, body)?;
                 self.save_client(&client).await?;
                 Ok(ApiReply::json(200, public_json(&client)))
@@ -155,6 +222,8 @@ impl Broker {
                 self.store.delete_client(id).await?;
                 self.catalog_changed().await;
                 self.revoke_tokens(id, "it was deleted").await?;
+                let refresh = self.store.delete_refresh_tokens_of_client(id).await?;
+                tracing::info!(client_id = %id, refresh, "revoked the deleted client's refresh tokens");
                 Ok(ApiReply::no_content())
             }
             _ => Err(method_not_allowed()),
@@ -201,6 +270,7 @@ impl Broker {
         if let Some(scopes) = &body.scopes {
             check_grant(caller, &[], scopes)?;
         }
+        check_backchannel_reach(caller, None, body.backchannel()?)?;
         // `app_type` decides the type; `type` alone is Waypass's older way.
         let client_type = match (body.app_type, body.client_type) {
             (Some(app_type), Some(given)) if app_type_rules(app_type).client_type != given => {
@@ -254,6 +324,9 @@ impl Broker {
             require_pkce: true,
             app_type: AppType::default_for(client_type),
             token_endpoint_auth_method: None,
+            grant_types: GrantType::defaults(client_type),
+            allowed_logout_urls: Vec::new(),
+            backchannel_logout_uri: None,
         };
         apply(&mut client, body)?;
         if client.name.is_empty() {
@@ -355,6 +428,17 @@ fn parse(body: Value) -> Result<ClientBody, ApiError> {
 }
 
 fn apply(client: &mut Client, body: ClientBody) -> Result<(), ApiError> {
+    if let Some(backchannel) = body.backchannel()? {
+        client.backchannel_logout_uri = backchannel;
+    }
+    if let Some(grants) = body.grant_types {
+        check_grant_types(client.client_type, &grants).map_err(ApiError::bad_request)?;
+        client.grant_types = grants;
+    }
+    if let Some(urls) = body.allowed_logout_urls {
+        check_logout_urls(&urls).map_err(ApiError::bad_request)?;
+        client.allowed_logout_urls = urls;
+    }
     if let Some(name) = body.name {
         client.name = name;
     }
@@ -407,8 +491,13 @@ fn read_stored(stored: crate::store::StoredClient) -> Result<Client, ApiError> {
 
 /// The client as the API shows it: never the secret or its hash.
 fn public_json(c: &Client) -> Value {
-    let rules = app_type_rules(c.app_type);
-    let grant_types: Vec<&str> = rules.grants.iter().map(|g| g.as_str()).collect();
+    // What the app may use: its grant_types that its type allows.
+    let grant_types: Vec<&str> = c
+        .grant_types
+        .iter()
+        .filter(|g| c.allows_grant(**g))
+        .map(|g| g.as_str())
+        .collect();
     // A public app's method is `none` whether or not it was set.
     let auth_method = match c.client_type {
         ClientType::Public => Some(ClientAuthMethod::None),
@@ -425,6 +514,10 @@ fn public_json(c: &Client) -> Value {
         "id_token_signed_response_alg": c.id_token_alg,
         "scopes": c.scopes,
         "require_pkce": c.require_pkce,
+        "allowed_logout_urls": c.allowed_logout_urls,
+        "oidc_logout": OidcLogout {
+            backchannel_logout_urls: c.backchannel_logout_uri.iter().cloned().collect(),
+        },
     })
 }
 
@@ -469,6 +562,9 @@ mod tests {
             require_pkce: true,
             app_type: AppType::NonInteractive,
             token_endpoint_auth_method: None,
+            grant_types: GrantType::defaults(ClientType::Confidential),
+            allowed_logout_urls: Vec::new(),
+            backchannel_logout_uri: None,
         };
         assert_eq!(
             check_may_act_as(&holder, &client).map_err(|e| e.status),

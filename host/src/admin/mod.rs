@@ -18,6 +18,8 @@ mod keys;
 pub mod listing;
 mod logs;
 mod mappers;
+mod resource_servers;
+mod sessions;
 mod users;
 pub mod watch;
 
@@ -35,7 +37,7 @@ pub const READ_METRICS: &str = "read:metrics";
 pub const READ_LOGS: &str = "read:logs";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 17] = [
+pub const SCOPES: [&str; 23] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -53,6 +55,12 @@ pub const SCOPES: [&str; 17] = [
     keys::READ_SIGNING_KEYS,
     keys::CREATE_SIGNING_KEYS,
     keys::UPDATE_SIGNING_KEYS,
+    "read:sessions",
+    "write:sessions",
+    "read:refresh_tokens",
+    "write:refresh_tokens",
+    "read:resource_servers",
+    "write:resource_servers",
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -249,15 +257,23 @@ impl Broker {
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         let resource = *seg.first().unwrap_or(&"");
         let write = !matches!(*req.method, Method::GET | Method::HEAD);
-        let scope = match resource {
-            "connections" | "clients" | "mappers" | "users" | "actions" => {
-                format!("{}:{resource}", if write { "write" } else { "read" })
+        // What a path is about decides its scope: a user's sessions and
+        // refresh tokens are their own resources (Auth0's split too).
+        let about = match (resource, seg.get(2).copied()) {
+            ("users", Some("sessions")) | ("sessions", _) => "sessions",
+            ("users", Some("refresh-tokens")) | ("refresh-tokens", _) => "refresh_tokens",
+            ("resource-servers", _) => "resource_servers",
+            ("connections" | "clients" | "mappers" | "users" | "actions" | "logs" | "keys", _) => {
+                resource
             }
+            _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
+        };
+        let scope = match about {
             // Read only: the log is written by what happens, not by callers.
             "logs" if !write => READ_LOGS.to_owned(),
             "logs" => return Err(method_not_allowed()),
             "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
-            _ => return Err(ApiError::not_found(format!("/api/v2/{}", req.path))),
+            _ => format!("{}:{about}", if write { "write" } else { "read" }),
         };
         if !req.caller.has(&scope) {
             return Err(ApiError::new(
@@ -265,13 +281,15 @@ impl Broker {
                 format!("the token lacks the scope `{scope}`"),
             ));
         }
-        match resource {
+        match about {
             "connections" => self.connections_api(req, &seg[1..], &req.caller).await,
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             "actions" => self.actions_api(req, &seg[1..], &req.caller).await,
             "logs" => self.logs_api(req, &seg[1..]).await,
             "keys" => self.keys_api(req, &seg[1..]).await,
+            "sessions" | "refresh_tokens" => self.sessions_api(req, &seg).await,
+            "resource_servers" => self.resource_servers_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

@@ -1,5 +1,7 @@
 //! `/api/v2/users`: list (Auth0's offset pagination, searchable by
-//! email), get, update the metadata (Auth0's merge), delete.
+//! email), get, update the metadata (Auth0's merge), delete (which
+//! revokes the user's sessions and tokens). Their sessions and refresh
+//! tokens are `sessions.rs`'s.
 
 use http::Method;
 use serde_json::{Value, json};
@@ -79,6 +81,9 @@ impl Broker {
                 if !self.store.delete_user(id).await? {
                     return Err(ApiError::not_found(format!("user `{id}`")));
                 }
+                // What was issued to them goes with them: their sessions
+                // end (their apps are told), their tokens are revoked.
+                self.revoke_user(id).await?;
                 Ok(ApiReply::no_content())
             }
             _ => Err(method_not_allowed()),

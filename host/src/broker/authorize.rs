@@ -6,11 +6,12 @@ use std::sync::Arc;
 use url::Url;
 
 use super::limits::RetryAfter;
-use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, with_query};
-use super::{Broker, LOGIN_TRANSACTION_TTL};
+use super::oauth::{AppResponse, ErrorCode, OAuthError, Params, ResponseMode, with_query};
+use super::session::{SessionRequest, SsoAttempt};
+use super::{AUTHORIZATION_CODE_TTL, Broker, LOGIN_TRANSACTION_TTL};
 use crate::model::{Client, Connection, GrantType};
 use crate::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
-use crate::store::{LoginTransaction, PutTransaction};
+use crate::store::{AuthorizationGrant, LoginTransaction, PutTransaction};
 
 /// Longest `state`, `nonce` or `scope` accepted, and longest value passed
 /// on to the provider through `authParamsMap`: apps send random values of
@@ -27,7 +28,7 @@ const COOKIE_PREFIX: &str = "wp_tx_";
 
 /// Our `/authorize` parameters; never forwarded through `authParamsMap`,
 /// and never overridden by `authParams` towards the provider.
-const RESERVED: [&str; 11] = [
+const RESERVED: [&str; 13] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -39,6 +40,8 @@ const RESERVED: [&str; 11] = [
     "connection",
     "response_mode",
     "code_verifier",
+    "audience",
+    "max_age",
 ];
 
 /// What `/authorize` answers.
@@ -50,8 +53,10 @@ pub enum AuthorizeOutcome {
         cookie_name: String,
         cookie_value: String,
     },
-    /// Back to the app with an error (the app and its redirect_uri checked out).
-    ToApp { location: String },
+    /// Back to the app with a code (single sign-on: the browser's session
+    /// answered) or an error, in the app's response mode (the app and its
+    /// redirect_uri checked out).
+    ToApp(AppResponse),
     /// No `connection` given: choose one of these.
     ChooseConnection {
         client: Arc<Client>,
@@ -80,8 +85,20 @@ pub fn cookie_name(provider_state: &str, secure: bool) -> String {
 
 impl Broker {
     /// Handles `/authorize` with its raw query string, from the client
-    /// address `from` (for the rate limits).
+    /// address `from` (for the rate limits), for a browser without a
+    /// session.
     pub async fn authorize(&self, query: &str, from: IpAddr) -> AuthorizeOutcome {
+        self.authorize_in(query, from, None).await
+    }
+
+    /// Handles `/authorize` for a browser whose session cookie (if any) is
+    /// `session`: a session that can answer returns a code at once.
+    pub async fn authorize_in(
+        &self,
+        query: &str,
+        from: IpAddr,
+        session: Option<&str>,
+    ) -> AuthorizeOutcome {
         if let Err(wait) = self.rate.authorize(from) {
             return AuthorizeOutcome::TooManyRequests(wait);
         }
@@ -113,11 +130,21 @@ impl Broker {
         };
         // An oversized state is not echoed back (it is what is refused).
         let app_state = params.get("state").filter(|s| s.len() <= MAX_PARAM_BYTES);
-        match self.start_login(&params, &client, redirect_uri).await {
+        // The mode errors go back in too; a mode we do not know is itself
+        // answered in the default one.
+        let (mode, result) = match ResponseMode::parse(params.get("response_mode")) {
+            Ok(mode) => (
+                mode,
+                self.start_login(&params, &client, &redirect_url, mode, session)
+                    .await,
+            ),
+            Err(e) => (ResponseMode::Query, Err(e)),
+        };
+        match result {
             Ok(outcome) => outcome,
-            Err(e) => AuthorizeOutcome::ToApp {
-                location: error_redirect(&redirect_url, &e, app_state),
-            },
+            Err(e) => {
+                AuthorizeOutcome::ToApp(AppResponse::error(&redirect_url, mode, &e, app_state))
+            }
         }
     }
 
@@ -125,8 +152,13 @@ impl Broker {
         &self,
         params: &Params,
         client: &Arc<Client>,
-        redirect_uri: &str,
+        redirect_url: &Url,
+        mode: ResponseMode,
+        session: Option<&str>,
     ) -> Result<AuthorizeOutcome, OAuthError> {
+        // Exactly as registered (and as the app must send it again at the
+        // token endpoint), not as the URL parser normalises it.
+        let redirect_uri = params.get("redirect_uri").unwrap_or_default();
         match params.get("response_type") {
             Some("code") => {}
             Some(other) => {
@@ -142,10 +174,13 @@ impl Broker {
                 ));
             }
         }
-        if let Some(mode) = params.get("response_mode").filter(|m| *m != "query") {
+        if !client.allows_grant(GrantType::AuthorizationCode) {
             return Err(OAuthError::new(
-                ErrorCode::InvalidRequest,
-                format!("response_mode `{mode}` is not supported; only `query` is"),
+                ErrorCode::UnauthorizedClient,
+                format!(
+                    "this {} app may not use the authorization_code grant (its app_type and grant_types)",
+                    client.app_type.as_str()
+                ),
             ));
         }
         for name in STORED {
@@ -183,15 +218,52 @@ impl Broker {
                 "this app must use PKCE (code_challenge with code_challenge_method=S256)",
             ));
         }
-        // RFC 6749 §4.1.2.1: an app whose type may not use codes (a
-        // machine-to-machine app) is unauthorized_client here already.
-        if !client.allows_grant(GrantType::AuthorizationCode) {
+        let request = SessionRequest::parse(params)?;
+        let api = match params.get("audience") {
+            None => None,
+            Some(audience) => Some(self.resource_server(audience).ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("audience `{audience}` is not a registered API"),
+                )
+            })?),
+        };
+        let scope = Broker::granted_scope(params.get("scope").unwrap_or("openid"), api.as_deref());
+        let audience = api.as_ref().map(|a| a.identifier.clone());
+
+        // Single sign-on: the browser's session answers, if it can.
+        let attempt = SsoAttempt {
+            client,
+            connection: params.get("connection"),
+            request,
+            grant: AuthorizationGrant {
+                client_id: client.client_id.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+                user_id: String::new(),
+                scope: scope.clone(),
+                nonce: params.get("nonce").map(str::to_owned),
+                code_challenge: code_challenge.clone(),
+                auth_time: 0,
+                // SSO logins run no post-login Actions (only a provider login does).
+                claims: Default::default(),
+                session_id: None,
+                audience: audience.clone(),
+                expires_at: self.expires_in(AUTHORIZATION_CODE_TTL),
+            },
+        };
+        if let Some(code) = self.single_sign_on(attempt, session).await? {
+            return Ok(AuthorizeOutcome::ToApp(AppResponse::code(
+                redirect_url,
+                mode,
+                &code,
+                params.get("state"),
+            )));
+        }
+        // OpenID Connect Core §3.1.2.6: nothing may be shown.
+        if request.none {
             return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                format!(
-                    "a {} app does not log users in (it may only use client_credentials)",
-                    client.app_type.as_str()
-                ),
+                ErrorCode::LoginRequired,
+                "prompt=none, and this browser has no session that can answer: the person must log in",
             ));
         }
         let Some(connection_name) = params.get("connection") else {
@@ -264,12 +336,14 @@ impl Broker {
             app_state: params.get("state").map(str::to_owned),
             nonce: params.get("nonce").map(str::to_owned),
             code_challenge,
-            scope: params.get("scope").unwrap_or("openid").to_owned(),
+            scope,
             connection: connection.name().to_owned(),
             provider_verifier,
             browser_binding: SecretHash::of(&binding),
             correlation_id,
             expires_at: self.expires_in(LOGIN_TRANSACTION_TTL),
+            form_post: mode == ResponseMode::FormPost,
+            audience,
         };
         let now = self.clock.now();
         let max_live = self.limits.max_outstanding_logins;

@@ -7,23 +7,27 @@ use std::sync::Arc;
 use tracing::Instrument;
 use url::Url;
 
+use super::Broker;
 use super::authorize::cookie_name;
 use super::limits::RetryAfter;
-use super::oauth::{ErrorCode, OAuthError, Params, error_redirect, provider_refusal, with_query};
-use super::{AUTHORIZATION_CODE_TTL, Broker};
+use super::oauth::{AppResponse, ErrorCode, OAuthError, Params, ResponseMode, provider_refusal};
+use super::session::{SessionCookie, session_cookie_name};
 use crate::actions::{EventClient, EventRequest, PostLoginTrigger, TriggerError};
 use crate::mapper::MapperError;
 use crate::model::{Connection, ProfileSource, TokenAuthMethod};
 use crate::secret::SecretHash;
-use crate::store::{AuthorizationGrant, GrantClaims, LoginTransaction, TakeTransaction};
+use crate::store::{GrantClaims, LoginTransaction, TakeTransaction};
 
 /// What `/login/callback` answers.
 #[derive(Debug)]
 pub enum CallbackOutcome {
-    /// Back to the app, with `code` or `error`; the login's cookie is cleared.
+    /// Back to the app, with `code` or `error`, in the app's response
+    /// mode; the login's cookie is cleared, and after a login the
+    /// browser's session cookie is set.
     ToApp {
-        location: String,
+        response: AppResponse,
         clear_cookie: String,
+        session: Option<SessionCookie>,
     },
     /// No login to return to (unknown or expired state), or not this
     /// browser's: shown, not redirected.
@@ -107,6 +111,7 @@ impl Broker {
         };
         let span = tracing::info_span!("login", correlation_id = %tx.correlation_id, connection = %tx.connection);
         crate::events::at_stage(crate::events::LoginStage::Callback);
+        let session = cookie(&session_cookie_name(self.secure_cookies()));
         let result = async {
             let connection = self.connection(&tx.connection).ok_or_else(|| {
                 OAuthError::new(
@@ -121,8 +126,15 @@ impl Broker {
                 ip: from.to_string(),
                 user_agent: user_agent.map(str::to_owned),
             };
-            self.finish_login(&params, &tx, &connection, &nonce, request)
-                .await
+            self.finish_login(
+                &params,
+                &tx,
+                &connection,
+                &nonce,
+                request,
+                session.as_deref(),
+            )
+            .await
         }
         .instrument(span.clone())
         .await;
@@ -137,26 +149,36 @@ impl Broker {
             .as_ref()
             .map_or_else(|e| e.code.as_str(), |_| "success");
         self.metrics.login(&tx.connection, &tx.client_id, outcome);
-        self.log_login(&tx, &result, from);
-        let location = match result {
-            Ok(code) => {
-                let mut pairs = vec![("code", code.as_str())];
-                if let Some(s) = &tx.app_state {
-                    pairs.push(("state", s));
-                }
-                with_query(&redirect, &pairs)
-            }
+        self.log_login(
+            &tx,
+            &result
+                .as_ref()
+                .map(|(code, _)| code.clone())
+                .map_err(Clone::clone),
+            from,
+        );
+        let mode = ResponseMode::from_form_post(tx.form_post);
+        let state = tx.app_state.as_deref();
+        let (response, session) = match result {
+            Ok((code, session)) => (
+                AppResponse::code(&redirect, mode, &code, state),
+                Some(session),
+            ),
             Err(e) => {
                 span.in_scope(|| tracing::warn!(error = %e.code, description = %e.description, "login failed"));
-                error_redirect(&redirect, &e, tx.app_state.as_deref())
+                (AppResponse::error(&redirect, mode, &e, state), None)
             }
         };
         CallbackOutcome::ToApp {
-            location,
+            response,
             clear_cookie,
+            session,
         }
     }
 
+    /// Exchanges the code, runs the mapper, records the user, then starts
+    /// or renews the browser's session (its cookie is `session`) and
+    /// issues the app's code: the code and the session cookie to set.
     async fn finish_login(
         &self,
         params: &Params,
@@ -164,7 +186,8 @@ impl Broker {
         connection: &Arc<Connection>,
         nonce: &str,
         request: EventRequest,
-    ) -> Result<String, OAuthError> {
+        session: Option<&str>,
+    ) -> Result<(String, SessionCookie), OAuthError> {
         if let Some(error) = params.get("error") {
             crate::events::at_stage(crate::events::LoginStage::Provider);
             let description = params.get("error_description");
@@ -291,33 +314,15 @@ impl Broker {
         .run_for_login(&user, client, request, &tx.scope, &tx.redirect_uri)
         .await
         .map_err(post_login_error)?;
-        let code = self.random.token();
-        let grant = AuthorizationGrant {
-            claims: GrantClaims {
-                id_token: granted.id_token_claims,
-                access_token: granted.access_token_claims,
-            },
-            client_id: tx.client_id.clone(),
-            redirect_uri: tx.redirect_uri.clone(),
-            user_id: user_id.clone(),
-            scope: granted.scope,
-            nonce: tx.nonce.clone(),
-            code_challenge: tx.code_challenge.clone(),
-            auth_time: now,
-            expires_at: self.expires_in(AUTHORIZATION_CODE_TTL),
+        let claims = GrantClaims {
+            id_token: granted.id_token_claims,
+            access_token: granted.access_token_claims,
         };
-        self.store
-            .put_code(SecretHash::of(&code), grant)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot store an authorization code");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the login could not be completed; try again",
-                )
-            })?;
+        let finished = self
+            .login_finished(tx, &user_id, session, granted.scope, claims)
+            .await?;
         tracing::info!(user_id, "login succeeded");
-        Ok(code)
+        Ok(finished)
     }
 }
 

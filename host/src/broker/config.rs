@@ -21,6 +21,9 @@
 //! client_secret_env = "SHOP_SECRET"      # or client_secret_file, client_secret_sha256
 //! callbacks = ["https://shop.example.com/callback"]
 //! # require_pkce = false                 # PKCE is required of every app unless turned off
+//! allowed_logout_urls = ["https://shop.example.com/"]   # where logout may return
+//! oidc_logout = { backchannel_logout_urls = ["https://shop.example.com/backchannel"] }
+//! # grant_types = ["authorization_code", "refresh_token"]   # the default adds client_credentials
 //!
 //! [[connections]]
 //! name = "acme"
@@ -36,12 +39,16 @@
 //! issuer = "https://id.acme.test"         # RFC 9207: its answers must carry this `iss`
 //! per_connection_callback = true         # it sends users to /login/callback/acme
 //! # pkce_enabled = false                 # PKCE towards the provider is on unless turned off
+//! logout_url = "https://id.acme.test/logout"   # where /v2/logout?federated sends the browser
 //!
 //! [limits]                               # see `broker::limits` for every field
 //! max_outstanding_logins = 50000
 //! trusted_proxies = ["10.0.0.2"]         # whose X-Forwarded-For names the client
 //! [limits.rate]
 //! authorize_per_ip = { burst = 300, per_minute = 60 }
+//! [limits.sessions]                      # sessions and refresh tokens, in seconds
+//! idle_seconds = 259200
+//! refresh_token_absolute_seconds = 2592000
 //! ```
 
 pub mod check;
@@ -58,8 +65,9 @@ use super::limits::Limits;
 use crate::keys::Alg;
 use crate::model::client_secret::ClientSecretHash;
 use crate::model::{
-    AppType, Client, ClientAuthMethod, ClientType, Connection, ConnectionSpec, SecretSource,
-    app_type_rules, check_app_type, check_require_pkce,
+    AppType, Client, ClientAuthMethod, ClientType, Connection, ConnectionSpec, GrantType,
+    SecretSource, app_type_rules, check_app_type, check_backchannel_uri, check_grant_types,
+    check_logout_urls, check_require_pkce,
 };
 use crate::secret::SecretHash;
 use crate::store::DatabaseUrl;
@@ -159,6 +167,23 @@ pub struct ClientConfig {
     /// PKCE at `/authorize`: required unless `false` (confidential apps only).
     #[serde(default = "required")]
     pub require_pkce: bool,
+    /// The grants the app may use; the default for its type if left out.
+    #[serde(default)]
+    pub grant_types: Option<Vec<GrantType>>,
+    /// Where the app may send browsers after logout.
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
+    /// Auth0's `oidc_logout`: `{ backchannel_logout_urls = ["…"] }` (one URL).
+    #[serde(default)]
+    pub oidc_logout: Option<OidcLogoutConfig>,
+}
+
+/// Where an app receives back-channel logout tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLogoutConfig {
+    #[serde(default)]
+    pub backchannel_logout_urls: Vec<String>,
 }
 
 fn required() -> bool {
@@ -184,6 +209,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("client_secret_file", &self.client_secret_file)
             .field("client_secret_sha256", &self.client_secret_sha256)
             .field("require_pkce", &self.require_pkce)
+            .field("grant_types", &self.grant_types)
+            .field("allowed_logout_urls", &self.allowed_logout_urls)
+            .field("oidc_logout", &self.oidc_logout)
             .finish()
     }
 }
@@ -402,6 +430,24 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         _ => {}
     }
     check_require_pkce(client_type, c.require_pkce)?;
+    let grant_types = c
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| app_type_rules(app_type).grants.to_vec());
+    check_grant_types(client_type, &grant_types)?;
+    check_logout_urls(&c.allowed_logout_urls)?;
+    let backchannel_logout_uri = match c
+        .oidc_logout
+        .as_ref()
+        .map(|o| o.backchannel_logout_urls.as_slice())
+    {
+        None | Some([]) => None,
+        Some([one]) => {
+            check_backchannel_uri(one)?;
+            Some(one.clone())
+        }
+        Some(_) => return Err("oidc_logout.backchannel_logout_urls takes one URL".into()),
+    };
     Ok(Client {
         client_id: c.client_id.clone(),
         name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
@@ -413,6 +459,9 @@ fn client(c: &ClientConfig) -> Result<Client, String> {
         id_token_alg: c.id_token_signed_response_alg.unwrap_or(Alg::Rs256),
         scopes: Vec::new(),
         require_pkce: c.require_pkce,
+        grant_types,
+        allowed_logout_urls: c.allowed_logout_urls.clone(),
+        backchannel_logout_uri,
     })
 }
 

@@ -104,6 +104,25 @@ pub const API_FAILURES_PER_IP: Quota = Quota {
     per_minute: 10,
 };
 
+/// A browser session at the broker ends after three days unused (Auth0's
+/// default inactivity timeout): long enough that a person who uses their
+/// apps every working day logs in once a week, short enough that a
+/// forgotten browser does not stay signed in for a month.
+pub const SESSION_IDLE: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// A session ends 30 days after its login however much it is used
+/// (Auth0's default "require log in after"): the person authenticates at
+/// the provider again at least monthly.
+pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A refresh token unused for 15 days dies (Auth0's default inactivity
+/// lifetime): an app that stopped running stops holding access.
+pub const REFRESH_TOKEN_IDLE: Duration = Duration::from_secs(15 * 24 * 3600);
+
+/// A refresh-token family lives at most 30 days from its login (Auth0's
+/// default absolute lifetime), then the app sends the user to log in.
+pub const REFRESH_TOKEN_ABSOLUTE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A token bucket's size and refill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +154,10 @@ pub enum LimitsError {
     NoLogins,
     #[error("limits.trusted_proxies: `{0}` is not an address or address/prefix")]
     BadProxy(String),
+    #[error(
+        "limits.sessions.{0}: lifetimes must be at least one second, and an idle one no longer than its absolute one"
+    )]
+    BadLifetime(&'static str),
 }
 
 /// The `[limits]` table.
@@ -149,9 +172,58 @@ pub struct Limits {
     /// peer, and a header any client can send is ignored.
     pub trusted_proxies: Vec<String>,
     pub rate: RateLimits,
+    /// How long sessions and refresh tokens live.
+    pub sessions: SessionLimits,
     /// Not configurable: tests shorten it.
     #[serde(skip)]
     pub sweep_interval: Duration,
+}
+
+/// The `[limits.sessions]` table: lifetimes in seconds.
+///
+/// ```toml
+/// [limits.sessions]
+/// idle_seconds = 259200                    # 3 days unused
+/// absolute_seconds = 2592000               # 30 days after the login
+/// refresh_token_idle_seconds = 1296000     # 15 days unused
+/// refresh_token_absolute_seconds = 2592000 # 30 days after the login
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    pub idle_seconds: u64,
+    pub absolute_seconds: u64,
+    pub refresh_token_idle_seconds: u64,
+    pub refresh_token_absolute_seconds: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_seconds: SESSION_IDLE.as_secs(),
+            absolute_seconds: SESSION_ABSOLUTE.as_secs(),
+            refresh_token_idle_seconds: REFRESH_TOKEN_IDLE.as_secs(),
+            refresh_token_absolute_seconds: REFRESH_TOKEN_ABSOLUTE.as_secs(),
+        }
+    }
+}
+
+impl SessionLimits {
+    fn check(&self) -> Result<(), LimitsError> {
+        for (name, idle, absolute) in [
+            ("idle_seconds", self.idle_seconds, self.absolute_seconds),
+            (
+                "refresh_token_idle_seconds",
+                self.refresh_token_idle_seconds,
+                self.refresh_token_absolute_seconds,
+            ),
+        ] {
+            if idle == 0 || absolute == 0 || idle > absolute {
+                return Err(LimitsError::BadLifetime(name));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -160,6 +232,7 @@ impl Default for Limits {
             max_outstanding_logins: MAX_OUTSTANDING_LOGINS,
             trusted_proxies: Vec::new(),
             rate: RateLimits::default(),
+            sessions: SessionLimits::default(),
             sweep_interval: SWEEP_INTERVAL,
         }
     }
@@ -203,6 +276,7 @@ impl Limits {
                 return Err(LimitsError::EmptyQuota(name));
             }
         }
+        self.sessions.check()?;
         self.proxies().map(|_| ())
     }
 

@@ -7,17 +7,23 @@
 //! client are passed in, so tests control them.
 
 mod authorize;
+pub mod backchannel;
 mod callback;
 mod connection_keys;
 pub mod profile_sync;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;
 mod events;
+pub mod issue;
 pub mod limits;
+pub mod logout;
 pub mod oauth;
 pub mod pages;
+mod refresh;
+pub mod revoke;
 pub mod rotation;
 pub mod server;
+pub mod session;
 mod startup;
 pub mod tls;
 mod token;
@@ -31,6 +37,8 @@ use url::Url;
 
 pub use authorize::{AuthorizeOutcome, MAX_PARAM_BYTES};
 pub use callback::CallbackOutcome;
+pub use logout::LogoutOutcome;
+pub use session::{SessionCookie, session_cookie_name};
 pub use token::JsonReply;
 
 use crate::catalog::{Catalog, Snapshot};
@@ -158,6 +166,8 @@ pub struct Broker {
     pub(crate) events: crate::events::EventSink,
     /// Log events older than this are deleted by the sweep.
     log_retention: Duration,
+    /// Sends back-channel logout tokens to apps.
+    backchannel: backchannel::Backchannel,
 }
 
 impl Broker {
@@ -192,6 +202,7 @@ impl Broker {
             log_retention: Duration::from_secs(
                 u64::from(crate::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400,
             ),
+            backchannel: backchannel::Backchannel::new(),
         }
     }
 
@@ -269,10 +280,12 @@ impl Broker {
         self.limits.sweep_interval
     }
 
-    /// Deletes expired transactions, codes and tokens and forgets full rate
-    /// buckets, whatever other instances do.
+    /// Deletes expired transactions, codes, tokens, sessions and refresh
+    /// tokens and forgets full rate buckets, whatever other instances do.
     pub async fn sweep_expired(&self) -> Result<Swept, StoreError> {
-        let swept = self.store.sweep_expired(self.clock.now()).await;
+        let now = self.clock.now();
+        let swept = self.store.sweep_expired(now).await;
+        self.store.sweep_sessions(now).await?;
         self.rate.prune();
         swept
     }
@@ -296,6 +309,8 @@ impl Broker {
             let swept = self.store.sweep_expired(now).await?;
             let cutoff = now.saturating_sub(self.log_retention.as_secs());
             self.store.delete_log_events_before(cutoff).await?;
+            let sessions = self.store.sweep_sessions(now).await?;
+            tracing::debug!(?sessions, "expired sessions and refresh tokens swept");
             Some(swept)
         } else {
             None

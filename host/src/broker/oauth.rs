@@ -9,7 +9,8 @@ use url::Url;
 /// wrong, short enough for a URL; the whole detail goes to the log.
 pub const MAX_ERROR_DESCRIPTION: usize = 200;
 
-/// Error codes of RFC 6749 §4.1.2.1 and §5.2, and RFC 6750 §3.1.
+/// Error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, OpenID
+/// Connect Core §3.1.2.6 (`prompt=none`) and RFC 7009 §2.2.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -23,6 +24,12 @@ pub enum ErrorCode {
     InvalidGrant,
     UnsupportedGrantType,
     InvalidToken,
+    /// `prompt=none`, and the person would have to log in.
+    LoginRequired,
+    /// `prompt=none`, and the person would have to do something else.
+    InteractionRequired,
+    /// RFC 7009: a token whose kind cannot be revoked (a JWT access token).
+    UnsupportedTokenType,
 }
 
 impl ErrorCode {
@@ -39,6 +46,9 @@ impl ErrorCode {
             Self::InvalidGrant => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidToken => "invalid_token",
+            Self::LoginRequired => "login_required",
+            Self::InteractionRequired => "interaction_required",
+            Self::UnsupportedTokenType => "unsupported_token_type",
         }
     }
 
@@ -221,14 +231,107 @@ pub fn with_query(base: &Url, pairs: &[(&str, &str)]) -> String {
 
 /// The app's redirect carrying an error (RFC 6749 §4.1.2.1).
 pub fn error_redirect(redirect_uri: &Url, error: &OAuthError, state: Option<&str>) -> String {
-    let mut pairs = vec![
-        ("error", error.code.as_str()),
-        ("error_description", error.description.as_str()),
-    ];
-    if let Some(state) = state {
-        pairs.push(("state", state));
+    AppResponse::error(redirect_uri, ResponseMode::Query, error, state).location()
+}
+
+/// How the authorization response reaches the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseMode {
+    /// In the redirect's query (RFC 6749 §4.1.2): the default for `code`.
+    #[default]
+    Query,
+    /// In a form the browser posts to the redirect URI (OAuth 2.0 Form
+    /// Post Response Mode §2): the code never sits in a URL, a history
+    /// entry or a `Referer`.
+    FormPost,
+}
+
+impl ResponseMode {
+    /// The mode `response_mode` asks for (OAuth 2.0 Multiple Response Type
+    /// Encoding Practices §2.1); `fragment` is for implicit flows, which
+    /// Waypass does not serve.
+    pub fn parse(value: Option<&str>) -> Result<Self, OAuthError> {
+        match value {
+            None | Some("query") => Ok(Self::Query),
+            Some("form_post") => Ok(Self::FormPost),
+            Some(other) => Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("response_mode `{other}` is not supported; use query or form_post"),
+            )),
+        }
     }
-    with_query(redirect_uri, &pairs)
+
+    /// The stored form: whether the answer is posted.
+    pub fn from_form_post(form_post: bool) -> Self {
+        if form_post {
+            Self::FormPost
+        } else {
+            Self::Query
+        }
+    }
+}
+
+/// An authorization response (a code or an error) on its way to the app:
+/// its redirect URI, the parameters, and how they travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppResponse {
+    pub redirect_uri: Url,
+    pub params: Vec<(String, String)>,
+    pub mode: ResponseMode,
+}
+
+impl AppResponse {
+    /// A code, with the app's `state` (RFC 6749 §4.1.2).
+    pub fn code(redirect_uri: &Url, mode: ResponseMode, code: &str, state: Option<&str>) -> Self {
+        let mut params = vec![("code".to_owned(), code.to_owned())];
+        if let Some(state) = state {
+            params.push(("state".to_owned(), state.to_owned()));
+        }
+        Self {
+            redirect_uri: redirect_uri.clone(),
+            params,
+            mode,
+        }
+    }
+
+    /// An error, with the app's `state` (RFC 6749 §4.1.2.1).
+    pub fn error(
+        redirect_uri: &Url,
+        mode: ResponseMode,
+        error: &OAuthError,
+        state: Option<&str>,
+    ) -> Self {
+        let mut params = vec![
+            ("error".to_owned(), error.code.as_str().to_owned()),
+            ("error_description".to_owned(), error.description.clone()),
+        ];
+        if let Some(state) = state {
+            params.push(("state".to_owned(), state.to_owned()));
+        }
+        Self {
+            redirect_uri: redirect_uri.clone(),
+            params,
+            mode,
+        }
+    }
+
+    /// The redirect URI with the parameters in its query.
+    pub fn location(&self) -> String {
+        let pairs: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        with_query(&self.redirect_uri, &pairs)
+    }
+
+    /// The value of parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[cfg(test)]

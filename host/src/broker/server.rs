@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use super::authorize::AuthorizeOutcome;
 use super::callback::CallbackOutcome;
 use super::limits::RetryAfter;
-use super::oauth::{ErrorCode, OAuthError};
+use super::logout::LogoutOutcome;
+use super::oauth::{AppResponse, ErrorCode, OAuthError, ResponseMode};
+use super::session::{SessionCookie, session_cookie_name};
 use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
 
 /// The shared callback path (the seed's URL); `/login/callback/{name}` is
@@ -237,16 +239,55 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             }
         };
     }
+    let session = cookie_value(
+        &parts.headers,
+        &session_cookie_name(broker.secure_cookies()),
+    );
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/authorize") => {
             let timer = crate::metrics::Timer::start();
-            let resp = authorize(broker, &query, from).await;
+            let resp = authorize(broker, &query, from, session.as_deref()).await;
             broker
                 .metrics
                 .stage(crate::metrics::Stage::Authorize, timer.elapsed());
             resp
         }
         (&Method::GET, "/metrics") => metrics(broker, header(header::AUTHORIZATION), from).await,
+        (&Method::GET, "/oidc/logout") => logout(
+            broker
+                .end_session_endpoint(&query, session.as_deref())
+                .await,
+            broker,
+        ),
+        (&Method::POST, "/oidc/logout") => match read_form(body).await {
+            Ok(form) => logout(
+                broker.end_session_endpoint(&form, session.as_deref()).await,
+                broker,
+            ),
+            Err(resp) => resp,
+        },
+        (&Method::GET, "/v2/logout") => logout(
+            broker.auth0_logout(&query, session.as_deref()).await,
+            broker,
+        ),
+        (&Method::POST, "/oauth/revoke") => {
+            let authorization = header(header::AUTHORIZATION).map(str::to_owned);
+            match read_form(body).await {
+                Ok(form) => json_reply(broker.revoke(&form, authorization.as_deref(), from).await),
+                Err(resp) => resp,
+            }
+        }
+        (&Method::POST, "/oauth/introspect") => {
+            let authorization = header(header::AUTHORIZATION).map(str::to_owned);
+            match read_form(body).await {
+                Ok(form) => json_reply(
+                    broker
+                        .introspect(&form, authorization.as_deref(), from)
+                        .await,
+                ),
+                Err(resp) => resp,
+            }
+        }
         (&Method::GET, CALLBACK_PATH) => {
             login_callback(broker, &parts.headers, &query, None, from).await
         }
@@ -288,9 +329,11 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
             },
         ),
-        (_, "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        }
+        (
+            _,
+            "/authorize" | "/login/callback" | "/oauth/token" | "/userinfo" | "/oidc/logout"
+            | "/v2/logout" | "/oauth/revoke" | "/oauth/introspect",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "not_found"}),
@@ -447,8 +490,13 @@ async fn metrics(broker: &Broker, authorization: Option<&str>, from: IpAddr) -> 
     }
 }
 
-async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body> {
-    match broker.authorize(query, from).await {
+async fn authorize(
+    broker: &Broker,
+    query: &str,
+    from: IpAddr,
+    session: Option<&str>,
+) -> Response<Body> {
+    match broker.authorize_in(query, from, session).await {
         AuthorizeOutcome::ToProvider {
             location,
             cookie_name,
@@ -464,11 +512,11 @@ async fn authorize(broker: &Broker, query: &str, from: IpAddr) -> Response<Body>
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
-        AuthorizeOutcome::ToApp { location } => {
-            if let Some(e) = error_in(&location) {
+        AuthorizeOutcome::ToApp(answer) => {
+            if let Some(e) = error_in(&answer.location()) {
                 broker.log_authorize_failure(query, &e, from);
             }
-            redirect(&location)
+            to_app(&answer)
         }
         AuthorizeOutcome::ChooseConnection {
             client,
@@ -531,12 +579,20 @@ async fn login_callback(
         .await;
     match outcome {
         CallbackOutcome::ToApp {
-            location,
+            response,
             clear_cookie,
+            session,
         } => {
-            let mut resp = redirect(&location);
+            let mut resp = to_app(&response);
             let cookie = binding_cookie(broker, clear_cookie, String::new(), 0);
             set_header(&mut resp, header::SET_COOKIE, &cookie);
+            if let Some(session) = session {
+                set_header(
+                    &mut resp,
+                    header::SET_COOKIE,
+                    &session_cookie(broker, session),
+                );
+            }
             resp
         }
         CallbackOutcome::ErrorPage(e) => error_page(&e),
@@ -561,6 +617,62 @@ fn binding_cookie(broker: &Broker, name: String, value: String, max_age: u64) ->
         ))
         .build()
         .to_string()
+}
+
+/// The `Set-Cookie` value of the browser's session (`max_age` 0 clears
+/// it). Sent to every path (`/authorize`, the callbacks, the logouts), so
+/// `Path=/`; with an https issuer `__Host-` and `Secure` (RFC 6265bis
+/// §4.1.3.2); `HttpOnly`; `SameSite=Lax`: an app's top-level redirect to
+/// `/authorize` carries it, a cross-site POST does not.
+fn session_cookie(broker: &Broker, session: SessionCookie) -> String {
+    let secure = broker.secure_cookies();
+    Cookie::build((session_cookie_name(secure), session.value))
+        .path("/")
+        .secure(secure)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(session.max_age).unwrap_or(i64::MAX),
+        ))
+        .build()
+        .to_string()
+}
+
+/// An authorization response to the app: a redirect carrying it in the
+/// query, or a page posting it (OAuth 2.0 Form Post Response Mode §2).
+fn to_app(answer: &AppResponse) -> Response<Body> {
+    match answer.mode {
+        ResponseMode::Query => redirect(&answer.location()),
+        ResponseMode::FormPost => {
+            let mut resp = response(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                pages::form_post(answer),
+            );
+            set_header(
+                &mut resp,
+                header::CONTENT_SECURITY_POLICY,
+                &pages::form_post_csp(&answer.redirect_uri),
+            );
+            set_header(&mut resp, header::X_FRAME_OPTIONS, "DENY");
+            set_header(&mut resp, header::CACHE_CONTROL, "no-store");
+            set_header(&mut resp, header::REFERRER_POLICY, "no-referrer");
+            resp
+        }
+    }
+}
+
+/// A logout's answer; it clears the session cookie unless the request was
+/// refused (then nothing was ended, and the browser keeps its session).
+fn logout(outcome: LogoutOutcome, broker: &Broker) -> Response<Body> {
+    let clear = session_cookie(broker, outcome.cookie());
+    let mut resp = match outcome {
+        LogoutOutcome::Redirect { location } => redirect(&location),
+        LogoutOutcome::LoggedOut => html(StatusCode::OK, pages::logged_out()),
+        LogoutOutcome::ErrorPage(e) => return error_page(&e),
+    };
+    set_header(&mut resp, header::SET_COOKIE, &clear);
+    resp
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
+use super::issue::{Grant, OFFLINE_ACCESS, TokenResponse, looks_like_jwt};
 use super::limits::RetryAfter;
 use super::oauth::{ErrorCode, OAuthError, Params, basic_credentials, bearer_token};
 use super::{Broker, TOKEN_TTL};
@@ -26,7 +27,7 @@ pub struct JsonReply {
 }
 
 impl JsonReply {
-    fn ok(body: Value) -> Self {
+    pub(super) fn ok(body: Value) -> Self {
         Self {
             status: 200,
             body: body.to_string(),
@@ -47,7 +48,7 @@ impl JsonReply {
 
     /// `429 Too Many Requests` (RFC 6585 §4) with `Retry-After`. RFC 6749
     /// has no error code for it; `temporarily_unavailable` says "try later".
-    fn too_many(wait: RetryAfter, what: &str) -> Self {
+    pub(super) fn too_many(wait: RetryAfter, what: &str) -> Self {
         let e = OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             format!("{what}; try again in {} s", wait.seconds()),
@@ -84,6 +85,7 @@ impl AccessGrant {
             client_id: client_id.to_owned(),
             scope,
             claims: Default::default(),
+            family_id: None,
             expires_at,
         }
     }
@@ -127,26 +129,26 @@ impl Broker {
                     }
                 })?;
             let grant = params.require("grant_type")?;
-            // RFC 6749 §5.2: a grant the app's type does not allow is
-            // unauthorized_client (`app_type_rules`).
-            if let Ok(known) = GrantType::parse(grant)
-                && !client.allows_grant(known)
-            {
+            let known = GrantType::parse(grant).map_err(|_| {
+                OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant_type `{grant}` is not supported; use authorization_code, refresh_token or client_credentials"),
+                )
+            })?;
+            // RFC 6749 §5.2: a grant the app is not allowed is unauthorized_client.
+            if !client.allows_grant(known) {
                 return Err(OAuthError::new(
                     ErrorCode::UnauthorizedClient,
                     format!(
-                        "a {} app may not use the {grant} grant",
+                        "this {} app may not use the {grant} grant (its app_type and grant_types)",
                         client.app_type.as_str()
                     ),
                 ));
             }
-            match grant {
-                "authorization_code" => self.redeem_code(&params, &client).await,
-                "client_credentials" => self.client_credentials(&params, &client).await,
-                other => Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    format!("grant_type `{other}` is not supported; use authorization_code or client_credentials"),
-                )),
+            match known {
+                GrantType::AuthorizationCode => self.redeem_code(&params, &client).await,
+                GrantType::RefreshToken => self.refresh(&params, &client).await,
+                GrantType::ClientCredentials => self.client_credentials(&params, &client).await,
             }
         }
         .await;
@@ -184,7 +186,7 @@ impl Broker {
         self.client(&id).map(|c| c.client_id.clone())
     }
 
-    async fn authenticate_client(
+    pub(super) async fn authenticate_client(
         &self,
         params: &Params,
         authorization: Option<&str>,
@@ -293,50 +295,45 @@ impl Broker {
             .await
             .map_err(|e| store_unavailable(&e))?
             .ok_or_else(|| invalid_grant("the user no longer exists"))?;
-
-        let expires_in = TOKEN_TTL.as_secs();
-        let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.issuer));
-        claims.insert("sub".into(), json!(user.user_id));
-        claims.insert("aud".into(), json!(client.client_id));
-        claims.insert("iat".into(), json!(now));
-        claims.insert("exp".into(), json!(now + expires_in));
-        claims.insert("auth_time".into(), json!(grant.auth_time));
-        if let Some(nonce) = &grant.nonce {
-            claims.insert("nonce".into(), json!(nonce));
-        }
-        profile_claims(&user, &grant.scope, &mut claims);
-        // Post-login Actions' claims, never in place of one set above.
-        for (name, value) in &grant.claims.id_token {
-            claims.entry(name.clone()).or_insert_with(|| value.clone());
-        }
-        let id_token = self
-            .keys
-            .load()
-            .sign(client.id_token_alg, &Value::Object(claims))
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot sign an id_token");
-                OAuthError::new(ErrorCode::ServerError, "the id_token could not be signed")
-            })?;
-        let access_token = self.random.token();
-        let access = AccessGrant {
-            claims: grant.claims.access_token.clone(),
-            user_id: user.user_id.clone(),
-            client_id: client.client_id.clone(),
-            scope: grant.scope.clone(),
-            expires_at: now + expires_in,
+        let api = match &grant.audience {
+            Some(audience) => Some(self.resource_server(audience).ok_or_else(|| {
+                invalid_grant("the API the code was issued for no longer exists")
+            })?),
+            None => None,
         };
-        self.store
-            .put_access_token(SecretHash::of(&access_token), access)
-            .await
-            .map_err(|e| store_unavailable(&e))?;
-        Ok(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "id_token": id_token,
-            "scope": grant.scope,
-        }))
+        // A refresh token for an app that asked for offline_access, may use
+        // the grant, and (with an API) whose API allows it; otherwise
+        // offline_access is not granted, and the scope says so (RFC 6749
+        // §3.3).
+        let offline = has_scope(&grant.scope, OFFLINE_ACCESS)
+            && client.allows_grant(GrantType::RefreshToken)
+            && api.as_ref().is_none_or(|a| a.allow_offline_access);
+        let scope = if offline {
+            grant.scope.clone()
+        } else {
+            without_scope(&grant.scope, OFFLINE_ACCESS)
+        };
+        let family_id = offline.then(|| format!("rtf_{}", self.random.identifier(24)));
+        let facts = Grant {
+            claims: Some(&grant.claims),
+            client,
+            user: &user,
+            scope: &scope,
+            nonce: grant.nonce.as_deref(),
+            auth_time: grant.auth_time,
+            session_id: grant.session_id.as_deref(),
+            api: api.as_deref(),
+            family_id: family_id.as_deref(),
+            id_token: true,
+        };
+        let mut response = self.issue_tokens(&facts, now).await?;
+        if let Some(family_id) = &family_id {
+            response.refresh_token = Some(
+                self.start_refresh_family(&facts, family_id.clone(), now)
+                    .await?,
+            );
+        }
+        token_response(&response)
     }
 
     /// The `client_credentials` grant (RFC 6749 §4.4): a management token
@@ -425,6 +422,9 @@ impl Broker {
         let Some(token) = authorization.and_then(bearer_token) else {
             return JsonReply::credentials_required("Bearer realm=\"waypass\"");
         };
+        if looks_like_jwt(token) {
+            return self.userinfo_from_jwt(token, challenge).await;
+        }
         let now = self.clock.now();
         let found = match self
             .store
@@ -444,13 +444,18 @@ impl Broker {
             None => Ok(None),
         };
         match user {
-            Ok(Some((user, grant))) => {
+            // Nor does a token of an app its user's connection no longer
+            // serves (disabled for the app, or deleted): what was issued
+            // under it is revoked.
+            Ok(Some((user, grant)))
+                if self.connection_serves(&user.connection, &grant.client_id) =>
+            {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &grant.scope, &mut claims);
                 JsonReply::ok(Value::Object(claims))
             }
-            Ok(None) => {
+            Ok(_) => {
                 let e = OAuthError::new(
                     ErrorCode::InvalidToken,
                     "the access token is invalid or expired",
@@ -461,9 +466,41 @@ impl Broker {
             Err(e) => JsonReply::error(&store_unavailable(&e), None),
         }
     }
+
+    /// `/userinfo` with a JWT access token (RFC 9068): ours, unexpired,
+    /// and for `<issuer>/userinfo` among its audiences; an API's token
+    /// without `openid` is for that API alone.
+    async fn userinfo_from_jwt(
+        &self,
+        token: &str,
+        challenge: impl Fn(&OAuthError) -> String,
+    ) -> JsonReply {
+        let refused = |why: &str| {
+            let e = OAuthError::new(ErrorCode::InvalidToken, why);
+            let c = challenge(&e);
+            JsonReply::error(&e, Some(c))
+        };
+        let Some(claims) = self.verified_access_token(token) else {
+            return refused("the access token is invalid or expired");
+        };
+        if !claims.aud.contains(&self.userinfo_audience()) {
+            return refused("the access token is not for /userinfo (its audience is an API)");
+        }
+        match self.store.get_user(&claims.sub).await {
+            Ok(Some(user)) if self.connection_serves(&user.connection, &claims.client_id) => {
+                let mut out = Map::new();
+                out.insert("sub".into(), json!(user.user_id));
+                profile_claims(&user, &claims.scope, &mut out);
+                JsonReply::ok(Value::Object(out))
+            }
+            Ok(_) => refused("the access token is invalid or expired"),
+            Err(e) => JsonReply::error(&store_unavailable(&e), None),
+        }
+    }
 }
 
-/// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3) of the
+/// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414
+/// §2, RP-Initiated Logout 1.0 §2.1, Back-Channel Logout 1.0 §2.1) of the
 /// broker at `issuer`; built once, in [`Broker::new`].
 pub(super) fn discovery_document(issuer: &str) -> Value {
     let i = issuer;
@@ -473,22 +510,55 @@ pub(super) fn discovery_document(issuer: &str) -> Value {
         "token_endpoint": format!("{i}/oauth/token"),
         "userinfo_endpoint": format!("{i}/userinfo"),
         "jwks_uri": format!("{i}/.well-known/jwks.json"),
+        "end_session_endpoint": format!("{i}/oidc/logout"),
+        "revocation_endpoint": format!("{i}/oauth/revoke"),
+        "introspection_endpoint": format!("{i}/oauth/introspect"),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": Alg::ALL,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email", "phone", "groups"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email",
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "groups", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "email",
             "email_verified", "name", "given_name", "family_name", "nickname", "picture",
             "preferred_username", "phone_number", "phone_number_verified", "groups"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+    })
+}
+
+/// Whether space-separated `scope` holds `wanted`.
+pub(super) fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+/// `scope` without `dropped`.
+fn without_scope(scope: &str, dropped: &str) -> String {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty() && *s != dropped)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A token response as the endpoint answers it.
+pub(super) fn token_response(response: &TokenResponse) -> Result<Value, OAuthError> {
+    serde_json::to_value(response).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a token response");
+        OAuthError::new(
+            ErrorCode::ServerError,
+            "the token response could not be built",
+        )
     })
 }
 
 /// Adds the profile's standard claims that `scope` grants (OIDC Core §5.4).
-fn profile_claims(user: &User, scope: &str, claims: &mut Map<String, Value>) {
+pub(super) fn profile_claims(user: &User, scope: &str, claims: &mut Map<String, Value>) {
     let p: &Profile = &user.profile;
     let scopes: Vec<&str> = scope.split(' ').collect();
     let mut put = |name: &str, value: Option<Value>| {
@@ -534,7 +604,7 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-fn store_unavailable(e: &crate::store::StoreError) -> OAuthError {
+pub(super) fn store_unavailable(e: &crate::store::StoreError) -> OAuthError {
     tracing::error!(error = %e, "store unavailable");
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
@@ -606,9 +676,32 @@ mod tests {
         }
     }
 
+    /// Serves connection `conn` for `app`: `/userinfo` answers only for a
+    /// user whose connection still serves the token's app.
+    async fn serve_conn_for_app(broker: &Broker, store: &MemoryStore) {
+        let spec: crate::model::ConnectionSpec = serde_json::from_value(json!({
+            "name": "conn",
+            "enabled_clients": ["app"],
+            "options": {"authorizationURL": "https://a.test/authorize",
+                        "tokenURL": "https://a.test/token", "client_id": "c",
+                        "mapper": "m"}
+        }))
+        .expect("spec");
+        let record = crate::model::ConnectionRecord {
+            id: "con_conn".into(),
+            spec,
+        };
+        store
+            .put_connection(&record.to_stored())
+            .await
+            .expect("put connection");
+        broker.catalog().refresh().await.expect("catalog");
+    }
+
     #[tokio::test]
     async fn userinfo_takes_the_bearer_scheme_in_any_case() {
         let (broker, store) = broker();
+        serve_conn_for_app(&broker, &store).await;
         let profile: Profile = serde_json::from_value(json!({"user_id": "ada"})).expect("profile");
         store
             .record_login(USER_ID, "conn", profile, 0)
@@ -619,6 +712,7 @@ mod tests {
             user_id: USER_ID.into(),
             client_id: "app".into(),
             scope: "openid".into(),
+            family_id: None,
             expires_at: expires(),
         };
         put_token(&store, "user-token", grant).await;

@@ -15,6 +15,9 @@ use crate::store::{
     StoreError, StoredAction, StoredCatalog, StoredClient, StoredConnection, Swept,
     TakeTransaction, User,
 };
+use crate::store::{
+    RefreshGrant, RefreshLookup, Rotation, Session, StoredResourceServer, SweptSessions,
+};
 
 /// `inner`, with every operation timed into `metrics`.
 pub struct InstrumentedStore {
@@ -354,6 +357,162 @@ impl Store for InstrumentedStore {
     }
     async fn count_users(&self, email: Option<&str>) -> Result<usize, StoreError> {
         self.timed("count_users", self.inner.count_users(email))
+            .await
+    }
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        self.timed("put_resource_server", self.inner.put_resource_server(api))
+            .await
+    }
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        self.timed("resource_servers", self.inner.resource_servers())
+            .await
+    }
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        self.timed(
+            "delete_resource_server",
+            self.inner.delete_resource_server(id),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl crate::store::SessionStore for InstrumentedStore {
+    async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.timed("put_session", self.inner.put_session(key, session))
+            .await
+    }
+    async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {
+        self.timed("get_session", self.inner.get_session(key, now))
+            .await
+    }
+    async fn touch_session(
+        &self,
+        key: SecretHash,
+        client_id: &str,
+        now: u64,
+        idle_expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "touch_session",
+            self.inner
+                .touch_session(key, client_id, now, idle_expires_at),
+        )
+        .await
+    }
+    async fn session(&self, id: &str, now: u64) -> Result<Option<Session>, StoreError> {
+        self.timed("session", self.inner.session(id, now)).await
+    }
+    async fn sessions_of_user(&self, user_id: &str, now: u64) -> Result<Vec<Session>, StoreError> {
+        self.timed(
+            "sessions_of_user",
+            self.inner.sessions_of_user(user_id, now),
+        )
+        .await
+    }
+    async fn delete_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.timed("delete_session", self.inner.delete_session(id))
+            .await
+    }
+    async fn delete_sessions_of_user(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
+        self.timed(
+            "delete_sessions_of_user",
+            self.inner.delete_sessions_of_user(user_id),
+        )
+        .await
+    }
+    async fn put_refresh_token(
+        &self,
+        key: SecretHash,
+        grant: &RefreshGrant,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            "put_refresh_token",
+            self.inner.put_refresh_token(key, grant),
+        )
+        .await
+    }
+    async fn get_refresh_token(
+        &self,
+        key: SecretHash,
+        now: u64,
+    ) -> Result<RefreshLookup, StoreError> {
+        self.timed("get_refresh_token", self.inner.get_refresh_token(key, now))
+            .await
+    }
+    async fn rotate_refresh_token(
+        &self,
+        used: SecretHash,
+        next: SecretHash,
+        grant: &RefreshGrant,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        self.timed(
+            "rotate_refresh_token",
+            self.inner.rotate_refresh_token(used, next, grant, now),
+        )
+        .await
+    }
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64, StoreError> {
+        self.timed(
+            "revoke_refresh_family",
+            self.inner.revoke_refresh_family(family_id),
+        )
+        .await
+    }
+    async fn refresh_family(
+        &self,
+        family_id: &str,
+        now: u64,
+    ) -> Result<Option<RefreshGrant>, StoreError> {
+        self.timed("refresh_family", self.inner.refresh_family(family_id, now))
+            .await
+    }
+    async fn refresh_tokens_of_user(
+        &self,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<RefreshGrant>, StoreError> {
+        self.timed(
+            "refresh_tokens_of_user",
+            self.inner.refresh_tokens_of_user(user_id, now),
+        )
+        .await
+    }
+    async fn delete_refresh_tokens_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.timed(
+            "delete_refresh_tokens_of_user",
+            self.inner.delete_refresh_tokens_of_user(user_id),
+        )
+        .await
+    }
+    async fn delete_refresh_tokens_of_client(&self, client_id: &str) -> Result<u64, StoreError> {
+        self.timed(
+            "delete_refresh_tokens_of_client",
+            self.inner.delete_refresh_tokens_of_client(client_id),
+        )
+        .await
+    }
+    async fn delete_access_token(&self, token: SecretHash) -> Result<bool, StoreError> {
+        self.timed("delete_access_token", self.inner.delete_access_token(token))
+            .await
+    }
+    async fn delete_access_tokens_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.timed(
+            "delete_access_tokens_of_user",
+            self.inner.delete_access_tokens_of_user(user_id),
+        )
+        .await
+    }
+    async fn delete_access_tokens_of_family(&self, family_id: &str) -> Result<u64, StoreError> {
+        self.timed(
+            "delete_access_tokens_of_family",
+            self.inner.delete_access_tokens_of_family(family_id),
+        )
+        .await
+    }
+    async fn sweep_sessions(&self, now: u64) -> Result<SweptSessions, StoreError> {
+        self.timed("sweep_sessions", self.inner.sweep_sessions(now))
             .await
     }
 }

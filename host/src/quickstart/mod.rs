@@ -181,6 +181,9 @@ fn config(
             client_secret_file: None,
             client_secret_sha256: None,
             require_pkce: true,
+            grant_types: None,
+            allowed_logout_urls: Vec::new(),
+            oidc_logout: None,
         }],
         connections: vec![ConnectionSpec {
             name: ConnectionName::parse(CONNECTION).map_err(anyhow::Error::msg)?,

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 
 use super::*;
 
+mod sessions;
+
 /// How often an instance on a memory store checks the catalog version.
 /// Every writer shares this process and notifies at once; the check is
 /// only the same safety net the other backends have.
@@ -26,6 +28,8 @@ pub struct MemoryStore {
     durable: Mutex<Durable>,
     /// The catalog version, sent after every catalog write.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Sessions and refresh tokens (`sessions`).
+    grants: Mutex<sessions::Grants>,
 }
 
 impl Default for MemoryStore {
@@ -37,6 +41,7 @@ impl Default for MemoryStore {
             users: Mutex::default(),
             durable: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            grants: Mutex::default(),
         }
     }
 }
@@ -54,6 +59,7 @@ pub struct ShortLivedCounts {
 struct Durable {
     connections: BTreeMap<String, StoredConnection>,
     clients: BTreeMap<String, StoredClient>,
+    resource_servers: BTreeMap<String, StoredResourceServer>,
     mappers: BTreeMap<String, Mapper>,
     actions: BTreeMap<String, Action>,
     post_login_bindings: Vec<String>,
@@ -364,6 +370,7 @@ impl Store for MemoryStore {
                 .flat_map(|a| a.versions.iter().map(|(v, _)| v.clone()))
                 .collect(),
             post_login_bindings: d.post_login_bindings.clone(),
+            resource_servers: d.resource_servers.values().cloned().collect(),
         })
     }
 
@@ -419,6 +426,36 @@ impl Store for MemoryStore {
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         let mut d = self.durable();
         let deleted = d.clients.remove(client_id).is_some();
+        if deleted {
+            self.bump(&mut d);
+        }
+        Ok(deleted)
+    }
+
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        let taken = d
+            .resource_servers
+            .values()
+            .any(|r| r.id != api.id && r.identifier == api.identifier);
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "resource server `{}`",
+                api.identifier
+            )));
+        }
+        d.resource_servers.insert(api.id.clone(), api.clone());
+        self.bump(&mut d);
+        Ok(())
+    }
+
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        Ok(self.durable().resource_servers.values().cloned().collect())
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let deleted = d.resource_servers.remove(id).is_some();
         if deleted {
             self.bump(&mut d);
         }

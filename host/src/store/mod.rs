@@ -20,6 +20,10 @@
 //! or the binary should carry, and the tests crate is where every backend
 //! (and the PostgreSQL server the tests find) is at hand.
 //!
+//! Sessions and refresh tokens are [`SessionStore`]'s, a part of every
+//! [`Store`] in files of their own (`sessions.rs` and each backend's
+//! `sessions` module).
+//!
 //! Every key is the SHA-256 of a random bearer value (state, code, token), so
 //! a copy of the store hands out nothing usable. `take_*` removes what it
 //! returns: single use is the store's job, atomic in every backend. Expired
@@ -29,6 +33,7 @@
 mod memory;
 mod postgres;
 mod records;
+mod sessions;
 mod sqlite;
 mod stored;
 
@@ -36,7 +41,10 @@ pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
-    StoredConnectionSpec, StoredMapperEgress, StoredScripts,
+    StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredScope, StoredScripts,
+};
+pub use sessions::{
+    RefreshGrant, RefreshLookup, Rotation, Session, SessionLogin, SessionStore, SweptSessions,
 };
 pub use sqlite::SqliteStore;
 pub use stored::merge_metadata;
@@ -67,6 +75,10 @@ pub struct LoginTransaction {
     pub browser_binding: SecretHash,
     pub correlation_id: String,
     pub expires_at: u64,
+    /// The app asked for `response_mode=form_post`: the answer is posted.
+    pub form_post: bool,
+    /// The API (`audience`) the app asked an access token for.
+    pub audience: Option<String>,
 }
 
 /// What an authorization code stands for, until redeemed.
@@ -86,6 +98,12 @@ pub struct AuthorizationGrant {
     /// when empty, so rows without Actions keep their form.
     #[serde(default, skip_serializing_if = "GrantClaims::is_empty")]
     pub claims: GrantClaims,
+    /// The browser session the login belongs to (the id_token's `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The API (`audience`) the access token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,
@@ -119,6 +137,10 @@ pub struct AccessGrant {
     /// the JSON when empty.
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub claims: Metadata,
+    /// The refresh-token family it was issued from, if any: revoking the
+    /// family revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<String>,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,
@@ -250,6 +272,8 @@ pub struct StoredCatalog {
     pub action_versions: Vec<ActionVersion>,
     /// The ids of the Actions bound to the post-login trigger, in order.
     pub post_login_bindings: Vec<String>,
+    /// The APIs access tokens may be issued for, by id.
+    pub resource_servers: Vec<StoredResourceServer>,
 }
 
 /// How an instance learns that the catalog changed: notifications, when
@@ -336,7 +360,7 @@ impl LogQuery {
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: SessionStore + Send + Sync {
     // ---- short-lived, single-use state ----
 
     /// Stores a login transaction, unless `max_live` unexpired ones (at
@@ -438,6 +462,10 @@ pub trait Store: Send + Sync {
     async fn put_client(&self, client: &StoredClient) -> Result<(), StoreError>;
     async fn clients(&self) -> Result<Vec<StoredClient>, StoreError>;
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// Inserts or replaces by id; another API's `identifier` is a Conflict.
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError>;
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError>;
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError>;
 
     // ---- mappers ----
     /// Stores `bytes` as the next version of `name` and makes it active, in

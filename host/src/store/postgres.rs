@@ -106,6 +106,8 @@ use tokio_postgres::{Client as PgClient, NoTls, Row, Socket, Statement};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod sessions;
+
 /// Connections per instance. A login holds one for a single statement at
 /// a time, so a few per core serve it; and a fleet's instances share the
 /// server's `max_connections` (100 by default): 20 instances × 8 fit a
@@ -297,6 +299,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_events_by_date ON log_events (date);
     CREATE INDEX log_events_by_user ON log_events (user_id, log_id);
     "#,
+    // 3: sessions, refresh tokens and their families, APIs (issue #11).
+    sessions::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1499,8 +1503,9 @@ impl Store for PostgresStore {
              FROM action_versions ORDER BY action_id, version";
         const BINDINGS: &str = "SELECT action_id FROM action_bindings
              WHERE trigger_id = 'post-login' ORDER BY position";
+        const APIS: &str = "SELECT resource_server FROM resource_servers ORDER BY id";
         let mut conn = self.conn().await?;
-        let mut prepared = Vec::with_capacity(8);
+        let mut prepared = Vec::with_capacity(9);
         for sql in [
             VERSION,
             CLIENTS,
@@ -1510,6 +1515,7 @@ impl Store for PostgresStore {
             ACTIONS,
             ACTION_VERSIONS,
             BINDINGS,
+            APIS,
         ] {
             prepared.push(conn.prepare(sql).await.map_err(backend(WHAT))?);
         }
@@ -1523,7 +1529,7 @@ impl Store for PostgresStore {
             .start()
             .await
             .map_err(backend(WHAT))?;
-        let mut rows = Vec::with_capacity(8);
+        let mut rows = Vec::with_capacity(9);
         for statement in &prepared {
             rows.push(tx.query(statement, &[]).await.map_err(backend(WHAT))?);
         }
@@ -1537,7 +1543,8 @@ impl Store for PostgresStore {
             actions,
             action_versions,
             bindings,
-        ] = <[Vec<Row>; 8]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
+            apis,
+        ] = <[Vec<Row>; 9]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
         Ok(StoredCatalog {
             version: version
                 .first()
@@ -1562,6 +1569,10 @@ impl Store for PostgresStore {
             post_login_bindings: bindings
                 .iter()
                 .map(|row| column(row, 0, "action_bindings"))
+                .collect::<Result<_, _>>()?,
+            resource_servers: apis
+                .iter()
+                .map(sessions::read_resource_server)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -1665,6 +1676,54 @@ impl Store for PostgresStore {
                 "DELETE FROM clients WHERE client_id = $1",
                 &[&client_id],
                 "deleting a client",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        let json = to_json(api, "a resource server")?;
+        let mut conn = self.conn().await?;
+        let statement = conn
+            .prepare(
+                "INSERT INTO resource_servers (id, identifier, resource_server) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET identifier = EXCLUDED.identifier,
+                     resource_server = EXCLUDED.resource_server",
+            )
+            .await
+            .map_err(backend("writing a resource server"))?;
+        match conn
+            .client
+            .execute(&statement, &[&api.id, &api.identifier, &json])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "resource server `{}`",
+                api.identifier
+            ))),
+            Err(e) => Err(backend("writing a resource server")(e)),
+        }
+    }
+
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        self.query(
+            "SELECT resource_server FROM resource_servers ORDER BY id",
+            &[],
+            "listing resource servers",
+        )
+        .await?
+        .iter()
+        .map(sessions::read_resource_server)
+        .collect()
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM resource_servers WHERE id = $1",
+                &[&id],
+                "deleting a resource server",
             )
             .await?;
         Ok(deleted > 0)

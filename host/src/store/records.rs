@@ -104,6 +104,10 @@ pub struct StoredConnectionOptions {
     pub set_user_root_attributes: String,
     #[serde(default)]
     pub non_persistent_attrs: Vec<String>,
+    /// The provider's logout page, where Auth0's `federated` logout sends
+    /// the browser.
+    #[serde(default)]
+    pub logout_url: Option<String>,
 }
 
 /// Auth0's `options.scripts`, as stored.
@@ -194,6 +198,46 @@ pub struct StoredClient {
     /// secret method.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
+    /// The grants the app may use (`authorization_code`, `refresh_token`,
+    /// `client_credentials`); `None` for rows written before the field
+    /// existed, which get the default for their type.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// Where the app may send browsers after logout, compared exactly.
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
+    /// Where the app receives back-channel logout tokens.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+}
+
+/// An API access tokens are issued for (Auth0's resource server), as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredResourceServer {
+    /// `rs_` and a suffix; never changes.
+    pub id: String,
+    pub name: String,
+    /// The `audience` apps ask for; unique, never changes.
+    pub identifier: String,
+    #[serde(default)]
+    pub scopes: Vec<StoredScope>,
+    /// `RS256` or `ES256`.
+    pub signing_alg: String,
+    /// Seconds an access token for it lives.
+    pub token_lifetime: u64,
+    /// Whether refresh tokens may be issued for it.
+    #[serde(default)]
+    pub allow_offline_access: bool,
+}
+
+/// One scope an API accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredScope {
+    pub value: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// A post-login Action's settings, as stored (its components are the

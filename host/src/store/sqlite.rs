@@ -74,6 +74,8 @@ use serde::{Deserialize, Serialize};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod sessions;
+
 /// How often an instance checks the catalog version, the only way one
 /// learns of a change another process made to the same file (SQLite has no
 /// notifications across processes). With the rebuild that follows it, a
@@ -268,6 +270,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_events_by_date ON log_events (date);
     CREATE INDEX log_events_by_user ON log_events (user_id, log_id);
     ",
+    // 3: sessions, refresh tokens and their families, APIs (issue #11).
+    sessions::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1114,6 +1118,7 @@ impl Store for SqliteStore {
                     .and_then(|mut s| s.query_map([], read_action_version)?.collect())
                     .map_err(backend("listing action versions"))?,
                 post_login_bindings: read_bindings(&tx)?,
+                resource_servers: sessions::read_resource_servers(&tx)?,
             };
             tx.commit().map_err(backend("reading the catalog"))?;
             Ok(catalog)
@@ -1188,6 +1193,44 @@ impl Store for SqliteStore {
                 "DELETE FROM clients WHERE client_id = ?1",
                 (client_id.to_owned(),),
                 "deleting a client",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError> {
+        let json = to_json(api, "a resource server")?;
+        let (id, identifier) = (api.id.clone(), api.identifier.clone());
+        self.call(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO resource_servers (id, identifier, resource_server) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier,
+                         resource_server = excluded.resource_server",
+                )
+                .and_then(|mut s| s.execute(params![id, identifier, json]));
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                    "resource server `{identifier}`"
+                ))),
+                Err(e) => Err(backend("writing a resource server")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
+        self.call(|conn| sessions::read_resource_servers(conn))
+            .await
+    }
+
+    async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(
+                "DELETE FROM resource_servers WHERE id = ?1",
+                (id.to_owned(),),
+                "deleting a resource server",
             )
             .await?;
         Ok(deleted > 0)
@@ -1785,6 +1828,8 @@ mod tests {
             nonce: None,
             code_challenge: None,
             auth_time: 1,
+            session_id: None,
+            audience: None,
             expires_at,
         }
     }
@@ -1817,6 +1862,7 @@ mod tests {
             user_id: "oauth2|c|1".into(),
             client_id: "app".into(),
             scope: "openid".into(),
+            family_id: None,
             expires_at,
         };
         store
@@ -1876,6 +1922,8 @@ mod tests {
                     browser_binding: SecretHash::of("cookie"),
                     correlation_id: "corr".into(),
                     expires_at: 9,
+                    form_post: false,
+                    audience: None,
                 },
                 0,
                 1,
@@ -1902,6 +1950,7 @@ mod tests {
                     user_id: "oauth2|c|1".into(),
                     client_id: "app".into(),
                     scope: "openid".into(),
+                    family_id: None,
                     expires_at: 9,
                 },
             )

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LoginTransaction, StoreError};
+use super::{LoginTransaction, SessionLogin, StoreError};
 use crate::mapper::Profile;
 use crate::secret::{Secret, SecretHash};
 
@@ -35,6 +35,12 @@ pub(super) struct StoredTransaction {
     provider_verifier: Option<Secret>,
     browser_binding: SecretHash,
     correlation_id: String,
+    /// Left out when false and `None`: rows written before the fields
+    /// existed read back unchanged, and so do new rows without them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    form_post: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
 }
 
 impl StoredTransaction {
@@ -50,6 +56,8 @@ impl StoredTransaction {
             provider_verifier: tx.provider_verifier.clone(),
             browser_binding: tx.browser_binding,
             correlation_id: tx.correlation_id.clone(),
+            form_post: tx.form_post,
+            audience: tx.audience.clone(),
         }
     }
 
@@ -66,6 +74,8 @@ impl StoredTransaction {
             browser_binding: self.browser_binding,
             correlation_id: self.correlation_id,
             expires_at,
+            form_post: self.form_post,
+            audience: self.audience,
         }
     }
 }
@@ -98,4 +108,10 @@ pub fn merge_metadata(target: &mut super::Metadata, patch: &super::Metadata) {
             target.insert(key.clone(), value.clone());
         }
     }
+}
+
+/// A session's payload: what is not a column of its own.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredSession {
+    pub(super) logins: Vec<SessionLogin>,
 }

@@ -534,6 +534,9 @@ impl Checker<'_> {
                 LimitsError::EmptyQuota(name) => vec![key("limits"), key("rate"), key(name)],
                 LimitsError::NoLogins => vec![key("limits"), key("max_outstanding_logins")],
                 LimitsError::BadProxy(_) => vec![key("limits"), key("trusted_proxies")],
+                LimitsError::BadLifetime(name) => {
+                    vec![key("limits"), key("sessions"), key(name)]
+                }
             };
             self.error(&path, e.to_string());
         }

@@ -1,4 +1,5 @@
-//! `waypass users list | get | delete`.
+//! `waypass users list | get | delete | sessions | refresh-tokens |
+//! revoke-session | revoke-refresh-token | logout`.
 
 use std::process::ExitCode;
 
@@ -32,8 +33,20 @@ enum UsersCommand {
     },
     /// Show one user, e.g. `oauth2|acme|12345`.
     Get { id: String },
-    /// Delete a user.
+    /// Delete a user (their sessions end and their tokens are revoked).
     Delete { id: String },
+    /// List a user's live browser sessions.
+    Sessions { id: String },
+    /// List a user's refresh tokens (one per family: the id stays across
+    /// rotations).
+    RefreshTokens { id: String },
+    /// End one session (`ses_…`); its apps are told (back-channel logout).
+    RevokeSession { session_id: String },
+    /// Revoke one refresh token (`rtf_…`) and the access tokens issued
+    /// from it.
+    RevokeRefreshToken { token_id: String },
+    /// End every session of a user.
+    Logout { id: String },
 }
 
 pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
@@ -60,6 +73,23 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         }
         UsersCommand::Get { id } => api.get(&one(id))?,
         UsersCommand::Delete { id } => api.call(Method::DELETE, &one(id), Body::Empty)?,
+        UsersCommand::Sessions { id } => api.get(&format!("{}/sessions", one(id)))?,
+        UsersCommand::RefreshTokens { id } => api.get(&format!("{}/refresh-tokens", one(id)))?,
+        UsersCommand::RevokeSession { session_id } => api.call(
+            Method::DELETE,
+            &format!("sessions/{}", segment(session_id)),
+            Body::Empty,
+        )?,
+        UsersCommand::RevokeRefreshToken { token_id } => api.call(
+            Method::DELETE,
+            &format!("refresh-tokens/{}", segment(token_id)),
+            Body::Empty,
+        )?,
+        UsersCommand::Logout { id } => api.call(
+            Method::DELETE,
+            &format!("{}/sessions", one(id)),
+            Body::Empty,
+        )?,
     };
     if api.json() {
         reply.print_raw()?;
@@ -84,6 +114,17 @@ pub(in crate::cli) fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             &["created_at", "last_login"],
         )))?,
         UsersCommand::Delete { id } => out(&format!("deleted user {}\n", printable(id)))?,
+        UsersCommand::Sessions { .. } => out(&sessions(&reply.value()?))?,
+        UsersCommand::RefreshTokens { .. } => out(&refresh_tokens(&reply.value()?))?,
+        UsersCommand::RevokeSession { session_id } => {
+            out(&format!("ended session {}\n", printable(session_id)))?;
+        }
+        UsersCommand::RevokeRefreshToken { token_id } => {
+            out(&format!("revoked refresh token {}\n", printable(token_id)))?;
+        }
+        UsersCommand::Logout { id } => {
+            out(&format!("ended every session of {}\n", printable(id)))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -116,6 +157,64 @@ fn list(value: &Value) -> String {
         .collect();
     if rows.is_empty() {
         return "no users\n".into();
+    }
+    super::table(&headers, &rows)
+}
+
+/// The `client_id`s of a list of `{client_id}` objects, comma-separated.
+fn client_ids(clients: &Value) -> String {
+    clients
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| cell(&c["client_id"]))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn sessions(value: &Value) -> String {
+    let headers = ["SESSION ID", "APPS", "LOGGED IN", "LAST ACTIVE", "EXPIRES"];
+    let rows: Vec<Vec<String>> = value["sessions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                cell(&s["id"]),
+                client_ids(&s["clients"]),
+                time(&s["authenticated_at"]),
+                time(&s["last_interacted_at"]),
+                time(&s["expires_at"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no sessions\n".into();
+    }
+    super::table(&headers, &rows)
+}
+
+fn refresh_tokens(value: &Value) -> String {
+    let headers = ["TOKEN ID", "APP", "AUDIENCE", "LAST USED", "EXPIRES"];
+    let rows: Vec<Vec<String>> = value["tokens"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            vec![
+                cell(&t["id"]),
+                cell(&t["client_id"]),
+                cell(&t["resource_servers"][0]["audience"]),
+                time(&t["last_exchanged_at"]),
+                time(&t["expires_at"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no refresh tokens\n".into();
     }
     super::table(&headers, &rows)
 }
