@@ -299,7 +299,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_events_by_date ON log_events (date);
     CREATE INDEX log_events_by_user ON log_events (user_id, log_id);
     "#,
-    // 3: sessions, refresh tokens and their families, APIs (issue #11).
+    // 6: sessions, refresh tokens and their families, APIs (issue #11).
     sessions::MIGRATION,
 ];
 
