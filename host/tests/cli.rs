@@ -199,7 +199,7 @@ async fn mapper_run_reaches_nothing_that_was_not_allowed() {
 }
 
 #[test]
-fn the_demo_builds_the_example_and_shows_a_profile_and_a_typed_error() {
+fn the_demo_runs_the_shipped_example_and_shows_a_profile_and_a_typed_error() {
     let cache = tempfile::tempdir().expect("tempdir");
     let out = waypass(cache.path())
         .arg("demo")

@@ -6,7 +6,8 @@
 //! listen = "127.0.0.1:8080"              # WAYPASS_LISTEN
 //! data_dir = "/var/lib/waypass"          # WAYPASS_DATA_DIR
 //! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
-//! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL
+//! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL (or _FILE)
+//! # admin_token_file = "/etc/waypass/admin-token"                               # WAYPASS_ADMIN_TOKEN_FILE
 //!
 //! [[mappers]]
 //! name = "acme-userinfo"
@@ -39,6 +40,8 @@
 //! [limits.rate]
 //! authorize_per_ip = { burst = 300, per_minute = 60 }
 //! ```
+
+pub mod check;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -226,6 +229,9 @@ impl Config {
         if let Ok(dir) = std::env::var("WAYPASS_DATA_DIR") {
             self.data_dir = dir.into();
         }
+        if let Some(path) = env_path("WAYPASS_ADMIN_TOKEN_FILE") {
+            self.admin_token_file = Some(path);
+        }
         // Empty counts as unset, as in most deployment tools' templates.
         if let Some(url) = std::env::var("WAYPASS_DATABASE_URL")
             .ok()
@@ -235,6 +241,16 @@ impl Config {
             self.database_url = Some(
                 DatabaseUrl::parse(&url)
                     .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL: {e}"))?,
+            );
+        } else if let Some(path) = env_path("WAYPASS_DATABASE_URL_FILE") {
+            // A file, for secret stores that hand out files (systemd's
+            // LoadCredential=, container secrets).
+            let url = SecretSource::File(&path)
+                .read()
+                .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL_FILE: {e}"))?;
+            self.database_url = Some(
+                DatabaseUrl::parse(url.trim())
+                    .map_err(|e| anyhow::anyhow!("WAYPASS_DATABASE_URL_FILE: {e}"))?,
             );
         }
         Ok(())
@@ -268,6 +284,13 @@ impl Config {
         }
         Ok(connections)
     }
+}
+
+/// A non-empty environment variable, as a path.
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The broker serves its routes (`/authorize`, `/login/callback`, …) and

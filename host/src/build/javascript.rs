@@ -128,7 +128,7 @@ pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBu
                 .stderr(Stdio::inherit())
                 .status();
             match status {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(node_missing()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(node_missing().into()),
                 Err(e) => Err(e).context(format!("cannot run `{NODE}`")),
                 Ok(status) if !status.success() => bail!(
                     "componentize-js could not build {} ({status}); see its output above",
@@ -159,7 +159,7 @@ fn check_syntax(src: &Path, dir: &Path) -> anyhow::Result<()> {
             .stdin(source)
             .output();
         match output {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(node_missing()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(node_missing().into()),
             Err(e) => return Err(e).context(format!("cannot run `{NODE}`")),
             Ok(out) if !out.status.success() => bail!(
                 "{}",
@@ -224,11 +224,11 @@ fn componentize_command(
     cmd
 }
 
-fn node_missing() -> String {
-    format!(
-        "building a JavaScript mapper needs Node.js {MIN_NODE_MAJOR} or newer, but `{NODE}` \
-         is not on PATH: install Node.js (with npm) and build again"
-    )
+fn node_missing() -> super::MissingTool {
+    super::MissingTool::Node {
+        tool: NODE.into(),
+        min_major: MIN_NODE_MAJOR,
+    }
 }
 
 /// The componentize-js install under a toolchain directory: an npm prefix
@@ -323,10 +323,13 @@ impl Toolchain {
             .stdin(Stdio::null())
             .output();
         let output = match output {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-                "building a JavaScript mapper installs componentize-js with npm, but `{NPM}` \
-                 is not on PATH: install Node.js {MIN_NODE_MAJOR}+ with npm and build again"
-            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(super::MissingTool::Npm {
+                    tool: NPM.into(),
+                    min_major: MIN_NODE_MAJOR,
+                }
+                .into());
+            }
             Err(e) => return Err(e).context(format!("cannot run `{NPM}`")),
             Ok(output) => output,
         };
@@ -390,7 +393,7 @@ fn check_node() -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(node_missing()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(node_missing().into()),
         Err(e) => return Err(e).context(format!("cannot run `{NODE}`")),
         Ok(output) => output,
     };

@@ -9,8 +9,10 @@ mod javascript;
 mod python;
 mod scaffold;
 mod stage;
+mod toolchain;
 
 pub use scaffold::new_mapper;
+pub use toolchain::MissingTool;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,7 +61,8 @@ pub fn script_engine_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/script-engine")
 }
 
-/// Where the built script engine is kept, compiled into the binary.
+/// Where the built script engine and example mapper are kept, compiled
+/// into the binary.
 pub fn script_engine_assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
@@ -126,6 +129,104 @@ pub fn build_script_engine() -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
+/// The example mapper's sources: the seed port of Auth0's example script, in
+/// Rust, which `quickstart` and `demo` run.
+pub fn example_mapper_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/mappers/auth0-example")
+}
+
+/// The files the example mapper is built from, relative to the repository:
+/// its crate, the Rust SDK, the guest workspace's manifest and lock file
+/// (which pin wit-bindgen) and the WIT files. Build output and dot entries
+/// are not sources.
+fn example_mapper_inputs() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut inputs = Vec::new();
+    for dir in ["plugins/mappers/auth0-example", "plugins/sdk/rust"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(dir) = stack.pop() {
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+            {
+                let path = entry
+                    .with_context(|| format!("cannot read {}", dir.display()))?
+                    .path();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                if name == "target" || name.starts_with('.') {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
+                    let rel = path.strip_prefix(&root).unwrap_or(&path);
+                    inputs.push((slashed(rel), path.clone()));
+                }
+            }
+        }
+    }
+    for file in ["plugins/Cargo.toml", "plugins/Cargo.lock"] {
+        inputs.push((file.to_owned(), root.join(file)));
+    }
+    let wit = wit_dir();
+    for entry in
+        std::fs::read_dir(&wit).with_context(|| format!("cannot read {}", wit.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("cannot read {}", wit.display()))?
+            .path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "wit") {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            inputs.push((format!("wit/{name}"), path.clone()));
+        }
+    }
+    inputs.sort();
+    Ok(inputs)
+}
+
+/// A relative path with `/` between its parts on every platform, so the
+/// digest is the same everywhere.
+fn slashed(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// SHA-256 of everything the example mapper is built from
+/// ([`example_mapper_inputs`]): `host/assets/auth0-example.inputs` records
+/// it for the component shipped in the binary, and a test compares the two,
+/// so a change to the example, the SDK or the world cannot ship with a stale
+/// component. The Rust compiler is not an input: it is not pinned, and a
+/// newer one builds the same sources into an equivalent component.
+pub fn example_mapper_inputs_digest() -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (label, path) in example_mapper_inputs()? {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        hasher.update((label.len() as u64).to_le_bytes());
+        hasher.update(label.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Builds the example mapper from [`example_mapper_dir`] into
+/// [`script_engine_assets`] (`auth0-example.wasm` and the digest of its
+/// inputs), where the binary takes it from. Run it after changing the
+/// example, the Rust SDK or the world: `waypass mapper build-example-mapper`.
+pub fn build_example_mapper() -> anyhow::Result<PathBuf> {
+    let digest = example_mapper_inputs_digest()?;
+    let built = build_rust(&example_mapper_dir())?;
+    let assets = script_engine_assets();
+    let wasm = assets.join("auth0-example.wasm");
+    std::fs::copy(&built, &wasm).with_context(|| format!("cannot write {}", wasm.display()))?;
+    std::fs::write(assets.join("auth0-example.inputs"), format!("{digest}\n"))
+        .context("cannot write auth0-example.inputs")?;
+    Ok(wasm)
+}
+
 /// The WIT directory of the `waypass:mapper` world, shipped with the sources.
 pub fn wit_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")
@@ -147,23 +248,23 @@ pub fn toolchain_dir() -> PathBuf {
     cache_home().join("toolchains")
 }
 
-/// Installs the `wasm32-wasip2` standard library with rustup if it is missing.
+/// Installs the `wasm32-wasip2` standard library with rustup if it is
+/// missing; says what to install when there is no Rust or no rustup.
 pub fn ensure_rust_target() -> anyhow::Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("cannot run rustup (needed to install the wasm32-wasip2 target)")?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == RUST_TARGET)
-    {
+    if toolchain::rust_target_installed(RUST_TARGET)? {
         return Ok(());
     }
     eprintln!("installing the Rust target {RUST_TARGET} (once)…");
-    let status = Command::new("rustup")
+    let status = match Command::new("rustup")
         .args(["target", "add", RUST_TARGET])
         .status()
-        .context("cannot run rustup")?;
+    {
+        Ok(status) => status,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MissingTool::RustTarget.into());
+        }
+        Err(e) => return Err(e).context("cannot run rustup"),
+    };
     if !status.success() {
         bail!("`rustup target add {RUST_TARGET}` failed ({status})");
     }
@@ -171,12 +272,13 @@ pub fn ensure_rust_target() -> anyhow::Result<()> {
 }
 
 fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+    toolchain::check_cargo()?;
     ensure_rust_target()?;
     let manifest = dir
         .join("Cargo.toml")
         .canonicalize()
         .with_context(|| format!("cannot read {}/Cargo.toml", dir.display()))?;
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let output = Command::new(toolchain::cargo())
         .args(["build", "--release", "--target", RUST_TARGET])
         .arg("--manifest-path")
         .arg(&manifest)

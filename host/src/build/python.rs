@@ -181,11 +181,9 @@ impl Toolchain {
             .stdout(io::stderr())
             .status();
         match venv {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-                "building a Python mapper installs componentize-py with Python 3.9 or newer, \
-                 but `{HOST_PYTHON}` is not on PATH: install Python 3 (on Debian and Ubuntu: \
-                 `apt install python3 python3-venv`) and build again"
-            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(super::MissingTool::Python(HOST_PYTHON.into()).into());
+            }
             Err(e) => return Err(e).context(format!("cannot run `{HOST_PYTHON}`")),
             Ok(status) if !status.success() => bail!(
                 "`{HOST_PYTHON} -m venv {}` failed ({status}); on Debian and Ubuntu the venv \

@@ -1,11 +1,8 @@
-//! `waypass demo`: build the example mapper and run it against a local
-//! provider, once with a good token and once with a bad one.
+//! `waypass demo`: run the example mapper (shipped in the binary) against a
+//! local provider, once with a good token and once with a bad one.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use anyhow::Context;
 
 use crate::dev_provider::{DevProvider, DevUser};
 use crate::egress::{EgressPolicy, HostRule};
@@ -14,10 +11,8 @@ use crate::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, Toke
 const GOOD_TOKEN: &str = "demo-access-token";
 
 pub(super) fn run() -> anyhow::Result<ExitCode> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/mappers/auth0-example");
-    eprintln!("building {} …", dir.display());
-    let wasm = crate::build::build_mapper(&dir)?;
-    let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    // The example mapper shipped in this binary: no source tree, no toolchain.
+    let bytes = crate::quickstart::EXAMPLE_MAPPER_WASM;
 
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
@@ -38,8 +33,11 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
             cache_dir: Some(super::default_cache_dir()),
             ..RuntimeConfig::default()
         })?;
-        let mapper = runtime.load(&bytes)?;
-        println!("mapper: {} (sha256 {})", wasm.display(), mapper.digest());
+        let mapper = runtime.load(bytes)?;
+        println!(
+            "mapper: the example shipped in waypass (sha256 {})",
+            mapper.digest()
+        );
         let rule: HostRule = origin.parse().map_err(anyhow::Error::msg)?;
         let sandbox = Sandbox {
             egress: Arc::new(EgressPolicy {

@@ -35,6 +35,11 @@ pub(super) enum MapperCommand {
     /// plugins/script-engine into host/assets (for Waypass's developers).
     #[command(hide = true)]
     BuildScriptEngine,
+    /// Rebuild the example mapper shipped in this binary from
+    /// plugins/mappers/auth0-example into host/assets (for Waypass's
+    /// developers).
+    #[command(hide = true)]
+    BuildExampleMapper,
 }
 
 /// Languages `mapper new` can start a mapper in.
@@ -123,6 +128,11 @@ pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
         MapperCommand::Run(args) => run_once(args),
         MapperCommand::BuildScriptEngine => {
             let wasm = crate::build::build_script_engine()?;
+            println!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        MapperCommand::BuildExampleMapper => {
+            let wasm = crate::build::build_example_mapper()?;
             println!("{}", wasm.display());
             Ok(ExitCode::SUCCESS)
         }

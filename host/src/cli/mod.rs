@@ -1,6 +1,7 @@
 //! The `waypass` command line: one file per command.
 
 mod admin;
+mod check;
 mod demo;
 mod mapper;
 mod quickstart;
@@ -10,9 +11,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `waypass --version` says after the name: the package version and
+/// the commit the binary was built from (`host/build.rs`: 12 hex digits,
+/// `-dirty` for a tree with changes, `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WAYPASS_COMMIT"),
+    ")"
+);
+
 /// Waypass: a self-hosted login broker with WebAssembly profile mappers.
 #[derive(Debug, Parser)]
-#[command(name = "waypass", version, about)]
+#[command(name = "waypass", version = VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +34,7 @@ enum Command {
     /// Build, check and run profile mappers.
     #[command(subcommand)]
     Mapper(mapper::MapperCommand),
-    /// Build the example mapper and run it against a local provider.
+    /// Run the example mapper against a local provider.
     Demo,
     /// Run the login service.
     Serve {
@@ -33,6 +44,13 @@ enum Command {
         /// Async worker threads (default: one per core).
         #[arg(long, env = "WAYPASS_WORKERS")]
         workers: Option<usize>,
+    },
+    /// Check a configuration file without serving: every problem, with its
+    /// line and column; exit code 1 when there is one.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, env = "WAYPASS_CONFIG")]
+        config: std::path::PathBuf,
     },
     /// Run a complete local setup: broker, development provider, demo app.
     Quickstart(quickstart::QuickstartArgs),
@@ -64,6 +82,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Mapper(cmd) => mapper::run(cmd),
         Command::Demo => demo::run(),
         Command::Serve { config, workers } => serve::run(config, workers),
+        Command::Check { config } => check::run(config),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Connections(args) => admin::connections::run(args),
         Command::Clients(args) => admin::clients::run(args),

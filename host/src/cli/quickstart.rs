@@ -1,7 +1,7 @@
 //! `waypass quickstart [--port N] [--data-dir DIR]`.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -19,12 +19,11 @@ pub(super) struct QuickstartArgs {
 }
 
 pub(super) fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/mappers/auth0-example");
-    eprintln!("building the example mapper ({}) …", dir.display());
-    let mapper = crate::build::build_mapper(&dir)?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(crate::quickstart::default_data_dir);
+    // The example mapper shipped in this binary: no source tree, no toolchain.
+    let mapper = crate::quickstart::install_example_mapper(&data_dir)?;
     let options = Options {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
         data_dir: data_dir.clone(),

@@ -42,6 +42,7 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
             issuer = broker.issuer(),
             listen = %bound,
             workers,
+            version = super::VERSION,
             instance = broker.instance_id(),
             catalog_version = broker.catalog().version(),
             "waypass is serving"

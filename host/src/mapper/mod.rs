@@ -257,6 +257,14 @@ impl Runtime {
         })
     }
 
+    /// What [`Runtime::load`] checks before it compiles (a component within
+    /// the size limit, importing only what a mapper may, exporting
+    /// `fetch-user-profile`), without compiling: `waypass check`. The exact
+    /// types are checked by `load` only.
+    pub fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
+        compile::precheck(bytes)
+    }
+
     /// Imports and exports of a component, whether or not it is a mapper,
     /// read off the binary (nothing is compiled).
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -25,13 +26,40 @@ pub const CONNECTION: &str = "example-oauth2";
 /// Broker's client id at the development provider.
 const PROVIDER_CLIENT_ID: &str = "waypass";
 
+/// The example mapper (`plugins/mappers/auth0-example`, the seed port),
+/// built by `waypass mapper build-example-mapper` (see
+/// `host/assets/README.md`) and shipped inside the binary, as the script
+/// engine is: the quickstart and the demo need neither a source tree nor a
+/// toolchain, and start in a second rather than after a guest build.
+pub const EXAMPLE_MAPPER_WASM: &[u8] = include_bytes!("../../assets/auth0-example.wasm");
+/// What the shipped example was built from
+/// ([`crate::build::example_mapper_inputs_digest`]).
+pub const EXAMPLE_MAPPER_INPUTS: &str = include_str!("../../assets/auth0-example.inputs");
+/// The example mapper's file in the quickstart's data directory.
+const EXAMPLE_MAPPER_FILE: &str = "auth0-example.wasm";
+
+/// Writes the shipped example mapper into `data_dir` (unless the same bytes
+/// are there) and returns its path, for [`Options::mapper`]: the broker
+/// registers mappers from files, like those a configuration names.
+pub fn install_example_mapper(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(EXAMPLE_MAPPER_FILE);
+    if std::fs::read(&path).ok().as_deref() != Some(EXAMPLE_MAPPER_WASM) {
+        std::fs::write(&path, EXAMPLE_MAPPER_WASM)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
 /// Where and with what the quickstart runs.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Broker address (port 0: any free port).
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// The seed-port mapper component.
+    /// The seed-port mapper component ([`install_example_mapper`] writes
+    /// the one shipped in the binary).
     pub mapper: PathBuf,
 }
 
@@ -167,4 +195,38 @@ pub fn default_data_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("waypass").join("quickstart")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_mapper_is_built_from_the_current_sources() {
+        let digest = crate::build::example_mapper_inputs_digest().expect("digest");
+        assert_eq!(
+            EXAMPLE_MAPPER_INPUTS.trim(),
+            digest,
+            "host/assets/auth0-example.wasm is stale: run `cargo run -p waypass -- mapper \
+             build-example-mapper` and commit host/assets"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_mapper_is_a_component_written_once_into_the_data_directory() {
+        // `\0asm`, version 0x0d, layer 1: a component, not a core module.
+        assert_eq!(&EXAMPLE_MAPPER_WASM[..8], b"\0asm\x0d\0\x01\0");
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().join("new");
+        let path = install_example_mapper(&dir).expect("installed");
+        assert_eq!(std::fs::read(&path).expect("read"), EXAMPLE_MAPPER_WASM);
+        std::fs::write(&path, b"stale").expect("write");
+        let again = install_example_mapper(&dir).expect("installed again");
+        assert_eq!(again, path);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            EXAMPLE_MAPPER_WASM,
+            "a stale copy is replaced"
+        );
+    }
 }
