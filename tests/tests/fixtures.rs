@@ -193,7 +193,11 @@ async fn a_legacy_keys_json_is_imported_into_the_store_and_signs_from_there_afte
     let broker = waypass::broker::Broker::from_config(&config)
         .await
         .expect("starts with the legacy keys");
-    assert_eq!(jwks_kids(&broker), LEGACY_KIDS, "the file's keys are the ones served");
+    assert_eq!(
+        jwks_kids(&broker),
+        LEGACY_KIDS,
+        "the file's keys are the ones served"
+    );
     drop(broker);
     assert_eq!(
         stored_keys(&data).await.as_deref(),
@@ -206,7 +210,11 @@ async fn a_legacy_keys_json_is_imported_into_the_store_and_signs_from_there_afte
     let broker = waypass::broker::Broker::from_config(&config)
         .await
         .expect("starts without the file");
-    assert_eq!(jwks_kids(&broker), LEGACY_KIDS, "the same keys, from the store");
+    assert_eq!(
+        jwks_kids(&broker),
+        LEGACY_KIDS,
+        "the same keys, from the store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
