@@ -354,7 +354,8 @@ fn spawn_broker(config: &Path, launch: &Launch) -> Child {
                 ))
                 // Wasmtime writes the machine code it then runs.
                 .arg("--smc-check=all-non-file")
-                .arg(env!("CARGO_BIN_EXE_waypass"));
+                .arg(env!("CARGO_BIN_EXE_waypass"))
+                .env(waypass::mapper::VALGRIND_ENV, "1");
             c
         }
         None => Command::new(env!("CARGO_BIN_EXE_waypass")),
