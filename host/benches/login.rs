@@ -197,8 +197,12 @@ enabled = false
     );
     let issuer = Arc::new(issuer);
     let origin = Arc::new(origin);
-    // Warm-up: connections, caches, the mapper's pool slot.
-    logins(&issuer, &origin, "app-rs256", args.warmup, args.concurrency).await;
+    // Warm-up: connections, caches, the mapper's pool slot — and each
+    // app's client secret, whose first check is an argon2id verification
+    // (~50 ms, then remembered) that must not land in a measured phase.
+    for client in ["app-rs256", "app-es256"] {
+        logins(&issuer, &origin, client, args.warmup, args.concurrency).await;
+    }
     if let Some(out) = &callgrind_dir {
         for client in ["app-rs256", "app-es256"] {
             callgrind_control("--zero", broker.id());
