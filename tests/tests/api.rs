@@ -1086,3 +1086,208 @@ async fn try_calls_hanging_on_a_provider_cannot_starve_another_connections_login
     }
     assert_eq!(refused, calls - MAX_CONCURRENT_TRY_CALLS);
 }
+
+// ---- the watched directory, poll by poll (issue #10 §5: upgrades) ----
+
+/// The versions of mapper `name` in the store: (number, SHA-256).
+async fn stored_versions(tb: &TestBed, name: &str) -> Vec<(u32, String)> {
+    use waypass::store::Store as _;
+    tb.store
+        .mapper_versions(name)
+        .await
+        .expect("the store answers")
+        .into_iter()
+        .map(|v| (v.version, v.sha256))
+        .collect()
+}
+
+/// Sets `path`'s modification time `seconds` past the epoch: a rewrite
+/// the watcher must notice, whatever the file system's time resolution.
+fn set_modified(path: &std::path::Path, seconds: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| {
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+        })
+        .expect("set the modification time");
+}
+
+#[tokio::test]
+async fn a_file_still_growing_in_the_watched_directory_is_registered_only_once_it_holds_still() {
+    use std::io::Write as _;
+    use waypass::admin::watch::{Outcome, Watcher};
+    let tb = TestBed::start(|_, _| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("growing.wasm");
+    let bytes = guests::bytes(guests::AUTH0_EXAMPLE);
+    let mut watcher = Watcher::new(dir.path().to_path_buf());
+    // A copy in progress: a third more of the file at every poll.
+    let mut file = std::fs::File::create(&path).expect("create");
+    for part in bytes.chunks(bytes.len().div_ceil(3)) {
+        file.write_all(part).expect("write");
+        file.flush().expect("flush");
+        let outcomes = watcher.poll(&tb.broker).await;
+        assert!(
+            outcomes.is_empty(),
+            "registered while growing: {outcomes:?}"
+        );
+        assert_eq!(stored_versions(&tb, "growing").await, vec![]);
+    }
+    drop(file);
+    let outcomes = watcher.poll(&tb.broker).await;
+    assert!(
+        matches!(outcomes.as_slice(), [(_, Outcome::Registered(1))]),
+        "registered once it held still for a poll: {outcomes:?}"
+    );
+    assert_eq!(
+        stored_versions(&tb, "growing").await,
+        vec![(1, waypass::mapper::sha256_hex(&bytes))],
+        "the whole file"
+    );
+}
+
+#[tokio::test]
+async fn the_same_bytes_written_again_make_no_new_version_and_a_replaced_file_does() {
+    use waypass::admin::watch::{Outcome, Watcher};
+    let tb = TestBed::start(|_, _| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rewritten.wasm");
+    let seed = guests::bytes(guests::AUTH0_EXAMPLE);
+    let mut watcher = Watcher::new(dir.path().to_path_buf());
+    // Two polls per state: one to see the file, one to see it held still.
+    let settle = async |watcher: &mut Watcher| {
+        let first = watcher.poll(&tb.broker).await;
+        assert!(
+            first.is_empty(),
+            "acted on a file not yet seen still: {first:?}"
+        );
+        watcher.poll(&tb.broker).await
+    };
+
+    std::fs::write(&path, &seed).expect("write");
+    set_modified(&path, 1_000);
+    let outcomes = settle(&mut watcher).await;
+    assert!(
+        matches!(outcomes.as_slice(), [(_, Outcome::Registered(1))]),
+        "{outcomes:?}"
+    );
+
+    // The same bytes again (a deploy script copying every file again).
+    std::fs::write(&path, &seed).expect("write");
+    set_modified(&path, 2_000);
+    let outcomes = settle(&mut watcher).await;
+    assert!(
+        matches!(outcomes.as_slice(), [(_, Outcome::Unchanged)]),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        stored_versions(&tb, "rewritten").await.len(),
+        1,
+        "no new version"
+    );
+
+    // Other bytes: a new version, active.
+    let declarative = guests::bytes(guests::DECLARATIVE);
+    std::fs::write(&path, &declarative).expect("write");
+    set_modified(&path, 3_000);
+    let outcomes = settle(&mut watcher).await;
+    assert!(
+        matches!(outcomes.as_slice(), [(_, Outcome::Registered(2))]),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        stored_versions(&tb, "rewritten").await,
+        vec![
+            (1, waypass::mapper::sha256_hex(&seed)),
+            (2, waypass::mapper::sha256_hex(&declarative)),
+        ]
+    );
+    let (_, mapper) = admin_api(&tb.issuer, reqwest::Method::GET, "mappers/rewritten", None).await;
+    let active: Vec<_> = mapper["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter(|v| v["active"] == true)
+        .map(|v| v["version"].clone())
+        .collect();
+    assert_eq!(
+        active,
+        [2],
+        "the replaced file's version is active: {mapper}"
+    );
+}
+
+/// A log writer for one test's thread: what the code under test logs.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread (`current_thread`): the watcher logs on the test's thread,
+// where the capturing logger is the default.
+#[tokio::test]
+async fn files_in_the_watched_directory_whose_names_are_not_mapper_names_are_ignored_and_logged() {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use waypass::admin::watch::Watcher;
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let _logging = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .set_default();
+    let tb = TestBed::start(|_, _| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component = guests::bytes(guests::AUTH0_EXAMPLE);
+    let invalid = [
+        "Has Space.wasm",
+        "-dash-first.wasm",
+        "under_score.wasm",
+        "dot.ted.wasm",
+    ];
+    for name in invalid {
+        std::fs::write(dir.path().join(name), &component).expect("write");
+    }
+    std::fs::write(dir.path().join("fine.wasm"), &component).expect("write");
+    let mut watcher = Watcher::new(dir.path().to_path_buf());
+    assert!(watcher.poll(&tb.broker).await.is_empty());
+    let outcomes = watcher.poll(&tb.broker).await;
+    let acted: Vec<_> = outcomes
+        .iter()
+        .filter_map(|(p, _)| p.file_name()?.to_str())
+        .collect();
+    assert_eq!(acted, ["fine.wasm"], "only the valid name is registered");
+    let (_, listed) = admin_api(&tb.issuer, reqwest::Method::GET, "mappers", None).await;
+    let registered = listed.to_string();
+    for name in invalid {
+        let stem = name.trim_end_matches(".wasm");
+        assert!(
+            !registered.contains(stem),
+            "{stem} was registered: {listed}"
+        );
+        let log =
+            String::from_utf8_lossy(&log.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        assert!(
+            log.lines().any(|l| l.contains("ignoring mapper file")
+                && l.contains(name)
+                && l.contains("not a valid connection name")),
+            "{name} is logged as ignored: {log}"
+        );
+    }
+    assert!(
+        watcher.poll(&tb.broker).await.is_empty(),
+        "nothing more to do at the next poll"
+    );
+}

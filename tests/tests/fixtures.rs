@@ -136,3 +136,130 @@ fn without_psql_commands(sql: &str) -> String {
         .map(|line| format!("{line}\n"))
         .collect()
 }
+
+// ---- the signing keys of a release that kept them in `keys.json` ----
+
+/// `keys.json` as releases before the store held the keys left it in the
+/// data directory (key document format 1; written once by an independent
+/// generator, Python's `cryptography`, so the import reads PKCS#8 from
+/// more than our own writer). Its kids, in order.
+const LEGACY_KEYS: &str = "keys-json-v1.json";
+const LEGACY_KIDS: [&str; 2] = [
+    "BY03u9XinwPY4gVUOhNQsHNKSxoeQzVyON6-hEuTnNY",
+    "TxTBmyhII174JBFudIJUzwbogrFAo370LhL_uSNerVU",
+];
+
+/// A configuration whose data directory is `data` (SQLite), nothing else.
+fn data_dir_config(dir: &Path) -> waypass::broker::config::Config {
+    let path = dir.join("waypass.toml");
+    std::fs::write(
+        &path,
+        "issuer = \"http://login.test\"\ndata_dir = \"data\"\n",
+    )
+    .expect("write the configuration");
+    waypass::broker::config::Config::load(&path).expect("the configuration loads")
+}
+
+/// The kids of a broker's JWKS, in order.
+fn jwks_kids(broker: &waypass::broker::Broker) -> Vec<String> {
+    let jwks: serde_json::Value = serde_json::from_slice(&broker.jwks_json()).expect("JSON");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("a kid").to_owned())
+        .collect()
+}
+
+/// What the store in `data` holds as the signing keys.
+async fn stored_keys(data: &Path) -> Option<String> {
+    use waypass::store::Store as _;
+    SqliteStore::open(&data.join("waypass.db"))
+        .expect("the store opens")
+        .signing_keys()
+        .await
+        .expect("the store answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_keys_json_is_imported_into_the_store_and_signs_from_there_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let legacy = std::fs::read_to_string(fixture(LEGACY_KEYS)).expect("the fixture");
+    std::fs::write(data.join("keys.json"), &legacy).expect("keys.json");
+    let config = data_dir_config(dir.path());
+
+    let broker = waypass::broker::Broker::from_config(&config)
+        .await
+        .expect("starts with the legacy keys");
+    assert_eq!(
+        jwks_kids(&broker),
+        LEGACY_KIDS,
+        "the file's keys are the ones served"
+    );
+    drop(broker);
+    assert_eq!(
+        stored_keys(&data).await.as_deref(),
+        Some(legacy.as_str()),
+        "imported as they were"
+    );
+
+    // The store holds them now: the file is no longer needed.
+    std::fs::remove_file(data.join("keys.json")).expect("remove keys.json");
+    let broker = waypass::broker::Broker::from_config(&config)
+        .await
+        .expect("starts without the file");
+    assert_eq!(
+        jwks_kids(&broker),
+        LEGACY_KIDS,
+        "the same keys, from the store"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_keys_json_is_refused_at_start_and_nothing_is_stored_in_its_place() {
+    let legacy = std::fs::read_to_string(fixture(LEGACY_KEYS)).expect("the fixture");
+    let cases = [
+        ("truncated", legacy[..legacy.len() / 2].to_owned()),
+        ("not JSON", "\u{0}\u{1}garbage".to_owned()),
+        (
+            "a format this version does not read",
+            legacy.replacen("\"version\": 1", "\"version\": 2", 1),
+        ),
+        (
+            "a kid that is not its key's",
+            legacy.replacen(LEGACY_KIDS[0], LEGACY_KIDS[1], 1),
+        ),
+        (
+            "a private key damaged",
+            legacy.replacen("\"pkcs8\": \"MII", "\"pkcs8\": \"AII", 1),
+        ),
+    ];
+    for (what, document) in cases {
+        assert_ne!(document, legacy, "{what}: the case changes the file");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        std::fs::write(data.join("keys.json"), &document).expect("keys.json");
+        let err = waypass::broker::Broker::from_config(&data_dir_config(dir.path()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: a corrupt keys.json must be refused"));
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("the signing keys are unusable") && message.contains("Restore"),
+            "{what}: says what is wrong and what to do: {message}"
+        );
+        assert_eq!(
+            stored_keys(&data).await,
+            None,
+            "{what}: no keys stored (new ones would hide the problem for good)"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("keys.json")).expect("still there"),
+            document,
+            "{what}: the file is left for the operator to restore"
+        );
+    }
+}

@@ -509,9 +509,25 @@ impl Drop for Runtime {
     }
 }
 
+/// Set (to anything) only to run the broker under valgrind, whose address
+/// space (128 GiB in 3.19) cannot hold the pool's reservation: 128 calls ×
+/// 4 memories × (4 GiB + guard), ~2 TiB, reserved so that Cranelift can
+/// leave out bounds checks. With it the pool has [`VALGRIND_POOL_CALLS`]
+/// calls' slots, each memory reserving only its maximum; the code then
+/// carries explicit bounds checks. For instruction counts compared with
+/// each other (BENCHMARKS.md), never for serving.
+pub const VALGRIND_ENV: &str = "WAYPASS_UNDER_VALGRIND";
+/// The pool's calls under [`VALGRIND_ENV`]: 8 × 4 × 512 MiB = 16 GiB.
+const VALGRIND_POOL_CALLS: u32 = 8;
+
 fn engine_config() -> Config {
     let mut pool = PoolingAllocationConfig::default();
-    let calls = limits::POOL_CONCURRENT_CALLS;
+    let under_valgrind = std::env::var_os(VALGRIND_ENV).is_some();
+    let calls = if under_valgrind {
+        VALGRIND_POOL_CALLS
+    } else {
+        limits::POOL_CONCURRENT_CALLS
+    };
     pool.total_component_instances(calls)
         .total_stacks(calls)
         .max_core_instances_per_component(limits::POOL_CORE_INSTANCES_PER_COMPONENT)
@@ -536,6 +552,9 @@ fn engine_config() -> Config {
         .epoch_interruption(true)
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if under_valgrind {
+        config.memory_reservation(limits::MAX_MEMORY_BYTES as u64);
+    }
     config
 }
 
