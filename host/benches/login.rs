@@ -1,20 +1,30 @@
-//! Full logins against the development provider on loopback:
+//! Logins against the development provider on loopback:
 //! `cargo bench -p waypass --bench login [-- --logins N --concurrency C
-//! --profile rust|js|py|script|all --app rs256|es256]`.
+//! --mode full|sso|refresh|all --profile rust|js|py|script|all
+//! --app rs256|es256]`.
 //!
 //! The broker runs as its own process (`waypass serve`), so its CPU time can
 //! be read from `/proc`; the development provider and the clients (a browser
 //! walk plus the app's code exchange, over keep-alive connections) run here.
-//! Each login is `/authorize` → provider login form → `/login/callback`
-//! (token exchange at the provider, the connection's profile code calling the
-//! provider's userinfo) → `/oauth/token`. Reports logins per second and the
-//! broker's CPU-seconds and minor page faults per 1000 logins, for an RS256
-//! app and an ES256 app, then the broker's resident memory and its peak.
+//! For each mode and each app (an RS256 app and an ES256 app, or the one
+//! `--app` names) it reports operations per second and the broker's
+//! CPU-seconds and minor page faults per 1000 operations, then the broker's
+//! resident memory and its peak.
+//!
+//! `--mode` chooses what is measured (issue #11 §8): `full` (the default: a
+//! whole login, `/authorize` → provider login form → `/login/callback`, with
+//! the token exchange at the provider and the connection's profile code
+//! calling the provider's userinfo, → `/oauth/token`), `sso` (`/authorize`
+//! answered from the browser's session, then `/oauth/token`: the provider
+//! is not involved), `refresh` (`grant_type=refresh_token`, each rotating
+//! the token the last one returned), or `all` (the three in turn). For `sso`
+//! and `refresh` each client first logs in once through the provider, before
+//! the measurement starts.
 //!
 //! `--profile` picks the connection's profile code: the seed's port as a
 //! Rust (default), JavaScript or Python mapper, or the seed's script run by
 //! the script engine; `all` makes one connection of each and spreads the
-//! logins over them (for the memory with every kind loaded and serving).
+//! clients over them (for the memory with every kind loaded and serving).
 //! The broker is started once to compile what it runs, then restarted on
 //! the same data directory, so the figures are those of a broker serving
 //! from its artifact cache, as after any restart.
@@ -80,9 +90,50 @@ impl Profile {
     }
 }
 
+/// What one measured operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A whole login through the provider.
+    Full,
+    /// A login answered from the session: `/authorize` then `/oauth/token`.
+    Sso,
+    /// One refresh grant.
+    Refresh,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Option<Vec<Mode>> {
+        Some(match s {
+            "full" => vec![Mode::Full],
+            "sso" => vec![Mode::Sso],
+            "refresh" => vec![Mode::Refresh],
+            "all" => vec![Mode::Full, Mode::Sso, Mode::Refresh],
+            _ => return None,
+        })
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Mode::Full => "logins",
+            Mode::Sso => "SSO logins",
+            Mode::Refresh => "refresh grants",
+        }
+    }
+
+    /// The scope of the login a task starts with: a refresh token needs
+    /// `offline_access` (OIDC Core §11).
+    fn scope(self) -> &'static str {
+        match self {
+            Mode::Refresh => "openid%20email%20offline_access",
+            Mode::Full | Mode::Sso => "openid%20email",
+        }
+    }
+}
+
 struct Args {
     logins: usize,
     concurrency: usize,
+    modes: Vec<Mode>,
     profiles: Vec<Profile>,
     apps: Vec<&'static str>,
 }
@@ -91,6 +142,7 @@ fn args() -> Args {
     let mut a = Args {
         logins: 2000,
         concurrency: 8,
+        modes: vec![Mode::Full],
         profiles: vec![Profile::Rust],
         apps: vec!["app-rs256", "app-es256"],
     };
@@ -99,6 +151,10 @@ fn args() -> Args {
         match pair[0].as_str() {
             "--logins" => a.logins = pair[1].parse().unwrap_or(a.logins),
             "--concurrency" => a.concurrency = pair[1].parse().unwrap_or(a.concurrency),
+            "--mode" => {
+                a.modes = Mode::parse(&pair[1])
+                    .unwrap_or_else(|| panic!("--mode full|sso|refresh|all, not {}", pair[1]))
+            }
             "--profile" => {
                 a.profiles = Profile::parse(&pair[1])
                     .unwrap_or_else(|| panic!("--profile rust|js|py|script|all, not {}", pair[1]))
@@ -216,48 +272,54 @@ enabled = false
     let mut broker = spawn_broker(&config_path);
 
     let names: Vec<&str> = args.profiles.iter().map(|p| p.name()).collect();
+    let modes: Vec<&str> = args.modes.iter().map(|m| m.noun()).collect();
     println!(
-        "waypass login benchmark: {} logins per app, concurrency {}, connection {}, {} cores",
+        "waypass login benchmark: {} per app and mode ({}), concurrency {}, connection {}, {} cores",
         args.logins,
+        modes.join(", "),
         args.concurrency,
         names.join(" + "),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let issuer = Arc::new(issuer);
-    let origin = Arc::new(origin);
-    let connections: Arc<Vec<String>> = Arc::new(names.iter().map(|n| n.to_string()).collect());
+    let target = Arc::new(Target {
+        issuer,
+        origin,
+        connections: names.iter().map(|n| n.to_string()).collect(),
+    });
     // Warm-up: connections, caches, the mappers' pool slots.
     logins(
-        &issuer,
-        &origin,
-        &connections,
+        &target,
         "app-rs256",
         200,
         args.concurrency,
+        Mode::Full,
+        None,
     )
     .await;
-    for client in &args.apps {
-        let (cpu0, faults0) = cpu_seconds_and_faults(broker.id());
-        let start = Instant::now();
-        let done = logins(
-            &issuer,
-            &origin,
-            &connections,
-            client,
-            args.logins,
-            args.concurrency,
-        )
-        .await;
-        let wall = start.elapsed();
-        let (cpu1, faults1) = cpu_seconds_and_faults(broker.id());
-        println!(
-            "{client}: {done} logins, {:.0} logins/s, broker {:.3} CPU-s and {:.0} minor page faults per 1000 logins",
-            done as f64 / wall.as_secs_f64(),
-            (cpu1 - cpu0) / done as f64 * 1000.0,
-            (faults1 - faults0) as f64 / done as f64 * 1000.0,
-        );
+    let broker_pid = broker.id();
+    let usage = move || cpu_seconds_and_faults(broker_pid);
+    for &mode in &args.modes {
+        for client in &args.apps {
+            let measured = logins(
+                &target,
+                client,
+                args.logins,
+                args.concurrency,
+                mode,
+                Some(&usage),
+            )
+            .await;
+            let (done, noun) = (measured.done as f64, mode.noun());
+            println!(
+                "{client}: {} {noun}, {:.0} {noun}/s, broker {:.3} CPU-s and {:.0} minor page faults per 1000 {noun}",
+                measured.done,
+                done / measured.wall.as_secs_f64(),
+                measured.cpu_seconds / done * 1000.0,
+                measured.minor_faults as f64 / done * 1000.0,
+            );
+        }
     }
-    let (rss, peak) = rss_mib(broker.id());
+    let (rss, peak) = rss_mib(broker_pid);
     println!("broker memory: {rss:.0} MiB resident, {peak:.0} MiB at peak");
     let _ = broker.kill();
     let _ = broker.wait();
@@ -310,39 +372,124 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (mib("VmRSS:"), mib("VmHWM:"))
 }
 
-/// Runs `total` logins rounded down to a multiple of `concurrency` (each task
-/// does the same number); returns how many ran.
-/// Each login goes to the next of `connections` in turn.
+/// What one run of [`logins`] did: how many operations, in how long, and
+/// the broker's CPU-seconds and minor page faults over them (zero when not
+/// read).
+struct Measured {
+    done: usize,
+    wall: Duration,
+    cpu_seconds: f64,
+    minor_faults: u64,
+}
+
+/// What the clients talk to: the broker, the development provider, and the
+/// broker's connections (one per `--profile`).
+struct Target {
+    issuer: String,
+    origin: String,
+    connections: Vec<String>,
+}
+
+/// Runs `total` operations of `mode` rounded down to a multiple of
+/// `concurrency` (each task does the same number). Task `t` logs in through
+/// `target.connections[t % len]` (a full login's next ones take the next connection
+/// in turn). Each task's setup (the login that gives it a session or a
+/// refresh token) happens before the measurement starts: every task waits
+/// at a barrier after it, `usage` (the broker's CPU-seconds and minor page
+/// faults) is read, and a second barrier lets them all go.
 async fn logins(
-    issuer: &Arc<String>,
-    origin: &Arc<String>,
-    connections: &Arc<Vec<String>>,
+    target: &Arc<Target>,
     client: &str,
     total: usize,
     concurrency: usize,
-) -> usize {
+    mode: Mode,
+    usage: Option<&(dyn Fn() -> (f64, u64) + Sync)>,
+) -> Measured {
     let per_task = total / concurrency;
+    let ready = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
     let tasks: Vec<_> = (0..concurrency)
         .map(|task| {
-            let (issuer, origin, client) = (issuer.clone(), origin.clone(), client.to_owned());
-            let connections = connections.clone();
+            let (target, client) = (target.clone(), client.to_owned());
+            let (ready, go) = (ready.clone(), go.clone());
             tokio::spawn(async move {
                 let http = reqwest::ClientBuilder::new()
                     .redirect(reqwest::redirect::Policy::none())
                     .pool_idle_timeout(Duration::from_secs(60))
                     .build()
                     .expect("client");
+                let Target {
+                    issuer,
+                    origin,
+                    connections,
+                } = &*target;
+                let connection = |i: usize| connections[(task + i) % connections.len()].as_str();
+                let mut state = match mode {
+                    Mode::Full => None,
+                    Mode::Sso | Mode::Refresh => Some(
+                        one_login(&http, issuer, origin, &client, connection(0), mode.scope())
+                            .await,
+                    ),
+                };
+                ready.wait().await;
+                go.wait().await;
                 for i in 0..per_task {
-                    let connection = &connections[(task + i) % connections.len()];
-                    one_login(&http, &issuer, &origin, &client, connection).await;
+                    match (mode, &mut state) {
+                        (Mode::Sso, Some(login)) => {
+                            sso_login(&http, issuer, &client, connection(0), &login.session).await;
+                        }
+                        (Mode::Refresh, Some(login)) => {
+                            login.refresh_token =
+                                refresh(&http, issuer, &client, &login.refresh_token).await;
+                        }
+                        _ => {
+                            one_login(&http, issuer, origin, &client, connection(i), mode.scope())
+                                .await;
+                        }
+                    }
                 }
             })
         })
         .collect();
+    ready.wait().await;
+    let (cpu0, faults0) = usage.map_or((0.0, 0), |read| read());
+    let start = Instant::now();
+    go.wait().await;
     for t in tasks {
         t.await.expect("login task");
     }
-    per_task * concurrency
+    let wall = start.elapsed();
+    let (cpu1, faults1) = usage.map_or((0.0, 0), |read| read());
+    Measured {
+        done: per_task * concurrency,
+        wall,
+        cpu_seconds: cpu1 - cpu0,
+        minor_faults: faults1.saturating_sub(faults0),
+    }
+}
+
+/// What a login leaves a task: the browser's session cookie and, when
+/// `offline_access` was asked, the refresh token.
+struct LoggedIn {
+    session: String,
+    refresh_token: String,
+}
+
+/// The token response of an exchange.
+#[derive(serde::Deserialize)]
+struct Tokens {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The `/authorize` URL of a login of `client` through `connection` asking
+/// for `scope`.
+fn authorize_url(issuer: &str, client: &str, connection: &str, scope: &str) -> String {
+    format!(
+        "{issuer}/authorize?response_type=code&client_id={client}&redirect_uri={}&scope={scope}&state=s&nonce=n&connection={connection}\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    )
 }
 
 async fn one_login(
@@ -351,12 +498,9 @@ async fn one_login(
     origin: &str,
     client: &str,
     connection: &str,
-) {
-    let authorize = format!(
-        "{issuer}/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email&state=s&nonce=n&connection={connection}\
-         &code_challenge={CHALLENGE}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
-    );
+    scope: &str,
+) -> LoggedIn {
+    let authorize = authorize_url(issuer, client, connection, scope);
     let resp = http.get(&authorize).send().await.expect("authorize");
     assert_eq!(resp.status(), 302, "authorize");
     let cookie = resp
@@ -394,8 +538,63 @@ async fn one_login(
         .send()
         .await
         .expect("callback");
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.starts_with("wp_session="))
+        .expect("a session cookie")
+        .to_owned();
+    let tokens = redeem(http, issuer, client, &location(&resp)).await;
+    LoggedIn {
+        session,
+        refresh_token: tokens.refresh_token.unwrap_or_default(),
+    }
+}
+
+/// A login the browser's session answers: `/authorize` (no provider),
+/// then the code exchange.
+async fn sso_login(
+    http: &reqwest::Client,
+    issuer: &str,
+    client: &str,
+    connection: &str,
+    session: &str,
+) {
+    let resp = http
+        .get(authorize_url(issuer, client, connection, Mode::Sso.scope()))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 302, "authorize");
     let back = location(&resp);
-    let code = url::Url::parse(&back)
+    assert!(
+        back.starts_with(CALLBACK),
+        "answered from the session: {back}"
+    );
+    redeem(http, issuer, client, &back).await;
+}
+
+/// One refresh grant; returns the rotated refresh token.
+async fn refresh(http: &reqwest::Client, issuer: &str, client: &str, token: &str) -> String {
+    let resp = http
+        .post(format!("{issuer}/oauth/token"))
+        .basic_auth(client, Some(SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(resp.status(), 200, "refresh");
+    let tokens: Tokens = resp.json().await.expect("token response");
+    tokens.refresh_token.expect("a rotated refresh token")
+}
+
+/// Exchanges the code in `back` (the redirect to the app).
+async fn redeem(http: &reqwest::Client, issuer: &str, client: &str, back: &str) -> Tokens {
+    let code = url::Url::parse(back)
         .expect("app url")
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -414,7 +613,7 @@ async fn one_login(
         .await
         .expect("token");
     assert_eq!(resp.status(), 200, "token");
-    let _ = resp.bytes().await;
+    resp.json().await.expect("token response")
 }
 
 fn location(resp: &reqwest::Response) -> String {
