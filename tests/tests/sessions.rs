@@ -816,6 +816,64 @@ async fn auth0_logout_checks_return_to_against_the_apps_logout_urls() {
     );
 }
 
+/// The provider's logout page the federated test's connection names.
+const PROVIDER_LOGOUT: &str = "https://id.provider.test/logout";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn federated_logout_ends_the_session_and_sends_the_browser_to_the_providers_logout_page() {
+    let tb = TestBed::start(|connections, config| {
+        let app = config
+            .clients
+            .iter_mut()
+            .find(|c| c.client_id == APP)
+            .expect("the app");
+        app.allowed_logout_urls = vec![BYE.into()];
+        let connection = connections
+            .iter_mut()
+            .find(|c| c["name"] == CONNECTION)
+            .expect("the connection");
+        connection["options"]["logout_url"] = json!(PROVIDER_LOGOUT);
+    })
+    .await;
+    let mut browser = Browser::default();
+    login_app(&tb, &mut browser, &[]).await;
+    let (status, location, _) = browser
+        .get(&format!(
+            "{}/v2/logout?client_id={APP}&returnTo=http%3A%2F%2Fapp.test%2Fbye&federated",
+            tb.issuer
+        ))
+        .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (302, Some(PROVIDER_LOGOUT)),
+        "federated goes to the provider's logout page, not returnTo"
+    );
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("connection", CONNECTION), ("prompt", "none")],
+    );
+    let (_, location, _) = browser.get(&url).await;
+    assert!(
+        location.expect("redirect").contains("error=login_required"),
+        "the Waypass session ended too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn federated_logout_without_a_provider_logout_page_follows_return_to() {
+    let tb = bed(None).await;
+    let mut browser = Browser::default();
+    login_app(&tb, &mut browser, &[]).await;
+    let (status, location, _) = browser
+        .get(&format!(
+            "{}/v2/logout?client_id={APP}&returnTo=http%3A%2F%2Fapp.test%2Fbye&federated",
+            tb.issuer
+        ))
+        .await;
+    assert_eq!((status, location.as_deref()), (302, Some(BYE)));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_management_call_lists_and_ends_a_users_sessions() {
     let tb = bed(None).await;
