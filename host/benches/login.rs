@@ -1,7 +1,9 @@
 //! Logins against the development provider on loopback:
 //! `cargo bench -p waypass --bench login [-- --logins N --concurrency C
-//! --mode full|sso|refresh|all --profile rust|js|py|script|all
-//! --app rs256|es256]`.
+//! --warmup N --mode full|sso|refresh|all --profile rust|js|py|script|all
+//! --app rs256|es256 --store sqlite|postgres --workers N --callgrind
+//! --propagation SWAPS]`. Every flag combines with the others, except that
+//! `--propagation` is a measurement of its own (below).
 //!
 //! The broker runs as its own process (`waypass serve`), so its CPU time can
 //! be read from `/proc`; the development provider and the clients (a browser
@@ -9,7 +11,8 @@
 //! For each mode and each app (an RS256 app and an ES256 app, or the one
 //! `--app` names) it reports operations per second and the broker's
 //! CPU-seconds and minor page faults per 1000 operations, then the broker's
-//! resident memory and its peak.
+//! resident memory and its peak. The machine's load average is printed with
+//! the figures: other work on the same cores moves them.
 //!
 //! `--mode` chooses what is measured (issue #11 §8): `full` (the default: a
 //! whole login, `/authorize` → provider login form → `/login/callback`, with
@@ -26,8 +29,31 @@
 //! the script engine; `all` makes one connection of each and spreads the
 //! clients over them (for the memory with every kind loaded and serving).
 //! The broker is started once to compile what it runs, then restarted on
-//! the same data directory, so the figures are those of a broker serving
-//! from its artifact cache, as after any restart.
+//! the same data directory (and database), so the figures are those of a
+//! broker serving from its artifact cache, as after any restart.
+//!
+//! `--warmup N` (default 200) full logins of EACH measured app precede the
+//! measurements: connections, caches, the mappers' pool slots, and each
+//! app's client secret, whose first check is an argon2id verification
+//! (~50 ms, then remembered) that must not land in a measured phase.
+//!
+//! `--store postgres` runs the broker on a fresh PostgreSQL database (the
+//! test server: `WAYPASS_TEST_DATABASE_URL`, else `scripts/ensure-postgres`;
+//! dropped at the end) and also reports the CPU of that database's server
+//! processes per 1000 operations; `sqlite` (the default) is the data
+//! directory's file. `--workers N` is passed to `waypass serve`.
+//!
+//! `--callgrind` runs the measured broker under `valgrind --tool=callgrind`
+//! (with `WAYPASS_UNDER_VALGRIND=1`) and reports, for each mode and app,
+//! instructions per operation instead of times: counters zeroed once the
+//! warm-up and the mode's setup logins are done, dumped after the measured
+//! operations (a figure that does not move with the machine's load). With
+//! `WAYPASS_BENCH_CALLGRIND_KEEP=DIR` the dumps are copied to `DIR`.
+//!
+//! `--propagation SWAPS` runs two brokers, A and B, on one store (`--store`,
+//! `--workers` apply; `--mode`, `--profile`, `--app` and `--callgrind` do
+//! not) and times mapper swaps made through A's management API until a
+//! login on B is served by the new version: p50, p99 and the maximum.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -35,7 +61,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use waypass::dev_provider::{DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, login_request_id};
+use waypass::dev_provider::{
+    DEFAULT_PASSWORD, DEFAULT_USERNAME, DevProvider, default_user, login_request_id,
+};
+
+// The PostgreSQL helpers of the end-to-end tests (one source): which
+// server, a fresh database per run, dropped at the end.
+#[allow(dead_code, unused_imports)]
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
 
 const SECRET: &str = "bench-app-secret";
 const CALLBACK: &str = "http://app.bench/callback";
@@ -112,6 +146,15 @@ impl Mode {
         })
     }
 
+    /// One operation, for per-operation figures.
+    fn one(self) -> &'static str {
+        match self {
+            Mode::Full => "login",
+            Mode::Sso => "SSO login",
+            Mode::Refresh => "refresh grant",
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Mode::Full => "logins",
@@ -130,27 +173,56 @@ impl Mode {
     }
 }
 
+/// Where the broker keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
 struct Args {
     logins: usize,
     concurrency: usize,
+    /// Full logins of each app before the measured ones.
+    warmup: usize,
     modes: Vec<Mode>,
     profiles: Vec<Profile>,
     apps: Vec<&'static str>,
+    store: StoreKind,
+    workers: Option<usize>,
+    callgrind: bool,
+    /// `Some(swaps)`: the propagation measurement.
+    propagation: Option<usize>,
 }
 
 fn args() -> Args {
     let mut a = Args {
         logins: 2000,
         concurrency: 8,
+        warmup: 200,
         modes: vec![Mode::Full],
         profiles: vec![Profile::Rust],
         apps: vec!["app-rs256", "app-es256"],
+        store: StoreKind::Sqlite,
+        workers: None,
+        callgrind: false,
+        propagation: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     for pair in argv.windows(2) {
         match pair[0].as_str() {
             "--logins" => a.logins = pair[1].parse().unwrap_or(a.logins),
             "--concurrency" => a.concurrency = pair[1].parse().unwrap_or(a.concurrency),
+            "--warmup" => a.warmup = pair[1].parse().unwrap_or(a.warmup),
+            "--store" => {
+                a.store = match pair[1].as_str() {
+                    "sqlite" => StoreKind::Sqlite,
+                    "postgres" => StoreKind::Postgres,
+                    other => panic!("--store sqlite|postgres, not {other}"),
+                }
+            }
+            "--workers" => a.workers = pair[1].parse().ok(),
+            "--propagation" => a.propagation = pair[1].parse().ok(),
             "--mode" => {
                 a.modes = Mode::parse(&pair[1])
                     .unwrap_or_else(|| panic!("--mode full|sso|refresh|all, not {}", pair[1]))
@@ -169,6 +241,7 @@ fn args() -> Args {
             _ => {}
         }
     }
+    a.callgrind = argv.iter().any(|a| a == "--callgrind");
     a
 }
 
@@ -183,6 +256,9 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    if let Some(swaps) = args.propagation {
+        return propagation(&args, swaps).await;
+    }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().expect("tempdir");
 
@@ -265,39 +341,80 @@ enabled = false
     );
     let config_path = dir.path().join("waypass.toml");
     std::fs::write(&config_path, config).expect("config");
+    let database = database(args.store).await;
+    let callgrind_dir = args
+        .callgrind
+        .then(|| tempfile::tempdir().expect("tempdir"));
+    let launch = Launch {
+        database: database.as_ref().map(|d| d.url.expose().to_owned()),
+        workers: args.workers,
+        ..Launch::default()
+    };
     // The first start compiles into the artifact cache; measure the second.
-    let mut broker = spawn_broker(&config_path);
-    let _ = broker.kill();
-    let _ = broker.wait();
-    let mut broker = spawn_broker(&config_path);
+    stop_broker(&mut Running(spawn_broker(&config_path, &launch)).0);
+    let mut broker = Running(spawn_broker(
+        &config_path,
+        &Launch {
+            callgrind: callgrind_dir.as_ref().map(|d| d.path().to_owned()),
+            ..launch
+        },
+    ));
+    let broker = &mut broker.0;
 
     let names: Vec<&str> = args.profiles.iter().map(|p| p.name()).collect();
     let modes: Vec<&str> = args.modes.iter().map(|m| m.noun()).collect();
     println!(
-        "waypass login benchmark: {} per app and mode ({}), concurrency {}, connection {}, {} cores",
+        "waypass login benchmark: {} per app and mode ({}), concurrency {}, connection {}, \
+         {} cores, store {:?}, workers {}{}, load average {}",
         args.logins,
         modes.join(", "),
         args.concurrency,
         names.join(" + "),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.store,
+        args.workers
+            .map_or_else(|| "default".to_owned(), |w| w.to_string()),
+        if args.callgrind {
+            ", under callgrind"
+        } else {
+            ""
+        },
+        load_average(),
     );
     let target = Arc::new(Target {
         issuer,
         origin,
         connections: names.iter().map(|n| n.to_string()).collect(),
     });
-    // Warm-up: connections, caches, the mappers' pool slots.
-    logins(
-        &target,
-        "app-rs256",
-        200,
-        args.concurrency,
-        Mode::Full,
-        None,
-    )
-    .await;
-    let broker_pid = broker.id();
-    let usage = move || cpu_seconds_and_faults(broker_pid);
+    // Warm-up: connections, caches, the mappers' pool slots — and each
+    // app's client secret, whose first check is an argon2id verification
+    // (~50 ms, then remembered) that must not land in a measured phase.
+    for client in &args.apps {
+        logins(
+            &target,
+            client,
+            args.warmup,
+            args.concurrency,
+            Mode::Full,
+            None,
+        )
+        .await;
+    }
+    // The database's server processes: the broker's pool, open by now.
+    let backends = match &database {
+        Some(db) => database_backends(db).await,
+        None => Vec::new(),
+    };
+    let probe = match &callgrind_dir {
+        Some(out) => Probe::Callgrind {
+            broker: broker.id(),
+            dir: out.path(),
+        },
+        None => Probe::Proc {
+            broker: broker.id(),
+            backends: &backends,
+        },
+    };
     for &mode in &args.modes {
         for client in &args.apps {
             let measured = logins(
@@ -306,29 +423,175 @@ enabled = false
                 args.logins,
                 args.concurrency,
                 mode,
-                Some(&usage),
+                Some(&probe),
             )
             .await;
             let (done, noun) = (measured.done as f64, mode.noun());
+            let used = &measured.used;
+            if args.callgrind {
+                println!(
+                    "{client}: {} {noun}, broker {:.0} instructions per {} (callgrind)",
+                    measured.done,
+                    used.instructions as f64 / done,
+                    mode.one(),
+                );
+                continue;
+            }
+            let database_cpu = if database.is_some() {
+                format!(
+                    ", PostgreSQL backends ({}) {:.3} CPU-s per 1000 {noun}",
+                    backends.len(),
+                    used.database_cpu_seconds / done * 1000.0
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{client}: {} {noun}, {:.0} {noun}/s, broker {:.3} CPU-s and {:.0} minor page faults per 1000 {noun}",
+                "{client}: {} {noun}, {:.0} {noun}/s, broker {:.3} CPU-s and {:.0} minor page faults per 1000 {noun}{database_cpu}",
                 measured.done,
                 done / measured.wall.as_secs_f64(),
-                measured.cpu_seconds / done * 1000.0,
-                measured.minor_faults as f64 / done * 1000.0,
+                used.cpu_seconds / done * 1000.0,
+                used.minor_faults as f64 / done * 1000.0,
             );
         }
     }
-    let (rss, peak) = rss_mib(broker_pid);
-    println!("broker memory: {rss:.0} MiB resident, {peak:.0} MiB at peak");
-    let _ = broker.kill();
-    let _ = broker.wait();
+    if let Some(out) = &callgrind_dir {
+        if let Ok(keep) = std::env::var("WAYPASS_BENCH_CALLGRIND_KEEP") {
+            for entry in std::fs::read_dir(out.path())
+                .expect("callgrind dir")
+                .flatten()
+            {
+                let _ = std::fs::copy(entry.path(), Path::new(&keep).join(entry.file_name()));
+            }
+            println!("callgrind dumps copied to {keep}");
+        }
+    } else {
+        let (rss, peak) = rss_mib(broker.id());
+        println!("broker memory: {rss:.0} MiB resident, {peak:.0} MiB at peak");
+    }
+    println!("load average after: {}", load_average());
+    stop_broker(broker);
 }
 
-fn spawn_broker(config: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waypass"))
-        .args(["serve", "--config"])
-        .arg(config)
+/// A fresh PostgreSQL database for `--store postgres`.
+async fn database(store: StoreKind) -> Option<postgres::TestDatabase> {
+    match store {
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres => {
+            let server = postgres::server().expect("--store postgres: no PostgreSQL server");
+            Some(postgres::TestDatabase::create(&server).await)
+        }
+    }
+}
+
+/// The server processes holding connections to `db` (the broker's pool),
+/// whose CPU time counts as the database's share of an operation.
+async fn database_backends(db: &postgres::TestDatabase) -> Vec<u32> {
+    let client = db.client().await;
+    let me = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("own pid")
+        .get::<_, i32>(0);
+    client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1",
+            &[&me],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .filter_map(|row| u32::try_from(row.get::<_, i32>(0)).ok())
+        .collect()
+}
+
+/// The 1-, 5- and 15-minute load averages: other engineers build on the
+/// same two cores, and every figure is read beside them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `callgrind_control COMMAND PID` (it reaches a process blocked in a
+/// system call too, through vgdb).
+fn callgrind_control(command: &str, pid: u32) {
+    let out = Command::new("callgrind_control")
+        .arg(command)
+        .arg(pid.to_string())
+        .output()
+        .expect("run callgrind_control");
+    assert!(
+        out.status.success(),
+        "callgrind_control {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Dumps the counters since the last zeroing: the instructions executed by
+/// every thread of the broker.
+fn callgrind_dump(dir: &Path, pid: u32) -> u64 {
+    let before: Vec<_> = std::fs::read_dir(dir)
+        .expect("callgrind dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    callgrind_control("--dump", pid);
+    let dump = std::fs::read_dir(dir)
+        .expect("callgrind dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !before.contains(p))
+        .expect("a new dump");
+    let text = std::fs::read_to_string(&dump).expect("read the dump");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary: ")
+                .or_else(|| l.strip_prefix("totals: "))
+        })
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no instruction total in {}", dump.display()))
+}
+
+/// How to start one broker process.
+#[derive(Default)]
+struct Launch {
+    /// `WAYPASS_DATABASE_URL`.
+    database: Option<String>,
+    workers: Option<usize>,
+    /// Run it under callgrind, writing its dumps here.
+    callgrind: Option<std::path::PathBuf>,
+    /// Other environment (`WAYPASS_LISTEN`, `WAYPASS_DATA_DIR`, the admin token).
+    env: Vec<(&'static str, String)>,
+}
+
+fn spawn_broker(config: &Path, launch: &Launch) -> Child {
+    let mut command = match &launch.callgrind {
+        Some(dir) => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!(
+                    "--callgrind-out-file={}/callgrind.out.%p",
+                    dir.display()
+                ))
+                // Wasmtime writes the machine code it then runs.
+                .arg("--smc-check=all-non-file")
+                .arg(env!("CARGO_BIN_EXE_waypass"))
+                .env(waypass::mapper::VALGRIND_ENV, "1");
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_waypass")),
+    };
+    command.args(["serve", "--config"]).arg(config);
+    if let Some(workers) = launch.workers {
+        command.args(["--workers", &workers.to_string()]);
+    }
+    if let Some(url) = &launch.database {
+        command.env("WAYPASS_DATABASE_URL", url);
+    }
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    let mut child = command
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn waypass serve");
@@ -344,6 +607,25 @@ fn spawn_broker(config: &Path) -> Child {
     // Keep draining stderr so the broker never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     child
+}
+
+/// A broker process, killed if the bench panics before it stops it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGTERM, so that a broker under callgrind writes its last dump (and any
+/// broker closes its store), then waits for it.
+fn stop_broker(broker: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &broker.id().to_string()])
+        .status();
+    let _ = broker.wait();
 }
 
 /// The process's user + system CPU time (clock ticks of 10 ms) and minor
@@ -372,14 +654,72 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (mib("VmRSS:"), mib("VmHWM:"))
 }
 
+/// What is read of the broker around a measured phase.
+enum Probe<'a> {
+    /// Its CPU time and minor page faults, and the CPU time of the
+    /// database's server processes, from `/proc`.
+    Proc { broker: u32, backends: &'a [u32] },
+    /// Its callgrind counters: zeroed at the start, dumped (into `dir`) at
+    /// the end.
+    Callgrind { broker: u32, dir: &'a Path },
+}
+
+/// What a [`Probe`] read (what it does not read stays zero).
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    cpu_seconds: f64,
+    minor_faults: u64,
+    database_cpu_seconds: f64,
+    instructions: u64,
+}
+
+impl Probe<'_> {
+    fn start(&self) -> Usage {
+        match *self {
+            Probe::Proc { broker, backends } => proc_usage(broker, backends),
+            Probe::Callgrind { broker, .. } => {
+                callgrind_control("--zero", broker);
+                Usage::default()
+            }
+        }
+    }
+
+    /// What was used since `start` returned `before`.
+    fn since(&self, before: Usage) -> Usage {
+        match *self {
+            Probe::Proc { broker, backends } => {
+                let after = proc_usage(broker, backends);
+                Usage {
+                    cpu_seconds: after.cpu_seconds - before.cpu_seconds,
+                    minor_faults: after.minor_faults.saturating_sub(before.minor_faults),
+                    database_cpu_seconds: after.database_cpu_seconds - before.database_cpu_seconds,
+                    instructions: 0,
+                }
+            }
+            Probe::Callgrind { broker, dir } => Usage {
+                instructions: callgrind_dump(dir, broker),
+                ..Usage::default()
+            },
+        }
+    }
+}
+
+fn proc_usage(broker: u32, backends: &[u32]) -> Usage {
+    let (cpu_seconds, minor_faults) = cpu_seconds_and_faults(broker);
+    Usage {
+        cpu_seconds,
+        minor_faults,
+        database_cpu_seconds: backends.iter().map(|p| cpu_seconds_and_faults(*p).0).sum(),
+        instructions: 0,
+    }
+}
+
 /// What one run of [`logins`] did: how many operations, in how long, and
-/// the broker's CPU-seconds and minor page faults over them (zero when not
-/// read).
+/// what the probe read over them (zero without one).
 struct Measured {
     done: usize,
     wall: Duration,
-    cpu_seconds: f64,
-    minor_faults: u64,
+    used: Usage,
 }
 
 /// What the clients talk to: the broker, the development provider, and the
@@ -395,15 +735,15 @@ struct Target {
 /// `target.connections[t % len]` (a full login's next ones take the next connection
 /// in turn). Each task's setup (the login that gives it a session or a
 /// refresh token) happens before the measurement starts: every task waits
-/// at a barrier after it, `usage` (the broker's CPU-seconds and minor page
-/// faults) is read, and a second barrier lets them all go.
+/// at a barrier after it, `probe` starts (reads the broker's usage, or zeroes
+/// its callgrind counters), and a second barrier lets them all go.
 async fn logins(
     target: &Arc<Target>,
     client: &str,
     total: usize,
     concurrency: usize,
     mode: Mode,
-    usage: Option<&(dyn Fn() -> (f64, u64) + Sync)>,
+    probe: Option<&Probe<'_>>,
 ) -> Measured {
     let per_task = total / concurrency;
     let ready = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
@@ -452,19 +792,19 @@ async fn logins(
         })
         .collect();
     ready.wait().await;
-    let (cpu0, faults0) = usage.map_or((0.0, 0), |read| read());
+    let before = probe.map(Probe::start);
     let start = Instant::now();
     go.wait().await;
     for t in tasks {
         t.await.expect("login task");
     }
     let wall = start.elapsed();
-    let (cpu1, faults1) = usage.map_or((0.0, 0), |read| read());
     Measured {
         done: per_task * concurrency,
         wall,
-        cpu_seconds: cpu1 - cpu0,
-        minor_faults: faults1.saturating_sub(faults0),
+        used: probe
+            .zip(before)
+            .map_or_else(Usage::default, |(probe, before)| probe.since(before)),
     }
 }
 
@@ -478,6 +818,7 @@ struct LoggedIn {
 /// The token response of an exchange.
 #[derive(serde::Deserialize)]
 struct Tokens {
+    access_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -501,7 +842,35 @@ async fn one_login(
     scope: &str,
 ) -> LoggedIn {
     let authorize = authorize_url(issuer, client, connection, scope);
-    let resp = http.get(&authorize).send().await.expect("authorize");
+    let (callback, cookie) = to_callback(http, &authorize, origin).await;
+    let resp = http
+        .get(&callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("callback");
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.starts_with("wp_session="))
+        .expect("a session cookie")
+        .to_owned();
+    let tokens = redeem(http, issuer, client, &location(&resp)).await;
+    LoggedIn {
+        session,
+        refresh_token: tokens.refresh_token.unwrap_or_default(),
+    }
+}
+
+/// A login brought from `authorize` (a broker's `/authorize` URL) through
+/// the provider at `origin` to the point where the browser holds the
+/// provider's redirect to the broker's callback: (that URL, the broker's
+/// login cookie).
+async fn to_callback(http: &reqwest::Client, authorize: &str, origin: &str) -> (String, String) {
+    let resp = http.get(authorize).send().await.expect("authorize");
     assert_eq!(resp.status(), 302, "authorize");
     let cookie = resp
         .headers()
@@ -531,27 +900,7 @@ async fn one_login(
         .send()
         .await
         .expect("provider login");
-    let callback = location(&resp);
-    let resp = http
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("callback");
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|c| c.split(';').next())
-        .find(|c| c.starts_with("wp_session="))
-        .expect("a session cookie")
-        .to_owned();
-    let tokens = redeem(http, issuer, client, &location(&resp)).await;
-    LoggedIn {
-        session,
-        refresh_token: tokens.refresh_token.unwrap_or_default(),
-    }
+    (location(&resp), cookie)
 }
 
 /// A login the browser's session answers: `/authorize` (no provider),
@@ -622,4 +971,278 @@ fn location(resp: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_else(|| panic!("no location from {}", resp.url()))
         .to_owned()
+}
+
+// ---- --propagation: a change made through A, served by B ----
+
+/// The management API's token in the propagation mode.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
+/// The mapper the propagation mode swaps, and its connection.
+const FLIP: &str = "flip";
+/// Logins brought to the callback before each swap, sent to B after it.
+const HELD: usize = 4;
+/// How long a swap may take to reach B before the bench gives up.
+const SWAP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Two brokers, A and B, on one store (one PostgreSQL database, or one
+/// SQLite file in a data directory both use). Mapper `flip` has two
+/// versions that name the user differently (1: the seed port, by
+/// `account.uuid`; 2: `declarative`, by `/account/email`). Each swap
+/// activates the other version through A's API; from A's answer, logins
+/// held at the provider's redirect are sent to B's callback one after the
+/// other (more are brought there when they run out) until one is served by
+/// the new version, which `/userinfo` on B tells afterwards. The time is
+/// from A's answer to B's redirect to the app for that login.
+async fn propagation(args: &Args, swaps: usize) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let seed = waypass::build::build_mapper(&repo.join("plugins/mappers/auth0-example"))
+        .expect("mapper builds");
+    let declarative = waypass::build::build_mapper(&repo.join("plugins/mappers/declarative"))
+        .expect("mapper builds");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{port_a}");
+    let provider = DevProvider::new()
+        .with_client(
+            "waypass",
+            "provider-secret",
+            format!("{issuer}/login/callback"),
+        )
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    let origin = provider.origin().to_owned();
+    let config = dir.path().join("waypass.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+issuer = "{issuer}"
+listen = "127.0.0.1:{port_a}"
+data_dir = "data"
+[[clients]]
+client_id = "app-es256"
+client_secret = "{SECRET}"
+callbacks = ["{CALLBACK}"]
+id_token_signed_response_alg = "ES256"
+[limits.rate]
+enabled = false
+"#
+        ),
+    )
+    .expect("config");
+    let database = database(args.store).await;
+    let launch = |name: &str, port: u16| Launch {
+        database: database.as_ref().map(|d| d.url.expose().to_owned()),
+        workers: args.workers,
+        callgrind: None,
+        env: vec![
+            ("WAYPASS_LISTEN", format!("127.0.0.1:{port}")),
+            ("WAYPASS_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            // SQLite: one file, both instances in one data directory;
+            // PostgreSQL: a data directory (compiled mappers) each.
+            (
+                "WAYPASS_DATA_DIR",
+                match args.store {
+                    StoreKind::Sqlite => dir.path().join("data"),
+                    StoreKind::Postgres => dir.path().join(name),
+                }
+                .display()
+                .to_string(),
+            ),
+        ],
+    };
+    let mut a = Running(spawn_broker(&config, &launch("a", port_a)));
+    let mut b = Running(spawn_broker(&config, &launch("b", port_b)));
+    let (a_origin, b_origin) = (issuer.clone(), format!("http://127.0.0.1:{port_b}"));
+    let http = reqwest::ClientBuilder::new()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let put = |bytes: Vec<u8>| {
+        http.put(format!("{a_origin}/api/v2/mappers/{FLIP}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+    };
+    for (path, version) in [(&seed, 1), (&declarative, 2)] {
+        let resp = put(std::fs::read(path).expect("mapper"))
+            .await
+            .expect("push");
+        assert_eq!(resp.status(), 201, "push version {version}");
+    }
+    let resp = http
+        .post(format!("{a_origin}/api/v2/connections"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "devprov",
+            "enabled_clients": ["app-es256"],
+            "options": {
+                "authorizationURL": format!("{origin}/authorize"),
+                "tokenURL": format!("{origin}/token"),
+                "client_id": "waypass",
+                "client_secret": "provider-secret",
+                "mapper": FLIP,
+                "mapper_settings": {
+                    "userinfo_url": format!("{origin}/userinfo"),
+                    "user_id": "/account/email",
+                },
+                "mapper_egress": {"allow_private_networks": true},
+            }
+        }))
+        .send()
+        .await
+        .expect("create the connection");
+    assert_eq!(resp.status(), 201, "create the connection");
+
+    // B serves the connection (it may take B a compile and a poll).
+    let version = |origin: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{origin}/healthz"))
+                .send()
+                .await
+                .ok()?
+                .headers()
+                .get("waypass-catalog-version")?
+                .to_str()
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        }
+    };
+    let created = version(a_origin.clone())
+        .await
+        .expect("A's catalog version");
+    let waiting = Instant::now();
+    while version(b_origin.clone()).await < Some(created) {
+        assert!(
+            waiting.elapsed() < SWAP_PATIENCE,
+            "B never loads the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Version 2 (by email) is active.
+    let mut active_by_email = true;
+    let mut held = Vec::new();
+    let mut times = Vec::with_capacity(swaps);
+    let mut stale = 0usize;
+    // Warm-up, and B serves version 2 before the first swap.
+    loop {
+        let (callback, cookie) = hold(&http, &issuer, &b_origin, &origin).await;
+        let back = deliver(&http, &callback, &cookie).await;
+        if served_by_email(&http, &b_origin, &back).await == Some(true) {
+            break;
+        }
+    }
+    println!(
+        "waypass propagation benchmark: {swaps} swaps through A, logins on B, store {:?}, \
+         load average {}",
+        args.store,
+        load_average()
+    );
+    for _ in 0..swaps {
+        while held.len() < HELD {
+            held.push(hold(&http, &issuer, &b_origin, &origin).await);
+        }
+        let version = if active_by_email { 1 } else { 2 };
+        let resp = http
+            .post(format!(
+                "{a_origin}/api/v2/mappers/{FLIP}/versions/{version}/activate"
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("activate");
+        let answered = Instant::now();
+        assert_eq!(resp.status(), 200, "activate {version}");
+        active_by_email = !active_by_email;
+        loop {
+            let (callback, cookie) = match held.pop() {
+                Some(h) => h,
+                None => hold(&http, &issuer, &b_origin, &origin).await,
+            };
+            let back = deliver(&http, &callback, &cookie).await;
+            let served = answered.elapsed();
+            let by = served_by_email(&http, &b_origin, &back)
+                .await
+                .expect("B serves the login");
+            if by == active_by_email {
+                times.push(served);
+                break;
+            }
+            stale += 1;
+            assert!(
+                answered.elapsed() < SWAP_PATIENCE,
+                "B still serves the old version {SWAP_PATIENCE:?} after the swap"
+            );
+        }
+    }
+    times.sort();
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    println!(
+        "swap on A -> first login on B served by the new version: p50 {:?}, p99 {:?}, max {:?}; \
+         {stale} logins on B were served by the old version first; load average {}",
+        pct(50),
+        pct(99),
+        times.last().expect("swaps"),
+        load_average()
+    );
+    stop_broker(&mut a.0);
+    stop_broker(&mut b.0);
+}
+
+/// A login on B brought to the point where the browser holds the
+/// provider's redirect to the issuer's callback, rewritten to B: (URL,
+/// cookie). `/authorize` runs on B.
+async fn hold(http: &reqwest::Client, issuer: &str, b: &str, provider: &str) -> (String, String) {
+    let authorize = authorize_url(b, "app-es256", "devprov", "openid");
+    let (callback, cookie) = to_callback(http, &authorize, provider).await;
+    (callback.replacen(issuer, b, 1), cookie)
+}
+
+/// Sends a held login's callback: the redirect back to the app.
+async fn deliver(http: &reqwest::Client, callback: &str, cookie: &str) -> String {
+    let resp = http
+        .get(callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("callback");
+    location(&resp)
+}
+
+/// Redeems the code in `back` on B and asks B's `/userinfo` who logged in:
+/// whether the `declarative` version (by email) served the login; `None`
+/// when the user is neither.
+async fn served_by_email(http: &reqwest::Client, b: &str, back: &str) -> Option<bool> {
+    let tokens = redeem(http, b, "app-es256", back).await;
+    let info: serde_json::Value = http
+        .get(format!("{b}/userinfo"))
+        .bearer_auth(tokens.access_token)
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("userinfo JSON");
+    let sub = info["sub"].as_str()?;
+    let user = default_user();
+    if sub.ends_with(&format!("|{}", user.email)) {
+        Some(true)
+    } else if sub.ends_with(&format!("|{}", user.uuid)) {
+        Some(false)
+    } else {
+        None
+    }
 }
