@@ -7,7 +7,7 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
-mod sessions;
+pub(crate) mod sessions;
 pub use sessions::*;
 
 use std::future::Future;
@@ -1862,7 +1862,7 @@ pub async fn concurrent_lease_takers_let_exactly_one_win(store: &dyn Store) {
 
 // ---- users' metadata and post-login Actions ----
 
-fn metadata(value: serde_json::Value) -> Metadata {
+pub(crate) fn metadata(value: serde_json::Value) -> Metadata {
     match value {
         serde_json::Value::Object(map) => map,
         other => panic!("not an object: {other}"),
@@ -1954,7 +1954,7 @@ pub async fn concurrent_metadata_merges_all_land(store: &dyn Store) {
     );
 }
 
-fn action(id: &str, name: &str) -> StoredAction {
+pub(crate) fn action(id: &str, name: &str) -> StoredAction {
     StoredAction {
         id: id.into(),
         name: name.into(),
@@ -2283,7 +2283,7 @@ pub async fn action_writes_bump_the_catalog_and_the_catalog_holds_them(store: &d
 
 /// Event `n` (ids order as `n` does): type `s` for even `n`, `f` for odd;
 /// user `u{n % 3}`; connection `c{n % 2}`; dated `NOW + n`.
-fn log_event(n: u64) -> LogEvent {
+pub(crate) fn log_event(n: u64) -> LogEvent {
     LogEvent {
         log_id: format!("{:011}{n:09}", NOW + n),
         date: NOW + n,

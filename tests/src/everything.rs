@@ -5,11 +5,12 @@
 use waypass::model::ConnectionRecord;
 use waypass::secret::{Secret, SecretHash};
 use waypass::store::{
-    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, Store,
-    StoredClient, StoredConnection, TakeTransaction,
+    AccessGrant, AuthorizationGrant, LoginTransaction, MapperEntry, PutTransaction, RefreshLookup,
+    Store, StoredClient, StoredConnection, TakeTransaction,
 };
 
-use crate::conformance::NOW;
+use crate::conformance::sessions::{api, refresh, session};
+use crate::conformance::{NOW, action, log_event, metadata};
 
 /// The signing key set stored (any text: the store does not parse it).
 pub const KEYS: &str = r#"{"keys":[{"kid":"fixture","alg":"RS256"}]}"#;
@@ -146,6 +147,138 @@ pub async fn write(store: &dyn Store) {
         store.try_lease(LEASE.0, LEASE.1, 600, NOW).await,
         Ok(true),
         "a lease (schema 2 on)"
+    );
+    write_schema_6(store).await;
+}
+
+/// The bytes of the Action version [`write`] deploys.
+pub const ACTION_V1: &[u8] = b"\0asm an action";
+/// The private_key_jwt key document of the connection [`write`] stores.
+pub const CONNECTION_KEYS: &str = r#"{"keys":[{"kid":"conn-fixture","alg":"ES256"}]}"#;
+
+/// One of each thing schemas 3 to 6 added: a connection's own keys (3),
+/// a user's metadata, a deployed and bound Action (4), a log event (5), a
+/// session, a refresh token and an API (6).
+async fn write_schema_6(store: &dyn Store) {
+    assert_eq!(
+        store
+            .init_connection_keys(&connection().id, CONNECTION_KEYS)
+            .await
+            .as_deref(),
+        Ok(CONNECTION_KEYS)
+    );
+    store
+        .merge_user_metadata(
+            "oauth2|acme|42",
+            &metadata(serde_json::json!({"plan": "pro"})),
+            &metadata(serde_json::json!({"theme": "dark"})),
+        )
+        .await
+        .expect("metadata")
+        .expect("the user");
+    let mut fixture_action = action("act_fixture", "fixture-action");
+    fixture_action.draft_sha256 = Some("sha-action".into());
+    store
+        .put_action(&fixture_action, Some(ACTION_V1))
+        .await
+        .expect("action");
+    store
+        .deploy_action("act_fixture", "admin", NOW - 20)
+        .await
+        .expect("deploy")
+        .expect("a version");
+    store
+        .set_post_login_bindings(&["act_fixture".into()])
+        .await
+        .expect("bindings");
+    store
+        .put_log_events(&[log_event(1)])
+        .await
+        .expect("log event");
+    store
+        .put_session(
+            SecretHash::of("session-cookie"),
+            &session("ses_fixture", "oauth2|acme|42", &["shop"]),
+        )
+        .await
+        .expect("session");
+    store
+        .put_refresh_token(
+            SecretHash::of("refresh"),
+            &refresh("rtf_fixture", "oauth2|acme|42", "shop"),
+        )
+        .await
+        .expect("refresh token");
+    store
+        .put_resource_server(&api("rs_fixture", "https://orders.example/"))
+        .await
+        .expect("API");
+}
+
+/// Reads back what [`write_schema_6`] wrote.
+pub async fn check_schema_6(store: &dyn Store) {
+    assert_eq!(
+        store.connection_keys(&connection().id).await,
+        Ok(Some(CONNECTION_KEYS.to_owned())),
+        "the connection's keys"
+    );
+    let user = store
+        .get_user("oauth2|acme|42")
+        .await
+        .expect("user")
+        .expect("the user");
+    assert_eq!(
+        (user.app_metadata, user.user_metadata),
+        (
+            metadata(serde_json::json!({"plan": "pro"})),
+            metadata(serde_json::json!({"theme": "dark"}))
+        ),
+        "the user's metadata"
+    );
+    let actions = store.actions().await.expect("actions");
+    assert_eq!(
+        actions
+            .iter()
+            .map(|a| (a.action.id.as_str(), a.active_version))
+            .collect::<Vec<_>>(),
+        [("act_fixture", 1)],
+        "the Action and its active version"
+    );
+    assert_eq!(
+        store.action_bytes("act_fixture", 1).await,
+        Ok(Some(ACTION_V1.to_vec()))
+    );
+    assert_eq!(
+        store.post_login_bindings().await,
+        Ok(vec!["act_fixture".to_owned()])
+    );
+    assert_eq!(
+        store.log_event(&log_event(1).log_id).await,
+        Ok(Some(log_event(1))),
+        "the log event"
+    );
+    assert_eq!(
+        store
+            .get_session(SecretHash::of("session-cookie"), NOW)
+            .await,
+        Ok(Some(session("ses_fixture", "oauth2|acme|42", &["shop"]))),
+        "the session"
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(SecretHash::of("refresh"), NOW)
+            .await,
+        Ok(RefreshLookup::Live(refresh(
+            "rtf_fixture",
+            "oauth2|acme|42",
+            "shop"
+        ))),
+        "the refresh token"
+    );
+    assert_eq!(
+        store.resource_servers().await,
+        Ok(vec![api("rs_fixture", "https://orders.example/")]),
+        "the API"
     );
 }
 

@@ -25,8 +25,10 @@ use waypass_tests::everything;
 use waypass_tests::postgres::{TestDatabase, server};
 
 /// The schema versions whose fixtures exist: 1 (the first), 2 (the
-/// catalog version and leases, issue #10).
-const FIXTURE_VERSIONS: [u32; 2] = [1, 2];
+/// catalog version and leases, issue #10), 6 (connection keys, Actions and
+/// users' metadata, log events, sessions/refresh tokens/APIs: 3 to 5 were
+/// never released apart).
+const FIXTURE_VERSIONS: [u32; 3] = [1, 2, 6];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,6 +49,16 @@ async fn a_sqlite_database_of_schema_1_opens_with_everything_in_it() {
 #[tokio::test]
 async fn a_sqlite_database_of_schema_2_opens_with_everything_in_it() {
     sqlite_fixture_opens(FIXTURE_VERSIONS[1]).await;
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_schema_6_opens_with_everything_in_it() {
+    sqlite_fixture_opens(FIXTURE_VERSIONS[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_6_opens_with_everything_in_it() {
+    postgres_fixture_opens(FIXTURE_VERSIONS[2]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +93,9 @@ async fn sqlite_fixture_opens(version: u32) {
     everything::check(&store).await;
     if version >= 2 {
         everything::check_schema_2(&store).await;
+    }
+    if version >= 6 {
+        everything::check_schema_6(&store).await;
     }
     everything::check_the_catalog_version_moves(&store).await;
 }
@@ -124,6 +139,9 @@ async fn postgres_fixture_opens(version: u32) {
     everything::check(&store).await;
     if version >= 2 {
         everything::check_schema_2(&store).await;
+    }
+    if version >= 6 {
+        everything::check_schema_6(&store).await;
     }
     everything::check_the_catalog_version_moves(&store).await;
 }

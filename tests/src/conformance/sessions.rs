@@ -10,7 +10,7 @@ use waypass::store::{
 use super::{NOW, RACERS, access, key, race};
 
 /// A session of `user` created at [`NOW`], idle for 100 s, over at +1000 s.
-fn session(id: &str, user: &str, clients: &[&str]) -> Session {
+pub(crate) fn session(id: &str, user: &str, clients: &[&str]) -> Session {
     Session {
         id: id.into(),
         user_id: user.into(),
@@ -34,7 +34,7 @@ fn session(id: &str, user: &str, clients: &[&str]) -> Session {
 
 /// The first token of family `family` of `user` for `client`: idle for
 /// 100 s, over at +1000 s.
-fn refresh(family: &str, user: &str, client: &str) -> RefreshGrant {
+pub(crate) fn refresh(family: &str, user: &str, client: &str) -> RefreshGrant {
     RefreshGrant {
         family_id: family.into(),
         user_id: user.into(),
@@ -565,7 +565,7 @@ pub async fn sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends
 
 // ---- APIs ----
 
-fn api(id: &str, identifier: &str) -> StoredResourceServer {
+pub(crate) fn api(id: &str, identifier: &str) -> StoredResourceServer {
     StoredResourceServer {
         id: id.into(),
         name: format!("API {id}"),
