@@ -143,6 +143,7 @@ impl Broker {
         match result {
             Ok(outcome) => outcome,
             Err(e) => {
+                self.log_authorize_failure(query, &e, from);
                 AuthorizeOutcome::ToApp(AppResponse::error(&redirect_url, mode, &e, app_state))
             }
         }

@@ -149,14 +149,7 @@ impl Broker {
             .as_ref()
             .map_or_else(|e| e.code.as_str(), |_| "success");
         self.metrics.login(&tx.connection, &tx.client_id, outcome);
-        self.log_login(
-            &tx,
-            &result
-                .as_ref()
-                .map(|(code, _)| code.clone())
-                .map_err(Clone::clone),
-            from,
-        );
+        self.log_login(&tx, result.as_ref().err(), from);
         let mode = ResponseMode::from_form_post(tx.form_post);
         let state = tx.app_state.as_deref();
         let (response, session) = match result {

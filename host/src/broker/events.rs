@@ -18,17 +18,17 @@ impl Broker {
         &self.events
     }
 
-    /// A login finished at `/login/callback`: `s`, or `f` with the stage
-    /// it reached and the reason.
+    /// A login finished at `/login/callback`: `s` (no error), or `f`
+    /// with the stage it reached and the reason.
     pub(super) fn log_login(
         &self,
         tx: &LoginTransaction,
-        result: &Result<String, OAuthError>,
+        error: Option<&OAuthError>,
         from: IpAddr,
     ) {
-        let (kind, description) = match result {
-            Ok(_) => (EventType::Success, "Successful login".to_owned()),
-            Err(e) => (EventType::Failure, e.description.clone()),
+        let (kind, description) = match error {
+            None => (EventType::Success, "Successful login".to_owned()),
+            Some(e) => (EventType::Failure, e.description.clone()),
         };
         let mut event = self.events.event(kind, self.clock.now(), description);
         event.ip = Some(from.to_string());
@@ -40,7 +40,7 @@ impl Broker {
             event.user_id = Some(user_id);
             event.user_name = name;
         }
-        if let Err(e) = result {
+        if let Some(e) = error {
             let details = FailureDetails {
                 stage: crate::events::stage().unwrap_or(LoginStage::Callback),
                 error: e.code.as_str(),

@@ -512,12 +512,7 @@ async fn authorize(
             set_header(&mut resp, header::SET_COOKIE, &cookie);
             resp
         }
-        AuthorizeOutcome::ToApp(answer) => {
-            if let Some(e) = error_in(&answer.location()) {
-                broker.log_authorize_failure(query, &e, from);
-            }
-            to_app(&answer)
-        }
+        AuthorizeOutcome::ToApp(answer) => to_app(&answer),
         AuthorizeOutcome::ChooseConnection {
             client,
             connections,
@@ -532,34 +527,6 @@ async fn authorize(
         }
         AuthorizeOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
-}
-
-/// The OAuth error a redirect to an app carries (RFC 6749 §4.1.2.1), if
-/// it carries one.
-fn error_in(location: &str) -> Option<OAuthError> {
-    let url = url::Url::parse(location).ok()?;
-    let mut error = None;
-    let mut description = String::new();
-    for (k, v) in url.query_pairs() {
-        match &*k {
-            "error" => error = Some(v.into_owned()),
-            "error_description" => description = v.into_owned(),
-            _ => {}
-        }
-    }
-    let error = error?;
-    let code = [
-        ErrorCode::InvalidRequest,
-        ErrorCode::UnauthorizedClient,
-        ErrorCode::AccessDenied,
-        ErrorCode::UnsupportedResponseType,
-        ErrorCode::InvalidScope,
-        ErrorCode::ServerError,
-        ErrorCode::TemporarilyUnavailable,
-    ]
-    .into_iter()
-    .find(|c| c.as_str() == error)?;
-    Some(OAuthError::new(code, description))
 }
 
 async fn login_callback(
