@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod chromium;
 pub mod conformance;
 pub mod everything;
 pub mod gate;
