@@ -49,4 +49,5 @@ pub mod quickstart;
 pub mod script;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -24,6 +24,7 @@ const TASKS: u64 = 8;
 
 fn grant() -> AuthorizationGrant {
     AuthorizationGrant {
+        correlation_id: None,
         claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/callback".into(),

@@ -198,6 +198,7 @@ fn grant(user: &str, expires_at: u64) -> AuthorizationGrant {
         auth_time: NOW - 5,
         session_id: Some("ses_1".into()),
         audience: Some("https://api.example/".into()),
+        correlation_id: Some("corr-1".into()),
         expires_at,
     }
 }

@@ -49,6 +49,7 @@ fn grant() -> AuthorizationGrant {
         auth_time: NOW - 3,
         session_id: None,
         audience: None,
+        correlation_id: None,
         expires_at: NOW + 60,
     }
 }

@@ -207,6 +207,7 @@ impl TestBed {
             },
             metrics_listen: None,
             log_retention_days: waypass::events::DEFAULT_LOG_RETENTION_DAYS,
+            otlp_endpoint: None,
         };
         customize(&mut connections, &mut config);
         config.connections = connections
@@ -258,6 +259,15 @@ impl TestBed {
             admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
             limits: config.limits.clone(),
         }));
+        // Traces only when the test asks (never from the environment).
+        let broker = match &config.otlp_endpoint {
+            Some(endpoint) => {
+                let telemetry = waypass::telemetry::Telemetry::otlp(endpoint).expect("telemetry");
+                let broker = Arc::into_inner(broker).expect("the only reference");
+                Arc::new(broker.with_telemetry(Arc::new(telemetry)))
+            }
+            None => broker,
+        };
         let server = match tls {
             Some(tls) => tokio::spawn(waypass::broker::server::serve_tls(
                 broker_listener,

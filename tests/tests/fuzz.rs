@@ -412,6 +412,7 @@ fn any_token_request_gets_an_rfc_6749_answer() {
             .expect("user");
         for code in KNOWN_CODES {
             let grant = AuthorizationGrant {
+                correlation_id: None,
                 claims: Default::default(),
                 client_id: APP.into(),
                 redirect_uri: APP_CALLBACK.into(),

@@ -8,6 +8,7 @@ use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, api_call,
     http_client, redeem,
 };
+use waypass_tests::stub::{Reply, Stub};
 
 /// `GET /metrics` on the broker with `token` as the bearer.
 async fn scrape(tb: &TestBed, token: Option<&str>) -> (u16, String) {
@@ -304,6 +305,22 @@ async fn an_authorize_refusal_is_a_failed_login_at_the_authorize_stage() {
     let failed = logs(&tb, &q("type:f")).await;
     assert_eq!(failed[0]["details"]["stage"], "authorize", "{failed}");
     assert_eq!(failed[0]["client_id"], APP);
+}
+
+#[tokio::test]
+async fn a_callback_for_an_unknown_login_is_a_failed_login_at_the_callback_stage() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let url = format!("{}/login/callback?code=c&state=never-issued", tb.issuer);
+    let (status, _, _) = Browser::default().get(&url).await;
+    assert_eq!(status, 400);
+    let failed = logs(&tb, &q("type:f")).await;
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+    assert_eq!(failed[0]["details"]["stage"], "callback", "{failed}");
+    assert_eq!(failed[0]["details"]["error"], "invalid_request", "{failed}");
+    assert!(
+        failed[0]["client_id"].is_null(),
+        "the query names no app: {failed}"
+    );
 }
 
 #[tokio::test]
@@ -670,4 +687,133 @@ async fn another_instance_on_the_store_serves_the_rotated_keys_once_it_reloads_t
 
 fn kids_of(keys: &[waypass::keys::KeyInfo]) -> Vec<String> {
     keys.iter().map(|k| k.kid.clone()).collect()
+}
+
+/// One exported span: trace id, span id, parent span id (empty for a
+/// root), name.
+type ExportedSpan = (Vec<u8>, Vec<u8>, Vec<u8>, String);
+
+/// The spans an OTLP/HTTP collector received, and every resource's
+/// `service.name`.
+fn exported_spans(collector: &Stub) -> (Vec<ExportedSpan>, Vec<String>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+    use prost::Message as _;
+    let mut spans = Vec::new();
+    let mut services = Vec::new();
+    for request in collector.received() {
+        assert_eq!(request.path_and_query, "/v1/traces");
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+        let export =
+            ExportTraceServiceRequest::decode(request.body.as_slice()).expect("OTLP protobuf");
+        for resource_spans in export.resource_spans {
+            for attribute in resource_spans.resource.iter().flat_map(|r| &r.attributes) {
+                if attribute.key == "service.name"
+                    && let Some(AnyValue::StringValue(name)) =
+                        attribute.value.as_ref().and_then(|v| v.value.clone())
+                {
+                    services.push(name);
+                }
+            }
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    spans.push((span.trace_id, span.span_id, span.parent_span_id, span.name));
+                }
+            }
+        }
+    }
+    (spans, services)
+}
+
+/// Sends the broker's finished spans to its collector now.
+async fn flush_traces(tb: &TestBed) {
+    let telemetry = tb.broker.telemetry().cloned().expect("traces are on");
+    tokio::task::spawn_blocking(move || telemetry.flush())
+        .await
+        .expect("flush task")
+        .expect("the spans reach the collector");
+}
+
+#[tokio::test]
+async fn each_login_is_one_trace_at_the_collector_with_a_span_per_request_and_stage() {
+    let collector = Stub::start(|_| Reply::Body(200, String::new())).await;
+    let tb = TestBed::start(|_, config| {
+        config.otlp_endpoint = Some(collector.url("").parse().expect("url"));
+    })
+    .await;
+    assert!(log_in(&tb, false).await.param("code").is_some());
+    assert!(log_in(&tb, false).await.param("code").is_some());
+    flush_traces(&tb).await;
+
+    let (spans, services) = exported_spans(&collector);
+    assert!(
+        !services.is_empty() && services.iter().all(|s| s == "waypass"),
+        "{services:?}"
+    );
+    let mut traces: std::collections::BTreeMap<Vec<u8>, Vec<_>> = Default::default();
+    for span in &spans {
+        traces.entry(span.0.clone()).or_default().push(span.clone());
+    }
+    assert_eq!(traces.len(), 2, "two logins, two traces: {spans:?}");
+    for trace in traces.values() {
+        let mut names: Vec<&str> = trace.iter().map(|s| s.3.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "/authorize",
+                "/login/callback",
+                "/oauth/token",
+                "mapper",
+                "provider_token"
+            ],
+            "{trace:?}"
+        );
+        let callback = trace
+            .iter()
+            .find(|s| s.3 == "/login/callback")
+            .expect("callback");
+        for stage in trace
+            .iter()
+            .filter(|s| s.3 == "mapper" || s.3 == "provider_token")
+        {
+            assert_eq!(
+                stage.2, callback.1,
+                "a stage is a child of its request's span"
+            );
+        }
+        for request in trace.iter().filter(|s| s.3.starts_with('/')) {
+            assert!(
+                request.2.is_empty(),
+                "a request's span is a root of the login's trace"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_collector_that_is_down_fails_no_login() {
+    // A port that was bound and released: nothing listens there.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let tb = TestBed::start(|_, config| {
+        config.otlp_endpoint = Some(format!("http://{closed}").parse().expect("url"));
+    })
+    .await;
+    for _ in 0..3 {
+        assert!(log_in(&tb, false).await.param("code").is_some());
+    }
+    let telemetry = tb.broker.telemetry().cloned().expect("traces are on");
+    let flushed = tokio::task::spawn_blocking(move || telemetry.flush())
+        .await
+        .expect("flush task");
+    assert!(
+        flushed.is_err(),
+        "the exporter reports the collector it cannot reach"
+    );
 }

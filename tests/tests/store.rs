@@ -72,6 +72,7 @@ fn transaction() -> LoginTransaction {
 
 fn grant(code_challenge: Option<&str>) -> AuthorizationGrant {
     AuthorizationGrant {
+        correlation_id: None,
         claims: Default::default(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/cb".into(),

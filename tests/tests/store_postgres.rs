@@ -88,6 +88,7 @@ fn grant(round: usize) -> AuthorizationGrant {
         auth_time: NOW,
         session_id: None,
         audience: None,
+        correlation_id: None,
         expires_at: NOW + 60,
     }
 }

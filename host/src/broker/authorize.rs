@@ -232,6 +232,9 @@ impl Broker {
         let scope = Broker::granted_scope(params.get("scope").unwrap_or("openid"), api.as_deref());
         let audience = api.as_ref().map(|a| a.identifier.clone());
 
+        // Names the login in logs and traces, wherever its parts are served.
+        let correlation_id = self.random.token()[..16].to_owned();
+        crate::telemetry::note_login(&correlation_id);
         // Single sign-on: the browser's session answers, if it can.
         let attempt = SsoAttempt {
             client,
@@ -249,6 +252,7 @@ impl Broker {
                 claims: Default::default(),
                 session_id: None,
                 audience: audience.clone(),
+                correlation_id: Some(correlation_id.clone()),
                 expires_at: self.expires_in(AUTHORIZATION_CODE_TTL),
             },
         };
@@ -329,7 +333,6 @@ impl Broker {
                 .as_deref(),
             provider_nonce.as_deref(),
         )?;
-        let correlation_id = self.random.token()[..16].to_owned();
         tracing::debug!(correlation_id, client_id = %client.client_id, connection = %connection.name(), "login started");
         let tx = LoginTransaction {
             client_id: client.client_id.clone(),

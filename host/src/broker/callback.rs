@@ -110,6 +110,7 @@ impl Broker {
             }
         };
         let span = tracing::info_span!("login", correlation_id = %tx.correlation_id, connection = %tx.connection);
+        crate::telemetry::note_login(&tx.correlation_id);
         crate::events::at_stage(crate::events::LoginStage::Callback);
         let session = cookie(&session_cookie_name(self.secure_cookies()));
         let result = async {

@@ -118,6 +118,11 @@ pub struct Config {
     /// Days log events are kept (the sweep deletes older ones).
     #[serde(default = "default_log_retention_days")]
     pub log_retention_days: u32,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g.
+    /// `http://collector:4318`): one trace per login is sent there. None by
+    /// default (`OTEL_EXPORTER_OTLP_ENDPOINT` is used when this is unset).
+    #[serde(default)]
+    pub otlp_endpoint: Option<url::Url>,
 }
 
 fn default_log_retention_days() -> u32 {

@@ -58,6 +58,24 @@ impl Broker {
         let client = Params::parse(query)
             .ok()
             .and_then(|p| p.get("client_id").and_then(|id| self.client(id)));
+        self.log_refusal(LoginStage::Authorize, error, from, client.as_deref());
+    }
+
+    /// `/login/callback` was refused before its login was known (no
+    /// `state`, an unknown or expired one, another browser's): `f`, stage
+    /// `callback`, with no app or connection (the query is anyone's).
+    pub(super) fn log_callback_refused(&self, error: &OAuthError, from: IpAddr) {
+        self.log_refusal(LoginStage::Callback, error, from, None);
+    }
+
+    /// A login refused at `stage` before it reached a connection: `f`.
+    fn log_refusal(
+        &self,
+        stage: LoginStage,
+        error: &OAuthError,
+        from: IpAddr,
+        client: Option<&crate::model::Client>,
+    ) {
         let mut event = self.events.event(
             EventType::Failure,
             self.clock.now(),
@@ -69,7 +87,7 @@ impl Broker {
             event.client_name = Some(client.name.clone());
         }
         let details = FailureDetails {
-            stage: LoginStage::Authorize,
+            stage,
             error: error.code.as_str(),
             reason: &error.description,
             mapper_error: None,

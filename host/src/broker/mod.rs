@@ -168,6 +168,8 @@ pub struct Broker {
     log_retention: Duration,
     /// Sends back-channel logout tokens to apps.
     backchannel: backchannel::Backchannel,
+    /// Where logins' traces go, when traces are on.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl Broker {
@@ -203,7 +205,19 @@ impl Broker {
                 u64::from(crate::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400,
             ),
             backchannel: backchannel::Backchannel::new(),
+            telemetry: None,
         }
+    }
+
+    /// Sends a trace of every login to `telemetry`'s collector.
+    pub fn with_telemetry(mut self, telemetry: Arc<crate::telemetry::Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Where logins' traces go, if anywhere.
+    pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
+        self.telemetry.as_ref()
     }
 
     /// Keeps log events `days` days (the sweep deletes older ones).

@@ -173,7 +173,11 @@ async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let resp = crate::events::with_request(user_agent.as_deref(), handle(broker, req, peer)).await;
+    let resp = crate::events::with_request(
+        user_agent.as_deref(),
+        crate::telemetry::with_request(broker.telemetry.as_ref(), route, handle(broker, req, peer)),
+    )
+    .await;
     broker
         .metrics
         .http_request(route, &method, resp.status().as_u16(), timer.elapsed());
@@ -562,7 +566,10 @@ async fn login_callback(
             }
             resp
         }
-        CallbackOutcome::ErrorPage(e) => error_page(&e),
+        CallbackOutcome::ErrorPage(e) => {
+            broker.log_callback_refused(&e, from);
+            error_page(&e)
+        }
         CallbackOutcome::TooManyRequests(wait) => too_many_page(wait),
     }
 }

@@ -288,6 +288,7 @@ impl Broker {
                 claims,
                 session_id: Some(session.id.clone()),
                 audience: tx.audience.clone(),
+                correlation_id: Some(tx.correlation_id.clone()),
                 expires_at: now + AUTHORIZATION_CODE_TTL.as_secs(),
             })
             .await?;

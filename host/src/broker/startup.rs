@@ -72,6 +72,11 @@ impl Broker {
         })
         .with_config_defined(defined)
         .with_log_retention_days(config.log_retention_days);
+        let broker = match crate::telemetry::Telemetry::from_config(config.otlp_endpoint.as_ref())?
+        {
+            Some(telemetry) => broker.with_telemetry(Arc::new(telemetry)),
+            None => broker,
+        };
         Ok(broker)
     }
 

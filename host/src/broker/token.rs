@@ -263,6 +263,9 @@ impl Broker {
             .ok_or_else(|| {
                 invalid_grant("the authorization code is invalid, expired or already used")
             })?;
+        if let Some(correlation_id) = &grant.correlation_id {
+            crate::telemetry::note_login(correlation_id);
+        }
         if grant.client_id != client.client_id {
             return Err(invalid_grant(
                 "the authorization code was issued to another client",

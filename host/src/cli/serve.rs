@@ -82,6 +82,10 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
             w.abort();
         }
         served.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
+        if let Some(telemetry) = broker.telemetry().cloned() {
+            // Sends the last spans (blocking: off the workers).
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        }
         eprintln!("waypass: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

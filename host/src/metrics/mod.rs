@@ -280,6 +280,9 @@ impl Metrics {
 
     /// A stage that took `elapsed`.
     pub fn stage(&self, stage: Stage, elapsed: Duration) {
+        // The same measurement, as a span of the login's trace (when traces
+        // are on and this request serves a login).
+        crate::telemetry::stage(stage, elapsed);
         if !self.enabled() {
             return;
         }

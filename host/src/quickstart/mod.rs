@@ -194,6 +194,7 @@ fn config(
         limits: crate::broker::limits::Limits::default(),
         metrics_listen: None,
         log_retention_days: crate::events::DEFAULT_LOG_RETENTION_DAYS,
+        otlp_endpoint: None,
     })
 }
 

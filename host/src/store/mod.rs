@@ -104,6 +104,10 @@ pub struct AuthorizationGrant {
     /// The API (`audience`) the access token is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// The login's correlation id: the code's redemption joins the login's
+    /// trace (`telemetry`) on whichever instance redeems it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
     /// Not in the JSON: stores keep it beside it, to expire by.
     #[serde(skip)]
     pub expires_at: u64,

@@ -1830,6 +1830,7 @@ mod tests {
             auth_time: 1,
             session_id: None,
             audience: None,
+            correlation_id: None,
             expires_at,
         }
     }
