@@ -657,7 +657,11 @@ fn cpu_seconds_and_faults(pid: u32) -> (f64, f64, u64) {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let system = fields[12].parse::<f64>().unwrap_or(0.0);
     let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + system;
-    (ticks / 100.0, system / 100.0, fields[7].parse().unwrap_or(0))
+    (
+        ticks / 100.0,
+        system / 100.0,
+        fields[7].parse().unwrap_or(0),
+    )
 }
 
 /// The process's resident memory and its peak, in MiB (`VmRSS`, `VmHWM`).
