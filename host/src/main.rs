@@ -6,7 +6,7 @@ use clap::Parser;
 /// allocations and ~80 reallocations (headers, forms, JSON, store rows),
 /// on which glibc's malloc spent ~143,000 instructions per login, 11 % of
 /// an ES256 login under callgrind (BENCHMARKS.md, "Where a login's
-/// instructions go"). The library is allocator-agnostic; only the binary
+/// CPU goes"). The library is allocator-agnostic; only the binary
 /// chooses. SQLite and aws-lc keep the C library's malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
