@@ -2,7 +2,7 @@
 //! `cargo bench -p waypass --bench login [-- --logins N --concurrency C
 //! --warmup N --mode full|sso|refresh|all --profile rust|js|py|script|all
 //! --app rs256|es256 --store sqlite|postgres --workers N --callgrind
-//! --propagation SWAPS]`. Every flag combines with the others, except that
+//! --without metrics|events|metrics,events --propagation SWAPS]`. Every flag combines with the others, except that
 //! `--propagation` is a measurement of its own (below).
 //!
 //! The broker runs as its own process (`waypass serve`), so its CPU time can
@@ -10,7 +10,9 @@
 //! walk plus the app's code exchange, over keep-alive connections) run here.
 //! For each mode and each app (an RS256 app and an ES256 app, or the one
 //! `--app` names) it reports operations per second and the broker's
-//! CPU-seconds and minor page faults per 1000 operations, then the broker's
+//! CPU-seconds (and the system part of them: the kernel's work for its
+//! sockets, files and threads) and minor page faults per 1000 operations,
+//! then the broker's
 //! resident memory and its peak. The machine's load average is printed with
 //! the figures: other work on the same cores moves them.
 //!
@@ -49,6 +51,10 @@
 //! warm-up and the mode's setup logins are done, dumped after the measured
 //! operations (a figure that does not move with the machine's load). With
 //! `WAYPASS_BENCH_CALLGRIND_KEEP=DIR` the dumps are copied to `DIR`.
+//!
+//! `--without metrics,events` starts the measured broker with metrics, log
+//! events or both off (`WAYPASS_BENCH_WITHOUT`, a benchmark's baseline): run
+//! with and without to measure what they cost per login (issue #14 §6).
 //!
 //! `--propagation SWAPS` runs two brokers, A and B, on one store (`--store`,
 //! `--workers` apply; `--mode`, `--profile`, `--app` and `--callgrind` do
@@ -191,6 +197,8 @@ struct Args {
     store: StoreKind,
     workers: Option<usize>,
     callgrind: bool,
+    /// `WAYPASS_BENCH_WITHOUT` for the measured broker (`metrics`, `events`).
+    without: Option<String>,
     /// `Some(swaps)`: the propagation measurement.
     propagation: Option<usize>,
 }
@@ -206,6 +214,7 @@ fn args() -> Args {
         store: StoreKind::Sqlite,
         workers: None,
         callgrind: false,
+        without: None,
         propagation: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -223,6 +232,7 @@ fn args() -> Args {
             }
             "--workers" => a.workers = pair[1].parse().ok(),
             "--propagation" => a.propagation = pair[1].parse().ok(),
+            "--without" => a.without = Some(pair[1].clone()),
             "--mode" => {
                 a.modes = Mode::parse(&pair[1])
                     .unwrap_or_else(|| panic!("--mode full|sso|refresh|all, not {}", pair[1]))
@@ -348,6 +358,11 @@ enabled = false
     let launch = Launch {
         database: database.as_ref().map(|d| d.url.expose().to_owned()),
         workers: args.workers,
+        env: args
+            .without
+            .iter()
+            .map(|w| ("WAYPASS_BENCH_WITHOUT", w.clone()))
+            .collect(),
         ..Launch::default()
     };
     // The first start compiles into the artifact cache; measure the second.
@@ -365,7 +380,7 @@ enabled = false
     let modes: Vec<&str> = args.modes.iter().map(|m| m.noun()).collect();
     println!(
         "waypass login benchmark: {} per app and mode ({}), concurrency {}, connection {}, \
-         {} cores, store {:?}, workers {}{}, load average {}",
+         {} cores, store {:?}, workers {}{}{}, load average {}",
         args.logins,
         modes.join(", "),
         args.concurrency,
@@ -379,6 +394,9 @@ enabled = false
         } else {
             ""
         },
+        args.without
+            .as_ref()
+            .map_or_else(String::new, |w| format!(", without {w}")),
         load_average(),
     );
     let target = Arc::new(Target {
@@ -447,10 +465,11 @@ enabled = false
                 String::new()
             };
             println!(
-                "{client}: {} {noun}, {:.0} {noun}/s, broker {:.3} CPU-s and {:.0} minor page faults per 1000 {noun}{database_cpu}",
+                "{client}: {} {noun}, {:.0} {noun}/s, broker {:.3} CPU-s ({:.3} system) and {:.0} minor page faults per 1000 {noun}{database_cpu}",
                 measured.done,
                 done / measured.wall.as_secs_f64(),
                 used.cpu_seconds / done * 1000.0,
+                used.system_seconds / done * 1000.0,
                 used.minor_faults as f64 / done * 1000.0,
             );
         }
@@ -628,17 +647,21 @@ fn stop_broker(broker: &mut Child) {
     let _ = broker.wait();
 }
 
-/// The process's user + system CPU time (clock ticks of 10 ms) and minor
-/// page faults, from /proc.
-fn cpu_seconds_and_faults(pid: u32) -> (f64, u64) {
+/// The process's user + system CPU time and its system part (clock ticks
+/// of 10 ms), and minor page faults, from /proc.
+fn cpu_seconds_and_faults(pid: u32) -> (f64, f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
     // Fields after the command name (which is in parentheses): minflt [7],
     // utime [11], stime [12].
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
-    (ticks / 100.0, fields[7].parse().unwrap_or(0))
+    let system = fields[12].parse::<f64>().unwrap_or(0.0);
+    let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + system;
+    (
+        ticks / 100.0,
+        system / 100.0,
+        fields[7].parse().unwrap_or(0),
+    )
 }
 
 /// The process's resident memory and its peak, in MiB (`VmRSS`, `VmHWM`).
@@ -668,6 +691,8 @@ enum Probe<'a> {
 #[derive(Debug, Default, Clone, Copy)]
 struct Usage {
     cpu_seconds: f64,
+    /// The system (kernel) part of `cpu_seconds`.
+    system_seconds: f64,
     minor_faults: u64,
     database_cpu_seconds: f64,
     instructions: u64,
@@ -691,6 +716,7 @@ impl Probe<'_> {
                 let after = proc_usage(broker, backends);
                 Usage {
                     cpu_seconds: after.cpu_seconds - before.cpu_seconds,
+                    system_seconds: after.system_seconds - before.system_seconds,
                     minor_faults: after.minor_faults.saturating_sub(before.minor_faults),
                     database_cpu_seconds: after.database_cpu_seconds - before.database_cpu_seconds,
                     instructions: 0,
@@ -705,9 +731,10 @@ impl Probe<'_> {
 }
 
 fn proc_usage(broker: u32, backends: &[u32]) -> Usage {
-    let (cpu_seconds, minor_faults) = cpu_seconds_and_faults(broker);
+    let (cpu_seconds, system_seconds, minor_faults) = cpu_seconds_and_faults(broker);
     Usage {
         cpu_seconds,
+        system_seconds,
         minor_faults,
         database_cpu_seconds: backends.iter().map(|p| cpu_seconds_and_faults(*p).0).sum(),
         instructions: 0,

@@ -23,6 +23,7 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
     rt.block_on(async {
         let tls = config.tls_acceptor()?;
         let broker = Arc::new(Broker::from_config_unloaded(&config).await?);
+        bench_without(&broker);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -89,6 +90,34 @@ pub(super) fn run(config: PathBuf, workers: Option<usize>) -> anyhow::Result<Exi
         eprintln!("waypass: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Names what the login bench's baseline leaves out (`metrics`, `events`,
+/// comma-separated): the CPU those cost per login is measured by running
+/// the same bench with and without them (issue #14 §6, BENCHMARKS.md). For
+/// benchmarks only: an operator has no reason to run without either, and
+/// `waypass serve` says so on its standard error when it is set.
+pub const BENCH_WITHOUT_ENV: &str = "WAYPASS_BENCH_WITHOUT";
+
+fn bench_without(broker: &Broker) {
+    let Some(without) = std::env::var_os(BENCH_WITHOUT_ENV) else {
+        return;
+    };
+    for part in without.to_string_lossy().split(',') {
+        match part.trim() {
+            "metrics" => broker.metrics().set_enabled(false),
+            "events" => broker.events.set_enabled(false),
+            "" => continue,
+            other => {
+                eprintln!("waypass: {BENCH_WITHOUT_ENV}: `{other}` is neither metrics nor events");
+                continue;
+            }
+        }
+        eprintln!(
+            "waypass: {BENCH_WITHOUT_ENV}: {} off (a benchmark's baseline)",
+            part.trim()
+        );
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
