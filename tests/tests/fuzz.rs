@@ -298,8 +298,9 @@ fn any_authorize_query_gets_an_oauth_answer_and_only_bounded_logins_are_stored()
                     connections,
                     query,
                 } => {
-                    let page = login_page::render(&Default::default(), &client, &connections, &query)
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let page =
+                        login_page::render(&Default::default(), &client, &connections, &query)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert!(page.contains("Log in to"));
                 }
                 AuthorizeOutcome::ErrorPage(e) => {

@@ -137,7 +137,9 @@ async fn branding_needs_auth0s_branding_scopes() {
         &tb.issuer,
         reqwest::Method::POST,
         "clients",
-        Some(json!({"name": "designer", "app_type": "non_interactive", "scopes": ["read:branding"]})),
+        Some(
+            json!({"name": "designer", "app_type": "non_interactive", "scopes": ["read:branding"]}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{created}");
@@ -176,7 +178,11 @@ async fn branding_needs_auth0s_branding_scopes() {
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("update:branding")));
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("update:branding"))
+    );
     let (status, _) = api_call(
         &tb.issuer,
         reqwest::Method::DELETE,
@@ -230,7 +236,8 @@ async fn a_template_is_put_as_json_or_html_read_back_as_auth0s_body_and_deleted(
 
     // As the page itself (text/html), and as a bare JSON string (what
     // Auth0's SDKs send for a string).
-    let second = "<html><head>{% auth0:head %}</head><body><p>Acme</p>{% auth0:widget %}</body></html>";
+    let second =
+        "<html><head>{% auth0:head %}</head><body><p>Acme</p>{% auth0:widget %}</body></html>";
     let resp = http_client()
         .put(format!("{}/api/v2/{TEMPLATE_PATH}", tb.issuer))
         .bearer_auth(ADMIN_TOKEN)
@@ -243,7 +250,10 @@ async fn a_template_is_put_as_json_or_html_read_back_as_auth0s_body_and_deleted(
     let (_, read) = admin_api(&tb.issuer, reqwest::Method::GET, TEMPLATE_PATH, None).await;
     assert_eq!(read["body"], second);
     let (_, _, page) = login_page(&tb).await;
-    assert!(page.contains("<p>Acme</p><main class=\"wp-widget\""), "{page}");
+    assert!(
+        page.contains("<p>Acme</p><main class=\"wp-widget\""),
+        "{page}"
+    );
 
     let (status, _) = admin_api(
         &tb.issuer,
@@ -295,7 +305,7 @@ async fn the_login_page_applies_the_branding_colours_logo_favicon_and_font() {
     // for its attribute.
     assert!(
         page.contains(
-            "<img class=\"wp-logo\" src=\"https://cdn.acme.test/logo.png?size=2&amp;v=%221%22\" alt=\"\">"
+            "<img class=\"wp-logo\" src=\"https://cdn.acme.test/logo.png?size=2&#38;v=%221%22\" alt=\"\">"
         ),
         "{page}"
     );
@@ -304,14 +314,20 @@ async fn the_login_page_applies_the_branding_colours_logo_favicon_and_font() {
         "{page}"
     );
     assert!(
-        page.contains("@font-face{font-family:wp-brand;src:url(\"https://cdn.acme.test/inter.woff2\")"),
+        page.contains(
+            "@font-face{font-family:wp-brand;src:url(\"https://cdn.acme.test/inter.woff2\")"
+        ),
         "{page}"
     );
     // Without JavaScript: plain links carrying the request, a phone's
     // viewport, and no script at all.
-    assert!(page.contains("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"));
     assert!(
-        page.contains("<a class=\"wp-button\" href=\"/authorize?response_type=code&amp;client_id=app"),
+        page.contains("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">")
+    );
+    assert!(
+        page.contains(
+            "<a class=\"wp-button\" href=\"/authorize?response_type=code&#38;client_id=app"
+        ),
         "{page}"
     );
     assert!(page.contains("state=s1") && page.contains("connection=devprov"));
@@ -343,7 +359,10 @@ async fn a_template_with_scripts_is_served_under_a_policy_that_runs_no_script() 
         !directives.iter().any(|d| d.starts_with("script-src")),
         "{csp}"
     );
-    assert!(!csp.contains("unsafe-eval") && !csp.contains("evil.test"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-eval") && !csp.contains("evil.test"),
+        "{csp}"
+    );
     // The other pages keep theirs.
     let resp = http_client()
         .get(format!("{}/authorize?client_id=nobody", tb.issuer))
@@ -365,7 +384,7 @@ async fn a_template_with_scripts_is_served_under_a_policy_that_runs_no_script() 
 /// http only to loopback hosts, for this): a logo for any path ending in
 /// `logo.svg`, an icon otherwise. Answers until the test ends.
 async fn image_server() -> String {
-    const LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg' width='180' height='48' viewBox='0 0 180 48'>\
+    const LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg' width='132' height='48' viewBox='0 0 132 48'>\
         <rect x='0' y='4' width='40' height='40' rx='10' fill='#0059d6'/>\
         <path d='M10 34 L20 14 L30 34 Z' fill='#fff'/>\
         <text x='52' y='33' font-family='sans-serif' font-size='26' font-weight='700' fill='#14213d'>Acme</text></svg>";
@@ -388,7 +407,11 @@ async fn image_server() -> String {
                 }
                 let line = String::from_utf8_lossy(&request);
                 let path = line.split(' ').nth(1).unwrap_or_default();
-                let svg = if path.ends_with("logo.svg") { LOGO } else { ICON };
+                let svg = if path.ends_with("logo.svg") {
+                    LOGO
+                } else {
+                    ICON
+                };
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: image/svg+xml\r\ncontent-length: {}\r\n\
                      connection: close\r\n\r\n{svg}",
@@ -410,12 +433,14 @@ async fn in_chromium_the_branded_page_fits_a_phone_and_a_desktop_runs_no_templat
     let images = image_server().await;
     let tb = TestBed::start(|connections, _| {
         connections[0]["options"]["icon_url"] = json!(format!("{images}/devprov-icon.svg"));
-        let mut second =
-            waypass_tests::login::connection_spec("acme-sso", &connections[0]["options"]["authorizationURL"]
+        let mut second = waypass_tests::login::connection_spec(
+            "acme-sso",
+            &connections[0]["options"]["authorizationURL"]
                 .as_str()
                 .and_then(|u| u.strip_suffix("/authorize"))
                 .expect("provider origin")
-                .to_owned());
+                .to_owned(),
+        );
         second["display_name"] = json!("Acme Workforce SSO with a rather long display name");
         second["options"]
             .as_object_mut()
@@ -462,7 +487,10 @@ async fn in_chromium_the_branded_page_fits_a_phone_and_a_desktop_runs_no_templat
         .unwrap_or_else(|e| panic!("the script's report is not JSON ({e}): {}", run.stdout));
     for width in ["phone", "desktop"] {
         let seen = &report[width];
-        assert_eq!(seen["title"], "Log in to app", "{width}: the template's script did not run: {seen}");
+        assert_eq!(
+            seen["title"], "Log in to app",
+            "{width}: the template's script did not run: {seen}"
+        );
         assert_eq!(seen["buttons"], 2, "{width}: {seen}");
         assert_eq!(seen["horizontalScroll"], false, "{width}: {seen}");
         assert_eq!(seen["logoLoaded"], true, "{width}: {seen}");

@@ -119,9 +119,7 @@ impl Broker {
 /// The template a `PUT` carries: JSON (`{"template": …}` or a string), or
 /// the page itself as `text/html`.
 fn template_source(req: &ApiRequest<'_>) -> Result<String, ApiError> {
-    let html = req
-        .content_type
-        .is_some_and(|c| c.starts_with("text/html"));
+    let html = req.content_type.is_some_and(|c| c.starts_with("text/html"));
     if !html {
         let body: TemplateBody = serde_json::from_value(json_body(req)?).map_err(|_| {
             ApiError::bad_request("send {\"template\": \"…\"} as JSON, or the page as text/html")

@@ -239,8 +239,9 @@ mod tests {
     fn the_text_on_the_primary_colour_is_dark_on_light_colours() {
         let css = |primary: &str| {
             let mut b = Branding::default();
-            b.settings = serde_json::from_value(serde_json::json!({"colors": {"primary": primary}}))
-                .expect("settings");
+            b.settings =
+                serde_json::from_value(serde_json::json!({"colors": {"primary": primary}}))
+                    .expect("settings");
             brand_css(&b)
         };
         assert!(css("#ffeb3b").contains("--wp-on-primary:#1e212a"));

@@ -388,7 +388,11 @@ impl PageTemplate {
             let body_at = at + 2;
             let end = rest[body_at..]
                 .find(close)
-                .ok_or(BrandingError::TemplateUnclosed(if tag { "{%" } else { "{{" }))?;
+                .ok_or(BrandingError::TemplateUnclosed(if tag {
+                    "{%"
+                } else {
+                    "{{"
+                }))?;
             let raw = &rest[at..body_at + end + 2];
             // `{%-`/`-%}` only trim whitespace around a tag in Liquid.
             let inner = rest[body_at..body_at + end]
@@ -447,9 +451,7 @@ pub struct Branding {
 impl Branding {
     /// Reads what the store holds (the settings as JSON, the template's
     /// source).
-    pub fn from_stored(
-        stored: &crate::store::StoredBranding,
-    ) -> Result<Self, String> {
+    pub fn from_stored(stored: &crate::store::StoredBranding) -> Result<Self, String> {
         let settings = match &stored.settings {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| format!("the stored settings do not parse: {e}"))?,
@@ -525,7 +527,9 @@ mod tests {
         assert_eq!(patched.logo_url, None);
         let refused = start.patched(&serde_json::json!({"colors": {"primary": "blue"}}));
         assert!(
-            refused.as_ref().is_err_and(|e| e.contains("`blue` is not a colour")),
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("`blue` is not a colour")),
             "{refused:?}"
         );
     }
