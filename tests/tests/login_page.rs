@@ -326,7 +326,7 @@ async fn the_login_page_applies_the_branding_colours_logo_favicon_and_font() {
     );
     assert!(
         page.contains(
-            "<a class=\"wp-button\" href=\"/authorize?response_type=code&#38;client_id=app"
+            "<a class=\"wp-button\" href=\"/authorize?response_type=code&amp;client_id=app"
         ),
         "{page}"
     );
@@ -433,14 +433,12 @@ async fn in_chromium_the_branded_page_fits_a_phone_and_a_desktop_runs_no_templat
     let images = image_server().await;
     let tb = TestBed::start(|connections, _| {
         connections[0]["options"]["icon_url"] = json!(format!("{images}/devprov-icon.svg"));
-        let mut second = waypass_tests::login::connection_spec(
-            "acme-sso",
-            &connections[0]["options"]["authorizationURL"]
-                .as_str()
-                .and_then(|u| u.strip_suffix("/authorize"))
-                .expect("provider origin")
-                .to_owned(),
-        );
+        let provider = connections[0]["options"]["authorizationURL"]
+            .as_str()
+            .and_then(|u| u.strip_suffix("/authorize"))
+            .expect("provider origin")
+            .to_owned();
+        let mut second = waypass_tests::login::connection_spec("acme-sso", &provider);
         second["display_name"] = json!("Acme Workforce SSO with a rather long display name");
         second["options"]
             .as_object_mut()

@@ -79,6 +79,9 @@ struct Widget<'a> {
 
 /// One connection's button.
 struct ConnectionLink<'a> {
+    /// Already escaped, by [`escape`] (written with `|safe`): the page's
+    /// links read as every other page of the host writes them (`&amp;`),
+    /// which tests and tools that follow them decode.
     href: String,
     icon: Option<&'a str>,
     /// Shown instead of an icon: the name's first letter.
@@ -106,11 +109,11 @@ pub fn render(
         connections: connections
             .iter()
             .map(|conn| ConnectionLink {
-                href: format!(
+                href: escape(&format!(
                     "/authorize?{query}&connection={}",
                     url::form_urlencoded::byte_serialize(conn.name().as_bytes())
                         .collect::<String>()
-                ),
+                )),
                 icon: conn.spec.options.icon_url.as_deref(),
                 initial: conn
                     .display_name()
@@ -238,10 +241,13 @@ mod tests {
     #[test]
     fn the_text_on_the_primary_colour_is_dark_on_light_colours() {
         let css = |primary: &str| {
-            let mut b = Branding::default();
-            b.settings =
-                serde_json::from_value(serde_json::json!({"colors": {"primary": primary}}))
-                    .expect("settings");
+            let b = Branding {
+                settings: serde_json::from_value(
+                    serde_json::json!({"colors": {"primary": primary}}),
+                )
+                .expect("settings"),
+                ..Branding::default()
+            };
             brand_css(&b)
         };
         assert!(css("#ffeb3b").contains("--wp-on-primary:#1e212a"));
