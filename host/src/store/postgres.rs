@@ -1745,15 +1745,21 @@ impl Store for PostgresStore {
         &self,
         template: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.query_opt(
-            branding::PUT_TEMPLATE,
-            &[&template],
-            "writing the page template",
-        )
-        .await?
-        .map(|row| column(&row, 0, "branding"))
-        .transpose()
-        .map(Option::unwrap_or_default)
+        const WHAT: &str = "writing the page template";
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        let had = tx
+            .query_opt(branding::LOCK_TEMPLATE, &[])
+            .await
+            .map_err(backend(WHAT))?
+            .map(|row| column(&row, 0, "branding"))
+            .transpose()?
+            .unwrap_or(false);
+        tx.execute(branding::PUT_TEMPLATE, &[&template])
+            .await
+            .map_err(backend(WHAT))?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(had)
     }
 
     async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {

@@ -19,13 +19,16 @@ pub(super) const MIGRATION: &str = r#"
 pub(super) const READ: &str =
     "SELECT settings, universal_login_template FROM branding WHERE id = 1";
 
-/// Replaces the template and says whether one was stored: the row is
-/// locked first (`FOR UPDATE`), so the answer is about the value this
-/// statement replaced, even with another instance writing at once.
-pub(super) const PUT_TEMPLATE: &str = "
-    WITH old AS (SELECT universal_login_template AS t FROM branding WHERE id = 1 FOR UPDATE)
-    UPDATE branding SET universal_login_template = $1 WHERE id = 1
-    RETURNING (SELECT t FROM old) IS NOT NULL";
+/// Whether a template is stored, locking the row until the transaction
+/// ends: the template write that follows in the same transaction then
+/// answers about the value it replaced, even with another instance
+/// writing at once. (One statement cannot: a `FOR UPDATE` CTE read by the
+/// `UPDATE`'s `RETURNING` skips the row the `UPDATE` itself changed.)
+pub(super) const LOCK_TEMPLATE: &str =
+    "SELECT universal_login_template IS NOT NULL FROM branding WHERE id = 1 FOR UPDATE";
+
+pub(super) const PUT_TEMPLATE: &str =
+    "UPDATE branding SET universal_login_template = $1 WHERE id = 1";
 
 pub(super) const PUT_SETTINGS: &str = "UPDATE branding SET settings = $1 WHERE id = 1";
 
