@@ -37,6 +37,7 @@ use arc_swap::ArcSwap;
 
 use crate::actions::{BoundAction, LoadedAction, PostLoginChain};
 use crate::mapper::{LoadedMapper, Runtime};
+use crate::model::branding::Branding;
 use crate::model::resource_server::ResourceServer;
 use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
 use crate::script::ScriptEngine;
@@ -72,6 +73,8 @@ pub struct Snapshot {
     pub post_login: Arc<PostLoginChain>,
     /// APIs by `identifier` (the `audience` apps ask for).
     pub resource_servers: HashMap<String, Arc<ResourceServer>>,
+    /// The login page's branding.
+    pub branding: Arc<Branding>,
 }
 
 impl Snapshot {
@@ -276,6 +279,10 @@ impl Catalog {
                 }
                 Err(e) => problems.push(format!("resource server `{identifier}`: {e}")),
             }
+        }
+        match Branding::from_stored(&stored.branding) {
+            Ok(branding) => snapshot.branding = Arc::new(branding),
+            Err(e) => problems.push(format!("branding: {e}")),
         }
         let mut connections = Vec::new();
         for stored in stored.connections {

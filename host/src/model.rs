@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub mod branding;
 pub mod client_secret;
 pub mod resource_server;
 

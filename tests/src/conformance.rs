@@ -7,7 +7,9 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
+pub(crate) mod branding;
 pub(crate) mod sessions;
+pub use branding::*;
 pub use sessions::*;
 
 use std::future::Future;
@@ -123,6 +125,7 @@ where
         access_tokens_are_deleted_by_token_user_and_family,
         sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
         resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
+        branding_settings_and_template_are_kept_apart_and_each_write_bumps_the_catalog,
     );
 }
 

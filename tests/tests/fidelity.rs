@@ -160,13 +160,16 @@ const PYTHON_SDK: &str = "auth0-python==6.8.0";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The management scopes the SDK's client is given.
-const SDK_SCOPES: [&str; 6] = [
+const SDK_SCOPES: [&str; 9] = [
     "read:connections",
     "write:connections",
     "read:clients",
     "write:clients",
     "read:users",
     "write:users",
+    "read:branding",
+    "update:branding",
+    "delete:branding",
 ];
 
 /// Not a provider the tests reach: no login runs through the SDKs'
@@ -415,6 +418,19 @@ impl SdkBed {
         assert_eq!(out["users_listed"], json!([self.user_id]), "{out}");
         assert_eq!(out["user"], self.user_id, "{out}");
         assert_eq!(out["users_after_delete"], json!([]), "{out}");
+
+        assert_eq!(
+            out["branding"],
+            json!({"primary": "#0059d6", "page_background": "#101820",
+                   "logo_url": "https://cdn.example.com/logo.png"}),
+            "{out}"
+        );
+        assert_eq!(
+            out["template"],
+            "<!DOCTYPE html><html><head>{%- auth0:head -%}</head><body>{%- auth0:widget -%}</body></html>",
+            "{out}"
+        );
+        assert_eq!(out["template_deleted"], 404, "{out}");
     }
 }
 

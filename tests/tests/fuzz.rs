@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 use waypass::broker::limits::Quota;
 use waypass::broker::{AuthorizeOutcome, CallbackOutcome, Clock as _, MAX_PARAM_BYTES};
-use waypass::broker::{LOGIN_TRANSACTION_TTL, pages};
+use waypass::broker::{LOGIN_TRANSACTION_TTL, login_page, pages};
 use waypass::model::{Connection, ConnectionSpec};
 use waypass::secret::SecretHash;
 use waypass::store::{AuthorizationGrant, Store as _};
@@ -298,7 +298,9 @@ fn any_authorize_query_gets_an_oauth_answer_and_only_bounded_logins_are_stored()
                     connections,
                     query,
                 } => {
-                    let page = pages::choose_connection(&client, &connections, &query);
+                    let page =
+                        login_page::render(&Default::default(), &client, &connections, &query)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert!(page.contains("Log in to"));
                 }
                 AuthorizeOutcome::ErrorPage(e) => {

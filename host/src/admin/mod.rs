@@ -12,6 +12,7 @@
 //! are Auth0's `{statusCode, error, message, errorCode}`.
 
 mod actions;
+mod branding;
 mod clients;
 mod connections;
 mod keys;
@@ -37,7 +38,7 @@ pub const READ_METRICS: &str = "read:metrics";
 pub const READ_LOGS: &str = "read:logs";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 23] = [
+pub const SCOPES: [&str; 26] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -61,6 +62,9 @@ pub const SCOPES: [&str; 23] = [
     "write:refresh_tokens",
     "read:resource_servers",
     "write:resource_servers",
+    branding::READ_BRANDING,
+    branding::UPDATE_BRANDING,
+    branding::DELETE_BRANDING,
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -263,6 +267,7 @@ impl Broker {
             ("users", Some("sessions")) | ("sessions", _) => "sessions",
             ("users", Some("refresh-tokens")) | ("refresh-tokens", _) => "refresh_tokens",
             ("resource-servers", _) => "resource_servers",
+            ("branding", _) => "branding",
             ("connections" | "clients" | "mappers" | "users" | "actions" | "logs" | "keys", _) => {
                 resource
             }
@@ -273,6 +278,7 @@ impl Broker {
             "logs" if !write => READ_LOGS.to_owned(),
             "logs" => return Err(method_not_allowed()),
             "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
+            "branding" => branding::scope(req.method).to_owned(),
             _ => format!("{}:{about}", if write { "write" } else { "read" }),
         };
         if !req.caller.has(&scope) {
@@ -290,6 +296,7 @@ impl Broker {
             "keys" => self.keys_api(req, &seg[1..]).await,
             "sessions" | "refresh_tokens" => self.sessions_api(req, &seg).await,
             "resource_servers" => self.resource_servers_api(req, &seg[1..]).await,
+            "branding" => self.branding_api(req, &seg[1..]).await,
             _ => self.users_api(req, &seg[1..]).await,
         }
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod events;
 pub mod issue;
 pub mod limits;
+pub mod login_page;
 pub mod logout;
 pub mod oauth;
 pub mod pages;
@@ -356,6 +357,11 @@ impl Broker {
     /// The mapper a connection names (`name` or `name@N`) and its version.
     fn mapper(&self, reference: &str) -> Option<(Arc<LoadedMapper>, u32)> {
         self.catalog_read().mappers.resolve(reference)
+    }
+
+    /// The login page's branding, as served now.
+    pub(crate) fn branding(&self) -> Arc<crate::model::branding::Branding> {
+        Arc::clone(&self.catalog_read().branding)
     }
 
     /// Connections enabled for `client_id`, by name.

@@ -1,6 +1,7 @@
-//! The few pages the broker shows a person: choose a connection, or an error.
+//! The few pages the broker shows a person: an error, a form post, a logout
+//! (choosing a connection is `login_page`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -8,7 +9,6 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use super::oauth::{AppResponse, OAuthError};
-use crate::model::{Client, Connection};
 
 /// The one script the form-post page runs: it submits the form. Allowed by
 /// its hash in the page's Content-Security-Policy (CSP Level 3 §8.4), so
@@ -39,33 +39,6 @@ fn page(title: &str, body: &str) -> String {
          <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
         escape(title)
     )
-}
-
-/// The login page: one button per connection enabled for the app.
-pub fn choose_connection(client: &Client, connections: &[Arc<Connection>], query: &str) -> String {
-    let mut body = format!("<h1>Log in to {}</h1>", escape(&client.name));
-    if connections.is_empty() {
-        body.push_str("<p class=\"err\">No login method is enabled for this app.</p>");
-    }
-    for conn in connections {
-        let href = format!(
-            "/authorize?{query}&connection={}",
-            url::form_urlencoded::byte_serialize(conn.name().as_bytes()).collect::<String>()
-        );
-        let icon = conn
-            .spec
-            .options
-            .icon_url
-            .as_deref()
-            .map(|u| format!("<img src=\"{}\" alt=\"\">", escape(u)))
-            .unwrap_or_default();
-        body.push_str(&format!(
-            "<a class=\"btn\" href=\"{}\">{icon}<span>Continue with {}</span></a>",
-            escape(&href),
-            escape(conn.display_name())
-        ));
-    }
-    page("Log in", &body)
 }
 
 /// An error shown instead of redirecting (the app could not be trusted).

@@ -24,7 +24,8 @@ use super::limits::RetryAfter;
 use super::logout::LogoutOutcome;
 use super::oauth::{AppResponse, ErrorCode, OAuthError, ResponseMode};
 use super::session::{SessionCookie, session_cookie_name};
-use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, pages};
+use super::{Broker, JsonReply, LOGIN_TRANSACTION_TTL, login_page, pages};
+use crate::model::{Client, Connection};
 
 /// The shared callback path (the seed's URL); `/login/callback/{name}` is
 /// a connection's own.
@@ -521,10 +522,7 @@ async fn authorize(
             client,
             connections,
             query,
-        } => html(
-            StatusCode::OK,
-            pages::choose_connection(&client, &connections, &query),
-        ),
+        } => login_page(broker, &client, &connections, &query),
         AuthorizeOutcome::ErrorPage(e) => {
             broker.log_authorize_failure(query, &e, from);
             error_page(&e)
@@ -723,6 +721,36 @@ async fn read_form(body: Incoming) -> Result<String, Response<Body>> {
             json_reply(JsonReply::error(&e, None))
         }),
         Err(e) => Err(text(e.status(), &e.to_string())),
+    }
+}
+
+/// The branded "choose a connection" page, under its own policy
+/// ([`login_page::LOGIN_PAGE_CSP`]).
+fn login_page(
+    broker: &Broker,
+    client: &Client,
+    connections: &[Arc<Connection>],
+    query: &str,
+) -> Response<Body> {
+    match login_page::render(&broker.branding(), client, connections, query) {
+        Ok(page) => {
+            let mut resp = html(StatusCode::OK, page);
+            // Replaces the pages' policy (a second header would be
+            // enforced as well, CSP Level 3 §8.1).
+            resp.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(login_page::LOGIN_PAGE_CSP),
+            );
+            set_header(&mut resp, header::REFERRER_POLICY, "no-referrer");
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the login page could not be rendered");
+            error_page(&OAuthError::new(
+                ErrorCode::ServerError,
+                "the login page could not be shown",
+            ))
+        }
     }
 }
 

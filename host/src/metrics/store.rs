@@ -374,6 +374,26 @@ impl Store for InstrumentedStore {
         )
         .await
     }
+    async fn branding(&self) -> Result<crate::store::StoredBranding, StoreError> {
+        self.timed("branding", self.inner.branding()).await
+    }
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError> {
+        self.timed(
+            "put_branding_settings",
+            self.inner.put_branding_settings(settings),
+        )
+        .await
+    }
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "put_universal_login_template",
+            self.inner.put_universal_login_template(template),
+        )
+        .await
+    }
 }
 
 #[async_trait]

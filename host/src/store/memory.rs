@@ -60,6 +60,7 @@ struct Durable {
     connections: BTreeMap<String, StoredConnection>,
     clients: BTreeMap<String, StoredClient>,
     resource_servers: BTreeMap<String, StoredResourceServer>,
+    branding: StoredBranding,
     mappers: BTreeMap<String, Mapper>,
     actions: BTreeMap<String, Action>,
     post_login_bindings: Vec<String>,
@@ -371,6 +372,7 @@ impl Store for MemoryStore {
                 .collect(),
             post_login_bindings: d.post_login_bindings.clone(),
             resource_servers: d.resource_servers.values().cloned().collect(),
+            branding: d.branding.clone(),
         })
     }
 
@@ -451,6 +453,30 @@ impl Store for MemoryStore {
 
     async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
         Ok(self.durable().resource_servers.values().cloned().collect())
+    }
+
+    async fn branding(&self) -> Result<StoredBranding, StoreError> {
+        Ok(self.durable().branding.clone())
+    }
+
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        d.branding.settings = Some(settings.to_owned());
+        self.bump(&mut d);
+        Ok(())
+    }
+
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let had = d.branding.universal_login_template.is_some();
+        d.branding.universal_login_template = template.map(str::to_owned);
+        if had || template.is_some() {
+            self.bump(&mut d);
+        }
+        Ok(had)
     }
 
     async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {

@@ -278,6 +278,18 @@ pub struct StoredCatalog {
     pub post_login_bindings: Vec<String>,
     /// The APIs access tokens may be issued for, by id.
     pub resource_servers: Vec<StoredResourceServer>,
+    /// The login page's branding.
+    pub branding: StoredBranding,
+}
+
+/// The login page's branding as stored: the settings of
+/// `/api/v2/branding` as one JSON document, and the Universal Login page
+/// template's source, each `None` until first set. The store keeps them
+/// as text; `model::branding` parses and checks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredBranding {
+    pub settings: Option<String>,
+    pub universal_login_template: Option<String>,
 }
 
 /// How an instance learns that the catalog changed: notifications, when
@@ -470,6 +482,16 @@ pub trait Store: SessionStore + Send + Sync {
     async fn put_resource_server(&self, api: &StoredResourceServer) -> Result<(), StoreError>;
     async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError>;
     async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError>;
+    /// The login page's branding (empty until first set).
+    async fn branding(&self) -> Result<StoredBranding, StoreError>;
+    /// Replaces the branding settings document (a catalog write).
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError>;
+    /// Replaces the page template, or removes it with `None` (a catalog
+    /// write); says whether a template was stored before.
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     // ---- mappers ----
     /// Stores `bytes` as the next version of `name` and makes it active, in

@@ -106,6 +106,7 @@ use tokio_postgres::{Client as PgClient, NoTls, Row, Socket, Statement};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod branding;
 mod sessions;
 
 /// Connections per instance. A login holds one for a single statement at
@@ -301,6 +302,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 6: sessions, refresh tokens and their families, APIs (issue #11).
     sessions::MIGRATION,
+    // 7: the login page's branding (issue #16 §4).
+    branding::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1505,7 +1508,7 @@ impl Store for PostgresStore {
              WHERE trigger_id = 'post-login' ORDER BY position";
         const APIS: &str = "SELECT resource_server FROM resource_servers ORDER BY id";
         let mut conn = self.conn().await?;
-        let mut prepared = Vec::with_capacity(9);
+        let mut prepared = Vec::with_capacity(10);
         for sql in [
             VERSION,
             CLIENTS,
@@ -1516,6 +1519,7 @@ impl Store for PostgresStore {
             ACTION_VERSIONS,
             BINDINGS,
             APIS,
+            branding::READ,
         ] {
             prepared.push(conn.prepare(sql).await.map_err(backend(WHAT))?);
         }
@@ -1529,7 +1533,7 @@ impl Store for PostgresStore {
             .start()
             .await
             .map_err(backend(WHAT))?;
-        let mut rows = Vec::with_capacity(9);
+        let mut rows = Vec::with_capacity(10);
         for statement in &prepared {
             rows.push(tx.query(statement, &[]).await.map_err(backend(WHAT))?);
         }
@@ -1544,7 +1548,8 @@ impl Store for PostgresStore {
             action_versions,
             bindings,
             apis,
-        ] = <[Vec<Row>; 9]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
+            brand,
+        ] = <[Vec<Row>; 10]>::try_from(rows).map_err(|_| StoreError::Backend(WHAT.into()))?;
         Ok(StoredCatalog {
             version: version
                 .first()
@@ -1574,6 +1579,7 @@ impl Store for PostgresStore {
                 .iter()
                 .map(sessions::read_resource_server)
                 .collect::<Result<_, _>>()?,
+            branding: branding::read_branding(&brand)?,
         })
     }
 
@@ -1716,6 +1722,44 @@ impl Store for PostgresStore {
         .iter()
         .map(sessions::read_resource_server)
         .collect()
+    }
+
+    async fn branding(&self) -> Result<StoredBranding, StoreError> {
+        let rows = self
+            .query(branding::READ, &[], "reading the branding")
+            .await?;
+        branding::read_branding(&rows)
+    }
+
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError> {
+        self.execute(
+            branding::PUT_SETTINGS,
+            &[&settings],
+            "writing the branding settings",
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        const WHAT: &str = "writing the page template";
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
+        let had = tx
+            .query_opt(branding::LOCK_TEMPLATE, &[])
+            .await
+            .map_err(backend(WHAT))?
+            .map(|row| column(&row, 0, "branding"))
+            .transpose()?
+            .unwrap_or(false);
+        tx.execute(branding::PUT_TEMPLATE, &[&template])
+            .await
+            .map_err(backend(WHAT))?;
+        tx.commit().await.map_err(backend(WHAT))?;
+        Ok(had)
     }
 
     async fn delete_resource_server(&self, id: &str) -> Result<bool, StoreError> {

@@ -20,6 +20,7 @@
 //! | `catalog_version` | the single row `id = 1` | bumped by every catalog write |
 //! | `leases` | `name` | who holds a lease (the sweep) until when |
 //! | `connection_keys` | `connection_id` | a connection's `private_key_jwt` key document |
+//! | `branding` | the single row `id = 1` | the login page's branding settings (JSON) and page template |
 //!
 //! The three short-lived tables hold a 32-byte hash (BLOB), `expires_at` and
 //! the payload as JSON: they are only ever looked up by key, so their fields
@@ -74,6 +75,7 @@ use serde::{Deserialize, Serialize};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod branding;
 mod sessions;
 
 /// How often an instance checks the catalog version, the only way one
@@ -272,6 +274,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 6: sessions, refresh tokens and their families, APIs (issue #11).
     sessions::MIGRATION,
+    // 7: the login page's branding (issue #16 §4).
+    branding::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1119,6 +1123,7 @@ impl Store for SqliteStore {
                     .map_err(backend("listing action versions"))?,
                 post_login_bindings: read_bindings(&tx)?,
                 resource_servers: sessions::read_resource_servers(&tx)?,
+                branding: branding::read_branding(&tx)?,
             };
             tx.commit().map_err(backend("reading the catalog"))?;
             Ok(catalog)
@@ -1222,6 +1227,25 @@ impl Store for SqliteStore {
 
     async fn resource_servers(&self) -> Result<Vec<StoredResourceServer>, StoreError> {
         self.call(|conn| sessions::read_resource_servers(conn))
+            .await
+    }
+
+    async fn branding(&self) -> Result<StoredBranding, StoreError> {
+        self.call(|conn| branding::read_branding(conn)).await
+    }
+
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError> {
+        let settings = settings.to_owned();
+        self.call(move |conn| branding::put_settings(conn, &settings))
+            .await
+    }
+
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let template = template.map(str::to_owned);
+        self.call(move |conn| branding::put_template(conn, template.as_deref()))
             .await
     }
 
