@@ -276,14 +276,24 @@ pub unsafe fn reset_with_pagemap(
         },
     };
 
-    // For now use a fixed set of regions on the stack, but in the future this
-    // may want to use a dynamically allocated vector for more regions for
-    // example.
+    // A fixed set of regions on the stack. When a scan fills it before
+    // reaching the end of memory or `keep_resident`, the scan is resumed from
+    // its `walk_end` (waypass patch, see WAYPASS-PATCH.md): an interpreter's
+    // heap is dirtied in far more than 32 runs of pages, and decommitting
+    // everything past the 32nd run made every instantiation re-fault it.
     const MAX_REGIONS: usize = 32;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
+    let end = ptr.wrapping_add(len.byte_count());
+    let mut scan_start = ptr;
+    let mut max_pages = keep_resident.byte_count() / host_page_size;
+    let mut bytes_resident = 0;
 
-    let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(ptr, len.byte_count()))
-        .max_pages(keep_resident.byte_count() / host_page_size)
+    let walk_end = loop {
+        let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(
+            scan_start,
+            end.addr() - scan_start.addr(),
+        ))
+        .max_pages(max_pages)
         // We specifically want pages that are NOT backed by the zero page or
         // backed by files. Such pages mean that they haven't changed from their
         // original contents, so they're inverted.
@@ -301,48 +311,67 @@ pub unsafe fn reset_with_pagemap(
         .return_mask(Categories::empty())
         .build(&mut storage);
 
-    // SAFETY: this should be a safe ioctl as we control the fd we're operating
-    // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
-    // correct implementation and such.
-    let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
-        Ok(result) => result,
+        // SAFETY: this should be a safe ioctl as we control the fd we're operating
+        // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
+        // correct implementation and such.
+        let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
+            Ok(result) => result,
 
-        // If the ioctl fails for whatever reason, we at least tried, so fall
-        // back to the default behavior.
-        //
-        // SAFETY: the safety requirement of
-        // `pagemap_disabled::reset_with_pagemap` is the same as this function.
-        Err(err) => unsafe {
-            log::warn!("failed pagemap scan {err}");
-            return crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
-                None,
-                ptr,
-                len,
-                keep_resident,
-                reset_manually,
-                decommit,
-            );
-        },
-    };
+            // If the first ioctl fails for whatever reason, we at least tried,
+            // so fall back to the default behavior.
+            //
+            // SAFETY: the safety requirement of
+            // `pagemap_disabled::reset_with_pagemap` is the same as this function.
+            Err(err) if scan_start == ptr => unsafe {
+                log::warn!("failed pagemap scan {err}");
+                return crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
+                    None,
+                    ptr,
+                    len,
+                    keep_resident,
+                    reset_manually,
+                    decommit,
+                );
+            },
 
-    // For all regions that were written in the scan reset them manually, then
-    // afterwards decommit everything else.
-    let mut bytes_resident = 0;
-    for region in result.regions() {
-        // SAFETY: we're relying on Linux to pass in valid region ranges within
-        // the `ptr/len` we specified to the original syscall.
-        unsafe {
-            reset_manually(&mut *region.region().cast_mut());
+            // A resumed scan that fails: everything before `scan_start` is
+            // reset already, everything from it on is decommitted below.
+            Err(err) => {
+                log::warn!("failed pagemap scan {err}");
+                break scan_start.cast_const();
+            }
+        };
+
+        // For all regions that were written in the scan reset them manually, then
+        // afterwards decommit everything else.
+        let mut pages = 0;
+        for region in result.regions() {
+            // SAFETY: we're relying on Linux to pass in valid region ranges within
+            // the `ptr/len` we specified to the original syscall.
+            unsafe {
+                reset_manually(&mut *region.region().cast_mut());
+            }
+            bytes_resident += region.len();
+            pages += region.len() / host_page_size;
         }
-        bytes_resident += region.len();
-    }
+
+        // Resume only a scan that stopped because the region buffer was full:
+        // not at the end of memory, and with pages of `keep_resident` left (a
+        // `max_pages` of 0 would mean no limit at all).
+        let walk_end = result.walk_end();
+        max_pages = max_pages.saturating_sub(pages);
+        if result.regions().len() < MAX_REGIONS || walk_end.addr() >= end.addr() || max_pages == 0 {
+            break walk_end;
+        }
+        scan_start = walk_end.cast_mut();
+    };
 
     // Report everything after `walk_end` to the end of memory as memory that
     // must be decommitted as the scan didn't reach it. Note that if `walk_end`
     // is already at the end of memory then the byte size of the decommitted
     // memory here will be 0 meaning that this is a noop.
-    let scan_size = result.walk_end().addr() - ptr.addr();
-    decommit(result.walk_end().cast_mut(), len.byte_count() - scan_size);
+    let scan_size = walk_end.addr() - ptr.addr();
+    decommit(walk_end.cast_mut(), len.byte_count() - scan_size);
 
     bytes_resident
 }
