@@ -124,6 +124,51 @@ async fn a_global_set_by_one_login_is_absent_in_the_next_in_every_language() {
     }
 }
 
+/// Minor page faults the calling thread has taken so far: field 10 of
+/// `/proc/thread-self/stat` (proc(5)), after the parenthesised command name.
+fn thread_minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("the thread's stat");
+    let (_, fields) = stat.rsplit_once(')').expect("a stat line");
+    // Fields from the state (3rd) on; minflt is the 10th.
+    fields
+        .split_whitespace()
+        .nth(7)
+        .expect("minflt")
+        .parse()
+        .expect("a count")
+}
+
+/// Page faults a Python call may take on the thread that runs it once its
+/// pool slot is warm. An unpatched wasmtime 48 decommitted every dirty page
+/// past the 32nd run of pages at each slot reset, so each call re-faulted
+/// ~200 pages of the interpreter's heap; the slot's reset now rewrites them
+/// in place (vendor/wasmtime/WAYPASS-PATCH.md) and a call takes a handful.
+const WARM_PYTHON_CALL_MAX_FAULTS: u64 = 40;
+
+// On the test's own thread (current-thread runtime), so that the faults
+// counted are the call's and its slot reset's, and no other test's.
+#[tokio::test(flavor = "current_thread")]
+async fn a_python_login_reuses_its_slots_resident_pages_yet_starts_from_fresh_state() {
+    let (label, mapper, settings) = COUNTERS
+        .iter()
+        .find(|(label, ..)| *label == "python")
+        .expect("the python counter");
+    // Other tests share the pool and may take this slot between two calls:
+    // the fewest faults over several calls is this call's own steady state.
+    let mut fewest = u64::MAX;
+    for _ in 0..12 {
+        let before = thread_minor_faults();
+        // Fresh state: the counter's globals start afresh every time.
+        assert_eq!(count_once(label, mapper, settings).await, "1");
+        fewest = fewest.min(thread_minor_faults() - before);
+    }
+    eprintln!("fewest page faults of a warm Python call: {fewest}");
+    assert!(
+        fewest <= WARM_PYTHON_CALL_MAX_FAULTS,
+        "a warm Python call took at least {fewest} page faults"
+    );
+}
+
 /// A profile's (user id, email), or the error.
 type Expected = Result<(&'static str, Option<&'static str>), MapperError>;
 

@@ -97,10 +97,19 @@ pub const POOL_TABLE_ELEMENTS: usize = 64 << 10;
 /// Elements any one table may grow to in a call.
 pub const MAX_TABLE_ELEMENTS: usize = POOL_TABLE_ELEMENTS;
 
-/// Bytes of each pooled memory, table and stack kept resident between calls
+/// Bytes of each pooled table and stack kept resident between calls
 /// and reset in place: covers a Rust mapper's stack and heap; bigger guests
 /// pay page faults only beyond it.
 pub const POOL_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Bytes of each pooled linear memory kept resident between calls and
+/// reset in place: an interpreter's heap (CPython 13 MiB at its peak,
+/// SpiderMonkey 10 MiB) is dirtied anew by every call, and rewriting its
+/// dirty pages from the image costs less than decommitting them and taking
+/// the page faults again on the next call. Only pages a call wrote are kept,
+/// so a Rust mapper's slot stays as small as before. Needs the vendored
+/// wasmtime's resumed page scan (vendor/wasmtime/WAYPASS-PATCH.md): without
+/// it the scan stops at 32 runs of pages, long before this.
+pub const POOL_MEMORY_KEEP_RESIDENT_BYTES: usize = 16 << 20;
 
 /// One connection's limits for its mapper's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

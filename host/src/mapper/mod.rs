@@ -543,7 +543,7 @@ fn engine_config() -> Config {
         // that) instead of madvise: the next call finds its pages resident
         // and takes no page faults. This halves a Rust mapper's call.
         .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES)
+        .linear_memory_keep_resident(limits::POOL_MEMORY_KEEP_RESIDENT_BYTES)
         .table_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES)
         .async_stack_keep_resident(limits::POOL_KEEP_RESIDENT_BYTES);
     let mut config = Config::new();
