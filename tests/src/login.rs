@@ -207,6 +207,7 @@ impl TestBed {
             },
             metrics_listen: None,
             log_retention_days: waypass::events::DEFAULT_LOG_RETENTION_DAYS,
+            console: Default::default(),
         };
         customize(&mut connections, &mut config);
         config.connections = connections

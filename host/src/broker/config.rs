@@ -118,6 +118,10 @@ pub struct Config {
     /// Days log events are kept (the sweep deletes older ones).
     #[serde(default = "default_log_retention_days")]
     pub log_retention_days: u32,
+    /// The console at `/admin`: the app it signs in through and who may
+    /// (the admin token always may).
+    #[serde(default)]
+    pub console: crate::admin::console::ConsoleConfig,
 }
 
 fn default_log_retention_days() -> u32 {

@@ -168,6 +168,8 @@ pub struct Broker {
     log_retention: Duration,
     /// Sends back-channel logout tokens to apps.
     backchannel: backchannel::Backchannel,
+    /// Who may sign in to the console at `/admin`, and through which app.
+    pub(crate) console: crate::admin::console::ConsoleConfig,
 }
 
 impl Broker {
@@ -203,7 +205,15 @@ impl Broker {
                 u64::from(crate::events::DEFAULT_LOG_RETENTION_DAYS) * 86_400,
             ),
             backchannel: backchannel::Backchannel::new(),
+            console: crate::admin::console::ConsoleConfig::default(),
         }
+    }
+
+    /// Sets who may sign in to the console (`[console]` in the
+    /// configuration file).
+    pub fn with_console(mut self, console: crate::admin::console::ConsoleConfig) -> Self {
+        self.console = console;
+        self
     }
 
     /// Keeps log events `days` days (the sweep deletes older ones).
@@ -266,7 +276,7 @@ impl Broker {
     }
 
     /// Cookies get `Secure` (and the `__Host-` prefix) when the issuer is https.
-    fn secure_cookies(&self) -> bool {
+    pub(crate) fn secure_cookies(&self) -> bool {
         self.issuer_url.scheme() == "https"
     }
 

@@ -71,7 +71,8 @@ impl Broker {
             limits: config.limits.clone(),
         })
         .with_config_defined(defined)
-        .with_log_retention_days(config.log_retention_days);
+        .with_log_retention_days(config.log_retention_days)
+        .with_console(config.console.clone());
         Ok(broker)
     }
 
