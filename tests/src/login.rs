@@ -258,7 +258,8 @@ impl TestBed {
             upstream: Upstream::default(),
             admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
             limits: config.limits.clone(),
-        }));
+        })
+        .with_console(config.console.clone()));
         let server = match tls {
             Some(tls) => tokio::spawn(waypass::broker::server::serve_tls(
                 broker_listener,

@@ -92,7 +92,7 @@ async fn list(req: &Req<'_>, ctx: &Ctx, form: AppForm, errors: FieldErrors) -> R
         StatusCode::BAD_REQUEST
     };
     let (clients, errors) = match req
-        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100", None)
+        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100&include_totals=true", None)
         .await
     {
         Ok(list) => (list.clients, errors),

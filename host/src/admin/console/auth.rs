@@ -176,8 +176,8 @@ pub(super) async fn token_sign_in(req: &Req<'_>) -> Response<Body> {
     start_session(req, ADMIN_TOKEN_SUBJECT).await
 }
 
-/// `GET /admin/login/oidc`: to this broker's `/authorize` as the console
-/// app, with a fresh `state` and PKCE verifier kept in the login cookie.
+/// `GET /admin/login/oidc[?connection=NAME]`: to this broker's
+/// `/authorize` as the console app, with a fresh `state` and PKCE verifier kept in the login cookie.
 pub(super) fn oidc_start(req: &Req<'_>) -> Response<Body> {
     let Some(client_id) = &req.broker.console.client_id else {
         return error_page(
@@ -207,6 +207,10 @@ pub(super) fn oidc_start(req: &Req<'_>) -> Response<Body> {
         .append_pair("state", &state)
         .append_pair("code_challenge", &pkce_challenge(&verifier))
         .append_pair("code_challenge_method", "S256");
+    // A connection chosen beforehand skips the broker's choice page.
+    if let Some(connection) = Form::parse(req.query.as_bytes()).get("connection") {
+        url.query_pairs_mut().append_pair("connection", connection);
+    }
     let mut resp = redirect(url.as_str());
     // Lax: the provider's redirect back, through the broker, is a
     // top-level navigation from another site.

@@ -2,6 +2,8 @@
 //! fields), edit, delete, the Applications tab and the Try panel — each a
 //! call of `/api/v2/connections` made in-process.
 
+use std::collections::BTreeMap;
+
 use http::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,6 +45,17 @@ pub(super) struct ApiOptions {
     pub mapper: Option<String>,
     #[serde(default)]
     pub scripts: Option<ApiScripts>,
+    #[serde(default)]
+    pub mapper_egress: ApiEgress,
+}
+
+/// A connection's egress allow-list for its mapper or script.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(super) struct ApiEgress {
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -104,6 +117,11 @@ struct OptionsBody {
     mapper: Clear<String>,
     #[serde(skip_serializing_if = "Clear::is_absent")]
     scripts: Clear<ApiScripts>,
+    /// Write-only (they may hold API keys): sent when typed, replacing
+    /// the stored ones; else left as stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mapper_settings: Option<BTreeMap<String, String>>,
+    mapper_egress: ApiEgress,
 }
 
 /// A field of a PATCH: left out, removed (`null`), or set.
@@ -185,7 +203,7 @@ const EXAMPLE_SCRIPT: &str = "function fetchUserProfile(accessToken, context, ca
 
 async fn list(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
     let list = req
-        .api::<ConnectionList>(ctx, Method::GET, "connections?per_page=100", None)
+        .api::<ConnectionList>(ctx, Method::GET, "connections?per_page=100&include_totals=true", None)
         .await;
     let (connections, error) = match list {
         Ok(l) => (l.connections, None),
@@ -261,6 +279,8 @@ fn read_form(form: &Form) -> ConnectionForm {
         mapper: form.text("mapper"),
         // Scripts keep their whitespace, only line endings normalised.
         script: form.get("script").unwrap_or("").replace("\r\n", "\n"),
+        allowed_hosts: form.get("allowed_hosts").unwrap_or("").to_owned(),
+        allow_private_networks: form.get("allow_private_networks") == Some("on"),
     }
 }
 
@@ -276,7 +296,12 @@ fn clear<T>(value: Option<T>, editing: bool) -> Clear<T> {
 
 /// The options a submitted form sets; `editing` sends `null` for what it
 /// clears.
-fn options_body(f: &ConnectionForm, secret: &str, editing: bool) -> OptionsBody {
+fn options_body(
+    f: &ConnectionForm,
+    secret: &str,
+    settings: Option<BTreeMap<String, String>>,
+    editing: bool,
+) -> OptionsBody {
     let mapper_chosen = f.profile == "mapper";
     OptionsBody {
         authorization_url: f.authorization_url.clone(),
@@ -292,16 +317,46 @@ fn options_body(f: &ConnectionForm, secret: &str, editing: bool) -> OptionsBody 
             }),
             editing,
         ),
+        mapper_settings: settings,
+        mapper_egress: ApiEgress {
+            allowed_hosts: super::lines(&f.allowed_hosts),
+            allow_private_networks: f.allow_private_networks,
+        },
     }
+}
+
+/// The settings textarea: `name=value` per line; empty is `None` (left as
+/// stored). A line without `=` is refused by the field.
+fn parse_settings(text: &str) -> Result<Option<BTreeMap<String, String>>, FieldErrors> {
+    let mut settings = BTreeMap::new();
+    for line in super::lines(text) {
+        let Some((name, value)) = line.split_once('=') else {
+            let mut errors = FieldErrors::default();
+            errors.fields.insert(
+                "mapper_settings",
+                format!("`{line}`: write each setting as name=value"),
+            );
+            return Err(errors);
+        };
+        settings.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok((!settings.is_empty()).then_some(settings))
 }
 
 async fn create(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
     let form = read_form(&req.form);
+    let settings = match parse_settings(&req.form.text("mapper_settings")) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            let mappers = mapper_names(req, ctx).await;
+            return show_form(ctx, form, mappers, errors, StatusCode::BAD_REQUEST);
+        }
+    };
     let body = NewConnection {
         strategy: "oauth2",
         name: form.name.clone(),
         display_name: (!form.display_name.is_empty()).then(|| form.display_name.clone()),
-        options: options_body(&form, &req.form.text("client_secret"), false),
+        options: options_body(&form, &req.form.text("client_secret"), settings, false),
     };
     let body = serde_json::to_value(&body).unwrap_or_default();
     match req
@@ -328,25 +383,30 @@ async fn create(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
 
 async fn update(req: &Req<'_>, ctx: &Ctx, id: &str) -> Response<Body> {
     let form = read_form(&req.form);
-    let body = PatchConnection {
-        display_name: (!form.display_name.is_empty()).then(|| form.display_name.clone()),
-        options: options_body(&form, &req.form.text("client_secret"), true),
+    let settings = parse_settings(&req.form.text("mapper_settings"));
+    let failure = match settings {
+        Err(errors) => Err((StatusCode::BAD_REQUEST, errors)),
+        Ok(settings) => {
+            let body = PatchConnection {
+                display_name: (!form.display_name.is_empty()).then(|| form.display_name.clone()),
+                options: options_body(&form, &req.form.text("client_secret"), settings, true),
+            };
+            let body = serde_json::to_value(&body).unwrap_or_default();
+            let path = format!("connections/{}", path_segment(id));
+            req.api::<ApiConnection>(ctx, Method::PATCH, &path, Some(body))
+                .await
+                .map_err(|f| (status_of(&f), FieldErrors::from_failure(&f)))
+        }
     };
-    let body = serde_json::to_value(&body).unwrap_or_default();
-    let path = format!("connections/{}", path_segment(id));
-    match req
-        .api::<ApiConnection>(ctx, Method::PATCH, &path, Some(body))
-        .await
-    {
+    match failure {
         Ok(_) => redirect(&format!("{PREFIX}/connections/{}", path_segment(id))),
-        Err(failure) => {
-            let status = status_of(&failure);
+        Err((status, errors)) => {
             let mut page = match connection_page(req, ctx, id).await {
                 Ok(page) => page,
                 Err(f) => return error_page(status_of(&f), "Connection", &f.message),
             };
             page.form = form;
-            page.errors = FieldErrors::from_failure(&failure);
+            page.errors = errors;
             html(status, askama::Template::render(&page))
         }
     }
@@ -363,7 +423,7 @@ async fn connection_page(
         .api::<ApiConnection>(ctx, Method::GET, &path, None)
         .await?;
     let clients = req
-        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100", None)
+        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100&include_totals=true", None)
         .await?
         .clients;
     let apps = clients
@@ -394,6 +454,8 @@ async fn connection_page(
             .as_ref()
             .map(|s| s.fetch_user_profile.clone())
             .unwrap_or_default(),
+        allowed_hosts: o.mapper_egress.allowed_hosts.join("\n"),
+        allow_private_networks: o.mapper_egress.allow_private_networks,
     };
     Ok(pages::ConnectionPage {
         l: ctx.layout("connections"),
@@ -551,7 +613,7 @@ impl TryAnswer {
 /// API's messages name the option at fault: `tokenURL …`,
 /// `scripts.fetchUserProfile: … line 3, column 7`, …).
 pub(super) fn field_of(message: &str) -> Option<&'static str> {
-    const FIELDS: [(&str, &str); 11] = [
+    const FIELDS: [(&str, &str); 14] = [
         ("scripts.fetchUserProfile", "script"),
         ("not a valid connection name", "name"),
         ("already exists", "name"),
@@ -560,6 +622,9 @@ pub(super) fn field_of(message: &str) -> Option<&'static str> {
         ("tokenURL", "tokenURL"),
         ("icon_url", "icon_url"),
         ("client_id", "client_id"),
+        ("mapper_settings", "mapper_settings"),
+        ("mapper_egress", "allowed_hosts"),
+        ("allowed_hosts", "allowed_hosts"),
         ("mapper", "mapper"),
         ("scope", "scope"),
         ("name", "name"),
@@ -616,11 +681,11 @@ mod tests {
             mapper: "github".into(),
             ..ConnectionForm::default()
         };
-        let body = serde_json::to_value(options_body(&form, "", true)).expect("json");
+        let body = serde_json::to_value(options_body(&form, "", None, true)).expect("json");
         assert_eq!(body["mapper"], "github");
         assert!(body["scripts"].is_null() && body.get("scripts").is_some());
         assert!(body.get("client_secret").is_none(), "an empty secret is kept");
-        let created = serde_json::to_value(options_body(&form, "s3cret", false)).expect("json");
+        let created = serde_json::to_value(options_body(&form, "s3cret", None, false)).expect("json");
         assert!(created.get("scripts").is_none(), "nothing to clear on create");
         assert_eq!(created["client_secret"], "s3cret");
     }

@@ -377,9 +377,18 @@ fn set_header(resp: &mut Response<Body>, name: header::HeaderName, value: &str) 
     }
 }
 
-/// `segment` percent-encoded for a management API path.
+/// What a path segment must encode (RFC 3986 §3.3: `pchar`): everything
+/// but unreserved characters and the few sub-delimiters ids use.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'@');
+
+/// `segment` percent-encoded for a console or management API path.
 fn path_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 fn status_of(failure: &Failure) -> StatusCode {
@@ -405,6 +414,12 @@ mod tests {
         assert!(path.starts_with("/admin/assets/console."), "{path}");
         assert!(path.ends_with(".css"), "{path}");
         assert_eq!(path.len(), "/admin/assets/console..css".len() + 16);
+    }
+
+    #[test]
+    fn path_segments_keep_ids_readable_and_encode_separators() {
+        assert_eq!(path_segment("con_Ab-1.x~y@2"), "con_Ab-1.x~y@2");
+        assert_eq!(path_segment("oauth2|a b/c?d#e"), "oauth2%7Ca%20b%2Fc%3Fd%23e");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub(crate) struct ConnectionForm {
     pub profile: String,
     pub mapper: String,
     pub script: String,
+    /// The egress allow-list, one host per line.
+    pub allowed_hosts: String,
+    pub allow_private_networks: bool,
 }
 
 #[derive(Template)]
