@@ -247,19 +247,21 @@ impl TestBed {
         catalog.refresh().await.expect("the catalog loads");
         drop(staged);
         let clock = Arc::new(TestClock::starting_now());
-        let broker = Arc::new(Broker::new(BrokerParts {
-            issuer: config.issuer.clone(),
-            catalog,
-            runtime: RUNTIME.clone(),
-            store: store.clone(),
-            keys: KEYS.clone(),
-            clock: clock.clone(),
-            random: Arc::new(SystemRandomTokens::default()),
-            upstream: Upstream::default(),
-            admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
-            limits: config.limits.clone(),
-        })
-        .with_console(config.console.clone()));
+        let broker = Arc::new(
+            Broker::new(BrokerParts {
+                issuer: config.issuer.clone(),
+                catalog,
+                runtime: RUNTIME.clone(),
+                store: store.clone(),
+                keys: KEYS.clone(),
+                clock: clock.clone(),
+                random: Arc::new(SystemRandomTokens::default()),
+                upstream: Upstream::default(),
+                admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
+                limits: config.limits.clone(),
+            })
+            .with_console(config.console.clone()),
+        );
         let server = match tls {
             Some(tls) => tokio::spawn(waypass::broker::server::serve_tls(
                 broker_listener,

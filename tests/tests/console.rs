@@ -125,14 +125,20 @@ async fn the_admin_token_signs_in_and_a_wrong_one_is_refused_and_counted() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let csp = resp
         .headers()
         .get("content-security-policy")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'none'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'none'"),
+        "{csp}"
+    );
     assert_eq!(
         resp.headers().get("x-frame-options").map(|v| v.as_bytes()),
         Some(&b"DENY"[..])
@@ -203,7 +209,10 @@ async fn a_connection_the_api_refuses_is_shown_again_with_the_error_next_to_its_
         vec![
             ("csrf", csrf.clone()),
             ("name", "acme".to_owned()),
-            ("authorizationURL", "https://acme.example/authorize".to_owned()),
+            (
+                "authorizationURL",
+                "https://acme.example/authorize".to_owned(),
+            ),
             ("tokenURL", token_url.to_owned()),
             ("scope", "openid".to_owned()),
             ("client_id", "cid".to_owned()),
@@ -212,7 +221,8 @@ async fn a_connection_the_api_refuses_is_shown_again_with_the_error_next_to_its_
             ("script", script.to_owned()),
         ]
     };
-    let good_script = "function (accessToken, context, callback) {\n  callback(null, { user_id: '1' });\n}";
+    let good_script =
+        "function (accessToken, context, callback) {\n  callback(null, { user_id: '1' });\n}";
     let req = b
         .http
         .post(format!("{}/admin/connections/new", tb.issuer))
@@ -220,7 +230,10 @@ async fn a_connection_the_api_refuses_is_shown_again_with_the_error_next_to_its_
     let (status, _, body) = b.send(req).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("id=\"tokenURL-error\""), "{body}");
-    assert!(body.contains("value=\"https://acme.example/authorize\""), "kept: {body}");
+    assert!(
+        body.contains("value=\"https://acme.example/authorize\""),
+        "kept: {body}"
+    );
 
     let req = b
         .http
@@ -243,7 +256,13 @@ async fn a_connection_the_api_refuses_is_shown_again_with_the_error_next_to_its_
         .form(&fields("https://acme.example/token", good_script));
     let (status, location, body) = b.send(req).await;
     assert_eq!(status, 303, "{body}");
-    let (_, list) = admin_api(&tb.issuer, reqwest::Method::GET, "connections?name=acme", None).await;
+    let (_, list) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "connections?name=acme",
+        None,
+    )
+    .await;
     let id = list[0]["id"].as_str().expect("created");
     assert_eq!(location, Some(format!("/admin/connections/{id}")));
 }
@@ -327,9 +346,7 @@ async fn a_callback_whose_state_is_not_this_browsers_is_refused() {
         ))
         .await;
     let authorize = to_authorize.expect("to /authorize");
-    let callback = attacker
-        .to_callback(tb.provider.origin(), &authorize)
-        .await;
+    let callback = attacker.to_callback(tb.provider.origin(), &authorize).await;
     let (_, to_console, _) = attacker.get(&callback).await;
     let to_console = to_console.expect("to the console's callback");
     assert!(to_console.contains("/admin/callback"), "{to_console}");
@@ -352,9 +369,7 @@ async fn signing_out_ends_the_session_in_the_store() {
     assert_eq!((status, location.as_deref()), (303, Some("/admin/login")));
     // The old cookie, replayed, no longer opens anything.
     let mut replay = Browser::default();
-    replay
-        .cookies
-        .insert("wp_console".into(), session_cookie);
+    replay.cookies.insert("wp_console".into(), session_cookie);
     let (status, location, _) = replay
         .get(&format!("{}/admin/connections", tb.issuer))
         .await;
@@ -393,7 +408,13 @@ async fn the_console_tour_works_in_a_real_browser() {
         run.stdout, run.stderr
     );
     // What the browser did is in the store.
-    let (_, list) = admin_api(&tb.issuer, reqwest::Method::GET, "connections?name=browser-made", None).await;
+    let (_, list) = admin_api(
+        &tb.issuer,
+        reqwest::Method::GET,
+        "connections?name=browser-made",
+        None,
+    )
+    .await;
     let made = &list[0];
     assert_eq!(made["display_name"], "Made in a browser", "{list}");
     assert!(
@@ -402,5 +423,8 @@ async fn the_console_tour_works_in_a_real_browser() {
             .is_some_and(|apps| apps.iter().any(|a| a == "app")),
         "{made}"
     );
-    assert!(tb.broker_user(&new_user).await.is_some(), "the login made the user");
+    assert!(
+        tb.broker_user(&new_user).await.is_some(),
+        "the login made the user"
+    );
 }

@@ -702,7 +702,11 @@ impl BodyError {
 }
 
 /// Reads a whole body of at most `limit` bytes within `deadline`.
-pub(crate) async fn read_body<B>(body: B, limit: usize, deadline: Duration) -> Result<Bytes, BodyError>
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,

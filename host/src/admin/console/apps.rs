@@ -69,7 +69,15 @@ pub(super) async fn route(
             let path = format!("clients/{}/rotate-secret", path_segment(id));
             match req.api::<ApiClient>(ctx, Method::POST, &path, None).await {
                 Ok(client) => {
-                    show(req, ctx, id, client.client_secret, FieldErrors::default(), None).await
+                    show(
+                        req,
+                        ctx,
+                        id,
+                        client.client_secret,
+                        FieldErrors::default(),
+                        None,
+                    )
+                    .await
                 }
                 Err(f) => show(req, ctx, id, None, FieldErrors::general(f), None).await,
             }
@@ -92,7 +100,12 @@ async fn list(req: &Req<'_>, ctx: &Ctx, form: AppForm, errors: FieldErrors) -> R
         StatusCode::BAD_REQUEST
     };
     let (clients, errors) = match req
-        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100&include_totals=true", None)
+        .api::<ClientList>(
+            ctx,
+            Method::GET,
+            "clients?per_page=100&include_totals=true",
+            None,
+        )
         .await
     {
         Ok(list) => (list.clients, errors),

@@ -92,7 +92,7 @@ fn set_cookie(
         .to_string()
 }
 
-fn cookie<'a>(req: &'a Req<'_>, base: &str) -> Option<String> {
+fn cookie(req: &Req<'_>, base: &str) -> Option<String> {
     let name = cookie_name(req, base);
     req.headers
         .get_all(header::COOKIE)
@@ -153,11 +153,7 @@ pub(super) async fn token_sign_in(req: &Req<'_>) -> Response<Body> {
             )),
             StatusCode::TOO_MANY_REQUESTS,
         );
-        set_header(
-            &mut resp,
-            header::RETRY_AFTER,
-            &wait.seconds().to_string(),
-        );
+        set_header(&mut resp, header::RETRY_AFTER, &wait.seconds().to_string());
         return resp;
     }
     let token = req.form.get("token").unwrap_or("").trim();
@@ -406,7 +402,12 @@ async fn start_session(req: &Req<'_>, subject: &str) -> Response<Body> {
 pub(super) async fn signed_in(req: &Req<'_>) -> Option<Ctx> {
     let secret = cookie(req, CONSOLE_SESSION_COOKIE)?;
     let now = req.broker.clock.now();
-    let session = match req.broker.store.get_session(session_key(&secret), now).await {
+    let session = match req
+        .broker
+        .store
+        .get_session(session_key(&secret), now)
+        .await
+    {
         Ok(session) => session?,
         Err(e) => {
             tracing::error!(error = %e, "cannot read a console session");

@@ -203,7 +203,12 @@ const EXAMPLE_SCRIPT: &str = "function fetchUserProfile(accessToken, context, ca
 
 async fn list(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
     let list = req
-        .api::<ConnectionList>(ctx, Method::GET, "connections?per_page=100&include_totals=true", None)
+        .api::<ConnectionList>(
+            ctx,
+            Method::GET,
+            "connections?per_page=100&include_totals=true",
+            None,
+        )
         .await;
     let (connections, error) = match list {
         Ok(l) => (l.connections, None),
@@ -309,7 +314,10 @@ fn options_body(
         scope: f.scope.clone(),
         client_id: f.client_id.clone(),
         client_secret: (!secret.is_empty()).then(|| secret.to_owned()),
-        icon_url: clear((!f.icon_url.is_empty()).then(|| f.icon_url.clone()), editing),
+        icon_url: clear(
+            (!f.icon_url.is_empty()).then(|| f.icon_url.clone()),
+            editing,
+        ),
         mapper: clear(mapper_chosen.then(|| f.mapper.clone()), editing),
         scripts: clear(
             (!mapper_chosen).then(|| ApiScripts {
@@ -423,7 +431,12 @@ async fn connection_page(
         .api::<ApiConnection>(ctx, Method::GET, &path, None)
         .await?;
     let clients = req
-        .api::<ClientList>(ctx, Method::GET, "clients?per_page=100&include_totals=true", None)
+        .api::<ClientList>(
+            ctx,
+            Method::GET,
+            "clients?per_page=100&include_totals=true",
+            None,
+        )
         .await?
         .clients;
     let apps = clients
@@ -447,7 +460,12 @@ async fn connection_page(
         token_url: o.token_url.clone(),
         scope: o.scope.clone(),
         client_id: o.client_id.clone(),
-        profile: if o.mapper.is_some() { "mapper" } else { "script" }.into(),
+        profile: if o.mapper.is_some() {
+            "mapper"
+        } else {
+            "script"
+        }
+        .into(),
         mapper: o.mapper.clone().unwrap_or_default(),
         script: o
             .scripts
@@ -460,7 +478,10 @@ async fn connection_page(
     Ok(pages::ConnectionPage {
         l: ctx.layout("connections"),
         id: conn.id.clone(),
-        title: conn.display_name.clone().unwrap_or_else(|| conn.name.clone()),
+        title: conn
+            .display_name
+            .clone()
+            .unwrap_or_else(|| conn.name.clone()),
         strategy: conn.strategy.clone(),
         claims: o.mapper.is_none() && o.scripts.is_none(),
         form,
@@ -507,7 +528,10 @@ async fn set_clients(req: &Req<'_>, ctx: &Ctx, id: &str) -> Response<Body> {
         .collect();
     let body = serde_json::to_value(&changes).unwrap_or_default();
     let path = format!("connections/{}/clients", path_segment(id));
-    match req.api::<Value>(ctx, Method::PATCH, &path, Some(body)).await {
+    match req
+        .api::<Value>(ctx, Method::PATCH, &path, Some(body))
+        .await
+    {
         Ok(_) => redirect(&format!(
             "{PREFIX}/connections/{}#applications",
             path_segment(id)
@@ -525,7 +549,10 @@ async fn try_connection(req: &Req<'_>, ctx: &Ctx, id: &str) -> Response<Body> {
     })
     .unwrap_or_default();
     let path = format!("connections/{}/try", path_segment(id));
-    let tried = match req.api::<TryAnswer>(ctx, Method::POST, &path, Some(body)).await {
+    let tried = match req
+        .api::<TryAnswer>(ctx, Method::POST, &path, Some(body))
+        .await
+    {
         Ok(answer) => answer.into_result(),
         Err(f) => TryResult {
             error: Some(f.message),
@@ -667,10 +694,7 @@ mod tests {
             field_of("invalid connection: `a b` is not a valid connection name: use letters"),
             Some("name")
         );
-        assert_eq!(
-            field_of("connection `acme` already exists"),
-            Some("name")
-        );
+        assert_eq!(field_of("connection `acme` already exists"), Some("name"));
         assert_eq!(field_of("the store is unavailable"), None);
     }
 
@@ -684,9 +708,16 @@ mod tests {
         let body = serde_json::to_value(options_body(&form, "", None, true)).expect("json");
         assert_eq!(body["mapper"], "github");
         assert!(body["scripts"].is_null() && body.get("scripts").is_some());
-        assert!(body.get("client_secret").is_none(), "an empty secret is kept");
-        let created = serde_json::to_value(options_body(&form, "s3cret", None, false)).expect("json");
-        assert!(created.get("scripts").is_none(), "nothing to clear on create");
+        assert!(
+            body.get("client_secret").is_none(),
+            "an empty secret is kept"
+        );
+        let created =
+            serde_json::to_value(options_body(&form, "s3cret", None, false)).expect("json");
+        assert!(
+            created.get("scripts").is_none(),
+            "nothing to clear on create"
+        );
         assert_eq!(created["client_secret"], "s3cret");
     }
 }

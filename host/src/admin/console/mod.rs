@@ -419,7 +419,10 @@ mod tests {
     #[test]
     fn path_segments_keep_ids_readable_and_encode_separators() {
         assert_eq!(path_segment("con_Ab-1.x~y@2"), "con_Ab-1.x~y@2");
-        assert_eq!(path_segment("oauth2|a b/c?d#e"), "oauth2%7Ca%20b%2Fc%3Fd%23e");
+        assert_eq!(
+            path_segment("oauth2|a b/c?d#e"),
+            "oauth2%7Ca%20b%2Fc%3Fd%23e"
+        );
     }
 
     #[test]

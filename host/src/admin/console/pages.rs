@@ -248,7 +248,10 @@ mod tests {
         };
         let html = page.render().expect("renders");
         assert!(html.contains("id=\"tokenURL-error\""), "{html}");
-        assert!(html.contains("aria-describedby=\"tokenURL-error\""), "{html}");
+        assert!(
+            html.contains("aria-describedby=\"tokenURL-error\""),
+            "{html}"
+        );
         assert!(html.contains("name=\"csrf\" value=\"tok\""), "{html}");
     }
 }
