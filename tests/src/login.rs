@@ -208,6 +208,7 @@ impl TestBed {
             metrics_listen: None,
             log_retention_days: waypass::events::DEFAULT_LOG_RETENTION_DAYS,
             otlp_endpoint: None,
+            console: Default::default(),
         };
         customize(&mut connections, &mut config);
         config.connections = connections
@@ -247,18 +248,21 @@ impl TestBed {
         catalog.refresh().await.expect("the catalog loads");
         drop(staged);
         let clock = Arc::new(TestClock::starting_now());
-        let broker = Arc::new(Broker::new(BrokerParts {
-            issuer: config.issuer.clone(),
-            catalog,
-            runtime: RUNTIME.clone(),
-            store: store.clone(),
-            keys: KEYS.clone(),
-            clock: clock.clone(),
-            random: Arc::new(SystemRandomTokens::default()),
-            upstream: Upstream::default(),
-            admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
-            limits: config.limits.clone(),
-        }));
+        let broker = Arc::new(
+            Broker::new(BrokerParts {
+                issuer: config.issuer.clone(),
+                catalog,
+                runtime: RUNTIME.clone(),
+                store: store.clone(),
+                keys: KEYS.clone(),
+                clock: clock.clone(),
+                random: Arc::new(SystemRandomTokens::default()),
+                upstream: Upstream::default(),
+                admin_token: Some(SecretHash::of(ADMIN_TOKEN)),
+                limits: config.limits.clone(),
+            })
+            .with_console(config.console.clone()),
+        );
         // Traces only when the test asks (never from the environment).
         let broker = match &config.otlp_endpoint {
             Some(endpoint) => {

@@ -15,6 +15,7 @@ mod actions;
 mod branding;
 mod clients;
 mod connections;
+pub mod console;
 mod keys;
 pub mod listing;
 mod logs;
@@ -364,6 +365,27 @@ impl Caller {
     /// Whether the caller is the bootstrap admin token.
     pub fn is_admin(&self) -> bool {
         self.admin
+    }
+
+    /// The console's caller for a session signed in with the bootstrap
+    /// admin token: the admin, as the token is on the API.
+    pub(crate) fn console_admin_token() -> Self {
+        Self {
+            id: "admin".into(),
+            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+            admin: true,
+        }
+    }
+
+    /// The console's caller for a user given the console role: every
+    /// scope, but not the admin token's own power to grant admin-only
+    /// scopes (those stay with whoever holds the token).
+    pub(crate) fn console_user(user_id: &str) -> Self {
+        Self {
+            id: format!("console:{user_id}"),
+            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+            admin: false,
+        }
     }
 }
 

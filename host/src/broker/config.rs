@@ -123,6 +123,10 @@ pub struct Config {
     /// default (`OTEL_EXPORTER_OTLP_ENDPOINT` is used when this is unset).
     #[serde(default)]
     pub otlp_endpoint: Option<url::Url>,
+    /// The console at `/admin`: the app it signs in through and who may
+    /// (the admin token always may).
+    #[serde(default)]
+    pub console: crate::admin::console::ConsoleConfig,
 }
 
 fn default_log_retention_days() -> u32 {

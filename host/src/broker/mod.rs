@@ -171,6 +171,8 @@ pub struct Broker {
     backchannel: backchannel::Backchannel,
     /// Where logins' traces go, when traces are on.
     pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// Who may sign in to the console at `/admin`, and through which app.
+    pub(crate) console: crate::admin::console::ConsoleConfig,
 }
 
 impl Broker {
@@ -219,6 +221,17 @@ impl Broker {
     /// Where logins' traces go, if anywhere.
     pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
         self.telemetry.as_ref()
+    }
+
+            console: crate::admin::console::ConsoleConfig::default(),
+        }
+    }
+
+    /// Sets who may sign in to the console (`[console]` in the
+    /// configuration file).
+    pub fn with_console(mut self, console: crate::admin::console::ConsoleConfig) -> Self {
+        self.console = console;
+        self
     }
 
     /// Keeps log events `days` days (the sweep deletes older ones).
@@ -281,7 +294,7 @@ impl Broker {
     }
 
     /// Cookies get `Secure` (and the `__Host-` prefix) when the issuer is https.
-    fn secure_cookies(&self) -> bool {
+    pub(crate) fn secure_cookies(&self) -> bool {
         self.issuer_url.scheme() == "https"
     }
 

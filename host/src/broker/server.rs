@@ -211,6 +211,12 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
     if let Some(api_path) = parts.uri.path().strip_prefix("/api/v2/") {
         return api(broker, &parts, api_path, &query, body, from).await;
     }
+    let path = parts.uri.path();
+    if path == crate::admin::console::PREFIX
+        || path.starts_with(&format!("{}/", crate::admin::console::PREFIX))
+    {
+        return crate::admin::console::handle(broker, &parts, body, from).await;
+    }
     if let Some(connection) = parts
         .uri
         .path()
@@ -681,7 +687,7 @@ fn set_retry_after(resp: &mut Response<Body>, wait: RetryAfter) {
 
 /// Why a request body was not read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-enum BodyError {
+pub(crate) enum BodyError {
     #[error("the request body is over {0} bytes")]
     TooLarge(usize),
     #[error("the request body did not arrive within {} s", .0.as_secs())]
@@ -691,7 +697,7 @@ enum BodyError {
 }
 
 impl BodyError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
@@ -701,7 +707,11 @@ impl BodyError {
 }
 
 /// Reads a whole body of at most `limit` bytes within `deadline`.
-async fn read_body<B>(body: B, limit: usize, deadline: Duration) -> Result<Bytes, BodyError>
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,

@@ -71,7 +71,8 @@ impl Broker {
             limits: config.limits.clone(),
         })
         .with_config_defined(defined)
-        .with_log_retention_days(config.log_retention_days);
+        .with_log_retention_days(config.log_retention_days)
+        .with_console(config.console.clone());
         let broker = match crate::telemetry::Telemetry::from_config(config.otlp_endpoint.as_ref())?
         {
             Some(telemetry) => broker.with_telemetry(Arc::new(telemetry)),

@@ -39,6 +39,10 @@ pub(super) fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
             qs.provider.origin()
         );
         println!("  data directory:        {}", data_dir.display());
+        println!(
+            "  console:               {} (sign in as ada)",
+            qs.console_url
+        );
         println!();
         println!("Open {} and log in. Ctrl-C stops.", qs.app_url);
         super::serve::shutdown_signal().await;

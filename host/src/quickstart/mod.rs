@@ -23,6 +23,8 @@ use crate::secret::{Random, Secret, SystemRandomTokens};
 pub const APP_CLIENT_ID: &str = "quickstart-app";
 /// The connection's name.
 pub const CONNECTION: &str = "example-oauth2";
+/// The app the console at `/admin` signs in through (public, PKCE).
+pub const CONSOLE_CLIENT_ID: &str = "quickstart-console";
 /// Broker's client id at the development provider.
 const PROVIDER_CLIENT_ID: &str = "waypass";
 
@@ -67,6 +69,9 @@ pub struct Options {
 pub struct Quickstart {
     pub issuer: String,
     pub app_url: String,
+    /// The console: the development provider's account (ada) has the
+    /// console role.
+    pub console_url: String,
     pub provider: DevProviderHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -113,6 +118,7 @@ impl Quickstart {
         let app = demo_app::DemoApp::new(&issuer, &app_url, APP_CLIENT_ID, app_secret)?;
         tasks.push(tokio::spawn(app.serve(app_listener)));
         Ok(Self {
+            console_url: format!("{issuer}{}", crate::admin::console::PREFIX),
             issuer,
             app_url,
             provider,
@@ -168,33 +174,63 @@ fn config(
             name: mapper_name.into(),
             path: options.mapper.clone(),
         }],
-        clients: vec![ClientConfig {
-            client_id: APP_CLIENT_ID.into(),
-            name: Some("Quickstart demo app".into()),
-            client_type: ClientType::Confidential,
-            app_type: None,
-            token_endpoint_auth_method: None,
-            callbacks: vec![format!("{app_url}/callback")],
-            id_token_signed_response_alg: None,
-            client_secret: Some(app_secret.expose().to_owned()),
-            client_secret_env: None,
-            client_secret_file: None,
-            client_secret_sha256: None,
-            require_pkce: true,
-            grant_types: None,
-            allowed_logout_urls: Vec::new(),
-            oidc_logout: None,
-        }],
+        clients: vec![
+            ClientConfig {
+                client_id: APP_CLIENT_ID.into(),
+                name: Some("Quickstart demo app".into()),
+                client_type: ClientType::Confidential,
+                app_type: None,
+                token_endpoint_auth_method: None,
+                callbacks: vec![format!("{app_url}/callback")],
+                id_token_signed_response_alg: None,
+                client_secret: Some(app_secret.expose().to_owned()),
+                client_secret_env: None,
+                client_secret_file: None,
+                client_secret_sha256: None,
+                require_pkce: true,
+                grant_types: None,
+                allowed_logout_urls: Vec::new(),
+                oidc_logout: None,
+            },
+            ClientConfig {
+                client_id: CONSOLE_CLIENT_ID.into(),
+                name: Some("Waypass console".into()),
+                client_type: ClientType::Public,
+                app_type: None,
+                token_endpoint_auth_method: None,
+                callbacks: vec![format!(
+                    "{issuer}{}/callback",
+                    crate::admin::console::PREFIX
+                )],
+                id_token_signed_response_alg: None,
+                client_secret: None,
+                client_secret_env: None,
+                client_secret_file: None,
+                client_secret_sha256: None,
+                require_pkce: true,
+                grant_types: None,
+                allowed_logout_urls: Vec::new(),
+                oidc_logout: None,
+            },
+        ],
         connections: vec![ConnectionSpec {
             name: ConnectionName::parse(CONNECTION).map_err(anyhow::Error::msg)?,
             display_name: Some("Example OAuth2 (development provider)".into()),
-            enabled_clients: vec![APP_CLIENT_ID.into()],
+            enabled_clients: vec![APP_CLIENT_ID.into(), CONSOLE_CLIENT_ID.into()],
             options: options_json,
         }],
         limits: crate::broker::limits::Limits::default(),
         metrics_listen: None,
         log_retention_days: crate::events::DEFAULT_LOG_RETENTION_DAYS,
         otlp_endpoint: None,
+        // The development provider's account signs in to the console.
+        console: crate::admin::console::ConsoleConfig {
+            client_id: Some(CONSOLE_CLIENT_ID.into()),
+            admins: vec![format!(
+                "oauth2|{CONNECTION}|{}",
+                crate::dev_provider::default_user().uuid
+            )],
+        },
     })
 }
 

@@ -1,0 +1,166 @@
+// The console tour in a real browser (issue #15), run by
+// tests/tests/console.rs: sign in with the admin token, create a custom
+// connection through the form (an error first, shown by its field), enable
+// it for apps, try it, create an app (its secret shown once), sign out,
+// sign in through Waypass with the new connection, and see who is signed
+// in. With WAYPASS_SCREENSHOTS set, the main pages are saved there as PNGs.
+'use strict';
+const { chromium } = require('playwright-core');
+const path = require('path');
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const issuer = env('WAYPASS_ISSUER');
+const adminToken = env('WAYPASS_ADMIN_TOKEN');
+const provider = env('WAYPASS_PROVIDER');
+const newUser = env('WAYPASS_NEW_USER_ID');
+const shots = process.env.WAYPASS_SCREENSHOTS;
+
+function check(condition, what) {
+  if (!condition) throw new Error(`expected: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+async function shot(page, name) {
+  if (!shots) return;
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  console.log(`screenshot ${name}.png`);
+}
+
+async function fillProvider(page, tokenURL) {
+  await page.getByLabel('Connection Name').fill('browser-made');
+  await page.getByLabel('Display name').fill('Made in a browser');
+  await page.getByLabel('Authorization URL').fill(`${provider}/authorize`);
+  await page.getByLabel('Token URL').fill(tokenURL);
+  await page.getByLabel('Scope').fill('profile');
+  await page.getByLabel('Client ID').fill('waypass-at-devprov');
+  await page.getByLabel('Client Secret').fill('provider-secret');
+}
+
+let page;
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.WAYPASS_CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    page = await context.newPage();
+    const scriptErrors = [];
+    // What the pages' policy refused (an inline style or script would be):
+    // the pages must need nothing it forbids. Failed loads are expected
+    // (the test provider's icon host does not resolve, refusals are 4xx).
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) scriptErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => scriptErrors.push(String(e)));
+
+    // Signed out, the console sends the browser to its sign-in page.
+    await page.goto(`${issuer}/admin`);
+    check(page.url() === `${issuer}/admin/login`, 'an unauthenticated visit lands on the sign-in page');
+    await shot(page, 'login');
+
+    // The admin token, typed and submitted with the keyboard.
+    await page.getByLabel('Admin token').focus();
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${issuer}/admin/connections`);
+    check(await page.getByRole('heading', { name: 'Connections' }).isVisible(), 'signed in: the connections list');
+    await shot(page, 'connections');
+
+    // Create custom: a bad Token URL first, refused by the API and shown by the field.
+    await page.getByRole('link', { name: 'Create custom' }).click();
+    await page.waitForURL(`${issuer}/admin/connections/new`);
+    await fillProvider(page, 'not a url');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const tokenError = page.locator('#tokenURL-error');
+    check(await tokenError.isVisible(), 'the Token URL error is shown next to its field');
+    check((await page.getByLabel('Token URL').getAttribute('aria-invalid')) === 'true', 'the field is marked invalid');
+    await shot(page, 'connection-error');
+
+    // Fixed, with the registered mapper and its settings.
+    await fillProvider(page, `${provider}/token`);
+    await page.getByLabel('Registered mapper').check();
+    await page.getByLabel('Mapper', { exact: true }).selectOption('auth0-example');
+    await page.getByLabel('Mapper settings').fill(`userinfo_url=${provider}/userinfo`);
+    await page.getByLabel('Allow private networks').check();
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.waitForURL(/\/admin\/connections\/con_/);
+    const connectionUrl = page.url();
+    check(await page.getByRole('heading', { name: /Made in a browser/ }).isVisible(), 'the connection is created');
+
+    // Applications tab: enable it for the app and for the console's own app.
+    await page.locator('input[name=enabled][value=app]').check();
+    await page.locator('input[name=enabled][value=console]').check();
+    await page.getByRole('button', { name: 'Save applications' }).click();
+    await page.waitForURL(/#applications$/);
+    check(await page.locator('input[name=enabled][value=app]').isChecked(), 'enabled for the app');
+    await shot(page, 'connection');
+
+    // Try: a token the provider does not know; the panel shows the request and the error.
+    await page.getByLabel('Provider access token').fill('not-a-real-token');
+    await page.getByRole('button', { name: 'Run' }).click();
+    const result = page.locator('.result');
+    await result.waitFor();
+    const tried = await result.innerText();
+    check(tried.includes(`${provider}/userinfo`), 'the Try panel lists the request to the provider');
+    await result.scrollIntoViewIfNeeded();
+    await shot(page, 'try');
+
+    // Apps: create one; its secret is shown this once.
+    await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Applications' }).click();
+    await page.waitForURL(`${issuer}/admin/apps`);
+    await page.getByLabel('Name').fill('Browser app');
+    await page.getByLabel('Type').selectOption('regular_web');
+    await page.getByLabel('Allowed callback URLs').fill('https://browser-app.example/callback');
+    await page.getByRole('button', { name: 'Create' }).click();
+    check(await page.getByText('shown this once').isVisible(), 'the new secret is shown once');
+    check((await page.locator('#secret').inputValue()).length >= 32, 'the secret is there to copy');
+    await shot(page, 'app-created');
+    await page.goto(`${issuer}/admin/apps`);
+    check(await page.getByRole('link', { name: 'Browser app' }).isVisible(), 'the app is listed');
+    await shot(page, 'apps');
+
+    // Narrow screens: the same list, readable.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${issuer}/admin/connections`);
+    await shot(page, 'connections-mobile');
+    await page.setViewportSize({ width: 1200, height: 800 });
+
+    // Sign out, then in through Waypass with the new connection.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(`${issuer}/admin/login`);
+    await page.getByRole('link', { name: 'Sign in with Waypass' }).click();
+    await page.getByRole('link', { name: /Made in a browser/ }).click();
+    await page.waitForURL((u) => u.href.startsWith(provider));
+    await page.getByLabel('Username').fill('ada');
+    await page.getByLabel('Password').fill('lovelace');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.waitForURL(`${issuer}/admin/connections`);
+    const who = await page.locator('.who').innerText();
+    check(who === newUser, `signed in through the new connection as ${newUser}`);
+
+    // The old page still answers for the signed-in user.
+    await page.goto(connectionUrl);
+    check(await page.getByRole('heading', { name: /Made in a browser/ }).isVisible(), 'the connection page as that user');
+
+    check(scriptErrors.length === 0, `nothing refused by the pages' policy (${scriptErrors.join('; ')})`);
+  } catch (e) {
+    // Where it stopped, to read in the test's failure message.
+    if (page) {
+      console.error(`at ${page.url()}:`);
+      console.error(await page.locator('body').innerText().catch(() => '(no page)'));
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
