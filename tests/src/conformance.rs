@@ -7,7 +7,9 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
+pub(crate) mod sealed;
 pub(crate) mod sessions;
+pub use sealed::run_sealed;
 pub use sessions::*;
 
 use std::future::Future;

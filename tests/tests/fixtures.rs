@@ -189,11 +189,15 @@ fn jwks_kids(broker: &waypass::broker::Broker) -> Vec<String> {
         .collect()
 }
 
-/// What the store in `data` holds as the signing keys.
+/// What the store in `data` holds as the signing keys, opened with the
+/// secrets key the broker generated in `data`.
 async fn stored_keys(data: &Path) -> Option<String> {
     use waypass::store::Store as _;
-    SqliteStore::open(&data.join("waypass.db"))
-        .expect("the store opens")
+    let raw =
+        std::sync::Arc::new(SqliteStore::open(&data.join("waypass.db")).expect("the store opens"));
+    let key = std::fs::read_to_string(data.join("secrets.key")).expect("the generated key");
+    let keys = waypass::store::crypt::Keyring::parse(&key).expect("a valid key");
+    waypass::store::SealedStore::new(raw, std::sync::Arc::new(keys))
         .signing_keys()
         .await
         .expect("the store answers")

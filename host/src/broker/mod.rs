@@ -22,9 +22,11 @@ pub mod pages;
 mod refresh;
 pub mod revoke;
 pub mod rotation;
+pub mod secrets_key;
 pub mod server;
 pub mod session;
 mod startup;
+pub use startup::open_sealed_store;
 pub mod tls;
 mod token;
 

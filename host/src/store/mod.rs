@@ -30,9 +30,11 @@
 //! entries are never returned, and [`Store::sweep_expired`] (run on a timer
 //! by the server) deletes them.
 
+pub mod crypt;
 mod memory;
 mod postgres;
 mod records;
+mod sealed;
 mod sessions;
 mod sqlite;
 mod stored;
@@ -43,6 +45,7 @@ pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
     StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredScope, StoredScripts,
 };
+pub use sealed::{Resealed, SealedStore};
 pub use sessions::{
     RefreshGrant, RefreshLookup, Rotation, Session, SessionLogin, SessionStore, SweptSessions,
 };
