@@ -9,7 +9,7 @@
 
 pub(crate) mod sealed;
 pub(crate) mod sessions;
-pub use sealed::run_sealed;
+pub use sealed::{run_sealed, the_providers_tokens_are_kept_per_identity};
 pub use sessions::*;
 
 use std::future::Future;
@@ -125,6 +125,7 @@ where
         access_tokens_are_deleted_by_token_user_and_family,
         sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
         resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
+        the_providers_tokens_are_kept_per_identity,
     );
 }
 

@@ -36,8 +36,11 @@ pub const READ_METRICS: &str = "read:metrics";
 /// Reads `/api/v2/logs` (Auth0's scope).
 pub const READ_LOGS: &str = "read:logs";
 
+/// Reads the provider's tokens in users' `identities` (Auth0's scope).
+pub const READ_USER_IDP_TOKENS: &str = "read:user_idp_tokens";
+
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 23] = [
+pub const SCOPES: [&str; 24] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -61,6 +64,7 @@ pub const SCOPES: [&str; 23] = [
     "write:refresh_tokens",
     "read:resource_servers",
     "write:resource_servers",
+    READ_USER_IDP_TOKENS,
 ];
 
 /// Lets a connection written through the API reach private networks

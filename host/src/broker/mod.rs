@@ -14,6 +14,7 @@ pub mod profile_sync;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;
 mod events;
+mod idp_tokens;
 pub mod issue;
 pub mod limits;
 pub mod logout;

@@ -31,6 +31,7 @@
 //! by the server) deletes them.
 
 pub mod crypt;
+mod idp_tokens;
 mod memory;
 mod postgres;
 mod records;
@@ -39,6 +40,7 @@ mod sessions;
 mod sqlite;
 mod stored;
 
+pub use idp_tokens::{IdpTokenStore, IdpTokens};
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
@@ -363,7 +365,7 @@ impl LogQuery {
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
 #[async_trait]
-pub trait Store: SessionStore + Send + Sync {
+pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
     // ---- short-lived, single-use state ----
 
     /// Stores a login transaction, unless `max_live` unexpired ones (at

@@ -106,6 +106,7 @@ use tokio_postgres::{Client as PgClient, NoTls, Row, Socket, Statement};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod idp_tokens;
 mod sessions;
 
 /// Connections per instance. A login holds one for a single statement at
@@ -301,6 +302,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 6: sessions, refresh tokens and their families, APIs (issue #11).
     sessions::MIGRATION,
+    // 7: the provider's tokens per identity (issue #12 §7), sealed.
+    idp_tokens::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.

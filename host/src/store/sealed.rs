@@ -7,7 +7,8 @@
 //! Sealed here, each bound to its place (table, row id, field):
 //! connections' `options.client_secret`, Actions' secret values, the
 //! broker's signing-key document, each connection's `private_key_jwt` key
-//! document, and the provider's tokens kept per identity.
+//! document, and the provider's tokens kept per identity (`access_token`,
+//! `refresh_token`).
 //!
 //! A value read in the clear (written by an older schema, before secrets
 //! were sealed) is returned as it is; [`SealedStore::rotate`] (`waypass
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::crypt::{CryptError, Keyring, Place};
+use super::{IdpTokenStore, IdpTokens};
 use crate::mapper::Profile;
 use crate::secret::SecretHash;
 use crate::store::{
@@ -218,6 +220,7 @@ impl SealedStore {
                 done.connection_keys += 1;
             }
         }
+        done.idp_tokens = self.rotate_idp_tokens().await?;
         Ok(done)
     }
 }
@@ -647,5 +650,132 @@ impl crate::store::SessionStore for SealedStore {
     }
     async fn sweep_sessions(&self, now: u64) -> Result<SweptSessions, StoreError> {
         self.inner.sweep_sessions(now).await
+    }
+}
+
+const IDP_TOKENS: &str = "idp_tokens";
+const ACCESS_TOKEN: &str = "access_token";
+const REFRESH_TOKEN: &str = "refresh_token";
+
+/// The row id in a provider token's place: the connection id, which never
+/// holds a `|` (`con_` and a name or a random suffix), then the provider's
+/// user id.
+fn identity_id(t: &IdpTokens) -> String {
+    format!("{}|{}", t.connection_id, t.provider_user_id)
+}
+
+impl SealedStore {
+    fn map_idp_tokens(
+        &self,
+        t: &IdpTokens,
+        f: impl Fn(Place<'_>, &str) -> Result<String, CryptError>,
+    ) -> Result<IdpTokens, StoreError> {
+        let id = identity_id(t);
+        let place = |field| Place {
+            table: IDP_TOKENS,
+            id: &id,
+            field,
+        };
+        Ok(IdpTokens {
+            access_token: f(place(ACCESS_TOKEN), &t.access_token)?,
+            refresh_token: t
+                .refresh_token
+                .as_deref()
+                .map(|r| f(place(REFRESH_TOKEN), r))
+                .transpose()?,
+            ..t.clone()
+        })
+    }
+
+    fn seal_idp_tokens(&self, t: &IdpTokens) -> Result<IdpTokens, StoreError> {
+        self.map_idp_tokens(t, |place, clear| self.keys.seal(place, clear))
+    }
+
+    fn open_idp_tokens(&self, t: &IdpTokens) -> Result<IdpTokens, StoreError> {
+        self.map_idp_tokens(t, |place, stored| {
+            self.keys.open(place, stored).map(|o| o.into_clear())
+        })
+    }
+
+    /// Reseals every identity's tokens not under the active key, each by
+    /// compare-and-swap (a login storing newer tokens meanwhile wins);
+    /// how many.
+    async fn rotate_idp_tokens(&self) -> Result<u64, StoreError> {
+        let mut resealed = 0;
+        for stored in self.inner.all_idp_tokens().await? {
+            let current = self.keys.is_current(&stored.access_token)
+                && stored
+                    .refresh_token
+                    .as_deref()
+                    .is_none_or(|r| self.keys.is_current(r));
+            if current {
+                continue;
+            }
+            let next = self.seal_idp_tokens(&self.open_idp_tokens(&stored)?)?;
+            if self.inner.replace_idp_tokens(&stored, &next).await? {
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
+    }
+}
+
+#[async_trait]
+impl IdpTokenStore for SealedStore {
+    async fn put_idp_tokens(&self, tokens: &IdpTokens) -> Result<(), StoreError> {
+        self.inner
+            .put_idp_tokens(&self.seal_idp_tokens(tokens)?)
+            .await
+    }
+    async fn idp_tokens(
+        &self,
+        connection_id: &str,
+        provider_user_id: &str,
+    ) -> Result<Option<IdpTokens>, StoreError> {
+        match self
+            .inner
+            .idp_tokens(connection_id, provider_user_id)
+            .await?
+        {
+            Some(t) => Ok(Some(self.open_idp_tokens(&t)?)),
+            None => Ok(None),
+        }
+    }
+    async fn all_idp_tokens(&self) -> Result<Vec<IdpTokens>, StoreError> {
+        self.inner
+            .all_idp_tokens()
+            .await?
+            .iter()
+            .map(|t| self.open_idp_tokens(t))
+            .collect()
+    }
+    async fn replace_idp_tokens(
+        &self,
+        current: &IdpTokens,
+        next: &IdpTokens,
+    ) -> Result<bool, StoreError> {
+        // Compared in the clear here, swapped on the stored row below.
+        let Some(stored) = self
+            .inner
+            .idp_tokens(&current.connection_id, &current.provider_user_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        if self.open_idp_tokens(&stored)? != *current {
+            return Ok(false);
+        }
+        self.inner
+            .replace_idp_tokens(&stored, &self.seal_idp_tokens(next)?)
+            .await
+    }
+    async fn delete_idp_tokens(
+        &self,
+        connection_id: &str,
+        provider_user_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .delete_idp_tokens(connection_id, provider_user_id)
+            .await
     }
 }

@@ -74,6 +74,7 @@ use serde::{Deserialize, Serialize};
 use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
+mod idp_tokens;
 mod sessions;
 
 /// How often an instance checks the catalog version, the only way one
@@ -272,6 +273,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 6: sessions, refresh tokens and their families, APIs (issue #11).
     sessions::MIGRATION,
+    // 7: the provider's tokens per identity (issue #12 §7), sealed.
+    idp_tokens::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.

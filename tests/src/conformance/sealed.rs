@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use waypass::store::crypt::{Keyring, is_sealed};
-use waypass::store::{Resealed, SealedStore, Store};
+use waypass::store::{IdpTokenStore as _, IdpTokens, Resealed, SealedStore, Store};
 
 use super::{NOW, action, connection};
 use crate::secrets::{OTHER_SECRETS_KEY, SECRETS_KEY};
@@ -40,6 +40,7 @@ where
         a_sealed_secret_moved_to_another_row_does_not_open,
         a_store_sealed_under_a_key_not_given_is_refused_naming_that_key,
         rotating_reseals_everything_so_the_new_key_alone_reads_it,
+        the_providers_tokens_are_sealed_bound_to_their_identity_and_resealed,
     );
 }
 
@@ -263,5 +264,158 @@ pub async fn rotating_reseals_everything_so_the_new_key_alone_reads_it(raw: Arc<
     assert_eq!(
         sealed.signing_keys().await.expect("keys").as_deref(),
         Some(SIGNING_DOCUMENT)
+    );
+}
+
+fn idp_tokens(connection_id: &str, user: &str, access: &str) -> IdpTokens {
+    IdpTokens {
+        connection_id: connection_id.into(),
+        provider_user_id: user.into(),
+        access_token: access.into(),
+        refresh_token: Some(format!("refresh-of-{access}")),
+        expires_at: Some(NOW + 3600),
+        updated_at: NOW,
+    }
+}
+
+/// Every backend, unsealed: the provider's tokens are kept per identity,
+/// replaced by a later login, swapped only over what was read, deleted.
+pub async fn the_providers_tokens_are_kept_per_identity(store: &dyn Store) {
+    assert_eq!(store.idp_tokens("con_a", "u1").await.expect("read"), None);
+    let first = idp_tokens("con_a", "u1", "at-1");
+    store.put_idp_tokens(&first).await.expect("put");
+    let mut other = idp_tokens("con_b", "u1", "at-other");
+    other.refresh_token = None;
+    other.expires_at = None;
+    store.put_idp_tokens(&other).await.expect("put");
+    assert_eq!(
+        store.idp_tokens("con_a", "u1").await.expect("read"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.idp_tokens("con_b", "u1").await.expect("read"),
+        Some(other.clone()),
+        "the same provider id on another connection is another identity"
+    );
+
+    let second = IdpTokens {
+        updated_at: NOW + 10,
+        ..idp_tokens("con_a", "u1", "at-2")
+    };
+    store.put_idp_tokens(&second).await.expect("a later login");
+    assert_eq!(
+        store.idp_tokens("con_a", "u1").await.expect("read"),
+        Some(second.clone())
+    );
+    assert!(
+        !store
+            .replace_idp_tokens(&first, &idp_tokens("con_a", "u1", "at-stale"))
+            .await
+            .expect("swap"),
+        "not over tokens replaced meanwhile"
+    );
+    let third = idp_tokens("con_a", "u1", "at-3");
+    assert!(
+        store
+            .replace_idp_tokens(&second, &third)
+            .await
+            .expect("swap")
+    );
+    let mut no_refresh = third.clone();
+    no_refresh.refresh_token = None;
+    assert!(
+        store
+            .replace_idp_tokens(&third, &no_refresh)
+            .await
+            .expect("swap")
+            && store
+                .replace_idp_tokens(&no_refresh, &third)
+                .await
+                .expect("swap"),
+        "an absent refresh token compares as absent"
+    );
+    assert_eq!(
+        store.all_idp_tokens().await.expect("list"),
+        vec![third, other],
+        "listed by connection then user"
+    );
+    assert!(
+        store
+            .delete_idp_tokens("con_a", "u1")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_idp_tokens("con_a", "u1")
+            .await
+            .expect("delete")
+    );
+    assert_eq!(store.idp_tokens("con_a", "u1").await.expect("read"), None);
+}
+
+pub async fn the_providers_tokens_are_sealed_bound_to_their_identity_and_resealed(
+    raw: Arc<dyn Store>,
+) {
+    let sealed = SealedStore::new(raw.clone(), keys(SECRETS_KEY));
+    sealed
+        .put_idp_tokens(&idp_tokens("con_a", "u1", "provider-access-1"))
+        .await
+        .expect("put");
+    sealed
+        .put_idp_tokens(&idp_tokens("con_a", "u2", "provider-access-2"))
+        .await
+        .expect("put");
+    let stored = raw.all_idp_tokens().await.expect("raw list");
+    for t in &stored {
+        assert!(is_sealed(&t.access_token), "{t:?}");
+        assert!(!t.access_token.contains("provider-access"));
+        let refresh = t.refresh_token.as_deref().expect("a refresh token");
+        assert!(is_sealed(refresh) && !refresh.contains("provider-access"));
+    }
+    assert_eq!(
+        sealed
+            .idp_tokens("con_a", "u1")
+            .await
+            .expect("read")
+            .map(|t| t.access_token),
+        Some("provider-access-1".into())
+    );
+
+    // u1's sealed access token copied into u2's row does not open.
+    let mut moved = stored[1].clone();
+    moved.access_token = stored[0].access_token.clone();
+    raw.put_idp_tokens(&moved).await.expect("raw write");
+    assert!(sealed.idp_tokens("con_a", "u2").await.is_err());
+    // Nor an access token moved into the refresh token's field.
+    let mut swapped = stored[0].clone();
+    swapped.refresh_token = Some(stored[0].access_token.clone());
+    raw.put_idp_tokens(&swapped).await.expect("raw write");
+    assert!(sealed.idp_tokens("con_a", "u1").await.is_err());
+
+    sealed
+        .put_idp_tokens(&idp_tokens("con_a", "u1", "provider-access-1"))
+        .await
+        .expect("put");
+    sealed
+        .put_idp_tokens(&idp_tokens("con_a", "u2", "provider-access-2"))
+        .await
+        .expect("put");
+    let rotated = SealedStore::new(
+        raw.clone(),
+        keys(&format!("{OTHER_SECRETS_KEY},{SECRETS_KEY}")),
+    )
+    .rotate()
+    .await
+    .expect("rotate");
+    assert_eq!(rotated.idp_tokens, 2);
+    let new_only = SealedStore::new(raw, keys(OTHER_SECRETS_KEY));
+    assert_eq!(
+        new_only
+            .idp_tokens("con_a", "u2")
+            .await
+            .expect("the new key alone reads it")
+            .map(|t| t.access_token),
+        Some("provider-access-2".into())
     );
 }
