@@ -8,8 +8,10 @@
 //! Times are fixed values (the trait takes `now`), never the clock.
 
 pub(crate) mod branding;
+pub(crate) mod sealed;
 pub(crate) mod sessions;
 pub use branding::*;
+pub use sealed::{run_sealed, the_providers_tokens_are_kept_per_identity};
 pub use sessions::*;
 
 use std::future::Future;
@@ -126,6 +128,7 @@ where
         sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
         resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
         branding_settings_and_template_are_kept_apart_and_each_write_bumps_the_catalog,
+        the_providers_tokens_are_kept_per_identity,
     );
 }
 

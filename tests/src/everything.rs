@@ -472,3 +472,116 @@ pub async fn check_the_catalog_version_moves(store: &dyn Store) {
         "a catalog write bumps the version"
     );
 }
+
+// ---- schema 7: secrets sealed, the provider's tokens ----
+
+/// The provider's tokens of the fixture user's identity (schema 7).
+pub fn idp_tokens() -> waypass::store::IdpTokens {
+    waypass::store::IdpTokens {
+        connection_id: connection().id,
+        provider_user_id: "42".into(),
+        access_token: "provider-access-fixture".into(),
+        refresh_token: Some("provider-refresh-fixture".into()),
+        expires_at: Some(NOW + 3600),
+        updated_at: NOW - 3,
+    }
+}
+
+/// The store as schema 7 code reads it: its secrets sealed under
+/// [`crate::secrets::SECRETS_KEY`].
+pub fn sealed(raw: std::sync::Arc<dyn Store>) -> waypass::store::SealedStore {
+    let keys = waypass::store::crypt::Keyring::parse(crate::secrets::SECRETS_KEY).expect("a key");
+    waypass::store::SealedStore::new(raw, std::sync::Arc::new(keys))
+}
+
+/// Schema 7 on top of [`write`]: the identity's provider tokens, and every
+/// secret [`write`] stored sealed (as schema 7 code stores them).
+pub async fn write_schema_7(raw: std::sync::Arc<dyn Store>) {
+    use waypass::store::IdpTokenStore as _;
+    let store = sealed(raw);
+    store
+        .put_idp_tokens(&idp_tokens())
+        .await
+        .expect("the provider's tokens");
+    let resealed = store.rotate().await.expect("seal");
+    assert_eq!(
+        (
+            resealed.connections,
+            resealed.actions,
+            resealed.signing_keys,
+            resealed.connection_keys
+        ),
+        (1, 1, 1, 1),
+        "every secret sealed: {resealed:?}"
+    );
+}
+
+/// Every secret value `raw` holds (connections', Actions', key documents,
+/// the provider's tokens), as stored.
+pub async fn stored_secrets(raw: &dyn Store) -> Vec<String> {
+    let mut values = Vec::new();
+    for c in raw.connections().await.expect("connections") {
+        values.extend(c.spec.options.client_secret);
+        values.extend(raw.connection_keys(&c.id).await.expect("connection keys"));
+    }
+    for a in raw.actions().await.expect("actions") {
+        values.extend(a.action.secrets.into_iter().map(|s| s.value));
+    }
+    values.extend(raw.signing_keys().await.expect("signing keys"));
+    for t in raw.all_idp_tokens().await.expect("tokens") {
+        values.push(t.access_token);
+        values.extend(t.refresh_token);
+    }
+    values
+}
+
+/// Reads back what [`write_schema_7`] wrote, through [`sealed`]: every
+/// stored secret is sealed, and opens.
+pub async fn check_schema_7(raw: std::sync::Arc<dyn Store>) {
+    use waypass::store::IdpTokenStore as _;
+    let secrets = stored_secrets(&*raw).await;
+    assert_eq!(secrets.len(), 6, "{secrets:?}");
+    assert!(
+        secrets.iter().all(|s| waypass::store::crypt::is_sealed(s)),
+        "every secret sealed"
+    );
+    let store = sealed(raw);
+    store.verify().await.expect("opens with the fixture's key");
+    assert_eq!(
+        store.idp_tokens("con_fixture1", "42").await,
+        Ok(Some(idp_tokens())),
+        "the provider's tokens"
+    );
+}
+
+/// A store of schema 6 or older keeps its secrets in the clear: read as
+/// they are through [`sealed`], then sealed by `rotate-key`, after which
+/// they open to what they were.
+pub async fn check_clear_secrets_are_read_then_sealed_by_rotation(raw: std::sync::Arc<dyn Store>) {
+    let before = stored_secrets(&*raw).await;
+    assert!(
+        !before.is_empty() && before.iter().all(|s| !waypass::store::crypt::is_sealed(s)),
+        "an older schema's secrets are clear: {before:?}"
+    );
+    let store = sealed(raw.clone());
+    store
+        .verify()
+        .await
+        .expect("clear secrets read as they are");
+    let resealed = store.rotate().await.expect("rotate-key");
+    assert!(
+        resealed.connections >= 1 && resealed.signing_keys == 1,
+        "{resealed:?}"
+    );
+    let after = stored_secrets(&*raw).await;
+    assert_eq!(after.len(), before.len());
+    assert!(
+        after.iter().all(|s| waypass::store::crypt::is_sealed(s)),
+        "{after:?}"
+    );
+    assert_eq!(
+        stored_secrets(&store).await,
+        before,
+        "and open to what they were"
+    );
+}

@@ -9,6 +9,7 @@ pub mod everything;
 pub mod gate;
 pub mod login;
 pub mod postgres;
+pub mod secrets;
 pub mod stub;
 
 /// Paths of the guest components built for these tests.

@@ -187,6 +187,7 @@ impl TestBed {
             data_dir: std::env::temp_dir(),
             database_url: None,
             admin_token_file: None,
+            secrets_key_file: None,
             tls_cert: None,
             tls_key: None,
             mappers_dir: None,

@@ -19,16 +19,17 @@
 //! as usual.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use waypass::store::{PostgresStore, SqliteStore};
+use waypass::store::{PostgresStore, SqliteStore, Store};
 use waypass_tests::everything;
 use waypass_tests::postgres::{TestDatabase, server};
 
 /// The schema versions whose fixtures exist: 1 (the first), 2 (the
 /// catalog version and leases, issue #10), 6 (connection keys, Actions and
 /// users' metadata, log events, sessions/refresh tokens/APIs: 3 to 5 were
-/// never released apart).
-const FIXTURE_VERSIONS: [u32; 3] = [1, 2, 6];
+/// never released apart), 7 (secrets sealed, the provider's tokens).
+const FIXTURE_VERSIONS: [u32; 4] = [1, 2, 6, 7];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,6 +57,16 @@ async fn a_sqlite_database_of_schema_6_opens_with_everything_in_it() {
     sqlite_fixture_opens(FIXTURE_VERSIONS[2]).await;
 }
 
+#[tokio::test]
+async fn a_sqlite_database_of_schema_7_opens_with_everything_in_it() {
+    sqlite_fixture_opens(FIXTURE_VERSIONS[3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_7_opens_with_everything_in_it() {
+    postgres_fixture_opens(FIXTURE_VERSIONS[3]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_database_of_schema_6_opens_with_everything_in_it() {
     postgres_fixture_opens(FIXTURE_VERSIONS[2]).await;
@@ -75,8 +86,9 @@ async fn sqlite_fixture_opens(version: u32) {
     let path = fixture(&format!("sqlite-schema-{version}.db"));
     if writing() && SqliteStore::SCHEMA_VERSION == version {
         let _ = std::fs::remove_file(&path);
-        let store = SqliteStore::open(&path).expect("a new fixture");
-        everything::write(&store).await;
+        let store = Arc::new(SqliteStore::open(&path).expect("a new fixture"));
+        everything::write(&*store).await;
+        everything::write_schema_7(store.clone()).await;
         // Closing checkpoints the WAL into the file.
         drop(store);
     }
@@ -84,18 +96,31 @@ async fn sqlite_fixture_opens(version: u32) {
     let copy = dir.path().join("waypass.db");
     std::fs::copy(&path, &copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
-    let store = SqliteStore::open(&copy).expect("today's code opens it");
+    let raw = Arc::new(SqliteStore::open(&copy).expect("today's code opens it"));
     assert_eq!(
-        store.schema_version(),
+        raw.schema_version(),
         Ok(SqliteStore::SCHEMA_VERSION),
         "and migrates it to the current schema"
     );
+    check_everything(raw, version).await;
+}
+
+/// Reads everything back through the sealing layer, as a broker does:
+/// the secrets of a fixture of schema 7 are sealed, an older one's clear
+/// until `rotate-key` seals them.
+async fn check_everything(raw: Arc<dyn Store>, version: u32) {
+    let store = everything::sealed(raw.clone());
     everything::check(&store).await;
     if version >= 2 {
         everything::check_schema_2(&store).await;
     }
     if version >= 6 {
         everything::check_schema_6(&store).await;
+    }
+    if version >= 7 {
+        everything::check_schema_7(raw).await;
+    } else {
+        everything::check_clear_secrets_are_read_then_sealed_by_rotation(raw).await;
     }
     everything::check_the_catalog_version_moves(&store).await;
 }
@@ -107,7 +132,9 @@ async fn postgres_fixture_opens(version: u32) {
     let path = fixture(&format!("postgres-schema-{version}.sql"));
     if writing() && PostgresStore::SCHEMA_VERSION == version {
         let source = TestDatabase::create(&server).await;
-        everything::write(&source.open().await).await;
+        let store: Arc<dyn Store> = Arc::new(source.open().await);
+        everything::write(&*store).await;
+        everything::write_schema_7(store).await;
         let dump = std::process::Command::new("pg_dump")
             .args(["--inserts", "--no-owner", "--no-privileges", "--dbname"])
             .arg(source.url.expose())
@@ -136,14 +163,7 @@ async fn postgres_fixture_opens(version: u32) {
         Ok(PostgresStore::SCHEMA_VERSION),
         "today's code opens it and migrates it to the current schema"
     );
-    everything::check(&store).await;
-    if version >= 2 {
-        everything::check_schema_2(&store).await;
-    }
-    if version >= 6 {
-        everything::check_schema_6(&store).await;
-    }
-    everything::check_the_catalog_version_moves(&store).await;
+    check_everything(Arc::new(store), version).await;
 }
 
 /// SQL without psql's backslash commands (`\restrict`, `\connect`): the
@@ -189,11 +209,15 @@ fn jwks_kids(broker: &waypass::broker::Broker) -> Vec<String> {
         .collect()
 }
 
-/// What the store in `data` holds as the signing keys.
+/// What the store in `data` holds as the signing keys, opened with the
+/// secrets key the broker generated in `data`.
 async fn stored_keys(data: &Path) -> Option<String> {
     use waypass::store::Store as _;
-    SqliteStore::open(&data.join("waypass.db"))
-        .expect("the store opens")
+    let raw =
+        std::sync::Arc::new(SqliteStore::open(&data.join("waypass.db")).expect("the store opens"));
+    let key = std::fs::read_to_string(data.join("secrets.key")).expect("the generated key");
+    let keys = waypass::store::crypt::Keyring::parse(&key).expect("a valid key");
+    waypass::store::SealedStore::new(raw, std::sync::Arc::new(keys))
         .signing_keys()
         .await
         .expect("the store answers")

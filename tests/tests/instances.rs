@@ -19,6 +19,7 @@ use waypass_tests::login::{
     http_client, put_mapper,
 };
 use waypass_tests::postgres::{TestDatabase, server};
+use waypass_tests::secrets::SECRETS_KEY;
 
 /// How long a test waits for a change to reach another instance before it
 /// fails: far beyond the bounds (1 s on SQLite, 100 ms on PostgreSQL), so
@@ -43,6 +44,8 @@ impl Drop for Instance {
 fn config(dir: &std::path::Path, data: &str, provider: &str, database: Option<&str>) -> Config {
     let path = dir.join(format!("{data}.toml"));
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).expect("token file");
+    // Instances sharing a database share the key sealing its secrets.
+    std::fs::write(dir.join("secrets.key"), SECRETS_KEY).expect("key file");
     let database = database
         .map(|url| format!("database_url = \"{url}\"\n"))
         .unwrap_or_default();
@@ -53,6 +56,7 @@ fn config(dir: &std::path::Path, data: &str, provider: &str, database: Option<&s
 issuer = "http://login.test"
 data_dir = "{data}"
 admin_token_file = "admin-token"
+secrets_key_file = "secrets.key"
 {database}
 [[mappers]]
 name = "seed"

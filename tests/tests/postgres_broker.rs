@@ -12,10 +12,13 @@ use waypass_tests::login::{
     APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, http_client, redeem,
 };
 use waypass_tests::postgres::{TestDatabase, server};
+use waypass_tests::secrets::SECRETS_KEY;
 
 /// A configuration naming `database` and its own data directory under `dir`.
 fn config(dir: &std::path::Path, data: &str, issuer: &str, origin: &str, database: &str) -> Config {
     let path = dir.join(format!("{data}.toml"));
+    // Instances sharing a database share the key sealing its secrets.
+    std::fs::write(dir.join("secrets.key"), SECRETS_KEY).expect("key file");
     std::fs::write(
         &path,
         format!(
@@ -23,6 +26,7 @@ fn config(dir: &std::path::Path, data: &str, issuer: &str, origin: &str, databas
 issuer = "{issuer}"
 data_dir = "{data}"
 database_url = "{database}"
+secrets_key_file = "secrets.key"
 [[mappers]]
 name = "seed"
 path = {mapper:?}

@@ -3,14 +3,17 @@
 //! two processes on one file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use waypass::secret::{Secret, SecretHash};
+use waypass::store::crypt::Keyring;
 use waypass::store::{
-    AccessGrant, AuthorizationGrant, LoginTransaction, MemoryStore, PutTransaction, SqliteStore,
-    Store, StoreError, StoredClient, StoredConnection, TakeTransaction,
+    AccessGrant, AuthorizationGrant, LoginTransaction, MemoryStore, PutTransaction, SealedStore,
+    SqliteStore, Store, StoreError, StoredClient, StoredConnection, TakeTransaction,
 };
 use waypass_tests::conformance::{self, NOW, race};
+use waypass_tests::secrets::SECRETS_KEY;
 
 /// Offset of the "user version" in a SQLite file's header, where the schema
 /// version is kept (<https://www.sqlite.org/fileformat2.html#user_version_number>).
@@ -38,6 +41,35 @@ async fn the_sqlite_store_conforms() {
             .path()
             .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
         async move { Box::new(open(&path)) as Box<dyn Store> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_memory_store_seals_its_secrets_as_every_backend_does() {
+    conformance::run_sealed(|| async { Box::new(MemoryStore::default()) as Box<dyn Store> }).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_seals_its_secrets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let n = AtomicUsize::new(0);
+    conformance::run_sealed(|| {
+        let path = dir
+            .path()
+            .join(format!("sealed-{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        async move { Box::new(open(&path)) as Box<dyn Store> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sealed_memory_store_conforms() {
+    conformance::run_all(|| async {
+        Box::new(SealedStore::new(
+            Arc::new(MemoryStore::default()),
+            Arc::new(Keyring::parse(SECRETS_KEY).expect("key")),
+        )) as Box<dyn Store>
     })
     .await;
 }

@@ -58,6 +58,25 @@ async fn the_postgres_store_conforms() {
     TestDatabase::drop_together(databases.into_inner().unwrap_or_else(|p| p.into_inner()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_seals_its_secrets() {
+    let server = server_or_skip!();
+    let databases = Mutex::new(Vec::new());
+    let databases_ref = &databases;
+    let server = &server;
+    conformance::run_sealed(move || async move {
+        let database = TestDatabase::create(server).await;
+        let store = database.open().await;
+        databases_ref
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(database);
+        Box::new(store) as Box<dyn Store>
+    })
+    .await;
+    TestDatabase::drop_together(databases.into_inner().unwrap_or_else(|p| p.into_inner()));
+}
+
 fn transaction(round: usize) -> LoginTransaction {
     LoginTransaction {
         client_id: "app".into(),

@@ -38,8 +38,11 @@ pub const READ_METRICS: &str = "read:metrics";
 /// Reads `/api/v2/logs` (Auth0's scope).
 pub const READ_LOGS: &str = "read:logs";
 
+/// Reads the provider's tokens in users' `identities` (Auth0's scope).
+pub const READ_USER_IDP_TOKENS: &str = "read:user_idp_tokens";
+
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 26] = [
+pub const SCOPES: [&str; 27] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -66,6 +69,7 @@ pub const SCOPES: [&str; 26] = [
     branding::READ_BRANDING,
     branding::UPDATE_BRANDING,
     branding::DELETE_BRANDING,
+    READ_USER_IDP_TOKENS,
 ];
 
 /// Lets a connection written through the API reach private networks

@@ -39,7 +39,11 @@ impl Broker {
                 let email = query.get("email");
                 let start = page.saturating_mul(per_page);
                 let users = self.store.list_users(start, per_page, email).await?;
-                let users: Vec<Value> = users.iter().map(|u| list.select(public_json(u))).collect();
+                let mut shown = Vec::with_capacity(users.len());
+                for u in &users {
+                    shown.push(list.select(self.with_idp_tokens(req, u, public_json(u)).await?));
+                }
+                let users = shown;
                 if !totals {
                     return Ok(ApiReply::json(200, Value::Array(users)));
                 }
@@ -56,7 +60,8 @@ impl Broker {
                     .get_user(id)
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
-                Ok(ApiReply::json(200, fields.apply(public_json(&user))))
+                let shown = self.with_idp_tokens(req, &user, public_json(&user)).await?;
+                Ok(ApiReply::json(200, fields.apply(shown)))
             }
             (&Method::PATCH, [id]) => {
                 let body: MetadataPatch = serde_json::from_value(super::json_body(req)?)
@@ -78,8 +83,12 @@ impl Broker {
                 Ok(ApiReply::json(200, public_json(&user)))
             }
             (&Method::DELETE, [id]) => {
+                let user = self.store.get_user(id).await?;
                 if !self.store.delete_user(id).await? {
                     return Err(ApiError::not_found(format!("user `{id}`")));
+                }
+                if let Some(user) = user {
+                    self.forget_idp_tokens(&user).await?;
                 }
                 // What was issued to them goes with them: their sessions
                 // end (their apps are told), their tokens are revoked.
@@ -88,6 +97,49 @@ impl Broker {
             }
             _ => Err(method_not_allowed()),
         }
+    }
+}
+
+impl Broker {
+    /// Adds the provider's tokens to the user's identity of their
+    /// connection (Auth0's `access_token`, `refresh_token`, `expires_in`
+    /// in `identities[]`), for a caller holding `read:user_idp_tokens`
+    /// only; anyone else gets `user` as it is.
+    async fn with_idp_tokens(
+        &self,
+        req: &ApiRequest<'_>,
+        user: &User,
+        mut shown: Value,
+    ) -> Result<Value, ApiError> {
+        if !req.caller.has(super::READ_USER_IDP_TOKENS) {
+            return Ok(shown);
+        }
+        let Some(tokens) = self.idp_tokens_of(user).await? else {
+            return Ok(shown);
+        };
+        let now = self.clock.now();
+        let identities = shown
+            .get_mut("identities")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut);
+        for identity in identities {
+            if identity.get("connection").and_then(Value::as_str) != Some(&user.connection)
+                || identity.get("user_id").and_then(Value::as_str)
+                    != Some(tokens.provider_user_id.as_str())
+            {
+                continue;
+            }
+            identity.insert("access_token".into(), json!(tokens.access_token));
+            if let Some(refresh) = &tokens.refresh_token {
+                identity.insert("refresh_token".into(), json!(refresh));
+            }
+            if let Some(at) = tokens.expires_at {
+                identity.insert("expires_in".into(), json!(at.saturating_sub(now)));
+            }
+        }
+        Ok(shown)
     }
 }
 

@@ -247,6 +247,7 @@ impl Broker {
             ),
             _ => None,
         };
+        let provider_tokens = super::idp_tokens::ProviderTokens::of(&tokens, now);
         crate::events::at_stage(crate::events::LoginStage::Mapper);
         let timer = crate::metrics::Timer::start();
         let profile = match connection.profile {
@@ -289,6 +290,9 @@ impl Broker {
         let user = self
             .store
             .record_login(&user_id, connection.name(), profile, now)
+            .await
+            .map_err(unrecorded)?;
+        self.keep_idp_tokens(&connection.id, &user.profile.user_id, provider_tokens, now)
             .await
             .map_err(unrecorded)?;
         // Post-login Actions: after the user is known, before the code.

@@ -8,6 +8,9 @@
 //! # PostgreSQL instead of SQLite in data_dir (several instances, one database):
 //! # database_url = "postgres://waypass:…@db.internal/waypass?sslmode=require"  # WAYPASS_DATABASE_URL (or _FILE)
 //! # admin_token_file = "/etc/waypass/admin-token"                               # WAYPASS_ADMIN_TOKEN_FILE
+//! # The key sealing secrets at rest (base64 of 32 bytes, one a line, the first sealing);
+//! # WAYPASS_SECRETS_KEY overrides. Without one: generated in data_dir (SQLite), refused (PostgreSQL).
+//! # secrets_key_file = "/etc/waypass/secrets.key"                               # WAYPASS_SECRETS_KEY_FILE
 //! # Serve https yourself (PEM files; both or neither), e.g. for Auth0's SDKs:
 //! # tls_cert = "/etc/waypass/tls/fullchain.pem"
 //! # tls_key = "/etc/waypass/tls/key.pem"
@@ -95,6 +98,10 @@ pub struct Config {
     /// (`WAYPASS_ADMIN_TOKEN` overrides).
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// A file holding the keys that seal secrets at rest
+    /// (`WAYPASS_SECRETS_KEY` overrides; see `broker::secrets_key`).
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
     #[serde(default)]
     pub mappers: Vec<MapperConfig>,
     #[serde(default)]
@@ -253,6 +260,7 @@ impl Config {
         }
         for path in [
             &mut config.admin_token_file,
+            &mut config.secrets_key_file,
             &mut config.mappers_dir,
             &mut config.tls_cert,
             &mut config.tls_key,
@@ -304,6 +312,9 @@ impl Config {
         }
         if let Some(path) = env_path("WAYPASS_ADMIN_TOKEN_FILE") {
             self.admin_token_file = Some(path);
+        }
+        if let Some(path) = env_path("WAYPASS_SECRETS_KEY_FILE") {
+            self.secrets_key_file = Some(path);
         }
         // Empty counts as unset, as in most deployment tools' templates.
         if let Some(url) = std::env::var("WAYPASS_DATABASE_URL")

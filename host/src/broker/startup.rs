@@ -12,7 +12,7 @@ use crate::keys::KeySet;
 use crate::mapper::{Runtime, RuntimeConfig, sha256_hex};
 use crate::model::{Connection, ConnectionRecord, ProfileSource, SecretSource};
 use crate::secret::SystemRandomTokens;
-use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::store::{PostgresStore, SealedStore, SqliteStore, Store};
 use crate::upstream::Upstream;
 
 impl Broker {
@@ -53,7 +53,7 @@ impl Broker {
             cache_dir: Some(data.join("artifacts")),
             ..RuntimeConfig::default()
         })?);
-        let store = open_store(config).await?;
+        let store: Arc<dyn Store> = open_sealed_store(config).await?;
         let keys = Arc::new(signing_keys(&*store, &data.join("keys.json")).await?);
         let clock = SystemClock;
         let defined = seed(config, &*store, clock.now()).await?;
@@ -106,6 +106,19 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// The store with its secrets sealed ([`crate::store::SealedStore`]),
+/// every sealed value opened once: a wrong key is refused here, naming the
+/// key id the store needs.
+pub async fn open_sealed_store(config: &Config) -> anyhow::Result<Arc<SealedStore>> {
+    let keys = super::secrets_key::keyring(config)?;
+    let store = Arc::new(SealedStore::new(open_store(config).await?, keys));
+    store
+        .verify()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store's secrets: {e}"))?;
+    Ok(store)
 }
 
 /// PostgreSQL when the configuration names a database URL (several

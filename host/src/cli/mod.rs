@@ -7,6 +7,7 @@ mod demo;
 mod mapper;
 mod quickstart;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,9 @@ enum Command {
     Logs(admin::logs::LogsArgs),
     /// The signing keys: list, rotate, revoke.
     Keys(admin::keys::KeysArgs),
+    /// The store itself: reseal its secrets under a new key.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Runs the parsed command; errors are printed, not panicked.
@@ -99,6 +103,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Users(args) => admin::users::run(args),
         Command::Logs(args) => admin::logs::run(args),
         Command::Keys(args) => admin::keys::run(args),
+        Command::Store(cmd) => store::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -536,3 +536,49 @@ impl crate::store::SessionStore for InstrumentedStore {
             .await
     }
 }
+
+#[async_trait]
+impl crate::store::IdpTokenStore for InstrumentedStore {
+    async fn put_idp_tokens(&self, tokens: &crate::store::IdpTokens) -> Result<(), StoreError> {
+        self.timed("put_idp_tokens", self.inner.put_idp_tokens(tokens))
+            .await
+    }
+    async fn idp_tokens(
+        &self,
+        connection_id: &str,
+        provider_user_id: &str,
+    ) -> Result<Option<crate::store::IdpTokens>, StoreError> {
+        self.timed(
+            "idp_tokens",
+            self.inner.idp_tokens(connection_id, provider_user_id),
+        )
+        .await
+    }
+    async fn all_idp_tokens(&self) -> Result<Vec<crate::store::IdpTokens>, StoreError> {
+        self.timed("all_idp_tokens", self.inner.all_idp_tokens())
+            .await
+    }
+    async fn replace_idp_tokens(
+        &self,
+        current: &crate::store::IdpTokens,
+        next: &crate::store::IdpTokens,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "replace_idp_tokens",
+            self.inner.replace_idp_tokens(current, next),
+        )
+        .await
+    }
+    async fn delete_idp_tokens(
+        &self,
+        connection_id: &str,
+        provider_user_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "delete_idp_tokens",
+            self.inner
+                .delete_idp_tokens(connection_id, provider_user_id),
+        )
+        .await
+    }
+}

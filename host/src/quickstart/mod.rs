@@ -167,6 +167,7 @@ fn config(
         data_dir: options.data_dir.clone(),
         database_url: None,
         admin_token_file: None,
+        secrets_key_file: None,
         tls_cert: None,
         tls_key: None,
         mappers_dir: None,

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::*;
 
+mod idp_tokens;
 mod sessions;
 
 /// How often an instance on a memory store checks the catalog version.
@@ -30,6 +31,8 @@ pub struct MemoryStore {
     changes: tokio::sync::watch::Sender<u64>,
     /// Sessions and refresh tokens (`sessions`).
     grants: Mutex<sessions::Grants>,
+    /// The provider's tokens (`idp_tokens`).
+    idp_tokens: Mutex<idp_tokens::IdpTokenMap>,
 }
 
 impl Default for MemoryStore {
@@ -42,6 +45,7 @@ impl Default for MemoryStore {
             durable: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             grants: Mutex::default(),
+            idp_tokens: Mutex::default(),
         }
     }
 }

@@ -30,19 +30,24 @@
 //! entries are never returned, and [`Store::sweep_expired`] (run on a timer
 //! by the server) deletes them.
 
+pub mod crypt;
+mod idp_tokens;
 mod memory;
 mod postgres;
 mod records;
+mod sealed;
 mod sessions;
 mod sqlite;
 mod stored;
 
+pub use idp_tokens::{IdpTokenStore, IdpTokens};
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
     StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredScope, StoredScripts,
 };
+pub use sealed::{Resealed, SealedStore};
 pub use sessions::{
     RefreshGrant, RefreshLookup, Rotation, Session, SessionLogin, SessionStore, SweptSessions,
 };
@@ -376,7 +381,7 @@ impl LogQuery {
 /// (`waypass-tests`' `conformance` module) runs against every implementation; nothing here may
 /// depend on one backend's tricks.
 #[async_trait]
-pub trait Store: SessionStore + Send + Sync {
+pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
     // ---- short-lived, single-use state ----
 
     /// Stores a login transaction, unless `max_live` unexpired ones (at

@@ -107,6 +107,7 @@ use super::stored::{StoredTransaction, email_key, from_json, to_json};
 use super::*;
 
 mod branding;
+mod idp_tokens;
 mod sessions;
 
 /// Connections per instance. A login holds one for a single statement at
@@ -304,6 +305,8 @@ const MIGRATIONS: &[&str] = &[
     sessions::MIGRATION,
     // 7: the login page's branding (issue #16 §4).
     branding::MIGRATION,
+    // 8: the provider's tokens per identity (issue #12 §7), sealed.
+    idp_tokens::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.

@@ -1,0 +1,73 @@
+//! The provider's tokens (issue #12 §7): kept at each login, per identity,
+//! sealed at rest by the store ([`crate::store::SealedStore`]), and read
+//! back for the management API (`admin/users.rs`, only for a caller
+//! holding `read:user_idp_tokens`).
+
+use super::Broker;
+use crate::mapper::TokenSet;
+use crate::store::{IdpTokens, StoreError, User};
+
+/// What a login keeps of the token exchange's answer.
+pub(super) struct ProviderTokens {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<u64>,
+}
+
+impl ProviderTokens {
+    /// Read before the mapper takes the token set; `expires_in` (RFC 6749
+    /// §5.1) counted from `now`, the exchange's time.
+    pub(super) fn of(tokens: &TokenSet, now: u64) -> Self {
+        Self {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+            expires_at: tokens.expires_in.map(|s| now.saturating_add(s)),
+        }
+    }
+}
+
+impl Broker {
+    /// Stores the tokens of this login for the identity (connection id,
+    /// the provider's user id), replacing the previous login's.
+    pub(super) async fn keep_idp_tokens(
+        &self,
+        connection_id: &str,
+        provider_user_id: &str,
+        tokens: ProviderTokens,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_idp_tokens(&IdpTokens {
+                connection_id: connection_id.to_owned(),
+                provider_user_id: provider_user_id.to_owned(),
+                access_token: tokens.access_token,
+                refresh_token: tokens.refresh_token,
+                expires_at: tokens.expires_at,
+                updated_at: now,
+            })
+            .await
+    }
+
+    /// The provider's tokens of `user`'s identity, if kept (none once its
+    /// connection is gone).
+    pub(crate) async fn idp_tokens_of(&self, user: &User) -> Result<Option<IdpTokens>, StoreError> {
+        let Some(connection) = self.connection(&user.connection) else {
+            return Ok(None);
+        };
+        self.store
+            .idp_tokens(&connection.id, &user.profile.user_id)
+            .await
+    }
+}
+
+impl Broker {
+    /// Deletes the provider's tokens of a deleted user's identity.
+    pub(crate) async fn forget_idp_tokens(&self, user: &User) -> Result<(), StoreError> {
+        if let Some(connection) = self.connection(&user.connection) {
+            self.store
+                .delete_idp_tokens(&connection.id, &user.profile.user_id)
+                .await?;
+        }
+        Ok(())
+    }
+}
