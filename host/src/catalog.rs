@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::actions::{BoundAction, LoadedAction, PostLoginChain};
+use crate::actions::{
+    ActionCode, BoundAction, LoadedAction, PostLoginChain, ScriptCode, ScriptKind, is_script_runtime,
+};
 use crate::mapper::{LoadedMapper, Runtime};
 use crate::model::resource_server::ResourceServer;
 use crate::model::{Client, Connection, ConnectionRecord, ProfileSource};
@@ -389,7 +391,7 @@ impl Catalog {
         for entry in &stored.actions {
             let id = entry.action.id.as_str();
             snapshot.actions.set_active(id, entry.active_version);
-            if entry.active_version == 0 {
+            if entry.active_version == 0 || is_script_runtime(&entry.action.runtime) {
                 continue;
             }
             let Some(digest) = digests.get(&(id, entry.active_version)) else {
@@ -412,19 +414,29 @@ impl Catalog {
                 chain.unservable = Some(format!("bound action `{id}` does not exist"));
                 break;
             };
-            let bound = snapshot
-                .actions
-                .resolve(id)
-                .ok_or_else(|| {
-                    if entry.active_version == 0 {
-                        "it was never deployed".to_owned()
-                    } else {
-                        format!("its version {} did not load", entry.active_version)
-                    }
+            let bound = if is_script_runtime(&entry.action.runtime) {
+                self.script_action(entry).await.and_then(|code| {
+                    BoundAction::from_stored(&entry.action, entry.active_version, code)
                 })
-                .and_then(|(loaded, version)| {
-                    BoundAction::from_stored(&entry.action, version, loaded)
-                });
+            } else {
+                snapshot
+                    .actions
+                    .resolve(id)
+                    .ok_or_else(|| {
+                        if entry.active_version == 0 {
+                            "it was never deployed".to_owned()
+                        } else {
+                            format!("its version {} did not load", entry.active_version)
+                        }
+                    })
+                    .and_then(|(loaded, version)| {
+                        BoundAction::from_stored(
+                            &entry.action,
+                            version,
+                            ActionCode::Component(loaded),
+                        )
+                    })
+            };
             match bound {
                 Ok(bound) => chain.actions.push(Arc::new(bound)),
                 Err(e) => {
@@ -436,6 +448,27 @@ impl Catalog {
             }
         }
         snapshot.post_login = Arc::new(chain);
+    }
+
+    /// An Auth0 Action's code at its active version, with the script
+    /// engine that runs it (loaded once, as for script connections).
+    async fn script_action(&self, entry: &crate::store::ActionEntry) -> Result<ActionCode, String> {
+        if entry.active_version == 0 {
+            return Err("it was never deployed".to_owned());
+        }
+        let bytes = self
+            .store
+            .action_bytes(&entry.action.id, entry.active_version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the store holds no code for it")?;
+        let source = String::from_utf8(bytes).map_err(|_| "its code is not UTF-8".to_owned())?;
+        Ok(ActionCode::Script(ScriptCode {
+            kind: ScriptKind::Action,
+            source: source.into(),
+            engine: self.script_engine().await?,
+            configuration: Default::default(),
+        }))
     }
 
     /// An Action's loaded component, as [`Catalog::component`] for mappers.

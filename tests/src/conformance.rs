@@ -170,6 +170,7 @@ fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         expires_at,
         form_post: true,
         audience: Some("https://api.example/".into()),
+        query: vec![("prompt".into(), "login".into())],
     }
 }
 
@@ -182,6 +183,7 @@ fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         provider_verifier: None,
         form_post: false,
         audience: None,
+        query: Vec::new(),
         ..transaction(tag, expires_at)
     }
 }
@@ -286,6 +288,7 @@ fn fields(tx: &LoginTransaction) -> Vec<String> {
         tx.expires_at.to_string(),
         tx.form_post.to_string(),
         format!("{:?}", tx.audience),
+        format!("{:?}", tx.query),
     ]
 }
 

@@ -79,6 +79,9 @@ pub struct LoginTransaction {
     pub form_post: bool,
     /// The API (`audience`) the app asked an access token for.
     pub audience: Option<String>,
+    /// `/authorize`'s parameters, for post-login Actions' `event.request.query`
+    /// (bounded: `crate::actions::event_query`).
+    pub query: Vec<(String, String)>,
 }
 
 /// What an authorization code stands for, until redeemed.

@@ -1924,6 +1924,7 @@ mod tests {
                     expires_at: 9,
                     form_post: false,
                     audience: None,
+                                query: Vec::new(),
                 },
                 0,
                 1,
