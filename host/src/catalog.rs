@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::actions::{
-    ActionCode, BoundAction, LoadedAction, PostLoginChain, ScriptCode, ScriptKind, is_script_runtime,
+    ActionCode, BoundAction, LoadedAction, PostLoginChain, ScriptCode, ScriptKind,
+    is_script_runtime,
 };
 use crate::mapper::{LoadedMapper, Runtime};
 use crate::model::resource_server::ResourceServer;
@@ -409,7 +410,32 @@ impl Catalog {
             }
         }
         let mut chain = PostLoginChain::default();
+        // Enabled Rules first, in order: Auth0 runs Rules before Actions
+        // when a tenant has both.
+        match self.store.rules().await {
+            Ok(rules) => {
+                for rule in rules.iter().filter(|r| r.enabled) {
+                    match self.bound_rule(rule).await {
+                        Ok(bound) => chain.actions.push(Arc::new(bound)),
+                        Err(e) => {
+                            let problem = format!("rule `{}` cannot run: {e}", rule.name);
+                            problems.push(problem.clone());
+                            chain.unservable = Some(problem);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let problem = format!("the rules cannot be read: {e}");
+                problems.push(problem.clone());
+                chain.unservable = Some(problem);
+            }
+        }
         for id in &stored.bindings {
+            if chain.unservable.is_some() {
+                break;
+            }
             let Some(entry) = stored.actions.iter().find(|a| &a.action.id == id) else {
                 chain.unservable = Some(format!("bound action `{id}` does not exist"));
                 break;
@@ -448,6 +474,24 @@ impl Catalog {
             }
         }
         snapshot.post_login = Arc::new(chain);
+    }
+
+    /// A legacy Rule as the chain runs it: its script in the script engine,
+    /// under its own sandbox (allow-list, deadline).
+    async fn bound_rule(&self, rule: &crate::store::StoredRule) -> Result<BoundAction, String> {
+        Ok(BoundAction {
+            id: rule.id.clone(),
+            name: format!("rule {}", rule.name),
+            version: 0,
+            code: ActionCode::Script(ScriptCode {
+                kind: ScriptKind::Rule,
+                source: rule.script.as_str().into(),
+                engine: self.script_engine().await?,
+                configuration: Default::default(),
+            }),
+            sandbox: crate::actions::sandbox_of(&rule.egress, rule.timeout_ms)?,
+            secrets: Vec::new(),
+        })
     }
 
     /// An Auth0 Action's code at its active version, with the script

@@ -20,8 +20,8 @@ use waypass::actions::{
     ActionCode, BoundAction, EventClient, EventRequest, EventTransaction, PostLoginChain,
     PostLoginTrigger, ScriptCode, ScriptKind,
 };
-use waypass::script::ScriptEngine;
 use waypass::mapper::{Profile, Runtime, RuntimeConfig};
+use waypass::script::ScriptEngine;
 use waypass::store::{
     MemoryStore, Store as _, StoredAction, StoredActionSecret, StoredMapperEgress,
 };

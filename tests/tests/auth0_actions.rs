@@ -207,7 +207,11 @@ async fn a_js_action_sees_the_query_audience_prompt_and_scopes_of_the_login_and_
 
     let landing = login_with(
         &tb,
-        &[("ui_locales", "fr-CA"), ("prompt", "login"), ("audience", api)],
+        &[
+            ("ui_locales", "fr-CA"),
+            ("prompt", "login"),
+            ("audience", api),
+        ],
     )
     .await;
     assert!(landing.param("code").is_some(), "{landing:?}");
@@ -339,7 +343,10 @@ async fn js_action_code_with_a_syntax_error_is_refused_with_its_line_and_nothing
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("line 2"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 2"),
         "{body}"
     );
     let (_, list) = admin_api(&tb.issuer, Method::GET, "actions/actions", None).await;
@@ -357,4 +364,219 @@ async fn js_action_code_with_a_syntax_error_is_refused_with_its_line_and_nothing
     )
     .await;
     assert_eq!(status, 400, "{body}");
+}
+
+// ---- legacy Rules ----
+
+/// Auth0's namespaced-claims Rule, as its documentation gave it for Rules
+/// (<https://auth0.com/docs/secure/tokens/json-web-tokens/create-custom-claims>,
+/// "Create namespaced custom claims", the Rules example), unchanged.
+const AUTH0_CLAIMS_RULE: &str = r#"function (user, context, callback) {
+  const namespace = 'https://myapp.example.com/';
+  context.idToken[namespace + 'favorite_color'] = user.user_metadata.favorite_color;
+  context.idToken[namespace + 'preferred_contact'] = user.user_metadata.preferred_contact;
+  callback(null, user, context);
+}"#;
+
+/// Creates a Rule through `/api/v2/rules` (Auth0's body); returns its id.
+async fn create_rule(tb: &TestBed, body: Value) -> String {
+    let (status, created) = admin_api(&tb.issuer, Method::POST, "rules", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["stage"], "login_success");
+    created["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth0s_namespaced_claims_rule_runs_unchanged_and_its_claims_reach_the_id_token() {
+    let tb = TestBed::start(|_, _| {}).await;
+    assert!(login(&tb).await.param("code").is_some(), "a first login");
+    patch_user(
+        &tb,
+        json!({"user_metadata": {"favorite_color": "teal", "preferred_contact": "email"}}),
+    )
+    .await;
+    let id = create_rule(
+        &tb,
+        json!({"name": "namespaced-claims", "script": AUTH0_CLAIMS_RULE, "enabled": true}),
+    )
+    .await;
+
+    let landing = login(&tb).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let claims = id_token_claims(&tb, &landing).await;
+    assert_eq!(claims["https://myapp.example.com/favorite_color"], "teal");
+    assert_eq!(
+        claims["https://myapp.example.com/preferred_contact"],
+        "email"
+    );
+
+    // Auth0's API shapes: listed, read, disabled by PATCH.
+    let (status, list) = admin_api(&tb.issuer, Method::GET, "rules", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["order"], 1);
+    assert_eq!(list[0]["script"], AUTH0_CLAIMS_RULE);
+    let (status, patched) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &format!("rules/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["enabled"], false);
+    let landing = login(&tb).await;
+    let claims = id_token_claims(&tb, &landing).await;
+    assert!(
+        claims
+            .get("https://myapp.example.com/favorite_color")
+            .is_none(),
+        "a disabled rule does not run: {claims}"
+    );
+    let (status, _) = admin_api(&tb.issuer, Method::DELETE, &format!("rules/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = admin_api(&tb.issuer, Method::GET, &format!("rules/{id}"), None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rules_unauthorized_error_denies_the_login_with_its_reason_and_no_metadata_is_written() {
+    let tb = TestBed::start(|_, _| {}).await;
+    create_rule(
+        &tb,
+        json!({"name": "tag-plan", "order": 1, "script": r#"function (user, context, callback) {
+  user.app_metadata = user.app_metadata || {};
+  user.app_metadata.plan = 'gold';
+  auth0.users.updateAppMetadata(user.user_id, user.app_metadata)
+    .then(function () { callback(null, user, context); })
+    .catch(function (err) { callback(err); });
+}"#}),
+    )
+    .await;
+    let gate = create_rule(
+        &tb,
+        json!({"name": "members-only", "order": 2, "script": r#"function (user, context, callback) {
+  if (user.email && user.email.endsWith('@example.com')) {
+    return callback(new UnauthorizedError('members only, ' + context.clientID));
+  }
+  callback(null, user, context);
+}"#}),
+    )
+    .await;
+
+    let landing = login(&tb).await;
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        landing.param("error_description"),
+        Some(format!("members only, {APP}"))
+    );
+    assert_eq!(landing.param("code"), None);
+    let user = tb.broker_user(&user_id()).await.expect("the user is known");
+    assert!(user.app_metadata.is_empty(), "{:?}", user.app_metadata);
+
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &format!("rules/{gate}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(login(&tb).await.param("code").is_some());
+    let user = tb.broker_user(&user_id()).await.expect("the user");
+    assert_eq!(user.app_metadata["plan"], "gold");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_run_before_the_bound_actions_which_see_their_metadata() {
+    let tb = TestBed::start(|_, _| {}).await;
+    create_rule(
+        &tb,
+        json!({"name": "first", "script": r#"function (user, context, callback) {
+  context.idToken['https://waypass.test/order'] = 'rule';
+  auth0.users.updateAppMetadata(user.user_id, { ruled: true }).then(function () {
+    callback(null, user, context);
+  });
+}"#}),
+    )
+    .await;
+    let id = deploy_code(
+        &tb,
+        "second",
+        r#"exports.onExecutePostLogin = async (event, api) => {
+  api.idToken.setCustomClaim('https://waypass.test/order', 'action');
+  api.idToken.setCustomClaim('https://waypass.test/saw_rule', event.user.app_metadata.ruled === true);
+};"#,
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&id]).await;
+    let landing = login(&tb).await;
+    let claims = id_token_claims(&tb, &landing).await;
+    assert_eq!(
+        claims["https://waypass.test/order"], "action",
+        "the action ran last"
+    );
+    assert_eq!(claims["https://waypass.test/saw_rule"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_is_checked_when_saved_and_failing_rules_fail_the_login_cleanly() {
+    let tb = TestBed::start(|_, _| {}).await;
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        "rules",
+        Some(json!({"name": "broken", "script": "function (user, context, callback) {\n  callback(null, user,, context);\n}"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 2"),
+        "{body}"
+    );
+    let (status, body) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        "rules",
+        Some(json!({"name": "other-stage", "script": "function (u, c, cb) { cb(null, u, c); }", "stage": "pre_authorize"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    let failing = create_rule(
+        &tb,
+        json!({"name": "fails", "script": "function (user, context, callback) { callback(new Error('backend down')); }"}),
+    )
+    .await;
+    let landing = login(&tb).await;
+    assert_eq!(landing.param("error").as_deref(), Some("server_error"));
+    let description = landing.param("error_description").unwrap_or_default();
+    assert!(
+        description.contains("rule fails") && description.contains("backend down"),
+        "{description}"
+    );
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::PATCH,
+        &format!("rules/{failing}"),
+        Some(json!({"script": "function (user, context, callback) { for (;;) {} }", "timeout_ms": 300})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let landing = login(&tb).await;
+    let description = landing.param("error_description").unwrap_or_default();
+    assert!(description.contains("300 ms deadline"), "{description}");
+    let (status, _) = admin_api(
+        &tb.issuer,
+        Method::DELETE,
+        &format!("rules/{failing}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(login(&tb).await.param("code").is_some(), "served after");
 }

@@ -446,7 +446,10 @@ impl Broker {
                 crate::actions::script::NODE_RUNTIMES.join(", ")
             )));
         }
-        let engine = self.script_engine().await.map_err(|e| ApiError::new(500, e))?;
+        let engine = self
+            .script_engine()
+            .await
+            .map_err(|e| ApiError::new(500, e))?;
         crate::actions::script::check_script(&self.runtime, &engine, ScriptKind::Action, &code)
             .await
             .map_err(|e| ApiError::bad_request(format!("code: {e}")))?;
@@ -468,7 +471,10 @@ impl Broker {
         }
         let source = String::from_utf8(bytes)
             .map_err(|_| ApiError::new(422, "the version's code is not UTF-8"))?;
-        let engine = self.script_engine().await.map_err(|e| ApiError::new(500, e))?;
+        let engine = self
+            .script_engine()
+            .await
+            .map_err(|e| ApiError::new(500, e))?;
         Ok(ActionCode::Script(ScriptCode {
             kind: ScriptKind::Action,
             source: source.into(),

@@ -19,6 +19,7 @@ pub mod listing;
 mod logs;
 mod mappers;
 mod resource_servers;
+mod rules;
 mod sessions;
 mod users;
 pub mod watch;
@@ -37,7 +38,7 @@ pub const READ_METRICS: &str = "read:metrics";
 pub const READ_LOGS: &str = "read:logs";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 23] = [
+pub const SCOPES: [&str; 27] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -61,6 +62,10 @@ pub const SCOPES: [&str; 23] = [
     "write:refresh_tokens",
     "read:resource_servers",
     "write:resource_servers",
+    "read:rules",
+    "create:rules",
+    "update:rules",
+    "delete:rules",
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -263,6 +268,7 @@ impl Broker {
             ("users", Some("sessions")) | ("sessions", _) => "sessions",
             ("users", Some("refresh-tokens")) | ("refresh-tokens", _) => "refresh_tokens",
             ("resource-servers", _) => "resource_servers",
+            ("rules", _) => "rules",
             ("connections" | "clients" | "mappers" | "users" | "actions" | "logs" | "keys", _) => {
                 resource
             }
@@ -273,6 +279,7 @@ impl Broker {
             "logs" if !write => READ_LOGS.to_owned(),
             "logs" => return Err(method_not_allowed()),
             "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
+            "rules" => rules::scope(req.method).to_owned(),
             _ => format!("{}:{about}", if write { "write" } else { "read" }),
         };
         if !req.caller.has(&scope) {
@@ -286,6 +293,7 @@ impl Broker {
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             "actions" => self.actions_api(req, &seg[1..], &req.caller).await,
+            "rules" => self.rules_api(req, &seg[1..]).await,
             "logs" => self.logs_api(req, &seg[1..]).await,
             "keys" => self.keys_api(req, &seg[1..]).await,
             "sessions" | "refresh_tokens" => self.sessions_api(req, &seg).await,

@@ -41,7 +41,8 @@ pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
-    StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredScope, StoredScripts,
+    StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredRule, StoredScope,
+    StoredScripts,
 };
 pub use sessions::{
     RefreshGrant, RefreshLookup, Rotation, Session, SessionLogin, SessionStore, SweptSessions,
@@ -210,6 +211,11 @@ pub struct MapperEntry {
 pub struct ActionEntry {
     pub action: StoredAction,
     pub active_version: u32,
+}
+
+/// Rules in the order they run: `order`, then name (unique).
+pub fn sort_rules(rules: &mut [StoredRule]) {
+    rules.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
 }
 
 /// One deployed version of an Action (the bytes are fetched separately).
@@ -521,6 +527,16 @@ pub trait Store: SessionStore + Send + Sync {
     /// Replaces the post-login bindings. An id that names no Action is a
     /// Conflict (nothing is written): a binding never dangles.
     async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError>;
+
+    // ---- legacy Rules ----
+    /// Inserts or replaces (by id) a Rule; another Rule's name is a
+    /// Conflict. A catalog write: instances run the change on their next
+    /// login.
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError>;
+    /// Every Rule, in the order they run (`order`, then name).
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError>;
+    /// Deletes a Rule; false if there is none.
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
 
     // ---- leases ----
     /// Takes or renews the lease `name` for `holder` until `now + ttl`
