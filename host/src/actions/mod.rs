@@ -196,9 +196,26 @@ pub struct EventRequest {
     #[serde(default)]
     pub hostname: String,
     /// `/authorize`'s query parameters, in the order received, within
-    /// [`MAX_EVENT_QUERY_BYTES`].
-    #[serde(default)]
+    /// [`MAX_EVENT_QUERY_BYTES`]. Read as `[name, value]` pairs or, as
+    /// Auth0's test payloads have it, an object of strings.
+    #[serde(default, deserialize_with = "pairs_or_object")]
     pub query: Vec<(String, String)>,
+}
+
+/// `[[name, value], …]` or `{name: value, …}`.
+fn pairs_or_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Query {
+        Pairs(Vec<(String, String)>),
+        Object(std::collections::BTreeMap<String, String>),
+    }
+    Ok(match Query::deserialize(deserializer)? {
+        Query::Pairs(pairs) => pairs,
+        Query::Object(map) => map.into_iter().collect(),
+    })
 }
 
 /// What the app asked for.
@@ -705,5 +722,36 @@ mod tests {
             "connection": {"name": "c"}, "surprise": 1
         }));
         assert!(unknown.is_err(), "an unknown field is refused, not ignored");
+    }
+
+    #[test]
+    fn an_events_query_reads_as_pairs_or_as_auth0s_object() {
+        let event = |query: serde_json::Value| {
+            serde_json::from_value::<ActionEvent>(serde_json::json!({
+                "user": {"user_id": "u"}, "client": {"client_id": "a"},
+                "connection": {"name": "c"}, "request": {"query": query}
+            }))
+            .expect("reads")
+            .request
+            .query
+        };
+        let expected = vec![("prompt".to_owned(), "login".to_owned())];
+        assert_eq!(event(serde_json::json!([["prompt", "login"]])), expected);
+        assert_eq!(event(serde_json::json!({"prompt": "login"})), expected);
+    }
+
+    #[test]
+    fn the_events_query_keeps_whole_parameters_within_its_budget() {
+        let big = "x".repeat(MAX_EVENT_QUERY_BYTES);
+        let kept = event_query(
+            [("state", "abc"), ("huge", big.as_str()), ("prompt", "login")].into_iter(),
+        );
+        assert_eq!(
+            kept,
+            [
+                ("state".to_owned(), "abc".to_owned()),
+                ("prompt".to_owned(), "login".to_owned())
+            ]
+        );
     }
 }
