@@ -744,7 +744,12 @@ mod tests {
     fn the_events_query_keeps_whole_parameters_within_its_budget() {
         let big = "x".repeat(MAX_EVENT_QUERY_BYTES);
         let kept = event_query(
-            [("state", "abc"), ("huge", big.as_str()), ("prompt", "login")].into_iter(),
+            [
+                ("state", "abc"),
+                ("huge", big.as_str()),
+                ("prompt", "login"),
+            ]
+            .into_iter(),
         );
         assert_eq!(
             kept,
