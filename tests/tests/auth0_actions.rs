@@ -226,6 +226,28 @@ async fn a_js_action_sees_the_query_audience_prompt_and_scopes_of_the_login_and_
     assert_eq!(ns("email"), default_user().email);
     assert_eq!(ns("hostname"), "127.0.0.1");
     assert_eq!(ns("secret"), "hello");
+
+    // The test endpoint runs the deployed code on a payload in Auth0's form
+    // (`request.query` an object), writing nothing.
+    let (status, tested) = admin_api(
+        &tb.issuer,
+        Method::POST,
+        &format!("actions/actions/{id}/test"),
+        Some(json!({"payload": {
+            "user": {"user_id": "oauth2|x|1", "email": "grace@example.org"},
+            "client": {"client_id": "other-app"},
+            "connection": {"name": "x"},
+            "request": {"query": {"ui_locales": "de"}},
+            "transaction": {"audience": api, "prompt": "none"}
+        }})),
+    )
+    .await;
+    assert_eq!(status, 200, "{tested}");
+    let claims = &tested["result"]["id_token_claims"];
+    assert_eq!(tested["result"]["outcome"], "proceed", "{tested}");
+    assert_eq!(claims["https://waypass.test/ui_locales"], "de", "{tested}");
+    assert_eq!(claims["https://waypass.test/prompt"], json!(["none"]));
+    assert_eq!(claims["https://waypass.test/email"], "grace@example.org");
 }
 
 #[tokio::test(flavor = "multi_thread")]
