@@ -42,10 +42,9 @@ const CALLS: usize = 2000;
 const WARM_UP: usize = 100;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
+    // Two workers, as the broker runs (the engine's timers and host calls
+    // are driven as in a login).
+    let rt = waypass_tests::bench::broker_like_runtime();
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let store = MemoryStore::default();
     let profile: Profile = serde_json::from_value(serde_json::json!({
