@@ -35,7 +35,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::actions::{BoundAction, LoadedAction, PostLoginChain};
+use crate::actions::{
+    ActionCode, BoundAction, LoadedAction, PostLoginChain, ScriptCode, ScriptKind,
+    is_script_runtime,
+};
 use crate::mapper::{LoadedMapper, Runtime};
 use crate::model::branding::Branding;
 use crate::model::resource_server::ResourceServer;
@@ -396,7 +399,7 @@ impl Catalog {
         for entry in &stored.actions {
             let id = entry.action.id.as_str();
             snapshot.actions.set_active(id, entry.active_version);
-            if entry.active_version == 0 {
+            if entry.active_version == 0 || is_script_runtime(&entry.action.runtime) {
                 continue;
             }
             let Some(digest) = digests.get(&(id, entry.active_version)) else {
@@ -414,24 +417,59 @@ impl Catalog {
             }
         }
         let mut chain = PostLoginChain::default();
+        // Enabled Rules first, in order: Auth0 runs Rules before Actions
+        // when a tenant has both.
+        match self.store.rules().await {
+            Ok(rules) => {
+                for rule in rules.iter().filter(|r| r.enabled) {
+                    match self.bound_rule(rule).await {
+                        Ok(bound) => chain.actions.push(Arc::new(bound)),
+                        Err(e) => {
+                            let problem = format!("rule `{}` cannot run: {e}", rule.name);
+                            problems.push(problem.clone());
+                            chain.unservable = Some(problem);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let problem = format!("the rules cannot be read: {e}");
+                problems.push(problem.clone());
+                chain.unservable = Some(problem);
+            }
+        }
         for id in &stored.bindings {
+            if chain.unservable.is_some() {
+                break;
+            }
             let Some(entry) = stored.actions.iter().find(|a| &a.action.id == id) else {
                 chain.unservable = Some(format!("bound action `{id}` does not exist"));
                 break;
             };
-            let bound = snapshot
-                .actions
-                .resolve(id)
-                .ok_or_else(|| {
-                    if entry.active_version == 0 {
-                        "it was never deployed".to_owned()
-                    } else {
-                        format!("its version {} did not load", entry.active_version)
-                    }
+            let bound = if is_script_runtime(&entry.action.runtime) {
+                self.script_action(entry).await.and_then(|code| {
+                    BoundAction::from_stored(&entry.action, entry.active_version, code)
                 })
-                .and_then(|(loaded, version)| {
-                    BoundAction::from_stored(&entry.action, version, loaded)
-                });
+            } else {
+                snapshot
+                    .actions
+                    .resolve(id)
+                    .ok_or_else(|| {
+                        if entry.active_version == 0 {
+                            "it was never deployed".to_owned()
+                        } else {
+                            format!("its version {} did not load", entry.active_version)
+                        }
+                    })
+                    .and_then(|(loaded, version)| {
+                        BoundAction::from_stored(
+                            &entry.action,
+                            version,
+                            ActionCode::Component(loaded),
+                        )
+                    })
+            };
             match bound {
                 Ok(bound) => chain.actions.push(Arc::new(bound)),
                 Err(e) => {
@@ -443,6 +481,45 @@ impl Catalog {
             }
         }
         snapshot.post_login = Arc::new(chain);
+    }
+
+    /// A legacy Rule as the chain runs it: its script in the script engine,
+    /// under its own sandbox (allow-list, deadline).
+    async fn bound_rule(&self, rule: &crate::store::StoredRule) -> Result<BoundAction, String> {
+        Ok(BoundAction {
+            id: rule.id.clone(),
+            name: format!("rule {}", rule.name),
+            version: 0,
+            code: ActionCode::Script(ScriptCode {
+                kind: ScriptKind::Rule,
+                source: rule.script.as_str().into(),
+                engine: self.script_engine().await?,
+                configuration: Default::default(),
+            }),
+            sandbox: crate::actions::sandbox_of(&rule.egress, rule.timeout_ms)?,
+            secrets: Vec::new(),
+        })
+    }
+
+    /// An Auth0 Action's code at its active version, with the script
+    /// engine that runs it (loaded once, as for script connections).
+    async fn script_action(&self, entry: &crate::store::ActionEntry) -> Result<ActionCode, String> {
+        if entry.active_version == 0 {
+            return Err("it was never deployed".to_owned());
+        }
+        let bytes = self
+            .store
+            .action_bytes(&entry.action.id, entry.active_version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the store holds no code for it")?;
+        let source = String::from_utf8(bytes).map_err(|_| "its code is not UTF-8".to_owned())?;
+        Ok(ActionCode::Script(ScriptCode {
+            kind: ScriptKind::Action,
+            source: source.into(),
+            engine: self.script_engine().await?,
+            configuration: Default::default(),
+        }))
     }
 
     /// An Action's loaded component, as [`Catalog::component`] for mappers.

@@ -24,6 +24,19 @@
  * broker hands that message to the app, as Auth0 does);
  * `callback(new UnauthorizedError(msg))` → `unauthorized(msg)`; a profile
  * without `user_id` → `invalid-profile`.
+ *
+ * The same export runs Auth0 post-login code, chosen by the host with
+ * `waypass:mode`: `post-login` runs an Action (`exports.onExecutePostLogin =
+ * async (event, api) => { … }`), `rule` a legacy Rule (`function (user,
+ * context, callback) { … }`), `check-post-login` compiles an Action only.
+ * The login's event comes as the setting `waypass:event` (the host's
+ * `ActionEvent` as JSON) and the Action's secrets as `waypass:secrets` (a
+ * JSON object); the engine builds Auth0's `event`/`api` or `user`/`context`
+ * from them (`postlogin.js`). The answer is a profile whose `user-id` is
+ * `waypass:post-login` and whose `extra` is the outcome:
+ * `{"outcome":"deny","reason"}` or `{"outcome":"proceed","id_token_claims",
+ * "access_token_claims","app_metadata","user_metadata","add_scopes",
+ * "remove_scopes"}`; a failing script is `other(message)` as above.
  */
 
 import { send } from 'waypass:mapper/http@0.1.0';
@@ -31,6 +44,7 @@ import { log } from 'waypass:mapper/log@0.1.0';
 import { Buffer } from './buffer.js';
 import { makeRequest, parseQuery, stringifyQuery, transportError } from './request.js';
 import * as jwt from './jwt.js';
+import { POST_LOGIN_MODES, runPostLogin } from './postlogin.js';
 
 /** The settings the host reserves for the engine. */
 const SCRIPT_SETTING = 'waypass:script';
@@ -186,7 +200,8 @@ function compile(source) {
  * (nothing left that could call back).
  */
 class Run {
-  constructor() {
+  constructor(stallMessage = 'the script finished without calling callback(err, profile)') {
+    this.stallMessage = stallMessage;
     this.settled = false;
     this.timers = new Set();
     this.inflight = 0;
@@ -257,7 +272,7 @@ class Run {
     realSetTimeout(() => {
       this.checkScheduled = false;
       if (!this.settled && this.timers.size === 0 && this.inflight === 0) {
-        this.fail(new Error('the script finished without calling callback(err, profile)'));
+        this.fail(new Error(this.stallMessage));
       }
     }, 0);
   }
@@ -389,10 +404,11 @@ function scriptContext(tokens) {
   return context;
 }
 
-function installGlobals(run, configuration) {
+function installGlobals(run, configuration, extra = {}) {
   const request = makeRequest(send, (fn, args) => run.deliver(fn, args));
   const known = modules(request);
   Object.assign(globalThis, {
+    ...extra,
     request,
     Buffer,
     console: scriptConsole,
@@ -480,8 +496,20 @@ export async function fetchUserProfile(accessToken, ctx) {
   if (source === undefined) {
     throw new Failure('other', `the script engine needs the setting \`${SCRIPT_SETTING}\``);
   }
+  const mode = settings.get(MODE_SETTING);
+  if (POST_LOGIN_MODES.includes(mode)) {
+    return runPostLogin(mode, source, settings, {
+      Run,
+      Failure,
+      UnauthorizedError,
+      compile,
+      position,
+      installGlobals,
+      toFailure,
+    });
+  }
   const compiled = compile(source);
-  if (settings.get(MODE_SETTING) === 'check') {
+  if (mode === 'check') {
     const answer = compiled.error ? { check: 'syntax-error', ...compiled.error } : { check: 'ok' };
     throw new Failure('other', JSON.stringify(answer));
   }

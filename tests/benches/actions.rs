@@ -6,28 +6,45 @@
 //! checked, the changes merged), with no Action bound (the baseline: one
 //! branch) and with one Rust Action bound (the `action-probe` test guest
 //! setting a namespaced claim on both tokens and one `app_metadata`
-//! property). The metadata write goes to a memory store, so the figure is
-//! the Action's own cost; a database write adds its round trip. p50 and
-//! p99 over 2000 calls after 100 warm-up calls.
+//! property), and with one Auth0 Action in the script engine (Auth0's
+//! "Add user roles to tokens" sample, unchanged: a fresh JavaScript engine
+//! instance per login, the event built, the code compiled and run, its
+//! answer checked). The metadata write goes to a memory store, so the
+//! figure is the Action's own cost; a database write adds its round trip.
+//! p50 and p99 over 2000 calls after 100 warm-up calls.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use waypass::actions::{BoundAction, EventClient, EventRequest, PostLoginChain, PostLoginTrigger};
+use waypass::actions::{
+    ActionCode, BoundAction, EventClient, EventRequest, EventTransaction, PostLoginChain,
+    PostLoginTrigger, ScriptCode, ScriptKind,
+};
 use waypass::mapper::{Profile, Runtime, RuntimeConfig};
+use waypass::script::ScriptEngine;
 use waypass::store::{
     MemoryStore, Store as _, StoredAction, StoredActionSecret, StoredMapperEgress,
 };
 use waypass_tests::guests;
 
+/// Auth0's "Add user roles to ID and Access tokens" post-login Action
+/// (<https://auth0.com/docs/customize/actions/explore-triggers/post-login>).
+const AUTH0_ROLES_ACTION: &str = r#"exports.onExecutePostLogin = async (event, api) => {
+  const namespace = 'https://my-app.example.com';
+  if (event.authorization) {
+    api.idToken.setCustomClaim(`${namespace}/roles`, event.authorization.roles);
+    api.accessToken.setCustomClaim(`${namespace}/roles`, event.authorization.roles);
+  }
+}
+"#;
+
 const CALLS: usize = 2000;
 const WARM_UP: usize = 100;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
+    // Two workers, as the broker runs (the engine's timers and host calls
+    // are driven as in a login).
+    let rt = waypass_tests::bench::broker_like_runtime();
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let store = MemoryStore::default();
     let profile: Profile = serde_json::from_value(serde_json::json!({
@@ -65,7 +82,29 @@ fn main() {
     };
     let one_rust = PostLoginChain {
         actions: vec![Arc::new(
-            BoundAction::from_stored(&stored, 1, loaded).expect("bound"),
+            BoundAction::from_stored(&stored, 1, ActionCode::Component(loaded)).expect("bound"),
+        )],
+        unservable: None,
+    };
+    let engine = Arc::new(ScriptEngine::load(&runtime).expect("the script engine loads"));
+    let script = StoredAction {
+        runtime: "node22".into(),
+        secrets: Vec::new(),
+        ..stored.clone()
+    };
+    let one_auth0 = PostLoginChain {
+        actions: vec![Arc::new(
+            BoundAction::from_stored(
+                &script,
+                1,
+                ActionCode::Script(ScriptCode {
+                    kind: ScriptKind::Action,
+                    source: AUTH0_ROLES_ACTION.into(),
+                    engine,
+                    configuration: Default::default(),
+                }),
+            )
+            .expect("bound"),
         )],
         unservable: None,
     };
@@ -73,7 +112,11 @@ fn main() {
 
     println!("| bound actions | per-login p50 | per-login p99 |");
     println!("| --- | --- | --- |");
-    for (label, chain) in [("none", &none), ("one Rust action", &one_rust)] {
+    for (label, chain) in [
+        ("none", &none),
+        ("one Rust action", &one_rust),
+        ("one Auth0 Action (script engine)", &one_auth0),
+    ] {
         let trigger = PostLoginTrigger {
             runtime: &runtime,
             store: &store,
@@ -88,6 +131,14 @@ fn main() {
             let request = EventRequest {
                 ip: "127.0.0.1".into(),
                 user_agent: Some("bench".into()),
+                hostname: "login.example.com".into(),
+                query: vec![("ui_locales".into(), "en".into())],
+            };
+            let transaction = EventTransaction {
+                requested_scopes: vec!["openid".into(), "email".into()],
+                redirect_uri: "https://app.test/cb".into(),
+                audience: None,
+                prompt: None,
             };
             let start = Instant::now();
             let granted = rt
@@ -96,7 +147,7 @@ fn main() {
                     client,
                     request,
                     "openid email",
-                    "https://app.test/cb",
+                    transaction,
                 ))
                 .expect("the login goes on");
             let elapsed = start.elapsed();

@@ -27,7 +27,7 @@ use waypass::store::{
     AccessGrant, AuthorizationGrant, LogEvent, LogQuery, LoginTransaction, MapperEntry, Metadata,
     PutTransaction, Store, StoreError, StoredAction, StoredActionSecret, StoredClient,
     StoredConnection, StoredConnectionOptions, StoredConnectionSpec, StoredMapperEgress,
-    StoredScripts, Swept, TakeTransaction,
+    StoredRule, StoredScripts, Swept, TakeTransaction,
 };
 
 /// "Now" in every behaviour: a fixed time, so expiry is exact.
@@ -129,6 +129,9 @@ where
         resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
         branding_settings_and_template_are_kept_apart_and_each_write_bumps_the_catalog,
         the_providers_tokens_are_kept_per_identity,
+        rules_are_listed_in_order_replaced_by_id_and_deleted,
+        a_rules_name_is_unique,
+        rule_writes_bump_the_catalog_version,
     );
 }
 
@@ -176,6 +179,7 @@ fn transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         expires_at,
         form_post: true,
         audience: Some("https://api.example/".into()),
+        query: vec![("prompt".into(), "login".into())],
     }
 }
 
@@ -188,6 +192,7 @@ fn bare_transaction(tag: &str, expires_at: u64) -> LoginTransaction {
         provider_verifier: None,
         form_post: false,
         audience: None,
+        query: Vec::new(),
         ..transaction(tag, expires_at)
     }
 }
@@ -293,6 +298,7 @@ fn fields(tx: &LoginTransaction) -> Vec<String> {
         tx.expires_at.to_string(),
         tx.form_post.to_string(),
         format!("{:?}", tx.audience),
+        format!("{:?}", tx.query),
     ]
 }
 
@@ -2071,6 +2077,89 @@ pub async fn deploying_an_action_stores_its_draft_as_the_next_active_version(sto
         [1, 2, 3]
     );
     assert_eq!(store.actions().await.expect("list")[0].active_version, 3);
+}
+
+fn rule(id: &str, name: &str, order: i64) -> StoredRule {
+    StoredRule {
+        id: id.into(),
+        name: name.into(),
+        script: "function (user, context, callback) { callback(null, user, context); }".into(),
+        order,
+        enabled: true,
+        stage: "login_success".into(),
+        egress: StoredMapperEgress {
+            allowed_hosts: vec!["api.example.com".into()],
+            allow_private_networks: false,
+        },
+        timeout_ms: Some(500),
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub async fn rules_are_listed_in_order_replaced_by_id_and_deleted(store: &dyn Store) {
+    for r in [
+        rule("rul_c", "c", 2),
+        rule("rul_a", "a", 1),
+        rule("rul_b", "b", 2),
+    ] {
+        store.put_rule(&r).await.expect("put");
+    }
+    let names = |rules: Vec<StoredRule>| rules.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.rules().await.expect("list")),
+        ["a", "b", "c"],
+        "by order, then name"
+    );
+    let moved = StoredRule {
+        order: 0,
+        enabled: false,
+        ..rule("rul_c", "c-renamed", 0)
+    };
+    store.put_rule(&moved).await.expect("replace");
+    let rules = store.rules().await.expect("list");
+    assert_eq!(rules[0], moved, "every field survives the store");
+    assert_eq!(names(rules), ["c-renamed", "a", "b"]);
+    assert!(store.delete_rule("rul_a").await.expect("delete"));
+    assert!(!store.delete_rule("rul_a").await.expect("delete again"));
+    assert_eq!(
+        names(store.rules().await.expect("list")),
+        ["c-renamed", "b"]
+    );
+}
+
+pub async fn a_rules_name_is_unique(store: &dyn Store) {
+    store.put_rule(&rule("rul_a", "a", 1)).await.expect("put");
+    let clash = store.put_rule(&rule("rul_b", "a", 2)).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert_eq!(
+        store.rules().await.expect("list").len(),
+        1,
+        "nothing written"
+    );
+}
+
+pub async fn rule_writes_bump_the_catalog_version(store: &dyn Store) {
+    let mut last = store.catalog_version().await.expect("version");
+    let mut bumped = |now: u64, what: &str| {
+        assert!(now > last, "{what} bumps the catalog version");
+        last = now;
+    };
+    store.put_rule(&rule("rul_a", "a", 1)).await.expect("put");
+    bumped(
+        store.catalog_version().await.expect("version"),
+        "a new rule",
+    );
+    store.put_rule(&rule("rul_a", "a", 2)).await.expect("put");
+    bumped(
+        store.catalog_version().await.expect("version"),
+        "a changed rule",
+    );
+    store.delete_rule("rul_a").await.expect("delete");
+    bumped(
+        store.catalog_version().await.expect("version"),
+        "a deleted rule",
+    );
 }
 
 pub async fn an_action_without_a_draft_has_nothing_to_deploy(store: &dyn Store) {

@@ -34,6 +34,7 @@ fn transaction() -> LoginTransaction {
         expires_at: NOW + 600,
         form_post: false,
         audience: None,
+        query: Vec::new(),
     }
 }
 

@@ -499,7 +499,7 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
         "actions/actions",
         Some(
             json!({"name": "js", "supported_triggers": [{"id": "post-login"}],
-                    "code": "exports.onExecutePostLogin = async () => {}", "runtime": "node22"}),
+                    "code": "exports.onExecutePostLogin = async () => {}", "runtime": "python3"}),
         ),
     )
     .await;

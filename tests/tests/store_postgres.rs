@@ -92,6 +92,7 @@ fn transaction(round: usize) -> LoginTransaction {
         expires_at: NOW + 600,
         form_post: false,
         audience: None,
+        query: Vec::new(),
     }
 }
 

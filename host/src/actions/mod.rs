@@ -18,12 +18,14 @@
 
 mod bindings;
 pub mod runtime;
+pub mod script;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 pub use runtime::{ActionLoadError, LoadedAction};
+pub use script::{ScriptCode, ScriptKind, is_script_runtime};
 
 use crate::egress::{EgressPolicy, HostRule, RequestRecord};
 use crate::mapper::{Limits, LogLine, MapperError, Runtime, Sandbox};
@@ -180,7 +182,9 @@ fn oauth2() -> String {
     "oauth2".into()
 }
 
-/// The browser's request that finished the login.
+/// The browser's requests of the login: the address and agent of the one
+/// that finished it (the callback), the parameters of the one that
+/// started it (`/authorize`, as Auth0's `event.request.query`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
@@ -188,6 +192,30 @@ pub struct EventRequest {
     pub ip: String,
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// The host name the login was served on (the issuer's).
+    #[serde(default)]
+    pub hostname: String,
+    /// `/authorize`'s query parameters, in the order received, within
+    /// [`MAX_EVENT_QUERY_BYTES`]. Read as `[name, value]` pairs or, as
+    /// Auth0's test payloads have it, an object of strings.
+    #[serde(default, deserialize_with = "pairs_or_object")]
+    pub query: Vec<(String, String)>,
+}
+
+/// `[[name, value], …]` or `{name: value, …}`.
+fn pairs_or_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Query {
+        Pairs(Vec<(String, String)>),
+        Object(std::collections::BTreeMap<String, String>),
+    }
+    Ok(match Query::deserialize(deserializer)? {
+        Query::Pairs(pairs) => pairs,
+        Query::Object(map) => map.into_iter().collect(),
+    })
 }
 
 /// What the app asked for.
@@ -198,6 +226,35 @@ pub struct EventTransaction {
     pub requested_scopes: Vec<String>,
     #[serde(default)]
     pub redirect_uri: String,
+    /// The API (`audience`) the app asked an access token for.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `/authorize`'s `prompt` (OpenID Connect Core §3.1.2.1), as sent.
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+/// All of `/authorize`'s parameters kept for the event, names and values
+/// together: a login transaction is stored until the callback, and apps
+/// send a handful of short parameters. Parameters past this are left out
+/// of `event.request.query` (the ones the login itself needs are kept
+/// apart, within their own limits).
+pub const MAX_EVENT_QUERY_BYTES: usize = 4 << 10;
+
+/// `params` (in order) as the event's query: each parameter whole, the
+/// first ones that fit within [`MAX_EVENT_QUERY_BYTES`].
+pub fn event_query<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    let mut budget = MAX_EVENT_QUERY_BYTES;
+    let mut kept = Vec::new();
+    for (name, value) in params {
+        let size = name.len() + value.len();
+        if size > budget {
+            continue;
+        }
+        budget -= size;
+        kept.push((name.to_owned(), value.to_owned()));
+    }
+    kept
 }
 
 impl ActionEvent {
@@ -207,8 +264,7 @@ impl ActionEvent {
         user: &User,
         client: EventClient,
         request: EventRequest,
-        scope: &str,
-        redirect_uri: &str,
+        transaction: EventTransaction,
     ) -> Self {
         let p = &user.profile;
         let profile = match serde_json::to_value(p) {
@@ -242,10 +298,7 @@ impl ActionEvent {
                 strategy: oauth2(),
             },
             request,
-            transaction: EventTransaction {
-                requested_scopes: scope.split_whitespace().map(str::to_owned).collect(),
-                redirect_uri: redirect_uri.to_owned(),
-            },
+            transaction,
         }
     }
 }
@@ -325,12 +378,20 @@ pub struct ActionReport {
     pub peak_memory_bytes: usize,
 }
 
-/// An Action bound to the trigger, as a login runs it.
+/// What runs an Action: its WebAssembly component, or Auth0 code in the
+/// shipped script engine ([`script`]).
+#[derive(Clone)]
+pub enum ActionCode {
+    Component(Arc<LoadedAction>),
+    Script(ScriptCode),
+}
+
+/// An Action (or a Rule) in the post-login chain, as a login runs it.
 pub struct BoundAction {
     pub id: String,
     pub name: String,
     pub version: u32,
-    pub loaded: Arc<LoadedAction>,
+    pub code: ActionCode,
     pub sandbox: Sandbox,
     /// `event.secrets`: name/value pairs (never logged).
     pub secrets: Vec<(String, String)>,
@@ -353,32 +414,14 @@ impl BoundAction {
     pub fn from_stored(
         action: &StoredAction,
         version: u32,
-        loaded: Arc<LoadedAction>,
+        code: ActionCode,
     ) -> Result<Self, String> {
-        let mut hosts = Vec::new();
-        for h in &action.egress.allowed_hosts {
-            hosts.push(
-                h.parse::<HostRule>()
-                    .map_err(|e| format!("egress.allowed_hosts: {e}"))?,
-            );
-        }
-        let egress = EgressPolicy {
-            allow_private_networks: action.egress.allow_private_networks,
-            ..EgressPolicy::allowing(hosts)
-        };
-        let mut limits = Limits::default();
-        if let Some(ms) = action.timeout_ms {
-            limits.deadline = std::time::Duration::from_millis(ms);
-        }
         Ok(Self {
             id: action.id.clone(),
             name: action.name.clone(),
             version,
-            loaded,
-            sandbox: Sandbox {
-                egress: Arc::new(egress),
-                limits: limits.clamped(),
-            },
+            code,
+            sandbox: sandbox_of(&action.egress, action.timeout_ms)?,
             secrets: action
                 .secrets
                 .iter()
@@ -386,6 +429,49 @@ impl BoundAction {
                 .collect(),
         })
     }
+
+    /// Runs this Action once on `event`.
+    pub async fn invoke(&self, runtime: &Runtime, event: &ActionEvent) -> ActionReport {
+        match &self.code {
+            ActionCode::Component(loaded) => {
+                runtime
+                    .invoke_action(loaded, event, &self.secrets, &self.sandbox, &self.id)
+                    .await
+            }
+            ActionCode::Script(code) => {
+                runtime
+                    .invoke_script_action(code, event, &self.secrets, &self.sandbox, &self.id)
+                    .await
+            }
+        }
+    }
+}
+
+/// The sandbox of an Action or a Rule: its allow-list (no host is implied:
+/// it has no provider), its deadline, the default limits otherwise.
+pub fn sandbox_of(
+    egress: &crate::store::StoredMapperEgress,
+    timeout_ms: Option<u64>,
+) -> Result<Sandbox, String> {
+    let mut hosts = Vec::new();
+    for h in &egress.allowed_hosts {
+        hosts.push(
+            h.parse::<HostRule>()
+                .map_err(|e| format!("egress.allowed_hosts: {e}"))?,
+        );
+    }
+    let policy = EgressPolicy {
+        allow_private_networks: egress.allow_private_networks,
+        ..EgressPolicy::allowing(hosts)
+    };
+    let mut limits = Limits::default();
+    if let Some(ms) = timeout_ms {
+        limits.deadline = std::time::Duration::from_millis(ms);
+    }
+    Ok(Sandbox {
+        egress: Arc::new(policy),
+        limits: limits.clamped(),
+    })
 }
 
 /// The Actions bound to the post-login trigger, in order, as one catalog
@@ -429,15 +515,7 @@ pub async fn run_chain(
     }
     let mut all = Changes::default();
     for action in &chain.actions {
-        let report = runtime
-            .invoke_action(
-                &action.loaded,
-                &event,
-                &action.secrets,
-                &action.sandbox,
-                &action.id,
-            )
-            .await;
+        let report = action.invoke(runtime, &event).await;
         for line in &report.logs {
             tracing::debug!(action = %action.name, source = ?line.source, level = ?line.level, "action: {}", line.message);
         }
@@ -531,7 +609,7 @@ impl PostLoginTrigger<'_> {
         client: EventClient,
         request: EventRequest,
         scope: &str,
-        redirect_uri: &str,
+        transaction: EventTransaction,
     ) -> Result<Granted, TriggerError> {
         if self.chain.actions.is_empty() && self.chain.unservable.is_none() {
             return Ok(Granted {
@@ -539,7 +617,7 @@ impl PostLoginTrigger<'_> {
                 ..Granted::default()
             });
         }
-        let event = ActionEvent::of_login(user, client, request, scope, redirect_uri);
+        let event = ActionEvent::of_login(user, client, request, transaction);
         self.run(event, scope).await
     }
 
@@ -644,5 +722,41 @@ mod tests {
             "connection": {"name": "c"}, "surprise": 1
         }));
         assert!(unknown.is_err(), "an unknown field is refused, not ignored");
+    }
+
+    #[test]
+    fn an_events_query_reads_as_pairs_or_as_auth0s_object() {
+        let event = |query: serde_json::Value| {
+            serde_json::from_value::<ActionEvent>(serde_json::json!({
+                "user": {"user_id": "u"}, "client": {"client_id": "a"},
+                "connection": {"name": "c"}, "request": {"query": query}
+            }))
+            .expect("reads")
+            .request
+            .query
+        };
+        let expected = vec![("prompt".to_owned(), "login".to_owned())];
+        assert_eq!(event(serde_json::json!([["prompt", "login"]])), expected);
+        assert_eq!(event(serde_json::json!({"prompt": "login"})), expected);
+    }
+
+    #[test]
+    fn the_events_query_keeps_whole_parameters_within_its_budget() {
+        let big = "x".repeat(MAX_EVENT_QUERY_BYTES);
+        let kept = event_query(
+            [
+                ("state", "abc"),
+                ("huge", big.as_str()),
+                ("prompt", "login"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            kept,
+            [
+                ("state".to_owned(), "abc".to_owned()),
+                ("prompt".to_owned(), "login".to_owned())
+            ]
+        );
     }
 }

@@ -221,10 +221,14 @@ fn wit_event(event: &ActionEvent, secrets: &[(String, String)]) -> bindings::Eve
         request: bindings::Request {
             ip: event.request.ip.clone(),
             user_agent: event.request.user_agent.clone(),
+            hostname: event.request.hostname.clone(),
+            query: event.request.query.clone(),
         },
         transaction: bindings::Transaction {
             requested_scopes: event.transaction.requested_scopes.clone(),
             redirect_uri: event.transaction.redirect_uri.clone(),
+            audience: event.transaction.audience.clone(),
+            prompt: event.transaction.prompt.clone(),
         },
         secrets: secrets.to_vec(),
     }
@@ -232,7 +236,7 @@ fn wit_event(event: &ActionEvent, secrets: &[(String, String)]) -> bindings::Eve
 
 /// Checks an Action's changes: every value JSON, claims and metadata
 /// within their caps, scopes scope-tokens; restricted claims left out.
-fn check_changes(c: bindings::Changes) -> Result<Changes, ActionError> {
+pub(super) fn check_changes(c: bindings::Changes) -> Result<Changes, ActionError> {
     let invalid = |message: String| ActionError::InvalidOutput { message };
     // Sizes first, before anything is parsed or copied.
     let size = |props: &[bindings::Property]| -> usize {

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::{
     ApiError, ApiReply, ApiRequest, Caller, MAX_MAPPER_BYTES, json_body, method_not_allowed,
 };
-use crate::actions::{ActionEvent, ActionLoadError, LoadedAction, POST_LOGIN_TRIGGER};
+use crate::actions::{
+    ActionCode, ActionEvent, ActionLoadError, LoadedAction, POST_LOGIN_TRIGGER, ScriptCode,
+    ScriptKind, is_script_runtime,
+};
 use crate::broker::Broker;
 use crate::broker::oauth::Params;
 use crate::egress::HostRule;
@@ -22,10 +25,13 @@ use crate::store::{
     ActionEntry, ActionVersion, StoredAction, StoredActionSecret, StoredMapperEgress,
 };
 
-/// The runtime of component Actions. Auth0's `node18`/`node22` (code run
-/// by a JavaScript engine) are not offered: refused with a message saying
-/// so.
+/// The runtime of component Actions. Auth0's `node18`/`node22` (and its
+/// older ones) mean JavaScript `code`, run by the shipped script engine
+/// (`crate::actions::script`).
 pub const WASM_RUNTIME: &str = "wasm";
+/// The runtime an Action created with `code` and no `runtime` gets
+/// (Auth0's current one).
+pub const DEFAULT_SCRIPT_RUNTIME: &str = "node22";
 /// Longest Action name (Auth0 allows this many characters).
 pub const MAX_ACTION_NAME_CHARS: usize = 100;
 /// Most secrets one Action may have; each is handed to every call.
@@ -208,7 +214,7 @@ impl Broker {
                     .ok_or_else(|| {
                         ApiError::new(
                             409,
-                            format!("action `{id}` does not exist or has no component to deploy; upload one with PUT /api/v2/actions/actions/{id}/component"),
+                            format!("action `{id}` does not exist or has nothing new to deploy: upload a component with PUT /api/v2/actions/actions/{id}/component, or PATCH its `code`"),
                         )
                     })?;
                 self.catalog_changed().await;
@@ -256,7 +262,8 @@ impl Broker {
                 })?;
                 // Loaded first: a version that no longer loads is refused
                 // before anything changes.
-                self.compile_action(bytes.into()).await?;
+                let entry = self.action_entry(id).await?;
+                self.action_code(&entry.action, bytes).await?;
                 if !self.store.activate_action_version(id, number).await? {
                     return Err(ApiError::not_found(format!(
                         "action `{id}` version {number}"
@@ -306,7 +313,8 @@ impl Broker {
     }
 
     async fn create_action(&self, req: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
-        let body: ActionBody = parse_body(req)?;
+        let mut body: ActionBody = parse_body(req)?;
+        let code = body.code.take();
         let now = self.clock.now();
         let name = body
             .name
@@ -320,7 +328,11 @@ impl Broker {
             id: format!("act_{}", self.random.identifier(16)),
             name,
             supported_triggers: check_triggers(triggers)?,
-            runtime: WASM_RUNTIME.into(),
+            runtime: match (body.runtime.as_deref(), &code) {
+                (Some(runtime), _) => check_runtime(runtime)?.to_owned(),
+                (None, Some(_)) => DEFAULT_SCRIPT_RUNTIME.into(),
+                (None, None) => WASM_RUNTIME.into(),
+            },
             secrets: Vec::new(),
             egress: StoredMapperEgress::default(),
             timeout_ms: None,
@@ -329,7 +341,16 @@ impl Broker {
             updated_at: now,
         };
         apply(&mut action, body)?;
-        self.store.put_action(&action, None).await?;
+        let draft = self.script_draft(&mut action, code).await?;
+        if is_script_runtime(&action.runtime) && draft.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "`code` is required for runtime `{}`",
+                action.runtime
+            )));
+        }
+        self.store
+            .put_action(&action, draft.as_deref().map(str::as_bytes))
+            .await?;
         self.catalog_changed().await;
         Ok(json_reply(
             201,
@@ -341,8 +362,22 @@ impl Broker {
     }
 
     async fn update_action(&self, id: &str, req: &ApiRequest<'_>) -> Result<ApiReply, ApiError> {
-        let body: ActionBody = parse_body(req)?;
+        let mut body: ActionBody = parse_body(req)?;
+        let code = body.code.take();
         let mut entry = self.action_entry(id).await?;
+        if let Some(runtime) = body.runtime.as_deref() {
+            let runtime = check_runtime(runtime)?;
+            if is_script_runtime(runtime) != is_script_runtime(&entry.action.runtime) {
+                return Err(ApiError::new(
+                    409,
+                    format!(
+                        "action `{id}` runs on `{}`; its versions cannot move to `{runtime}` (create another action)",
+                        entry.action.runtime
+                    ),
+                ));
+            }
+            entry.action.runtime = runtime.to_owned();
+        }
         if let Some(triggers) = &body.supported_triggers {
             entry.action.supported_triggers = check_triggers(triggers)?;
         }
@@ -350,8 +385,11 @@ impl Broker {
             entry.action.name = name.clone();
         }
         apply(&mut entry.action, body)?;
+        let draft = self.script_draft(&mut entry.action, code).await?;
         entry.action.updated_at = self.clock.now();
-        self.store.put_action(&entry.action, None).await?;
+        self.store
+            .put_action(&entry.action, draft.as_deref().map(str::as_bytes))
+            .await?;
         self.catalog_changed().await;
         Ok(json_reply(200, &view(&entry)))
     }
@@ -372,6 +410,15 @@ impl Broker {
             ));
         }
         let mut entry = self.action_entry(id).await?;
+        if is_script_runtime(&entry.action.runtime) {
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "action `{id}` is JavaScript (`{}`): send its `code` with PATCH /api/v2/actions/actions/{id}",
+                    entry.action.runtime
+                ),
+            ));
+        }
         let loaded = self.compile_action(req.body.clone()).await?;
         entry.action.draft_sha256 = Some(loaded.digest().to_owned());
         entry.action.updated_at = self.clock.now();
@@ -380,6 +427,60 @@ impl Broker {
             .await?;
         self.catalog_changed().await;
         Ok(json_reply(200, &view(&entry)))
+    }
+
+    /// A JavaScript Action's new `code`, checked by the script engine
+    /// (compiled, not run) and recorded as the draft the next deploy
+    /// deploys. `None` when the body has no code.
+    async fn script_draft(
+        &self,
+        action: &mut StoredAction,
+        code: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(code) = code else {
+            return Ok(None);
+        };
+        if !is_script_runtime(&action.runtime) {
+            return Err(ApiError::bad_request(format!(
+                "`code` (JavaScript) runs on Auth0's runtimes ({}); a `{WASM_RUNTIME}` action is uploaded with PUT /api/v2/actions/actions/{{id}}/component",
+                crate::actions::script::NODE_RUNTIMES.join(", ")
+            )));
+        }
+        let engine = self
+            .script_engine()
+            .await
+            .map_err(|e| ApiError::new(500, e))?;
+        crate::actions::script::check_script(&self.runtime, &engine, ScriptKind::Action, &code)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("code: {e}")))?;
+        action.draft_sha256 = Some(sha256_hex(code.as_bytes()));
+        Ok(Some(code))
+    }
+
+    /// What runs a stored version's `bytes` of `action`: its component,
+    /// loaded, or its JavaScript code with the script engine.
+    async fn action_code(
+        &self,
+        action: &StoredAction,
+        bytes: Vec<u8>,
+    ) -> Result<ActionCode, ApiError> {
+        if !is_script_runtime(&action.runtime) {
+            return Ok(ActionCode::Component(Arc::new(
+                self.compile_action(bytes.into()).await?,
+            )));
+        }
+        let source = String::from_utf8(bytes)
+            .map_err(|_| ApiError::new(422, "the version's code is not UTF-8"))?;
+        let engine = self
+            .script_engine()
+            .await
+            .map_err(|e| ApiError::new(500, e))?;
+        Ok(ActionCode::Script(ScriptCode {
+            kind: ScriptKind::Action,
+            source: source.into(),
+            engine,
+            configuration: Default::default(),
+        }))
     }
 
     /// Loads `bytes` as an Action on a blocking thread.
@@ -421,30 +522,22 @@ impl Broker {
                 format!("action `{id}` has never been deployed; deploy it, then test it"),
             ));
         }
-        let loaded = match self.catalog_read().actions.get(id, entry.active_version) {
-            Some(loaded) => loaded,
+        let loaded = self.catalog_read().actions.get(id, entry.active_version);
+        let code = match loaded {
+            Some(loaded) => ActionCode::Component(loaded),
             None => {
                 let bytes = self
                     .store
                     .action_bytes(id, entry.active_version)
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("action `{id}`")))?;
-                Arc::new(self.compile_action(bytes.into()).await?)
+                self.action_code(&entry.action, bytes).await?
             }
         };
         let bound =
-            crate::actions::BoundAction::from_stored(&entry.action, entry.active_version, loaded)
+            crate::actions::BoundAction::from_stored(&entry.action, entry.active_version, code)
                 .map_err(ApiError::bad_request)?;
-        let report = self
-            .runtime
-            .invoke_action(
-                &bound.loaded,
-                &body.payload,
-                &bound.secrets,
-                &bound.sandbox,
-                &bound.id,
-            )
-            .await;
+        let report = bound.invoke(&self.runtime, &body.payload).await;
         let result = match &report.result {
             Ok(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
             Err(e) => serde_json::json!({"outcome": "error", "error": e, "message": e.to_string()}),
@@ -570,6 +663,18 @@ fn parse_version(number: &str) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("`{number}` is not a version number")))
 }
 
+/// `runtime` if Waypass runs it: `wasm`, or one of Auth0's Node.js ones.
+fn check_runtime(runtime: &str) -> Result<&str, ApiError> {
+    if runtime == WASM_RUNTIME || is_script_runtime(runtime) {
+        Ok(runtime)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "runtime `{runtime}` is not available: `{WASM_RUNTIME}` (a component) or one of {} (JavaScript `code`)",
+            crate::actions::script::NODE_RUNTIMES.join(", ")
+        )))
+    }
+}
+
 fn check_triggers(triggers: &[TriggerRef]) -> Result<Vec<String>, ApiError> {
     if triggers.is_empty() {
         return Err(ApiError::bad_request("`supported_triggers` is empty"));
@@ -599,22 +704,9 @@ fn apply(action: &mut StoredAction, body: ActionBody) -> Result<(), ApiError> {
             "`name` must be 1 to {MAX_ACTION_NAME_CHARS} characters without control characters"
         )));
     }
-    match body.runtime.as_deref() {
-        None | Some(WASM_RUNTIME) => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "runtime `{other}` is not available: Waypass runs Actions as WebAssembly components (`{WASM_RUNTIME}`); upload one with PUT /api/v2/actions/actions/{{id}}/component"
-            )));
-        }
-    }
-    if body.code.is_some() {
-        return Err(ApiError::bad_request(
-            "`code` (JavaScript) is not available: Waypass runs Actions as WebAssembly components; upload one with PUT /api/v2/actions/actions/{id}/component",
-        ));
-    }
     if body.dependencies.as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::bad_request(
-            "`dependencies` are npm packages for JavaScript Actions; a component carries its own",
+            "`dependencies` (npm packages) are not installed: JavaScript Actions `require` what the script engine ships (see docs/auth0-scripts.md), and a component carries its own",
         ));
     }
     if let Some(secrets) = body.secrets {

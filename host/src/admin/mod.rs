@@ -21,6 +21,7 @@ pub mod listing;
 mod logs;
 mod mappers;
 mod resource_servers;
+mod rules;
 mod sessions;
 mod users;
 pub mod watch;
@@ -42,7 +43,7 @@ pub const READ_LOGS: &str = "read:logs";
 pub const READ_USER_IDP_TOKENS: &str = "read:user_idp_tokens";
 
 /// Every management scope; the admin token has them all.
-pub const SCOPES: [&str; 27] = [
+pub const SCOPES: [&str; 31] = [
     "read:connections",
     "write:connections",
     "read:clients",
@@ -70,6 +71,10 @@ pub const SCOPES: [&str; 27] = [
     branding::UPDATE_BRANDING,
     branding::DELETE_BRANDING,
     READ_USER_IDP_TOKENS,
+    "read:rules",
+    "create:rules",
+    "update:rules",
+    "delete:rules",
 ];
 
 /// Lets a connection written through the API reach private networks
@@ -273,6 +278,7 @@ impl Broker {
             ("users", Some("refresh-tokens")) | ("refresh-tokens", _) => "refresh_tokens",
             ("resource-servers", _) => "resource_servers",
             ("branding", _) => "branding",
+            ("rules", _) => "rules",
             ("connections" | "clients" | "mappers" | "users" | "actions" | "logs" | "keys", _) => {
                 resource
             }
@@ -284,6 +290,7 @@ impl Broker {
             "logs" => return Err(method_not_allowed()),
             "keys" => keys::scope(req.method, &seg[1..]).to_owned(),
             "branding" => branding::scope(req.method).to_owned(),
+            "rules" => rules::scope(req.method).to_owned(),
             _ => format!("{}:{about}", if write { "write" } else { "read" }),
         };
         if !req.caller.has(&scope) {
@@ -297,6 +304,7 @@ impl Broker {
             "clients" => self.clients_api(req, &seg[1..]).await,
             "mappers" => self.mappers_api(req, &seg[1..], &req.caller).await,
             "actions" => self.actions_api(req, &seg[1..], &req.caller).await,
+            "rules" => self.rules_api(req, &seg[1..]).await,
             "logs" => self.logs_api(req, &seg[1..]).await,
             "keys" => self.keys_api(req, &seg[1..]).await,
             "sessions" | "refresh_tokens" => self.sessions_api(req, &seg).await,

@@ -348,6 +348,7 @@ impl Broker {
             expires_at: self.expires_in(LOGIN_TRANSACTION_TTL),
             form_post: mode == ResponseMode::FormPost,
             audience,
+            query: crate::actions::event_query(params.iter()),
         };
         let now = self.clock.now();
         let max_live = self.limits.max_outstanding_logins;

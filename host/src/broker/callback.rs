@@ -12,7 +12,7 @@ use super::authorize::cookie_name;
 use super::limits::RetryAfter;
 use super::oauth::{AppResponse, ErrorCode, OAuthError, Params, ResponseMode, provider_refusal};
 use super::session::{SessionCookie, session_cookie_name};
-use crate::actions::{EventClient, EventRequest, PostLoginTrigger, TriggerError};
+use crate::actions::{EventClient, EventRequest, EventTransaction, PostLoginTrigger, TriggerError};
 use crate::mapper::MapperError;
 use crate::model::{Connection, ProfileSource, TokenAuthMethod};
 use crate::secret::SecretHash;
@@ -126,6 +126,8 @@ impl Broker {
             let request = EventRequest {
                 ip: from.to_string(),
                 user_agent: user_agent.map(str::to_owned),
+                hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
+                query: tx.query.clone(),
             };
             self.finish_login(
                 &params,
@@ -309,7 +311,7 @@ impl Broker {
             store: &*self.store,
             chain: &snapshot.post_login,
         }
-        .run_for_login(&user, client, request, &tx.scope, &tx.redirect_uri)
+        .run_for_login(&user, client, request, &tx.scope, event_transaction(tx))
         .await
         .map_err(post_login_error)?;
         let claims = GrantClaims {
@@ -321,6 +323,20 @@ impl Broker {
             .await?;
         tracing::info!(user_id, "login succeeded");
         Ok(finished)
+    }
+}
+
+/// What the app asked for at `/authorize`, as post-login Actions see it.
+fn event_transaction(tx: &LoginTransaction) -> EventTransaction {
+    EventTransaction {
+        requested_scopes: tx.scope.split_whitespace().map(str::to_owned).collect(),
+        redirect_uri: tx.redirect_uri.clone(),
+        audience: tx.audience.clone(),
+        prompt: tx
+            .query
+            .iter()
+            .find(|(name, value)| name == "prompt" && !value.is_empty())
+            .map(|(_, value)| value.clone()),
     }
 }
 

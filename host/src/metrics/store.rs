@@ -16,7 +16,7 @@ use crate::store::{
     TakeTransaction, User,
 };
 use crate::store::{
-    RefreshGrant, RefreshLookup, Rotation, Session, StoredResourceServer, SweptSessions,
+    RefreshGrant, RefreshLookup, Rotation, Session, StoredResourceServer, StoredRule, SweptSessions,
 };
 
 /// `inner`, with every operation timed into `metrics`.
@@ -281,6 +281,15 @@ impl Store for InstrumentedStore {
     ) -> Result<(), StoreError> {
         self.timed("put_action", self.inner.put_action(action, draft))
             .await
+    }
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        self.timed("put_rule", self.inner.put_rule(rule)).await
+    }
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        self.timed("rules", self.inner.rules()).await
+    }
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        self.timed("delete_rule", self.inner.delete_rule(id)).await
     }
     async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {
         self.timed("actions", self.inner.actions()).await

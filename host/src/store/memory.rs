@@ -68,6 +68,8 @@ struct Durable {
     mappers: BTreeMap<String, Mapper>,
     actions: BTreeMap<String, Action>,
     post_login_bindings: Vec<String>,
+    /// Rules by id.
+    rules: BTreeMap<String, StoredRule>,
     signing_keys: Option<String>,
     /// connection id → its `private_key_jwt` key document.
     connection_keys: BTreeMap<String, String>,
@@ -602,6 +604,34 @@ impl Store for MemoryStore {
         }
         self.bump(&mut d);
         Ok(())
+    }
+
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        let mut d = self.durable();
+        if d.rules
+            .values()
+            .any(|r| r.name == rule.name && r.id != rule.id)
+        {
+            return Err(StoreError::Conflict(format!("rule `{}`", rule.name)));
+        }
+        d.rules.insert(rule.id.clone(), rule.clone());
+        self.bump(&mut d);
+        Ok(())
+    }
+
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        let mut rules: Vec<StoredRule> = self.durable().rules.values().cloned().collect();
+        sort_rules(&mut rules);
+        Ok(rules)
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let mut d = self.durable();
+        let deleted = d.rules.remove(id).is_some();
+        if deleted {
+            self.bump(&mut d);
+        }
+        Ok(deleted)
     }
 
     async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {

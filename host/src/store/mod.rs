@@ -45,7 +45,8 @@ pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     StoredAction, StoredActionSecret, StoredClient, StoredConnection, StoredConnectionOptions,
-    StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredScope, StoredScripts,
+    StoredConnectionSpec, StoredMapperEgress, StoredResourceServer, StoredRule, StoredScope,
+    StoredScripts,
 };
 pub use sealed::{Resealed, SealedStore};
 pub use sessions::{
@@ -84,6 +85,9 @@ pub struct LoginTransaction {
     pub form_post: bool,
     /// The API (`audience`) the app asked an access token for.
     pub audience: Option<String>,
+    /// `/authorize`'s parameters, for post-login Actions' `event.request.query`
+    /// (bounded: `crate::actions::event_query`).
+    pub query: Vec<(String, String)>,
 }
 
 /// What an authorization code stands for, until redeemed.
@@ -216,6 +220,11 @@ pub struct MapperEntry {
 pub struct ActionEntry {
     pub action: StoredAction,
     pub active_version: u32,
+}
+
+/// Rules in the order they run: `order`, then name (unique).
+pub fn sort_rules(rules: &mut [StoredRule]) {
+    rules.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
 }
 
 /// One deployed version of an Action (the bytes are fetched separately).
@@ -549,6 +558,16 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
     /// Replaces the post-login bindings. An id that names no Action is a
     /// Conflict (nothing is written): a binding never dangles.
     async fn set_post_login_bindings(&self, ids: &[String]) -> Result<(), StoreError>;
+
+    // ---- legacy Rules ----
+    /// Inserts or replaces (by id) a Rule; another Rule's name is a
+    /// Conflict. A catalog write: instances run the change on their next
+    /// login.
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError>;
+    /// Every Rule, in the order they run (`order`, then name).
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError>;
+    /// Deletes a Rule; false if there is none.
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
 
     // ---- leases ----
     /// Takes or renews the lease `name` for `holder` until `now + ttl`

@@ -307,6 +307,18 @@ const MIGRATIONS: &[&str] = &[
     branding::MIGRATION,
     // 8: the provider's tokens per identity (issue #12 §7), sealed.
     idp_tokens::MIGRATION,
+    // 9: legacy
+    // Rules, a catalog table (each change bumps the catalog version and
+    // notifies).
+    r#"
+    CREATE TABLE rules (
+        id text COLLATE "C" PRIMARY KEY,
+        name text COLLATE "C" NOT NULL UNIQUE,
+        rule text NOT NULL
+    );
+    CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE ON rules
+        FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
+    "#,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1940,6 +1952,49 @@ impl Store for PostgresStore {
             }
             Err(e) => Err(backend(WHAT)(e)),
         }
+    }
+
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        const WHAT: &str = "writing a rule";
+        let json = to_json(rule, "a rule")?;
+        let mut conn = self.conn().await?;
+        // An upsert on the id: another Rule's name is a unique violation.
+        let statement = conn
+            .prepare(
+                "INSERT INTO rules (id, name, rule) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, rule = EXCLUDED.rule",
+            )
+            .await
+            .map_err(backend(WHAT))?;
+        let written = conn
+            .client
+            .execute(&statement, &[&rule.id, &rule.name, &json])
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("rule `{}`", rule.name)))
+            }
+            Err(e) => Err(backend(WHAT)(e)),
+        }
+    }
+
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        let mut rules = self
+            .query("SELECT rule FROM rules", &[], "listing rules")
+            .await?
+            .iter()
+            .map(|row| from_json(&column::<String>(row, 0, "rules")?, "rules"))
+            .collect::<Result<Vec<StoredRule>, _>>()?;
+        sort_rules(&mut rules);
+        Ok(rules)
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .execute("DELETE FROM rules WHERE id = $1", &[&id], "deleting a rule")
+            .await?
+            > 0)
     }
 
     async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {

@@ -271,6 +271,32 @@ pub struct StoredAction {
     pub updated_at: u64,
 }
 
+/// A legacy Auth0 Rule (`/api/v2/rules`): JavaScript run by the script
+/// engine for every login, before the bound Actions, in `order`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredRule {
+    /// `rul_` and a suffix; never changes.
+    pub id: String,
+    /// Unique among Rules.
+    pub name: String,
+    /// `function (user, context, callback) { … }`.
+    pub script: String,
+    /// Rules run in ascending order (ties by name).
+    pub order: i64,
+    pub enabled: bool,
+    /// Auth0's stage: `login_success`, the only one Waypass runs.
+    pub stage: String,
+    /// Where it may connect (hosts), as an Action's.
+    #[serde(default)]
+    pub egress: StoredMapperEgress,
+    /// Its deadline, if not the default.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
 /// One secret of an Action.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -279,6 +279,21 @@ const MIGRATIONS: &[&str] = &[
     branding::MIGRATION,
     // 8: the provider's tokens per identity (issue #12 §7), sealed.
     idp_tokens::MIGRATION,
+    // 9: legacy
+    // Rules, a catalog table (each change bumps the catalog version).
+    "
+    CREATE TABLE rules (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL UNIQUE,
+        rule TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TRIGGER rules_inserted AFTER INSERT ON rules
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER rules_updated AFTER UPDATE ON rules
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    CREATE TRIGGER rules_deleted AFTER DELETE ON rules
+        BEGIN UPDATE catalog_version SET version = version + 1; END;
+    ",
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -1411,6 +1426,58 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        let json = to_json(rule, "a rule")?;
+        let (id, name) = (rule.id.clone(), rule.name.clone());
+        self.call(move |conn| {
+            // An upsert on the id (not `INSERT OR REPLACE`, which would
+            // delete another Rule holding the name).
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO rules (id, name, rule) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, rule = excluded.rule",
+                )
+                .and_then(|mut s| s.execute(params![id, name, json]));
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Conflict(format!("rule `{name}`")))
+                }
+                Err(e) => Err(backend("writing a rule")(e)),
+            }
+        })
+        .await
+    }
+
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT rule FROM rules")
+                .map_err(backend("listing rules"))?;
+            let texts = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(backend("listing rules"))?;
+            let mut rules = texts
+                .iter()
+                .map(|t| from_json(t, "rules"))
+                .collect::<Result<Vec<StoredRule>, _>>()?;
+            sort_rules(&mut rules);
+            Ok(rules)
+        })
+        .await
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            conn.execute("DELETE FROM rules WHERE id = ?1", params![id])
+                .map(|n| n > 0)
+                .map_err(backend("deleting a rule"))
+        })
+        .await
+    }
+
     async fn actions(&self) -> Result<Vec<ActionEntry>, StoreError> {
         self.call(|conn| read_actions(conn)).await
     }
@@ -1952,6 +2019,7 @@ mod tests {
                     expires_at: 9,
                     form_post: false,
                     audience: None,
+                    query: Vec::new(),
                 },
                 0,
                 1,

@@ -41,6 +41,8 @@ pub(super) struct StoredTransaction {
     form_post: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    query: Vec<(String, String)>,
 }
 
 impl StoredTransaction {
@@ -58,6 +60,7 @@ impl StoredTransaction {
             correlation_id: tx.correlation_id.clone(),
             form_post: tx.form_post,
             audience: tx.audience.clone(),
+            query: tx.query.clone(),
         }
     }
 
@@ -76,6 +79,7 @@ impl StoredTransaction {
             expires_at,
             form_post: self.form_post,
             audience: self.audience,
+            query: self.query,
         }
     }
 }
