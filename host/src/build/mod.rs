@@ -35,7 +35,7 @@ pub enum Language {
 
 /// The WIT worlds a component is built for: everything that differs
 /// between building a mapper and building an Action is asked of this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     /// `waypass:mapper/mapper` (`wit/mapper.wit`): a connection's profile mapper.
     Mapper,
@@ -94,7 +94,9 @@ impl World {
 
 /// Copies the `.wit` files directly in `from` (not its subdirectories) to `to`.
 fn copy_wit_files(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
         let path = entry
             .with_context(|| format!("cannot read {}", from.display()))?
             .path();

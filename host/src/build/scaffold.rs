@@ -170,9 +170,13 @@ fn new_component(dir: &Path, world: World, language: Language) -> anyhow::Result
 
 fn action_readme(name: &str, lang: &str, files: &str) -> String {
     let what = match lang {
-        "Rust" => "denies users whose email is not verified and puts `app_metadata.roles` into the id_token",
+        "Rust" => {
+            "denies users whose email is not verified and puts `app_metadata.roles` into the id_token"
+        }
         "Python" => "asks the API at the secret `DECISION_URL` whether the user may log in",
-        _ => "denies logins from the email domains in the secret `DENIED_DOMAINS` and puts `app_metadata.roles` into the id_token",
+        _ => {
+            "denies logins from the email domains in the secret `DENIED_DOMAINS` and puts `app_metadata.roles` into the id_token"
+        }
     };
     format!(
         "# {name}\n\n\

@@ -73,7 +73,7 @@ function snake(name) {
 /**
  * The world's event (camelCase records, JSON as text) as Auth0 shapes it:
  * snake_case names, `app_metadata`, `user_metadata` and `profile` parsed,
- * `secrets` an object. Fields the world gains later come through as well.
+ * `secrets` an object, `logins_count` and `created_at` numbers. Fields the world gains later come through as well.
  * @param {any} value
  * @param {string} [name] The WIT field name `value` came from.
  * @returns {any}
@@ -87,6 +87,8 @@ export function auth0Event(value, name) {
     }
   }
   if (name === 'secrets' && Array.isArray(value)) return Object.fromEntries(value);
+  // `u64` counts and times arrive as BigInt; Auth0's are numbers (exact below 2^53).
+  if (typeof value === 'bigint') return Number(value);
   if (Array.isArray(value)) return value.map((v) => auth0Event(v));
   if (value instanceof Uint8Array || value === null || typeof value !== 'object') return value;
   const out = {};
