@@ -4,9 +4,11 @@
 //! What a login pays for its bound Actions: the trigger's run (event
 //! built from the user record, each Action in a fresh instance, its answer
 //! checked, the changes merged), with no Action bound (the baseline: one
-//! branch) and with one Rust Action bound (the `action-probe` test guest
-//! setting a namespaced claim on both tokens and one `app_metadata`
-//! property). The metadata write goes to a memory store, so the figure is
+//! branch) and with one Action bound, in Rust (the `action-probe` test
+//! guest), JavaScript and Python (`tests/guests/action-claim-js` and
+//! `action-claim-py`, built with `waypass action build`'s code and the SDKs),
+//! each setting a namespaced claim on both tokens and one `app_metadata`
+//! property. The metadata write goes to a memory store, so the figure is
 //! the Action's own cost; a database write adds its round trip. p50 and
 //! p99 over 2000 calls after 100 warm-up calls.
 
@@ -14,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use waypass::actions::{BoundAction, EventClient, EventRequest, PostLoginChain, PostLoginTrigger};
+use waypass::build::World;
 use waypass::mapper::{Profile, Runtime, RuntimeConfig};
 use waypass::store::{
     MemoryStore, Store as _, StoredAction, StoredActionSecret, StoredMapperEgress,
 };
-use waypass_tests::guests;
+use waypass_tests::{guests, plugins};
 
 const CALLS: usize = 2000;
 const WARM_UP: usize = 100;
@@ -37,11 +40,6 @@ fn main() {
     let user = rt
         .block_on(store.record_login("oauth2|bench|1", "bench", profile, 1))
         .expect("user");
-    let loaded = Arc::new(
-        runtime
-            .load_action(&guests::bytes(guests::ACTION_PROBE))
-            .expect("the probe loads"),
-    );
     let stored = StoredAction {
         id: "act_bench".into(),
         name: "bench".into(),
@@ -63,17 +61,32 @@ fn main() {
         created_at: 0,
         updated_at: 0,
     };
-    let one_rust = PostLoginChain {
-        actions: vec![Arc::new(
-            BoundAction::from_stored(&stored, 1, loaded).expect("bound"),
-        )],
-        unservable: None,
+    let guest = |name: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("guests")
+            .join(name);
+        let path = plugins::build_world(&dir, World::Action);
+        std::fs::read(&path).expect("the built Action")
     };
-    let none = PostLoginChain::default();
+    let one = |bytes: Vec<u8>| {
+        let loaded = Arc::new(runtime.load_action(&bytes).expect("the Action loads"));
+        PostLoginChain {
+            actions: vec![Arc::new(
+                BoundAction::from_stored(&stored, 1, loaded).expect("bound"),
+            )],
+            unservable: None,
+        }
+    };
+    let chains = [
+        ("none", PostLoginChain::default()),
+        ("one Rust action", one(guests::bytes(guests::ACTION_PROBE))),
+        ("one JavaScript action", one(guest("action-claim-js"))),
+        ("one Python action", one(guest("action-claim-py"))),
+    ];
 
     println!("| bound actions | per-login p50 | per-login p99 |");
     println!("| --- | --- | --- |");
-    for (label, chain) in [("none", &none), ("one Rust action", &one_rust)] {
+    for (label, chain) in &chains {
         let trigger = PostLoginTrigger {
             runtime: &runtime,
             store: &store,
@@ -101,6 +114,14 @@ fn main() {
                 .expect("the login goes on");
             let elapsed = start.elapsed();
             assert_eq!(granted.scope, "openid email");
+            // Each bound Action really ran: the claim is in the grant.
+            assert_eq!(
+                granted
+                    .id_token_claims
+                    .contains_key("https://example.com/roles"),
+                !chain.actions.is_empty(),
+                "{label}"
+            );
             if i >= WARM_UP {
                 samples.push(elapsed);
             }

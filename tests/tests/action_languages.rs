@@ -343,3 +343,68 @@ async fn a_javascript_action_denies_by_email_domain_with_its_reason_at_the_app_a
     let user = tb.broker_user(&user_id()).await.expect("the user");
     assert_eq!(user.app_metadata["last_client"], APP);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn action_push_creates_uploads_deploys_and_binds_an_action_that_the_next_login_runs() {
+    use clap::Parser as _;
+
+    let wasm = scaffolded(Language::JavaScript);
+    let tb = TestBed::start(|_, _| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, ADMIN_TOKEN).expect("token file");
+    let args: Vec<String> = [
+        "waypass",
+        "action",
+        "push",
+        "gate",
+        &wasm.display().to_string(),
+        "--bind",
+        "--url",
+        &tb.issuer,
+        "--token-file",
+        &token.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // The command runs its own runtime: off this one's threads.
+    let code = std::thread::spawn(move || {
+        let cli = waypass::cli::Cli::try_parse_from(args).expect("the command parses");
+        waypass::cli::main(cli)
+    })
+    .join()
+    .expect("the command returns");
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+
+    let (_, bindings) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        "actions/triggers/post-login/bindings",
+        None,
+    )
+    .await;
+    assert_eq!(
+        bindings["bindings"][0]["action"]["name"], "gate",
+        "{bindings}"
+    );
+    let id = bindings["bindings"][0]["action"]["id"]
+        .as_str()
+        .expect("the bound id");
+    let (_, versions) = admin_api(
+        &tb.issuer,
+        Method::GET,
+        &format!("actions/actions/{id}/versions"),
+        None,
+    )
+    .await;
+    assert_eq!(versions["total"], 1, "{versions}");
+
+    // Bound and deployed: the next login runs it (no domain is denied).
+    let landing = login(&tb).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let user = tb.broker_user(&user_id()).await.expect("the user");
+    assert_eq!(user.app_metadata["last_client"], APP);
+}

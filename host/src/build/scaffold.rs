@@ -184,9 +184,11 @@ fn action_readme(name: &str, lang: &str, files: &str) -> String {
          Build it (prints the component's path last):\n\n    waypass action build .\n\n\
          Run it once on an event of your own (JSON: `user`, `client`, `connection`, …):\n\n    \
          waypass action run PATH.wasm --event event.json --secret NAME=VALUE --allow-host api.example.com\n\n\
-         Then create the Action `{name}` on the broker, upload the component \
-         (`PUT /api/v2/actions/actions/ID/component`), deploy it and bind it to the \
-         post-login trigger: docs/actions-{guide}.md in Waypass's sources shows each step.\n",
+         Upload it to a running broker as the next version of the Action `{name}`, \
+         deploy it and bind it to the post-login trigger (`WAYPASS_URL`, `WAYPASS_TOKEN`):\n\n    \
+         waypass action push {name} PATH.wasm --bind\n\n\
+         Secrets and the egress allow-list are set with the management API: \
+         docs/actions-{guide}.md in Waypass's sources shows each step.\n",
         guide = match lang {
             "Rust" => "rust",
             "Python" => "python",

@@ -1,5 +1,5 @@
 //! `waypass action new | build | check | run`: a post-login Action
-//! component, locally.
+//! component, locally; `waypass action push`: onto a running broker.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::admin::printable;
+use super::admin::{Api, ApiArgs, Body, json_body, out, printable, segment};
 use super::component::{Lang, SandboxArgs, parse_pair, print_trace};
 use crate::actions::{ActionEvent, ActionReport};
 use crate::build::World;
@@ -36,6 +36,24 @@ pub(super) enum ActionCommand {
     /// Run FILE once on the event in --event (JSON, as the API's `test`
     /// takes it) and print its outcome as JSON.
     Run(RunArgs),
+    /// Upload FILE to a running broker as the next version of the Action
+    /// NAME (created for the post-login trigger if the broker has none of
+    /// that name) and deploy it; with --bind, also bind it last to the
+    /// post-login trigger unless it is bound already.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PushArgs {
+    /// The Action's name.
+    name: String,
+    /// The component (`-` reads stdin).
+    file: PathBuf,
+    /// Bind it to the post-login trigger, after those bound already.
+    #[arg(long)]
+    bind: bool,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -63,7 +81,88 @@ pub(super) fn run(cmd: ActionCommand) -> anyhow::Result<ExitCode> {
         }
         ActionCommand::Check { file } => check(&file),
         ActionCommand::Run(args) => run_once(args),
+        ActionCommand::Push(args) => push(&args),
     }
+}
+
+/// Find or create, upload, deploy, and maybe bind: the management API's
+/// steps of a deploy, in one command.
+fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.api)?;
+    let bytes = super::admin::read_input(&args.file)?;
+    let listed = api.get("actions/actions")?.value()?;
+    let existing = listed["actions"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["name"] == args.name.as_str()))
+        .and_then(|a| a["id"].as_str())
+        .map(str::to_owned);
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let created = api
+                .call(
+                    http::Method::POST,
+                    "actions/actions",
+                    json_body(&serde_json::json!({
+                        "name": args.name,
+                        "supported_triggers": [{"id": crate::actions::POST_LOGIN_TRIGGER}],
+                    })),
+                )?
+                .value()?;
+            created["id"]
+                .as_str()
+                .context("the broker created the Action but did not say its id")?
+                .to_owned()
+        }
+    };
+    let one = format!("actions/actions/{}", segment(&id));
+    api.call_compiling(
+        http::Method::PUT,
+        &format!("{one}/component"),
+        Body::Wasm(bytes.into()),
+    )?;
+    let deployed = api.call_compiling(http::Method::POST, &format!("{one}/deploy"), Body::Empty)?;
+    let version = deployed.value()?;
+    let mut text = format!(
+        "action {} ({}): version {} deployed\n",
+        printable(&args.name),
+        printable(&id),
+        version["number"]
+    );
+    if args.bind {
+        let path = format!(
+            "actions/triggers/{}/bindings",
+            crate::actions::POST_LOGIN_TRIGGER
+        );
+        let bound = api.get(&path)?.value()?;
+        let mut refs: Vec<serde_json::Value> = bound["bindings"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|b| b["action"]["id"].as_str())
+                    .map(|bid| serde_json::json!({"ref": {"type": "action_id", "value": bid}}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let already = refs.iter().any(|r| r["ref"]["value"] == id.as_str());
+        if already {
+            text.push_str("already bound to post-login\n");
+        } else {
+            refs.push(serde_json::json!({"ref": {"type": "action_id", "value": id}}));
+            api.call(
+                http::Method::PATCH,
+                &path,
+                json_body(&serde_json::json!({ "bindings": refs })),
+            )?;
+            text.push_str(&format!("bound to post-login, position {}\n", refs.len()));
+        }
+    }
+    if api.json() {
+        deployed.print_raw()?;
+    } else {
+        out(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(file: &Path) -> anyhow::Result<ExitCode> {
