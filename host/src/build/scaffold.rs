@@ -241,8 +241,36 @@ mod tests {
             manifest.contains("name = \"acme\"") && manifest.contains("waypass-mapper = { path =")
         );
         assert_eq!(
-            super::super::detect_language(&rust).expect("detects"),
+            super::super::detect_language(&rust, World::Mapper).expect("detects"),
             Language::Rust
         );
+    }
+
+    #[test]
+    fn an_action_scaffold_holds_its_example_and_a_rust_one_the_world_it_builds_against() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let js = root.path().join("gate");
+        new_action(&js, Language::JavaScript).expect("scaffold");
+        assert!(
+            std::fs::read_to_string(js.join("action.js"))
+                .expect("action.js")
+                .contains("exportAction")
+        );
+        assert_eq!(
+            super::super::detect_language(&js, World::Action).expect("detects"),
+            Language::JavaScript
+        );
+        assert!(
+            super::super::detect_language(&js, World::Mapper).is_err(),
+            "action.js is not a mapper's entry"
+        );
+        let rust = root.path().join("roles");
+        new_action(&rust, Language::Rust).expect("scaffold");
+        assert!(rust.join("wit/action.wit").is_file());
+        assert!(rust.join("wit/deps/mapper/mapper.wit").is_file());
+        let manifest = std::fs::read_to_string(rust.join("Cargo.toml")).expect("manifest");
+        assert!(manifest.contains("name = \"roles\"") && manifest.contains("wit-bindgen"));
+        let readme = std::fs::read_to_string(rust.join("README.md")).expect("readme");
+        assert!(readme.contains("waypass action push roles"), "{readme}");
     }
 }
