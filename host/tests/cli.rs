@@ -811,3 +811,71 @@ fn mapper_run_script_runs_an_auth0_script_and_says_where_a_syntax_error_is() {
         )
     );
 }
+
+#[test]
+fn action_new_build_and_run_work_for_a_javascript_and_a_python_action() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let event = root.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"user": {"user_id": "oauth2|acme|1", "email": "ann@blocked.example",
+                     "app_metadata": {"roles": ["admin"]}},
+            "client": {"client_id": "app1"}, "connection": {"name": "acme"}}"#,
+    )
+    .expect("write the event");
+    let mut built = Vec::new();
+    for (lang, name) in [("js", "gate-js"), ("python", "gate-py")] {
+        let dir = root.path().join(name);
+        let out = waypass(root.path())
+            .args(["action", "new"])
+            .arg(&dir)
+            .args(["--lang", lang])
+            .output()
+            .expect("run waypass");
+        assert!(out.status.success(), "{lang}: {}", text(&out.stderr));
+        let out = waypass(root.path())
+            .args(["action", "build"])
+            .arg(&dir)
+            .output()
+            .expect("run waypass");
+        assert!(out.status.success(), "{lang} build: {}", text(&out.stderr));
+        let wasm = text(&out.stdout).lines().last().expect("a path").to_owned();
+        let out = waypass(root.path())
+            .args(["action", "check", &wasm])
+            .output()
+            .expect("run waypass");
+        assert!(
+            text(&out.stdout).contains("ok: implements waypass:action/post-login@0.1.0"),
+            "{lang}: {}",
+            text(&out.stderr)
+        );
+        built.push(wasm);
+    }
+
+    // The JavaScript example denies the domain its secret names.
+    let out = waypass(root.path())
+        .args(["action", "run", &built[0], "--event"])
+        .arg(&event)
+        .args(["--secret", "DENIED_DOMAINS=blocked.example"])
+        .output()
+        .expect("run waypass");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON outcome");
+    assert_eq!(
+        outcome,
+        serde_json::json!({"outcome": "deny", "reason": "logins from blocked.example are not allowed"})
+    );
+
+    // The Python example without its API's URL fails with its own error.
+    let out = waypass(root.path())
+        .args(["action", "run", &built[1], "--event"])
+        .arg(&event)
+        .output()
+        .expect("run waypass");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the secret DECISION_URL is not set"),
+        "{stderr}"
+    );
+}

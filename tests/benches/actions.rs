@@ -4,14 +4,16 @@
 //! What a login pays for its bound Actions: the trigger's run (event
 //! built from the user record, each Action in a fresh instance, its answer
 //! checked, the changes merged), with no Action bound (the baseline: one
-//! branch) and with one Rust Action bound (the `action-probe` test guest
-//! setting a namespaced claim on both tokens and one `app_metadata`
-//! property), and with one Auth0 Action in the script engine (Auth0's
-//! "Add user roles to tokens" sample, unchanged: a fresh JavaScript engine
+//! branch) and with one Action bound, in Rust (the `action-probe` test
+//! guest), JavaScript and Python (`tests/guests/action-claim-js` and
+//! `action-claim-py`, built with `waypass action build`'s code and the SDKs),
+//! each setting a namespaced claim on both tokens and one `app_metadata`
+//! property, and with one Auth0 Action in the script engine (Auth0's "Add
+//! user roles to tokens" sample, unchanged: a fresh JavaScript engine
 //! instance per login, the event built, the code compiled and run, its
-//! answer checked). The metadata write goes to a memory store, so the
-//! figure is the Action's own cost; a database write adds its round trip.
-//! p50 and p99 over 2000 calls after 100 warm-up calls.
+//! answer checked). The metadata write goes to a memory store, so the figure is
+//! the Action's own cost; a database write adds its round trip. p50 and
+//! p99 over 2000 calls after 100 warm-up calls.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,12 +22,13 @@ use waypass::actions::{
     ActionCode, BoundAction, EventClient, EventRequest, EventTransaction, PostLoginChain,
     PostLoginTrigger, ScriptCode, ScriptKind,
 };
+use waypass::build::World;
 use waypass::mapper::{Profile, Runtime, RuntimeConfig};
 use waypass::script::ScriptEngine;
 use waypass::store::{
     MemoryStore, Store as _, StoredAction, StoredActionSecret, StoredMapperEgress,
 };
-use waypass_tests::guests;
+use waypass_tests::{guests, plugins};
 
 /// Auth0's "Add user roles to ID and Access tokens" post-login Action
 /// (<https://auth0.com/docs/customize/actions/explore-triggers/post-login>).
@@ -54,11 +57,6 @@ fn main() {
     let user = rt
         .block_on(store.record_login("oauth2|bench|1", "bench", profile, 1))
         .expect("user");
-    let loaded = Arc::new(
-        runtime
-            .load_action(&guests::bytes(guests::ACTION_PROBE))
-            .expect("the probe loads"),
-    );
     let stored = StoredAction {
         id: "act_bench".into(),
         name: "bench".into(),
@@ -80,11 +78,21 @@ fn main() {
         created_at: 0,
         updated_at: 0,
     };
-    let one_rust = PostLoginChain {
-        actions: vec![Arc::new(
-            BoundAction::from_stored(&stored, 1, ActionCode::Component(loaded)).expect("bound"),
-        )],
-        unservable: None,
+    let guest = |name: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("guests")
+            .join(name);
+        let path = plugins::build_world(&dir, World::Action);
+        std::fs::read(&path).expect("the built Action")
+    };
+    let one = |bytes: Vec<u8>| {
+        let loaded = Arc::new(runtime.load_action(&bytes).expect("the Action loads"));
+        PostLoginChain {
+            actions: vec![Arc::new(
+                BoundAction::from_stored(&stored, 1, ActionCode::Component(loaded)).expect("bound"),
+            )],
+            unservable: None,
+        }
     };
     let engine = Arc::new(ScriptEngine::load(&runtime).expect("the script engine loads"));
     let script = StoredAction {
@@ -108,15 +116,22 @@ fn main() {
         )],
         unservable: None,
     };
-    let none = PostLoginChain::default();
+    // (label, chain, whether it sets the probe's claim)
+    let chains = [
+        ("none", PostLoginChain::default(), false),
+        (
+            "one Rust action",
+            one(guests::bytes(guests::ACTION_PROBE)),
+            true,
+        ),
+        ("one JavaScript action", one(guest("action-claim-js")), true),
+        ("one Python action", one(guest("action-claim-py")), true),
+        ("one Auth0 Action (script engine)", one_auth0, false),
+    ];
 
     println!("| bound actions | per-login p50 | per-login p99 |");
     println!("| --- | --- | --- |");
-    for (label, chain) in [
-        ("none", &none),
-        ("one Rust action", &one_rust),
-        ("one Auth0 Action (script engine)", &one_auth0),
-    ] {
+    for (label, chain, sets_claim) in &chains {
         let trigger = PostLoginTrigger {
             runtime: &runtime,
             store: &store,
@@ -152,6 +167,14 @@ fn main() {
                 .expect("the login goes on");
             let elapsed = start.elapsed();
             assert_eq!(granted.scope, "openid email");
+            // Each bound component Action really ran: the claim is in the grant.
+            assert_eq!(
+                granted
+                    .id_token_claims
+                    .contains_key("https://example.com/roles"),
+                *sets_claim,
+                "{label}"
+            );
             if i >= WARM_UP {
                 samples.push(elapsed);
             }

@@ -29,6 +29,8 @@ pub mod plugins {
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
+    use waypass::build::World;
+
     /// The component of the mapper in `plugins/mappers/<name>`, built once
     /// per test binary (builds are serialised: toolchains install once).
     pub fn build(name: &str) -> PathBuf {
@@ -44,15 +46,22 @@ pub mod plugins {
 
     /// The component of the mapper in `dir`, built once per test binary.
     pub fn build_dir(dir: &Path) -> PathBuf {
-        static BUILT: Mutex<Option<HashMap<PathBuf, PathBuf>>> = Mutex::new(None);
+        build_world(dir, World::Mapper)
+    }
+
+    /// The component of the `world` project in `dir` (a mapper or an
+    /// Action), built once per test binary.
+    pub fn build_world(dir: &Path, world: World) -> PathBuf {
+        static BUILT: Mutex<Option<HashMap<(PathBuf, World), PathBuf>>> = Mutex::new(None);
         let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
         let built = built.get_or_insert_with(HashMap::new);
-        if let Some(path) = built.get(dir) {
+        let key = (dir.to_owned(), world);
+        if let Some(path) = built.get(&key) {
             return path.clone();
         }
-        let path = waypass::build::build_mapper(dir)
+        let path = waypass::build::build(dir, world)
             .unwrap_or_else(|e| panic!("building {}: {e:#}", dir.display()));
-        built.insert(dir.to_owned(), path.clone());
+        built.insert(key, path.clone());
         path
     }
 

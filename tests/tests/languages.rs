@@ -460,5 +460,9 @@ fn the_python_sdks_own_unit_tests_pass() {
 
 #[test]
 fn the_javascript_sdks_own_unit_tests_pass() {
-    run_sdk_tests("js", "node", &["--test", "test/sdk.test.mjs"]);
+    run_sdk_tests(
+        "js",
+        "node",
+        &["--test", "test/sdk.test.mjs", "test/action.test.mjs"],
+    );
 }

@@ -1,4 +1,5 @@
-//! JavaScript mappers: a directory with `mapper.js`, built with componentize-js.
+//! JavaScript mappers and Actions: a directory with `mapper.js` (or
+//! `action.js`), built with componentize-js.
 //!
 //! componentize-js is pinned ([`COMPONENTIZE_JS_VERSION`]) and installed from
 //! npm on first use under [`super::toolchain_dir`], with the machine's `node`
@@ -9,8 +10,10 @@
 //! directory).
 //!
 //! The mapper's directory and the SDK (`plugins/sdk/js/waypass-mapper.js`,
-//! compiled into this binary) are copied into a staging directory, so
-//! `mapper.js` imports the SDK as `./waypass-mapper.js`; componentize-js
+//! and for an Action `waypass-action.js` beside it, compiled into this
+//! binary) are copied into a staging directory, so `mapper.js` imports the
+//! SDK as `./waypass-mapper.js` (`action.js` as `./waypass-action.js`,
+//! which re-exports the HTTP helpers of the former); componentize-js
 //! snapshots every module the entry imports by relative path. The component
 //! lands in a build directory keyed by the mapper directory's path, under the
 //! same cache; the source tree stays clean.
@@ -21,6 +24,7 @@
 //! requests). `http` stays: it is what `fetch()` runs on
 //! (`wasi:http/outgoing-handler`, under the same egress policy).
 
+use super::World;
 use super::stage::{build_staged, copy_sources, install_once, unique_suffix};
 use std::fs::{self, File};
 use std::io::{self};
@@ -37,11 +41,21 @@ const COMPONENTIZE_JS_PACKAGE: &str = "@bytecodealliance/componentize-js";
 /// `oxc-parser` and jco's filesystem bindings declare `node >= 20`).
 const MIN_NODE_MAJOR: u32 = 20;
 
-/// The mapper's entry module.
-const ENTRY: &str = "mapper.js";
-/// The SDK's file name next to the entry, and its text.
+/// The mapper SDK's file name next to the entry, and its text.
 const SDK_FILE: &str = "waypass-mapper.js";
 const SDK_SOURCE: &str = include_str!("../../../plugins/sdk/js/waypass-mapper.js");
+/// The Action SDK's file name next to the entry, and its text (it imports
+/// the mapper SDK's HTTP helpers from `./waypass-mapper.js`).
+const ACTION_SDK_FILE: &str = "waypass-action.js";
+const ACTION_SDK_SOURCE: &str = include_str!("../../../plugins/sdk/js/waypass-action.js");
+
+/// The SDK files (name, text) staged next to the entry of a `world` component.
+fn sdk_files(world: World) -> &'static [(&'static str, &'static str)] {
+    match world {
+        World::Mapper => &[(SDK_FILE, SDK_SOURCE)],
+        World::Action => &[(SDK_FILE, SDK_SOURCE), (ACTION_SDK_FILE, ACTION_SDK_SOURCE)],
+    }
+}
 
 /// componentize-js features left out of the engine (its defaults are
 /// `stdio random clocks http fetch-event`). Each one dropped is WASI imports
@@ -74,22 +88,16 @@ const NPM: &str = "npm.cmd";
 const NPM: &str = "npm";
 const NODE: &str = "node";
 
-pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    build_with(dir, DISABLED_FEATURES)
+pub(super) fn build(dir: &Path, world: World) -> anyhow::Result<PathBuf> {
+    build_with(dir, world, DISABLED_FEATURES)
 }
 
-/// Builds the JavaScript mapper in `dir` without the componentize-js
-/// features `disabled`.
-pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBuf> {
+/// Builds the JavaScript `world` component in `dir` without the
+/// componentize-js features `disabled`.
+pub(super) fn build_with(dir: &Path, world: World, disabled: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot read {}", dir.display()))?;
-    let wit = super::wit_dir().canonicalize().with_context(|| {
-        format!(
-            "cannot read the WIT directory {}",
-            super::wit_dir().display()
-        )
-    })?;
     let toolchain = Toolchain::in_dir(&super::toolchain_dir());
     let cli = toolchain.ensure()?;
 
@@ -98,25 +106,29 @@ pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBu
         "javascript",
         "componentize-js",
         |stage, staged_wasm| {
+            let wit = world.wit_dir_in(stage)?;
             let src = stage.join("src");
             copy_sources(&dir, &src, 0, &skipped)?;
-            let sdk = src.join(SDK_FILE);
-            if fs::read_to_string(&sdk).is_ok_and(|own| own != SDK_SOURCE) {
-                eprintln!(
-                    "note: {} has its own {SDK_FILE}; building with the SDK shipped with waypass instead",
-                    dir.display()
-                );
+            for (file, source) in sdk_files(world) {
+                let sdk = src.join(file);
+                if fs::read_to_string(&sdk).is_ok_and(|own| own != *source) {
+                    eprintln!(
+                        "note: {} has its own {file}; building with the SDK shipped with waypass instead",
+                        dir.display()
+                    );
+                }
+                fs::write(&sdk, source)
+                    .with_context(|| format!("cannot write {}", sdk.display()))?;
             }
-            fs::write(&sdk, SDK_SOURCE)
-                .with_context(|| format!("cannot write {}", sdk.display()))?;
-            check_syntax(&src, &dir)?;
+            check_syntax(&src, &dir, world)?;
 
             // componentize-js works in a directory under the system's temporary
             // directory and leaves it behind when the build fails: point it into
             // the stage, which goes when the build ends.
             let tmp = stage.join("tmp");
             fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-            let status = componentize_command(&cli, &src.join(ENTRY), &wit, staged_wasm, disabled)
+            let entry = src.join(world.js_entry());
+            let status = componentize_command(&cli, &entry, &wit, world, staged_wasm, disabled)
                 .current_dir(&src)
                 .env("TMPDIR", &tmp)
                 .env("TMP", &tmp)
@@ -143,13 +155,14 @@ pub(super) fn build_with(dir: &Path, disabled: &[&str]) -> anyhow::Result<PathBu
 /// Checks every module of the mapper with `node --check`, which says where a
 /// syntax error is (componentize-js only counts them). `dir` names the files
 /// in the message.
-fn check_syntax(src: &Path, dir: &Path) -> anyhow::Result<()> {
+fn check_syntax(src: &Path, dir: &Path, world: World) -> anyhow::Result<()> {
     let mut modules = Vec::new();
     js_modules(src, Path::new(""), &mut modules)?;
     modules.sort();
+    let sdk = sdk_files(world);
     for rel in modules
         .iter()
-        .filter(|rel| rel.as_path() != Path::new(SDK_FILE))
+        .filter(|rel| !sdk.iter().any(|(file, _)| rel.as_path() == Path::new(file)))
     {
         let path = src.join(rel);
         let source =
@@ -204,11 +217,12 @@ fn syntax_error_report(stderr: &str, path: &Path) -> String {
     )
 }
 
-/// `node <cli.js> <entry> --wit <wit> --world-name mapper --disable … --out <out>`.
+/// `node <cli.js> <entry> --wit <wit> --world-name <world> --disable … --out <out>`.
 fn componentize_command(
     cli: &Path,
     entry: &Path,
     wit: &Path,
+    world: World,
     out: &Path,
     disabled: &[&str],
 ) -> Command {
@@ -217,7 +231,7 @@ fn componentize_command(
         .arg(entry)
         .arg("--wit")
         .arg(wit)
-        .args(["--world-name", "mapper", "--disable"])
+        .args(["--world-name", world.wit_name(), "--disable"])
         .args(disabled)
         .arg("--out")
         .arg(out);
@@ -513,6 +527,7 @@ mod tests {
             Path::new("/tc/cli.js"),
             Path::new("/stage/src/mapper.js"),
             Path::new("/repo/wit"),
+            World::Mapper,
             Path::new("/stage/mapper.wasm"),
             DISABLED_FEATURES,
         );

@@ -1,9 +1,11 @@
-//! `waypass mapper build`: a mapper's source directory into a component.
+//! `waypass mapper build` and `waypass action build`: a source directory
+//! into a component of the [`World`] asked for (a profile mapper or a
+//! post-login Action).
 //!
 //! The language is read off the directory: `Cargo.toml` (Rust, `rust`),
-//! `app.py` (Python, `python`), `mapper.js` (JavaScript, `javascript`).
-//! Each builder installs its pinned toolchain into a project-owned cache on
-//! first use; nobody installs anything by hand.
+//! `app.py` (Python, `python`), `mapper.js` or `action.js` (JavaScript,
+//! `javascript`). Each builder installs its pinned toolchain into a
+//! project-owned cache on first use; nobody installs anything by hand.
 
 mod javascript;
 mod python;
@@ -11,7 +13,7 @@ mod scaffold;
 mod stage;
 mod toolchain;
 
-pub use scaffold::new_mapper;
+pub use scaffold::{new_action, new_mapper};
 pub use toolchain::MissingTool;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,8 @@ use anyhow::{Context, bail};
 /// The Rust target whose output is a WASI 0.2 component.
 pub const RUST_TARGET: &str = "wasm32-wasip2";
 
-/// The languages `mapper build` knows, detected from the directory.
+/// The languages `mapper build` and `action build` know, detected from the
+/// directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     Rust,
@@ -30,30 +33,114 @@ pub enum Language {
     JavaScript,
 }
 
-/// Detects the mapper's language from the files in `dir`.
-pub fn detect_language(dir: &Path) -> anyhow::Result<Language> {
+/// The WIT worlds a component is built for: everything that differs
+/// between building a mapper and building an Action is asked of this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    /// `waypass:mapper/mapper` (`wit/mapper.wit`): a connection's profile mapper.
+    Mapper,
+    /// `waypass:action/post-login` (`wit/action/action.wit`): a post-login Action.
+    Action,
+}
+
+impl World {
+    /// What the component is, in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            World::Mapper => "mapper",
+            World::Action => "post-login Action",
+        }
+    }
+
+    /// The world's name inside its WIT package, as the guest toolchains take it.
+    fn wit_name(self) -> &'static str {
+        match self {
+            World::Mapper => "mapper",
+            World::Action => "post-login",
+        }
+    }
+
+    /// The entry module of a JavaScript component of this world.
+    fn js_entry(self) -> &'static str {
+        match self {
+            World::Mapper => "mapper.js",
+            World::Action => "action.js",
+        }
+    }
+
+    /// A WIT directory holding this world and what it imports, under
+    /// `stage` if it has to be assembled. The action world imports the
+    /// mapper package's `http` and `log`: componentize-js and componentize-py
+    /// take one directory, so the mapper package goes into its `deps/` (the
+    /// layout `wit-parser` resolves).
+    fn wit_dir_in(self, stage: &Path) -> anyhow::Result<PathBuf> {
+        let wit = wit_dir();
+        match self {
+            World::Mapper => wit
+                .canonicalize()
+                .with_context(|| format!("cannot read the WIT directory {}", wit.display())),
+            World::Action => {
+                let out = stage.join("wit");
+                let deps = out.join("deps").join("mapper");
+                std::fs::create_dir_all(&deps)
+                    .with_context(|| format!("cannot create {}", deps.display()))?;
+                copy_wit_files(&wit.join("action"), &out)?;
+                copy_wit_files(&wit, &deps)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Copies the `.wit` files directly in `from` (not its subdirectories) to `to`.
+fn copy_wit_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("cannot read {}", from.display()))?
+            .path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "wit") {
+            let target = to.join(path.file_name().unwrap_or_default());
+            std::fs::copy(&path, &target)
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Detects the language of the `world` component in `dir` from its files.
+pub fn detect_language(dir: &Path, world: World) -> anyhow::Result<Language> {
     if dir.join("Cargo.toml").is_file() {
         return Ok(Language::Rust);
     }
     if dir.join("app.py").is_file() {
         return Ok(Language::Python);
     }
-    if dir.join("mapper.js").is_file() {
+    if dir.join(world.js_entry()).is_file() {
         return Ok(Language::JavaScript);
     }
     bail!(
-        "{} does not look like a mapper: expected Cargo.toml (Rust), app.py (Python) or mapper.js (JavaScript)",
-        dir.display()
+        "{} does not look like a {}: expected Cargo.toml (Rust), app.py (Python) or {} (JavaScript)",
+        dir.display(),
+        world.noun(),
+        world.js_entry()
     )
+}
+
+/// Builds the `world` component in `dir` and returns the path of the
+/// component (not yet checked against the world: the caller loads it).
+pub fn build(dir: &Path, world: World) -> anyhow::Result<PathBuf> {
+    match detect_language(dir, world)? {
+        Language::Rust => build_rust(dir),
+        Language::Python => python::build(dir, world),
+        Language::JavaScript => javascript::build(dir, world),
+    }
 }
 
 /// Builds the mapper in `dir` and returns the path of the component.
 pub fn build_mapper(dir: &Path) -> anyhow::Result<PathBuf> {
-    match detect_language(dir)? {
-        Language::Rust => build_rust(dir),
-        Language::Python => python::build(dir),
-        Language::JavaScript => javascript::build(dir),
-    }
+    build(dir, World::Mapper)
 }
 
 /// The script engine's sources (`crate::script`), shipped with the sources.
@@ -119,6 +206,7 @@ pub fn build_script_engine() -> anyhow::Result<PathBuf> {
     let digest = script_engine_inputs_digest()?;
     let built = javascript::build_with(
         &script_engine_dir(),
+        World::Mapper,
         javascript::SCRIPT_ENGINE_DISABLED_FEATURES,
     )?;
     let assets = script_engine_assets();
@@ -341,9 +429,15 @@ mod tests {
     #[test]
     fn directories_without_a_known_project_file_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = detect_language(dir.path()).unwrap_err();
+        let err = detect_language(dir.path(), World::Mapper).unwrap_err();
         assert!(
             err.to_string().contains("does not look like a mapper"),
+            "{err}"
+        );
+        let err = detect_language(dir.path(), World::Action).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not look like a post-login Action: expected Cargo.toml (Rust), app.py (Python) or action.js"),
             "{err}"
         );
     }

@@ -1,4 +1,5 @@
-//! Python mappers: a directory with `app.py`, built with componentize-py.
+//! Python mappers and Actions: a directory with `app.py`, built with
+//! componentize-py for the world asked for.
 //!
 //! componentize-py is pinned ([`COMPONENTIZE_PY_VERSION`], wheels checked
 //! against [`WHEEL_SHA256`]) and installed from PyPI on first use into a venv
@@ -6,12 +7,14 @@
 //! file serialises installs, and a marker written last tells a finished venv
 //! from a half-made one, so two builds racing install it once.
 //!
-//! The mapper's directory and the Python SDK are copied into a staging
+//! The mapper's directory and the Python SDK (`waypass_mapper` and
+//! `waypass_action`, both on the path) are copied into a staging
 //! directory and built from there: componentize-py runs the app in its own
 //! CPython at build time, which writes `__pycache__` next to every module it
 //! imports, and the source tree stays clean. The component lands in a build
 //! directory keyed by the mapper directory's path, under the same cache.
 
+use super::World;
 use super::stage::{build_staged, copy_sources, install_once};
 use std::fs;
 use std::io::{self};
@@ -51,7 +54,7 @@ const VENV_BIN: &str = "Scripts";
 #[cfg(not(windows))]
 const VENV_BIN: &str = "bin";
 
-pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn build(dir: &Path, world: World) -> anyhow::Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot read {}", dir.display()))?;
@@ -59,6 +62,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     toolchain.ensure()?;
 
     build_staged(&dir, "python", "componentize-py", |stage, staged_wasm| {
+        let wit = world.wit_dir_in(stage)?;
         let app = stage.join("app");
         let sdk = stage.join("sdk");
         copy_sources(&dir, &app, 0, &skipped)?;
@@ -66,8 +70,8 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         let status = Command::new(toolchain.exe())
             .arg("--quiet")
             .arg("--wit-path")
-            .arg(super::wit_dir())
-            .args(["--world", "mapper", "componentize", APP_MODULE])
+            .arg(&wit)
+            .args(["--world", world.wit_name(), "componentize", APP_MODULE])
             .arg("--python-path")
             .arg(&app)
             .arg("--python-path")
@@ -98,7 +102,8 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// `plugins/sdk/python` of this source tree: the `waypass_mapper` package.
+/// `plugins/sdk/python` of this source tree: the `waypass_mapper` and
+/// `waypass_action` packages.
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/python")
 }

@@ -1,17 +1,17 @@
-//! `waypass action check | run`: a post-login Action component, locally.
+//! `waypass action new | build | check | run`: a post-login Action
+//! component, locally; `waypass action push`: onto a running broker.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::admin::printable;
+use super::admin::{Api, ApiArgs, Body, json_body, out, printable, segment};
+use super::component::{Lang, SandboxArgs, parse_pair, print_trace};
 use crate::actions::{ActionEvent, ActionReport};
-use crate::egress::{EgressPolicy, HostRule};
-use crate::mapper::{Limits, Runtime, RuntimeConfig, Sandbox};
+use crate::build::World;
+use crate::mapper::{Runtime, RuntimeConfig};
 
 /// Largest event file `action run` reads: an event is a user, an app and
 /// a connection, a few KiB.
@@ -19,11 +19,41 @@ const MAX_EVENT_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ActionCommand {
+    /// Start a new Action in DIR from an example, in LANG.
+    New {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
+    /// Build the Action in DIR into a component checked against the
+    /// post-login world; prints the .wasm path last.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check that FILE implements the post-login world.
     Check { file: PathBuf },
     /// Run FILE once on the event in --event (JSON, as the API's `test`
     /// takes it) and print its outcome as JSON.
     Run(RunArgs),
+    /// Upload FILE to a running broker as the next version of the Action
+    /// NAME (created for the post-login trigger if the broker has none of
+    /// that name) and deploy it; with --bind, also bind it last to the
+    /// post-login trigger unless it is bound already.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PushArgs {
+    /// The Action's name.
+    name: String,
+    /// The component (`-` reads stdin).
+    file: PathBuf,
+    /// Bind it to the post-login trigger, after those bound already.
+    #[arg(long)]
+    bind: bool,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -35,33 +65,104 @@ pub(super) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     event: PathBuf,
     /// A secret the Action sees in `event.secrets`, NAME=VALUE (repeatable).
-    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_secret)]
+    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_pair)]
     secrets: Vec<(String, String)>,
-    /// A host the Action may call: HOST, HOST:PORT, *.DOMAIN, or
-    /// http://HOST[:PORT] for plain HTTP (repeatable). Nothing else is
-    /// reachable.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    allow_hosts: Vec<HostRule>,
-    /// Allow loopback and private addresses.
-    #[arg(long)]
-    allow_private_network: bool,
-    /// Deadline for the call, in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-}
-
-fn parse_secret(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("`{s}` is not NAME=VALUE")),
-    }
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 pub(super) fn run(cmd: ActionCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        ActionCommand::New { dir, lang } => super::component::new(&dir, World::Action, lang),
+        ActionCommand::Build { dir } => {
+            super::component::build_and_check(&dir, World::Action, |runtime, bytes| {
+                runtime.load_action(bytes)
+            })
+        }
         ActionCommand::Check { file } => check(&file),
         ActionCommand::Run(args) => run_once(args),
+        ActionCommand::Push(args) => push(&args),
     }
+}
+
+/// Find or create, upload, deploy, and maybe bind: the management API's
+/// steps of a deploy, in one command.
+fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.api)?;
+    let bytes = super::admin::read_input(&args.file)?;
+    let listed = api.get("actions/actions")?.value()?;
+    let existing = listed["actions"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["name"] == args.name.as_str()))
+        .and_then(|a| a["id"].as_str())
+        .map(str::to_owned);
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let created = api
+                .call(
+                    http::Method::POST,
+                    "actions/actions",
+                    json_body(&serde_json::json!({
+                        "name": args.name,
+                        "supported_triggers": [{"id": crate::actions::POST_LOGIN_TRIGGER}],
+                    })),
+                )?
+                .value()?;
+            created["id"]
+                .as_str()
+                .context("the broker created the Action but did not say its id")?
+                .to_owned()
+        }
+    };
+    let one = format!("actions/actions/{}", segment(&id));
+    api.call_compiling(
+        http::Method::PUT,
+        &format!("{one}/component"),
+        Body::Wasm(bytes.into()),
+    )?;
+    let deployed = api.call_compiling(http::Method::POST, &format!("{one}/deploy"), Body::Empty)?;
+    let version = deployed.value()?;
+    let mut text = format!(
+        "action {} ({}): version {} deployed\n",
+        printable(&args.name),
+        printable(&id),
+        version["number"]
+    );
+    if args.bind {
+        let path = format!(
+            "actions/triggers/{}/bindings",
+            crate::actions::POST_LOGIN_TRIGGER
+        );
+        let bound = api.get(&path)?.value()?;
+        let mut refs: Vec<serde_json::Value> = bound["bindings"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|b| b["action"]["id"].as_str())
+                    .map(|bid| serde_json::json!({"ref": {"type": "action_id", "value": bid}}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let already = refs.iter().any(|r| r["ref"]["value"] == id.as_str());
+        if already {
+            text.push_str("already bound to post-login\n");
+        } else {
+            refs.push(serde_json::json!({"ref": {"type": "action_id", "value": id}}));
+            api.call(
+                http::Method::PATCH,
+                &path,
+                json_body(&serde_json::json!({ "bindings": refs })),
+            )?;
+            text.push_str(&format!("bound to post-login, position {}\n", refs.len()));
+        }
+    }
+    if api.json() {
+        deployed.print_raw()?;
+    } else {
+        out(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(file: &Path) -> anyhow::Result<ExitCode> {
@@ -98,20 +199,7 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} is not an event", args.event.display()))?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let defaults = Limits::default();
-    let sandbox = Sandbox {
-        egress: Arc::new(EgressPolicy {
-            allowed_hosts: args.allow_hosts.clone(),
-            allow_private_networks: args.allow_private_network,
-            ..EgressPolicy::default()
-        }),
-        limits: Limits {
-            deadline: args
-                .timeout_ms
-                .map_or(defaults.deadline, Duration::from_millis),
-            ..defaults
-        },
-    };
+    let sandbox = args.sandbox.sandbox();
     let rt = super::tokio_runtime()?;
     let report = rt.block_on(async {
         let runtime = Runtime::new(RuntimeConfig {
@@ -133,27 +221,13 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Logs and requests to stderr, the outcome (JSON) to stdout or the error
 /// to stderr; control characters the Action chose are escaped.
 fn print_report(report: &ActionReport) -> ExitCode {
-    for line in &report.logs {
-        eprintln!(
-            "[{:?} {:?}] {}",
-            line.source,
-            line.level,
-            printable(&line.message)
-        );
-    }
-    for r in &report.requests {
-        let outcome = match (&r.status, &r.error) {
-            (Some(status), _) => status.to_string(),
-            (None, Some(e)) => printable(&e.to_string()),
-            (None, None) => "-".into(),
-        };
-        eprintln!(
-            "[request] {} {} -> {outcome}",
-            printable(&r.method),
-            printable(&r.url)
-        );
-    }
-    eprintln!("[{} ms]", report.elapsed.as_millis());
+    print_trace(
+        &report.logs,
+        report.dropped_log_lines,
+        &report.requests,
+        report.elapsed,
+        report.peak_memory_bytes,
+    );
     match &report.result {
         Ok(outcome) => {
             match serde_json::to_string_pretty(outcome) {

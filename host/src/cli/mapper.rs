@@ -2,17 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::admin::printable;
-use crate::egress::{EgressPolicy, HostRule};
+use super::component::{Lang, SandboxArgs, parse_pair, print_trace};
+use crate::build::World;
 use crate::mapper::{
-    InvocationReport, Limits, LoadError, MapperInput, Runtime, RuntimeConfig, Sandbox, Settings,
-    TokenSet,
+    InvocationReport, LoadError, MapperInput, Runtime, RuntimeConfig, Settings, TokenSet,
 };
 use crate::script::ScriptEngine;
 
@@ -42,14 +40,6 @@ pub(super) enum MapperCommand {
     BuildExampleMapper,
 }
 
-/// Languages `mapper new` can start a mapper in.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(super) enum Lang {
-    Rust,
-    Python,
-    Js,
-}
-
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
     /// The component to run.
@@ -66,64 +56,23 @@ pub(super) struct RunArgs {
     #[arg(long)]
     token_response: Option<String>,
     /// A mapper setting, KEY=VALUE (repeatable).
-    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_pair)]
     settings: Vec<(String, String)>,
-    /// A host the mapper may call: HOST, HOST:PORT, *.DOMAIN, or http://HOST[:PORT]
-    /// to allow plain HTTP (repeatable). Nothing else is reachable.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    allow_hosts: Vec<HostRule>,
-    /// Allow loopback and private addresses (local test providers).
-    #[arg(long)]
-    allow_private_network: bool,
     /// The connection name the mapper sees.
     #[arg(long, default_value = "cli")]
     connection: String,
-    /// Deadline for the whole call, in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Memory limit, in MiB.
-    #[arg(long)]
-    memory_mib: Option<usize>,
-}
-
-fn parse_setting(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("`{s}` is not KEY=VALUE")),
-    }
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 pub(super) fn run(cmd: MapperCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         MapperCommand::Build { dir } => {
-            let wasm = crate::build::build_mapper(&dir)?;
-            let runtime = Runtime::new(RuntimeConfig::default())?;
-            let bytes =
-                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-            if let Err(e) = runtime.load(&bytes) {
-                eprintln!(
-                    "built {}, but it is not a usable mapper: {e}",
-                    wasm.display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            println!("{}", wasm.display());
-            Ok(ExitCode::SUCCESS)
+            super::component::build_and_check(&dir, World::Mapper, |runtime, bytes| {
+                runtime.load(bytes)
+            })
         }
-        MapperCommand::New { dir, lang } => {
-            let language = match lang {
-                Lang::Rust => crate::build::Language::Rust,
-                Lang::Python => crate::build::Language::Python,
-                Lang::Js => crate::build::Language::JavaScript,
-            };
-            let dir = crate::build::new_mapper(&dir, language)?;
-            eprintln!(
-                "created {}; next: waypass mapper build {}",
-                dir.display(),
-                dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        MapperCommand::New { dir, lang } => super::component::new(&dir, World::Mapper, lang),
         MapperCommand::Check { file } => check(&file),
         MapperCommand::Run(args) => run_once(args),
         MapperCommand::BuildScriptEngine => {
@@ -205,21 +154,7 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         tokens,
         settings: args.settings.iter().cloned().collect::<Settings>(),
     };
-    let defaults = Limits::default();
-    let sandbox = Sandbox {
-        egress: Arc::new(EgressPolicy {
-            allowed_hosts: args.allow_hosts.clone(),
-            allow_private_networks: args.allow_private_network,
-            ..EgressPolicy::default()
-        }),
-        limits: Limits {
-            deadline: args
-                .timeout_ms
-                .map_or(defaults.deadline, Duration::from_millis),
-            memory_bytes: args.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
-            ..defaults
-        },
-    };
+    let sandbox = args.sandbox.sandbox();
     let rt = super::tokio_runtime()?;
     let report = rt.block_on(async {
         let runtime = Runtime::new(RuntimeConfig {
@@ -251,36 +186,13 @@ fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// (its logs, its requests, its error's message) has its control characters
 /// escaped, so it cannot drive the terminal.
 pub(super) fn print_report(report: &InvocationReport) -> ExitCode {
-    for line in &report.logs {
-        eprintln!(
-            "[{:?} {:?}] {}",
-            line.source,
-            line.level,
-            printable(&line.message)
-        );
-    }
-    eprintln!(
-        "[{} ms, peak memory {:.1} MiB]",
-        report.elapsed.as_millis(),
-        report.peak_memory_bytes as f64 / (1024.0 * 1024.0)
+    print_trace(
+        &report.logs,
+        report.dropped_log_lines,
+        &report.requests,
+        report.elapsed,
+        report.peak_memory_bytes,
     );
-    if report.dropped_log_lines > 0 {
-        eprintln!("[{} more log lines dropped]", report.dropped_log_lines);
-    }
-    for r in &report.requests {
-        let outcome = match (&r.status, &r.error) {
-            (Some(status), _) => status.to_string(),
-            (None, Some(e)) => printable(&e.to_string()),
-            (None, None) => "-".into(),
-        };
-        eprintln!(
-            "[request] {} {} -> {} ({} ms)",
-            printable(&r.method),
-            printable(&r.url),
-            outcome,
-            r.elapsed_ms
-        );
-    }
     match &report.result {
         Ok(profile) => {
             match serde_json::to_string_pretty(profile) {

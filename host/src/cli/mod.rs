@@ -3,6 +3,7 @@
 mod action;
 mod admin;
 mod check;
+mod component;
 mod demo;
 mod mapper;
 mod quickstart;
@@ -36,7 +37,7 @@ enum Command {
     /// Build, check and run profile mappers.
     #[command(subcommand)]
     Mapper(mapper::MapperCommand),
-    /// Check and run post-login Actions locally.
+    /// Start, build, check and run post-login Actions locally.
     #[command(subcommand)]
     Action(action::ActionCommand),
     /// Run the example mapper against a local provider.
