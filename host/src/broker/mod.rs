@@ -212,6 +212,7 @@ impl Broker {
             ),
             backchannel: backchannel::Backchannel::new(),
             telemetry: None,
+            console: crate::admin::console::ConsoleConfig::default(),
         }
     }
 
@@ -224,10 +225,6 @@ impl Broker {
     /// Where logins' traces go, if anywhere.
     pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
         self.telemetry.as_ref()
-    }
-
-            console: crate::admin::console::ConsoleConfig::default(),
-        }
     }
 
     /// Sets who may sign in to the console (`[console]` in the
