@@ -38,7 +38,11 @@ fn ensure_browser() -> Result<String, String> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .last()
-        .filter(|line| Path::new(line).join("node_modules/playwright-core").is_dir())
+        .filter(|line| {
+            Path::new(line)
+                .join("node_modules/playwright-core")
+                .is_dir()
+        })
         .map(str::to_owned)
         .ok_or_else(|| format!("{} printed no playwright-core directory", script.display()))
 }

@@ -7,7 +7,9 @@
 //! behaviour is also a public function of its own, named as a sentence.
 //! Times are fixed values (the trait takes `now`), never the clock.
 
+pub(crate) mod identities;
 pub(crate) mod sessions;
+pub use identities::*;
 pub use sessions::*;
 
 use std::future::Future;
@@ -123,6 +125,16 @@ where
         access_tokens_are_deleted_by_token_user_and_family,
         sweeping_sessions_keeps_used_refresh_tokens_until_their_family_ends,
         resource_servers_are_put_listed_and_deleted_with_unique_identifiers,
+        a_first_login_through_an_identity_creates_its_user_with_that_identity,
+        a_new_identity_with_a_users_verified_email_joins_that_user,
+        an_unverified_email_on_either_side_never_links,
+        several_users_with_the_verified_email_refuse_the_link,
+        a_duplicate_email_is_refused_where_the_connection_denies_it,
+        concurrent_first_logins_with_one_email_make_one_user_when_linking,
+        unlinking_makes_a_linked_identity_its_own_user,
+        unlinking_into_an_existing_user_id_is_a_conflict,
+        deleting_a_user_deletes_their_identities,
+        a_plain_login_records_its_identity,
     );
 }
 

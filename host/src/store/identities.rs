@@ -184,8 +184,7 @@ mod tests {
             user_id: "oauth2|b|1".into(),
             connection: "b".into(),
             provider_user_id: "1".into(),
-            profile: serde_json::from_value(serde_json::json!({"user_id": "1"}))
-                .expect("profile"),
+            profile: serde_json::from_value(serde_json::json!({"user_id": "1"})).expect("profile"),
             email: Some("A@x.test".into()),
             email_verified: verified,
             policy,

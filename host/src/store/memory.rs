@@ -283,7 +283,13 @@ impl Store for MemoryStore {
             identity.profile = profile.clone();
             identity.updated_at = now;
         }
-        Ok(login_user(&mut users, user_id, connection, Some(profile), now))
+        Ok(login_user(
+            &mut users,
+            user_id,
+            connection,
+            Some(profile),
+            now,
+        ))
     }
 
     async fn record_identity_login(
@@ -312,9 +318,9 @@ impl Store for MemoryStore {
             .values()
             .filter(|u| {
                 u.user_id == login.user_id
-                    || login
-                        .email_key()
-                        .is_some_and(|e| super::stored::email_key(&u.profile).as_deref() == Some(&e))
+                    || login.email_key().is_some_and(|e| {
+                        super::stored::email_key(&u.profile).as_deref() == Some(&e)
+                    })
             })
             .cloned()
             .collect();
@@ -334,7 +340,10 @@ impl Store for MemoryStore {
                 )))
             }
             identities::Decision::Link(user_id) => {
-                identities.insert(key.clone(), new_identity(&user_id, &key, &login.profile, now));
+                identities.insert(
+                    key.clone(),
+                    new_identity(&user_id, &key, &login.profile, now),
+                );
                 Ok(IdentityOutcome::Linked(login_user(
                     &mut users,
                     &user_id,

@@ -246,12 +246,9 @@ impl PostgresStore {
                     Decision::Link(user_id) => (user_id, None, true),
                 };
                 let user = login_user(&tx, &st, &user_id, &login.connection, profile, now).await?;
-                tx.execute(
-                    &st.put_identity,
-                    &[key[0], key[1], &user_id, &json, &now],
-                )
-                .await
-                .map_err(backend(WHAT))?;
+                tx.execute(&st.put_identity, &[key[0], key[1], &user_id, &json, &now])
+                    .await
+                    .map_err(backend(WHAT))?;
                 if linked {
                     IdentityOutcome::Linked(user)
                 } else {

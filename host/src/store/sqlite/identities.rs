@@ -169,8 +169,10 @@ pub(super) fn record_identity_login(
             "SELECT user_id FROM user_identities WHERE connection = ?1 AND provider_user_id = ?2",
         )
         .and_then(|mut s| {
-            s.query_row(params![login.connection, login.provider_user_id], |r| r.get(0))
-                .optional()
+            s.query_row(params![login.connection, login.provider_user_id], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .map_err(backend(WHAT))?;
     let outcome = match owner {
