@@ -1619,6 +1619,7 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                 mapper_timeout_ms: Some(1234),
                 set_user_root_attributes: "never_on_login".into(),
                 non_persistent_attrs: vec!["gender".into()],
+                account_linking: Some("link_by_verified_email".into()),
                 logout_url: Some("https://id.every.test/logout".into()),
             },
         },

@@ -261,35 +261,17 @@ impl Broker {
         self.metrics
             .stage(crate::metrics::Stage::Mapper, timer.elapsed());
         let profile = profile?;
-        let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
+        let user_id = super::linking::identity_user_id(connection.name(), &profile.user_id);
         crate::events::at_stage(crate::events::LoginStage::User);
         crate::events::note_user(
             &user_id,
             profile.email.as_deref().or(profile.name.as_deref()),
         );
-        let unrecorded = |e: crate::store::StoreError| {
-            tracing::error!(error = %e, "cannot record the user");
-            OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the login could not be recorded; try again",
-            )
-        };
-        let options = &connection.spec.options;
-        // Only a mode that keeps stored root attributes needs them read.
-        let stored = match options.set_user_root_attributes {
-            crate::model::RootAttributesSync::OnEachLogin => None,
-            _ => self.store.get_user(&user_id).await.map_err(unrecorded)?,
-        };
-        let profile = super::profile_sync::profile_to_store(
-            options,
-            stored.as_ref().map(|u| &u.profile),
-            profile,
-        );
+        // The identity's user: found, created, or linked by the policy.
         let user = self
-            .store
-            .record_login(&user_id, connection.name(), profile, now)
-            .await
-            .map_err(unrecorded)?;
+            .record_user(connection, profile, &request.ip, now)
+            .await?;
+        let user_id = user.user_id.clone();
         // Post-login Actions: after the user is known, before the code.
         let client = EventClient {
             client_id: tx.client_id.clone(),

@@ -10,6 +10,7 @@ mod authorize;
 pub mod backchannel;
 mod callback;
 mod connection_keys;
+pub mod linking;
 pub mod profile_sync;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;

@@ -26,6 +26,26 @@ pub struct StoredIdentity {
     pub updated_at: u64,
 }
 
+/// An identity as Auth0 names it (`provider`, `connection`, `user_id`):
+/// in log events and the management API's paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IdentityKey<'a> {
+    /// Auth0's provider name for custom social connections.
+    pub provider: &'static str,
+    pub connection: &'a str,
+    pub user_id: &'a str,
+}
+
+impl StoredIdentity {
+    pub fn key(&self) -> IdentityKey<'_> {
+        IdentityKey {
+            provider: "oauth2",
+            connection: &self.connection,
+            user_id: &self.provider_user_id,
+        }
+    }
+}
+
 /// Whether a first login through a connection may join an existing user:
 /// its `account_linking` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -39,7 +39,7 @@ mod sqlite;
 mod stored;
 
 pub use identities::{
-    IdentityLogin, IdentityOutcome, LinkPolicy, LinkRefusal, StoredIdentity, Unlinked,
+    IdentityKey, IdentityLogin, IdentityOutcome, LinkPolicy, LinkRefusal, StoredIdentity, Unlinked,
 };
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
