@@ -697,7 +697,7 @@ impl RootAttributesSync {
 /// no connection option for this (it links in Actions or its Account Link
 /// extension); the name and values are Waypass's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum AccountLinking {
     /// Every identity is its own user.
     #[default]
@@ -733,6 +733,16 @@ impl AccountLinking {
 
     fn is_none(&self) -> bool {
         *self == Self::None
+    }
+}
+
+/// Read through [`AccountLinking::parse`], so a wrong value's error names
+/// the option.
+impl TryFrom<String> for AccountLinking {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::parse(&name)
     }
 }
 
