@@ -267,6 +267,9 @@ impl Broker {
             &user_id,
             profile.email.as_deref().or(profile.name.as_deref()),
         );
+        // What the app gets of this login but the store never keeps.
+        let transient =
+            super::profile_sync::non_persistent_part(&connection.spec.options, &profile);
         // The identity's user: found, created, or linked by the policy.
         let user = self
             .record_user(connection, profile, &request.ip, now)
@@ -289,9 +292,15 @@ impl Broker {
         .run_for_login(&user, client, request, &tx.scope, &tx.redirect_uri)
         .await
         .map_err(post_login_error)?;
+        let mut transient_claims = serde_json::Map::new();
+        if let Some(p) = &transient {
+            super::token::profile_claims_of(p, &granted.scope, &mut transient_claims);
+        }
         let claims = GrantClaims {
             id_token: granted.id_token_claims,
             access_token: granted.access_token_claims,
+            sealed: None,
+            transient: transient_claims,
         };
         let finished = self
             .login_finished(tx, &user_id, session, granted.scope, claims)

@@ -12,6 +12,7 @@ mod callback;
 mod connection_keys;
 pub mod linking;
 pub mod profile_sync;
+mod sealed;
 pub use connection_keys::ConnectionKeysError;
 pub mod config;
 mod events;

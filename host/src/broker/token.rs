@@ -255,7 +255,7 @@ impl Broker {
         let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
         let now = self.clock.now();
         // Taken, so a second redemption of the same code fails (RFC 6749 §4.1.2).
-        let grant = self
+        let mut grant = self
             .store
             .take_code(SecretHash::of(code), now)
             .await
@@ -267,6 +267,14 @@ impl Broker {
             return Err(invalid_grant(
                 "the authorization code was issued to another client",
             ));
+        }
+        if let Some(sealed) = grant.claims.sealed.take() {
+            // Sealed with this very code at the callback; a grant that
+            // does not open was not (the store is not trusted with them).
+            grant.claims.transient = super::sealed::unseal(code, &sealed).ok_or_else(|| {
+                tracing::error!("a code's sealed claims do not open with the code");
+                OAuthError::new(ErrorCode::ServerError, "the login's claims are unreadable")
+            })?;
         }
         if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
             return Err(invalid_grant(
@@ -559,7 +567,11 @@ pub(super) fn token_response(response: &TokenResponse) -> Result<Value, OAuthErr
 
 /// Adds the profile's standard claims that `scope` grants (OIDC Core §5.4).
 pub(super) fn profile_claims(user: &User, scope: &str, claims: &mut Map<String, Value>) {
-    let p: &Profile = &user.profile;
+    profile_claims_of(&user.profile, scope, claims);
+}
+
+/// [`profile_claims`] of a profile.
+pub(super) fn profile_claims_of(p: &Profile, scope: &str, claims: &mut Map<String, Value>) {
     let scopes: Vec<&str> = scope.split(' ').collect();
     let mut put = |name: &str, value: Option<Value>| {
         if let Some(v) = value {

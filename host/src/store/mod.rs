@@ -120,11 +120,19 @@ pub struct GrantClaims {
     pub id_token: Metadata,
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub access_token: Metadata,
+    /// The connection's `non_persistent_attrs` as id_token claims, sealed
+    /// with the code (`broker::sealed`): stored only so, never in the
+    /// clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// The same claims in the clear: in memory only, never serialised.
+    #[serde(skip)]
+    pub transient: Metadata,
 }
 
 impl GrantClaims {
     pub fn is_empty(&self) -> bool {
-        self.id_token.is_empty() && self.access_token.is_empty()
+        self.id_token.is_empty() && self.access_token.is_empty() && self.sealed.is_none()
     }
 }
 
