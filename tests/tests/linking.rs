@@ -264,3 +264,29 @@ async fn the_account_linking_option_is_checked_and_shown_by_the_api() {
         "the error names the option: {answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_served_only_by_the_linked_connection_gets_the_users_userinfo() {
+    use waypass_tests::login::ES_APP;
+    let tb = TestBed::start(|connections, _| {
+        let provider = provider_origin(connections);
+        let mut first = oidc_connection(FIRST, &provider, "none");
+        first["enabled_clients"] = json!([ES_APP]);
+        connections.push(first);
+        connections.push(oidc_connection(SECOND, &provider, "link_by_verified_email"));
+    })
+    .await;
+    provider_says_verified(&tb, true);
+    let url = tb.authorize_url(
+        ES_APP,
+        APP_CALLBACK,
+        &[("state", "s"), ("connection", FIRST)],
+    );
+    let landing = Browser::default().login(&tb, &url, false).await;
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    assert_eq!(
+        sub_of_login(&tb, SECOND).await,
+        user_id(FIRST),
+        "linked, and /userinfo answers the app through the linked connection"
+    );
+}

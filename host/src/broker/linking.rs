@@ -127,6 +127,22 @@ impl Broker {
         }
     }
 
+    /// Whether the app `client_id` may be served `user`: through their
+    /// primary connection, or (read only then) a linked identity's.
+    pub(super) async fn serves_user(
+        &self,
+        user: &User,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        if self.connection_serves(&user.connection, client_id) {
+            return Ok(true);
+        }
+        let identities = self.store.identities(&[user.user_id.clone()]).await?;
+        Ok(identities
+            .iter()
+            .any(|i| self.connection_serves(&i.connection, client_id)))
+    }
+
     /// A `link` or `unlink` event about `user_id`'s identity.
     pub(crate) fn log_link(
         &self,

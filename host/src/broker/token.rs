@@ -451,13 +451,20 @@ impl Broker {
                 .map(|u| u.map(|u| (u, grant))),
             None => Ok(None),
         };
+        // A user the app's connections no longer serve is as if absent.
+        let user = match user {
+            Ok(Some((user, grant))) => match self.serves_user(&user, &grant.client_id).await {
+                Ok(true) => Ok(Some((user, grant))),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         match user {
             // Nor does a token of an app its user's connection no longer
             // serves (disabled for the app, or deleted): what was issued
             // under it is revoked.
-            Ok(Some((user, grant)))
-                if self.connection_serves(&user.connection, &grant.client_id) =>
-            {
+            Ok(Some((user, grant))) => {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &grant.scope, &mut claims);
@@ -494,8 +501,16 @@ impl Broker {
         if !claims.aud.contains(&self.userinfo_audience()) {
             return refused("the access token is not for /userinfo (its audience is an API)");
         }
-        match self.store.get_user(&claims.sub).await {
-            Ok(Some(user)) if self.connection_serves(&user.connection, &claims.client_id) => {
+        let user = match self.store.get_user(&claims.sub).await {
+            Ok(Some(user)) => match self.serves_user(&user, &claims.client_id).await {
+                Ok(true) => Ok(Some(user)),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        match user {
+            Ok(Some(user)) => {
                 let mut out = Map::new();
                 out.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &claims.scope, &mut out);
