@@ -64,7 +64,10 @@ impl Broker {
                     .get_user(id)
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
-                let identities = self.store.identities(&[user.user_id.clone()]).await?;
+                let identities = self
+                    .store
+                    .identities(std::slice::from_ref(&user.user_id))
+                    .await?;
                 Ok(ApiReply::json(
                     200,
                     fields.apply(public_json(&user, &identities)),
@@ -87,7 +90,10 @@ impl Broker {
                     )
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("user `{id}`")))?;
-                let identities = self.store.identities(&[user.user_id.clone()]).await?;
+                let identities = self
+                    .store
+                    .identities(std::slice::from_ref(&user.user_id))
+                    .await?;
                 Ok(ApiReply::json(200, public_json(&user, &identities)))
             }
             (&Method::DELETE, [id]) => {

@@ -137,7 +137,10 @@ impl Broker {
         if self.connection_serves(&user.connection, client_id) {
             return Ok(true);
         }
-        let identities = self.store.identities(&[user.user_id.clone()]).await?;
+        let identities = self
+            .store
+            .identities(std::slice::from_ref(&user.user_id))
+            .await?;
         Ok(identities
             .iter()
             .any(|i| self.connection_serves(&i.connection, client_id)))

@@ -117,7 +117,7 @@ pub enum LinkRefusal {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Unlinked {
     /// The identity left the user and is its own user now (returned).
-    Unlinked(User),
+    Unlinked(Box<User>),
     /// The user has no such identity.
     NoSuchIdentity,
     /// The identity is the user's primary one (the user's id is its own):
@@ -220,9 +220,15 @@ mod tests {
             Decision::Link(ada.user_id.clone())
         );
         let unverified = user("oauth2|a|2", "a@x.test", None);
-        assert_eq!(decide(&l, &[unverified.clone()]), Decision::Create);
+        assert_eq!(
+            decide(&l, std::slice::from_ref(&unverified)),
+            Decision::Create
+        );
         let l_unverified = login(LinkPolicy::LinkByVerifiedEmail, false);
-        assert_eq!(decide(&l_unverified, &[ada.clone()]), Decision::Create);
+        assert_eq!(
+            decide(&l_unverified, std::slice::from_ref(&ada)),
+            Decision::Create
+        );
         let other = user("oauth2|c|1", "a@x.test", Some(true));
         assert_eq!(
             decide(&l, &[ada, other, unverified]),

@@ -396,7 +396,7 @@ impl Store for MemoryStore {
         identity.user_id = new_user_id.to_owned();
         let user = identities::unlinked_user(identity, new_user_id, now);
         users.insert(new_user_id.to_owned(), user.clone());
-        Ok(Unlinked::Unlinked(user))
+        Ok(Unlinked::Unlinked(Box::new(user)))
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {

@@ -81,7 +81,7 @@ pub async fn a_first_login_through_an_identity_creates_its_user_with_that_identi
     );
     assert_eq!(user.profile, l.profile);
     let identities = store
-        .identities(&[user.user_id.clone()])
+        .identities(std::slice::from_ref(&user.user_id))
         .await
         .expect("identities");
     assert_eq!(identities.len(), 1, "{identities:?}");
@@ -108,7 +108,7 @@ pub async fn a_first_login_through_an_identity_creates_its_user_with_that_identi
         "the primary identity sets the profile"
     );
     let i = &store
-        .identities(&[l.user_id.clone()])
+        .identities(std::slice::from_ref(&l.user_id))
         .await
         .expect("identities")[0];
     assert_eq!(
@@ -318,7 +318,7 @@ pub async fn unlinking_makes_a_linked_identity_its_own_user(store: &dyn Store) {
     assert!(user.app_metadata.is_empty() && user.user_metadata.is_empty());
     assert_eq!(
         store.get_user("oauth2|b|77").await.expect("get").as_ref(),
-        Some(user)
+        Some(&**user)
     );
     assert_eq!(
         identity_keys(store, "oauth2|a|1").await,

@@ -343,6 +343,6 @@ impl PostgresStore {
             .await
             .map_err(backend(WHAT))?;
         tx.commit().await.map_err(backend(WHAT))?;
-        Ok(Unlinked::Unlinked(user))
+        Ok(Unlinked::Unlinked(Box::new(user)))
     }
 }

@@ -312,5 +312,5 @@ pub(super) fn unlink_identity(
     )
     .and_then(|_| tx.commit())
     .map_err(backend(WHAT))?;
-    Ok(Unlinked::Unlinked(user))
+    Ok(Unlinked::Unlinked(Box::new(user)))
 }
