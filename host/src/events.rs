@@ -54,6 +54,11 @@ pub enum EventType {
     /// `seccft` / `feccft`: client credentials exchanged / refused.
     ClientCredentials,
     ClientCredentialsFailure,
+    /// `link` / `unlink`: an identity joined a user / left one (issue #12
+    /// §6). Auth0 logs no such type (its links show as `sapi`); these are
+    /// Waypass's, named plainly.
+    IdentityLinked,
+    IdentityUnlinked,
 }
 
 impl EventType {
@@ -67,6 +72,8 @@ impl EventType {
             Self::CodeExchangeFailure => "feacft",
             Self::ClientCredentials => "seccft",
             Self::ClientCredentialsFailure => "feccft",
+            Self::IdentityLinked => "link",
+            Self::IdentityUnlinked => "unlink",
         }
     }
 }
@@ -117,6 +124,22 @@ pub struct ApiDetails<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<&'a str>,
     pub status: u16,
+}
+
+/// What a `link` or `unlink` event says in `details`: the identity, and
+/// who linked or unlinked it.
+#[derive(Debug, Serialize)]
+pub struct LinkDetails<'a> {
+    /// The identity's provider (`oauth2`), connection and provider id.
+    pub identity: crate::store::IdentityKey<'a>,
+    /// `login`: the connection's `account_linking` policy at a login;
+    /// otherwise the management caller (`admin` or a client's id).
+    pub by: &'a str,
+    /// Why: the policy that linked, or the management call.
+    pub reason: &'a str,
+    /// After an unlink, the user the identity became.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_user_id: Option<&'a str>,
 }
 
 enum Message {

@@ -693,6 +693,60 @@ impl RootAttributesSync {
     }
 }
 
+/// Whether a first login through a connection may join an existing user
+/// (issue #12 §6): the connection's `account_linking` option. Auth0 has
+/// no connection option for this (it links in Actions or its Account Link
+/// extension); the name and values are Waypass's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum AccountLinking {
+    /// Every identity is its own user.
+    #[default]
+    None,
+    /// A new identity joins the one user whose email is the provider's,
+    /// when both are verified (the provider's `email_verified` as the
+    /// mapper returns it); several such users refuse the login.
+    LinkByVerifiedEmail,
+    /// A new identity whose email (verified or not) another user has is
+    /// refused (`access_denied`).
+    DenyDuplicateEmail,
+}
+
+impl AccountLinking {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::LinkByVerifiedEmail => "link_by_verified_email",
+            Self::DenyDuplicateEmail => "deny_duplicate_email",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "none" => Ok(Self::None),
+            "link_by_verified_email" => Ok(Self::LinkByVerifiedEmail),
+            "deny_duplicate_email" => Ok(Self::DenyDuplicateEmail),
+            other => Err(format!(
+                "account_linking `{other}` is not none, link_by_verified_email or deny_duplicate_email"
+            )),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// Read through [`AccountLinking::parse`], so a wrong value's error names
+/// the option.
+impl TryFrom<String> for AccountLinking {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::parse(&name)
+    }
+}
+
 /// How the built-in claims mapper reads a profile, derived from the
 /// connection's options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -814,6 +868,9 @@ pub struct ConnectionOptions {
     /// `non_persistent_attrs`): dropped from the profile before it is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub non_persistent_attrs: Vec<String>,
+    /// Whether a first login may join an existing user by email.
+    #[serde(default, skip_serializing_if = "AccountLinking::is_none")]
+    pub account_linking: AccountLinking,
     /// The provider's logout page: Auth0's `/v2/logout?federated` sends
     /// the browser there after ending its Waypass session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -853,6 +910,7 @@ impl Default for ConnectionOptions {
             mapper_timeout_ms: None,
             set_user_root_attributes: RootAttributesSync::default(),
             non_persistent_attrs: Vec::new(),
+            account_linking: AccountLinking::None,
             logout_url: None,
         }
     }
@@ -993,6 +1051,8 @@ impl ConnectionSpec {
                 mapper_timeout_ms: o.mapper_timeout_ms,
                 set_user_root_attributes: o.set_user_root_attributes.as_str().to_owned(),
                 non_persistent_attrs: o.non_persistent_attrs.clone(),
+                account_linking: (!o.account_linking.is_none())
+                    .then(|| o.account_linking.as_str().to_owned()),
                 logout_url: o.logout_url.clone(),
             },
         }
@@ -1042,6 +1102,10 @@ impl ConnectionSpec {
                 mapper_timeout_ms: o.mapper_timeout_ms,
                 set_user_root_attributes: RootAttributesSync::parse(&o.set_user_root_attributes)?,
                 non_persistent_attrs: o.non_persistent_attrs,
+                account_linking: o
+                    .account_linking
+                    .as_deref()
+                    .map_or(Ok(AccountLinking::None), AccountLinking::parse)?,
                 logout_url: o.logout_url,
             },
         })

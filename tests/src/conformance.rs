@@ -8,9 +8,11 @@
 //! Times are fixed values (the trait takes `now`), never the clock.
 
 pub(crate) mod branding;
+pub(crate) mod identities;
 pub(crate) mod sealed;
 pub(crate) mod sessions;
 pub use branding::*;
+pub use identities::*;
 pub use sealed::{run_sealed, the_providers_tokens_are_kept_per_identity};
 pub use sessions::*;
 
@@ -132,6 +134,16 @@ where
         rules_are_listed_in_order_replaced_by_id_and_deleted,
         a_rules_name_is_unique,
         rule_writes_bump_the_catalog_version,
+        a_first_login_through_an_identity_creates_its_user_with_that_identity,
+        a_new_identity_with_a_users_verified_email_joins_that_user,
+        an_unverified_email_on_either_side_never_links,
+        several_users_with_the_verified_email_refuse_the_link,
+        a_duplicate_email_is_refused_where_the_connection_denies_it,
+        concurrent_first_logins_with_one_email_make_one_user_when_linking,
+        unlinking_makes_a_linked_identity_its_own_user,
+        unlinking_into_an_existing_user_id_is_a_conflict,
+        deleting_a_user_deletes_their_identities,
+        a_plain_login_records_its_identity,
     );
 }
 
@@ -1620,6 +1632,7 @@ fn every_field(id: &str, name: &str) -> StoredConnection {
                 mapper_timeout_ms: Some(1234),
                 set_user_root_attributes: "never_on_login".into(),
                 non_persistent_attrs: vec!["gender".into()],
+                account_linking: Some("link_by_verified_email".into()),
                 logout_url: Some("https://id.every.test/logout".into()),
             },
         },

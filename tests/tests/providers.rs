@@ -680,3 +680,114 @@ async fn root_attributes_and_groups_reach_the_apps_tokens_by_scope() {
         }
     }
 }
+
+// ---- non-persistent attributes reach the app, never the database ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_persistent_attributes_reach_the_logins_id_token_and_never_the_database_file() {
+    use waypass_tests::login::{ADMIN_TOKEN, PKCE_CHALLENGE, redeem};
+    const SECRET_NICKNAME: &str = "countess-of-lovelace-never-stored";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let provider = waypass::dev_provider::DevProvider::new()
+        .with_client(
+            PROVIDER_CLIENT,
+            PROVIDER_SECRET,
+            format!("{issuer}/login/callback"),
+        )
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    provider.set_claims(
+        &default_user().uuid,
+        json!({"nickname": SECRET_NICKNAME, "name": "Ada"}),
+    );
+    let origin = provider.origin().to_owned();
+    std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
+    let path = dir.path().join("waypass.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+issuer = "{issuer}"
+data_dir = "data"
+admin_token_file = "admin-token"
+[[clients]]
+client_id = "{APP}"
+client_secret = "{APP_SECRET}"
+callbacks = ["{APP_CALLBACK}"]
+[[connections]]
+name = "{OIDC}"
+enabled_clients = ["{APP}"]
+[connections.options]
+issuer = "{origin}"
+scope = "openid profile email"
+client_id = "{PROVIDER_CLIENT}"
+client_secret = "{PROVIDER_SECRET}"
+non_persistent_attrs = ["nickname"]
+mapper_egress = {{ allow_private_networks = true }}
+"#
+        ),
+    )
+    .expect("config");
+    let config = waypass::broker::config::Config::load(&path).expect("config loads");
+    let broker = Arc::new(
+        waypass::broker::Broker::from_config(&config)
+            .await
+            .expect("broker starts"),
+    );
+    let server = tokio::spawn(waypass::broker::server::serve(
+        listener,
+        broker.clone(),
+        std::future::pending(),
+    ));
+    let authorize = format!(
+        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20profile&connection={OIDC}\
+         &state=s&code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
+    );
+    let landing = Browser::default()
+        .login_at(&issuer, &origin, &authorize, false)
+        .await;
+    let redirect = landing.location.expect("to the app").to_string();
+    let tokens = redeem(&issuer, APP, APP_SECRET, APP_CALLBACK, &redirect).await;
+    let id_token = jws_part(tokens["id_token"].as_str().expect("an id_token"), 1);
+    assert_eq!(id_token["nickname"], SECRET_NICKNAME, "{id_token}");
+    assert_eq!(id_token["name"], "Ada", "the stored attributes as ever");
+
+    let (status, user) = admin_api(
+        &issuer,
+        reqwest::Method::GET,
+        &format!("users/{}", oidc_user().replace('|', "%7C")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert!(user.get("nickname").is_none(), "{user}");
+    broker.events().flush().await;
+    server.abort();
+    let _ = server.await;
+    drop(broker);
+    // Every file of the database (the WAL included) as bytes: no trace.
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("data"))
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with("waypass.db")), "{files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(
+            !bytes
+                .windows(SECRET_NICKNAME.len())
+                .any(|w| w == SECRET_NICKNAME.as_bytes()),
+            "{} holds the non-persistent attribute",
+            file.display()
+        );
+    }
+}

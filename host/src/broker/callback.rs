@@ -265,38 +265,32 @@ impl Broker {
         self.metrics
             .stage(crate::metrics::Stage::Mapper, timer.elapsed());
         let profile = profile?;
-        let user_id = format!("oauth2|{}|{}", connection.name(), profile.user_id);
+        let user_id = super::linking::identity_user_id(connection.name(), &profile.user_id);
         crate::events::at_stage(crate::events::LoginStage::User);
         crate::events::note_user(
             &user_id,
             profile.email.as_deref().or(profile.name.as_deref()),
         );
-        let unrecorded = |e: crate::store::StoreError| {
-            tracing::error!(error = %e, "cannot record the user");
-            OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the login could not be recorded; try again",
-            )
-        };
-        let options = &connection.spec.options;
-        // Only a mode that keeps stored root attributes needs them read.
-        let stored = match options.set_user_root_attributes {
-            crate::model::RootAttributesSync::OnEachLogin => None,
-            _ => self.store.get_user(&user_id).await.map_err(unrecorded)?,
-        };
-        let profile = super::profile_sync::profile_to_store(
-            options,
-            stored.as_ref().map(|u| &u.profile),
-            profile,
-        );
+        // What the app gets of this login but the store never keeps.
+        let transient =
+            super::profile_sync::non_persistent_part(&connection.spec.options, &profile);
+        // The identity's user: found, created, or linked by the policy.
+        // The provider's tokens belong to this login's identity (which a
+        // linked user may hold beside its primary one).
+        let provider_user_id = profile.user_id.clone();
         let user = self
-            .store
-            .record_login(&user_id, connection.name(), profile, now)
+            .record_user(connection, profile, &request.ip, now)
+            .await?;
+        let user_id = user.user_id.clone();
+        self.keep_idp_tokens(&connection.id, &provider_user_id, provider_tokens, now)
             .await
-            .map_err(unrecorded)?;
-        self.keep_idp_tokens(&connection.id, &user.profile.user_id, provider_tokens, now)
-            .await
-            .map_err(unrecorded)?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot keep the provider's tokens");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the login could not be recorded; try again",
+                )
+            })?;
         // Post-login Actions: after the user is known, before the code.
         let client = EventClient {
             client_id: tx.client_id.clone(),
@@ -314,9 +308,15 @@ impl Broker {
         .run_for_login(&user, client, request, &tx.scope, event_transaction(tx))
         .await
         .map_err(post_login_error)?;
+        let mut transient_claims = serde_json::Map::new();
+        if let Some(p) = &transient {
+            super::token::profile_claims_of(p, &granted.scope, &mut transient_claims);
+        }
         let claims = GrantClaims {
             id_token: granted.id_token_claims,
             access_token: granted.access_token_claims,
+            sealed: None,
+            transient: transient_claims,
         };
         let finished = self
             .login_finished(tx, &user_id, session, granted.scope, claims)

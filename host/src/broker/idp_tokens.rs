@@ -5,7 +5,7 @@
 
 use super::Broker;
 use crate::mapper::TokenSet;
-use crate::store::{IdpTokens, StoreError, User};
+use crate::store::{IdpTokens, StoreError};
 
 /// What a login keeps of the token exchange's answer.
 pub(super) struct ProviderTokens {
@@ -47,26 +47,20 @@ impl Broker {
             })
             .await
     }
-
-    /// The provider's tokens of `user`'s identity, if kept (none once its
-    /// connection is gone).
-    pub(crate) async fn idp_tokens_of(&self, user: &User) -> Result<Option<IdpTokens>, StoreError> {
-        let Some(connection) = self.connection(&user.connection) else {
-            return Ok(None);
-        };
-        self.store
-            .idp_tokens(&connection.id, &user.profile.user_id)
-            .await
-    }
 }
 
 impl Broker {
-    /// Deletes the provider's tokens of a deleted user's identity.
-    pub(crate) async fn forget_idp_tokens(&self, user: &User) -> Result<(), StoreError> {
-        if let Some(connection) = self.connection(&user.connection) {
-            self.store
-                .delete_idp_tokens(&connection.id, &user.profile.user_id)
-                .await?;
+    /// Deletes the provider's tokens of a deleted user's identities.
+    pub(crate) async fn forget_idp_tokens(
+        &self,
+        identities: &[crate::store::StoredIdentity],
+    ) -> Result<(), StoreError> {
+        for identity in identities {
+            if let Some(connection) = self.connection(&identity.connection) {
+                self.store
+                    .delete_idp_tokens(&connection.id, &identity.provider_user_id)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -225,9 +225,11 @@ impl Broker {
             claims.insert("sid".into(), json!(sid));
         }
         super::token::profile_claims(g.user, g.scope, &mut claims);
-        // Post-login Actions' claims, never in place of one set above.
+        // Post-login Actions' claims, and this login's attributes that are
+        // never stored (`non_persistent_attrs`), never in place of one set
+        // above.
         if let Some(custom) = g.claims {
-            for (name, value) in &custom.id_token {
+            for (name, value) in custom.transient.iter().chain(&custom.id_token) {
                 claims.entry(name.clone()).or_insert_with(|| value.clone());
             }
         }

@@ -28,6 +28,43 @@ fn drop_attributes(profile: &mut Profile, names: &[String]) {
     }
 }
 
+/// The attributes of `fresh` that `non_persistent_attrs` names, alone in a
+/// profile (its id left empty): what the login's tokens get of them.
+/// `None` when the connection names none.
+pub fn non_persistent_part(options: &ConnectionOptions, fresh: &Profile) -> Option<Profile> {
+    if options.non_persistent_attrs.is_empty() {
+        return None;
+    }
+    let mut part = Profile {
+        user_id: String::new(),
+        email: None,
+        email_verified: None,
+        name: None,
+        given_name: None,
+        family_name: None,
+        nickname: None,
+        picture: None,
+        extra: serde_json::Map::new(),
+    };
+    for name in &options.non_persistent_attrs {
+        match name.as_str() {
+            "email" => part.email = fresh.email.clone(),
+            "email_verified" => part.email_verified = fresh.email_verified,
+            "name" => part.name = fresh.name.clone(),
+            "given_name" => part.given_name = fresh.given_name.clone(),
+            "family_name" => part.family_name = fresh.family_name.clone(),
+            "nickname" => part.nickname = fresh.nickname.clone(),
+            "picture" => part.picture = fresh.picture.clone(),
+            other => {
+                if let Some(v) = fresh.extra.get(other) {
+                    part.extra.insert(other.to_owned(), v.clone());
+                }
+            }
+        }
+    }
+    Some(part)
+}
+
 /// Copies every root attribute of `from` onto `to` (absent ones too).
 fn copy_root_attributes(from: &Profile, to: &mut Profile) {
     to.email = from.email.clone();

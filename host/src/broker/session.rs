@@ -302,8 +302,16 @@ impl Broker {
     }
 
     /// Stores `grant` under a new code and returns the code.
-    pub(super) async fn issue_code(&self, grant: AuthorizationGrant) -> Result<String, OAuthError> {
+    pub(super) async fn issue_code(
+        &self,
+        mut grant: AuthorizationGrant,
+    ) -> Result<String, OAuthError> {
         let code = self.random.token();
+        // Claims never stored in the clear travel sealed with the code.
+        let transient = std::mem::take(&mut grant.claims.transient);
+        if !transient.is_empty() {
+            grant.claims.sealed = super::sealed::seal(&code, &transient);
+        }
         self.store
             .put_code(SecretHash::of(&code), grant)
             .await

@@ -255,7 +255,7 @@ impl Broker {
         let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
         let now = self.clock.now();
         // Taken, so a second redemption of the same code fails (RFC 6749 §4.1.2).
-        let grant = self
+        let mut grant = self
             .store
             .take_code(SecretHash::of(code), now)
             .await
@@ -270,6 +270,14 @@ impl Broker {
             return Err(invalid_grant(
                 "the authorization code was issued to another client",
             ));
+        }
+        if let Some(sealed) = grant.claims.sealed.take() {
+            // Sealed with this very code at the callback; a grant that
+            // does not open was not (the store is not trusted with them).
+            grant.claims.transient = super::sealed::unseal(code, &sealed).ok_or_else(|| {
+                tracing::error!("a code's sealed claims do not open with the code");
+                OAuthError::new(ErrorCode::ServerError, "the login's claims are unreadable")
+            })?;
         }
         if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
             return Err(invalid_grant(
@@ -446,13 +454,20 @@ impl Broker {
                 .map(|u| u.map(|u| (u, grant))),
             None => Ok(None),
         };
+        // A user the app's connections no longer serve is as if absent.
+        let user = match user {
+            Ok(Some((user, grant))) => match self.serves_user(&user, &grant.client_id).await {
+                Ok(true) => Ok(Some((user, grant))),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         match user {
             // Nor does a token of an app its user's connection no longer
             // serves (disabled for the app, or deleted): what was issued
             // under it is revoked.
-            Ok(Some((user, grant)))
-                if self.connection_serves(&user.connection, &grant.client_id) =>
-            {
+            Ok(Some((user, grant))) => {
                 let mut claims = Map::new();
                 claims.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &grant.scope, &mut claims);
@@ -489,8 +504,16 @@ impl Broker {
         if !claims.aud.contains(&self.userinfo_audience()) {
             return refused("the access token is not for /userinfo (its audience is an API)");
         }
-        match self.store.get_user(&claims.sub).await {
-            Ok(Some(user)) if self.connection_serves(&user.connection, &claims.client_id) => {
+        let user = match self.store.get_user(&claims.sub).await {
+            Ok(Some(user)) => match self.serves_user(&user, &claims.client_id).await {
+                Ok(true) => Ok(Some(user)),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        match user {
+            Ok(Some(user)) => {
                 let mut out = Map::new();
                 out.insert("sub".into(), json!(user.user_id));
                 profile_claims(&user, &claims.scope, &mut out);
@@ -562,7 +585,11 @@ pub(super) fn token_response(response: &TokenResponse) -> Result<Value, OAuthErr
 
 /// Adds the profile's standard claims that `scope` grants (OIDC Core §5.4).
 pub(super) fn profile_claims(user: &User, scope: &str, claims: &mut Map<String, Value>) {
-    let p: &Profile = &user.profile;
+    profile_claims_of(&user.profile, scope, claims);
+}
+
+/// [`profile_claims`] of a profile.
+pub(super) fn profile_claims_of(p: &Profile, scope: &str, claims: &mut Map<String, Value>) {
     let scopes: Vec<&str> = scope.split(' ').collect();
     let mut put = |name: &str, value: Option<Value>| {
         if let Some(v) = value {

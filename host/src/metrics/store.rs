@@ -15,6 +15,7 @@ use crate::store::{
     StoreError, StoredAction, StoredCatalog, StoredClient, StoredConnection, Swept,
     TakeTransaction, User,
 };
+use crate::store::{IdentityLogin, IdentityOutcome, StoredIdentity, Unlinked};
 use crate::store::{
     RefreshGrant, RefreshLookup, Rotation, Session, StoredResourceServer, StoredRule, SweptSessions,
 };
@@ -129,6 +130,36 @@ impl Store for InstrumentedStore {
         self.timed(
             "record_login",
             self.inner.record_login(user_id, connection, profile, now),
+        )
+        .await
+    }
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.timed(
+            "record_identity_login",
+            self.inner.record_identity_login(login, now),
+        )
+        .await
+    }
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
+        self.timed("identities", self.inner.identities(user_ids))
+            .await
+    }
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError> {
+        self.timed(
+            "unlink_identity",
+            self.inner
+                .unlink_identity(user_id, connection, provider_user_id, new_user_id, now),
         )
         .await
     }

@@ -26,6 +26,9 @@ pub struct MemoryStore {
     codes: Expiring<AuthorizationGrant>,
     tokens: Expiring<AccessGrant>,
     users: Mutex<BTreeMap<String, User>>,
+    /// Users' identities by (connection, provider id). Locked after
+    /// `users`, never alone for a write: every change of both is atomic.
+    identities: Mutex<BTreeMap<(String, String), StoredIdentity>>,
     durable: Mutex<Durable>,
     /// The catalog version, sent after every catalog write.
     changes: tokio::sync::watch::Sender<u64>,
@@ -42,6 +45,7 @@ impl Default for MemoryStore {
             codes: Expiring::default(),
             tokens: Expiring::default(),
             users: Mutex::default(),
+            identities: Mutex::default(),
             durable: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             grants: Mutex::default(),
@@ -107,6 +111,12 @@ impl MemoryStore {
 
     fn users(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, User>> {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn identities_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), StoredIdentity>> {
+        self.identities.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The short-lived entries held right now, expired ones included.
@@ -271,26 +281,129 @@ impl Store for MemoryStore {
         now: u64,
     ) -> Result<User, StoreError> {
         let mut users = self.users();
-        let user = match users.entry(user_id.to_owned()) {
-            Entry::Occupied(known) => {
-                let user = known.into_mut();
-                user.profile = profile;
-                user.last_login = now;
-                user.logins_count += 1;
-                user
-            }
-            Entry::Vacant(new) => new.insert(User {
-                user_id: user_id.to_owned(),
-                connection: connection.to_owned(),
+        let mut identities = self.identities_map();
+        let key = (connection.to_owned(), profile.user_id.clone());
+        let identity = identities
+            .entry(key.clone())
+            .or_insert_with(|| new_identity(user_id, &key, &profile, now));
+        if identity.user_id == user_id {
+            identity.profile = profile.clone();
+            identity.updated_at = now;
+        }
+        Ok(login_user(
+            &mut users,
+            user_id,
+            connection,
+            Some(profile),
+            now,
+        ))
+    }
+
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        let mut users = self.users();
+        let mut identities = self.identities_map();
+        let key = (login.connection.clone(), login.provider_user_id.clone());
+        if let Some(identity) = identities.get_mut(&key) {
+            identity.profile = login.profile.clone();
+            identity.updated_at = now;
+            let primary = identity.user_id == login.user_id;
+            let profile = primary.then(|| login.profile.clone());
+            let user_id = identity.user_id.clone();
+            return Ok(IdentityOutcome::Recorded(login_user(
+                &mut users,
+                &user_id,
+                &login.connection,
                 profile,
-                created_at: now,
-                last_login: now,
-                logins_count: 1,
-                app_metadata: Metadata::new(),
-                user_metadata: Metadata::new(),
-            }),
+                now,
+            )));
+        }
+        let same_email: Vec<User> = users
+            .values()
+            .filter(|u| {
+                u.user_id == login.user_id
+                    || login.email_key().is_some_and(|e| {
+                        super::stored::email_key(&u.profile).as_deref() == Some(&e)
+                    })
+            })
+            .cloned()
+            .collect();
+        match identities::decide(login, &same_email) {
+            identities::Decision::Refuse(why) => Ok(IdentityOutcome::Refused(why)),
+            identities::Decision::Create => {
+                identities.insert(
+                    key.clone(),
+                    new_identity(&login.user_id, &key, &login.profile, now),
+                );
+                Ok(IdentityOutcome::Recorded(login_user(
+                    &mut users,
+                    &login.user_id,
+                    &login.connection,
+                    Some(login.profile.clone()),
+                    now,
+                )))
+            }
+            identities::Decision::Link(user_id) => {
+                identities.insert(
+                    key.clone(),
+                    new_identity(&user_id, &key, &login.profile, now),
+                );
+                Ok(IdentityOutcome::Linked(login_user(
+                    &mut users,
+                    &user_id,
+                    &login.connection,
+                    None,
+                    now,
+                )))
+            }
+        }
+    }
+
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
+        let mut found: Vec<StoredIdentity> = self
+            .identities_map()
+            .values()
+            .filter(|i| user_ids.contains(&i.user_id))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| {
+            (&a.user_id, a.created_at, &a.connection, &a.provider_user_id).cmp(&(
+                &b.user_id,
+                b.created_at,
+                &b.connection,
+                &b.provider_user_id,
+            ))
+        });
+        Ok(found)
+    }
+
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError> {
+        let mut users = self.users();
+        let mut identities = self.identities_map();
+        let key = (connection.to_owned(), provider_user_id.to_owned());
+        let Some(identity) = identities.get_mut(&key).filter(|i| i.user_id == user_id) else {
+            return Ok(Unlinked::NoSuchIdentity);
         };
-        Ok(user.clone())
+        if new_user_id == user_id {
+            return Ok(Unlinked::Primary);
+        }
+        if users.contains_key(new_user_id) {
+            return Err(StoreError::Conflict(format!("user `{new_user_id}`")));
+        }
+        identity.user_id = new_user_id.to_owned();
+        let user = identities::unlinked_user(identity, new_user_id, now);
+        users.insert(new_user_id.to_owned(), user.clone());
+        Ok(Unlinked::Unlinked(Box::new(user)))
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
@@ -323,7 +436,9 @@ impl Store for MemoryStore {
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self.users().remove(user_id).is_some())
+        let mut users = self.users();
+        self.identities_map().retain(|_, i| i.user_id != user_id);
+        Ok(users.remove(user_id).is_some())
     }
 
     async fn merge_user_metadata(
@@ -849,5 +964,73 @@ impl Store for MemoryStore {
         let before = d.log_events.len();
         d.log_events.retain(|_, e| e.date >= date);
         Ok((before - d.log_events.len()) as u64)
+    }
+}
+
+/// An identity first seen at `now`, of the user `user_id`.
+fn new_identity(
+    user_id: &str,
+    (connection, provider_user_id): &(String, String),
+    profile: &Profile,
+    now: u64,
+) -> StoredIdentity {
+    StoredIdentity {
+        user_id: user_id.to_owned(),
+        connection: connection.clone(),
+        provider_user_id: provider_user_id.clone(),
+        profile: profile.clone(),
+        is_social: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Records a login of `user_id` (created if new, with `connection`):
+/// counted; the profile replaced when one is given (a login through the
+/// primary identity, or the first).
+fn login_user(
+    users: &mut BTreeMap<String, User>,
+    user_id: &str,
+    connection: &str,
+    profile: Option<Profile>,
+    now: u64,
+) -> User {
+    let user = match users.entry(user_id.to_owned()) {
+        Entry::Occupied(known) => {
+            let user = known.into_mut();
+            if let Some(profile) = profile {
+                user.profile = profile;
+            }
+            user.last_login = now;
+            user.logins_count += 1;
+            user
+        }
+        Entry::Vacant(new) => new.insert(User {
+            user_id: user_id.to_owned(),
+            connection: connection.to_owned(),
+            profile: profile.unwrap_or_else(|| empty_profile(user_id)),
+            created_at: now,
+            last_login: now,
+            logins_count: 1,
+            app_metadata: Metadata::new(),
+            user_metadata: Metadata::new(),
+        }),
+    };
+    user.clone()
+}
+
+/// A profile with nothing but an id: what a user created without one has
+/// (never on the login path, which always brings one).
+fn empty_profile(user_id: &str) -> Profile {
+    Profile {
+        user_id: user_id.to_owned(),
+        email: None,
+        email_verified: None,
+        name: None,
+        given_name: None,
+        family_name: None,
+        nickname: None,
+        picture: None,
+        extra: Metadata::new(),
     }
 }

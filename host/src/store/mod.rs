@@ -31,6 +31,7 @@
 //! by the server) deletes them.
 
 pub mod crypt;
+mod identities;
 mod idp_tokens;
 mod memory;
 mod postgres;
@@ -40,6 +41,9 @@ mod sessions;
 mod sqlite;
 mod stored;
 
+pub use identities::{
+    IdentityKey, IdentityLogin, IdentityOutcome, LinkPolicy, LinkRefusal, StoredIdentity, Unlinked,
+};
 pub use idp_tokens::{IdpTokenStore, IdpTokens};
 pub use memory::{MemoryStore, ShortLivedCounts};
 pub use postgres::{DatabaseUrl, PostgresStore};
@@ -129,11 +133,19 @@ pub struct GrantClaims {
     pub id_token: Metadata,
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub access_token: Metadata,
+    /// The connection's `non_persistent_attrs` as id_token claims, sealed
+    /// with the code (`broker::sealed`): stored only so, never in the
+    /// clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// The same claims in the clear: in memory only, never serialised.
+    #[serde(skip)]
+    pub transient: Metadata,
 }
 
 impl GrantClaims {
     pub fn is_empty(&self) -> bool {
-        self.id_token.is_empty() && self.access_token.is_empty()
+        self.id_token.is_empty() && self.access_token.is_empty() && self.sealed.is_none()
     }
 }
 
@@ -440,7 +452,10 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
     /// `now` (one call: several instances may run it at once harmlessly).
     async fn sweep_expired(&self, now: u64) -> Result<Swept, StoreError>;
     /// Creates the user or records another login: profile replaced, count
-    /// incremented, first login kept.
+    /// incremented, first login kept. The identity (`connection`, the
+    /// profile's `user_id`) is kept as the user's, unless it belongs to
+    /// another user already. Logins through the broker go through
+    /// [`Store::record_identity_login`], which links.
     async fn record_login(
         &self,
         user_id: &str,
@@ -471,6 +486,36 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
         app: &Metadata,
         user: &Metadata,
     ) -> Result<Option<User>, StoreError>;
+
+    /// A login through an identity, in one atomic step (issue #12 §6):
+    /// - a known identity: its user logs in (count, last login); the
+    ///   identity keeps the profile, and so does the user if the identity
+    ///   is their primary one (the user's id is `login.user_id`);
+    /// - a new identity: `login.policy` decides, from the users who have
+    ///   its email, whether it joins one of them ([`IdentityOutcome::Linked`]),
+    ///   becomes a new user, or is refused (nothing written). Two first
+    ///   logins with one email at once, on any instances, decide one after
+    ///   the other: they never make two users where one would link.
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError>;
+    /// The identities of the users `user_ids`, ordered by user id, then
+    /// by creation, connection and provider id.
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError>;
+    /// Takes the identity (`connection`, `provider_user_id`) away from
+    /// `user_id` and makes it its own user, `new_user_id` (Auth0's unlink:
+    /// no metadata, no logins yet), in one atomic step. A user with that
+    /// id already is a Conflict.
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError>;
 
     // ---- the catalog: connections, apps, mappers ----
     //

@@ -9,6 +9,7 @@
 //! | --- | --- | --- |
 //! | `login_transactions`, `authorization_codes`, `access_tokens` | `key_hash` (`bytea`, the SHA-256 of the bearer value) | `expires_at`, the payload |
 //! | `users` | `user_id` | profile, lower-cased email, login counters, metadata |
+//! | `user_identities` | `connection`, `provider_user_id` | a user's identity: its user, the provider's profile |
 //! | `connections` | `id` | the spec, secrets included; `name` unique |
 //! | `clients` | `client_id` | the app (its secret only as a hash) |
 //! | `mappers` | `name` | the active version |
@@ -38,8 +39,10 @@
 //! - A take is one `DELETE … WHERE key_hash = $1 AND expires_at > $2
 //!   RETURNING …`: PostgreSQL deletes a row once, so of any number of takes
 //!   of one key, from any number of instances, exactly one gets it.
-//! - A login is one `INSERT … ON CONFLICT (user_id) DO UPDATE`: concurrent
-//!   logins of one user each count.
+//! - A login counts in one `INSERT … ON CONFLICT (user_id) DO UPDATE` (or
+//!   `UPDATE … logins_count + 1`): concurrent logins of one user each
+//!   count. A first login through an identity is serialised with others
+//!   of the same email (see `identities`).
 //! - A new mapper version is numbered inside a transaction that first locks
 //!   the mapper's row (an upsert, so a new name is locked too); the next
 //!   number is read after the lock is held, so two instances pushing one
@@ -307,8 +310,7 @@ const MIGRATIONS: &[&str] = &[
     branding::MIGRATION,
     // 8: the provider's tokens per identity (issue #12 §7), sealed.
     idp_tokens::MIGRATION,
-    // 9: legacy
-    // Rules, a catalog table (each change bumps the catalog version and
+    // 9: legacy Rules, a catalog table (each change bumps the catalog version and
     // notifies).
     r#"
     CREATE TABLE rules (
@@ -319,6 +321,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE ON rules
         FOR EACH ROW EXECUTE FUNCTION waypass_catalog_changed();
     "#,
+    // 10: users' identities (issue #12 §6).
+    identities::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -769,6 +773,9 @@ macro_rules! user_columns {
         "user_id, connection, profile, created_at, last_login, logins_count, app_metadata, user_metadata"
     };
 }
+
+// After `user_columns!`, which it uses.
+mod identities;
 
 fn read_user(row: &Row) -> Result<User, StoreError> {
     let profile: String = column(row, 2, "users")?;
@@ -1360,40 +1367,32 @@ impl Store for PostgresStore {
         profile: Profile,
         now: u64,
     ) -> Result<User, StoreError> {
-        let json = to_json(&profile, "a profile")?;
-        let email = email_key(&profile);
-        let email = email.as_deref().map(str::as_bytes);
-        let at = to_db(now, "now")?;
-        // One statement: concurrent logins, on any instance, all count. It
-        // returns only what the stored row may know better than the
-        // arguments.
-        const RECORD_LOGIN: &str = "
-            INSERT INTO users (user_id, connection, profile, created_at, last_login, logins_count,
-                               email_lower)
-            VALUES ($1, $2, $3, $4, $4, 1, $5)
-            ON CONFLICT (user_id) DO UPDATE SET
-                profile = EXCLUDED.profile,
-                email_lower = EXCLUDED.email_lower,
-                last_login = EXCLUDED.last_login,
-                logins_count = users.logins_count + 1
-            RETURNING connection, created_at, logins_count, app_metadata, user_metadata";
-        let row = self
-            .query_one(
-                RECORD_LOGIN,
-                &[&user_id, &connection, &json, &at, &email],
-                "recording a login",
-            )
-            .await?;
-        Ok(User {
-            user_id: user_id.to_owned(),
-            connection: column(&row, 0, "users")?,
-            profile,
-            created_at: unsigned(&row, 1, "users")?,
-            last_login: now,
-            logins_count: unsigned(&row, 2, "users")?,
-            app_metadata: from_json(&column::<String>(&row, 3, "users")?, "users")?,
-            user_metadata: from_json(&column::<String>(&row, 4, "users")?, "users")?,
-        })
+        self.login_with_identity(user_id, connection, &profile, now)
+            .await
+    }
+
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.identity_login(login, now).await
+    }
+
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
+        self.identities_of(user_ids).await
+    }
+
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError> {
+        self.unlink(user_id, (connection, provider_user_id), new_user_id, now)
+            .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {

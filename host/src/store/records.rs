@@ -104,6 +104,10 @@ pub struct StoredConnectionOptions {
     pub set_user_root_attributes: String,
     #[serde(default)]
     pub non_persistent_attrs: Vec<String>,
+    /// `none` (also when absent), `link_by_verified_email` or
+    /// `deny_duplicate_email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_linking: Option<String>,
     /// The provider's logout page, where Auth0's `federated` logout sends
     /// the browser.
     #[serde(default)]

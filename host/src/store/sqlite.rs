@@ -21,6 +21,7 @@
 //! | `leases` | `name` | who holds a lease (the sweep) until when |
 //! | `connection_keys` | `connection_id` | a connection's `private_key_jwt` key document |
 //! | `branding` | the single row `id = 1` | the login page's branding settings (JSON) and page template |
+//! | `user_identities` | `connection`, `provider_user_id` | a user's identity: its user, the provider's profile (JSON) |
 //!
 //! The three short-lived tables hold a 32-byte hash (BLOB), `expires_at` and
 //! the payload as JSON: they are only ever looked up by key, so their fields
@@ -279,8 +280,7 @@ const MIGRATIONS: &[&str] = &[
     branding::MIGRATION,
     // 8: the provider's tokens per identity (issue #12 §7), sealed.
     idp_tokens::MIGRATION,
-    // 9: legacy
-    // Rules, a catalog table (each change bumps the catalog version).
+    // 9: legacy Rules, a catalog table (each change bumps the catalog version).
     "
     CREATE TABLE rules (
         id TEXT PRIMARY KEY NOT NULL,
@@ -294,6 +294,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER rules_deleted AFTER DELETE ON rules
         BEGIN UPDATE catalog_version SET version = version + 1; END;
     ",
+    // 10: users' identities (issue #12 §6).
+    identities::MIGRATION,
 ];
 
 /// The trigger the bindings of [`Store::post_login_bindings`] are kept under.
@@ -787,6 +789,9 @@ macro_rules! user_columns {
     };
 }
 
+// After `user_columns!`, which it uses.
+mod identities;
+
 impl UserRow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
@@ -964,42 +969,47 @@ impl Store for SqliteStore {
         profile: Profile,
         now: u64,
     ) -> Result<User, StoreError> {
-        let json = to_json(&profile, "a profile")?;
-        let email = email_key(&profile);
-        // One statement: two logins at once both count. It returns only
-        // what the stored row may know better than the arguments.
-        const RECORD_LOGIN: &str = "
-            INSERT INTO users (user_id, connection, profile, created_at, last_login, logins_count,
-                               email_lower)
-            VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5)
-            ON CONFLICT (user_id) DO UPDATE SET
-                profile = excluded.profile,
-                email_lower = excluded.email_lower,
-                last_login = excluded.last_login,
-                logins_count = logins_count + 1
-            RETURNING connection, created_at, logins_count, app_metadata, user_metadata";
         let (id, conn_name) = (user_id.to_owned(), connection.to_owned());
-        let (connection, created_at, logins_count, app, user): (_, _, _, String, String) = self
-            .call(move |conn| {
-                conn.prepare_cached(RECORD_LOGIN)
-                    .and_then(|mut s| {
-                        s.query_row(params![id, conn_name, json, now, email], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                        })
-                    })
-                    .map_err(backend("recording a login"))
-            })
-            .await?;
-        Ok(User {
-            user_id: user_id.to_owned(),
-            connection,
-            profile,
-            created_at,
-            last_login: now,
-            logins_count,
-            app_metadata: from_json(&app, "users")?,
-            user_metadata: from_json(&user, "users")?,
+        self.call(move |conn| identities::record_login(conn, &id, &conn_name, &profile, now))
+            .await
+    }
+
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        let login = login.clone();
+        self.call(move |conn| identities::record_identity_login(conn, &login, now))
+            .await
+    }
+
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
+        let ids = user_ids.to_vec();
+        self.call(move |conn| identities::identities_of(conn, &ids))
+            .await
+    }
+
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError> {
+        let owned = [user_id, connection, provider_user_id, new_user_id].map(str::to_owned);
+        self.call(move |conn| {
+            let [user_id, connection, provider_user_id, new_user_id] = &owned;
+            identities::unlink_identity(
+                conn,
+                user_id,
+                (connection, provider_user_id),
+                new_user_id,
+                now,
+            )
         })
+        .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
