@@ -474,9 +474,9 @@ pub async fn check_the_catalog_version_moves(store: &dyn Store) {
     );
 }
 
-// ---- schema 7: secrets sealed, the provider's tokens ----
+// ---- schema 10: secrets sealed, the provider's tokens ----
 
-/// The provider's tokens of the fixture user's identity (schema 7).
+/// The provider's tokens of the fixture user's identity (schema 10).
 pub fn idp_tokens() -> waypass::store::IdpTokens {
     waypass::store::IdpTokens {
         connection_id: connection().id,
@@ -488,16 +488,16 @@ pub fn idp_tokens() -> waypass::store::IdpTokens {
     }
 }
 
-/// The store as schema 7 code reads it: its secrets sealed under
+/// The store as schema 10 code reads it: its secrets sealed under
 /// [`crate::secrets::SECRETS_KEY`].
 pub fn sealed(raw: std::sync::Arc<dyn Store>) -> waypass::store::SealedStore {
     let keys = waypass::store::crypt::Keyring::parse(crate::secrets::SECRETS_KEY).expect("a key");
     waypass::store::SealedStore::new(raw, std::sync::Arc::new(keys))
 }
 
-/// Schema 7 on top of [`write`]: the identity's provider tokens, and every
-/// secret [`write`] stored sealed (as schema 7 code stores them).
-pub async fn write_schema_7(raw: std::sync::Arc<dyn Store>) {
+/// Schema 10 on top of [`write`]: the identity's provider tokens, and every
+/// secret [`write`] stored sealed (as schema 10 code stores them).
+pub async fn write_schema_10(raw: std::sync::Arc<dyn Store>) {
     use waypass::store::IdpTokenStore as _;
     let store = sealed(raw);
     store
@@ -536,9 +536,9 @@ pub async fn stored_secrets(raw: &dyn Store) -> Vec<String> {
     values
 }
 
-/// Reads back what [`write_schema_7`] wrote, through [`sealed`]: every
+/// Reads back what [`write_schema_10`] wrote, through [`sealed`]: every
 /// stored secret is sealed, and opens.
-pub async fn check_schema_7(raw: std::sync::Arc<dyn Store>) {
+pub async fn check_schema_10(raw: std::sync::Arc<dyn Store>) {
     use waypass::store::IdpTokenStore as _;
     let secrets = stored_secrets(&*raw).await;
     assert_eq!(secrets.len(), 6, "{secrets:?}");

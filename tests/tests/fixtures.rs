@@ -28,8 +28,9 @@ use waypass_tests::postgres::{TestDatabase, server};
 /// The schema versions whose fixtures exist: 1 (the first), 2 (the
 /// catalog version and leases, issue #10), 6 (connection keys, Actions and
 /// users' metadata, log events, sessions/refresh tokens/APIs: 3 to 5 were
-/// never released apart), 7 (secrets sealed, the provider's tokens).
-const FIXTURE_VERSIONS: [u32; 4] = [1, 2, 6, 7];
+/// never released apart), 10 (branding, secrets sealed, the provider's
+/// tokens, Rules, identities: 7 to 9 were never released apart).
+const FIXTURE_VERSIONS: [u32; 4] = [1, 2, 6, 10];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,12 +59,12 @@ async fn a_sqlite_database_of_schema_6_opens_with_everything_in_it() {
 }
 
 #[tokio::test]
-async fn a_sqlite_database_of_schema_7_opens_with_everything_in_it() {
+async fn a_sqlite_database_of_schema_10_opens_with_everything_in_it() {
     sqlite_fixture_opens(FIXTURE_VERSIONS[3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_database_of_schema_7_opens_with_everything_in_it() {
+async fn a_postgres_database_of_schema_10_opens_with_everything_in_it() {
     postgres_fixture_opens(FIXTURE_VERSIONS[3]).await;
 }
 
@@ -88,7 +89,7 @@ async fn sqlite_fixture_opens(version: u32) {
         let _ = std::fs::remove_file(&path);
         let store = Arc::new(SqliteStore::open(&path).expect("a new fixture"));
         everything::write(&*store).await;
-        everything::write_schema_7(store.clone()).await;
+        everything::write_schema_10(store.clone()).await;
         // Closing checkpoints the WAL into the file.
         drop(store);
     }
@@ -106,7 +107,7 @@ async fn sqlite_fixture_opens(version: u32) {
 }
 
 /// Reads everything back through the sealing layer, as a broker does:
-/// the secrets of a fixture of schema 7 are sealed, an older one's clear
+/// the secrets of a fixture of schema 10 are sealed, an older one's clear
 /// until `rotate-key` seals them.
 async fn check_everything(raw: Arc<dyn Store>, version: u32) {
     let store = everything::sealed(raw.clone());
@@ -117,8 +118,8 @@ async fn check_everything(raw: Arc<dyn Store>, version: u32) {
     if version >= 6 {
         everything::check_schema_6(&store).await;
     }
-    if version >= 7 {
-        everything::check_schema_7(raw).await;
+    if version >= 10 {
+        everything::check_schema_10(raw).await;
     } else {
         everything::check_clear_secrets_are_read_then_sealed_by_rotation(raw).await;
     }
@@ -134,7 +135,7 @@ async fn postgres_fixture_opens(version: u32) {
         let source = TestDatabase::create(&server).await;
         let store: Arc<dyn Store> = Arc::new(source.open().await);
         everything::write(&*store).await;
-        everything::write_schema_7(store).await;
+        everything::write_schema_10(store).await;
         let dump = std::process::Command::new("pg_dump")
             .args(["--inserts", "--no-owner", "--no-privileges", "--dbname"])
             .arg(source.url.expose())

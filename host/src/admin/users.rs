@@ -105,7 +105,7 @@ impl Broker {
             (&Method::DELETE, [id]) => {
                 // Read before the delete takes them: every identity's
                 // provider tokens go with the user.
-                let identities = self.store.identities(std::slice::from_ref(id)).await?;
+                let identities = self.store.identities(&[(*id).to_owned()]).await?;
                 if !self.store.delete_user(id).await? {
                     return Err(ApiError::not_found(format!("user `{id}`")));
                 }

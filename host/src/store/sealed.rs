@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::crypt::{CryptError, Keyring, Place};
-use super::{IdpTokenStore, IdpTokens};
+use super::{IdentityLogin, IdentityOutcome, IdpTokenStore, IdpTokens, StoredIdentity, Unlinked};
 use crate::mapper::Profile;
 use crate::secret::SecretHash;
 use crate::store::{
@@ -30,7 +30,8 @@ use crate::store::{
     TakeTransaction, User,
 };
 use crate::store::{
-    RefreshGrant, RefreshLookup, Rotation, Session, StoredResourceServer, SweptSessions,
+    RefreshGrant, RefreshLookup, Rotation, Session, StoredBranding, StoredResourceServer,
+    StoredRule, SweptSessions,
 };
 
 const CONNECTIONS: &str = "connections";
@@ -251,6 +252,28 @@ fn signing_place() -> Place<'static> {
 
 #[async_trait]
 impl Store for SealedStore {
+    // Branding and Rules hold no secrets: passed through.
+    async fn branding(&self) -> Result<StoredBranding, StoreError> {
+        self.inner.branding().await
+    }
+    async fn put_branding_settings(&self, settings: &str) -> Result<(), StoreError> {
+        self.inner.put_branding_settings(settings).await
+    }
+    async fn put_universal_login_template(
+        &self,
+        template: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_universal_login_template(template).await
+    }
+    async fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        self.inner.put_rule(rule).await
+    }
+    async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        self.inner.rules().await
+    }
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_rule(id).await
+    }
     async fn put_transaction(
         &self,
         state: SecretHash,
@@ -311,6 +334,30 @@ impl Store for SealedStore {
     ) -> Result<User, StoreError> {
         self.inner
             .record_login(user_id, connection, profile, now)
+            .await
+    }
+    // Identities hold no secrets (the provider's tokens are kept apart,
+    // sealed): passed through.
+    async fn record_identity_login(
+        &self,
+        login: &IdentityLogin,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.inner.record_identity_login(login, now).await
+    }
+    async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
+        self.inner.identities(user_ids).await
+    }
+    async fn unlink_identity(
+        &self,
+        user_id: &str,
+        connection: &str,
+        provider_user_id: &str,
+        new_user_id: &str,
+        now: u64,
+    ) -> Result<Unlinked, StoreError> {
+        self.inner
+            .unlink_identity(user_id, connection, provider_user_id, new_user_id, now)
             .await
     }
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
