@@ -37,6 +37,9 @@ const APP: &str = "shop";
 const APP_SECRET: &str = "shop-secret-0123456789";
 const APP_CALLBACK: &str = "https://shop.test/callback";
 const ADMIN_TOKEN: &str = "admin-token-for-the-fleet-tests-0123456789";
+/// The secrets key every instance is given (base64 of 32 bytes): a
+/// PostgreSQL deployment refuses to start without one.
+const FLEET_SECRETS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// RFC 7636 Appendix B's verifier and its S256 challenge.
 const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -131,6 +134,8 @@ enabled = false
             .arg(&self.config)
             .env("WAYPASS_DATA_DIR", self.dir.path().join(name))
             .env("WAYPASS_DATABASE_URL", self.database.url.expose())
+            // Instances on one database share its secrets key.
+            .env("WAYPASS_SECRETS_KEY", FLEET_SECRETS_KEY)
             .env("WAYPASS_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("WAYPASS_LOG", "warn")
             .stdin(Stdio::null())
