@@ -1,6 +1,7 @@
 //! Shared pieces of the end-to-end tests: the guest components built by
 //! `build.rs`, and a stub provider on 127.0.0.1.
 
+pub mod actions;
 pub mod bench;
 pub mod browser;
 pub mod chromium;

@@ -4,18 +4,15 @@
 //! provider.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use base64::Engine as _;
 use openidconnect::reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypass::build::{Language, World};
 use waypass::dev_provider::default_user;
-use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, RUNTIME, TestBed,
-    admin_api, http_client, redeem,
-};
+use waypass_tests::actions::{self, id_token_claims, login, user_domain, user_id};
+use waypass_tests::login::{ADMIN_TOKEN, APP, APP_CALLBACK, RUNTIME, TestBed, admin_api};
+use waypass_tests::stub::{Reply, Stub};
 
 /// The Action `waypass action new` starts in `language`, built by `action
 /// build`'s code and loaded as an Action, once per test binary. Scaffolded under the test target's
@@ -89,141 +86,32 @@ fn action_new_refuses_an_existing_directory_and_names_that_are_not_plain() {
     );
 }
 
-/// The default user's id at the broker.
-fn user_id() -> String {
-    format!("oauth2|{CONNECTION}|{}", default_user().uuid)
-}
-
-/// The default user's email domain.
-fn user_domain() -> String {
-    default_user()
-        .email
-        .split_once('@')
-        .map(|(_, d)| d.to_owned())
-        .expect("an email with a domain")
-}
-
 /// Creates an Action `name` with `secrets` (and `extra` fields), uploads
 /// `wasm`, deploys it and binds it alone to the post-login trigger.
 async fn deploy_and_bind(tb: &TestBed, name: &str, wasm: &Path, secrets: Value, extra: Value) {
-    let mut body = json!({
-        "name": name,
-        "supported_triggers": [{"id": "post-login", "version": "v3"}],
-        "secrets": secrets,
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
+    let mut fields = json!({"secrets": secrets});
+    if let (Some(fields), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+        fields.extend(extra.clone());
     }
-    let (status, created) =
-        admin_api(&tb.issuer, Method::POST, "actions/actions", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().expect("an id").to_owned();
-    let resp = http_client()
-        .put(format!(
-            "{}/api/v2/actions/actions/{id}/component",
-            tb.issuer
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(wasm).expect("the component"))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
-    let (status, version) = admin_api(
-        &tb.issuer,
-        Method::POST,
-        &format!("actions/actions/{id}/deploy"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{version}");
-    let (status, bound) = admin_api(
-        &tb.issuer,
-        Method::PATCH,
-        "actions/triggers/post-login/bindings",
-        Some(json!({"bindings": [{"ref": {"type": "action_id", "value": id}}]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{bound}");
+    let id = actions::create(tb, name, fields).await;
+    actions::upload(tb, &id, wasm).await;
+    actions::deploy(tb, &id).await;
+    actions::bind(tb, &[&id]).await;
 }
 
-/// A login of the default user at the confidential app, to the app.
-async fn login(tb: &TestBed) -> Landing {
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("scope", "openid email"), ("connection", CONNECTION)],
-    );
-    Browser::default().login(tb, &url, false).await
-}
-
-/// The claims of the id_token the login's code redeems for.
-async fn id_token_claims(tb: &TestBed, landing: &Landing) -> Value {
-    let to_app = landing.location.as_ref().expect("a redirect to the app");
-    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, to_app.as_str()).await;
-    let id_token = tokens["id_token"].as_str().expect("an id_token");
-    let payload = id_token.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON claims")
-}
-
-/// Largest request the decision service reads: a small JSON body.
-const MAX_DECISION_REQUEST_BYTES: usize = 64 << 10;
-
-/// A decision API on 127.0.0.1:0: answers every request with `answer`
-/// (JSON) and keeps the bodies it was sent.
-async fn decision_api(answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
+/// A decision API on 127.0.0.1:0 answering every request with `answer`
+/// (JSON); the stub keeps what it was sent.
+async fn decision_api(answer: Value) -> Stub {
     let answer = answer.to_string();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let (kept, answer) = (kept.clone(), answer.clone());
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Read the head, then as much body as it announces.
-                let body = loop {
-                    let Ok(n) = socket.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 || request.len() > MAX_DECISION_REQUEST_BYTES {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).into_owned();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length = head
-                        .lines()
-                        .filter_map(|l| l.split_once(':'))
-                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break body.to_owned();
-                    }
-                };
-                if let Ok(json) = serde_json::from_str(&body) {
-                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(json);
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
+    Stub::start(move |_| Reply::Body(200, answer.clone())).await
+}
+
+/// The JSON bodies the decision API was sent.
+fn asked(api: &Stub) -> Vec<Value> {
+    api.received()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("a JSON request"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,35 +121,34 @@ async fn a_python_action_asks_an_allowed_http_api_and_the_answer_decides_the_log
 
     // The API allows, with roles: the login goes on and the roles are claimed.
     let tb = TestBed::start(|_, _| {}).await;
-    let (api, seen) = decision_api(json!({"allow": true, "roles": ["editor"]})).await;
+    let api = decision_api(json!({"allow": true, "roles": ["editor"]})).await;
     deploy_and_bind(
         &tb,
         "ask-api",
         &wasm,
-        json!([{"name": "DECISION_URL", "value": format!("{api}/decide")}]),
-        egress(&api),
+        json!([{"name": "DECISION_URL", "value": api.url("/decide")}]),
+        egress(&api.url("")),
     )
     .await;
     let landing = login(&tb).await;
     assert!(landing.param("code").is_some(), "allowed: {landing:?}");
     let claims = id_token_claims(&tb, &landing).await;
     assert_eq!(claims["https://example.com/roles"], json!(["editor"]));
-    let asked = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(
-        asked,
+        asked(&api),
         [json!({"user_id": user_id(), "email": default_user().email, "client_id": APP})],
         "the Action sent the user to the API once"
     );
 
     // The API refuses: the app gets access_denied with the API's reason.
     let tb = TestBed::start(|_, _| {}).await;
-    let (api, _) = decision_api(json!({"allow": false, "reason": "not on the guest list"})).await;
+    let api = decision_api(json!({"allow": false, "reason": "not on the guest list"})).await;
     deploy_and_bind(
         &tb,
         "ask-api",
         &wasm,
-        json!([{"name": "DECISION_URL", "value": format!("{api}/decide")}]),
-        egress(&api),
+        json!([{"name": "DECISION_URL", "value": api.url("/decide")}]),
+        egress(&api.url("")),
     )
     .await;
     let landing = login(&tb).await;
@@ -275,19 +162,19 @@ async fn a_python_action_asks_an_allowed_http_api_and_the_answer_decides_the_log
     // An API off the Action's allow-list is never asked: the login fails
     // with server_error, not skipped.
     let tb = TestBed::start(|_, _| {}).await;
-    let (api, seen) = decision_api(json!({"allow": true})).await;
+    let api = decision_api(json!({"allow": true})).await;
     deploy_and_bind(
         &tb,
         "ask-api",
         &wasm,
-        json!([{"name": "DECISION_URL", "value": format!("{api}/decide")}]),
+        json!([{"name": "DECISION_URL", "value": api.url("/decide")}]),
         json!({}),
     )
     .await;
     let landing = login(&tb).await;
     assert_eq!(landing.param("error").as_deref(), Some("server_error"));
     assert_eq!(landing.param("code"), None);
-    assert!(seen.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
+    assert!(asked(&api).is_empty(), "the API off the list was asked");
 }
 
 #[tokio::test(flavor = "multi_thread")]

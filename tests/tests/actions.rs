@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use base64::Engine as _;
 use openidconnect::OAuth2TokenResponse as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::reqwest::Method;
@@ -14,111 +13,28 @@ use openidconnect::{
     RedirectUrl, Scope, TokenResponse as _,
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waypass::broker::Clock as _;
-use waypass::dev_provider::default_user;
 use waypass::secret::SecretHash;
 use waypass::store::Store as _;
+use waypass_tests::actions::{self, bind, id_token_claims, login, upload, user_domain, user_id};
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api,
-    http_client, redeem,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api,
+    http_client, jwt_claims,
 };
+use waypass_tests::stub::{Reply, Stub};
 
-/// The default user's id at the broker.
-fn user_id() -> String {
-    format!("oauth2|{CONNECTION}|{}", default_user().uuid)
-}
-
-/// The default user's email domain.
-fn user_domain() -> String {
-    default_user()
-        .email
-        .split_once('@')
-        .map(|(_, d)| d.to_owned())
-        .expect("an email with a domain")
-}
-
-/// Creates an Action named `name` with `secrets`, uploads `wasm` as its
-/// component and deploys it; returns its id.
+/// Creates an Action named `name` with `secrets` (and `extra` fields),
+/// uploads `wasm` as its component and deploys it; returns its id.
 async fn deploy(tb: &TestBed, name: &str, wasm: &str, secrets: Value, extra: Value) -> String {
-    let mut body = json!({
-        "name": name,
-        "supported_triggers": [{"id": "post-login", "version": "v3"}],
-        "secrets": secrets,
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
+    let mut fields = json!({"secrets": secrets});
+    if let (Some(fields), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+        fields.extend(extra.clone());
     }
-    let (status, created) =
-        admin_api(&tb.issuer, Method::POST, "actions/actions", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().expect("an id").to_owned();
+    let id = actions::create(tb, name, fields).await;
     upload(tb, &id, wasm).await;
-    let (status, version) = admin_api(
-        &tb.issuer,
-        Method::POST,
-        &format!("actions/actions/{id}/deploy"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{version}");
+    actions::deploy(tb, &id).await;
     id
-}
-
-/// Uploads `wasm` as the Action's draft.
-async fn upload(tb: &TestBed, id: &str, wasm: &str) {
-    let resp = http_client()
-        .put(format!(
-            "{}/api/v2/actions/actions/{id}/component",
-            tb.issuer
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(wasm).expect("the guest is built"))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
-}
-
-/// Binds `ids` to the post-login trigger, in this order.
-async fn bind(tb: &TestBed, ids: &[&str]) {
-    let bindings: Vec<Value> = ids
-        .iter()
-        .map(|id| json!({"ref": {"type": "action_id", "value": id}}))
-        .collect();
-    let (status, body) = admin_api(
-        &tb.issuer,
-        Method::PATCH,
-        "actions/triggers/post-login/bindings",
-        Some(json!({"bindings": bindings})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// A login of the default user at the confidential app, to the app.
-async fn login(tb: &TestBed) -> Landing {
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("scope", "openid email"), ("connection", CONNECTION)],
-    );
-    Browser::default().login(tb, &url, false).await
-}
-
-/// The claims of the id_token a login's code redeems for (read, not
-/// verified: the OpenID Connect client test below verifies).
-async fn id_token_claims(tb: &TestBed, landing: &Landing) -> Value {
-    let to_app = landing.location.as_ref().expect("a redirect to the app");
-    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, to_app.as_str()).await;
-    let id_token = tokens["id_token"].as_str().expect("an id_token");
-    let payload = id_token.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,14 +94,7 @@ async fn a_rust_action_adds_a_namespaced_claim_that_the_apps_oidc_client_verifie
     );
 
     // The verified token's own claims, custom ones included.
-    let payload = id_token.to_string();
-    let payload = payload.split('.').nth(1).expect("a JWT");
-    let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("JSON");
+    let payload = jwt_claims(&id_token.to_string());
     assert_eq!(payload["https://waypass.test/roles"], json!(["admin"]));
     assert_eq!(payload["https://waypass.test/probe"], "action-probe");
     assert_eq!(payload["sub"], user_id(), "a restricted claim is left out");
@@ -259,25 +168,15 @@ async fn an_action_denying_by_email_domain_sends_access_denied_with_its_reason_a
 }
 
 /// An HTTP service on 127.0.0.1:0 answering every request with `body`.
-async fn answering(body: &'static str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
+async fn answering(body: &'static str) -> Stub {
+    Stub::start(move |_| {
+        Reply::Full(
+            200,
+            vec![("content-type", "text/plain".into())],
+            body.into(),
+        )
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -290,16 +189,16 @@ async fn an_action_asks_an_allowed_http_api_and_its_answer_decides_the_login() {
         &tb,
         "check-yes",
         guests::ACTION_PROBE,
-        json!([{"name": "check_url", "value": format!("{yes}/decide")}]),
-        egress(&yes),
+        json!([{"name": "check_url", "value": yes.url("/decide")}]),
+        egress(&yes.url("")),
     )
     .await;
     let refusing = deploy(
         &tb,
         "check-no",
         guests::ACTION_PROBE,
-        json!([{"name": "check_url", "value": format!("{no}/decide")}]),
-        egress(&no),
+        json!([{"name": "check_url", "value": no.url("/decide")}]),
+        egress(&no.url("")),
     )
     .await;
 
@@ -342,7 +241,7 @@ async fn hostile_actions_fail_the_login_cleanly_and_the_next_login_is_served() {
         // No allow-list: the egress policy refuses the host.
         (
             "snooper",
-            json!([{"name": "check_url", "value": format!("{off_list}/x")}]),
+            json!([{"name": "check_url", "value": off_list.url("/x")}]),
             json!({}),
             "cannot be reached",
         ),

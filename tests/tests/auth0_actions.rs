@@ -3,7 +3,6 @@
 //! by the shipped script engine in real logins through the development
 //! provider, their claims read by the app's OpenID Connect client.
 
-use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::reqwest::Method;
 use openidconnect::{
@@ -12,9 +11,9 @@ use openidconnect::{
 };
 use serde_json::{Value, json};
 use waypass::dev_provider::default_user;
+use waypass_tests::actions::{self, bind, id_token_claims, login, login_with, user_id};
 use waypass_tests::login::{
-    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api, http_client,
-    redeem,
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, http_client, jwt_claims,
 };
 
 /// Auth0's "Add user roles to ID and Access tokens", as its documentation
@@ -33,84 +32,26 @@ exports.onExecutePostLogin = async (event, api) => {
 }
 "#;
 
-/// The default user's id at the broker.
-fn user_id() -> String {
-    format!("oauth2|{CONNECTION}|{}", default_user().uuid)
-}
-
 /// Creates a JavaScript Action (Auth0's body: `code`, `runtime`) and
 /// deploys it; `extra` adds fields (Waypass's `egress`, `timeout_ms`).
 /// Returns its id.
 async fn deploy_code(tb: &TestBed, name: &str, code: &str, extra: Value) -> String {
-    let mut body = json!({
-        "name": name,
-        "supported_triggers": [{"id": "post-login", "version": "v3"}],
-        "code": code,
-        "runtime": "node18",
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
+    let mut fields = json!({"code": code, "runtime": "node18"});
+    if let (Some(fields), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+        fields.extend(extra.clone());
     }
-    let (status, created) =
-        admin_api(&tb.issuer, Method::POST, "actions/actions", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["runtime"], "node18");
-    let id = created["id"].as_str().expect("an id").to_owned();
-    let (status, version) = admin_api(
+    let id = actions::create(tb, name, fields).await;
+    let (status, created) = admin_api(
         &tb.issuer,
-        Method::POST,
-        &format!("actions/actions/{id}/deploy"),
+        Method::GET,
+        &format!("actions/actions/{id}"),
         None,
     )
     .await;
-    assert_eq!(status, 200, "{version}");
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["runtime"], "node18");
+    actions::deploy(tb, &id).await;
     id
-}
-
-/// Binds `ids` to the post-login trigger, in this order.
-async fn bind(tb: &TestBed, ids: &[&str]) {
-    let bindings: Vec<Value> = ids
-        .iter()
-        .map(|id| json!({"ref": {"type": "action_id", "value": id}}))
-        .collect();
-    let (status, body) = admin_api(
-        &tb.issuer,
-        Method::PATCH,
-        "actions/triggers/post-login/bindings",
-        Some(json!({"bindings": bindings})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// A login of the default user at the confidential app, with `extra`
-/// parameters at `/authorize`.
-async fn login_with(tb: &TestBed, extra: &[(&str, &str)]) -> Landing {
-    let mut params = vec![("scope", "openid email"), ("connection", CONNECTION)];
-    params.extend_from_slice(extra);
-    let url = tb.authorize_url(APP, APP_CALLBACK, &params);
-    Browser::default().login(tb, &url, false).await
-}
-
-async fn login(tb: &TestBed) -> Landing {
-    login_with(tb, &[]).await
-}
-
-/// The claims of the id_token a login's code redeems for (read, not
-/// verified: the OpenID Connect client test verifies).
-async fn id_token_claims(tb: &TestBed, landing: &Landing) -> Value {
-    let to_app = landing.location.as_ref().expect("a redirect to the app");
-    let tokens = redeem(&tb.issuer, APP, APP_SECRET, APP_CALLBACK, to_app.as_str()).await;
-    let id_token = tokens["id_token"].as_str().expect("an id_token");
-    jwt_payload(id_token)
-}
-
-fn jwt_payload(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 /// Sets the default user's metadata through the management API (the user
@@ -165,7 +106,7 @@ async fn auth0s_add_roles_action_runs_unchanged_and_the_apps_oidc_client_verifie
     id_token
         .claims(&client.id_token_verifier(), &nonce)
         .expect("the id_token verifies: signature, issuer, audience, nonce");
-    let claims = jwt_payload(&id_token.to_string());
+    let claims = jwt_claims(&id_token.to_string());
     assert_eq!(
         claims["https://my-app.example.com/roles"],
         json!(["admin", "editor"])

@@ -22,7 +22,7 @@ use waypass::broker::Clock as _;
 use waypass::broker::config::OidcLogoutConfig;
 use waypass_tests::login::{
     APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, PKCE_VERIFIER, SPA, SPA_CALLBACK,
-    TestBed, admin_api, http_client, redeem, userinfo,
+    TestBed, admin_api, http_client, jwt_claims, redeem, userinfo,
 };
 use waypass_tests::stub::{Reply, Stub};
 
@@ -37,13 +37,6 @@ const NOTIFICATION_WAIT: Duration = Duration::from_secs(30);
 /// Code exchanges the provider answered: one per login at the provider.
 fn provider_logins(tb: &TestBed) -> usize {
     tb.provider.requests_to("/token").len()
-}
-
-/// The claims of a JWT, unverified (for tokens the broker answered us
-/// directly over the back channel of the test).
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("json")
 }
 
 /// Verifies `jwt` as an app or API does: the key named by `kid` in the
@@ -88,7 +81,7 @@ async fn verified(tb: &TestBed, jwt: &str) -> (Value, Value) {
         &URL_SAFE_NO_PAD.decode(signature).expect("b64 signature"),
     )
     .expect("the signature verifies against the JWKS");
-    (header_json, claims(jwt))
+    (header_json, jwt_claims(jwt))
 }
 
 /// A login of [`APP`] through the provider in `browser`, with `extra`
@@ -217,9 +210,9 @@ async fn a_second_app_gets_a_code_from_the_session_and_the_provider_sees_one_log
         let spa_claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new("spa-nonce".into()))
             .expect("the id_token verifies");
-        let app_claims = claims(str_of(&app_tokens, "id_token"));
+        let app_claims = jwt_claims(str_of(&app_tokens, "id_token"));
         assert_eq!(spa_claims.subject().as_str(), app_claims["sub"]);
-        let spa_raw = claims(&id_token.to_string());
+        let spa_raw = jwt_claims(&id_token.to_string());
         assert_eq!(spa_raw["sid"], app_claims["sid"], "one session");
         assert_eq!(
             spa_raw["auth_time"], app_claims["auth_time"],
@@ -305,7 +298,7 @@ async fn max_age_and_prompt_login_force_the_provider_and_auth_time_says_when_it_
     )
     .await;
     assert_eq!(
-        claims(str_of(&tokens, "id_token"))["auth_time"],
+        jwt_claims(str_of(&tokens, "id_token"))["auth_time"],
         json!(first_login)
     );
     tb.clock.advance(100);
@@ -332,7 +325,7 @@ async fn max_age_and_prompt_login_force_the_provider_and_auth_time_says_when_it_
     )
     .await;
     assert_eq!(
-        claims(str_of(&tokens, "id_token"))["auth_time"],
+        jwt_claims(str_of(&tokens, "id_token"))["auth_time"],
         json!(first_login)
     );
     assert_eq!(provider_logins(&tb), 1);
@@ -350,7 +343,7 @@ async fn max_age_and_prompt_login_force_the_provider_and_auth_time_says_when_it_
     )
     .await;
     assert_eq!(
-        claims(str_of(&tokens, "id_token"))["auth_time"],
+        jwt_claims(str_of(&tokens, "id_token"))["auth_time"],
         json!(first_login + 100)
     );
 
@@ -402,7 +395,7 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
     let tb = bed(None).await;
     let tokens = offline_login(&tb).await;
     let first = str_of(&tokens, "refresh_token").to_owned();
-    let user = claims(str_of(&tokens, "id_token"))["sub"].clone();
+    let user = jwt_claims(str_of(&tokens, "id_token"))["sub"].clone();
 
     // The real client refreshes: a new refresh token, a working access token.
     let metadata = CoreProviderMetadata::discover_async(
@@ -517,7 +510,7 @@ async fn a_revoked_refresh_token_fails_at_refresh_and_its_access_token_at_userin
     assert_eq!((status, &active["active"]), (200, &json!(true)), "{active}");
     assert_eq!(
         userinfo(&tb.issuer, &access_token).await["sub"],
-        claims(str_of(&tokens, "id_token"))["sub"]
+        jwt_claims(str_of(&tokens, "id_token"))["sub"]
     );
 
     // Without the app's secret (RFC 7009 §2.1: the client authenticates),
@@ -605,7 +598,7 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens() {
         landing.location.as_ref().expect("redirect").as_str(),
     )
     .await;
-    let user = claims(str_of(&tokens, "id_token"))["sub"]
+    let user = jwt_claims(str_of(&tokens, "id_token"))["sub"]
         .as_str()
         .expect("sub")
         .to_owned();
@@ -689,7 +682,7 @@ async fn an_access_token_for_an_api_is_a_jwt_that_verifies_against_the_jwks() {
     };
     assert!(aud.contains(&ORDERS), "{aud:?}");
     assert_eq!(at["client_id"], APP);
-    assert_eq!(at["sub"], claims(str_of(&tokens, "id_token"))["sub"]);
+    assert_eq!(at["sub"], jwt_claims(str_of(&tokens, "id_token"))["sub"]);
     assert_eq!(
         at["scope"], "openid read:orders",
         "the API's scope it accepts, not the one it does not"
@@ -773,7 +766,10 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_the_registered_url_
             .expect("redirect")
             .starts_with(tb.provider.origin())
     );
-    let user = claims(id_token)["sub"].as_str().expect("sub").to_owned();
+    let user = jwt_claims(id_token)["sub"]
+        .as_str()
+        .expect("sub")
+        .to_owned();
     let (status, sessions) = admin_api(
         &tb.issuer,
         reqwest::Method::GET,
@@ -887,7 +883,7 @@ async fn a_management_call_lists_and_ends_a_users_sessions() {
         landing.location.as_ref().expect("redirect").as_str(),
     )
     .await;
-    let id_claims = claims(str_of(&tokens, "id_token"));
+    let id_claims = jwt_claims(str_of(&tokens, "id_token"));
     let user = id_claims["sub"].as_str().expect("sub");
     let (status, listed) = admin_api(
         &tb.issuer,
@@ -937,7 +933,7 @@ async fn back_channel_logout_posts_a_logout_token_that_validates_as_an_app_would
         landing.location.as_ref().expect("redirect").as_str(),
     )
     .await;
-    let id_claims = claims(str_of(&tokens, "id_token"));
+    let id_claims = jwt_claims(str_of(&tokens, "id_token"));
 
     let (status, _, _) = browser.get(&format!("{}/oidc/logout", tb.issuer)).await;
     assert_eq!(status, 200, "the logged-out page");
