@@ -45,11 +45,9 @@ pub async fn create(tb: &TestBed, name: &str, fields: Value) -> String {
     created["id"].as_str().expect("an id").to_owned()
 }
 
-/// Uploads the component at `wasm` as the Action's draft.
-pub async fn upload(tb: &TestBed, id: &str, wasm: impl AsRef<Path>) {
-    let wasm = wasm.as_ref();
-    let bytes = std::fs::read(wasm)
-        .unwrap_or_else(|e| panic!("read the component {}: {e}", wasm.display()));
+/// Puts `bytes` as the Action's draft component; the answer's status and
+/// body.
+pub async fn put_component(tb: &TestBed, id: &str, bytes: Vec<u8>) -> (u16, String) {
     let resp = http_client()
         .put(format!(
             "{}/api/v2/actions/actions/{id}/component",
@@ -61,7 +59,17 @@ pub async fn upload(tb: &TestBed, id: &str, wasm: impl AsRef<Path>) {
         .send()
         .await
         .expect("upload");
-    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Uploads the component at `wasm` as the Action's draft.
+pub async fn upload(tb: &TestBed, id: &str, wasm: impl AsRef<Path>) {
+    let wasm = wasm.as_ref();
+    let bytes = std::fs::read(wasm)
+        .unwrap_or_else(|e| panic!("read the component {}: {e}", wasm.display()));
+    let (status, body) = put_component(tb, id, bytes).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Deploys the Action's draft as its new version.

@@ -19,8 +19,7 @@ use waypass::store::Store as _;
 use waypass_tests::actions::{self, bind, id_token_claims, login, upload, user_domain, user_id};
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api,
-    http_client, jwt_claims,
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, http_client, jwt_claims,
 };
 use waypass_tests::stub::{Reply, Stub};
 
@@ -447,19 +446,9 @@ async fn the_actions_api_lists_versions_rolls_back_tests_with_an_event_and_refus
     assert_eq!(status, 400, "{body}");
 
     // A mapper is not an Action.
-    let resp = http_client()
-        .put(format!(
-            "{}/api/v2/actions/actions/{id}/component",
-            tb.issuer
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(guests::AUTH0_EXAMPLE).expect("built"))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status().as_u16(), 422);
-    let text = resp.text().await.unwrap_or_default();
+    let (status, text) =
+        actions::put_component(&tb, &id, guests::bytes(guests::AUTH0_EXAMPLE)).await;
+    assert_eq!(status, 422);
     assert!(text.contains("waypass:action/post-login"), "{text}");
 
     upload(&tb, &id, guests::ACTION_PROBE).await;
