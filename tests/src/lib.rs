@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod everything;
 pub mod gate;
 pub mod login;
+pub mod oidc;
 pub mod postgres;
 pub mod secrets;
 pub mod stub;

@@ -6,21 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use openidconnect::OAuth2TokenResponse as _;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::TokenResponse as _;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use openidconnect::reqwest::Method;
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    RedirectUrl, Scope, TokenResponse as _,
-};
 use serde_json::{Value, json};
 use waypass::broker::Clock as _;
 use waypass::secret::SecretHash;
 use waypass::store::Store as _;
 use waypass_tests::actions::{self, bind, id_token_claims, login, upload, user_domain, user_id};
 use waypass_tests::guests;
-use waypass_tests::login::{
-    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, http_client, jwt_claims,
-};
+use waypass_tests::login::{APP, APP_CALLBACK, APP_SECRET, TestBed, admin_api, jwt_claims};
+use waypass_tests::oidc::{code_flow, oidc_client};
 use waypass_tests::stub::{Reply, Stub};
 
 /// Creates an Action named `name` with `secrets` (and `extra` fields),
@@ -50,42 +46,15 @@ async fn a_rust_action_adds_a_namespaced_claim_that_the_apps_oidc_client_verifie
     .await;
     bind(&tb, &[&id]).await;
 
-    let metadata = CoreProviderMetadata::discover_async(
-        IssuerUrl::new(tb.issuer.clone()).expect("issuer"),
-        &http_client(),
+    let client = oidc_client(&tb, APP, Some(APP_SECRET), APP_CALLBACK).await;
+    let (tokens, claims) = code_flow(
+        &tb,
+        &client,
+        &["email"],
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     )
-    .await
-    .expect("discovery");
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(APP.into()),
-        Some(ClientSecret::new(APP_SECRET.into())),
-    )
-    .set_redirect_uri(RedirectUrl::new(APP_CALLBACK.into()).expect("redirect"));
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .add_scope(Scope::new("email".into()))
-        .add_extra_param("connection", CONNECTION)
-        .set_pkce_challenge(challenge)
-        .url();
-    let landing = Browser::default().login(&tb, url.as_str(), false).await;
-    let code = landing.param("code").expect("a code");
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("token endpoint known")
-        .set_pkce_verifier(verifier)
-        .request_async(&http_client())
-        .await
-        .expect("code exchange");
+    .await;
     let id_token = tokens.id_token().expect("an id_token");
-    let claims = id_token
-        .claims(&client.id_token_verifier(), &nonce)
-        .expect("the id_token verifies: signature, issuer, audience, nonce");
     assert_eq!(
         claims.subject().as_str(),
         user_id(),

@@ -3,18 +3,16 @@
 //! by the shipped script engine in real logins through the development
 //! provider, their claims read by the app's OpenID Connect client.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::TokenResponse as _;
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use openidconnect::reqwest::Method;
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    RedirectUrl, Scope, TokenResponse as _,
-};
 use serde_json::{Value, json};
 use waypass::dev_provider::default_user;
 use waypass_tests::actions::{self, bind, id_token_claims, login, login_with, user_id};
 use waypass_tests::login::{
-    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, http_client, jwt_claims,
+    APP, APP_CALLBACK, APP_SECRET, CONNECTION, TestBed, admin_api, jwt_claims,
 };
+use waypass_tests::oidc::{code_flow, oidc_client};
 
 /// Auth0's "Add user roles to ID and Access tokens", as its documentation
 /// gives it (<https://auth0.com/docs/customize/actions/explore-triggers/post-login>,
@@ -70,42 +68,15 @@ async fn auth0s_add_roles_action_runs_unchanged_and_the_apps_oidc_client_verifie
     let id = deploy_code(&tb, "Add roles", AUTH0_ROLES_ACTION, json!({})).await;
     bind(&tb, &[&id]).await;
 
-    let metadata = CoreProviderMetadata::discover_async(
-        IssuerUrl::new(tb.issuer.clone()).expect("issuer"),
-        &http_client(),
+    let client = oidc_client(&tb, APP, Some(APP_SECRET), APP_CALLBACK).await;
+    let (tokens, _verified) = code_flow(
+        &tb,
+        &client,
+        &["email"],
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     )
-    .await
-    .expect("discovery");
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(APP.into()),
-        Some(ClientSecret::new(APP_SECRET.into())),
-    )
-    .set_redirect_uri(RedirectUrl::new(APP_CALLBACK.into()).expect("redirect"));
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .add_scope(Scope::new("email".into()))
-        .add_extra_param("connection", CONNECTION)
-        .set_pkce_challenge(challenge)
-        .url();
-    let landing = Browser::default().login(&tb, url.as_str(), false).await;
-    let code = landing.param("code").expect("a code");
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("token endpoint known")
-        .set_pkce_verifier(verifier)
-        .request_async(&http_client())
-        .await
-        .expect("code exchange");
+    .await;
     let id_token = tokens.id_token().expect("an id_token");
-    id_token
-        .claims(&client.id_token_verifier(), &nonce)
-        .expect("the id_token verifies: signature, issuer, audience, nonce");
     let claims = jwt_claims(&id_token.to_string());
     assert_eq!(
         claims["https://my-app.example.com/roles"],

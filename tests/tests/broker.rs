@@ -1,14 +1,9 @@
 //! The login broker end to end: a real OpenID Connect client library as the
 //! app, the development provider as the provider, real mappers in between.
 
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreUserInfoClaims,
-};
+use openidconnect::core::{CoreJwsSigningAlgorithm, CoreUserInfoClaims};
 use openidconnect::{
-    AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse as _,
+    AccessToken, AuthorizationCode, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
 };
 use serde_json::{Value, json};
 use waypass::broker::Clock as _;
@@ -18,34 +13,7 @@ use waypass_tests::login::{
     APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, ES_APP, Landing, PKCE_VERIFIER, SPA,
     SPA_CALLBACK, TestBed, http_client,
 };
-
-/// Discovers the broker and builds a client for `client_id`.
-async fn oidc_client(
-    tb: &TestBed,
-    client_id: &str,
-    secret: Option<&str>,
-    callback: &str,
-) -> openidconnect::core::CoreClient<
-    openidconnect::EndpointSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointMaybeSet,
-    openidconnect::EndpointMaybeSet,
-> {
-    let metadata = CoreProviderMetadata::discover_async(
-        IssuerUrl::new(tb.issuer.clone()).expect("issuer"),
-        &http_client(),
-    )
-    .await
-    .expect("discovery");
-    CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(client_id.into()),
-        secret.map(|s| ClientSecret::new(s.into())),
-    )
-    .set_redirect_uri(RedirectUrl::new(callback.into()).expect("redirect"))
-}
+use waypass_tests::oidc::{code_flow, oidc_client};
 
 /// The whole code flow as an app does it: discovery, PKCE, login, code
 /// exchange, id_token signature and nonce validation, userinfo.
@@ -57,39 +25,8 @@ async fn full_login(
     alg: CoreJwsSigningAlgorithm,
 ) {
     let client = oidc_client(tb, client_id, secret, callback).await;
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("profile".into()))
-        .add_extra_param("connection", CONNECTION)
-        .set_pkce_challenge(challenge)
-        .url();
-    let landing = Browser::default().login(tb, url.as_str(), false).await;
-    assert_eq!(
-        landing.param("state").as_deref(),
-        Some(csrf.secret().as_str()),
-        "{landing:?}"
-    );
-    let code = landing.param("code").expect("a code");
-
+    let (tokens, claims) = code_flow(tb, &client, &["email", "profile"], alg).await;
     let http = http_client();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .expect("token endpoint known")
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .expect("code exchange");
-    let verifier = client.id_token_verifier().set_allowed_algs(vec![alg]);
-    let id_token = tokens.id_token().expect("an id_token");
-    let claims = id_token
-        .claims(&verifier, &nonce)
-        .expect("id_token verifies");
     let user = default_user();
     let sub = format!("oauth2|{CONNECTION}|{}", user.uuid);
     assert_eq!(claims.subject().as_str(), sub);
