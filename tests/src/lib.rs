@@ -12,6 +12,7 @@ pub mod login;
 pub mod oidc;
 pub mod postgres;
 pub mod secrets;
+pub mod served;
 pub mod stub;
 
 /// Paths of the guest components built for these tests.

@@ -11,20 +11,25 @@ use std::time::Duration;
 use serde_json::json;
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::dev_provider::{DevProvider, DevProviderHandle};
+use waypass::dev_provider::DevProviderHandle;
 use waypass::store::Store as _;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, TestBed, admin_api,
-    http_client, put_mapper,
+    ADMIN_TOKEN, APP, APP_CALLBACK, Browser, PKCE_CHALLENGE, TestBed, admin_api, http_client,
+    put_mapper,
 };
 use waypass_tests::postgres::{TestDatabase, server};
 use waypass_tests::secrets::SECRETS_KEY;
+use waypass_tests::served::{load_config, provider_for, seed_config};
 
 /// How long a test waits for a change to reach another instance before it
 /// fails: far beyond the bounds (1 s on SQLite, 100 ms on PostgreSQL), so
 /// a loaded machine does not make it flaky; the wait ends at the change.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The deployment's issuer: every instance serves it (as behind a load
+/// balancer); the tests reach each instance at its own address.
+const ISSUER: &str = "http://login.test";
 
 /// One running instance.
 struct Instance {
@@ -42,46 +47,20 @@ impl Drop for Instance {
 /// A configuration for an instance whose state is in `data` (SQLite) or
 /// `database` (PostgreSQL), with the development provider at `provider`.
 fn config(dir: &std::path::Path, data: &str, provider: &str, database: Option<&str>) -> Config {
-    let path = dir.join(format!("{data}.toml"));
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).expect("token file");
     // Instances sharing a database share the key sealing its secrets.
     std::fs::write(dir.join("secrets.key"), SECRETS_KEY).expect("key file");
     let database = database
         .map(|url| format!("database_url = \"{url}\"\n"))
         .unwrap_or_default();
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-issuer = "http://login.test"
-data_dir = "{data}"
-admin_token_file = "admin-token"
-secrets_key_file = "secrets.key"
-{database}
-[[mappers]]
-name = "seed"
-path = {mapper:?}
-[[clients]]
-client_id = "{APP}"
-client_secret = "{APP_SECRET}"
-callbacks = ["{APP_CALLBACK}"]
-[[connections]]
-name = "devprov"
-enabled_clients = ["{APP}"]
-[connections.options]
-authorizationURL = "{provider}/authorize"
-tokenURL = "{provider}/token"
-client_id = "waypass"
-client_secret = "provider-secret"
-mapper = "seed"
-mapper_settings = {{ userinfo_url = "{provider}/userinfo" }}
-mapper_egress = {{ allow_private_networks = true }}
-"#,
-            mapper = guests::AUTH0_EXAMPLE
-        ),
+    let top = format!(
+        "data_dir = \"{data}\"\nadmin_token_file = \"admin-token\"\nsecrets_key_file = \"secrets.key\"\n{database}"
+    );
+    load_config(
+        dir,
+        &format!("{data}.toml"),
+        &seed_config(ISSUER, provider, "provider-secret", &top),
     )
-    .expect("config");
-    Config::load(&path).expect("config loads")
 }
 
 async fn start(config: &Config) -> Instance {
@@ -102,16 +81,8 @@ async fn start(config: &Config) -> Instance {
     }
 }
 
-fn provider() -> DevProviderHandle {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    DevProvider::new()
-        .with_client(
-            "waypass",
-            "provider-secret",
-            "http://login.test/login/callback",
-        )
-        .start(tokio::net::TcpListener::from_std(listener).expect("listener"))
+async fn provider() -> DevProviderHandle {
+    provider_for(ISSUER, "provider-secret").await
 }
 
 /// Waits until `instance` serves catalog version `version` or newer.
@@ -268,7 +239,7 @@ async fn propagation(a: &Instance, b: &Instance, changes: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_made_on_one_instance_is_served_by_another_on_the_same_sqlite_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let provider = provider();
+    let provider = provider().await;
     // One data directory: one `waypass.db`, as processes on one host share.
     let a = start(&config(dir.path(), "data", provider.origin(), None)).await;
     let b = start(&config(dir.path(), "data", provider.origin(), None)).await;
@@ -283,7 +254,7 @@ async fn a_change_made_on_one_instance_is_served_by_another_on_the_same_postgres
     };
     let database = TestDatabase::create(&server).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let provider = provider();
+    let provider = provider().await;
     let url = database.url.expose();
     let a = start(&config(dir.path(), "a", provider.origin(), Some(url))).await;
     let b = start(&config(dir.path(), "b", provider.origin(), Some(url))).await;
@@ -294,7 +265,7 @@ async fn a_change_made_on_one_instance_is_served_by_another_on_the_same_postgres
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mapper_pushed_to_one_instance_is_loaded_by_another_from_the_bytes_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let provider = provider();
+    let provider = provider().await;
     let a = start(&config(dir.path(), "data", provider.origin(), None)).await;
     let b = start(&config(dir.path(), "data", provider.origin(), None)).await;
     // The configuration's mapper cannot take API versions: a mapper of the
@@ -316,7 +287,7 @@ async fn a_mapper_pushed_to_one_instance_is_loaded_by_another_from_the_bytes_sto
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_instances_sweeping_at_once_one_sweeps() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let provider = provider();
+    let provider = provider().await;
     let a = start(&config(dir.path(), "data", provider.origin(), None)).await;
     let b = start(&config(dir.path(), "data", provider.origin(), None)).await;
     // Their own timers may have taken the lease already: whoever holds it
@@ -395,7 +366,7 @@ async fn concurrent_pushes_of_one_mapper_leave_the_catalog_serving_the_stores_ac
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_is_not_ready_and_serves_nothing_until_its_catalog_is_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let provider = provider();
+    let provider = provider().await;
     let broker = Arc::new(
         Broker::from_config_unloaded(&config(dir.path(), "data", provider.origin(), None))
             .await

@@ -5,31 +5,18 @@
 use serde_json::{Value, json};
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::dev_provider::DevProvider;
+
+/// The scope the app asks for.
+const SCOPE: &str = "openid email";
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, admin_api, http_client,
-    put_mapper, redeem, sub_after_login,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, http_client, put_mapper,
+    redeem, sub_after_login,
 };
-
-struct Running {
-    issuer: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start(config: &Config, listener: tokio::net::TcpListener) -> Running {
-    let broker = std::sync::Arc::new(Broker::from_config(config).await.expect("broker starts"));
-    let issuer = broker.issuer().to_owned();
-    let task = tokio::spawn(waypass::broker::server::serve(
-        listener,
-        broker,
-        std::future::pending(),
-    ));
-    Running { issuer, task }
-}
+use waypass_tests::served::{Served, authorize_url, load_config, provider_for, seed_config};
 
 /// A listener for the broker, its address and issuer, and a development
-/// provider that knows the broker as client `waypass`.
+/// provider that knows the broker.
 async fn broker_address_and_provider() -> (
     tokio::net::TcpListener,
     std::net::SocketAddr,
@@ -41,17 +28,7 @@ async fn broker_address_and_provider() -> (
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let issuer = format!("http://{addr}");
-    let provider = DevProvider::new()
-        .with_client(
-            "waypass",
-            "provider-secret",
-            format!("{issuer}/login/callback"),
-        )
-        .start(
-            tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind"),
-        );
+    let provider = provider_for(&issuer, "provider-secret").await;
     (listener, addr, issuer, provider)
 }
 
@@ -62,58 +39,25 @@ async fn api(issuer: &str, method: reqwest::Method, path: &str, body: Option<Val
     answer
 }
 
-fn authorize_url(issuer: &str) -> String {
-    format!(
-        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20email&connection=devprov\
-         &code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_keeps_every_piece_of_state_and_a_login_in_flight_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (listener, addr, issuer, provider) = broker_address_and_provider().await;
     let origin = provider.origin().to_owned();
     std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
-    let config = Config::load(&{
-        let path = dir.path().join("waypass.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-issuer = "{issuer}"
-data_dir = "data"
-admin_token_file = "admin-token"
-[[mappers]]
-name = "seed"
-path = {mapper:?}
-[[clients]]
-client_id = "{APP}"
-client_secret = "{APP_SECRET}"
-callbacks = ["{APP_CALLBACK}"]
-[[connections]]
-name = "devprov"
-enabled_clients = ["{APP}"]
-[connections.options]
-authorizationURL = "{origin}/authorize"
-tokenURL = "{origin}/token"
-client_id = "waypass"
-client_secret = "provider-secret"
-mapper = "seed"
-mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
-mapper_egress = {{ allow_private_networks = true }}
-"#,
-                mapper = guests::AUTH0_EXAMPLE
-            ),
-        )
-        .expect("config");
-        path
-    })
-    .expect("config loads");
+    let config = load_config(
+        dir.path(),
+        "waypass.toml",
+        &seed_config(
+            &issuer,
+            &origin,
+            "provider-secret",
+            "data_dir = \"data\"\nadmin_token_file = \"admin-token\"",
+        ),
+    );
 
     // First run: state through the API, one login, one login left halfway.
-    let first = start(&config, listener).await;
+    let first = Served::start(&config, listener).await;
     let client = api(&first.issuer, reqwest::Method::POST, "clients",
         Some(json!({"name": "api-made", "callbacks": ["https://x.test/cb"], "scopes": ["read:users"]}))).await;
     let mut spec = waypass_tests::login::connection_spec("api-conn", &origin);
@@ -141,7 +85,7 @@ mapper_egress = {{ allow_private_networks = true }}
     .await;
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(&origin, &authorize_url(&first.issuer))
+        .to_callback(&origin, &authorize_url(&first.issuer, SCOPE))
         .await;
     let (_, done, _) = browser.get(&callback).await;
     assert!(
@@ -165,14 +109,13 @@ mapper_egress = {{ allow_private_networks = true }}
         .expect("json");
     let mut halfway = Browser::default();
     let pending_callback = halfway
-        .to_callback(&origin, &authorize_url(&first.issuer))
+        .to_callback(&origin, &authorize_url(&first.issuer, SCOPE))
         .await;
-    first.task.abort();
-    let _ = first.task.await;
+    first.stop().await;
 
     // Second run on the same data directory and address.
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-    let second = start(&config, listener).await;
+    let second = Served::start(&config, listener).await;
     // The browser reconnects (its kept-alive connection belonged to the
     // first process) but keeps its cookies.
     let mut halfway = Browser {
@@ -231,7 +174,7 @@ mapper_egress = {{ allow_private_networks = true }}
     );
     let users = api(&second.issuer, reqwest::Method::GET, "users", None).await;
     assert_eq!(users[0]["logins_count"], 2, "{users}");
-    second.task.abort();
+    second.stop().await;
 }
 
 /// The configuration file with one connection running `script`.
@@ -269,7 +212,9 @@ fetchUserProfile = '''
 /// One whole login through `devprov`; the user id the app got.
 async fn scripted_login(issuer: &str, origin: &str) -> String {
     let mut browser = Browser::default();
-    let callback = browser.to_callback(origin, &authorize_url(issuer)).await;
+    let callback = browser
+        .to_callback(origin, &authorize_url(issuer, SCOPE))
+        .await;
     let (_, done, _) = browser.get(&callback).await;
     sub_after_login(issuer, &done.expect("to the app"))
         .await
@@ -298,17 +243,16 @@ async fn a_script_in_the_configuration_file_is_checked_at_start_and_serves_acros
         &format!("{origin}/userinfo"),
     );
     let config = scripted_config(dir.path(), &issuer, &origin, &script);
-    let first = start(&config, listener).await;
+    let first = Served::start(&config, listener).await;
     let expected = format!(
         "oauth2|devprov|{}",
         waypass::dev_provider::default_user().uuid
     );
     assert_eq!(scripted_login(&first.issuer, &origin).await, expected);
-    first.task.abort();
-    let _ = first.task.await;
+    first.stop().await;
 
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-    let second = start(&config, listener).await;
+    let second = Served::start(&config, listener).await;
     assert_eq!(scripted_login(&second.issuer, &origin).await, expected);
-    second.task.abort();
+    second.stop().await;
 }

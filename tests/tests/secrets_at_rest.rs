@@ -7,21 +7,18 @@
 //! store the new key alone reads.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
-use waypass::dev_provider::{DevProvider, DevProviderHandle};
 use waypass::store::crypt::Keyring;
 use waypass::store::{StoredAction, StoredActionSecret, StoredMapperEgress};
-use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, PKCE_CHALLENGE, admin_api, api_call,
-    http_client, redeem,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, api_call, http_client, redeem,
 };
 use waypass_tests::secrets::{OTHER_SECRETS_KEY, SECRETS_KEY, found_in};
+use waypass_tests::served::{Served, authorize_url, load_config, provider_for, seed_config};
 
 /// The provider's client secret for Waypass: looked for in the file.
 const PROVIDER_SECRET: &str = "provider-secret-in-the-clear-7f3a9c";
@@ -31,64 +28,18 @@ const ACTION_SECRET: &str = "action-secret-in-the-clear-51d2e8";
 /// file only if a key document is stored in the clear.
 const PRIVATE_KEY_FIELD: &str = "pkcs8";
 
-struct Instance {
-    broker: Arc<Broker>,
-    issuer: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Instance {
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-        drop(self.broker);
-    }
-}
-
-fn provider(issuer: &str) -> DevProviderHandle {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    DevProvider::new()
-        .with_client(
-            "waypass",
-            PROVIDER_SECRET,
-            format!("{issuer}/login/callback"),
-        )
-        .start(tokio::net::TcpListener::from_std(listener).expect("listener"))
-}
-
 /// A configuration with a connection holding a client secret and one
 /// authenticating with `private_key_jwt`, its keys from `secrets.key`.
 fn config(dir: &Path, issuer: &str, origin: &str) -> Config {
-    let path = dir.join("waypass.toml");
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).expect("token file");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-issuer = "{issuer}"
-data_dir = "data"
-admin_token_file = "admin-token"
-secrets_key_file = "secrets.key"
-[[mappers]]
-name = "seed"
-path = {mapper:?}
-[[clients]]
-client_id = "{APP}"
-client_secret = "{APP_SECRET}"
-callbacks = ["{APP_CALLBACK}"]
-[[connections]]
-name = "devprov"
-enabled_clients = ["{APP}"]
-[connections.options]
-authorizationURL = "{origin}/authorize"
-tokenURL = "{origin}/token"
-client_id = "waypass"
-client_secret = "{PROVIDER_SECRET}"
-mapper = "seed"
-mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
-mapper_egress = {{ allow_private_networks = true }}
-[[connections]]
+    let mut text = seed_config(
+        issuer,
+        origin,
+        PROVIDER_SECRET,
+        "data_dir = \"data\"\nadmin_token_file = \"admin-token\"\nsecrets_key_file = \"secrets.key\"",
+    );
+    text.push_str(&format!(
+        r#"[[connections]]
 name = "jwtprov"
 enabled_clients = ["{APP}"]
 [connections.options]
@@ -98,31 +49,13 @@ client_id = "waypass-jwt"
 token_endpoint_auth_method = "private_key_jwt"
 mapper = "seed"
 mapper_egress = {{ allow_private_networks = true }}
-"#,
-            mapper = guests::AUTH0_EXAMPLE
-        ),
-    )
-    .expect("config");
-    Config::load(&path).expect("config loads")
+"#
+    ));
+    load_config(dir, "waypass.toml", &text)
 }
 
 fn set_keys(dir: &Path, keys: &str) {
     std::fs::write(dir.join("secrets.key"), keys).expect("key file");
-}
-
-async fn start(config: &Config, listener: tokio::net::TcpListener) -> Instance {
-    let broker = Arc::new(Broker::from_config(config).await.expect("starts"));
-    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(waypass::broker::server::serve(
-        listener,
-        broker.clone(),
-        std::future::pending(),
-    ));
-    Instance {
-        broker,
-        issuer,
-        task,
-    }
 }
 
 /// Every file of the data directory but the key, concatenated.
@@ -140,11 +73,7 @@ fn data_files(data: &Path) -> Vec<u8> {
 /// Logs `ada` in at `issuer` through connection `devprov` and redeems the
 /// code: the user's id.
 async fn log_in(issuer: &str, origin: &str) -> String {
-    let url = format!(
-        "{issuer}/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid&connection=devprov\
-         &code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(APP_CALLBACK.as_bytes()).collect::<String>()
-    );
+    let url = authorize_url(issuer, "openid");
     let mut browser = Browser::default();
     let callback = browser.to_callback(origin, &url).await;
     let (_, done, _) = browser.get(&callback).await;
@@ -230,12 +159,12 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let issuer = format!("http://{addr}");
-    let provider = provider(&issuer);
+    let provider = provider_for(&issuer, PROVIDER_SECRET).await;
     let origin = provider.origin().to_owned();
     set_keys(dir.path(), SECRETS_KEY);
     let config = config(dir.path(), &issuer, &origin);
 
-    let first = start(&config, listener).await;
+    let first = Served::start(&config, listener).await;
     first
         .broker
         .connection_jwks("jwtprov")
@@ -344,7 +273,7 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
     );
     set_keys(dir.path(), OTHER_SECRETS_KEY);
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-    let second = start(&config, listener).await;
+    let second = Served::start(&config, listener).await;
     assert_eq!(
         identity(&issuer, &user_id, ADMIN_TOKEN).await,
         with_scope,
