@@ -483,3 +483,50 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
+
+/// An access token for the client `id` from the client credentials grant
+/// (RFC 6749 §4.4), the client authenticated with HTTP Basic (§2.3.1);
+/// `extra` form fields beside the grant type (`audience`, `scope`).
+pub async fn client_credentials(
+    issuer: &str,
+    id: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(extra);
+    let resp: serde_json::Value = http_client()
+        .post(format!("{issuer}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token json");
+    resp["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {resp}"))
+        .to_owned()
+}
+
+/// A management API token of a new machine client holding `scopes`,
+/// created by the admin.
+pub async fn management_token(issuer: &str, scopes: &[&str]) -> String {
+    let (status, created) = admin_api(
+        issuer,
+        reqwest::Method::POST,
+        "clients",
+        Some(json!({"name": "ops", "callbacks": ["https://ops.test/cb"], "scopes": scopes})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    client_credentials(
+        issuer,
+        created["client_id"].as_str().expect("client_id"),
+        created["client_secret"].as_str().expect("client_secret"),
+        &[],
+    )
+    .await
+}

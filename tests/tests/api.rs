@@ -10,8 +10,8 @@ use waypass::dev_provider::default_user;
 use waypass_tests::gate::Gate;
 use waypass_tests::guests;
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, Browser, CONNECTION, TestBed, admin_api, api_call, http_client,
-    put_mapper, sub_after_login,
+    ADMIN_TOKEN, APP, APP_CALLBACK, Browser, CONNECTION, TestBed, admin_api, api_call,
+    client_credentials, http_client, put_mapper, sub_after_login,
 };
 
 /// Logs in through `connection` as the app and returns the user id the
@@ -71,17 +71,7 @@ async fn the_api_needs_a_token_and_scopes_are_enforced() {
         created["client_id"].as_str().expect("id"),
         created["client_secret"].as_str().expect("secret"),
     );
-    let token: Value = http_client()
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["access_token"].as_str().expect("access token");
+    let token = &client_credentials(&tb.issuer, id, secret, &[]).await;
     let (status, _) = api_call(
         &tb.issuer,
         reqwest::Method::GET,

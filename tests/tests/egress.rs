@@ -15,7 +15,7 @@ use waypass::egress::{
 use waypass::mapper::{MapperError, MapperInput, Runtime, RuntimeConfig, Sandbox, TokenSet};
 use waypass_tests::guests;
 use waypass_tests::login::{
-    APP, APP_CALLBACK, Browser, CONNECTION, Landing, TestBed, admin_api, api_call, http_client,
+    APP, APP_CALLBACK, Browser, CONNECTION, Landing, TestBed, admin_api, api_call, management_token,
 };
 use waypass_tests::stub::{RawStub, Reply, Stub};
 
@@ -74,35 +74,6 @@ async fn login(tb: &TestBed, connection: &str) -> Landing {
     Browser::default().login(tb, &url, false).await
 }
 
-/// A management token (client_credentials) of a new client holding `scopes`.
-async fn management_token(tb: &TestBed, scopes: &[&str]) -> String {
-    let (status, created) = admin_api(
-        &tb.issuer,
-        reqwest::Method::POST,
-        "clients",
-        Some(json!({"name": "ops", "callbacks": ["https://ops.test/cb"], "scopes": scopes})),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let token: Value = http_client()
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(
-            created["client_id"].as_str().expect("id"),
-            created["client_secret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token json");
-    token["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token: {token}"))
-        .to_owned()
-}
-
 /// A script that reads `url` and hands its body back as the user's name:
 /// what an attacker runs to read an internal service through `try`.
 fn reading_script(url: &str) -> String {
@@ -151,7 +122,7 @@ async fn a_write_connections_caller_cannot_open_private_networks_to_read_an_inte
     let internal = Stub::start(|_| Reply::Body(200, "internal-secret-42".into())).await;
     let script = reading_script(&internal.url("/admin"));
     let private = json!({"allow_private_networks": true, "allowed_hosts": [internal.url("")]});
-    let ops = management_token(&tb, &["read:connections", "write:connections"]).await;
+    let ops = management_token(&tb.issuer, &["read:connections", "write:connections"]).await;
 
     // The attack: create a connection allowed private networks, then `try`.
     let (status, body) = api_call(
@@ -266,7 +237,7 @@ async fn a_caller_holding_write_egress_may_grant_private_networks() {
     let tb = TestBed::start(|_, _| {}).await;
     let internal = Stub::start(|_| Reply::Body(200, "internal-ok".into())).await;
     let script = reading_script(&internal.url("/health"));
-    let token = management_token(&tb, &["write:connections", "write:egress"]).await;
+    let token = management_token(&tb.issuer, &["write:connections", "write:egress"]).await;
     let (status, created) = api_call(
         &tb.issuer,
         reqwest::Method::POST,

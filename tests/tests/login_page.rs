@@ -19,7 +19,7 @@ use waypass::broker::login_page::LOGIN_PAGE_CSP;
 use waypass::model::branding::TEMPLATE_TAGS_MESSAGE;
 use waypass_tests::chromium::{browser_dir, repo_root, run_script};
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, TestBed, admin_api, api_call, http_client,
+    ADMIN_TOKEN, APP, APP_CALLBACK, TestBed, admin_api, api_call, client_credentials, http_client,
 };
 
 const TEMPLATE_PATH: &str = "branding/templates/universal-login";
@@ -143,23 +143,13 @@ async fn branding_needs_auth0s_branding_scopes() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    let token: Value = http_client()
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(
-            created["client_id"].as_str().expect("id"),
-            created["client_secret"].as_str(),
-        )
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", &format!("{}/api/v2/", tb.issuer)),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["access_token"].as_str().expect("access token");
+    let token = &client_credentials(
+        &tb.issuer,
+        created["client_id"].as_str().expect("id"),
+        created["client_secret"].as_str().expect("secret"),
+        &[("audience", &format!("{}/api/v2/", tb.issuer))],
+    )
+    .await;
     let (status, _) = api_call(
         &tb.issuer,
         reqwest::Method::GET,

@@ -15,7 +15,7 @@ use waypass::store::{SqliteStore, Store as _};
 use waypass_tests::guests;
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, TestBed, admin_api, api_call,
-    connection_spec, http_client, redeem, userinfo,
+    client_credentials, connection_spec, http_client, redeem, userinfo,
 };
 
 /// Creates a confidential client holding `scopes`, as the admin: its id
@@ -38,24 +38,6 @@ async fn client_with(tb: &TestBed, scopes: &[&str]) -> (String, String) {
     )
 }
 
-/// A management token for `id` from `client_credentials`.
-async fn token(issuer: &str, id: &str, secret: &str) -> String {
-    let resp: Value = http_client()
-        .post(format!("{issuer}/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token json");
-    resp["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token: {resp}"))
-        .to_owned()
-}
-
 async fn scopes_of(tb: &TestBed, id: &str) -> Value {
     let (_, client) = admin_api(&tb.issuer, Method::GET, &format!("clients/{id}"), None).await;
     client["scopes"].clone()
@@ -76,7 +58,7 @@ async fn a_write_clients_caller_cannot_grant_scopes_to_itself_or_to_another_clie
     let tb = TestBed::start(|_, _| {}).await;
     let (writer, secret) = client_with(&tb, &["read:clients", "write:clients"]).await;
     let (other, _) = client_with(&tb, &[]).await;
-    let t = token(&tb.issuer, &writer, &secret).await;
+    let t = client_credentials(&tb.issuer, &writer, &secret, &[]).await;
     let call = |method: Method, path: String, body: Value| {
         let (issuer, t) = (tb.issuer.clone(), t.clone());
         async move { api_call(&issuer, method, &path, Some(&t), Some(body)).await }
@@ -137,7 +119,7 @@ async fn the_admin_grants_any_scope_and_a_grant_holder_grants_only_what_it_holds
         ],
     )
     .await;
-    let t = token(&tb.issuer, &granter, &secret).await;
+    let t = client_credentials(&tb.issuer, &granter, &secret, &[]).await;
     let call = |method: Method, path: String, body: Value| {
         let (issuer, t) = (tb.issuer.clone(), t.clone());
         async move { api_call(&issuer, method, &path, Some(&t), Some(body)).await }
@@ -207,7 +189,7 @@ async fn rotating_the_secret_of_a_client_with_scopes_the_caller_lacks_is_refused
     let tb = TestBed::start(|_, _| {}).await;
     let (writer, secret) = client_with(&tb, &["write:clients"]).await;
     let (mighty, mighty_secret) = client_with(&tb, &["write:mappers"]).await;
-    let t = token(&tb.issuer, &writer, &secret).await;
+    let t = client_credentials(&tb.issuer, &writer, &secret, &[]).await;
     assert_forbidden(
         api_call(
             &tb.issuer,
@@ -220,7 +202,7 @@ async fn rotating_the_secret_of_a_client_with_scopes_the_caller_lacks_is_refused
         "write:mappers",
     );
     // Its secret still works: nothing was rotated.
-    token(&tb.issuer, &mighty, &mighty_secret).await;
+    client_credentials(&tb.issuer, &mighty, &mighty_secret, &[]).await;
     // A client may rotate its own secret: it learns nothing it lacks.
     let (status, body) = api_call(
         &tb.issuer,
@@ -239,7 +221,7 @@ async fn rotating_the_secret_of_a_client_with_scopes_the_caller_lacks_is_refused
 async fn a_management_token_stops_working_when_its_clients_secret_is_rotated() {
     let tb = TestBed::start(|_, _| {}).await;
     let (id, secret) = client_with(&tb, &["read:users"]).await;
-    let t = token(&tb.issuer, &id, &secret).await;
+    let t = client_credentials(&tb.issuer, &id, &secret, &[]).await;
     let read = || api_call(&tb.issuer, Method::GET, "users", Some(&t), None);
     assert_eq!(read().await.0, 200);
     let (status, rotated) = admin_api(
@@ -252,10 +234,11 @@ async fn a_management_token_stops_working_when_its_clients_secret_is_rotated() {
     assert_eq!(status, 200, "{rotated}");
     let (status, body) = read().await;
     assert_eq!(status, 401, "the old token is revoked: {body}");
-    let fresh = token(
+    let fresh = client_credentials(
         &tb.issuer,
         &id,
         rotated["client_secret"].as_str().expect("new secret"),
+        &[],
     )
     .await;
     let (status, _) = api_call(&tb.issuer, Method::GET, "users", Some(&fresh), None).await;
@@ -266,7 +249,7 @@ async fn a_management_token_stops_working_when_its_clients_secret_is_rotated() {
 async fn a_management_token_stops_working_when_its_client_is_deleted() {
     let tb = TestBed::start(|_, _| {}).await;
     let (id, secret) = client_with(&tb, &["read:users"]).await;
-    let t = token(&tb.issuer, &id, &secret).await;
+    let t = client_credentials(&tb.issuer, &id, &secret, &[]).await;
     assert_eq!(
         api_call(&tb.issuer, Method::GET, "users", Some(&t), None)
             .await
@@ -296,7 +279,7 @@ async fn a_management_token_stops_working_when_its_client_is_deleted() {
 async fn a_management_token_loses_a_scope_its_client_loses() {
     let tb = TestBed::start(|_, _| {}).await;
     let (id, secret) = client_with(&tb, &["read:users", "read:connections"]).await;
-    let t = token(&tb.issuer, &id, &secret).await;
+    let t = client_credentials(&tb.issuer, &id, &secret, &[]).await;
     assert_eq!(
         api_call(&tb.issuer, Method::GET, "users", Some(&t), None)
             .await

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use waypass::dev_provider::{TokenFault, UserinfoFault, default_user};
 use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, TestBed, admin_api, api_call,
-    http_client, redeem,
+    client_credentials, http_client, redeem,
 };
 use waypass_tests::stub::{Reply, Stub};
 
@@ -338,17 +338,7 @@ async fn management_writes_say_who_did_what_and_never_the_secrets() {
         created["client_id"].as_str().expect("id"),
         created["client_secret"].as_str().expect("secret"),
     );
-    let token: Value = http_client()
-        .post(format!("{}/oauth/token", tb.issuer))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let access_token = token["access_token"].as_str().expect("a token");
+    let access_token = &client_credentials(&tb.issuer, id, secret, &[]).await;
     let (status, _) = api_call(
         &tb.issuer,
         Method::DELETE,

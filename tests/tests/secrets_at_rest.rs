@@ -9,13 +9,14 @@
 use std::path::Path;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use waypass::broker::Broker;
 use waypass::broker::config::Config;
 use waypass::store::crypt::Keyring;
 use waypass::store::{StoredAction, StoredActionSecret, StoredMapperEgress};
 use waypass_tests::login::{
-    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, api_call, http_client, redeem,
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, api_call, management_token,
+    redeem,
 };
 use waypass_tests::secrets::{OTHER_SECRETS_KEY, SECRETS_KEY, found_in};
 use waypass_tests::served::{Served, authorize_url, load_config, provider_for, seed_config};
@@ -91,35 +92,6 @@ async fn log_in(issuer: &str, origin: &str) -> String {
     users[0]["user_id"].as_str().expect("a user").to_owned()
 }
 
-/// A management token for a new client holding `scopes`.
-async fn token_with(issuer: &str, scopes: &[&str]) -> String {
-    let (status, created) = admin_api(
-        issuer,
-        Method::POST,
-        "clients",
-        Some(json!({"callbacks": ["https://svc.test/cb"], "scopes": scopes})),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let resp: Value = http_client()
-        .post(format!("{issuer}/oauth/token"))
-        .basic_auth(
-            created["client_id"].as_str().expect("id"),
-            created["client_secret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("json");
-    resp["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {resp}"))
-        .to_owned()
-}
-
 /// The user's `devprov` identity as `token` sees it.
 async fn identity(issuer: &str, user_id: &str, token: &str) -> Value {
     let path = format!(
@@ -188,9 +160,9 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
         with_scope["expires_in"].as_u64().is_some_and(|s| s > 0),
         "{with_scope}"
     );
-    let reader = token_with(&issuer, &["read:users", "read:user_idp_tokens"]).await;
+    let reader = management_token(&issuer, &["read:users", "read:user_idp_tokens"]).await;
     assert_eq!(identity(&issuer, &user_id, &reader).await, with_scope);
-    let plain = token_with(&issuer, &["read:users"]).await;
+    let plain = management_token(&issuer, &["read:users"]).await;
     let without = identity(&issuer, &user_id, &plain).await;
     assert_eq!(without["connection"], "devprov", "{without}");
     for field in ["access_token", "refresh_token", "expires_in"] {
