@@ -39,6 +39,39 @@ fn provider_logins(tb: &TestBed) -> usize {
     tb.provider.requests_to("/token").len()
 }
 
+/// Whether `browser` holds a session at the broker: a `prompt=none`
+/// request (OpenID Connect Core §3.1.2.1) answers with a code, or with
+/// `login_required` when there is none.
+async fn has_session(tb: &TestBed, browser: &mut Browser) -> bool {
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[("connection", CONNECTION), ("prompt", "none")],
+    );
+    let (_, location, _) = browser.get(&url).await;
+    let location = location.expect("a redirect to the app");
+    if location.contains("error=login_required") {
+        return false;
+    }
+    assert!(
+        location.contains("code="),
+        "neither a code nor login_required: {location}"
+    );
+    true
+}
+
+/// The status `/userinfo` answers a request bearing `access_token` with.
+async fn userinfo_status(tb: &TestBed, access_token: &str) -> u16 {
+    http_client()
+        .get(format!("{}/userinfo", tb.issuer))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo")
+        .status()
+        .as_u16()
+}
+
 /// Verifies `jwt` as an app or API does: the key named by `kid` in the
 /// broker's published JWKS, the algorithm the header names. Returns the
 /// header and the claims.
@@ -458,13 +491,11 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
         (400, "invalid_grant"),
         "the family's newest token died with it"
     );
-    let info = http_client()
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(&third_access)
-        .send()
-        .await
-        .expect("userinfo");
-    assert_eq!(info.status(), 401, "the family's access tokens are revoked");
+    assert_eq!(
+        userinfo_status(&tb, &third_access).await,
+        401,
+        "the family's access tokens are revoked"
+    );
 
     // Another app cannot use the app's refresh token.
     let tokens = offline_login(&tb).await;
@@ -552,14 +583,8 @@ async fn a_revoked_refresh_token_fails_at_refresh_and_its_access_token_at_userin
     assert_eq!(status, 200);
     let (status, body) = refresh(&tb, &refresh_token).await;
     assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"));
-    let resp = http_client()
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(&access_token)
-        .send()
-        .await
-        .expect("userinfo");
     assert_eq!(
-        resp.status(),
+        userinfo_status(&tb, &access_token).await,
         401,
         "revoking a refresh token revokes its access tokens (RFC 7009 §2.1)"
     );
@@ -572,13 +597,7 @@ async fn a_revoked_refresh_token_fails_at_refresh_and_its_access_token_at_userin
     let access_token = str_of(&tokens, "access_token").to_owned();
     let (status, _) = app_post(&tb, "/oauth/revoke", &[("token", &access_token)]).await;
     assert_eq!(status, 200);
-    let resp = http_client()
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(&access_token)
-        .send()
-        .await
-        .expect("userinfo");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(userinfo_status(&tb, &access_token).await, 401);
     let (status, _) = app_post(&tb, "/oauth/revoke", &[("token", "never-issued")]).await;
     assert_eq!(status, 200);
     let (status, body) = app_post(&tb, "/oauth/revoke", &[]).await;
@@ -612,21 +631,12 @@ async fn deleting_a_user_ends_their_sessions_and_revokes_their_tokens() {
     assert_eq!(status, 204);
     let (status, body) = refresh(&tb, str_of(&tokens, "refresh_token")).await;
     assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"));
-    let resp = http_client()
-        .get(format!("{}/userinfo", tb.issuer))
-        .bearer_auth(str_of(&tokens, "access_token"))
-        .send()
-        .await
-        .expect("userinfo");
-    assert_eq!(resp.status(), 401);
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("connection", CONNECTION), ("prompt", "none")],
+    assert_eq!(
+        userinfo_status(&tb, str_of(&tokens, "access_token")).await,
+        401
     );
-    let (_, location, _) = browser.get(&url).await;
     assert!(
-        location.expect("redirect").contains("error=login_required"),
+        !has_session(&tb, &mut browser).await,
         "the session ended with its user"
     );
 }
@@ -800,16 +810,7 @@ async fn auth0_logout_checks_return_to_against_the_apps_logout_urls() {
         ))
         .await;
     assert_eq!((status, location.as_deref()), (302, Some(BYE)));
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("connection", CONNECTION), ("prompt", "none")],
-    );
-    let (_, location, _) = browser.get(&url).await;
-    assert!(
-        location.expect("redirect").contains("error=login_required"),
-        "logged out"
-    );
+    assert!(!has_session(&tb, &mut browser).await, "logged out");
 }
 
 /// The provider's logout page the federated test's connection names.
@@ -844,14 +845,8 @@ async fn federated_logout_ends_the_session_and_sends_the_browser_to_the_provider
         (302, Some(PROVIDER_LOGOUT)),
         "federated goes to the provider's logout page, not returnTo"
     );
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("connection", CONNECTION), ("prompt", "none")],
-    );
-    let (_, location, _) = browser.get(&url).await;
     assert!(
-        location.expect("redirect").contains("error=login_required"),
+        !has_session(&tb, &mut browser).await,
         "the Waypass session ended too"
     );
 }
@@ -905,13 +900,7 @@ async fn a_management_call_lists_and_ends_a_users_sessions() {
     )
     .await;
     assert_eq!(status, 204);
-    let url = tb.authorize_url(
-        APP,
-        APP_CALLBACK,
-        &[("connection", CONNECTION), ("prompt", "none")],
-    );
-    let (_, location, _) = browser.get(&url).await;
-    assert!(location.expect("redirect").contains("error=login_required"));
+    assert!(!has_session(&tb, &mut browser).await, "the session ended");
 }
 
 #[tokio::test(flavor = "multi_thread")]
