@@ -2,7 +2,8 @@
 //! pages backed by the management API, and — in a real browser (Chromium
 //! driven by playwright-core, `tests/browser/console.cjs`) — the whole
 //! tour: sign in, create a custom connection, enable it for an app, try it,
-//! log in through it, find the user.
+//! upload a mapper version and roll it back, log in through the new
+//! connection, find the user by email and open them, read the logs.
 //!
 //! Screenshots of the main pages are written by the browser test when
 //! `WAYPASS_SCREENSHOTS` names a directory:
@@ -716,6 +717,11 @@ async fn the_console_tour_works_in_a_real_browser() {
         ("WAYPASS_PROVIDER", tb.provider.origin().to_owned()),
         ("WAYPASS_CONNECTION", CONNECTION.to_owned()),
         ("WAYPASS_NEW_USER_ID", new_user.clone()),
+        ("WAYPASS_MAPPER_FILE", guests::AUTH0_EXAMPLE.to_owned()),
+        (
+            "WAYPASS_USER_EMAIL",
+            waypass::dev_provider::default_user().email,
+        ),
     ];
     if let Ok(shots) = std::env::var("WAYPASS_SCREENSHOTS") {
         env.push(("WAYPASS_SCREENSHOTS", shots));
@@ -745,5 +751,10 @@ async fn the_console_tour_works_in_a_real_browser() {
     assert!(
         tb.broker_user(&new_user).await.is_some(),
         "the login made the user"
+    );
+    // The upload and the rollback: two versions, the first active again.
+    assert_eq!(
+        mapper_versions(&tb.issuer, "auth0-example").await,
+        [(1, true), (2, false)]
     );
 }
