@@ -208,6 +208,13 @@ let page;
     check(identities.includes('browser-made'), 'the identity through the new connection is shown');
     check((await page.locator('table.events').innerText()).includes('Successful login'), 'the login is among the user\'s events');
     await shot(page, 'user');
+    // Delete asks first; Cancel leaves the user as they were.
+    await page.getByRole('link', { name: 'Delete user' }).click();
+    await page.waitForURL(/\/delete$/);
+    check(await page.getByRole('button', { name: 'Delete user' }).isVisible(), 'delete asks for a confirmation');
+    await shot(page, 'user-delete');
+    await page.getByRole('link', { name: 'Cancel' }).click();
+    check((await page.locator('#user-id').innerText()) === newUser, 'Cancel goes back to the user');
 
     // Logs: newest first, filtered by type.
     await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Logs' }).click();
@@ -218,6 +225,9 @@ let page;
     await page.waitForURL(/type=s/);
     const types = await page.locator('table.events tbody .tag').allInnerTexts();
     check(types.length > 0 && types.every((t) => t === 'Successful login'), 'the filter shows only successful logins');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'logs-mobile');
+    await page.setViewportSize({ width: 1200, height: 800 });
 
     check(scriptErrors.length === 0, `nothing refused by the pages' policy (${scriptErrors.join('; ')})`);
   } catch (e) {

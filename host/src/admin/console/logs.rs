@@ -76,7 +76,7 @@ pub(super) fn row(e: ApiLogEvent) -> LogRow {
         user_href: e.user_id.as_deref().map(path_segment),
         client: e.client_name.or(e.client_id),
         log_id: e.log_id,
-        date: e.date.replace('T', " ").trim_end_matches('Z').to_owned(),
+        date: super::display_time(&e.date),
         event_type: e.event_type,
         description: e.description,
         connection: e.connection,

@@ -226,8 +226,9 @@ async fn show(req: &Req<'_>, ctx: &Ctx, name: &str, errors: FieldErrors) -> Resp
         .map(|v| VersionRow {
             version: v.version,
             sha256: v.sha256,
-            size: v.size,
-            created_at: crate::events::rfc3339(v.created_at),
+            size: human_size(v.size),
+            bytes: v.size,
+            created_at: super::display_time(&crate::events::rfc3339(v.created_at)),
             created_by: v.created_by,
             active: v.active,
         })
@@ -244,9 +245,30 @@ async fn show(req: &Req<'_>, ctx: &Ctx, name: &str, errors: FieldErrors) -> Resp
     html(status, askama::Template::render(&page))
 }
 
+/// A size in the unit that reads best (KiB and MiB, one decimal).
+fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    // Precision is irrelevant here: a display rounded to a tenth.
+    #[allow(clippy::cast_precision_loss)]
+    let tenths = |unit: u64| bytes as f64 / unit as f64;
+    match bytes {
+        b if b < KIB => format!("{b} bytes"),
+        b if b < MIB => format!("{:.1} KiB", tenths(KIB)),
+        _ => format!("{:.1} MiB", tenths(MIB)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_bytes_kib_or_mib() {
+        assert_eq!(human_size(512), "512 bytes");
+        assert_eq!(human_size(74_893), "73.1 KiB");
+        assert_eq!(human_size(15 << 20), "15.0 MiB");
+    }
 
     fn failure(status: u16, message: &str) -> Failure {
         Failure {

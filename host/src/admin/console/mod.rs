@@ -514,6 +514,13 @@ fn set_header(resp: &mut Response<Body>, name: header::HeaderName, value: &str) 
     }
 }
 
+/// An RFC 3339 UTC time as the console shows it: `YYYY-MM-DD HH:MM:SS`
+/// (the tables say UTC in their heads; fractions of a second say nothing
+/// to a person).
+fn display_time(rfc3339: &str) -> String {
+    rfc3339.get(..19).unwrap_or(rfc3339).replacen('T', " ", 1)
+}
+
 /// What a path segment must encode (RFC 3986 §3.3: `pchar`): everything
 /// but unreserved characters and the few sub-delimiters ids use.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -560,6 +567,16 @@ mod tests {
             path_segment("oauth2|a b/c?d#e"),
             "oauth2%7Ca%20b%2Fc%3Fd%23e"
         );
+    }
+
+    #[test]
+    fn times_are_shown_to_the_second_without_the_t() {
+        assert_eq!(
+            display_time("2026-12-02T06:47:55.000Z"),
+            "2026-12-02 06:47:55"
+        );
+        assert_eq!(display_time("2026-12-02T06:47:55Z"), "2026-12-02 06:47:55");
+        assert_eq!(display_time("odd"), "odd");
     }
 
     #[test]

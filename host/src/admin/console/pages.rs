@@ -232,8 +232,10 @@ pub(crate) struct Mappers {
 pub(crate) struct VersionRow {
     pub version: u32,
     pub sha256: String,
-    pub size: u64,
-    /// RFC 3339, UTC.
+    /// In KiB or MiB.
+    pub size: String,
+    pub bytes: u64,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
     pub created_at: String,
     /// Who uploaded it: the admin token, a management client, a console user.
     pub created_by: String,

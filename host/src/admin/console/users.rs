@@ -91,10 +91,7 @@ fn when(seconds: u64) -> String {
     if seconds == 0 {
         return String::new();
     }
-    crate::events::rfc3339(seconds)
-        .replace('T', " ")
-        .trim_end_matches('Z')
-        .to_owned()
+    super::display_time(&crate::events::rfc3339(seconds))
 }
 
 fn user_row(u: ApiUser) -> UserRow {
