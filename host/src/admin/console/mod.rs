@@ -1,5 +1,5 @@
-//! The console at `/admin`: connections, apps (and what follows) managed
-//! in a browser, rendered by the server (askama templates under
+//! The console at `/admin`: connections, apps, mappers, users and logs
+//! managed in a browser, rendered by the server (askama templates under
 //! `host/templates/console/`, one stylesheet, no script).
 //!
 //! Every change the console makes is a management API call made
@@ -567,6 +567,44 @@ mod tests {
             path_segment("oauth2|a b/c?d#e"),
             "oauth2%7Ca%20b%2Fc%3Fd%23e"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_forms_text_fields_and_files_are_read_apart() {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n\
+                    --b\r\nContent-Disposition: form-data; name=\"component\"; filename=\"m.wasm\"\r\n\
+                    Content-Type: application/wasm\r\n\r\n\0asm\x01\r\n--b--\r\n";
+        let (form, files) = parse_upload(Bytes::from(body), "b".into())
+            .await
+            .expect("parses");
+        assert_eq!(form.get("csrf"), Some("tok"));
+        assert_eq!(form.get("component"), None, "a file is not a text field");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].field, "component");
+        assert_eq!(&files[0].bytes[..], b"\0asm\x01");
+        // A body cut short is an error, not a half-read form.
+        let cut = "--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nto";
+        assert!(parse_upload(Bytes::from(cut), "b".into()).await.is_err());
+    }
+
+    #[test]
+    fn multipart_requests_are_told_apart_by_their_media_type() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=xyz"),
+        );
+        assert_eq!(multipart_boundary(&headers).as_deref(), Some("xyz"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert_eq!(multipart_boundary(&headers), None);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data"),
+        );
+        assert_eq!(multipart_boundary(&headers), None, "no boundary");
     }
 
     #[test]
