@@ -686,6 +686,16 @@ async fn the_logs_page_shows_login_and_management_events_newest_first_filtered_b
     assert_eq!(status, 200, "{logins}");
     assert!(logins.contains(&ada()), "{logins}");
     assert!(!logins.contains("title=\"sapi\""), "only logins: {logins}");
+    // Any page number is answered (the last one possible too), and a
+    // page that is not a number is a clear 400.
+    for path in ["logs", "users"] {
+        let (status, _, body) = b
+            .get(&format!("{}/admin/{path}?page={}", tb.issuer, usize::MAX))
+            .await;
+        assert!(status == 200 || status == 400, "{path}: {status} {body}");
+        let (status, _, body) = b.get(&format!("{}/admin/{path}?page=two", tb.issuer)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
     // Only the API's own codes reach its filter.
     let (status, _, _) = b
         .get(&format!(

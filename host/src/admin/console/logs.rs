@@ -147,11 +147,12 @@ pub(super) async fn page(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
         first: if rows.is_empty() {
             0
         } else {
-            page.saturating_mul(PER_PAGE) + 1
+            page.saturating_mul(PER_PAGE).saturating_add(1)
         },
         last: shown_to,
         newer: page.checked_sub(1),
-        older: (u64::try_from(shown_to).unwrap_or(u64::MAX) < total).then_some(page + 1),
+        older: (u64::try_from(shown_to).unwrap_or(u64::MAX) < total)
+            .then_some(page.saturating_add(1)),
         type_query: url::form_urlencoded::byte_serialize(chosen.as_bytes()).collect(),
         chosen,
         rows,

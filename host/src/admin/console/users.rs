@@ -157,7 +157,8 @@ async fn search(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
         email,
         deleted: params.get("deleted").map(str::to_owned),
         newer: page.checked_sub(1),
-        older: (u64::try_from(shown_to).unwrap_or(u64::MAX) < total).then_some(page + 1),
+        older: (u64::try_from(shown_to).unwrap_or(u64::MAX) < total)
+            .then_some(page.saturating_add(1)),
         rows,
         total,
         error,
