@@ -275,8 +275,8 @@ pub(crate) struct Users {
     pub email: String,
     /// The search, encoded for the paging links.
     pub email_query: String,
-    /// The user just deleted.
-    pub deleted: Option<String>,
+    /// Whether a user was just deleted.
+    pub deleted: bool,
     pub rows: Vec<UserRow>,
     pub total: u64,
     pub newer: Option<usize>,

@@ -79,7 +79,7 @@ pub(super) async fn route(
                 .api::<serde_json::Value>(ctx, Method::DELETE, &path, None)
                 .await
             {
-                Ok(_) => redirect(&format!("{PREFIX}/users?deleted={}", path_segment(id))),
+                Ok(_) => redirect(&format!("{PREFIX}/users?deleted=1")),
                 Err(f) => show(req, ctx, id, Some(f.message)).await,
             }
         }
@@ -155,7 +155,8 @@ async fn search(req: &Req<'_>, ctx: &Ctx) -> Response<Body> {
         l: ctx.layout("users"),
         email_query: url::form_urlencoded::byte_serialize(email.as_bytes()).collect(),
         email,
-        deleted: params.get("deleted").map(str::to_owned),
+        // Only a flag: a link cannot make the page say what it likes.
+        deleted: params.get("deleted") == Some("1"),
         newer: page.checked_sub(1),
         older: (u64::try_from(shown_to).unwrap_or(u64::MAX) < total)
             .then_some(page.saturating_add(1)),
