@@ -1,9 +1,12 @@
 // The console tour in a real browser (issue #15), run by
 // tests/tests/console.rs: sign in with the admin token, create a custom
 // connection through the form (an error first, shown by its field), enable
-// it for apps, try it, create an app (its secret shown once), sign out,
-// sign in through Waypass with the new connection, and see who is signed
-// in. With WAYPASS_SCREENSHOTS set, the main pages are saved there as PNGs.
+// it for apps, try it, create an app (its secret shown once), upload a
+// mapper version and roll it back (checked in the page and through the
+// API), sign out, sign in through Waypass with the new connection, see who
+// is signed in, find that user by email in the Users page and open it, and
+// read the logs. With WAYPASS_SCREENSHOTS set, the main pages are saved
+// there as PNGs.
 'use strict';
 const { chromium } = require('playwright-core');
 const path = require('path');
@@ -17,6 +20,8 @@ const issuer = env('WAYPASS_ISSUER');
 const adminToken = env('WAYPASS_ADMIN_TOKEN');
 const provider = env('WAYPASS_PROVIDER');
 const newUser = env('WAYPASS_NEW_USER_ID');
+const mapperFile = env('WAYPASS_MAPPER_FILE');
+const userEmail = env('WAYPASS_USER_EMAIL');
 const shots = process.env.WAYPASS_SCREENSHOTS;
 
 function check(condition, what) {
@@ -38,6 +43,17 @@ async function fillProvider(page, tokenURL) {
   await page.getByLabel('Scope').fill('profile');
   await page.getByLabel('Client ID').fill('waypass-at-devprov');
   await page.getByLabel('Client Secret').fill('provider-secret');
+}
+
+// The active version of a mapper, through the management API.
+async function activeVersion(mapper) {
+  const resp = await fetch(`${issuer}/api/v2/mappers/${mapper}/versions`, {
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
+  if (resp.status !== 200) throw new Error(`versions of ${mapper}: ${resp.status}`);
+  const body = await resp.json();
+  const active = body.versions.filter((v) => v.active);
+  return active.length === 1 ? active[0].version : null;
 }
 
 let page;
@@ -126,6 +142,33 @@ let page;
     check(await page.getByRole('link', { name: 'Browser app' }).isVisible(), 'the app is listed');
     await shot(page, 'apps');
 
+    // Mappers: the list says which connections use each one.
+    await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Mappers' }).click();
+    await page.waitForURL(`${issuer}/admin/mappers`);
+    const row = page.getByRole('row', { name: /auth0-example/ });
+    check((await row.innerText()).includes('Made in a browser'), 'the mapper list names the connection using it');
+    await shot(page, 'mappers');
+    await row.getByRole('link', { name: 'auth0-example' }).click();
+    await page.waitForURL(`${issuer}/admin/mappers/auth0-example`);
+    check((await activeVersion('auth0-example')) === 1, 'version 1 is active before the upload (API)');
+
+    // Upload a new version: it becomes the active one.
+    await page.getByLabel('Component (.wasm)').setInputFiles(mapperFile);
+    await page.getByRole('button', { name: 'Upload version' }).click();
+    // The same address after the upload: wait for what it says instead.
+    await page.locator('#active-version', { hasText: 'active: v2' }).waitFor();
+    check((await page.locator('#active-version').innerText()) === 'active: v2', 'the page shows v2 active after the upload');
+    check((await activeVersion('auth0-example')) === 2, 'the API has v2 active after the upload');
+    await shot(page, 'mapper');
+
+    // Roll back: activate version 1 again, with the keyboard.
+    await page.getByRole('button', { name: 'Activate v1' }).focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#active-version', { hasText: 'active: v1' }).waitFor();
+    check((await page.locator('#active-version').innerText()) === 'active: v1', 'the page shows v1 active after the rollback');
+    check((await activeVersion('auth0-example')) === 1, 'the API has v1 active after the rollback');
+    await shot(page, 'mapper-rolled-back');
+
     // Narrow screens: the same list, readable.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${issuer}/admin/connections`);
@@ -148,6 +191,43 @@ let page;
     // The old page still answers for the signed-in user.
     await page.goto(connectionUrl);
     check(await page.getByRole('heading', { name: /Made in a browser/ }).isVisible(), 'the connection page as that user');
+
+    // Users: find the one the login made by email, and open them.
+    await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Users' }).click();
+    await page.waitForURL(`${issuer}/admin/users`);
+    await page.getByLabel('Search by email').fill(userEmail.toUpperCase());
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/admin\/users\?email=/);
+    const found = page.getByRole('row', { name: new RegExp(userEmail.replace('.', '\\.')) });
+    check((await found.count()) === 1, `one user found by ${userEmail}`);
+    await shot(page, 'users');
+    await found.getByRole('link').first().click();
+    await page.waitForURL(/\/admin\/users\/oauth2/);
+    check((await page.locator('#user-id').innerText()) === newUser, `the user page of ${newUser}`);
+    const identities = await page.locator('table.identities').innerText();
+    check(identities.includes('browser-made'), 'the identity through the new connection is shown');
+    check((await page.locator('table.events').innerText()).includes('Successful login'), 'the login is among the user\'s events');
+    await shot(page, 'user');
+    // Delete asks first; Cancel leaves the user as they were.
+    await page.getByRole('link', { name: 'Delete user' }).click();
+    await page.waitForURL(/\/delete$/);
+    check(await page.getByRole('button', { name: 'Delete user' }).isVisible(), 'delete asks for a confirmation');
+    await shot(page, 'user-delete');
+    await page.getByRole('link', { name: 'Cancel' }).click();
+    check((await page.locator('#user-id').innerText()) === newUser, 'Cancel goes back to the user');
+
+    // Logs: newest first, filtered by type.
+    await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Logs' }).click();
+    await page.waitForURL(`${issuer}/admin/logs`);
+    await shot(page, 'logs');
+    await page.getByLabel('Event type').selectOption('s');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/type=s/);
+    const types = await page.locator('table.events tbody .tag').allInnerTexts();
+    check(types.length > 0 && types.every((t) => t === 'Successful login'), 'the filter shows only successful logins');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'logs-mobile');
+    await page.setViewportSize({ width: 1200, height: 800 });
 
     check(scriptErrors.length === 0, `nothing refused by the pages' policy (${scriptErrors.join('; ')})`);
   } catch (e) {

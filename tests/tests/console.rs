@@ -2,7 +2,8 @@
 //! pages backed by the management API, and — in a real browser (Chromium
 //! driven by playwright-core, `tests/browser/console.cjs`) — the whole
 //! tour: sign in, create a custom connection, enable it for an app, try it,
-//! log in through it, find the user.
+//! upload a mapper version and roll it back, log in through the new
+//! connection, find the user by email and open them, read the logs.
 //!
 //! Screenshots of the main pages are written by the browser test when
 //! `WAYPASS_SCREENSHOTS` names a directory:
@@ -13,6 +14,7 @@ use serde_json::json;
 use waypass::admin::console::ConsoleConfig;
 use waypass::broker::config::ClientConfig;
 use waypass_tests::chromium::{browser_dir, run_script};
+use waypass_tests::guests;
 use waypass_tests::login::{ADMIN_TOKEN, Browser, CONNECTION, Landing, TestBed, admin_api};
 
 /// The console's own app in these tests (public, PKCE).
@@ -376,6 +378,335 @@ async fn signing_out_ends_the_session_in_the_store() {
     assert_eq!((status, location.as_deref()), (303, Some("/admin/login")));
 }
 
+/// The boundary of the upload forms these tests build.
+const BOUNDARY: &str = "waypass-test-boundary-7f3a";
+
+/// A `multipart/form-data` body (RFC 7578) with these text fields and one
+/// file in the field `component`, as a browser sends the upload form.
+fn upload_form(fields: &[(&str, &str)], component: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"component\"; \
+             filename=\"mapper.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(component);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// Posts an upload form to `path` under the console.
+async fn post_upload(
+    b: &mut Browser,
+    issuer: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    component: &[u8],
+) -> (u16, Option<String>, String) {
+    let req = b
+        .http
+        .post(format!("{issuer}/admin/{path}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(upload_form(fields, component));
+    b.send(req).await
+}
+
+/// The versions of `mapper` through the API: (version, active).
+async fn mapper_versions(issuer: &str, mapper: &str) -> Vec<(u64, bool)> {
+    let (status, body) = admin_api(
+        issuer,
+        reqwest::Method::GET,
+        &format!("mappers/{mapper}/versions"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| (v["version"].as_u64().expect("version"), v["active"] == true))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mapper_upload_without_the_sessions_form_token_is_refused_and_stores_nothing() {
+    let tb = console_bed(Vec::new()).await;
+    let mut b = Browser::default();
+    sign_in(&mut b, &tb.issuer).await;
+    let component = guests::bytes(guests::AUTH0_EXAMPLE);
+    for csrf in [None, Some("0000"), Some("")] {
+        let fields: Vec<(&str, &str)> = csrf.map(|c| ("csrf", c)).into_iter().collect();
+        let (status, _, body) = post_upload(
+            &mut b,
+            &tb.issuer,
+            "mappers/swap-me/versions",
+            &fields,
+            &component,
+        )
+        .await;
+        assert_eq!(status, 403, "{csrf:?}: {body}");
+    }
+    assert_eq!(mapper_versions(&tb.issuer, "swap-me").await, [(1, true)]);
+
+    // With the session's token the same upload is version 2, made active.
+    let (_, _, page) = b.get(&format!("{}/admin/mappers/swap-me", tb.issuer)).await;
+    let (status, location, body) = post_upload(
+        &mut b,
+        &tb.issuer,
+        "mappers/swap-me/versions",
+        &[("csrf", &form_token(&page))],
+        &component,
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(location.as_deref(), Some("/admin/mappers/swap-me"));
+    assert_eq!(
+        mapper_versions(&tb.issuer, "swap-me").await,
+        [(1, false), (2, true)]
+    );
+    let (_, _, page) = b.get(&format!("{}/admin/mappers/swap-me", tb.issuer)).await;
+    assert!(page.contains("active: v2"), "{page}");
+    assert!(page.contains(">admin<"), "who uploaded it: {page}");
+}
+
+#[tokio::test]
+async fn an_upload_that_is_not_a_component_gets_the_apis_error_next_to_the_file_field() {
+    let tb = console_bed(Vec::new()).await;
+    let mut b = Browser::default();
+    sign_in(&mut b, &tb.issuer).await;
+    let (_, _, page) = b.get(&format!("{}/admin/mappers", tb.issuer)).await;
+    let csrf = form_token(&page);
+    let (status, _, body) = post_upload(
+        &mut b,
+        &tb.issuer,
+        "mappers/new",
+        &[("csrf", &csrf), ("name", "fresh")],
+        b"#!/bin/sh\necho not wasm\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let error = body
+        .split("id=\"component-error\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no error by the file field: {body}"));
+    assert!(
+        error.contains("not a WebAssembly component"),
+        "the API's message: {error}"
+    );
+    assert!(
+        body.contains("aria-describedby=\"component-error\""),
+        "{body}"
+    );
+    assert!(body.contains("value=\"fresh\""), "the name is kept: {body}");
+    // A bad name is refused by the name's field.
+    let (status, _, body) = post_upload(
+        &mut b,
+        &tb.issuer,
+        "mappers/new",
+        &[("csrf", &csrf), ("name", "bad name")],
+        &guests::bytes(guests::AUTH0_EXAMPLE),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("id=\"name-error\""), "{body}");
+    let (status, _) = admin_api(&tb.issuer, reqwest::Method::GET, "mappers/fresh", None).await;
+    assert_eq!(status, 404, "nothing stored");
+}
+
+#[tokio::test]
+async fn someone_without_the_console_role_cannot_reach_the_mappers_users_or_logs_pages() {
+    let tb = console_bed(vec!["oauth2|devprov|someone-else".into()]).await;
+    let mut b = Browser::default();
+    let landing = b
+        .login(
+            &tb,
+            &format!("{}/admin/login/oidc?connection={CONNECTION}", tb.issuer),
+            false,
+        )
+        .await;
+    assert_eq!(landing.status, 403, "{}", landing.body);
+    let user = urlencode(&ada());
+    for path in [
+        "/admin/mappers".to_owned(),
+        "/admin/mappers/swap-me".to_owned(),
+        "/admin/users".to_owned(),
+        format!("/admin/users/{user}"),
+        format!("/admin/users/{user}/delete"),
+        "/admin/logs".to_owned(),
+    ] {
+        let (status, location, body) = b.get(&format!("{}{path}", tb.issuer)).await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/admin/login")),
+            "{path}: {body}"
+        );
+    }
+    // Nor post to them: an upload and a delete do nothing.
+    let (status, _, _) = post_upload(
+        &mut b,
+        &tb.issuer,
+        "mappers/swap-me/versions",
+        &[],
+        &guests::bytes(guests::AUTH0_EXAMPLE),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let req = b
+        .http
+        .post(format!("{}/admin/users/{user}/delete", tb.issuer))
+        .form(&[("csrf", "x")]);
+    let (status, _, _) = b.send(req).await;
+    assert_eq!(status, 401);
+    assert_eq!(mapper_versions(&tb.issuer, "swap-me").await, [(1, true)]);
+    assert!(tb.broker_user(&ada()).await.is_some(), "not deleted");
+}
+
+#[tokio::test]
+async fn a_user_is_found_by_email_shown_without_provider_tokens_and_deleted_only_with_the_form_token()
+ {
+    let tb = console_bed(Vec::new()).await;
+    // Ada logs in (the console refuses her, but the login made her user).
+    let mut ada_browser = Browser::default();
+    ada_browser
+        .login(
+            &tb,
+            &format!("{}/admin/login/oidc?connection={CONNECTION}", tb.issuer),
+            false,
+        )
+        .await;
+    let user = ada();
+    assert!(tb.broker_user(&user).await.is_some());
+    let path = format!("users/{}", urlencode(&user));
+    let (_, api_user) = admin_api(&tb.issuer, reqwest::Method::GET, &path, None).await;
+    let provider_token = api_user["identities"][0]["access_token"]
+        .as_str()
+        .expect("the admin token reads the provider's token")
+        .to_owned();
+
+    let mut b = Browser::default();
+    sign_in(&mut b, &tb.issuer).await;
+    let (status, _, list) = b
+        .get(&format!("{}/admin/users?email=ADA%40example", tb.issuer))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("ada@example.com"), "{list}");
+    let (_, _, none) = b
+        .get(&format!("{}/admin/users?email=nobody", tb.issuer))
+        .await;
+    assert!(!none.contains("ada@example.com"), "{none}");
+
+    let (status, _, page) = b.get(&format!("{}/admin/{path}", tb.issuer)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&user), "{page}");
+    assert!(
+        page.contains(&waypass::dev_provider::default_user().uuid),
+        "the identity's provider id: {page}"
+    );
+    assert!(page.contains("Successful login"), "her login: {page}");
+    assert!(!page.contains(&provider_token), "no provider token: {page}");
+
+    // The confirmation step, then the delete: refused without the token.
+    let (status, _, confirm) = b.get(&format!("{}/admin/{path}/delete", tb.issuer)).await;
+    assert_eq!(status, 200, "{confirm}");
+    for csrf in [None, Some("0000")] {
+        let fields: Vec<(&str, &str)> = csrf.map(|c| ("csrf", c)).into_iter().collect();
+        let req = b
+            .http
+            .post(format!("{}/admin/{path}/delete", tb.issuer))
+            .form(&fields);
+        let (status, _, body) = b.send(req).await;
+        assert_eq!(status, 403, "{csrf:?}: {body}");
+    }
+    assert!(tb.broker_user(&user).await.is_some(), "still there");
+    let req = b
+        .http
+        .post(format!("{}/admin/{path}/delete", tb.issuer))
+        .form(&[("csrf", form_token(&confirm).as_str())]);
+    let (status, location, body) = b.send(req).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(
+        location.as_deref(),
+        Some("/admin/users?deleted=1"),
+        "back to the list"
+    );
+    assert!(tb.broker_user(&user).await.is_none(), "deleted");
+    let (status, _) = admin_api(&tb.issuer, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_logs_page_shows_login_and_management_events_newest_first_filtered_by_type() {
+    let tb = console_bed(Vec::new()).await;
+    let mut ada_browser = Browser::default();
+    ada_browser
+        .login(
+            &tb,
+            &format!("{}/admin/login/oidc?connection={CONNECTION}", tb.issuer),
+            false,
+        )
+        .await;
+    let mut b = Browser::default();
+    sign_in(&mut b, &tb.issuer).await;
+    // A management write, after the login.
+    let (_, _, apps) = b.get(&format!("{}/admin/apps", tb.issuer)).await;
+    let req = b.http.post(format!("{}/admin/apps/new", tb.issuer)).form(&[
+        ("csrf", form_token(&apps).as_str()),
+        ("name", "logged"),
+        ("app_type", "spa"),
+        ("callbacks", "https://logged.test/cb"),
+    ]);
+    let (status, _, body) = b.send(req).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, _, all) = b.get(&format!("{}/admin/logs", tb.issuer)).await;
+    assert_eq!(status, 200, "{all}");
+    // The table's rows (the filter above names every type too).
+    let rows = all
+        .split("<tbody>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{all}"));
+    let login = rows.find("title=\"s\"").expect("the login");
+    let change = rows.find("title=\"sapi\"").expect("the write");
+    assert!(change < login, "newest first: {rows}");
+
+    let (status, _, logins) = b.get(&format!("{}/admin/logs?type=s", tb.issuer)).await;
+    assert_eq!(status, 200, "{logins}");
+    assert!(logins.contains(&ada()), "{logins}");
+    assert!(!logins.contains("title=\"sapi\""), "only logins: {logins}");
+    // Any page number is answered (the last one possible too), and a
+    // page that is not a number is a clear 400.
+    for path in ["logs", "users"] {
+        let (status, _, body) = b
+            .get(&format!("{}/admin/{path}?page={}", tb.issuer, usize::MAX))
+            .await;
+        assert!(status == 200 || status == 400, "{path}: {status} {body}");
+        let (status, _, body) = b.get(&format!("{}/admin/{path}?page=two", tb.issuer)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    // Only the API's own codes reach its filter.
+    let (status, _, _) = b
+        .get(&format!(
+            "{}/admin/logs?type=s%20user_id%3A%22x%22",
+            tb.issuer
+        ))
+        .await;
+    assert_eq!(status, 400);
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -397,6 +728,11 @@ async fn the_console_tour_works_in_a_real_browser() {
         ("WAYPASS_PROVIDER", tb.provider.origin().to_owned()),
         ("WAYPASS_CONNECTION", CONNECTION.to_owned()),
         ("WAYPASS_NEW_USER_ID", new_user.clone()),
+        ("WAYPASS_MAPPER_FILE", guests::AUTH0_EXAMPLE.to_owned()),
+        (
+            "WAYPASS_USER_EMAIL",
+            waypass::dev_provider::default_user().email,
+        ),
     ];
     if let Ok(shots) = std::env::var("WAYPASS_SCREENSHOTS") {
         env.push(("WAYPASS_SCREENSHOTS", shots));
@@ -426,5 +762,10 @@ async fn the_console_tour_works_in_a_real_browser() {
     assert!(
         tb.broker_user(&new_user).await.is_some(),
         "the login made the user"
+    );
+    // The upload and the rollback: two versions, the first active again.
+    assert_eq!(
+        mapper_versions(&tb.issuer, "auth0-example").await,
+        [(1, true), (2, false)]
     );
 }

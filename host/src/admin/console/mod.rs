@@ -1,5 +1,5 @@
-//! The console at `/admin`: connections, apps (and what follows) managed
-//! in a browser, rendered by the server (askama templates under
+//! The console at `/admin`: connections, apps, mappers, users and logs
+//! managed in a browser, rendered by the server (askama templates under
 //! `host/templates/console/`, one stylesheet, no script).
 //!
 //! Every change the console makes is a management API call made
@@ -21,7 +21,10 @@
 mod apps;
 mod auth;
 mod connections;
+mod logs;
+mod mappers;
 mod pages;
+mod users;
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -44,6 +47,16 @@ pub const PREFIX: &str = "/admin";
 /// Largest form body accepted: a `fetchUserProfile` script may be as large
 /// as the API's JSON body, and percent-encoding triples it at worst.
 pub const MAX_FORM_BYTES: usize = 3 * super::MAX_JSON_BYTES;
+
+/// Largest upload form (`multipart/form-data`, RFC 7578) accepted: a
+/// component as large as the API takes ([`super::MAX_MAPPER_BYTES`]),
+/// plus the form's few short fields and the parts' framing.
+pub const MAX_UPLOAD_BYTES: usize = super::MAX_MAPPER_BYTES + UPLOAD_FRAMING_BYTES;
+
+/// Room in an upload for everything but the file: the form token, the
+/// mapper's name, and each part's boundary and headers (a few hundred
+/// bytes in practice).
+const UPLOAD_FRAMING_BYTES: usize = 64 << 10;
 
 /// The console's one stylesheet, served under a name carrying its hash so
 /// browsers may keep it for a year.
@@ -98,19 +111,29 @@ pub async fn handle(
         return resp;
     }
     let query = parts.uri.query().unwrap_or("");
-    let form = if parts.method == Method::POST {
-        match read_form(body).await {
+    // An upload (a mapper's component, up to the API's limit) is read only
+    // once the session is known: no one signed out makes the server hold
+    // tens of MiB. Other forms are small and read at once.
+    let upload_boundary = (parts.method == Method::POST)
+        .then(|| multipart_boundary(&parts.headers))
+        .flatten();
+    let mut body = Some(body);
+    let form = match (&parts.method, &upload_boundary, body.take()) {
+        (&Method::POST, None, Some(body)) => match read_form(body).await {
             Ok(form) => Some(form),
             Err(resp) => return resp,
+        },
+        (_, _, unread) => {
+            body = unread;
+            None
         }
-    } else {
-        None
     };
-    let req = Req {
+    let mut req = Req {
         broker,
         headers: &parts.headers,
         query,
         form: form.unwrap_or_default(),
+        files: Vec::new(),
         from,
     };
     match (&parts.method, rest) {
@@ -131,6 +154,15 @@ pub async fn handle(
             ),
         };
     };
+    if let (Some(boundary), Some(body)) = (upload_boundary, body.take()) {
+        match read_upload(body, boundary).await {
+            Ok((form, files)) => {
+                req.form = form;
+                req.files = files;
+            }
+            Err(resp) => return resp,
+        }
+    }
     if parts.method == Method::POST && !ctx.form_token_matches(&req.form) {
         // Checked before any action runs (a cross-site form cannot know it).
         return error_page(
@@ -155,6 +187,9 @@ pub async fn handle(
         (&Method::POST, ["logout"]) => auth::sign_out(&req, &ctx).await,
         (_, ["connections", ..]) => connections::route(&req, &ctx, &parts.method, &seg[1..]).await,
         (_, ["apps", ..]) => apps::route(&req, &ctx, &parts.method, &seg[1..]).await,
+        (_, ["mappers", ..]) => mappers::route(&req, &ctx, &parts.method, &seg[1..]).await,
+        (_, ["users", ..]) => users::route(&req, &ctx, &parts.method, &seg[1..]).await,
+        (&Method::GET, ["logs"]) => logs::page(&req, &ctx).await,
         _ => error_page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -170,7 +205,16 @@ pub(crate) struct Req<'a> {
     query: &'a str,
     /// The form's fields (empty for a GET).
     form: Form,
+    /// The files of an upload form.
+    files: Vec<UploadedFile>,
     from: IpAddr,
+}
+
+/// A file sent in a `multipart/form-data` form.
+pub(crate) struct UploadedFile {
+    /// The form field it came in.
+    field: String,
+    bytes: Bytes,
 }
 
 /// A signed-in person: who, and the caller their actions are made as.
@@ -213,6 +257,19 @@ struct ErrorMessage {
 }
 
 impl Req<'_> {
+    /// The page's query string's parameters.
+    fn params(&self) -> Form {
+        Form::parse(self.query.as_bytes())
+    }
+
+    /// The file sent in the upload form's field `field`.
+    fn file(&self, field: &str) -> Option<&Bytes> {
+        self.files
+            .iter()
+            .find(|f| f.field == field)
+            .map(|f| &f.bytes)
+    }
+
     /// Calls the management API in-process as `ctx`'s caller — the same
     /// functions and scope checks as `/api/v2` — and reads the answer as
     /// `T`. Writes are logged as the API logs them.
@@ -223,8 +280,22 @@ impl Req<'_> {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, Failure> {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        self.api_raw(ctx, method, path, "application/json", body)
+            .await
+    }
+
+    /// [`Req::api`] with a body of any media type (a component is sent
+    /// as `application/wasm`, as to `PUT /api/v2/mappers/{name}`).
+    async fn api_raw<T: DeserializeOwned>(
+        &self,
+        ctx: &Ctx,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<T, Failure> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let reply = self
             .broker
             .api(ApiRequest {
@@ -232,7 +303,7 @@ impl Req<'_> {
                 path,
                 query,
                 caller: ctx.caller.clone(),
-                content_type: Some("application/json"),
+                content_type: Some(content_type),
                 body,
             })
             .await;
@@ -318,6 +389,72 @@ async fn read_form(body: Incoming) -> Result<Form, Response<Body>> {
     }
 }
 
+/// The boundary of a `multipart/form-data` body (RFC 7578 §4.1), if the
+/// request is one.
+fn multipart_boundary(headers: &http::HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+        .then(|| multer::parse_boundary(content_type).ok())
+        .flatten()
+}
+
+/// Reads an upload form: its text fields as a [`Form`], its files apart.
+/// The whole body is held to [`MAX_UPLOAD_BYTES`] and given
+/// [`crate::broker::server::UPLOAD_READ_TIMEOUT`] to arrive.
+async fn read_upload(
+    body: Incoming,
+    boundary: String,
+) -> Result<(Form, Vec<UploadedFile>), Response<Body>> {
+    let bytes = crate::broker::server::read_body(
+        body,
+        MAX_UPLOAD_BYTES,
+        crate::broker::server::UPLOAD_READ_TIMEOUT,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::broker::server::BodyError::TooLarge(_) => error_page(
+            e.status(),
+            "Not accepted",
+            &format!(
+                "The upload is over {} MiB, the largest component accepted.",
+                super::MAX_MAPPER_BYTES >> 20
+            ),
+        ),
+        e => error_page(e.status(), "Not accepted", &e.to_string()),
+    })?;
+    parse_upload(bytes, boundary).await.map_err(|e| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Not accepted",
+            &format!("The upload form could not be read: {e}"),
+        )
+    })
+}
+
+/// Splits a `multipart/form-data` body into text fields and files (a part
+/// with a `filename`, RFC 7578 §4.2).
+async fn parse_upload(
+    bytes: Bytes,
+    boundary: String,
+) -> Result<(Form, Vec<UploadedFile>), multer::Error> {
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = Vec::new();
+    let mut files = Vec::new();
+    while let Some(part) = multipart.next_field().await? {
+        let name = part.name().unwrap_or_default().to_owned();
+        if part.file_name().is_some() {
+            let bytes = part.bytes().await?;
+            files.push(UploadedFile { field: name, bytes });
+        } else {
+            fields.push((name, part.text().await?));
+        }
+    }
+    Ok((Form(fields), files))
+}
+
 /// A rendered page with the console's headers.
 fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response<Body> {
     match page {
@@ -377,6 +514,13 @@ fn set_header(resp: &mut Response<Body>, name: header::HeaderName, value: &str) 
     }
 }
 
+/// An RFC 3339 UTC time as the console shows it: `YYYY-MM-DD HH:MM:SS`
+/// (the tables say UTC in their heads; fractions of a second say nothing
+/// to a person).
+fn display_time(rfc3339: &str) -> String {
+    rfc3339.get(..19).unwrap_or(rfc3339).replacen('T', " ", 1)
+}
+
 /// What a path segment must encode (RFC 3986 §3.3: `pchar`): everything
 /// but unreserved characters and the few sub-delimiters ids use.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -423,6 +567,54 @@ mod tests {
             path_segment("oauth2|a b/c?d#e"),
             "oauth2%7Ca%20b%2Fc%3Fd%23e"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_forms_text_fields_and_files_are_read_apart() {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n\
+                    --b\r\nContent-Disposition: form-data; name=\"component\"; filename=\"m.wasm\"\r\n\
+                    Content-Type: application/wasm\r\n\r\n\0asm\x01\r\n--b--\r\n";
+        let (form, files) = parse_upload(Bytes::from(body), "b".into())
+            .await
+            .expect("parses");
+        assert_eq!(form.get("csrf"), Some("tok"));
+        assert_eq!(form.get("component"), None, "a file is not a text field");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].field, "component");
+        assert_eq!(&files[0].bytes[..], b"\0asm\x01");
+        // A body cut short is an error, not a half-read form.
+        let cut = "--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nto";
+        assert!(parse_upload(Bytes::from(cut), "b".into()).await.is_err());
+    }
+
+    #[test]
+    fn multipart_requests_are_told_apart_by_their_media_type() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=xyz"),
+        );
+        assert_eq!(multipart_boundary(&headers).as_deref(), Some("xyz"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert_eq!(multipart_boundary(&headers), None);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data"),
+        );
+        assert_eq!(multipart_boundary(&headers), None, "no boundary");
+    }
+
+    #[test]
+    fn times_are_shown_to_the_second_without_the_t() {
+        assert_eq!(
+            display_time("2026-12-02T06:47:55.000Z"),
+            "2026-12-02 06:47:55"
+        );
+        assert_eq!(display_time("2026-12-02T06:47:55Z"), "2026-12-02 06:47:55");
+        assert_eq!(display_time("odd"), "odd");
     }
 
     #[test]

@@ -201,6 +201,166 @@ pub(crate) struct AppPage {
     pub errors: FieldErrors,
 }
 
+/// A connection using a mapper.
+pub(crate) struct MapperUse {
+    pub id: String,
+    pub display: String,
+    /// The version it is pinned to (`name@N`), or `None`: the active one.
+    pub pinned: Option<u32>,
+}
+
+/// One row of the mappers list.
+pub(crate) struct MapperRow {
+    pub name: String,
+    /// The name as a path segment.
+    pub href: String,
+    pub active_version: u32,
+    pub used_by: Vec<MapperUse>,
+}
+
+#[derive(Template)]
+#[template(path = "console/mappers.html")]
+pub(crate) struct Mappers {
+    pub l: Layout,
+    pub rows: Vec<MapperRow>,
+    /// The upload form's name, as typed.
+    pub mapper_name: String,
+    pub errors: FieldErrors,
+}
+
+/// One stored version of a mapper.
+pub(crate) struct VersionRow {
+    pub version: u32,
+    pub sha256: String,
+    /// In KiB or MiB.
+    pub size: String,
+    pub bytes: u64,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
+    pub created_at: String,
+    /// Who uploaded it: the admin token, a management client, a console user.
+    pub created_by: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/mapper.html")]
+pub(crate) struct MapperPage {
+    pub l: Layout,
+    pub name: String,
+    pub href: String,
+    pub active_version: Option<u32>,
+    /// Newest first.
+    pub versions: Vec<VersionRow>,
+    pub used_by: Vec<MapperUse>,
+    pub errors: FieldErrors,
+}
+
+/// One row of the users list.
+pub(crate) struct UserRow {
+    pub user_id: String,
+    /// The id as a path segment.
+    pub href: String,
+    pub email: String,
+    pub name: String,
+    pub connection: String,
+    pub last_login: String,
+    pub logins_count: u64,
+}
+
+#[derive(Template)]
+#[template(path = "console/users.html")]
+pub(crate) struct Users {
+    pub l: Layout,
+    /// The search, as typed.
+    pub email: String,
+    /// The search, encoded for the paging links.
+    pub email_query: String,
+    /// Whether a user was just deleted.
+    pub deleted: bool,
+    pub rows: Vec<UserRow>,
+    pub total: u64,
+    pub newer: Option<usize>,
+    pub older: Option<usize>,
+    pub error: Option<String>,
+}
+
+/// One of a user's identities (never its provider tokens).
+pub(crate) struct IdentityRow {
+    pub provider: String,
+    pub connection: String,
+    pub user_id: String,
+    pub is_social: bool,
+}
+
+/// One log event, as a table row (never its `details`).
+pub(crate) struct LogRow {
+    pub log_id: String,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
+    pub date: String,
+    pub event_type: String,
+    pub type_label: String,
+    /// Not a failure (`f…`) type.
+    pub success: bool,
+    pub description: Option<String>,
+    pub connection: Option<String>,
+    /// The app's name, or its client id.
+    pub client: Option<String>,
+    pub user_id: Option<String>,
+    pub user_href: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+pub(crate) struct UserPage {
+    pub l: Layout,
+    pub user_id: String,
+    pub href: String,
+    pub title: String,
+    /// Shown only from https (the pages' policy allows no other).
+    pub picture: Option<String>,
+    pub email: String,
+    pub connection: String,
+    pub created_at: String,
+    pub last_login: String,
+    pub logins_count: u64,
+    pub identities: Vec<IdentityRow>,
+    pub events: Vec<LogRow>,
+    pub events_error: Option<String>,
+    /// A delete the API refused.
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/user_delete.html")]
+pub(crate) struct UserDelete {
+    pub l: Layout,
+    pub user_id: String,
+    pub href: String,
+    pub title: String,
+    pub identities: usize,
+}
+
+#[derive(Template)]
+#[template(path = "console/logs.html")]
+pub(crate) struct Logs {
+    pub l: Layout,
+    /// Code and label of each type the filter offers.
+    pub types: Vec<(&'static str, &'static str)>,
+    /// The type filtered by, or empty.
+    pub chosen: String,
+    /// The type, encoded for the paging links.
+    pub type_query: String,
+    pub rows: Vec<LogRow>,
+    pub total: u64,
+    /// The first and last event shown, counted from 1 (0 when none).
+    pub first: usize,
+    pub last: usize,
+    pub newer: Option<usize>,
+    pub older: Option<usize>,
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
