@@ -1,7 +1,8 @@
 // The console tour in a real browser (issue #15), run by
 // tests/tests/console.rs: sign in with the admin token, create a custom
 // connection through the form (an error first, shown by its field), enable
-// it for apps, try it, create an app (its secret shown once), upload a
+// it for apps, try it, log a user in through it from the quickstart's
+// demo app (in another browser), create an app (its secret shown once), upload a
 // mapper version and roll it back (checked in the page and through the
 // API), sign out, sign in through Waypass with the new connection, see who
 // is signed in, find that user by email in the Users page and open it, and
@@ -22,6 +23,7 @@ const provider = env('WAYPASS_PROVIDER');
 const newUser = env('WAYPASS_NEW_USER_ID');
 const mapperFile = env('WAYPASS_MAPPER_FILE');
 const userEmail = env('WAYPASS_USER_EMAIL');
+const demoApp = env('WAYPASS_DEMO_APP');
 const shots = process.env.WAYPASS_SCREENSHOTS;
 
 function check(condition, what) {
@@ -127,6 +129,27 @@ let page;
     check(tried.includes(`${provider}/userinfo`), 'the Try panel lists the request to the provider');
     await result.scrollIntoViewIfNeeded();
     await shot(page, 'try');
+
+    // The demo app logs a user in through the new connection, in another
+    // browser (its own cookies: no console session, no Waypass session).
+    {
+      const elsewhere = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+      const app = await elsewhere.newPage();
+      await app.goto(demoApp);
+      await app.getByRole('link', { name: 'Log in' }).click();
+      await app.waitForURL((u) => u.href.startsWith(issuer));
+      await app.getByRole('link', { name: /Made in a browser/ }).click();
+      await app.waitForURL((u) => u.href.startsWith(provider));
+      await app.getByLabel('Username').fill('ada');
+      await app.getByLabel('Password').fill('lovelace');
+      await app.getByRole('button', { name: 'Log in' }).click();
+      await app.waitForURL((u) => u.href.startsWith(`${demoApp}/callback`));
+      const hello = await app.locator('body').innerText();
+      check(hello.includes(`Hello, ${userEmail}.`), 'the demo app shows the user it logged in through the new connection');
+      check(hello.includes(`"sub": "${newUser}"`), 'the demo app got the user of the new connection');
+      await shot(app, 'demo-app');
+      await elsewhere.close();
+    }
 
     // Apps: create one; its secret is shown this once.
     await page.getByRole('navigation', { name: 'Sections', exact: true }).getByRole('link', { name: 'Applications' }).click();

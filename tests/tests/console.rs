@@ -13,9 +13,13 @@
 use serde_json::json;
 use waypass::admin::console::ConsoleConfig;
 use waypass::broker::config::ClientConfig;
+use waypass::quickstart::demo_app::DemoApp;
+use waypass::secret::Secret;
 use waypass_tests::chromium::{browser_dir, run_script};
 use waypass_tests::guests;
-use waypass_tests::login::{ADMIN_TOKEN, Browser, CONNECTION, Landing, TestBed, admin_api};
+use waypass_tests::login::{
+    ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api,
+};
 
 /// The console's own app in these tests (public, PKCE).
 const CONSOLE_APP: &str = "console";
@@ -722,7 +726,24 @@ async fn the_console_tour_works_in_a_real_browser() {
         waypass::dev_provider::default_user().uuid
     );
     let tb = console_bed(vec![ada(), new_user.clone()]).await;
+    // The quickstart's demo app, as the app a user logs into through the
+    // connection the browser creates: registered as the test bed's app.
+    let demo_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let demo = format!("http://{}", demo_listener.local_addr().expect("addr"));
+    let (status, body) = admin_api(
+        &tb.issuer,
+        reqwest::Method::PATCH,
+        &format!("clients/{APP}"),
+        Some(json!({"callbacks": [APP_CALLBACK, format!("{demo}/callback")]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let demo_app = DemoApp::new(&tb.issuer, &demo, APP, Secret::new(APP_SECRET)).expect("demo app");
+    let demo_task = tokio::spawn(demo_app.serve(demo_listener));
     let mut env = vec![
+        ("WAYPASS_DEMO_APP", demo.clone()),
         ("WAYPASS_ISSUER", tb.issuer.clone()),
         ("WAYPASS_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ("WAYPASS_PROVIDER", tb.provider.origin().to_owned()),
@@ -738,6 +759,7 @@ async fn the_console_tour_works_in_a_real_browser() {
         env.push(("WAYPASS_SCREENSHOTS", shots));
     }
     let run = run_script(&dir, "console.cjs", &env).await;
+    demo_task.abort();
     assert!(
         run.success,
         "console.cjs failed\nstdout:\n{}\nstderr:\n{}",

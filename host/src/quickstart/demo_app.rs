@@ -22,7 +22,7 @@ use crate::upstream::Upstream;
 
 const STATE_COOKIE: &str = "qs_login";
 
-pub(super) struct DemoApp {
+pub struct DemoApp {
     issuer: String,
     authorize: Url,
     token_url: Url,
@@ -35,7 +35,7 @@ pub(super) struct DemoApp {
 }
 
 impl DemoApp {
-    pub(super) fn new(
+    pub fn new(
         issuer: &str,
         app_url: &str,
         client_id: &str,
@@ -54,7 +54,7 @@ impl DemoApp {
         })
     }
 
-    pub(super) async fn serve(self, listener: TcpListener) {
+    pub async fn serve(self, listener: TcpListener) {
         let app = Arc::new(self);
         loop {
             let Ok((stream, _)) = listener.accept().await else {

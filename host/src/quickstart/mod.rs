@@ -2,7 +2,7 @@
 //! an embedded data directory, the development provider, the seed-port
 //! mapper on a connection, and a demo app to click through.
 
-mod demo_app;
+pub mod demo_app;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
