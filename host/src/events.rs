@@ -306,7 +306,9 @@ fn cut(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-fn user_agent() -> Option<String> {
+/// The `User-Agent` of the request being served, as noted (cut to
+/// [`MAX_USER_AGENT`]).
+pub fn user_agent() -> Option<String> {
     NOTES.try_with(|n| n.user_agent.clone()).ok().flatten()
 }
 

@@ -15,7 +15,10 @@ use waypass::secret::SecretHash;
 use waypass::store::Store as _;
 use waypass_tests::actions::{self, bind, id_token_claims, login, upload, user_domain, user_id};
 use waypass_tests::guests;
-use waypass_tests::login::{APP, APP_CALLBACK, APP_SECRET, TestBed, admin_api, jwt_claims};
+use waypass_tests::login::{
+    APP, APP_CALLBACK, APP_SECRET, Browser, CONNECTION, Landing, TestBed, admin_api, http_client,
+    jwt_claims, redeem,
+};
 use waypass_tests::oidc::{code_flow, oidc_client};
 use waypass_tests::stub::{Reply, Stub};
 
@@ -560,4 +563,131 @@ async fn a_users_metadata_is_patched_with_auth0s_merge() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// `grant_type=refresh_token` for [`APP`] with its Basic credentials.
+async fn refresh(tb: &TestBed, refresh_token: &str) -> (u16, Value) {
+    let resp = http_client()
+        .post(format!("{}/oauth/token", tb.issuer))
+        .basic_auth(APP, Some(APP_SECRET))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A claim of the id_token in a token response.
+fn id_token_claim(tokens: &Value, name: &str) -> Value {
+    let id_token = tokens["id_token"].as_str().expect("an id_token");
+    jwt_claims(id_token)[name].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_actions_run_on_single_sign_on_and_refresh_and_their_deny_reaches_the_app_there_too()
+{
+    const TIER: &str = "https://waypass.test/tier";
+    let tb = TestBed::start(|_, _| {}).await;
+    let gold = deploy(
+        &tb,
+        "gold",
+        guests::ACTION_PROBE,
+        json!([{"name": "claim", "value": format!("{TIER}=\"gold\"")}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&gold]).await;
+
+    // A login at the provider, with a refresh token; the browser keeps
+    // its session.
+    let mut browser = Browser::default();
+    let url = tb.authorize_url(
+        APP,
+        APP_CALLBACK,
+        &[
+            ("scope", "openid email offline_access"),
+            ("connection", CONNECTION),
+        ],
+    );
+    let redeem_landing = |landing: Landing| {
+        let issuer = tb.issuer.clone();
+        async move {
+            let to_app = landing.location.expect("a redirect to the app");
+            redeem(&issuer, APP, APP_SECRET, APP_CALLBACK, to_app.as_str()).await
+        }
+    };
+    let tokens = redeem_landing(browser.login(&tb, &url, false).await).await;
+    assert_eq!(id_token_claim(&tokens, TIER), "gold");
+    let refresh_token = tokens["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+
+    // Another Action bound now: the next single sign-on runs it (the
+    // provider sees no second login) and so does the next refresh.
+    let platinum = deploy(
+        &tb,
+        "platinum",
+        guests::ACTION_PROBE,
+        json!([{"name": "claim", "value": format!("{TIER}=\"platinum\"")}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&platinum]).await;
+    let sso = redeem_landing(browser.login(&tb, &url, false).await).await;
+    assert_eq!(
+        tb.provider.requests_to("/token").len(),
+        1,
+        "single sign-on: one login at the provider"
+    );
+    assert_eq!(id_token_claim(&sso, TIER), "platinum", "{sso}");
+    let (status, refreshed) = refresh(&tb, &refresh_token).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(id_token_claim(&refreshed, TIER), "platinum", "{refreshed}");
+    let refresh_token = refreshed["refresh_token"]
+        .as_str()
+        .expect("a rotated refresh token")
+        .to_owned();
+
+    // A denying Action: the single sign-on ends at the app with its
+    // reason, and the refresh is refused without using up the token.
+    let denier = deploy(
+        &tb,
+        "denier",
+        guests::ACTION_PROBE,
+        json!([{"name": "deny_domain", "value": user_domain()}]),
+        json!({}),
+    )
+    .await;
+    bind(&tb, &[&denier]).await;
+    let reason = format!("users of {} may not log in", user_domain());
+    let landing = browser.login(&tb, &url, false).await;
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(landing.param("error_description"), Some(reason.clone()));
+    assert_eq!(landing.param("code"), None);
+    let (status, body) = refresh(&tb, &refresh_token).await;
+    assert_eq!(
+        (
+            status,
+            body["error"].as_str(),
+            body["error_description"].as_str()
+        ),
+        (400, Some("access_denied"), Some(reason.as_str())),
+        "{body}"
+    );
+    bind(&tb, &[]).await;
+    let (status, body) = refresh(&tb, &refresh_token).await;
+    assert_eq!(
+        status, 200,
+        "the denied refresh left the token unused: {body}"
+    );
+    assert_eq!(
+        id_token_claim(&body, TIER),
+        Value::Null,
+        "no Action bound, no claim"
+    );
 }

@@ -9,6 +9,7 @@ use super::limits::RetryAfter;
 use super::oauth::{AppResponse, ErrorCode, OAuthError, Params, ResponseMode, with_query};
 use super::session::{SessionRequest, SsoAttempt};
 use super::{AUTHORIZATION_CODE_TTL, Broker, LOGIN_TRANSACTION_TTL};
+use crate::actions::{EventRequest, EventTransaction};
 use crate::model::{Client, Connection, GrantType};
 use crate::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
 use crate::store::{AuthorizationGrant, LoginTransaction, PutTransaction};
@@ -135,7 +136,7 @@ impl Broker {
         let (mode, result) = match ResponseMode::parse(params.get("response_mode")) {
             Ok(mode) => (
                 mode,
-                self.start_login(&params, &client, &redirect_url, mode, session)
+                self.start_login(&params, &client, &redirect_url, mode, session, from)
                     .await,
             ),
             Err(e) => (ResponseMode::Query, Err(e)),
@@ -156,6 +157,7 @@ impl Broker {
         redirect_url: &Url,
         mode: ResponseMode,
         session: Option<&str>,
+        from: IpAddr,
     ) -> Result<AuthorizeOutcome, OAuthError> {
         // Exactly as registered (and as the app must send it again at the
         // token endpoint), not as the URL parser normalises it.
@@ -248,12 +250,27 @@ impl Broker {
                 nonce: params.get("nonce").map(str::to_owned),
                 code_challenge: code_challenge.clone(),
                 auth_time: 0,
-                // SSO logins run no post-login Actions (only a provider login does).
+                // Set by the post-login Actions, which run for an SSO login too.
                 claims: Default::default(),
                 session_id: None,
                 audience: audience.clone(),
                 correlation_id: Some(correlation_id.clone()),
                 expires_at: self.expires_in(AUTHORIZATION_CODE_TTL),
+            },
+            event_request: EventRequest {
+                ip: from.to_string(),
+                user_agent: crate::events::user_agent(),
+                hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
+                query: crate::actions::event_query(params.iter()),
+            },
+            event_transaction: EventTransaction {
+                requested_scopes: scope.split_whitespace().map(str::to_owned).collect(),
+                redirect_uri: redirect_uri.to_owned(),
+                audience: audience.clone(),
+                prompt: params
+                    .get("prompt")
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
             },
         };
         if let Some(code) = self.single_sign_on(attempt, session).await? {

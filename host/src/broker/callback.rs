@@ -292,22 +292,15 @@ impl Broker {
                 )
             })?;
         // Post-login Actions: after the user is known, before the code.
-        let client = EventClient {
-            client_id: tx.client_id.clone(),
-            name: self
-                .client(&tx.client_id)
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-        };
-        let snapshot = self.catalog.snapshot();
-        let granted = PostLoginTrigger {
-            runtime: &self.runtime,
-            store: &*self.store,
-            chain: &snapshot.post_login,
-        }
-        .run_for_login(&user, client, request, &tx.scope, event_transaction(tx))
-        .await
-        .map_err(post_login_error)?;
+        let granted = self
+            .run_post_login(
+                &user,
+                &tx.client_id,
+                request,
+                &tx.scope,
+                event_transaction(tx),
+            )
+            .await?;
         let mut transient_claims = serde_json::Map::new();
         if let Some(p) = &transient {
             super::token::profile_claims_of(p, &granted.scope, &mut transient_claims);
@@ -323,6 +316,39 @@ impl Broker {
             .await?;
         tracing::info!(user_id, "login succeeded");
         Ok(finished)
+    }
+}
+
+impl Broker {
+    /// Runs the post-login Actions bound now for `user` logging in to
+    /// `client_id` with `scope`: after a provider login, a single sign-on
+    /// from the session, and a refresh grant, as Auth0 runs them. What
+    /// they grant, or the OAuth error the app gets (a deny is
+    /// `access_denied` with the Action's reason).
+    pub(super) async fn run_post_login(
+        &self,
+        user: &crate::store::User,
+        client_id: &str,
+        request: EventRequest,
+        scope: &str,
+        transaction: EventTransaction,
+    ) -> Result<crate::actions::Granted, OAuthError> {
+        let client = EventClient {
+            client_id: client_id.to_owned(),
+            name: self
+                .client(client_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+        };
+        let snapshot = self.catalog.snapshot();
+        PostLoginTrigger {
+            runtime: &self.runtime,
+            store: &*self.store,
+            chain: &snapshot.post_login,
+        }
+        .run_for_login(user, client, request, scope, transaction)
+        .await
+        .map_err(post_login_error)
     }
 }
 

@@ -19,15 +19,18 @@
 //! [`SessionLimits::refresh_token_absolute_seconds`]: super::limits::SessionLimits
 //! [`SessionLimits::refresh_token_idle_seconds`]: super::limits::SessionLimits
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 
 use super::Broker;
 use super::issue::Grant;
 use super::oauth::{ErrorCode, OAuthError, Params};
 use super::token::{has_scope, store_unavailable, token_response};
+use crate::actions::{EventRequest, EventTransaction};
 use crate::model::Client;
 use crate::secret::SecretHash;
-use crate::store::{RefreshGrant, RefreshLookup, Rotation};
+use crate::store::{GrantClaims, RefreshGrant, RefreshLookup, Rotation};
 
 impl Broker {
     /// Stores the first refresh token of family `family_id` for `g` and
@@ -72,6 +75,7 @@ impl Broker {
         &self,
         params: &Params,
         client: &Client,
+        from: IpAddr,
     ) -> Result<Value, OAuthError> {
         let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
         let token = params.require("refresh_token")?;
@@ -150,6 +154,38 @@ impl Broker {
             })?),
             None => None,
         };
+        // Post-login Actions run on a refresh too, as Auth0 runs them on
+        // its refresh-token exchanges: the claims they set now are the new
+        // tokens' claims; a deny (`access_denied`) leaves the refresh token
+        // unused.
+        let request = EventRequest {
+            ip: from.to_string(),
+            user_agent: crate::events::user_agent(),
+            hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
+            query: Vec::new(),
+        };
+        let transaction = EventTransaction {
+            requested_scopes: scope.split_whitespace().map(str::to_owned).collect(),
+            redirect_uri: String::new(),
+            audience: grant.audience.clone(),
+            prompt: None,
+        };
+        let granted = self
+            .run_post_login(&user, &client.client_id, request, &scope, transaction)
+            .await?;
+        // RFC 6749 §6: a refresh never widens the scope, whatever an Action
+        // adds.
+        let scope = granted
+            .scope
+            .split_whitespace()
+            .filter(|s| has_scope(&grant.scope, s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let claims = GrantClaims {
+            id_token: granted.id_token_claims,
+            access_token: granted.access_token_claims,
+            ..GrantClaims::default()
+        };
 
         let next = self.random.token();
         let lifetimes = self.limits.sessions;
@@ -184,7 +220,7 @@ impl Broker {
             }
         }
         let facts = Grant {
-            claims: None,
+            claims: Some(&claims),
             client,
             user: &user,
             scope: &scope,

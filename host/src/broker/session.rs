@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use super::oauth::{ErrorCode, OAuthError, Params};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
+use crate::actions::{EventRequest, EventTransaction};
 use crate::model::Client;
 use crate::secret::SecretHash;
 use crate::store::{
@@ -137,6 +138,10 @@ pub(super) struct SsoAttempt<'a> {
     pub request: SessionRequest,
     /// The code's grant, but for who and when: filled in from the session.
     pub grant: AuthorizationGrant,
+    /// The request and the app's transaction as post-login Actions see
+    /// them: they run for a single sign-on too.
+    pub event_request: EventRequest,
+    pub event_transaction: EventTransaction,
 }
 
 impl Broker {
@@ -201,10 +206,37 @@ impl Broker {
             // Ended between the read and now (a logout elsewhere).
             return Ok(None);
         }
+        // Post-login Actions run for this login too, as at Auth0: the
+        // session's user logging in to this app, now. A deny reaches the
+        // app as `access_denied`; the session stays.
+        let Some(user) = self
+            .store
+            .get_user(&session.user_id)
+            .await
+            .map_err(|e| unavailable(&e))?
+        else {
+            // Deleted since (its sessions end with it): log in anew.
+            return Ok(None);
+        };
+        let granted = self
+            .run_post_login(
+                &user,
+                client_id,
+                attempt.event_request,
+                &attempt.grant.scope,
+                attempt.event_transaction,
+            )
+            .await?;
         let grant = AuthorizationGrant {
             user_id: session.user_id.clone(),
             auth_time: login.auth_time,
             session_id: Some(session.id.clone()),
+            scope: granted.scope,
+            claims: GrantClaims {
+                id_token: granted.id_token_claims,
+                access_token: granted.access_token_claims,
+                ..GrantClaims::default()
+            },
             ..attempt.grant
         };
         tracing::info!(user_id = %grant.user_id, client_id, connection = %login.connection,

@@ -147,7 +147,7 @@ impl Broker {
             }
             match known {
                 GrantType::AuthorizationCode => self.redeem_code(&params, &client).await,
-                GrantType::RefreshToken => self.refresh(&params, &client).await,
+                GrantType::RefreshToken => self.refresh(&params, &client, from).await,
                 GrantType::ClientCredentials => self.client_credentials(&params, &client).await,
             }
         }
