@@ -761,8 +761,15 @@ impl SyscallCounter {
             let made = Command::new("mkfifo").arg(fifo).status().expect("mkfifo");
             assert!(made.success(), "mkfifo {}", fifo.display());
         }
-        let mut events = vec!["raw_syscalls:sys_enter".to_owned(), "context-switches".to_owned()];
-        events.extend(SYSCALLS_BY_NAME.iter().map(|n| format!("syscalls:sys_enter_{n}")));
+        let mut events = vec![
+            "raw_syscalls:sys_enter".to_owned(),
+            "context-switches".to_owned(),
+        ];
+        events.extend(
+            SYSCALLS_BY_NAME
+                .iter()
+                .map(|n| format!("syscalls:sys_enter_{n}")),
+        );
         let child = Command::new("perf")
             .args(["stat", "-x", ",", "-D", "-1", "-o"])
             .arg(&out)
@@ -774,7 +781,10 @@ impl SyscallCounter {
             .spawn()
             .expect("run perf stat (--syscalls needs perf)");
         // perf opens the control FIFO, then the acknowledgement one.
-        let ctl = std::fs::OpenOptions::new().write(true).open(&ctl).expect("perf's control fifo");
+        let ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ctl)
+            .expect("perf's control fifo");
         let ack = std::io::BufReader::new(std::fs::File::open(&ack).expect("perf's ack fifo"));
         Self {
             perf: std::sync::Mutex::new((child, ctl, ack)),
@@ -790,7 +800,11 @@ impl SyscallCounter {
         writeln!(ctl, "{command}").expect("perf control");
         let mut line = String::new();
         ack.read_line(&mut line).expect("perf ack");
-        assert_eq!(line.trim_matches(|c: char| c == '\n' || c == '\0'), "ack", "perf answered {line:?}");
+        assert_eq!(
+            line.trim_matches(|c: char| c == '\n' || c == '\0'),
+            "ack",
+            "perf answered {line:?}"
+        );
     }
 
     /// Stops perf and reads its counts: `("all", total)`,
