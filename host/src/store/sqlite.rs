@@ -980,8 +980,40 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<IdentityOutcome, StoreError> {
         let login = login.clone();
-        self.call(move |conn| identities::record_identity_login(conn, &login, now))
+        self.call(move |conn| identities::record_identity_login(conn, &login, None, now))
             .await
+    }
+
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        let (login, tokens) = (login.clone(), tokens.clone());
+        self.call(move |conn| identities::record_identity_login(conn, &login, Some(&tokens), now))
+            .await
+    }
+
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        let payload = to_json(&grant, CODES.table)?;
+        let (key, expires_at) = (*code.as_bytes(), grant.expires_at);
+        self.put_session_with(session_key, session, move |tx| {
+            execute(
+                tx,
+                CODES.put,
+                params![key, expires_at, payload],
+                CODES.table,
+            )
+            .map(drop)
+        })
+        .await
     }
 
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
