@@ -4,8 +4,7 @@
 use serde_json::json;
 use waypass::mapper::Profile;
 use waypass::store::{
-    IdentityLogin, IdentityOutcome, IdpTokenStore, IdpTokens, LinkPolicy, LinkRefusal, Store,
-    StoreError, Unlinked,
+    IdentityLogin, IdentityOutcome, IdpTokens, LinkPolicy, LinkRefusal, Store, StoreError, Unlinked,
 };
 
 use super::{NOW, RACERS, race};

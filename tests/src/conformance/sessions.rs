@@ -638,7 +638,11 @@ pub async fn a_session_and_code_written_together_are_each_found_as_if_written_ap
     let taken = store.take_code(key("code"), NOW).await.expect("take");
     assert_eq!(taken.as_ref().map(grant_fields), Some(grant_fields(&code)));
     assert!(
-        store.take_code(key("code"), NOW).await.expect("take").is_none(),
+        store
+            .take_code(key("code"), NOW)
+            .await
+            .expect("take")
+            .is_none(),
         "the code is single use"
     );
 }
