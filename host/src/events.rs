@@ -8,9 +8,11 @@
 //! in batches of up to [`EVENT_BATCH`], each gathered for up to
 //! [`EVENT_LINGER`] after its first event (a group commit: under load many
 //! logins' events share one store transaction). A crash loses at most what
-//! is queued and the batch being gathered or written: [`EVENT_QUEUE_BOUND`]
-//! + [`EVENT_BATCH`] events, none older than the linger plus the write. A full queue drops the new event (counted in
-//! [`EventSink::dropped`] and logged) rather than slow a login down.
+//! is queued and the batch being gathered or written, [`EVENT_QUEUE_BOUND`]
+//! plus [`EVENT_BATCH`] events; with a store that keeps up, the events of
+//! the last [`EVENT_LINGER`] and of the write under way. A full queue drops
+//! the new event (counted in [`EventSink::dropped`] and logged) rather than
+//! slow a login down.
 //!
 //! No event holds a secret: codes, tokens, client secrets, cookies and
 //! request bodies are never put in one; management writes carry the
