@@ -1379,6 +1379,17 @@ impl Store for PostgresStore {
         self.identity_login(login, now).await
     }
 
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.put_session_with(session_key, session, Some((code, &grant)))
+            .await
+    }
+
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
         self.identities_of(user_ids).await
     }
