@@ -2,7 +2,7 @@
 //! `cargo bench -p waypass --bench login [-- --logins N --concurrency C
 //! --warmup N --mode full|sso|refresh|all --profile rust|js|py|script|all
 //! --app rs256|es256 --store sqlite|postgres --workers N --callgrind
-//! --without metrics|events|metrics,events --propagation SWAPS]`. Every flag combines with the others, except that
+//! --without metrics|events|metrics,events --syscalls --propagation SWAPS]`. Every flag combines with the others, except that
 //! `--propagation` is a measurement of its own (below).
 //!
 //! The broker runs as its own process (`waypass serve`), so its CPU time can
@@ -51,6 +51,14 @@
 //! warm-up and the mode's setup logins are done, dumped after the measured
 //! operations (a figure that does not move with the machine's load). With
 //! `WAYPASS_BENCH_CALLGRIND_KEEP=DIR` the dumps are copied to `DIR`.
+//!
+//! `--syscalls` also counts the broker's system calls (every thread's) over
+//! each measured phase with `perf stat -e raw_syscalls:sys_enter,…`
+//! (attached to the broker, its counters enabled and disabled through a
+//! control FIFO at the phase's start and end), and reports them per
+//! operation: the total, the calls that dominate by name, and context
+//! switches. Counts move a little with scheduling (futex wake-ups, epoll
+//! waits), far less than CPU-seconds do.
 //!
 //! `--without metrics,events` starts the measured broker with metrics, log
 //! events or both off (`WAYPASS_BENCH_WITHOUT`, a benchmark's baseline): run
@@ -197,6 +205,8 @@ struct Args {
     store: StoreKind,
     workers: Option<usize>,
     callgrind: bool,
+    /// Count the broker's system calls over each phase (`perf stat`).
+    syscalls: bool,
     /// `WAYPASS_BENCH_WITHOUT` for the measured broker (`metrics`, `events`).
     without: Option<String>,
     /// `Some(swaps)`: the propagation measurement.
@@ -214,6 +224,7 @@ fn args() -> Args {
         store: StoreKind::Sqlite,
         workers: None,
         callgrind: false,
+        syscalls: false,
         without: None,
         propagation: None,
     };
@@ -252,6 +263,7 @@ fn args() -> Args {
         }
     }
     a.callgrind = argv.iter().any(|a| a == "--callgrind");
+    a.syscalls = argv.iter().any(|a| a == "--syscalls");
     a
 }
 
@@ -415,6 +427,7 @@ enabled = false
             args.concurrency,
             Mode::Full,
             None,
+            None,
         )
         .await;
     }
@@ -433,8 +446,12 @@ enabled = false
             backends: &backends,
         },
     };
+    let syscall_dir = args.syscalls.then(|| tempfile::tempdir().expect("tempdir"));
     for &mode in &args.modes {
         for client in &args.apps {
+            let counter = syscall_dir
+                .as_ref()
+                .map(|dir| SyscallCounter::attach(broker.id(), dir.path()));
             let measured = logins(
                 &target,
                 client,
@@ -442,9 +459,27 @@ enabled = false
                 args.concurrency,
                 mode,
                 Some(&probe),
+                counter.as_ref(),
             )
             .await;
             let (done, noun) = (measured.done as f64, mode.noun());
+            if let Some(counter) = counter {
+                let counts = counter.finish();
+                let per = |n: u64| n as f64 / done;
+                let by_name: Vec<String> = counts
+                    .iter()
+                    .filter(|(name, _)| name != "all" && name != "context-switches")
+                    .map(|(name, n)| format!("{name} {:.1}", per(*n)))
+                    .collect();
+                let count = |key: &str| counts.iter().find(|(n, _)| n == key).map_or(0, |c| c.1);
+                println!(
+                    "{client}: broker system calls per {}: {:.1} ({}), context switches {:.1} (perf stat)",
+                    mode.one(),
+                    per(count("all")),
+                    by_name.join(", "),
+                    per(count("context-switches")),
+                );
+            }
             let used = &measured.used;
             if args.callgrind {
                 println!(
@@ -687,6 +722,117 @@ enum Probe<'a> {
     Callgrind { broker: u32, dir: &'a Path },
 }
 
+/// The system calls counted by `--syscalls`, each by name; the rest are in
+/// the total only.
+const SYSCALLS_BY_NAME: &[&str] = &[
+    "futex",
+    "epoll_wait",
+    "read",
+    "write",
+    "writev",
+    "recvfrom",
+    "sendto",
+    "pread64",
+    "pwrite64",
+    "fdatasync",
+    "fsync",
+    "fcntl",
+    "lseek",
+    "madvise",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "sched_yield",
+];
+
+/// `perf stat` attached to the broker, its counters off until
+/// [`SyscallCounter::control`] turns them on: through a control FIFO that
+/// perf acknowledges, so the counted span is exactly the measured phase.
+struct SyscallCounter {
+    perf: std::sync::Mutex<(Child, std::fs::File, std::io::BufReader<std::fs::File>)>,
+    out: std::path::PathBuf,
+}
+
+impl SyscallCounter {
+    fn attach(pid: u32, dir: &Path) -> Self {
+        let (ctl, ack, out) = (dir.join("ctl"), dir.join("ack"), dir.join("perf.csv"));
+        for fifo in [&ctl, &ack] {
+            let _ = std::fs::remove_file(fifo);
+            let made = Command::new("mkfifo").arg(fifo).status().expect("mkfifo");
+            assert!(made.success(), "mkfifo {}", fifo.display());
+        }
+        let mut events = vec![
+            "raw_syscalls:sys_enter".to_owned(),
+            "context-switches".to_owned(),
+        ];
+        events.extend(
+            SYSCALLS_BY_NAME
+                .iter()
+                .map(|n| format!("syscalls:sys_enter_{n}")),
+        );
+        let child = Command::new("perf")
+            .args(["stat", "-x", ",", "-D", "-1", "-o"])
+            .arg(&out)
+            .arg("--control")
+            .arg(format!("fifo:{},{}", ctl.display(), ack.display()))
+            .args(["-e", &events.join(","), "-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run perf stat (--syscalls needs perf)");
+        // perf opens the control FIFO, then the acknowledgement one.
+        let ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ctl)
+            .expect("perf's control fifo");
+        let ack = std::io::BufReader::new(std::fs::File::open(&ack).expect("perf's ack fifo"));
+        Self {
+            perf: std::sync::Mutex::new((child, ctl, ack)),
+            out,
+        }
+    }
+
+    /// Sends `enable` or `disable` and waits for perf's acknowledgement.
+    fn control(&self, command: &str) {
+        use std::io::Write;
+        let mut perf = self.perf.lock().expect("perf");
+        let (_, ctl, ack) = &mut *perf;
+        writeln!(ctl, "{command}").expect("perf control");
+        let mut line = String::new();
+        ack.read_line(&mut line).expect("perf ack");
+        assert_eq!(
+            line.trim_matches(|c: char| c == '\n' || c == '\0'),
+            "ack",
+            "perf answered {line:?}"
+        );
+    }
+
+    /// Stops perf and reads its counts: `("all", total)`,
+    /// `("context-switches", n)` and each of [`SYSCALLS_BY_NAME`].
+    fn finish(self) -> Vec<(String, u64)> {
+        let (mut child, ctl, ack) = self.perf.into_inner().expect("perf");
+        drop((ctl, ack));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&self.out).expect("perf stat output");
+        text.lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(',').collect();
+                let event = *fields.get(2)?;
+                let name = match event {
+                    "raw_syscalls:sys_enter" => "all",
+                    "context-switches" => "context-switches",
+                    other => other.strip_prefix("syscalls:sys_enter_")?,
+                };
+                // `<not counted>` (no call at all) is zero.
+                Some((name.to_owned(), fields[0].parse().unwrap_or(0)))
+            })
+            .collect()
+    }
+}
+
 /// What a [`Probe`] read (what it does not read stays zero).
 #[derive(Debug, Default, Clone, Copy)]
 struct Usage {
@@ -771,6 +917,7 @@ async fn logins(
     concurrency: usize,
     mode: Mode,
     probe: Option<&Probe<'_>>,
+    syscalls: Option<&SyscallCounter>,
 ) -> Measured {
     let per_task = total / concurrency;
     let ready = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
@@ -820,12 +967,18 @@ async fn logins(
         .collect();
     ready.wait().await;
     let before = probe.map(Probe::start);
+    if let Some(counter) = syscalls {
+        counter.control("enable");
+    }
     let start = Instant::now();
     go.wait().await;
     for t in tasks {
         t.await.expect("login task");
     }
     let wall = start.elapsed();
+    if let Some(counter) = syscalls {
+        counter.control("disable");
+    }
     Measured {
         done: per_task * concurrency,
         wall,

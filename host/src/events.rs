@@ -5,10 +5,14 @@
 //!
 //! Events are written off the request path: [`EventSink::record`] puts one
 //! on a bounded queue ([`EVENT_QUEUE_BOUND`]) and a writer task stores them
-//! in batches of up to [`EVENT_BATCH`]. A crash loses at most what is
-//! queued and the batch being written: [`EVENT_QUEUE_BOUND`] +
-//! [`EVENT_BATCH`] events. A full queue drops the new event (counted in
-//! [`EventSink::dropped`] and logged) rather than slow a login down.
+//! in batches of up to [`EVENT_BATCH`], each gathered for up to
+//! [`EVENT_LINGER`] after its first event (a group commit: under load many
+//! logins' events share one store transaction). A crash loses at most what
+//! is queued and the batch being gathered or written, [`EVENT_QUEUE_BOUND`]
+//! plus [`EVENT_BATCH`] events; with a store that keeps up, the events of
+//! the last [`EVENT_LINGER`] and of the write under way. A full queue drops
+//! the new event (counted in [`EventSink::dropped`] and logged) rather than
+//! slow a login down.
 //!
 //! No event holds a secret: codes, tokens, client secrets, cookies and
 //! request bodies are never put in one; management writes carry the
@@ -31,6 +35,15 @@ pub const EVENT_QUEUE_BOUND: usize = 4096;
 /// Events written in one store transaction: large batches amortise a
 /// commit under load, while a quiet instance writes each event at once.
 pub const EVENT_BATCH: usize = 256;
+/// How long the writer waits, after a batch's first event, for more before
+/// writing it. Each write is a store transaction (on SQLite a hand-off to
+/// its thread, a commit and its WAL appends); written one by one, a login's
+/// two events cost ~0.1 CPU-s per 1000 logins of kernel time alone
+/// (BENCHMARKS.md). At hundreds of logins a second, 50 ms gathers tens of
+/// events into one write, while an event still reaches the store (and
+/// every other instance's `/api/v2/logs`) well within a second. A flush
+/// ends the wait: this instance's own reads never wait for it.
+pub const EVENT_LINGER: Duration = Duration::from_millis(50);
 /// How long log events are kept by default (`log_retention_days`), as
 /// Auth0's paid plans keep them.
 pub const DEFAULT_LOG_RETENTION_DAYS: u32 = 30;
@@ -171,9 +184,15 @@ impl EventSink {
     /// A sink writing to `store`, its writer on the current tokio runtime
     /// (none outside one: then events are counted as dropped).
     pub fn new(store: Arc<dyn Store>, instance: &str) -> Self {
+        Self::with_linger(store, instance, EVENT_LINGER)
+    }
+
+    /// [`EventSink::new`] gathering each batch for `linger` instead of
+    /// [`EVENT_LINGER`] (tests).
+    pub fn with_linger(store: Arc<dyn Store>, instance: &str, linger: Duration) -> Self {
         let queue = tokio::runtime::Handle::try_current().ok().map(|rt| {
             let (tx, rx) = mpsc::channel(EVENT_QUEUE_BOUND);
-            rt.spawn(write_batches(store, rx));
+            rt.spawn(write_batches(store, rx, linger));
             tx
         });
         Self {
@@ -242,21 +261,39 @@ impl EventSink {
     }
 }
 
-/// The writer: takes what is queued (up to [`EVENT_BATCH`]) and writes it
-/// in one call, until every sender is gone.
-async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Message>) {
+/// The writer: gathers what is queued for up to `linger` after the first
+/// event (less once [`EVENT_BATCH`] are there or a flush asks) and writes
+/// it in one call, until every sender is gone.
+async fn write_batches(
+    store: Arc<dyn Store>,
+    mut queue: mpsc::Receiver<Message>,
+    linger: Duration,
+) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = queue.recv().await {
+        let deadline = tokio::time::Instant::now() + linger;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Event(e) => batch.push(*e),
                 Message::Flush(done) => flushes.push(done),
             }
-            if batch.len() < EVENT_BATCH {
-                next = queue.try_recv().ok();
+            // Everything queued before a flush is in the batch (the queue
+            // is FIFO): write it now.
+            if batch.len() >= EVENT_BATCH || !flushes.is_empty() {
+                break;
             }
+            next = match queue.try_recv() {
+                Ok(message) => Some(message),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(deadline, queue.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
         }
         if !batch.is_empty() {
             if let Err(e) = store.put_log_events(&batch).await {
@@ -450,6 +487,68 @@ mod tests {
             .expect("list");
         assert_eq!(page.total, 10);
         assert!(page.events.windows(2).all(|w| w[0].log_id > w[1].log_id));
+    }
+
+    /// How many events `store` holds.
+    async fn stored(store: &dyn Store) -> u64 {
+        store
+            .log_events(&crate::store::LogQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .total
+    }
+
+    /// How many `put_log_events` calls `metrics` timed.
+    fn event_writes(metrics: &crate::metrics::Metrics) -> u64 {
+        metrics
+            .render(0)
+            .lines()
+            .find(|l| {
+                l.starts_with("waypass_store_operation_duration_seconds_count")
+                    && l.contains("operation=\"put_log_events\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn events_recorded_while_a_batch_lingers_share_one_store_write() {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = crate::metrics::InstrumentedStore::wrap(
+            Arc::new(crate::store::MemoryStore::default()),
+            metrics.clone(),
+        );
+        // A linger no test outlasts: only the flush ends it.
+        let sink = EventSink::with_linger(store.clone(), "i1", Duration::from_secs(3600));
+        sink.record(sink.event(EventType::Success, 100, "first"));
+        // The writer (on this test's one thread) takes the first event and
+        // waits for more.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        sink.record(sink.event(EventType::Success, 101, "second"));
+        sink.flush().await;
+        assert_eq!(stored(&*store).await, 2);
+        assert_eq!(
+            event_writes(&metrics),
+            1,
+            "each event was written on its own"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flush_ends_the_linger_at_once() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
+        let sink = EventSink::with_linger(store.clone(), "i1", Duration::from_secs(3600));
+        sink.record(sink.event(EventType::Success, 100, "ok"));
+        // Far below the linger, far above any scheduling delay.
+        tokio::time::timeout(Duration::from_secs(60), sink.flush())
+            .await
+            .expect("the flush waited for the linger");
+        assert_eq!(stored(&*store).await, 1);
     }
 
     #[test]

@@ -144,6 +144,8 @@ where
         unlinking_into_an_existing_user_id_is_a_conflict,
         deleting_a_user_deletes_their_identities,
         a_plain_login_records_its_identity,
+        a_login_recorded_with_its_tokens_keeps_them_and_a_refused_one_keeps_neither,
+        a_session_and_code_written_together_are_each_found_as_if_written_apart,
     );
 }
 

@@ -115,7 +115,7 @@ async fn a_login_moves_the_login_counter_and_puts_a_sample_in_every_stage_histog
     assert!(
         sample(
             &after,
-            "waypass_store_operation_duration_seconds_count{operation=\"record_identity_login\",result=\"ok\"}"
+            "waypass_store_operation_duration_seconds_count{operation=\"record_identity_login_with_tokens\",result=\"ok\"}"
         ) >= 1.0
     );
     assert!(

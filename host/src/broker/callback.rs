@@ -276,21 +276,12 @@ impl Broker {
             super::profile_sync::non_persistent_part(&connection.spec.options, &profile);
         // The identity's user: found, created, or linked by the policy.
         // The provider's tokens belong to this login's identity (which a
-        // linked user may hold beside its primary one).
-        let provider_user_id = profile.user_id.clone();
+        // linked user may hold beside its primary one): written with it.
+        let provider_tokens = provider_tokens.for_identity(&connection.id, &profile.user_id, now);
         let user = self
-            .record_user(connection, profile, &request.ip, now)
+            .record_user(connection, profile, &provider_tokens, &request.ip, now)
             .await?;
         let user_id = user.user_id.clone();
-        self.keep_idp_tokens(&connection.id, &provider_user_id, provider_tokens, now)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot keep the provider's tokens");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the login could not be recorded; try again",
-                )
-            })?;
         // Post-login Actions: after the user is known, before the code.
         let granted = self
             .run_post_login(

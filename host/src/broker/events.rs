@@ -102,22 +102,19 @@ impl Broker {
     /// logged. The client id is kept only if the catalog knows it.
     pub(super) fn log_token(
         &self,
-        form: &str,
-        authorization: Option<&str>,
+        request: super::token::TokenEvent,
         status: u16,
         body: &str,
         from: IpAddr,
     ) {
-        let Ok(params) = Params::parse(form) else {
-            return;
-        };
+        use super::token::LoggedGrant;
         let ok = status == 200;
-        let kind = match (params.get("grant_type"), ok) {
-            (Some("authorization_code"), true) => EventType::CodeExchange,
-            (Some("authorization_code"), false) => EventType::CodeExchangeFailure,
-            (Some("client_credentials"), true) => EventType::ClientCredentials,
-            (Some("client_credentials"), false) => EventType::ClientCredentialsFailure,
-            _ => return,
+        let kind = match (request.grant, ok) {
+            (Some(LoggedGrant::AuthorizationCode), true) => EventType::CodeExchange,
+            (Some(LoggedGrant::AuthorizationCode), false) => EventType::CodeExchangeFailure,
+            (Some(LoggedGrant::ClientCredentials), true) => EventType::ClientCredentials,
+            (Some(LoggedGrant::ClientCredentials), false) => EventType::ClientCredentialsFailure,
+            (None, _) => return,
         };
         let description = if ok {
             "Token issued".to_owned()
@@ -133,10 +130,7 @@ impl Broker {
         };
         let mut event = self.events.event(kind, self.clock.now(), description);
         event.ip = Some(from.to_string());
-        if let Some(client) = self
-            .claimed_client(&params, authorization)
-            .and_then(|id| self.client(&id))
-        {
+        if let Some(client) = request.client_id.and_then(|id| self.client(&id)) {
             event.client_id = Some(client.client_id.clone());
             event.client_name = Some(client.name.clone());
         }

@@ -26,26 +26,24 @@ impl ProviderTokens {
     }
 }
 
-impl Broker {
-    /// Stores the tokens of this login for the identity (connection id,
-    /// the provider's user id), replacing the previous login's.
-    pub(super) async fn keep_idp_tokens(
-        &self,
+impl ProviderTokens {
+    /// What is stored of this login for the identity (connection id, the
+    /// provider's user id), replacing the previous login's: written with
+    /// the login's user (`Broker::record_user`).
+    pub(super) fn for_identity(
+        self,
         connection_id: &str,
         provider_user_id: &str,
-        tokens: ProviderTokens,
         now: u64,
-    ) -> Result<(), StoreError> {
-        self.store
-            .put_idp_tokens(&IdpTokens {
-                connection_id: connection_id.to_owned(),
-                provider_user_id: provider_user_id.to_owned(),
-                access_token: tokens.access_token,
-                refresh_token: tokens.refresh_token,
-                expires_at: tokens.expires_at,
-                updated_at: now,
-            })
-            .await
+    ) -> IdpTokens {
+        IdpTokens {
+            connection_id: connection_id.to_owned(),
+            provider_user_id: provider_user_id.to_owned(),
+            access_token: self.access_token,
+            refresh_token: self.refresh_token,
+            expires_at: self.expires_at,
+            updated_at: now,
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use crate::events::{EventType, LinkDetails};
 use crate::mapper::Profile;
 use crate::model::{AccountLinking, Connection, RootAttributesSync};
 use crate::store::{
-    IdentityLogin, IdentityOutcome, LinkPolicy, LinkRefusal, StoreError, StoredIdentity, User,
+    IdentityLogin, IdentityOutcome, IdpTokens, LinkPolicy, LinkRefusal, StoreError, StoredIdentity,
+    User,
 };
 
 /// The user id a new user of this identity gets, and that names the
@@ -56,11 +57,13 @@ impl Broker {
     /// Records a login through `connection` whose provider said `fresh`:
     /// the profile to keep (root attributes as the connection syncs them,
     /// never its non-persistent attributes) goes to the identity's user,
-    /// found, created or linked as its policy says. A link is logged.
+    /// found, created or linked as its policy says, and with it (unless
+    /// refused) the provider's `tokens` of this login. A link is logged.
     pub(super) async fn record_user(
         &self,
         connection: &Connection,
         fresh: Profile,
+        tokens: &IdpTokens,
         ip: &str,
         now: u64,
     ) -> Result<User, OAuthError> {
@@ -96,7 +99,11 @@ impl Broker {
             email_verified,
             policy: policy(options.account_linking),
         };
-        match self.store.record_identity_login(&login, now).await {
+        match self
+            .store
+            .record_identity_login_with_tokens(&login, tokens, now)
+            .await
+        {
             Ok(IdentityOutcome::Recorded(user)) => Ok(user),
             Ok(IdentityOutcome::Linked(user)) => {
                 tracing::info!(

@@ -307,17 +307,13 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             match read_form(body).await {
                 Ok(form) => {
                     let timer = crate::metrics::Timer::start();
-                    let reply = broker.token(&form, authorization.as_deref(), from).await;
+                    let (reply, event) = broker
+                        .token_with_event(&form, authorization.as_deref(), from)
+                        .await;
                     broker
                         .metrics
                         .stage(crate::metrics::Stage::Token, timer.elapsed());
-                    broker.log_token(
-                        &form,
-                        authorization.as_deref(),
-                        reply.status,
-                        &reply.body,
-                        from,
-                    );
+                    broker.log_token(event, reply.status, &reply.body, from);
                     json_reply(reply)
                 }
                 Err(resp) => resp,

@@ -304,26 +304,31 @@ impl Broker {
         session.idle_expires_at = idle_expires_at;
         session.expires_at = expires_at;
         let value = self.random.token();
+        let mut grant = AuthorizationGrant {
+            client_id: tx.client_id.clone(),
+            redirect_uri: tx.redirect_uri.clone(),
+            user_id: user_id.to_owned(),
+            scope,
+            nonce: tx.nonce.clone(),
+            code_challenge: tx.code_challenge.clone(),
+            auth_time: now,
+            claims,
+            session_id: Some(session.id.clone()),
+            audience: tx.audience.clone(),
+            correlation_id: Some(tx.correlation_id.clone()),
+            expires_at: now + AUTHORIZATION_CODE_TTL.as_secs(),
+        };
+        let code = self.new_code(&mut grant);
+        // One write for both: the code is never stored without its session.
         self.store
-            .put_session(SecretHash::of(&value), &session)
+            .put_session_and_code(
+                SecretHash::of(&value),
+                &session,
+                SecretHash::of(&code),
+                grant,
+            )
             .await
             .map_err(|e| unavailable(&e))?;
-        let code = self
-            .issue_code(AuthorizationGrant {
-                client_id: tx.client_id.clone(),
-                redirect_uri: tx.redirect_uri.clone(),
-                user_id: user_id.to_owned(),
-                scope,
-                nonce: tx.nonce.clone(),
-                code_challenge: tx.code_challenge.clone(),
-                auth_time: now,
-                claims,
-                session_id: Some(session.id.clone()),
-                audience: tx.audience.clone(),
-                correlation_id: Some(tx.correlation_id.clone()),
-                expires_at: now + AUTHORIZATION_CODE_TTL.as_secs(),
-            })
-            .await?;
         Ok((
             code,
             SessionCookie {
@@ -333,17 +338,23 @@ impl Broker {
         ))
     }
 
+    /// A new code for `grant`: the claims never stored in the clear are
+    /// sealed with it, into `grant`.
+    fn new_code(&self, grant: &mut AuthorizationGrant) -> String {
+        let code = self.random.token();
+        let transient = std::mem::take(&mut grant.claims.transient);
+        if !transient.is_empty() {
+            grant.claims.sealed = super::sealed::seal(&code, &transient);
+        }
+        code
+    }
+
     /// Stores `grant` under a new code and returns the code.
     pub(super) async fn issue_code(
         &self,
         mut grant: AuthorizationGrant,
     ) -> Result<String, OAuthError> {
-        let code = self.random.token();
-        // Claims never stored in the clear travel sealed with the code.
-        let transient = std::mem::take(&mut grant.claims.transient);
-        if !transient.is_empty() {
-            grant.claims.sealed = super::sealed::seal(&code, &transient);
-        }
+        let code = self.new_code(&mut grant);
         self.store
             .put_code(SecretHash::of(&code), grant)
             .await

@@ -144,6 +144,33 @@ impl Store for InstrumentedStore {
         )
         .await
     }
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &crate::store::IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.timed(
+            "record_identity_login_with_tokens",
+            self.inner
+                .record_identity_login_with_tokens(login, tokens, now),
+        )
+        .await
+    }
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            "put_session_and_code",
+            self.inner
+                .put_session_and_code(session_key, session, code, grant),
+        )
+        .await
+    }
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
         self.timed("identities", self.inner.identities(user_ids))
             .await

@@ -501,6 +501,37 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
         login: &IdentityLogin,
         now: u64,
     ) -> Result<IdentityOutcome, StoreError>;
+    /// [`Store::record_identity_login`], then, unless the login is
+    /// refused, [`IdpTokenStore::put_idp_tokens`] of the provider's
+    /// `tokens` of this login: a callback's two writes as one where the
+    /// backend can (SQLite: one transaction and one hand-off to its thread,
+    /// where two cost twice the locks, commits and wake-ups). Either both
+    /// are written or, on an error, possibly neither.
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        let outcome = self.record_identity_login(login, now).await?;
+        if !matches!(outcome, IdentityOutcome::Refused(_)) {
+            self.put_idp_tokens(tokens).await?;
+        }
+        Ok(outcome)
+    }
+    /// [`SessionStore::put_session`] and [`Store::put_code`]: a login's
+    /// last writes (its browser session and the app's code) as one where
+    /// the backend can. The code is stored only with its session.
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.put_session(session_key, session).await?;
+        self.put_code(code, grant).await
+    }
     /// The identities of the users `user_ids`, ordered by user id, then
     /// by creation, connection and provider id.
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError>;

@@ -1376,7 +1376,27 @@ impl Store for PostgresStore {
         login: &IdentityLogin,
         now: u64,
     ) -> Result<IdentityOutcome, StoreError> {
-        self.identity_login(login, now).await
+        self.identity_login(login, None, now).await
+    }
+
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.identity_login(login, Some(tokens), now).await
+    }
+
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.put_session_with(session_key, session, Some((code, &grant)))
+            .await
     }
 
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {

@@ -345,6 +345,27 @@ impl Store for SealedStore {
     ) -> Result<IdentityOutcome, StoreError> {
         self.inner.record_identity_login(login, now).await
     }
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        self.inner
+            .record_identity_login_with_tokens(login, &self.seal_idp_tokens(tokens)?, now)
+            .await
+    }
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_session_and_code(session_key, session, code, grant)
+            .await
+    }
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
         self.inner.identities(user_ids).await
     }

@@ -58,6 +58,17 @@
 //! one at a time, as they did behind a mutex before. Between processes,
 //! SQLite's own locking (WAL mode, a busy timeout) serialises writers.
 //!
+//! Group commit: a job of plain statements (one `INSERT`, one `DELETE …
+//! RETURNING`, a read; no transaction of its own) found queued behind
+//! another such job runs with it in one `BEGIN IMMEDIATE … COMMIT`, and
+//! each caller is answered once that commit is done (with its error if it
+//! fails). Every transaction costs the same fixed work — the WAL's
+//! shared-memory locks (`fcntl`), its commit frame, a wake-up of this
+//! thread — so under load many logins share it, and a lone job runs as
+//! before, in autocommit. The statements run one after the other as they
+//! would have alone: a take of a key two callers race for still lets one
+//! win, and another process still sees all of a group or none of it.
+//!
 //! # The catalog version
 //!
 //! `catalog_version` holds one number, bumped by triggers on every insert,
@@ -366,9 +377,27 @@ pub struct SqliteStore {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// One call: runs on the store's thread with its connection, and sends
-/// its result back itself.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// One call: runs on the store's thread with its connection.
+enum Job {
+    /// Runs alone (it may open its own transaction) and answers itself.
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Plain statements, no transaction of their own: may share one with
+    /// the plain jobs queued beside it (module documentation, "Group
+    /// commit").
+    Plain(PlainJob),
+}
+
+/// A plain job: runs its statements and returns how to answer its caller
+/// once its group's commit is known.
+type PlainJob = Box<dyn FnOnce(&Connection) -> Answer + Send>;
+/// Answers a plain job's caller: its own result, or the commit's error.
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Most plain jobs in one group commit: bounds how long the group holds
+/// the write lock (other processes on the file wait for it) and how many
+/// callers one failed commit fails. A login makes ~5 plain calls, so this
+/// is a dozen logins' worth.
+const GROUP_MAX: usize = 64;
 
 impl SqliteStore {
     /// The schema version this code writes (the number of migrations it
@@ -418,16 +447,7 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("waypass-sqlite".into())
-            .spawn(move || {
-                for job in queue {
-                    // A job that panics drops its reply (the caller gets an
-                    // error) and rolls back its open transaction; the
-                    // thread goes on with the next.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        job(&mut conn);
-                    }));
-                }
-            })
+            .spawn(move || run_jobs(&mut conn, &queue))
             .map_err(|e| {
                 StoreError::Backend(format!("sqlite: starting the store's thread: {e}"))
             })?;
@@ -451,9 +471,26 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Box::new(move |conn| {
+        self.send(Job::Alone(Box::new(move |conn| {
             let _ = reply.send(f(conn));
-        }))?;
+        })))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// [`SqliteStore::call`] for plain statements that open no
+    /// transaction: `f` may run in a group commit, and its result is
+    /// returned once that commit is done.
+    async fn call_plain<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Job::Plain(Box::new(move |conn| {
+            let result = f(conn);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = reply.send(committed.and(result));
+            })
+        })))?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -464,9 +501,9 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Box::new(move |conn| {
+        self.send(Job::Alone(Box::new(move |conn| {
             let _ = reply.send(f(conn));
-        }))?;
+        })))?;
         answer.recv().map_err(|_| stopped())?
     }
 
@@ -481,7 +518,7 @@ impl SqliteStore {
     where
         P: rusqlite::Params + Send + 'static,
     {
-        self.call(move |conn| execute(conn, sql, params, what))
+        self.call_plain(move |conn| execute(conn, sql, params, what))
             .await
     }
 
@@ -511,7 +548,7 @@ impl SqliteStore {
     ) -> Result<Option<(u64, T)>, StoreError> {
         let key = *key.as_bytes();
         let row: Option<(u64, String)> = self
-            .call(move |conn| {
+            .call_plain(move |conn| {
                 let mut statement = conn.prepare_cached(sql).map_err(backend(table.table))?;
                 let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String)> {
                     Ok((r.get(0)?, r.get(1)?))
@@ -700,6 +737,75 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The store's thread: runs jobs until the store is dropped, plain jobs
+/// queued together in one group commit.
+fn run_jobs(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        match job {
+            // A job that panics drops its reply (the caller gets an
+            // error) and rolls back its open transaction; the thread goes
+            // on with the next.
+            Job::Alone(f) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            }
+            Job::Plain(first) => {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match queue.try_recv() {
+                        Ok(Job::Plain(f)) => group.push(f),
+                        Ok(alone) => {
+                            next = Some(alone);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(conn, group);
+            }
+        }
+    }
+}
+
+/// Runs plain jobs: one alone in autocommit, several in one transaction,
+/// each answered once it is committed.
+fn run_group(conn: &Connection, group: Vec<PlainJob>) {
+    let run =
+        |job: PlainJob| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).ok();
+    let grouped = group.len() > 1 && conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    if !grouped {
+        // One job, or no write lock within the busy timeout: each in
+        // autocommit, as without group commit.
+        for answer in group.into_iter().filter_map(run) {
+            answer(Ok(()));
+        }
+        return;
+    }
+    let answers: Vec<Answer> = group.into_iter().filter_map(run).collect();
+    // SQLite rolls a transaction back by itself on some errors (a full
+    // disk, an I/O error): then no job of the group can be said written.
+    let committed = if conn.is_autocommit() {
+        Err(StoreError::Backend(
+            "sqlite: a group commit was rolled back".into(),
+        ))
+    } else {
+        conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            backend("committing a group")(e)
+        })
+    };
+    for answer in answers {
+        answer(committed.clone());
+    }
+}
+
 /// Per-connection settings. WAL lets readers run beside the writer;
 /// `synchronous = NORMAL` in WAL mode may lose the last commits on power
 /// loss but never corrupts, which suits state that is mostly seconds-lived;
@@ -856,7 +962,7 @@ impl Store for SqliteStore {
         let binding = binding.map(SecretHash::to_hex);
         // `Ok(payload)` when taken, `Err(live)` when not.
         let found: Result<(u64, String), bool> = self
-            .call(move |conn| {
+            .call_plain(move |conn| {
                 let taken: Option<(u64, String)> = match binding {
                     Some(binding) => conn
                         .prepare_cached(TAKE_BOUND_TRANSACTION)
@@ -980,8 +1086,40 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<IdentityOutcome, StoreError> {
         let login = login.clone();
-        self.call(move |conn| identities::record_identity_login(conn, &login, now))
+        self.call(move |conn| identities::record_identity_login(conn, &login, None, now))
             .await
+    }
+
+    async fn record_identity_login_with_tokens(
+        &self,
+        login: &IdentityLogin,
+        tokens: &IdpTokens,
+        now: u64,
+    ) -> Result<IdentityOutcome, StoreError> {
+        let (login, tokens) = (login.clone(), tokens.clone());
+        self.call(move |conn| identities::record_identity_login(conn, &login, Some(&tokens), now))
+            .await
+    }
+
+    async fn put_session_and_code(
+        &self,
+        session_key: SecretHash,
+        session: &Session,
+        code: SecretHash,
+        grant: AuthorizationGrant,
+    ) -> Result<(), StoreError> {
+        let payload = to_json(&grant, CODES.table)?;
+        let (key, expires_at) = (*code.as_bytes(), grant.expires_at);
+        self.put_session_with(session_key, session, move |tx| {
+            execute(
+                tx,
+                CODES.put,
+                params![key, expires_at, payload],
+                CODES.table,
+            )
+            .map(drop)
+        })
+        .await
     }
 
     async fn identities(&self, user_ids: &[String]) -> Result<Vec<StoredIdentity>, StoreError> {
@@ -1016,7 +1154,7 @@ impl Store for SqliteStore {
         const GET_USER: &str =
             concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
+        self.call_plain(move |conn| {
             conn.prepare_cached(GET_USER)
                 .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
                 .map_err(backend("reading a user"))
@@ -1921,6 +2059,86 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Holds the store's thread until the returned sender is dropped or
+    /// sent to: calls made meanwhile queue up behind it.
+    fn hold(store: &SqliteStore) -> mpsc::Sender<()> {
+        let (release, held) = mpsc::channel::<()>();
+        store
+            .send(Job::Alone(Box::new(move |_| {
+                let _ = held.recv();
+            })))
+            .expect("queued");
+        release
+    }
+
+    #[tokio::test]
+    async fn plain_calls_queued_together_share_one_transaction_and_a_lone_one_autocommits() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        let in_transaction = || store.call_plain(|conn| Ok(!conn.is_autocommit()));
+        assert!(
+            !in_transaction().await.expect("alone"),
+            "a lone call is grouped"
+        );
+        let release = hold(&store);
+        // `join!` polls each call once (queueing it) before the release.
+        let (a, b, c, ()) = tokio::join!(
+            in_transaction(),
+            in_transaction(),
+            in_transaction(),
+            async {
+                release.send(()).expect("release");
+            }
+        );
+        assert_eq!(
+            [a, b, c].map(|r| r.expect("grouped")),
+            [true; 3],
+            "calls queued together ran apart"
+        );
+    }
+
+    #[tokio::test]
+    async fn in_a_group_each_call_gets_its_own_answer_and_a_failing_one_fails_alone() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store
+            .put_code(SecretHash::of("taken"), code(10_000))
+            .await
+            .expect("put");
+        let release = hold(&store);
+        let (put, take, missing, bad, ()) = tokio::join!(
+            store.put_code(SecretHash::of("new"), code(10_000)),
+            store.take_code(SecretHash::of("taken"), 100),
+            store.take_code(SecretHash::of("never"), 100),
+            store.execute(
+                "INSERT INTO no_such_table VALUES (1)",
+                (),
+                "a bad statement"
+            ),
+            async {
+                release.send(()).expect("release");
+            }
+        );
+        put.expect("put in the group");
+        assert!(take.expect("take").is_some(), "the take in the group");
+        assert!(missing.expect("take").is_none());
+        assert!(bad.is_err(), "a failing statement reports its error");
+        // What the group wrote was committed, the failure notwithstanding.
+        assert!(
+            store
+                .take_code(SecretHash::of("new"), 100)
+                .await
+                .expect("take")
+                .is_some()
+        );
+        assert!(
+            store
+                .take_code(SecretHash::of("taken"), 100)
+                .await
+                .expect("take")
+                .is_none(),
+            "taken once, in the group"
+        );
+    }
 
     fn code(expires_at: u64) -> AuthorizationGrant {
         AuthorizationGrant {

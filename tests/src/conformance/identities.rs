@@ -4,7 +4,7 @@
 use serde_json::json;
 use waypass::mapper::Profile;
 use waypass::store::{
-    IdentityLogin, IdentityOutcome, LinkPolicy, LinkRefusal, Store, StoreError, Unlinked,
+    IdentityLogin, IdentityOutcome, IdpTokens, LinkPolicy, LinkRefusal, Store, StoreError, Unlinked,
 };
 
 use super::{NOW, RACERS, race};
@@ -436,4 +436,58 @@ pub async fn a_plain_login_records_its_identity(store: &dyn Store) {
         .await
         .expect("identities");
     assert_eq!(both.len(), 1);
+}
+
+/// A login recorded with the provider's tokens of it (the callback's one
+/// write) keeps them for its identity, replacing the last login's; a
+/// refused login keeps neither its user nor its tokens.
+pub async fn a_login_recorded_with_its_tokens_keeps_them_and_a_refused_one_keeps_neither(
+    store: &dyn Store,
+) {
+    let tokens = |connection: &str, id: &str, access: &str, now: u64| IdpTokens {
+        connection_id: format!("con_{connection}"),
+        provider_user_id: id.into(),
+        access_token: access.into(),
+        refresh_token: Some(format!("rt-{access}")),
+        expires_at: Some(now + 3600),
+        updated_at: now,
+    };
+    let mut ada = login("a", "1", "ada@x.test", false, LinkPolicy::None);
+    ada.profile = profile("1", "ada@x.test", None, "a");
+    let first = tokens("a", "1", "at-1", NOW);
+    let outcome = store
+        .record_identity_login_with_tokens(&ada, &first, NOW)
+        .await
+        .expect("recorded");
+    assert_eq!(user_of(&outcome).user_id, "oauth2|a|1");
+    assert_eq!(
+        store.idp_tokens("con_a", "1").await.expect("read"),
+        Some(first)
+    );
+    let second = tokens("a", "1", "at-2", NOW + 1);
+    let outcome = store
+        .record_identity_login_with_tokens(&ada, &second, NOW + 1)
+        .await
+        .expect("recorded");
+    assert_eq!(user_of(&outcome).logins_count, 2);
+    assert_eq!(
+        store.idp_tokens("con_a", "1").await.expect("read"),
+        Some(second),
+        "the next login's tokens replace the last one's"
+    );
+
+    let dup = login("b", "1", "ADA@x.test", true, LinkPolicy::DenyDuplicateEmail);
+    assert_eq!(
+        store
+            .record_identity_login_with_tokens(&dup, &tokens("b", "1", "at-b", NOW), NOW)
+            .await
+            .expect("answered"),
+        IdentityOutcome::Refused(LinkRefusal::DuplicateEmail)
+    );
+    assert_eq!(store.get_user("oauth2|b|1").await.expect("get"), None);
+    assert_eq!(
+        store.idp_tokens("con_b", "1").await.expect("read"),
+        None,
+        "a refused login's tokens are not kept"
+    );
 }

@@ -7,7 +7,7 @@ use waypass::store::{
     StoredResourceServer, StoredScope,
 };
 
-use super::{NOW, RACERS, access, key, race};
+use super::{NOW, RACERS, access, grant, grant_fields, key, race};
 
 /// A session of `user` created at [`NOW`], idle for 100 s, over at +1000 s.
 pub(crate) fn session(id: &str, user: &str, clients: &[&str]) -> Session {
@@ -613,4 +613,36 @@ pub async fn resource_servers_are_put_listed_and_deleted_with_unique_identifiers
     assert!(store.delete_resource_server("rs_1").await.expect("delete"));
     assert!(!store.delete_resource_server("rs_1").await.expect("again"));
     assert!(store.resource_servers().await.expect("list").is_empty());
+}
+
+/// A login's session and the app's code written in one call (the
+/// callback's last write) are found as `put_session` and `put_code` would
+/// leave them: the session by its cookie and id, the code once.
+pub async fn a_session_and_code_written_together_are_each_found_as_if_written_apart(
+    store: &dyn Store,
+) {
+    let s = session("ses_1", "u1", &["app"]);
+    let code = grant("u1", NOW + 60);
+    store
+        .put_session_and_code(key("cookie"), &s, key("code"), code.clone())
+        .await
+        .expect("written");
+    assert_eq!(
+        store.get_session(key("cookie"), NOW).await.expect("read"),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.session("ses_1", NOW).await.expect("read"),
+        Some(s.clone())
+    );
+    let taken = store.take_code(key("code"), NOW).await.expect("take");
+    assert_eq!(taken.as_ref().map(grant_fields), Some(grant_fields(&code)));
+    assert!(
+        store
+            .take_code(key("code"), NOW)
+            .await
+            .expect("take")
+            .is_none(),
+        "the code is single use"
+    );
 }

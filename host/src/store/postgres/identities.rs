@@ -187,10 +187,13 @@ impl PostgresStore {
         Ok(user)
     }
 
-    /// [`Store::record_identity_login`].
+    /// [`Store::record_identity_login`], and with `tokens`
+    /// [`Store::record_identity_login_with_tokens`] (the tokens written in
+    /// the same transaction, unless the login is refused).
     pub(super) async fn identity_login(
         &self,
         login: &IdentityLogin,
+        tokens: Option<&IdpTokens>,
         now: u64,
     ) -> Result<IdentityOutcome, StoreError> {
         let now = to_db(now, "now")?;
@@ -198,6 +201,10 @@ impl PostgresStore {
         let key = [&login.connection, &login.provider_user_id];
         let mut conn = self.conn().await?;
         let st = Prepared::new(&mut conn).await?;
+        let put_tokens = conn
+            .prepare(super::idp_tokens::PUT_IDP_TOKENS)
+            .await
+            .map_err(backend(WHAT))?;
         let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
         let find = &st.find;
         let mut owner = tx
@@ -256,6 +263,9 @@ impl PostgresStore {
                 }
             }
         };
+        if let Some(tokens) = tokens {
+            super::idp_tokens::put_idp_tokens_in(&tx, &put_tokens, tokens).await?;
+        }
         tx.commit().await.map_err(backend(WHAT))?;
         Ok(outcome)
     }

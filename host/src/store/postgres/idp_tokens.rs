@@ -34,16 +34,44 @@ fn seconds(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// Inserts or replaces an identity's tokens: `$1`–`$6` as the columns.
+pub(super) const PUT_IDP_TOKENS: &str = "INSERT INTO idp_tokens (connection_id, provider_user_id, access_token, refresh_token, expires_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (connection_id, provider_user_id) DO UPDATE SET
+         access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+         expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+
+/// Writes an identity's tokens in `tx` with `put` ([`PUT_IDP_TOKENS`]
+/// prepared): a login's, beside its identity
+/// ([`Store::record_identity_login_with_tokens`]).
+pub(super) async fn put_idp_tokens_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    put: &Statement,
+    t: &IdpTokens,
+) -> Result<(), StoreError> {
+    let (expires_at, updated_at) = (t.expires_at.map(seconds), seconds(t.updated_at));
+    tx.execute(
+        put,
+        &[
+            &t.connection_id,
+            &t.provider_user_id,
+            &t.access_token,
+            &t.refresh_token,
+            &expires_at,
+            &updated_at,
+        ],
+    )
+    .await
+    .map_err(backend("storing the provider's tokens"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl IdpTokenStore for PostgresStore {
     async fn put_idp_tokens(&self, t: &IdpTokens) -> Result<(), StoreError> {
         let (expires_at, updated_at) = (t.expires_at.map(seconds), seconds(t.updated_at));
         self.execute(
-            "INSERT INTO idp_tokens (connection_id, provider_user_id, access_token, refresh_token, expires_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (connection_id, provider_user_id) DO UPDATE SET
-                 access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-                 expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            PUT_IDP_TOKENS,
             &[
                 &t.connection_id,
                 &t.provider_user_id,

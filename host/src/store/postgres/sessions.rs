@@ -199,9 +199,15 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError> {
+impl PostgresStore {
+    /// [`SessionStore::put_session`], and with `code` the app's code in the
+    /// same transaction ([`Store::put_session_and_code`]).
+    pub(super) async fn put_session_with(
+        &self,
+        key: SecretHash,
+        session: &Session,
+        code: Option<(SecretHash, &AuthorizationGrant)>,
+    ) -> Result<(), StoreError> {
         const WHAT: &str = "writing a session";
         const REPLACE_OTHER: &str = "DELETE FROM sessions WHERE key_hash = $1 AND id <> $2";
         const UPSERT: &str = "INSERT INTO sessions (key_hash, id, user_id, created_at,
@@ -225,9 +231,22 @@ impl SessionStore for PostgresStore {
             to_db(session.idle_expires_at, "idle_expires_at")?,
             to_db(session.expires_at, "expires_at")?,
         ];
+        let code = match code {
+            Some((code, grant)) => Some((
+                code,
+                to_db(grant.expires_at, "expires_at")?,
+                to_json(grant, CODES.table)?,
+            )),
+            None => None,
+        };
         let key = &key.as_bytes()[..];
         let mut conn = self.conn().await?;
-        let prepared = prepare_all(&mut conn, &[REPLACE_OTHER, UPSERT, CLIENTS], WHAT).await?;
+        let prepared = prepare_all(
+            &mut conn,
+            &[REPLACE_OTHER, UPSERT, CLIENTS, CODES.put],
+            WHAT,
+        )
+        .await?;
         let tx = conn.client.transaction().await.map_err(backend(WHAT))?;
         tx.execute(&prepared[0], &[&key, &session.id])
             .await
@@ -257,7 +276,19 @@ impl SessionStore for PostgresStore {
         tx.execute(&prepared[2], &[&session.id, &session.clients])
             .await
             .map_err(backend(WHAT))?;
+        if let Some((code, expires_at, payload)) = &code {
+            tx.execute(&prepared[3], &[&&code.as_bytes()[..], expires_at, payload])
+                .await
+                .map_err(backend(CODES.table))?;
+        }
         tx.commit().await.map_err(backend(WHAT))
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.put_session_with(key, session, None).await
     }
 
     async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {

@@ -154,10 +154,13 @@ pub(super) fn record_login(
     Ok(user)
 }
 
-/// [`Store::record_identity_login`].
+/// [`Store::record_identity_login`], and with `tokens`
+/// [`Store::record_identity_login_with_tokens`] (the tokens are written in
+/// the same transaction, unless the login is refused).
 pub(super) fn record_identity_login(
     conn: &mut Connection,
     login: &IdentityLogin,
+    tokens: Option<&IdpTokens>,
     now: u64,
 ) -> Result<IdentityOutcome, StoreError> {
     let tx = conn
@@ -229,6 +232,9 @@ pub(super) fn record_identity_login(
             }
         }
     };
+    if let Some(tokens) = tokens {
+        super::idp_tokens::put_idp_tokens(&tx, tokens)?;
+    }
     tx.commit().map_err(backend(WHAT))?;
     Ok(outcome)
 }

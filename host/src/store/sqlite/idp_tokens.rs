@@ -36,28 +36,34 @@ fn seconds(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// Writes (inserts or replaces) an identity's tokens on `conn`: alone, or
+/// in a login's transaction ([`Store::record_identity_login_with_tokens`]).
+pub(super) fn put_idp_tokens(conn: &Connection, t: &IdpTokens) -> Result<(), StoreError> {
+    execute(
+        conn,
+        "INSERT INTO idp_tokens (connection_id, provider_user_id, access_token, refresh_token, expires_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (connection_id, provider_user_id) DO UPDATE SET
+             access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        params![
+            t.connection_id,
+            t.provider_user_id,
+            t.access_token,
+            t.refresh_token,
+            t.expires_at.map(seconds),
+            seconds(t.updated_at),
+        ],
+        "storing the provider's tokens",
+    )?;
+    Ok(())
+}
+
 #[async_trait]
 impl IdpTokenStore for SqliteStore {
     async fn put_idp_tokens(&self, tokens: &IdpTokens) -> Result<(), StoreError> {
         let t = tokens.clone();
-        self.execute(
-            "INSERT INTO idp_tokens (connection_id, provider_user_id, access_token, refresh_token, expires_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (connection_id, provider_user_id) DO UPDATE SET
-                 access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-                 expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-            (
-                t.connection_id,
-                t.provider_user_id,
-                t.access_token,
-                t.refresh_token,
-                t.expires_at.map(seconds),
-                seconds(t.updated_at),
-            ),
-            "storing the provider's tokens",
-        )
-        .await?;
-        Ok(())
+        self.call(move |conn| put_idp_tokens(conn, &t)).await
     }
 
     async fn idp_tokens(

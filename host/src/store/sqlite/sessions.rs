@@ -206,9 +206,15 @@ const LIVE_OF_FAMILY: &str = "SELECT payload, idle_expires_at, expires_at, rotat
      FROM refresh_tokens
      WHERE family_id = ?1 AND rotated_at IS NULL AND idle_expires_at > ?2 AND expires_at > ?2";
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// [`SessionStore::put_session`], then `and_then` in the same immediate
+    /// transaction (a login's code: [`Store::put_session_and_code`]).
+    pub(super) async fn put_session_with(
+        &self,
+        key: SecretHash,
+        session: &Session,
+        and_then: impl FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
         let payload = to_json(
             &StoredSession {
                 logins: session.logins.clone(),
@@ -266,9 +272,17 @@ impl SessionStore for SqliteStore {
                     "writing a session",
                 )?;
             }
+            and_then(&tx)?;
             tx.commit().map_err(backend("writing a session"))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn put_session(&self, key: SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.put_session_with(key, session, |_| Ok(())).await
     }
 
     async fn get_session(&self, key: SecretHash, now: u64) -> Result<Option<Session>, StoreError> {
