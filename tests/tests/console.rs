@@ -583,14 +583,7 @@ async fn a_user_is_found_by_email_shown_without_provider_tokens_and_deleted_only
  {
     let tb = console_bed(Vec::new()).await;
     // Ada logs in (the console refuses her, but the login made her user).
-    let mut ada_browser = Browser::default();
-    ada_browser
-        .login(
-            &tb,
-            &format!("{}/admin/login/oidc?connection={CONNECTION}", tb.issuer),
-            false,
-        )
-        .await;
+    refused_sign_in(&tb).await;
     let user = ada();
     assert!(tb.broker_user(&user).await.is_some());
     let path = format!("users/{}", urlencode(&user));
@@ -654,14 +647,8 @@ async fn a_user_is_found_by_email_shown_without_provider_tokens_and_deleted_only
 #[tokio::test]
 async fn the_logs_page_shows_login_and_management_events_newest_first_filtered_by_type() {
     let tb = console_bed(Vec::new()).await;
-    let mut ada_browser = Browser::default();
-    ada_browser
-        .login(
-            &tb,
-            &format!("{}/admin/login/oidc?connection={CONNECTION}", tb.issuer),
-            false,
-        )
-        .await;
+    // A login (Ada's, refused by the console) for the log.
+    refused_sign_in(&tb).await;
     let mut b = Browser::default();
     sign_in(&mut b, &tb.issuer).await;
     // A management write, after the login.
