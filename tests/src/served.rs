@@ -69,17 +69,21 @@ pub async fn provider_for(issuer: &str, secret: &str) -> DevProviderHandle {
 
 /// A configuration file's text: the issuer, then `top` (top-level keys:
 /// `data_dir`, `database_url`, `admin_token_file`, `secrets_key_file`, …),
-/// then the seed mapper, the confidential app and the `devprov`
-/// connection to the development provider at `origin`, where the broker is
-/// [`PROVIDER_CLIENT`] with `provider_secret`. Tables may be appended.
-pub fn seed_config(issuer: &str, origin: &str, provider_secret: &str, top: &str) -> String {
+/// the confidential app and the `devprov` connection to the development
+/// provider at `origin`, where the broker is [`PROVIDER_CLIENT`] with
+/// `provider_secret`; `profile` ends the connection's options (its mapper,
+/// or its `[connections.options.scripts]`). Tables may be appended.
+pub fn devprov_config(
+    issuer: &str,
+    origin: &str,
+    provider_secret: &str,
+    top: &str,
+    profile: &str,
+) -> String {
     format!(
         r#"
 issuer = "{issuer}"
 {top}
-[[mappers]]
-name = "seed"
-path = {mapper:?}
 [[clients]]
 client_id = "{APP}"
 client_secret = "{APP_SECRET}"
@@ -92,12 +96,23 @@ authorizationURL = "{origin}/authorize"
 tokenURL = "{origin}/token"
 client_id = "{PROVIDER_CLIENT}"
 client_secret = "{provider_secret}"
-mapper = "seed"
-mapper_settings = {{ userinfo_url = "{origin}/userinfo" }}
 mapper_egress = {{ allow_private_networks = true }}
-"#,
-        mapper = guests::AUTH0_EXAMPLE
+{profile}
+"#
     )
+}
+
+/// [`devprov_config`] with the seed mapper (the Auth0 example's port) as
+/// `devprov`'s profile code.
+pub fn seed_config(issuer: &str, origin: &str, provider_secret: &str, top: &str) -> String {
+    let profile =
+        format!("mapper = \"seed\"\nmapper_settings = {{ userinfo_url = \"{origin}/userinfo\" }}");
+    let mut text = devprov_config(issuer, origin, provider_secret, top, &profile);
+    text.push_str(&format!(
+        "[[mappers]]\nname = \"seed\"\npath = {:?}\n",
+        guests::AUTH0_EXAMPLE
+    ));
+    text
 }
 
 /// Writes `text` to `dir/name` and loads it as `waypass serve --config`

@@ -13,7 +13,9 @@ use waypass_tests::login::{
     ADMIN_TOKEN, APP, APP_CALLBACK, APP_SECRET, Browser, admin_api, http_client, put_mapper,
     redeem, sub_after_login,
 };
-use waypass_tests::served::{Served, authorize_url, load_config, provider_for, seed_config};
+use waypass_tests::served::{
+    Served, authorize_url, devprov_config, load_config, provider_for, seed_config,
+};
 
 /// A listener for the broker, its address and issuer, and a development
 /// provider that knows the broker.
@@ -179,34 +181,18 @@ async fn a_restart_keeps_every_piece_of_state_and_a_login_in_flight_completes() 
 
 /// The configuration file with one connection running `script`.
 fn scripted_config(dir: &std::path::Path, issuer: &str, origin: &str, script: &str) -> Config {
-    let path = dir.join("waypass.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-issuer = "{issuer}"
-data_dir = "data"
-[[clients]]
-client_id = "{APP}"
-client_secret = "{APP_SECRET}"
-callbacks = ["{APP_CALLBACK}"]
-[[connections]]
-name = "devprov"
-enabled_clients = ["{APP}"]
-[connections.options]
-authorizationURL = "{origin}/authorize"
-tokenURL = "{origin}/token"
-client_id = "waypass"
-client_secret = "provider-secret"
-mapper_egress = {{ allow_private_networks = true }}
-[connections.options.scripts]
-fetchUserProfile = '''
-{script}'''
-"#
+    let scripts = format!("[connections.options.scripts]\nfetchUserProfile = '''\n{script}'''");
+    load_config(
+        dir,
+        "waypass.toml",
+        &devprov_config(
+            issuer,
+            origin,
+            "provider-secret",
+            "data_dir = \"data\"",
+            &scripts,
         ),
     )
-    .expect("config");
-    Config::load(&path).expect("config loads")
 }
 
 /// One whole login through `devprov`; the user id the app got.
