@@ -1068,3 +1068,57 @@ async fn connections_to_a_provider_are_kept_alive_across_requests_and_calls() {
         "one kept-alive connection served all six"
     );
 }
+
+#[tokio::test]
+async fn a_call_holds_a_pool_slot_while_it_runs_and_gives_it_back_however_it_ends() {
+    // A runtime of its own: the binary's shared one serves other tests'
+    // calls at the same time.
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
+    let mapper = runtime
+        .load(&guests::bytes(guests::HOSTILE))
+        .expect("guest loads");
+    assert_eq!(runtime.calls_running(), 0);
+
+    // Running (held on a provider that never answers): one slot in use.
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let stub = Stub::start({
+        let arrived = arrived.clone();
+        move |_| {
+            arrived.notify_one();
+            Reply::Hang
+        }
+    })
+    .await;
+    let url = stub.url("/slow");
+    let held = Sandbox {
+        egress: Arc::new(stub_policy(&stub)),
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    };
+    let fetch = input(&[("mode", "fetch"), ("url", &url)]);
+    let call = runtime.invoke(&mapper, &fetch, &held);
+    tokio::pin!(call);
+    tokio::select! {
+        report = &mut call => panic!("the call ended before reaching the provider: {:?}", report.result),
+        () = arrived.notified() => {}
+    }
+    assert_eq!(runtime.calls_running(), 1, "the running call holds a slot");
+    let report = call.await;
+    assert_eq!(report.result, Err(MapperError::Timeout { limit_ms: 500 }));
+    assert!(!stub.received().is_empty(), "the call reached the provider");
+    assert_eq!(runtime.calls_running(), 0, "a timed-out call gives it back");
+
+    // An answer and a trap give it back too.
+    let echo = runtime
+        .invoke(&mapper, &input(&[("mode", "echo")]), &Sandbox::default())
+        .await;
+    assert!(echo.result.is_ok(), "{:?}", echo.result);
+    assert_eq!(runtime.calls_running(), 0, "an answered call gives it back");
+    let trap = runtime
+        .invoke(&mapper, &input(&[("mode", "trap")]), &Sandbox::default())
+        .await;
+    assert!(trap.result.is_err());
+    assert_eq!(runtime.calls_running(), 0, "a trapped call gives it back");
+}

@@ -125,9 +125,11 @@ async fn a_login_moves_the_login_counter_and_puts_a_sample_in_every_stage_histog
         ) >= 1.0,
         "{after}"
     );
-    // Exported as a count. Not asserted 0: the test binary's test beds
+    // Exported as a count. Not asserted 0 here: the test binary's beds
     // share one mapper runtime (as a process does), so another test's
-    // login may hold a slot while this one scrapes.
+    // login may hold a slot while this one scrapes; that a finished call
+    // gives its slot back is `mapper_runtime.rs`'s
+    // `a_call_holds_a_pool_slot_while_it_runs_and_gives_it_back_however_it_ends`.
     let in_use = after
         .lines()
         .find_map(|l| l.strip_prefix("waypass_mapper_pool_slots_in_use "))

@@ -485,6 +485,13 @@ pub struct PostLoginChain {
     pub unservable: Option<String>,
 }
 
+impl PostLoginChain {
+    /// Nothing bound: a login runs no Action and pays nothing for them.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.unservable.is_none()
+    }
+}
+
 /// How the chain ended.
 #[derive(Debug)]
 pub enum ChainOutcome {
@@ -611,7 +618,7 @@ impl PostLoginTrigger<'_> {
         scope: &str,
         transaction: EventTransaction,
     ) -> Result<Granted, TriggerError> {
-        if self.chain.actions.is_empty() && self.chain.unservable.is_none() {
+        if self.chain.is_empty() {
             return Ok(Granted {
                 scope: scope.to_owned(),
                 ..Granted::default()
@@ -623,7 +630,7 @@ impl PostLoginTrigger<'_> {
 
     /// Runs the chain for `event` (see [`PostLoginTrigger::run_for_login`]).
     pub async fn run(&self, event: ActionEvent, scope: &str) -> Result<Granted, TriggerError> {
-        if self.chain.actions.is_empty() && self.chain.unservable.is_none() {
+        if self.chain.is_empty() {
             return Ok(Granted {
                 scope: scope.to_owned(),
                 ..Granted::default()

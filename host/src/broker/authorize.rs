@@ -9,7 +9,6 @@ use super::limits::RetryAfter;
 use super::oauth::{AppResponse, ErrorCode, OAuthError, Params, ResponseMode, with_query};
 use super::session::{SessionRequest, SsoAttempt};
 use super::{AUTHORIZATION_CODE_TTL, Broker, LOGIN_TRANSACTION_TTL};
-use crate::actions::{EventRequest, EventTransaction};
 use crate::model::{Client, Connection, GrantType};
 use crate::secret::{SecretHash, pkce_challenge, pkce_value_is_valid};
 use crate::store::{AuthorizationGrant, LoginTransaction, PutTransaction};
@@ -257,21 +256,8 @@ impl Broker {
                 correlation_id: Some(correlation_id.clone()),
                 expires_at: self.expires_in(AUTHORIZATION_CODE_TTL),
             },
-            event_request: EventRequest {
-                ip: from.to_string(),
-                user_agent: crate::events::user_agent(),
-                hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
-                query: crate::actions::event_query(params.iter()),
-            },
-            event_transaction: EventTransaction {
-                requested_scopes: scope.split_whitespace().map(str::to_owned).collect(),
-                redirect_uri: redirect_uri.to_owned(),
-                audience: audience.clone(),
-                prompt: params
-                    .get("prompt")
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned),
-            },
+            params,
+            from,
         };
         if let Some(code) = self.single_sign_on(attempt, session).await? {
             return Ok(AuthorizeOutcome::ToApp(AppResponse::code(

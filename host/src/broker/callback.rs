@@ -123,12 +123,7 @@ impl Broker {
             check_provenance(&params, &connection, arrived_on)?;
             // Taken with the binding: the browser sent its cookie.
             let nonce = provider_nonce(cookie_value.as_deref().unwrap_or_default());
-            let request = EventRequest {
-                ip: from.to_string(),
-                user_agent: user_agent.map(str::to_owned),
-                hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
-                query: tx.query.clone(),
-            };
+            let request = self.event_request(from, user_agent.map(str::to_owned), tx.query.clone());
             self.finish_login(
                 &params,
                 &tx,
@@ -311,6 +306,22 @@ impl Broker {
 }
 
 impl Broker {
+    /// A request as post-login Actions see it: from `from`, with
+    /// `user_agent`, served on the issuer's host, `/authorize`'s `query`.
+    pub(super) fn event_request(
+        &self,
+        from: IpAddr,
+        user_agent: Option<String>,
+        query: Vec<(String, String)>,
+    ) -> EventRequest {
+        EventRequest {
+            ip: from.to_string(),
+            user_agent,
+            hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
+            query,
+        }
+    }
+
     /// Runs the post-login Actions bound now for `user` logging in to
     /// `client_id` with `scope`: after a provider login, a single sign-on
     /// from the session, and a refresh grant, as Auth0 runs them. What

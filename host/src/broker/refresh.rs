@@ -27,7 +27,7 @@ use super::Broker;
 use super::issue::Grant;
 use super::oauth::{ErrorCode, OAuthError, Params};
 use super::token::{has_scope, store_unavailable, token_response};
-use crate::actions::{EventRequest, EventTransaction};
+use crate::actions::EventTransaction;
 use crate::model::Client;
 use crate::secret::SecretHash;
 use crate::store::{GrantClaims, RefreshGrant, RefreshLookup, Rotation};
@@ -158,12 +158,7 @@ impl Broker {
         // its refresh-token exchanges: the claims they set now are the new
         // tokens' claims; a deny (`access_denied`) leaves the refresh token
         // unused.
-        let request = EventRequest {
-            ip: from.to_string(),
-            user_agent: crate::events::user_agent(),
-            hostname: self.issuer_url.host_str().unwrap_or_default().to_owned(),
-            query: Vec::new(),
-        };
+        let request = self.event_request(from, crate::events::user_agent(), Vec::new());
         let transaction = EventTransaction {
             requested_scopes: scope.split_whitespace().map(str::to_owned).collect(),
             redirect_uri: String::new(),

@@ -23,11 +23,12 @@
 //! that registered a back-channel logout URI is told
 //! ([`super::backchannel`]). Expiry deletes a session silently.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::oauth::{ErrorCode, OAuthError, Params};
 use super::{AUTHORIZATION_CODE_TTL, Broker};
-use crate::actions::{EventRequest, EventTransaction};
+use crate::actions::EventTransaction;
 use crate::model::Client;
 use crate::secret::SecretHash;
 use crate::store::{
@@ -138,10 +139,11 @@ pub(super) struct SsoAttempt<'a> {
     pub request: SessionRequest,
     /// The code's grant, but for who and when: filled in from the session.
     pub grant: AuthorizationGrant,
-    /// The request and the app's transaction as post-login Actions see
-    /// them: they run for a single sign-on too.
-    pub event_request: EventRequest,
-    pub event_transaction: EventTransaction,
+    /// The `/authorize` request and where it came from: what post-login
+    /// Actions see of it, built only when a session answers and an Action
+    /// is bound.
+    pub params: &'a Params,
+    pub from: IpAddr,
 }
 
 impl Broker {
@@ -208,35 +210,56 @@ impl Broker {
         }
         // Post-login Actions run for this login too, as at Auth0: the
         // session's user logging in to this app, now. A deny reaches the
-        // app as `access_denied`; the session stays.
-        let Some(user) = self
-            .store
-            .get_user(&session.user_id)
-            .await
-            .map_err(|e| unavailable(&e))?
-        else {
-            // Deleted since (its sessions end with it): log in anew.
-            return Ok(None);
+        // app as `access_denied`; the session stays. With none bound, the
+        // user record is not read.
+        let (scope, claims) = if self.catalog.snapshot().post_login.is_empty() {
+            (attempt.grant.scope.clone(), GrantClaims::default())
+        } else {
+            let Some(user) = self
+                .store
+                .get_user(&session.user_id)
+                .await
+                .map_err(|e| unavailable(&e))?
+            else {
+                // Deleted since (its sessions end with it): log in anew.
+                return Ok(None);
+            };
+            let params = attempt.params;
+            let request = self.event_request(
+                attempt.from,
+                crate::events::user_agent(),
+                crate::actions::event_query(params.iter()),
+            );
+            let transaction = EventTransaction {
+                requested_scopes: attempt
+                    .grant
+                    .scope
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                redirect_uri: attempt.grant.redirect_uri.clone(),
+                audience: attempt.grant.audience.clone(),
+                prompt: params
+                    .get("prompt")
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            };
+            let granted = self
+                .run_post_login(&user, client_id, request, &attempt.grant.scope, transaction)
+                .await?;
+            let claims = GrantClaims {
+                id_token: granted.id_token_claims,
+                access_token: granted.access_token_claims,
+                ..GrantClaims::default()
+            };
+            (granted.scope, claims)
         };
-        let granted = self
-            .run_post_login(
-                &user,
-                client_id,
-                attempt.event_request,
-                &attempt.grant.scope,
-                attempt.event_transaction,
-            )
-            .await?;
         let grant = AuthorizationGrant {
             user_id: session.user_id.clone(),
             auth_time: login.auth_time,
             session_id: Some(session.id.clone()),
-            scope: granted.scope,
-            claims: GrantClaims {
-                id_token: granted.id_token_claims,
-                access_token: granted.access_token_claims,
-                ..GrantClaims::default()
-            },
+            scope,
+            claims,
             ..attempt.grant
         };
         tracing::info!(user_id = %grant.user_id, client_id, connection = %login.connection,
