@@ -107,14 +107,14 @@ impl Broker {
         body: &str,
         from: IpAddr,
     ) {
-        use super::token::LoggedGrant;
+        use crate::model::GrantType;
         let ok = status == 200;
         let kind = match (request.grant, ok) {
-            (Some(LoggedGrant::AuthorizationCode), true) => EventType::CodeExchange,
-            (Some(LoggedGrant::AuthorizationCode), false) => EventType::CodeExchangeFailure,
-            (Some(LoggedGrant::ClientCredentials), true) => EventType::ClientCredentials,
-            (Some(LoggedGrant::ClientCredentials), false) => EventType::ClientCredentialsFailure,
-            (None, _) => return,
+            (Some(GrantType::AuthorizationCode), true) => EventType::CodeExchange,
+            (Some(GrantType::AuthorizationCode), false) => EventType::CodeExchangeFailure,
+            (Some(GrantType::ClientCredentials), true) => EventType::ClientCredentials,
+            (Some(GrantType::ClientCredentials), false) => EventType::ClientCredentialsFailure,
+            (Some(GrantType::RefreshToken) | None, _) => return,
         };
         let description = if ok {
             "Token issued".to_owned()

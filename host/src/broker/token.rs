@@ -101,19 +101,11 @@ impl AccessGrant {
     }
 }
 
-/// The grants whose token requests are logged (`seacft`/`feacft`,
-/// `seccft`/`feccft`); other grants are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LoggedGrant {
-    AuthorizationCode,
-    ClientCredentials,
-}
-
-/// What a token request's log event says of it: its grant (if logged)
+/// What a token request's log event says of it: its grant (if known)
 /// and the registered client it claimed to be.
 #[derive(Debug)]
 pub(super) struct TokenEvent {
-    pub(super) grant: Option<LoggedGrant>,
+    pub(super) grant: Option<GrantType>,
     pub(super) client_id: Option<String>,
 }
 
@@ -148,11 +140,7 @@ impl Broker {
             grant: params
                 .as_ref()
                 .ok()
-                .and_then(|p| match p.get("grant_type")? {
-                    "authorization_code" => Some(LoggedGrant::AuthorizationCode),
-                    "client_credentials" => Some(LoggedGrant::ClientCredentials),
-                    _ => None,
-                }),
+                .and_then(|p| GrantType::parse(p.get("grant_type")?).ok()),
             client_id: claimed.clone(),
         };
         let reply = self
