@@ -33,7 +33,8 @@ use crate::store::{LogEvent, Store};
 /// seconds of a stalled store; the bound is also what a crash can lose.
 pub const EVENT_QUEUE_BOUND: usize = 4096;
 /// Events written in one store transaction: large batches amortise a
-/// commit under load, while a quiet instance writes each event at once.
+/// commit under load; a quiet instance writes each event within
+/// [`EVENT_LINGER`].
 pub const EVENT_BATCH: usize = 256;
 /// How long the writer waits, after a batch's first event, for more before
 /// writing it. Each write is a store transaction (on SQLite a hand-off to
