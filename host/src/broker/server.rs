@@ -174,9 +174,15 @@ async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // Boxed: the wrappers below move their future, and a move of a large
+    // future is a `memcpy` of its whole size (see [`handle`]).
     let resp = crate::events::with_request(
         user_agent.as_deref(),
-        crate::telemetry::with_request(broker.telemetry.as_ref(), route, handle(broker, req, peer)),
+        crate::telemetry::with_request(
+            broker.telemetry.as_ref(),
+            route,
+            Box::pin(handle(broker, req, peer)),
+        ),
     )
     .await;
     broker
@@ -186,6 +192,15 @@ async fn handle_counted(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -
 }
 
 /// Routes one request from the TCP peer `peer`.
+///
+/// The routes' futures are boxed where they are awaited. An `async fn`'s
+/// future is as large as its largest state, and every move of it copies
+/// all of it: unboxed, this one future held every route's (16 000 bytes,
+/// the management API's and the console's the largest), copied whole
+/// several times a request — a login's largest single cost in
+/// instructions after the signature (`cargo bench -p waypass --bench login
+/// -- --callgrind`, BENCHMARKS.md). Boxed, a request allocates its one
+/// route's future once and moves pointers.
 pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("").to_owned();
@@ -209,13 +224,13 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
         return resp;
     }
     if let Some(api_path) = parts.uri.path().strip_prefix("/api/v2/") {
-        return api(broker, &parts, api_path, &query, body, from).await;
+        return Box::pin(api(broker, &parts, api_path, &query, body, from)).await;
     }
     let path = parts.uri.path();
     if path == crate::admin::console::PREFIX
         || path.starts_with(&format!("{}/", crate::admin::console::PREFIX))
     {
-        return crate::admin::console::handle(broker, &parts, body, from).await;
+        return Box::pin(crate::admin::console::handle(broker, &parts, body, from)).await;
     }
     if let Some(connection) = parts
         .uri
@@ -225,7 +240,14 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
     {
         return match parts.method {
             Method::GET => {
-                login_callback(broker, &parts.headers, &query, Some(connection), from).await
+                Box::pin(login_callback(
+                    broker,
+                    &parts.headers,
+                    &query,
+                    Some(connection),
+                    from,
+                ))
+                .await
             }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
@@ -257,7 +279,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/authorize") => {
             let timer = crate::metrics::Timer::start();
-            let resp = authorize(broker, &query, from, session.as_deref()).await;
+            let resp = Box::pin(authorize(broker, &query, from, session.as_deref())).await;
             broker
                 .metrics
                 .stage(crate::metrics::Stage::Authorize, timer.elapsed());
@@ -300,16 +322,16 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             }
         }
         (&Method::GET, CALLBACK_PATH) => {
-            login_callback(broker, &parts.headers, &query, None, from).await
+            Box::pin(login_callback(broker, &parts.headers, &query, None, from)).await
         }
         (&Method::POST, "/oauth/token") => {
             let authorization = header(header::AUTHORIZATION).map(str::to_owned);
             match read_form(body).await {
                 Ok(form) => {
                     let timer = crate::metrics::Timer::start();
-                    let (reply, event) = broker
-                        .token_with_event(&form, authorization.as_deref(), from)
-                        .await;
+                    let (reply, event) =
+                        Box::pin(broker.token_with_event(&form, authorization.as_deref(), from))
+                            .await;
                     broker
                         .metrics
                         .stage(crate::metrics::Stage::Token, timer.elapsed());
@@ -320,7 +342,7 @@ pub async fn handle(broker: &Broker, req: Request<Incoming>, peer: IpAddr) -> Re
             }
         }
         (&Method::GET | &Method::POST, "/userinfo") => {
-            json_reply(broker.userinfo(header(header::AUTHORIZATION)).await)
+            json_reply(Box::pin(broker.userinfo(header(header::AUTHORIZATION))).await)
         }
         (&Method::GET, "/.well-known/openid-configuration") => {
             response(StatusCode::OK, "application/json", broker.discovery_json())
