@@ -327,8 +327,8 @@ class Run {
    * calls this again (every one of them ends in `guard` or `track`'s
    * `done`), so a check armed now could only find work pending. A login
    * whose script calls back (at once, or from its request's callback) thus
-   * arms no timer: each armed one costs the engine's event loop a clock
-   * subscription and a poll through the host.
+   * arms no timer (each armed one is a clock subscription through the host
+   * and a task in the engine's event loop).
    */
   scheduleStallCheck() {
     if (this.starting || this.settled || this.stallCheck !== undefined) return;
