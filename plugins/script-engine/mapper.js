@@ -161,6 +161,36 @@ function later(a, b) {
 }
 
 /**
+ * Where `source` ends without its trailing white space and semicolons (a
+ * function expression followed by `;` is still an expression). A loop, not
+ * a regular expression: each login runs in a fresh instance, where the
+ * first use of a regular expression compiles it again.
+ */
+function endOfCode(source) {
+  let end = source.length;
+  while (end > 0) {
+    const c = source.charCodeAt(end - 1);
+    // `;`, and the white space and line terminators `\s` matches.
+    const trailing =
+      c === 0x3b ||
+      c === 0x20 ||
+      (c >= 0x09 && c <= 0x0d) ||
+      c === 0xa0 ||
+      c === 0x1680 ||
+      (c >= 0x2000 && c <= 0x200a) ||
+      c === 0x2028 ||
+      c === 0x2029 ||
+      c === 0x202f ||
+      c === 0x205f ||
+      c === 0x3000 ||
+      c === 0xfeff;
+    if (!trailing) break;
+    end--;
+  }
+  return end;
+}
+
+/**
  * Compiles `source` without running it. Auth0 accepts both a function
  * expression (`function (accessToken, ctx, cb) { … }`, the dashboard's
  * template) and a program declaring `fetchUserProfile`; the form that parses
@@ -169,7 +199,7 @@ function later(a, b) {
  * @returns {{ make: () => Function } | { error: { message: string, line: number, column: number } }}
  */
 function compile(source) {
-  const expression = source.replace(/[\s;]+$/, '');
+  const expression = source.slice(0, endOfCode(source));
   let asExpression;
   try {
     const wrapper = new Function(`${EXPRESSION_PREFIX}${expression}\n);`);
@@ -205,7 +235,14 @@ class Run {
     this.settled = false;
     this.timers = new Set();
     this.inflight = 0;
-    this.checkScheduled = false;
+    /** The pending stall check's timer, if one is armed. */
+    this.stallCheck = undefined;
+    /**
+     * True while the export's own synchronous code runs (compiling, calling
+     * the script): nothing can stall before the export waits, so no check is
+     * armed until `wait()`.
+     */
+    this.starting = true;
     this.promise = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -214,7 +251,7 @@ class Run {
 
   succeed(profile) {
     if (this.settled) return;
-    this.settled = true;
+    this.settle();
     this.resolve(profile);
   }
 
@@ -223,8 +260,27 @@ class Run {
       log('warn', `after the script called back: ${inspect(error)}`);
       return;
     }
-    this.settled = true;
+    this.settle();
     this.reject(error);
+  }
+
+  /** Marks the run settled and drops its stall check: a settled run leaves no timer behind. */
+  settle() {
+    this.settled = true;
+    if (this.stallCheck !== undefined) {
+      realClearTimeout(this.stallCheck);
+      this.stallCheck = undefined;
+    }
+  }
+
+  /**
+   * The run's outcome, once the export's synchronous part is done: from
+   * here on a run that waits for nothing is stalled.
+   */
+  wait() {
+    this.starting = false;
+    this.scheduleStallCheck();
+    return this.promise;
   }
 
   /** The script's `callback(err, profile)`. */
@@ -265,12 +321,20 @@ class Run {
    * After everything queued has run (a zero-delay task runs after all
    * microtasks), a run that has not settled and waits for nothing can never
    * settle: say so now instead of waiting for the deadline.
+   *
+   * Armed only when the run waits for nothing at this moment: while a
+   * timer, a delivered callback or a tracked promise is pending, its end
+   * calls this again (every one of them ends in `guard` or `track`'s
+   * `done`), so a check armed now could only find work pending. A login
+   * whose script calls back (at once, or from its request's callback) thus
+   * arms no timer (each armed one is a clock subscription through the host
+   * and a task in the engine's event loop).
    */
   scheduleStallCheck() {
-    if (this.checkScheduled || this.settled) return;
-    this.checkScheduled = true;
-    realSetTimeout(() => {
-      this.checkScheduled = false;
+    if (this.starting || this.settled || this.stallCheck !== undefined) return;
+    if (this.timers.size !== 0 || this.inflight !== 0) return;
+    this.stallCheck = realSetTimeout(() => {
+      this.stallCheck = undefined;
       if (!this.settled && this.timers.size === 0 && this.inflight === 0) {
         this.fail(new Error(this.stallMessage));
       }
@@ -406,7 +470,8 @@ function scriptContext(tokens) {
 
 function installGlobals(run, configuration, extra = {}) {
   const request = makeRequest(send, (fn, args) => run.deliver(fn, args));
-  const known = modules(request);
+  // Built on the first `require`: most scripts never call it.
+  let known;
   Object.assign(globalThis, {
     ...extra,
     request,
@@ -415,6 +480,7 @@ function installGlobals(run, configuration, extra = {}) {
     configuration,
     UnauthorizedError,
     require(name) {
+      known ??= modules(request);
       if (Object.hasOwn(known, name)) return known[name];
       throw new Error(
         `module '${name}' is not available to scripts here; available: ${Object.keys(known).join(', ')}`,
@@ -548,7 +614,7 @@ export async function fetchUserProfile(accessToken, ctx) {
   }
   let profile;
   try {
-    profile = await run.promise;
+    profile = await run.wait();
   } catch (e) {
     throw toFailure(e);
   }

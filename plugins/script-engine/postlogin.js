@@ -377,7 +377,7 @@ export async function runPostLogin(mode, source, settings, engine) {
       }
     }
     try {
-      await run.promise;
+      await run.wait();
     } catch (e) {
       throw engine.toFailure(e);
     }
@@ -412,7 +412,7 @@ export async function runPostLogin(mode, source, settings, engine) {
   }
   let finalContext;
   try {
-    finalContext = await run.promise;
+    finalContext = await run.wait();
   } catch (e) {
     // Auth0: `callback(new UnauthorizedError(msg))` denies the login.
     if (e instanceof UnauthorizedError) {

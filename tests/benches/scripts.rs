@@ -1,5 +1,5 @@
 //! Auth0 scripts in the shipped engine: `cargo bench -p waypass-tests --bench
-//! scripts [-- --calls N --concurrency C --only LABEL --calls-only]`.
+//! scripts [-- --calls N --concurrency C --only LABEL --calls-only --engine PATH]`.
 //!
 //! The per-login cost of a script connection as a login pays it: the engine
 //! runs the script on a two-worker runtime like the broker's, its requests
@@ -10,6 +10,10 @@
 //! per login; the provider's CPU left out), with the instance's peak
 //! memory. Also the engine's size, its compile time (once per data
 //! directory) and its load time from the artifact cache.
+//!
+//! `--engine PATH` runs an engine component built elsewhere instead of the
+//! shipped one (an experiment's build, compared against the shipped engine
+//! without rebuilding the host).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +30,12 @@ const DOC_EXAMPLE: &str = include_str!("../../examples/scripts/auth0-doc-example
 /// Where the documentation's script sends its request; the bench points it
 /// at the loopback provider.
 const DOC_EXAMPLE_HOST: &str = "https://auth.example.com";
+
+/// A script that calls back a constant profile: no request, no module, so
+/// what a login costs beyond the engine's own per-call work is almost nothing.
+const CONSTANT_PROFILE: &str = r#"function (accessToken, ctx, callback) {
+  callback(null, { user_id: "constant", email: "ada@example.com" });
+}"#;
 
 const DECODE_ID_TOKEN: &str = r#"function (accessToken, ctx, callback) {
   var jwt = require("jsonwebtoken");
@@ -71,6 +81,14 @@ fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
     .expect("runtime")
 }
 
+/// `--engine PATH` from the command line, if given.
+fn engine_override() -> Option<std::path::PathBuf> {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.windows(2)
+        .find(|pair| pair[0] == "--engine")
+        .map(|pair| pair[1].clone().into())
+}
+
 fn main() {
     let args = Args::from_env(2000);
     let rt = bench::broker_like_runtime();
@@ -110,14 +128,25 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cached = Arc::new(runtime(Some(dir.path().to_path_buf())));
-    ScriptEngine::load(&cached).expect("compiles into the cache");
+    let load = |runtime: &Runtime| match engine_override() {
+        Some(path) => {
+            let wasm = std::fs::read(&path).expect("reads the --engine component");
+            runtime.load(&wasm).expect("loads the --engine component")
+        }
+        None => {
+            let engine = ScriptEngine::load(runtime).expect("loads");
+            (**engine.mapper()).clone()
+        }
+    };
+    load(&cached);
     let started = Instant::now();
-    let engine = Arc::new(ScriptEngine::load(&cached).expect("loads"));
+    let engine = Arc::new(load(&cached));
     println!(
-        "engine: load from cache {:.2} ms",
+        "engine: {}, load from cache {:.2} ms",
+        engine_override().map_or("shipped".into(), |p| p.display().to_string()),
         started.elapsed().as_secs_f64() * 1e3
     );
-    assert!(engine.mapper().from_cache());
+    assert!(engine.from_cache());
 
     let sandbox = Arc::new(Sandbox {
         egress: Arc::new(EgressPolicy {
@@ -144,6 +173,7 @@ fn main() {
             "documentation example with 64 KiB of code it never runs",
             long_doc_example.as_str(),
         ),
+        ("constant profile (no request)", CONSTANT_PROFILE),
         ("decode the id_token (no request)", DECODE_ID_TOKEN),
         ("verify the id_token (RS256) against JWKS", VERIFY_WITH_JWKS),
     ] {
@@ -168,7 +198,7 @@ fn main() {
                 sandbox.clone(),
             );
             async move {
-                let report = runtime.invoke(engine.mapper(), &input, &sandbox).await;
+                let report = runtime.invoke(&engine, &input, &sandbox).await;
                 assert!(
                     report.result.is_ok(),
                     "{label}: {:?} {:?}",

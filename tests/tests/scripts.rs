@@ -613,6 +613,34 @@ async fn a_script_that_returns_without_calling_back_fails_at_once() {
 }
 
 #[tokio::test]
+async fn a_script_whose_last_timer_ran_without_calling_back_fails_at_once() {
+    // The stall check is armed only when nothing is pending: here, once the
+    // timer has run. This error, not the deadline's.
+    let report = run_offline(
+        "function (at, ctx, cb) { setTimeout(() => console.log('no callback here'), 5); }",
+        TokenSet::bearer("at"),
+    )
+    .await;
+    assert_eq!(
+        error(&report),
+        &MapperError::Other {
+            message: "the script finished without calling callback(err, profile)".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_script_calling_back_from_a_timer_is_not_taken_for_stalled() {
+    // While the timer is pending the run waits for it: no stall check fires.
+    let report = run_offline(
+        "function (at, ctx, cb) { setTimeout(() => cb(null, { user_id: 't-1' }), 20); }",
+        TokenSet::bearer("at"),
+    )
+    .await;
+    assert_eq!(profile(&report).user_id, "t-1");
+}
+
+#[tokio::test]
 async fn a_guard_timer_left_behind_does_not_hold_the_login() {
     // The common "fail if the provider is slow" pattern: the profile is
     // ready at once; the pending timer must neither delay nor fail the login.
