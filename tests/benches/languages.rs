@@ -27,6 +27,15 @@ const USERINFO: &str =
 /// Builds (or reads the build of) a component when its row runs.
 type ComponentBytes = Box<dyn Fn() -> Vec<u8>>;
 
+/// The component of the test guest `tests/guests/<name>` (Python or
+/// JavaScript), built as `waypass mapper build` builds it.
+fn guest(name: &str) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guests")
+        .join(name);
+    std::fs::read(plugins::build_dir(&dir)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+}
+
 fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir,
@@ -50,6 +59,30 @@ fn main() {
             Box::new(|| plugins::bytes("auth0-example-js-fetch")),
         ),
         ("python", Box::new(|| plugins::bytes("auth0-example-py"))),
+        // Where a call's time goes (`--only cost-`): the same call with less in it
+        // (`tests/guests/cost-*`, answering a constant profile).
+        ("cost-js: bindings only", Box::new(|| guest("cost-js-bare"))),
+        (
+            "cost-js: bindings only, async",
+            Box::new(|| guest("cost-js-bare-async")),
+        ),
+        (
+            "cost-js: sdk, no request",
+            Box::new(|| guest("cost-js-constant")),
+        ),
+        (
+            "cost-js: sdk + request",
+            Box::new(|| guest("cost-js-request")),
+        ),
+        ("cost-py: bindings only", Box::new(|| guest("cost-py-bare"))),
+        (
+            "cost-py: sdk, no request",
+            Box::new(|| guest("cost-py-constant")),
+        ),
+        (
+            "cost-py: sdk + request",
+            Box::new(|| guest("cost-py-request")),
+        ),
     ];
     let input = Arc::new(MapperInput {
         connection: "bench".into(),

@@ -420,26 +420,50 @@ export function profile(fields) {
  * `fn(accessToken, ctx)` (sync or async), which returns the profile's fields
  * (see {@link profile}) or throws a {@link MapperError}.
  *
- * `export const fetchUserProfile = exportMapper(async (accessToken, ctx) => { ... });`
+ * `export const fetchUserProfile = exportMapper((accessToken, ctx) => { ... });`
  *
  * The result goes through {@link profile}. Any other thrown value is a bug in
  * the mapper: it is logged at error level with its stack and the call traps
  * (the mapper has no stderr, so without the log line the cause would be lost).
  *
+ * A plain `fn`'s profile is returned as it is; only an `async` one's is
+ * returned as a Promise. componentize-js runs the event loop for an export
+ * only when it returns a Promise, and the host's `http` import blocks, so a
+ * plain mapper never needs that loop (it cost up to ~0.06 ms a call,
+ * BENCHMARKS.md #17).
+ *
  * @param {(accessToken: string, ctx: object) => object|Promise<object>} fn
- * @returns {(accessToken: string, ctx: object) => Promise<object>}
+ * @returns {(accessToken: string, ctx: object) => object|Promise<object>}
  */
 export function exportMapper(fn) {
-  return async function fetchUserProfile(accessToken, ctx) {
+  return function fetchUserProfile(accessToken, ctx) {
+    let result;
     try {
-      return profile(await fn(accessToken, ctx));
+      result = fn(accessToken, ctx);
+      if (!isThenable(result)) return profile(result);
     } catch (e) {
-      const known = asMapperError(e);
-      if (known !== undefined) throw known;
-      hostLog('error', `uncaught ${errorText(e)}${e?.stack ? `\n${e.stack}` : ''}`);
-      throw e;
+      throw asFailure(e);
     }
+    return Promise.resolve(result).then(profile).catch((e) => {
+      throw asFailure(e);
+    });
   };
+}
+
+/** Whether `value` is a Promise or another thenable. */
+function isThenable(value) {
+  return value !== null && typeof value === 'object' && typeof value.then === 'function';
+}
+
+/**
+ * What a failed call throws: the world's error if `e` is one (see
+ * {@link asMapperError}), else `e` itself, logged at error level first.
+ */
+function asFailure(e) {
+  const known = asMapperError(e);
+  if (known !== undefined) return known;
+  hostLog('error', `uncaught ${errorText(e)}${e?.stack ? `\n${e.stack}` : ''}`);
+  return e;
 }
 
 /** `e` as the world's error, if it is one: ours, the raw `http` import's, or a `{ tag, val }`. */

@@ -84,6 +84,27 @@ test('profiles keep strings, drop empty values and carry extra as JSON text', ()
   assert.throws(() => sdk.profile({ userId: '42', email: 7 }), TypeError);
 });
 
+test('a plain function is exported as a plain function: no Promise, so no event loop', () => {
+  const mapper = sdk.exportMapper((token) => {
+    if (token === 'bug') return undefined.x;
+    if (token === 'denied') throw new sdk.MapperError('unauthorized', 'no');
+    if (token === 'raw') sdk.send({ url: 'u' });
+    if (token === 'bad') return { userId: 7 };
+    return { userId: token, email: null };
+  });
+  const answer = mapper('7', ctx);
+  assert.equal(typeof answer?.then, 'undefined');
+  assert.deepEqual(answer, { userId: '7' });
+  assert.equal(kindOf(() => mapper('denied', ctx))[0], 'unauthorized');
+  world.next = { err: { tag: 'budget-exhausted' } };
+  assert.deepEqual(kindOf(() => mapper('raw', ctx)), ['other', 'http budget-exhausted']);
+  world.logs.length = 0;
+  assert.throws(() => mapper('bug', ctx), TypeError);
+  assert.throws(() => mapper('bad', ctx), TypeError);
+  assert.equal(world.logs.length, 2);
+  assert.match(world.logs[0][1], /^uncaught TypeError: /);
+});
+
 test('the export returns profiles, passes mapper errors and logs bugs', async () => {
   const mapper = sdk.exportMapper(async (token) => {
     if (token === 'bug') return undefined.x;

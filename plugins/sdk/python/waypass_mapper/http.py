@@ -149,6 +149,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Made once, when the module is imported (and snapshotted with it), not per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """``body`` parsed as JSON, as strictly as the Rust SDK: UTF-8 without a
     byte order mark, no ``NaN`` or ``Infinity``, nested at most
@@ -157,13 +161,15 @@ def parse_json(body: bytes) -> Any:
     Raises ``ValueError`` for anything else.
     """
     decoded = body.decode("utf-8")
-    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
     # CPython's C scanner recurses on the C stack, which WebAssembly cannot
     # measure: a body nested thousands deep overflows it and the call traps.
     # With few brackets a body cannot nest deep; otherwise the pure-Python
-    # scanner, counting depth.
+    # scanner, counting depth, in a decoder of its own.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+        decoder = json.JSONDecoder(parse_constant=_refuse_constant)
         _limit_depth(decoder)
+    else:
+        decoder = _DECODER
     try:
         return decoder.decode(decoded)
     except RecursionError:
