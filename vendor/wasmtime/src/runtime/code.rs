@@ -428,8 +428,17 @@ impl<'a> ModuleWithCode<'a> {
         self.module
     }
 
+    /// This store's copy of the module's text section (Waypass patch).
+    #[inline]
+    pub fn text(&self) -> &'a [u8] {
+        self.store_code.text()
+    }
+
     /// Returns the slice in the text section of the function that
     /// `key` points to.
+    // Waypass patch: funcrefs now take their offsets from the module's cache
+    // and `text`, so nothing in this build calls this.
+    #[allow(dead_code)]
     #[inline]
     pub fn function(&self, key: FuncKey) -> &[u8] {
         let range = self.module.compiled_module().function_range(key);

@@ -25,6 +25,12 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// Waypass patch (see `WAYPASS-PATCH.md`): for each defined function,
+    /// the text offsets of its array-to-wasm trampoline (high 32 bits) and
+    /// of its body (low 32 bits), `u64::MAX` until first asked for. Looked
+    /// up once per function and module instead of twice at every
+    /// `VMFuncRef` an instance makes (two `func_loc` searches each).
+    funcref_starts: crate::sync::OnceLock<Box<[core::sync::atomic::AtomicU64]>>,
 }
 
 impl CompiledModule {
@@ -58,6 +64,7 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            funcref_starts: crate::sync::OnceLock::new(),
         };
         ret.register_profiling(profiler)?;
 
@@ -163,6 +170,31 @@ impl CompiledModule {
             }
             _ => None,
         }
+    }
+
+    /// The text offsets `(array-to-wasm trampoline, body)` of the defined
+    /// function `def`, as `function_range(..).start` gives them for
+    /// `FuncKey::ArrayToWasmTrampoline` and `FuncKey::DefinedWasmFunction`
+    /// (Waypass patch: cached per module, see `funcref_starts`).
+    #[inline]
+    pub fn funcref_starts(&self, def: DefinedFuncIndex) -> (usize, usize) {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        let starts = self.funcref_starts.get_or_init(|| {
+            (0..self.module.num_defined_funcs())
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect()
+        });
+        let slot = &starts[def.as_u32() as usize];
+        let packed = slot.load(Ordering::Relaxed);
+        if packed != u64::MAX {
+            return ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        }
+        let module = self.module.module_index;
+        let array = self.func_loc(FuncKey::ArrayToWasmTrampoline(module, def)).start;
+        let wasm = self.func_loc(FuncKey::DefinedWasmFunction(module, def)).start;
+        // Racing writers store the same value.
+        slot.store((u64::from(array) << 32) | u64::from(wasm), Ordering::Relaxed);
+        (array as usize, wasm as usize)
     }
 
     /// Gets the function location information for a given function index.

@@ -880,19 +880,19 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
-        // function at `def_index`.
-        unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
-        }
+        // Waypass patch: the code offsets come from the module's cache
+        // (`CompiledModule::funcref_starts`), not from two `func_loc`
+        // searches per funcref. An instance whose element segments are
+        // placed at an imported `__table_base` (componentize-py's libraries)
+        // makes thousands at every instantiation.
+        let starts = self
+            .runtime_module()
+            .expect("funcref impossible in fake module")
+            .compiled_module()
+            .funcref_starts(def_index);
+        // SAFETY: the type/offset/code offsets here are all valid for the
+        // defined function at `def_index`.
+        unsafe { self.initialize_and_return_funcref_at(registry, type_index, vmctx_offset, starts) }
     }
 
     fn get_start_func_ref(
@@ -960,20 +960,45 @@ impl Instance {
         // it's better for instantiation performance if we don't have to track
         // "is-initialized" state at all!
 
+        let compiled = self
+            .runtime_module()
+            .expect("funcref impossible in fake module")
+            .compiled_module();
+        let starts = (
+            compiled.function_range(array_to_wasm_key).start,
+            compiled.function_range(wasm_key).start,
+        );
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.initialize_and_return_funcref_at(registry, type_index, vmctx_offset, starts) }
+    }
+
+    /// [`Self::initialize_and_return_funcref`] given the text offsets of the
+    /// function's array-to-wasm trampoline and body (Waypass patch).
+    ///
+    /// # Safety
+    ///
+    /// As for `initialize_and_return_funcref`; `starts` must be the starts
+    /// of the functions its keys name.
+    unsafe fn initialize_and_return_funcref_at(
+        self: Pin<&mut Self>,
+        registry: &ModuleRegistry,
+        type_index: VMSharedTypeIndex,
+        vmctx_offset: u32,
+        (array_start, wasm_start): (usize, usize),
+    ) -> Option<NonNull<VMFuncRef>> {
         let module_with_code = ModuleWithCode::in_store(
             registry,
             self.runtime_module()
                 .expect("funcref impossible in fake module"),
         )
         .expect("module not in store");
+        let text = module_with_code.text();
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
+        let array_call = VmPtr::from(NonNull::from(&text[array_start..]).cast());
 
         let wasm_call = Some(VmPtr::from(
             NonNull::new(
-                module_with_code
-                    .function(wasm_key)
+                text[wasm_start..]
                     .as_ptr()
                     .cast::<VMWasmCallFunction>()
                     .cast_mut(),
