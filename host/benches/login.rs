@@ -378,7 +378,20 @@ enabled = false
         ..Launch::default()
     };
     // The first start compiles into the artifact cache; measure the second.
-    stop_broker(&mut Running(spawn_broker(&config_path, &launch)).0);
+    // Under callgrind the engine is configured for valgrind, which changes
+    // the artifacts: the first start (at native speed) uses that engine too,
+    // or the measured broker would compile every component under valgrind.
+    let mut first_env = launch.env.clone();
+    if args.callgrind {
+        first_env.push((waypass::mapper::VALGRIND_ENV, "1".to_owned()));
+    }
+    let first = Launch {
+        database: launch.database.clone(),
+        workers: launch.workers,
+        callgrind: None,
+        env: first_env,
+    };
+    stop_broker(&mut Running(spawn_broker(&config_path, &first)).0);
     let mut broker = Running(spawn_broker(
         &config_path,
         &Launch {
@@ -651,11 +664,13 @@ fn spawn_broker(config: &Path, launch: &Launch) -> Child {
         .expect("spawn waypass serve");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = std::io::BufReader::new(stderr).lines();
+    // What it printed before it stopped is why it did not start.
+    let mut said = Vec::new();
     loop {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("waypass: serving") => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("waypass serve did not start"),
+            Some(Ok(line)) => said.push(line),
+            _ => panic!("waypass serve did not start:\n{}", said.join("\n")),
         }
     }
     // Keep draining stderr so the broker never blocks on a full pipe.

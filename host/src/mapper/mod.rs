@@ -554,9 +554,37 @@ fn engine_config() -> Config {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if under_valgrind {
         config.memory_reservation(limits::MAX_MEMORY_BYTES as u64);
+        // Valgrind's CPU has no AVX-512 (nor AVX-VNNI): code compiled for the
+        // real CPU would not load there, and compiling a 12–18 MB
+        // interpreter under valgrind takes longer than any timeout. With
+        // these off, a broker started natively with this variable compiles
+        // artifacts that the one under valgrind loads from the cache.
+        for flag in VALGRIND_ISA_FLAGS_OFF {
+            // SAFETY: turning an instruction-set extension off only keeps
+            // the compiler from using it; the code runs on any x86-64 that
+            // has the rest, as checked when an artifact is loaded.
+            unsafe {
+                config.cranelift_flag_set(flag, "false");
+            }
+        }
     }
     config
 }
+
+/// The x86-64 extensions the code compiled under [`VALGRIND_ENV`] may not
+/// use: those the host may have and valgrind 3.19 does not emulate.
+#[cfg(target_arch = "x86_64")]
+const VALGRIND_ISA_FLAGS_OFF: &[&str] = &[
+    "has_avx512bitalg",
+    "has_avx512dq",
+    "has_avx512f",
+    "has_avx512vl",
+    "has_avx512vbmi",
+    "has_avx512vnni",
+    "has_avx_vnni",
+];
+#[cfg(not(target_arch = "x86_64"))]
+const VALGRIND_ISA_FLAGS_OFF: &[&str] = &[];
 
 /// Advances the engine's epoch every [`limits::EPOCH_TICK`] until `stop`.
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
