@@ -11,6 +11,16 @@
 //! (p50/p99, CPU and minor page faults per call), then the same number
 //! `--concurrency` at a time (CPU and faults per call; the provider's CPU
 //! left out), with the instance's peak memory.
+//!
+//! Instructions per call: with `WAYPASS_BENCH_CACHE_DIR=DIR` the artifact
+//! cache is `DIR` instead of a fresh temporary directory, each row's
+//! component is kept there too (componentize-py's output differs from
+//! build to build) and the compile timeout is lifted, so one run under
+//! `valgrind --tool=none` compiles into it and the runs under `valgrind
+//! --tool=callgrind` load from it (all with `WAYPASS_UNDER_VALGRIND=1`)
+//! instead of compiling 18 MB under the instrumentation each time; two
+//! callgrind runs with different `--calls` give the instructions of the
+//! calls between them (BENCHMARKS.md #17).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +34,9 @@ use waypass_tests::{guests, plugins};
 const USERINFO: &str =
     r#"{"account":{"uuid":"0b7e2a52-5e0b-4c0f-9d0e-1f2a3b4c5d6e","email":"ada@example.com"}}"#;
 
+/// Where the artifact cache is, if not a fresh temporary directory.
+const CACHE_DIR_ENV: &str = "WAYPASS_BENCH_CACHE_DIR";
+
 /// Builds (or reads the build of) a component when its row runs.
 type ComponentBytes = Box<dyn Fn() -> Vec<u8>>;
 
@@ -34,6 +47,25 @@ fn guest(name: &str) -> Vec<u8> {
         .join("guests")
         .join(name);
     std::fs::read(plugins::build_dir(&dir)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+}
+
+/// The row's component as kept in the cache directory `dir`, built and kept
+/// there by the first run: componentize-py's output differs from build to
+/// build, and a run under valgrind must load the very bytes a run before it
+/// compiled.
+fn kept_component(dir: &std::path::Path, label: &str, build: &ComponentBytes) -> Vec<u8> {
+    let name: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let file = dir.join(format!("{name}.wasm"));
+    if let Ok(bytes) = std::fs::read(&file) {
+        return bytes;
+    }
+    let bytes = build();
+    std::fs::create_dir_all(dir).expect("create the cache directory");
+    std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+    bytes
 }
 
 fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
@@ -113,7 +145,10 @@ fn main() {
         if !args.wants(label) {
             continue;
         }
-        let bytes = bytes();
+        let bytes = match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) => kept_component(std::path::Path::new(&dir), label, &bytes),
+            None => bytes(),
+        };
         let (compiled, compile) = if args.calls_only {
             (None, None)
         } else {
@@ -125,7 +160,13 @@ fn main() {
             (Some(compiled.len()), Some(started.elapsed()))
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let cached = Arc::new(runtime(Some(dir.path().to_path_buf())));
+        let cached = Arc::new(match std::env::var_os(CACHE_DIR_ENV) {
+            // Under valgrind a compile takes far longer than the runtime's
+            // limit allows.
+            Some(cache_dir) => runtime(Some(cache_dir.into()))
+                .with_compile_timeout(std::time::Duration::from_secs(3600)),
+            None => runtime(Some(dir.path().to_path_buf())),
+        });
         cached.load(&bytes).expect("compiles into the cache");
         // As a restart does: the store knows the version's SHA-256.
         let digest = waypass::mapper::sha256_hex(&bytes);

@@ -149,8 +149,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _strict_decoder() -> json.JSONDecoder:
+    """A decoder that refuses ``NaN`` and ``Infinity``."""
+    return json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 # Made once, when the module is imported (and snapshotted with it), not per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = _strict_decoder()
 
 
 def parse_json(body: bytes) -> Any:
@@ -166,7 +171,7 @@ def parse_json(body: bytes) -> Any:
     # With few brackets a body cannot nest deep; otherwise the pure-Python
     # scanner, counting depth, in a decoder of its own.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
-        decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+        decoder = _strict_decoder()
         _limit_depth(decoder)
     else:
         decoder = _DECODER

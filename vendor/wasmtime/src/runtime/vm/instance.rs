@@ -138,6 +138,15 @@ pub struct Instance {
     #[cfg(feature = "wmemcheck")]
     pub(crate) wmemcheck_state: Option<Wmemcheck>,
 
+    /// Waypass patch (see `WAYPASS-PATCH.md`): this store's copy of the
+    /// module's text section, looked up in the store's module registry by
+    /// the first `VMFuncRef` this instance makes and kept for the next ones
+    /// (a store's code for a module is made once, when the module is
+    /// registered, and never moves or goes while an instance of it lives).
+    /// An instance whose element segments are applied at instantiation
+    /// makes thousands of funcrefs, each of which looked the text up again.
+    funcref_text: Option<SendSyncPtr<[u8]>>,
+
     /// Self-pointer back to `Store<T>` and its functions. Not present for
     /// the brief time that `Store<T>` is itself being created. Also not
     /// present for some niche uses that are disconnected from stores (e.g.
@@ -208,6 +217,7 @@ impl Instance {
             passive_elements,
             #[cfg(feature = "wmemcheck")]
             wmemcheck_state,
+            funcref_text: None,
             store: None,
             vmctx: OwnedVMContext::new(),
         })?;
@@ -980,31 +990,43 @@ impl Instance {
     /// As for `initialize_and_return_funcref`; `starts` must be the starts
     /// of the functions its keys name.
     unsafe fn initialize_and_return_funcref_at(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
         (array_start, wasm_start): (usize, usize),
     ) -> Option<NonNull<VMFuncRef>> {
-        let module_with_code = ModuleWithCode::in_store(
-            registry,
-            self.runtime_module()
-                .expect("funcref impossible in fake module"),
-        )
-        .expect("module not in store");
-        let text = module_with_code.text();
-
-        let array_call = VmPtr::from(NonNull::from(&text[array_start..]).cast());
-
-        let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                text[wasm_start..]
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
+        // Waypass patch: the text is looked up once per instance (see
+        // `funcref_text`), not in the registry's two maps per funcref.
+        let text = match self.funcref_text {
+            Some(text) => text,
+            None => {
+                let module_with_code = ModuleWithCode::in_store(
+                    registry,
+                    self.runtime_module()
+                        .expect("funcref impossible in fake module"),
+                )
+                .expect("module not in store");
+                let text = SendSyncPtr::from(module_with_code.text());
+                // SAFETY: not moving out of `self`; `funcref_text` is not
+                // part of the `VMContext` layout.
+                unsafe { self.as_mut().get_unchecked_mut() }.funcref_text = Some(text);
+                text
+            }
+        };
+        assert!(array_start < text.len() && wasm_start < text.len());
+        // SAFETY: both offsets are inside the text (checked just above),
+        // which lives as long as this instance's module is registered in
+        // its store, so at least as long as this instance.
+        let (array_call, wasm_call) = unsafe {
+            let base = text.as_non_null().cast::<u8>();
+            (
+                VmPtr::from(base.add(array_start).cast()),
+                Some(VmPtr::from(
+                    base.add(wasm_start).cast::<VMWasmCallFunction>(),
+                )),
             )
-            .unwrap(),
-        ));
+        };
 
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
