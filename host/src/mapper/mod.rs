@@ -554,9 +554,49 @@ fn engine_config() -> Config {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if under_valgrind {
         config.memory_reservation(limits::MAX_MEMORY_BYTES as u64);
+        // Valgrind's CPU has no AVX-512 and reports other features than
+        // the host's, so a broker under it would find every cached artifact
+        // built for another CPU and compile the script engine and the
+        // interpreted mappers under valgrind, past the compile timeout. A
+        // fixed x86-64 feature set that valgrind runs (AVX2, no AVX-512)
+        // gives the same artifacts inside valgrind and out, so they can be
+        // compiled outside it first.
+        #[cfg(target_arch = "x86_64")]
+        for (flag, on) in VALGRIND_X86_FEATURES {
+            // SAFETY: each is a Cranelift x86-64 ISA setting; an artifact
+            // built with them is checked against the running CPU on load.
+            unsafe {
+                config.cranelift_flag_set(flag, if *on { "true" } else { "false" });
+            }
+        }
     }
     config
 }
+
+/// The x86-64 features compiled for under [`VALGRIND_ENV`] (valgrind 3.19
+/// emulates AVX2, FMA and BMI, not AVX-512 or AVX-VNNI).
+#[cfg(target_arch = "x86_64")]
+const VALGRIND_X86_FEATURES: &[(&str, bool)] = &[
+    ("has_sse3", true),
+    ("has_ssse3", true),
+    ("has_cmpxchg16b", true),
+    ("has_sse41", true),
+    ("has_sse42", true),
+    ("has_popcnt", true),
+    ("has_avx", true),
+    ("has_avx2", true),
+    ("has_fma", true),
+    ("has_bmi1", true),
+    ("has_bmi2", true),
+    ("has_lzcnt", true),
+    ("has_avx_vnni", false),
+    ("has_avx512bitalg", false),
+    ("has_avx512dq", false),
+    ("has_avx512vl", false),
+    ("has_avx512vbmi", false),
+    ("has_avx512f", false),
+    ("has_avx512vnni", false),
+];
 
 /// Advances the engine's epoch every [`limits::EPOCH_TICK`] until `stop`.
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
