@@ -739,6 +739,16 @@ async fn a_script_requesting_a_metadata_address_is_refused_by_the_metadata_rule(
 }
 
 #[tokio::test]
+async fn a_function_expression_followed_by_semicolons_and_unicode_white_space_runs() {
+    // `;` and every kind of trailing white space the engine strips before
+    // compiling the text as an expression (without the strip, neither form
+    // parses: `return (function … ;);` nor an anonymous function statement).
+    let script = "function (accessToken, ctx, cb) {\n  cb(null, {user_id: accessToken});\n} ;\u{a0}\u{3000};\r\n\u{2028}\u{feff}\t;;\u{200a} \n";
+    let report = run_offline(script, TokenSet::bearer("at-7")).await;
+    assert_eq!(profile(&report).user_id, "at-7");
+}
+
+#[tokio::test]
 async fn scripts_are_checked_without_running_and_syntax_errors_say_where() {
     // Both forms Auth0 accepts compile.
     ENGINE
