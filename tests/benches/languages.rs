@@ -141,12 +141,13 @@ fn main() {
         c = args.concurrency
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let kept_dir = std::env::var_os(CACHE_DIR_ENV).map(std::path::PathBuf::from);
     for (label, bytes) in ports {
         if !args.wants(label) {
             continue;
         }
-        let bytes = match std::env::var_os(CACHE_DIR_ENV) {
-            Some(dir) => kept_component(std::path::Path::new(&dir), label, &bytes),
+        let bytes = match &kept_dir {
+            Some(dir) => kept_component(dir, label, &bytes),
             None => bytes(),
         };
         let (compiled, compile) = if args.calls_only {
@@ -160,10 +161,10 @@ fn main() {
             (Some(compiled.len()), Some(started.elapsed()))
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let cached = Arc::new(match std::env::var_os(CACHE_DIR_ENV) {
+        let cached = Arc::new(match &kept_dir {
             // Under valgrind a compile takes far longer than the runtime's
             // limit allows.
-            Some(cache_dir) => runtime(Some(cache_dir.into()))
+            Some(kept) => runtime(Some(kept.clone()))
                 .with_compile_timeout(std::time::Duration::from_secs(3600)),
             None => runtime(Some(dir.path().to_path_buf())),
         });
