@@ -46,6 +46,30 @@ import { makeRequest, parseQuery, stringifyQuery, transportError } from './reque
 import * as jwt from './jwt.js';
 import { POST_LOGIN_MODES, runPostLogin } from './postlogin.js';
 
+/**
+ * Creates, in the global componentize-js's bindings run in, the standard
+ * classes every call uses, so that they are in the build's snapshot instead
+ * of being created anew in each call's fresh instance: SpiderMonkey creates
+ * a global's classes on first use, and nothing uses the bindings' global at
+ * build time. The same as `createBindingsClasses` in the JavaScript SDK
+ * (`plugins/sdk/js/waypass-mapper.js`), which says more; BENCHMARKS.md #17,
+ * "Where StarlingMonkey's instructions go, by name".
+ */
+function createBindingsClasses() {
+  const bindings = send.constructor('return globalThis')();
+  void [
+    bindings.Uint8Array,
+    bindings.String.prototype,
+    bindings.Promise.resolve(),
+    bindings.BigInt,
+    new bindings.Error().stack,
+  ];
+  // The engine iterates arrays (`for … of`, spreading, destructuring) in
+  // every call: the array iterator's prototype and `Iterator` behind it.
+  for (const global of [globalThis, bindings]) global.Function('for (const _ of []);')();
+}
+createBindingsClasses();
+
 /** The settings the host reserves for the engine. */
 const SCRIPT_SETTING = 'waypass:script';
 const MODE_SETTING = 'waypass:mode';

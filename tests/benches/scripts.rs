@@ -14,6 +14,13 @@
 //! `--engine PATH` runs an engine component built elsewhere instead of the
 //! shipped one (an experiment's build, compared against the shipped engine
 //! without rebuilding the host).
+//!
+//! Instructions per login: with `WAYPASS_BENCH_CACHE_DIR=DIR` the artifact
+//! cache is `DIR` instead of a fresh temporary directory and the compile
+//! timeout is lifted, so that a run with `WAYPASS_UNDER_VALGRIND=1`
+//! compiles the engine into it natively and a run under `valgrind
+//! --tool=callgrind` (with the same variable) loads it instead of
+//! compiling 12–15 MB under the instrumentation (as the `languages` bench).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +32,9 @@ use waypass::keys::{Alg, KeySet};
 use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
 use waypass::script::{ENGINE_WASM, ScriptEngine};
 use waypass_tests::bench::{self, Args, LoopbackProvider};
+
+/// Where the artifact cache is, if not a fresh temporary directory.
+const CACHE_DIR_ENV: &str = "WAYPASS_BENCH_CACHE_DIR";
 
 const DOC_EXAMPLE: &str = include_str!("../../examples/scripts/auth0-doc-example.js");
 /// Where the documentation's script sends its request; the bench points it
@@ -127,7 +137,14 @@ fn main() {
         );
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let cached = Arc::new(runtime(Some(dir.path().to_path_buf())));
+    let cached = Arc::new(match std::env::var_os(CACHE_DIR_ENV) {
+        // Under valgrind a compile takes far longer than the runtime's
+        // limit allows.
+        Some(kept) => {
+            runtime(Some(kept.into())).with_compile_timeout(std::time::Duration::from_secs(3600))
+        }
+        None => runtime(Some(dir.path().to_path_buf())),
+    });
     let load = |runtime: &Runtime| match engine_override() {
         Some(path) => {
             let wasm = std::fs::read(&path).expect("reads the --engine component");

@@ -34,6 +34,40 @@
 import { send as hostSend } from 'waypass:mapper/http@0.1.0';
 import { log as hostLog } from 'waypass:mapper/log@0.1.0';
 
+// ---------------------------------------------------------------------------
+// Snapshot
+// ---------------------------------------------------------------------------
+
+/**
+ * Creates, in the global componentize-js's bindings run in, the standard
+ * classes every call uses, so that they are in the build's snapshot.
+ *
+ * componentize-js runs a component's top level once, at build time, and
+ * snapshots the engine; each call starts from that snapshot in a fresh
+ * instance. SpiderMonkey creates a global's standard classes (constructor,
+ * prototype, their methods) on first use, and the bindings (the export's
+ * wrapper that lifts the arguments and lowers the profile, the imports'
+ * wrappers) live in a global of their own that nothing uses at build time:
+ * each call created `Uint8Array` (with `TypedArray`), `String`'s prototype,
+ * `Promise` (the export's wrapper is `async`) and `SavedFrame` (the stack
+ * SpiderMonkey records for each promise) there anew, over half of a bare
+ * call's instructions (BENCHMARKS.md #17, "Where StarlingMonkey's
+ * instructions go, by name"). An imported function belongs to that global,
+ * so its `Function` constructor evaluates there. `BigInt` lifts `expires_in`.
+ * Under Node (the SDK's tests) this touches Node's own global: harmless.
+ */
+function createBindingsClasses() {
+  const bindings = hostSend.constructor('return globalThis')();
+  void [
+    bindings.Uint8Array,
+    bindings.String.prototype,
+    bindings.Promise.resolve(),
+    bindings.BigInt,
+    new bindings.Error().stack,
+  ];
+}
+createBindingsClasses();
+
 /** How many bytes of a response body error messages quote. */
 export const SNIPPET_LIMIT = 512;
 
