@@ -163,6 +163,31 @@ async fn a_global_set_by_one_login_is_absent_in_the_next() {
     }
 }
 
+/// Returns `Math.random()` and four bytes of `crypto.getRandomValues`.
+const RANDOM_SCRIPT: &str = r#"function (accessToken, ctx, callback) {
+  callback(null, {
+    user_id: String(Math.random()),
+    bytes: Array.from(crypto.getRandomValues(new Uint8Array(8))).join(","),
+  });
+}"#;
+
+/// The shipped engine is a snapshot of a call (`host/src/build/snapshot.rs`):
+/// a random generator seeded before it would be every login's. Each login's
+/// `Math.random()` and `crypto.getRandomValues` are its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_login_draws_its_own_random_numbers() {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let report = run_offline(RANDOM_SCRIPT, TokenSet::bearer("at-1")).await;
+        let p = profile(&report);
+        let bytes = p.extra["bytes"].as_str().expect("bytes").to_owned();
+        assert!(
+            seen.insert(p.user_id.clone()) && seen.insert(bytes),
+            "a login repeated another's random numbers: {p:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_documentation_example_runs_verbatim() {
     let (runtime, engine) = &*CANNED;

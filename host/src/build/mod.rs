@@ -10,6 +10,7 @@
 mod javascript;
 mod python;
 mod scaffold;
+mod snapshot;
 mod stage;
 mod toolchain;
 
@@ -155,8 +156,8 @@ pub fn script_engine_assets() -> PathBuf {
 }
 
 /// SHA-256 of everything the script engine is built from: its modules (not
-/// its tests), the WIT files, the pinned componentize-js and the features
-/// left out. `host/assets/script-engine.inputs` records it for the shipped
+/// its tests), the WIT files, the pinned componentize-js, the features left
+/// out, and the snapshot step (its tool and its warm-up script). `host/assets/script-engine.inputs` records it for the shipped
 /// engine, and a test compares the two, so a change to the engine's sources
 /// cannot ship with a stale engine.
 pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
@@ -172,6 +173,8 @@ pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
         "componentize-js",
         javascript::componentize_js_version().as_bytes(),
     );
+    feed("snapshot", snapshot::TRANSFORM.as_bytes());
+    feed("warm-up", snapshot::WARM_UP_SCRIPT.as_bytes());
     feed(
         "disabled",
         javascript::SCRIPT_ENGINE_DISABLED_FEATURES
@@ -201,7 +204,8 @@ pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
 
 /// Builds the script engine from [`script_engine_dir`] into
 /// [`script_engine_assets`] (`script-engine.wasm` and the digest of its
-/// inputs). Run it after changing the engine: `waypass mapper build-script-engine`.
+/// inputs): componentize-js, then the host's own snapshot after one warm-up
+/// call ([`snapshot`]). Run it after changing the engine: `waypass mapper build-script-engine`.
 pub fn build_script_engine() -> anyhow::Result<PathBuf> {
     let digest = script_engine_inputs_digest()?;
     let built = javascript::build_with(
@@ -209,9 +213,12 @@ pub fn build_script_engine() -> anyhow::Result<PathBuf> {
         World::Mapper,
         javascript::SCRIPT_ENGINE_DISABLED_FEATURES,
     )?;
+    let built =
+        std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    let snapshot = snapshot::after_one_check(&built)?;
     let assets = script_engine_assets();
     let wasm = assets.join("script-engine.wasm");
-    std::fs::copy(&built, &wasm).with_context(|| format!("cannot write {}", wasm.display()))?;
+    std::fs::write(&wasm, snapshot).with_context(|| format!("cannot write {}", wasm.display()))?;
     std::fs::write(assets.join("script-engine.inputs"), format!("{digest}\n"))
         .context("cannot write script-engine.inputs")?;
     Ok(wasm)
