@@ -27,15 +27,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use waypass::egress::EgressPolicy;
-use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
+use waypass::mapper::{MapperInput, Sandbox, Settings, TokenSet};
 use waypass_tests::bench::{self, Args, LoopbackProvider};
 use waypass_tests::{guests, plugins};
 
 const USERINFO: &str =
     r#"{"account":{"uuid":"0b7e2a52-5e0b-4c0f-9d0e-1f2a3b4c5d6e","email":"ada@example.com"}}"#;
-
-/// Where the artifact cache is, if not a fresh temporary directory.
-const CACHE_DIR_ENV: &str = "WAYPASS_BENCH_CACHE_DIR";
 
 /// Builds (or reads the build of) a component when its row runs.
 type ComponentBytes = Box<dyn Fn() -> Vec<u8>>;
@@ -66,14 +63,6 @@ fn kept_component(dir: &std::path::Path, label: &str, build: &ComponentBytes) ->
     std::fs::create_dir_all(dir).expect("create the cache directory");
     std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
     bytes
-}
-
-fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
 }
 
 fn main() {
@@ -141,7 +130,7 @@ fn main() {
         c = args.concurrency
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let kept_dir = std::env::var_os(CACHE_DIR_ENV).map(std::path::PathBuf::from);
+    let kept_dir = bench::kept_cache_dir();
     for (label, bytes) in ports {
         if !args.wants(label) {
             continue;
@@ -154,20 +143,17 @@ fn main() {
             (None, None)
         } else {
             let started = Instant::now();
-            let compiled = runtime(None)
+            let compiled = bench::mapper_runtime(None)
                 .engine()
                 .precompile_component(&bytes)
                 .expect("compiles");
             (Some(compiled.len()), Some(started.elapsed()))
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let cached = Arc::new(match &kept_dir {
-            // Under valgrind a compile takes far longer than the runtime's
-            // limit allows.
-            Some(kept) => runtime(Some(kept.clone()))
-                .with_compile_timeout(std::time::Duration::from_secs(3600)),
-            None => runtime(Some(dir.path().to_path_buf())),
-        });
+        let cached = Arc::new(bench::cached_mapper_runtime(
+            kept_dir.as_deref(),
+            dir.path(),
+        ));
         cached.load(&bytes).expect("compiles into the cache");
         // As a restart does: the store knows the version's SHA-256.
         let digest = waypass::mapper::sha256_hex(&bytes);

@@ -29,12 +29,9 @@ use bytes::Bytes;
 use serde_json::json;
 use waypass::egress::EgressPolicy;
 use waypass::keys::{Alg, KeySet};
-use waypass::mapper::{MapperInput, Runtime, RuntimeConfig, Sandbox, Settings, TokenSet};
+use waypass::mapper::{MapperInput, Runtime, Sandbox, Settings, TokenSet};
 use waypass::script::{ENGINE_WASM, ScriptEngine};
 use waypass_tests::bench::{self, Args, LoopbackProvider};
-
-/// Where the artifact cache is, if not a fresh temporary directory.
-const CACHE_DIR_ENV: &str = "WAYPASS_BENCH_CACHE_DIR";
 
 const DOC_EXAMPLE: &str = include_str!("../../examples/scripts/auth0-doc-example.js");
 /// Where the documentation's script sends its request; the bench points it
@@ -83,14 +80,6 @@ fn with_unused_code(script: &str) -> String {
     script.replacen("{\n", &format!("{{\n{unused}"), 1)
 }
 
-fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
-}
-
 /// `--engine PATH` from the command line, if given.
 fn engine_override() -> Option<std::path::PathBuf> {
     let argv: Vec<String> = std::env::args().collect();
@@ -125,7 +114,7 @@ fn main() {
 
     if !args.calls_only {
         let started = Instant::now();
-        let compiled = runtime(None)
+        let compiled = bench::mapper_runtime(None)
             .engine()
             .precompile_component(ENGINE_WASM)
             .expect("compiles");
@@ -137,14 +126,10 @@ fn main() {
         );
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let cached = Arc::new(match std::env::var_os(CACHE_DIR_ENV) {
-        // Under valgrind a compile takes far longer than the runtime's
-        // limit allows.
-        Some(kept) => {
-            runtime(Some(kept.into())).with_compile_timeout(std::time::Duration::from_secs(3600))
-        }
-        None => runtime(Some(dir.path().to_path_buf())),
-    });
+    let cached = Arc::new(bench::cached_mapper_runtime(
+        bench::kept_cache_dir().as_deref(),
+        dir.path(),
+    ));
     let load = |runtime: &Runtime| match engine_override() {
         Some(path) => {
             let wasm = std::fs::read(&path).expect("reads the --engine component");

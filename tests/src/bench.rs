@@ -309,3 +309,39 @@ pub fn broker_like_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio")
 }
+
+/// `WAYPASS_BENCH_CACHE_DIR=DIR`: the call benches keep their artifact
+/// cache (and what else they must load again) in `DIR`, so that a run with
+/// `WAYPASS_UNDER_VALGRIND=1` compiles into it natively and a run under
+/// `valgrind --tool=callgrind` loads from it instead of compiling 12–18 MB
+/// under the instrumentation (BENCHMARKS.md #17).
+pub const CACHE_DIR_ENV: &str = "WAYPASS_BENCH_CACHE_DIR";
+
+/// The directory [`CACHE_DIR_ENV`] names, if set.
+pub fn kept_cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os(CACHE_DIR_ENV).map(std::path::PathBuf::from)
+}
+
+/// A mapper runtime with the default limits whose artifact cache is
+/// `cache_dir` (none: no cache).
+pub fn mapper_runtime(cache_dir: Option<std::path::PathBuf>) -> waypass::mapper::Runtime {
+    waypass::mapper::Runtime::new(waypass::mapper::RuntimeConfig {
+        cache_dir,
+        ..Default::default()
+    })
+    .expect("runtime")
+}
+
+/// A mapper runtime caching in `kept` ([`kept_cache_dir`]) if given, else
+/// in `temporary`. With `kept` the compile timeout is lifted: under
+/// valgrind a compile takes far longer than the runtime's limit allows.
+pub fn cached_mapper_runtime(
+    kept: Option<&std::path::Path>,
+    temporary: &std::path::Path,
+) -> waypass::mapper::Runtime {
+    match kept {
+        Some(dir) => mapper_runtime(Some(dir.to_path_buf()))
+            .with_compile_timeout(std::time::Duration::from_secs(3600)),
+        None => mapper_runtime(Some(temporary.to_path_buf())),
+    }
+}
