@@ -7,6 +7,7 @@
 //! store the new key alone reads.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
@@ -103,6 +104,33 @@ async fn identity(issuer: &str, user_id: &str, token: &str) -> Value {
     user["identities"][0].clone()
 }
 
+/// Asserts that `later` is the identity `earlier` was, read `elapsed`
+/// after it: the same fields, and `expires_in` (counted down by the
+/// second, from the stored expiry) lower by no more than the seconds
+/// that passed, so a read straddling a second's edge does not fail.
+fn assert_same_identity(later: &Value, earlier: &Value, elapsed: Duration, what: &str) {
+    let seconds = |identity: &Value| {
+        identity["expires_in"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: a countdown in {identity}"))
+    };
+    let (then, now) = (seconds(earlier), seconds(later));
+    assert!(
+        now <= then && then - now <= elapsed.as_secs() + 1,
+        "{what}: expires_in {now} read {elapsed:?} after {then}"
+    );
+    let without_countdown = |identity: &Value| {
+        let mut fields = identity.as_object().expect("an object").clone();
+        fields.remove("expires_in");
+        fields
+    };
+    assert_eq!(
+        without_countdown(later),
+        without_countdown(earlier),
+        "{what}"
+    );
+}
+
 fn action_with_secret() -> StoredAction {
     StoredAction {
         id: "act_secret".into(),
@@ -148,6 +176,7 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
     // The provider's tokens: for the admin (every scope) and a client
     // holding read:user_idp_tokens; not for one holding read:users alone.
     let with_scope = identity(&issuer, &user_id, ADMIN_TOKEN).await;
+    let read_at = Instant::now();
     let access = with_scope["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("the provider's access token: {with_scope}"))
@@ -161,7 +190,12 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
         "{with_scope}"
     );
     let reader = management_token(&issuer, &["read:users", "read:user_idp_tokens"]).await;
-    assert_eq!(identity(&issuer, &user_id, &reader).await, with_scope);
+    assert_same_identity(
+        &identity(&issuer, &user_id, &reader).await,
+        &with_scope,
+        read_at.elapsed(),
+        "the reader scope sees the provider's tokens",
+    );
     let plain = management_token(&issuer, &["read:users"]).await;
     let without = identity(&issuer, &user_id, &plain).await;
     assert_eq!(without["connection"], "devprov", "{without}");
@@ -246,10 +280,11 @@ async fn no_secret_is_in_the_database_file_and_idp_tokens_need_their_scope_and_s
     set_keys(dir.path(), OTHER_SECRETS_KEY);
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
     let second = Served::start(&config, listener).await;
-    assert_eq!(
-        identity(&issuer, &user_id, ADMIN_TOKEN).await,
-        with_scope,
-        "the provider's tokens read back under the new key"
+    assert_same_identity(
+        &identity(&issuer, &user_id, ADMIN_TOKEN).await,
+        &with_scope,
+        read_at.elapsed(),
+        "the provider's tokens read back under the new key",
     );
     let again = log_in(&second.issuer, &origin).await;
     assert_eq!(again, user_id, "and a login (the client secret) works");
