@@ -367,11 +367,8 @@ const realClearInterval = globalThis.clearInterval;
 const realFetch = globalThis.fetch;
 
 /**
- * Timers and `fetch` that tell `run` what is still pending. Installed per
- * call, on the call's fresh instance (an instance never serves two calls).
- * Installing these and the globals once at module initialisation, in the
- * engine's snapshot, was measured slower per login (1.55–1.75 ms p50 against
- * 1.12–1.18 ms for the documentation's script, `--bench scripts`).
+ * Timers and `fetch` that tell `run` what is still pending. Installed once,
+ * at initialisation, for the instance's one run (`RUN` below).
  */
 function installTrackedAsync(run) {
   globalThis.setTimeout = (fn, ms, ...args) => {
@@ -475,12 +472,11 @@ function scriptContext(tokens) {
   return context;
 }
 
-function installGlobals(run, configuration, extra = {}) {
+function installGlobals(run, configuration) {
   const request = makeRequest(send, (fn, args) => run.deliver(fn, args));
   // Built on the first `require`: most scripts never call it.
   let known;
   Object.assign(globalThis, {
-    ...extra,
     request,
     Buffer,
     console: scriptConsole,
@@ -496,6 +492,17 @@ function installGlobals(run, configuration, extra = {}) {
   });
   installTrackedAsync(run);
 }
+
+/**
+ * The instance's one run, and the `configuration` object its script sees
+ * (filled from the call's settings), with the globals installed for them
+ * here, at initialisation: in the build's snapshot, not in every login. An
+ * instance serves one call and every call gets a fresh instance, so this is
+ * still one run per login; nothing a login sets survives it.
+ */
+const RUN = new Run();
+const CONFIGURATION = {};
+installGlobals(RUN, CONFIGURATION);
 
 // ---------------------------------------------------------------------------
 // The result
@@ -572,12 +579,12 @@ export async function fetchUserProfile(accessToken, ctx) {
   const mode = settings.get(MODE_SETTING);
   if (POST_LOGIN_MODES.includes(mode)) {
     return runPostLogin(mode, source, settings, {
-      Run,
+      run: RUN,
+      configuration: CONFIGURATION,
       Failure,
       UnauthorizedError,
       compile,
       position,
-      installGlobals,
       toFailure,
     });
   }
@@ -590,12 +597,10 @@ export async function fetchUserProfile(accessToken, ctx) {
     const { message, line, column } = compiled.error;
     throw new Failure('other', `the script does not compile: line ${line}, column ${column}: ${message}`);
   }
-  const configuration = {};
   for (const [key, value] of settings) {
-    if (key !== SCRIPT_SETTING && key !== MODE_SETTING) configuration[key] = value;
+    if (key !== SCRIPT_SETTING && key !== MODE_SETTING) CONFIGURATION[key] = value;
   }
-  const run = new Run();
-  installGlobals(run, configuration);
+  const run = RUN;
   const fn = run.guard(compiled.make, []);
   if (!run.settled && typeof fn !== 'function') {
     run.fail(

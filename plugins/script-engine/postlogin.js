@@ -331,12 +331,12 @@ function answer(outcome) {
 }
 
 /**
- * Runs `source` in `mode` with what `mapper.js` shares (`engine`: its `Run`,
- * `Failure`, `UnauthorizedError`, `compile`, `position`, `installGlobals`,
- * `toFailure`).
+ * Runs `source` in `mode` with what `mapper.js` shares (`engine`: the
+ * instance's `run` and `configuration`, whose globals are installed,
+ * `Failure`, `UnauthorizedError`, `compile`, `position`, `toFailure`).
  */
 export async function runPostLogin(mode, source, settings, engine) {
-  const { Run, Failure, UnauthorizedError } = engine;
+  const { run, configuration, Failure, UnauthorizedError } = engine;
   if (mode === 'check-post-login') {
     const compiled = compileAction(source, engine.position);
     const reply = compiled.error ? { check: 'syntax-error', ...compiled.error } : { check: 'ok' };
@@ -344,7 +344,6 @@ export async function runPostLogin(mode, source, settings, engine) {
   }
   const host = parseJson(settings.get(EVENT_SETTING), EVENT_SETTING, Failure);
   const secrets = plainObject(parseJson(settings.get(SECRETS_SETTING) ?? '{}', SECRETS_SETTING, Failure));
-  const configuration = {};
   for (const [key, value] of settings) {
     if (!key.startsWith(RESERVED_PREFIX)) configuration[key] = value;
   }
@@ -355,8 +354,7 @@ export async function runPostLogin(mode, source, settings, engine) {
       const { message, line, column } = compiled.error;
       throw new Failure('other', `the action does not compile: line ${line}, column ${column}: ${message}`);
     }
-    const run = new Run('the action finished without its onExecutePostLogin settling');
-    engine.installGlobals(run, configuration);
+    run.stallMessage = 'the action finished without its onExecutePostLogin settling';
     const module = { exports: {} };
     run.guard(compiled.make, [module.exports, module]);
     const handler = module.exports?.onExecutePostLogin;
@@ -389,8 +387,8 @@ export async function runPostLogin(mode, source, settings, engine) {
     const { message, line, column } = compiled.error;
     throw new Failure('other', `the rule does not compile: line ${line}, column ${column}: ${message}`);
   }
-  const run = new Run('the rule finished without calling callback(err, user, context)');
-  engine.installGlobals(run, configuration, { auth0: ruleAuth0(changes) });
+  run.stallMessage = 'the rule finished without calling callback(err, user, context)';
+  globalThis.auth0 = ruleAuth0(changes);
   const fn = run.guard(compiled.make, []);
   if (!run.settled && typeof fn !== 'function') {
     run.fail(new Error('the rule must be a function: `function (user, context, callback) { … }`'));

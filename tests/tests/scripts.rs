@@ -554,6 +554,28 @@ async fn promise_and_async_scripts_return_their_profile() {
     );
 }
 
+/// `fetch` and the body's reading are work the run waits for (their
+/// wrappers are installed once, at the engine's initialisation): a script
+/// that calls back only after `response.json()` is not taken for stalled
+/// between the two, and gets the body.
+#[tokio::test]
+async fn a_script_calling_back_after_fetch_and_its_json_body_gets_the_profile() {
+    let stub = Stub::start(userinfo_stub_reply).await;
+    let script = r#"function (accessToken, ctx, callback) {
+      fetch(configuration.base + '/userinfo', { headers: { Authorization: 'Bearer ' + accessToken } })
+        .then((response) => response.json().then((body) => ({ status: response.status, body })))
+        .then(({ status, body }) => callback(null, { user_id: body.account.uuid, status }))
+        .catch((e) => callback(e));
+    }"#;
+    let report = run_against(&stub, script, TokenSet::bearer("at-1")).await;
+    let p = profile(&report);
+    assert_eq!(p.user_id, "u-1");
+    assert_eq!(
+        serde_json::Value::Object(p.extra.clone()),
+        json!({"status": 200})
+    );
+}
+
 #[tokio::test]
 async fn buffer_base64_and_console_work_as_in_node() {
     let script = r#"function (accessToken, ctx, cb) {
