@@ -104,6 +104,14 @@ fn profile(report: &InvocationReport) -> &waypass::mapper::Profile {
     }
 }
 
+/// Asserts that `report` is a profile with `user_id` and exactly `extra`
+/// beyond the fields the world names.
+fn assert_profile(report: &InvocationReport, user_id: &str, extra: serde_json::Value) {
+    let p = profile(report);
+    assert_eq!(p.user_id, user_id);
+    assert_eq!(serde_json::Value::Object(p.extra.clone()), extra);
+}
+
 fn error(report: &InvocationReport) -> &MapperError {
     match &report.result {
         Err(e) => e,
@@ -335,12 +343,7 @@ async fn a_form_post_with_json_true_gets_a_parsed_body() {
         });
     }"#;
     let report = run_against(&stub, script, TokenSet::bearer("at-1")).await;
-    let p = profile(&report);
-    assert_eq!(p.user_id, "s-9");
-    assert_eq!(
-        serde_json::Value::Object(p.extra.clone()),
-        json!({"active": true})
-    );
+    assert_profile(&report, "s-9", json!({"active": true}));
 }
 
 #[tokio::test]
@@ -532,12 +535,7 @@ async fn promise_and_async_scripts_return_their_profile() {
       return { user_id: account.uuid, email: account.email, via: typeof util.promisify };
     }"#;
     let report = run_against(&stub, script, TokenSet::bearer("at-1")).await;
-    let p = profile(&report);
-    assert_eq!(p.user_id, "u-1");
-    assert_eq!(
-        serde_json::Value::Object(p.extra.clone()),
-        json!({"via": "function"})
-    );
+    assert_profile(&report, "u-1", json!({"via": "function"}));
 
     let report = run_against(&stub, script, TokenSet::bearer("nope")).await;
     assert_eq!(
@@ -568,12 +566,7 @@ async fn a_script_calling_back_after_fetch_and_its_json_body_gets_the_profile() 
         .catch((e) => callback(e));
     }"#;
     let report = run_against(&stub, script, TokenSet::bearer("at-1")).await;
-    let p = profile(&report);
-    assert_eq!(p.user_id, "u-1");
-    assert_eq!(
-        serde_json::Value::Object(p.extra.clone()),
-        json!({"status": 200})
-    );
+    assert_profile(&report, "u-1", json!({"status": 200}));
 }
 
 #[tokio::test]
@@ -587,11 +580,10 @@ async fn buffer_base64_and_console_work_as_in_node() {
       cb(null, { user_id: btoa('ada'), hex: Buffer.from('hi').toString('hex'), back: atob(btoa('x')), decoded, same: legacy === encoded });
     }"#;
     let report = run_offline(script, TokenSet::bearer("at")).await;
-    let p = profile(&report);
-    assert_eq!(p.user_id, "YWRh");
-    assert_eq!(
-        serde_json::Value::Object(p.extra.clone()),
-        json!({"hex": "6869", "back": "x", "decoded": "client:s3cret", "same": true})
+    assert_profile(
+        &report,
+        "YWRh",
+        json!({"hex": "6869", "back": "x", "decoded": "client:s3cret", "same": true}),
     );
     let lines: Vec<_> = report
         .logs
