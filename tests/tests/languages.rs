@@ -181,6 +181,13 @@ async fn every_port_maps_the_providers_answer_exactly_as_the_rust_one_does() {
             Ok(("u-42", Some("ada@example.com"))),
         ),
         (200, r#"{"account":{"uuid":"u-7"}}"#, Ok(("u-7", None))),
+        // Two-, three- and four-byte UTF-8 through each port's lowering of
+        // the profile's strings (JavaScript's is patched at build time).
+        (
+            200,
+            r#"{"account":{"uuid":"ü-中-😀","email":"zoë@exämple.com"}}"#,
+            Ok(("ü-中-😀", Some("zoë@exämple.com"))),
+        ),
         (
             401,
             "token revoked",
@@ -433,8 +440,13 @@ async fn one_connection_swaps_from_rust_to_javascript_to_python_under_traffic_wi
 
 /// Runs a guest SDK's own unit tests with its language's test runner.
 fn run_sdk_tests(dir: &str, program: &str, args: &[&str]) {
+    run_tests_in(&format!("plugins/sdk/{dir}"), program, args);
+}
+
+/// Runs `program args` in the repository's directory `dir`, which must pass.
+fn run_tests_in(dir: &str, program: &str, args: &[&str]) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/sdk")
+        .join("..")
         .join(dir);
     let out = std::process::Command::new(program)
         .args(args)
@@ -455,6 +467,15 @@ fn the_python_sdks_own_unit_tests_pass() {
         "python",
         "python3",
         &["-m", "unittest", "discover", "-s", "tests"],
+    );
+}
+
+#[test]
+fn the_patch_of_componentize_js_bindings_keeps_what_they_lower() {
+    run_tests_in(
+        "host/src/build",
+        "node",
+        &["--test", "componentize.test.mjs"],
     );
 }
 

@@ -49,6 +49,11 @@ const SDK_SOURCE: &str = include_str!("../../../plugins/sdk/js/waypass-mapper.js
 const ACTION_SDK_FILE: &str = "waypass-action.js";
 const ACTION_SDK_SOURCE: &str = include_str!("../../../plugins/sdk/js/waypass-action.js");
 
+/// The driver that runs componentize-js's CLI with its generated bindings
+/// patched (why, in the file), staged beside the sources.
+const DRIVER_FILE: &str = "componentize.mjs";
+pub(super) const DRIVER_SOURCE: &str = include_str!("componentize.mjs");
+
 /// The SDK files (name, text) staged next to the entry of a `world` component.
 fn sdk_files(world: World) -> &'static [(&'static str, &'static str)] {
     match world {
@@ -128,17 +133,21 @@ pub(super) fn build_with(dir: &Path, world: World, disabled: &[&str]) -> anyhow:
             let tmp = stage.join("tmp");
             fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
             let entry = src.join(world.js_entry());
-            let status = componentize_command(&cli, &entry, &wit, world, staged_wasm, disabled)
-                .current_dir(&src)
-                .env("TMPDIR", &tmp)
-                .env("TMP", &tmp)
-                .env("TEMP", &tmp)
-                .stdin(Stdio::null())
-                // Whatever the module prints while it is snapshotted goes to
-                // stderr: stdout carries only the component's path.
-                .stdout(io::stderr())
-                .stderr(Stdio::inherit())
-                .status();
+            let driver = stage.join(DRIVER_FILE);
+            fs::write(&driver, DRIVER_SOURCE)
+                .with_context(|| format!("cannot write {}", driver.display()))?;
+            let status =
+                componentize_command(&driver, &cli, &entry, &wit, world, staged_wasm, disabled)
+                    .current_dir(&src)
+                    .env("TMPDIR", &tmp)
+                    .env("TMP", &tmp)
+                    .env("TEMP", &tmp)
+                    .stdin(Stdio::null())
+                    // Whatever the module prints while it is snapshotted goes to
+                    // stderr: stdout carries only the component's path.
+                    .stdout(io::stderr())
+                    .stderr(Stdio::inherit())
+                    .status();
             match status {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Err(node_missing().into()),
                 Err(e) => Err(e).context(format!("cannot run `{NODE}`")),
@@ -217,8 +226,10 @@ fn syntax_error_report(stderr: &str, path: &Path) -> String {
     )
 }
 
-/// `node <cli.js> <entry> --wit <wit> --world-name <world> --disable … --out <out>`.
+/// `node <driver> <cli.js> <entry> --wit <wit> --world-name <world> --disable … --out <out>`:
+/// componentize-js's CLI run by the driver ([`DRIVER_SOURCE`]).
 fn componentize_command(
+    driver: &Path,
     cli: &Path,
     entry: &Path,
     wit: &Path,
@@ -227,7 +238,8 @@ fn componentize_command(
     disabled: &[&str],
 ) -> Command {
     let mut cmd = Command::new(NODE);
-    cmd.arg(cli)
+    cmd.arg(driver)
+        .arg(cli)
         .arg(entry)
         .arg("--wit")
         .arg(wit)
@@ -522,8 +534,9 @@ mod tests {
     }
 
     #[test]
-    fn the_command_runs_the_cli_with_the_world_and_without_unneeded_wasi() {
+    fn the_command_runs_the_cli_through_the_driver_with_the_world_and_without_unneeded_wasi() {
         let cmd = componentize_command(
+            Path::new("/stage/componentize.mjs"),
             Path::new("/tc/cli.js"),
             Path::new("/stage/src/mapper.js"),
             Path::new("/repo/wit"),
@@ -539,6 +552,7 @@ mod tests {
         assert_eq!(
             args,
             [
+                "/stage/componentize.mjs",
                 "/tc/cli.js",
                 "/stage/src/mapper.js",
                 "--wit",

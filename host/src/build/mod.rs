@@ -156,8 +156,9 @@ pub fn script_engine_assets() -> PathBuf {
 }
 
 /// SHA-256 of everything the script engine is built from: its modules (not
-/// its tests), the WIT files, the pinned componentize-js, the features left
-/// out, and the snapshot step (its tool and its warm-up script). `host/assets/script-engine.inputs` records it for the shipped
+/// its tests), the WIT files, the pinned componentize-js and the driver that
+/// patches its bindings, the features left out, and the snapshot step (its
+/// tool and its warm-up script). `host/assets/script-engine.inputs` records it for the shipped
 /// engine, and a test compares the two, so a change to the engine's sources
 /// cannot ship with a stale engine.
 pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
@@ -173,6 +174,7 @@ pub fn script_engine_inputs_digest() -> anyhow::Result<String> {
         "componentize-js",
         javascript::componentize_js_version().as_bytes(),
     );
+    feed("componentize-driver", javascript::DRIVER_SOURCE.as_bytes());
     feed("snapshot", snapshot::TRANSFORM.as_bytes());
     feed("warm-up", snapshot::WARM_UP_SCRIPT.as_bytes());
     feed(
