@@ -6,8 +6,8 @@
 // engine: the export's wrapper that lifts the arguments and lowers the
 // result, the imports' wrappers. They run in every call, in SpiderMonkey's
 // interpreter (there is no JIT inside wasm), so a loop there costs every
-// login. Two things in the generated bindings cost a call work that has no
-// effect, and nothing in componentize-js turns them off; `waypass mapper
+// login. Three things in the generated bindings cost a call work that has
+// no effect, and nothing in componentize-js turns them off; `waypass mapper
 // build` removes them here (BENCHMARKS.md #17, "Cut: the bindings' string
 // lowering"):
 //
@@ -27,8 +27,8 @@
 //   from it), and `await` of a value that is not a thenable (a synchronous
 //   mapper's profile) still makes a promise, records its async stack and
 //   resumes the export in a later job. Now the export awaits only a value
-//   that has a `then` (`'then' in value`, as `await` would read it), and
-//   lowers any other value at once. What differs is only when the lowering
+//   that has a `then` property (`'then' in value`: the property `await`
+//   reads), and lowers any other value at once. What differs is only when the lowering
 //   runs: before, not after, jobs the guest queued and left pending (they
 //   still run, as the export's promise settles); a guest that changes its
 //   returned profile from such a job was racing its own result already.
