@@ -1164,7 +1164,7 @@ fn location(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no location from {}", resp.url()))
+        .unwrap_or_else(|| panic!("no location from {}: {}", resp.url(), resp.status()))
         .to_owned()
 }
 

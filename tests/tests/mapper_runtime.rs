@@ -286,6 +286,49 @@ async fn an_infinite_loop_ends_at_the_deadline() {
     assert_still_serving().await;
 }
 
+/// The epoch ticker parks on an idle runtime; a guest that never yields
+/// is interrupted only by epochs, so the call must wake it. A call that
+/// did not would run forever: it runs on a thread of its own here, and
+/// the test fails after 30 s instead of hanging.
+#[test]
+fn an_infinite_loop_started_on_an_idle_runtime_still_ends_at_the_deadline() {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Its own runtime: the shared one's ticker is kept awake by the
+        // other tests' calls.
+        let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
+        let mapper = runtime
+            .load(&guests::bytes(guests::HOSTILE))
+            .expect("guest loads");
+        let idle_since = std::time::Instant::now();
+        while runtime.epoch_ticking() {
+            assert!(
+                idle_since.elapsed() < Duration::from_secs(10),
+                "an idle runtime's ticker parks"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let sandbox = Sandbox {
+            limits: Limits {
+                deadline: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            ..Sandbox::default()
+        };
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("executor");
+        let report =
+            executor.block_on(runtime.invoke(&mapper, &input(&[("mode", "loop")]), &sandbox));
+        let _ = done.send(report.result);
+    });
+    let result = result
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the looping call ended: the parked ticker was woken");
+    assert_eq!(result, Err(MapperError::Timeout { limit_ms: 200 }));
+}
+
 #[tokio::test]
 async fn a_memory_bomb_stops_at_the_memory_limit() {
     let sandbox = Sandbox {

@@ -21,11 +21,11 @@ pub mod limits;
 mod memory;
 mod shares;
 mod state;
+mod ticker;
 mod types;
 mod validate;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTableError};
@@ -48,6 +48,7 @@ use compile::CompileSlots;
 use memory::MemoryBudget;
 use shares::CallShares;
 pub(crate) use state::HostState;
+use ticker::EpochTicker;
 use types::MAX_ERROR_MESSAGE_BYTES;
 pub use types::MAX_USER_ID_BYTES;
 pub(crate) use types::truncate;
@@ -108,7 +109,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Option<ArtifactCache>,
     transport: Arc<dyn Transport>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: EpochTicker,
     compile_slots: Arc<CompileSlots>,
     compile_timeout: Duration,
     shares: Arc<CallShares>,
@@ -210,14 +211,13 @@ impl Runtime {
             })?),
             None => None,
         };
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let ticker = EpochTicker::start(engine.clone(), limits::EPOCH_TICK)?;
         Ok(Self {
             engine,
             linker,
             cache,
             transport: config.transport,
-            ticker_stop,
+            ticker,
             compile_slots: CompileSlots::new(),
             compile_timeout: limits::COMPILE_TIMEOUT,
             shares: Arc::new(CallShares::default()),
@@ -229,6 +229,13 @@ impl Runtime {
     pub fn with_compile_timeout(mut self, timeout: Duration) -> Self {
         self.compile_timeout = timeout;
         self
+    }
+
+    /// Whether the epoch ticker is advancing: a guest call is in flight,
+    /// or one ended within the ticker's linger. An idle runtime's ticker
+    /// is parked and wakes no thread.
+    pub fn epoch_ticking(&self) -> bool {
+        self.ticker.is_ticking()
     }
 
     /// The most compilations that ran at once so far (at most
@@ -433,6 +440,9 @@ impl Runtime {
             deadline,
         ));
         let budget = Arc::new(MemoryBudget::new(limits.memory_bytes));
+        // Epochs advance while the call is in flight (a parked ticker is
+        // woken here, before the deadline below is counted from the epoch).
+        let _ticking = self.ticker.ticking();
         let mut store = Store::new(&self.engine, HostState::new(egress.clone(), budget.clone()));
         store.limiter(|state| &mut state.memory);
         // Guest CPU: every epoch tick, check the deadline and what the host
@@ -500,12 +510,6 @@ impl Runtime {
     /// The engine, for tools that need to inspect components.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -585,20 +589,6 @@ const VALGRIND_ISA_FLAGS_OFF: &[&str] = &[
 ];
 #[cfg(not(target_arch = "x86_64"))]
 const VALGRIND_ISA_FLAGS_OFF: &[&str] = &[];
-
-/// Advances the engine's epoch every [`limits::EPOCH_TICK`] until `stop`.
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("waypass-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(limits::EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("cannot start the epoch thread: {e}"))
-}
 
 fn wit_context(input: &MapperInput) -> bindings::types::Context {
     let t = &input.tokens;
