@@ -632,6 +632,9 @@ struct Launch {
     env: Vec<(&'static str, String)>,
 }
 
+/// The secrets key of brokers on PostgreSQL: 32 bytes, base64.
+const BENCH_SECRETS_KEY: &str = "YmVuY2gtc2VjcmV0cy1rZXktMDEyMzQ1Njc4OWFiY2Q=";
+
 fn spawn_broker(config: &Path, launch: &Launch) -> Child {
     let mut command = match &launch.callgrind {
         Some(dir) => {
@@ -654,7 +657,11 @@ fn spawn_broker(config: &Path, launch: &Launch) -> Child {
         command.args(["--workers", &workers.to_string()]);
     }
     if let Some(url) = &launch.database {
-        command.env("WAYPASS_DATABASE_URL", url);
+        // Instances on one PostgreSQL must be given the key they seal
+        // secrets with (they refuse to generate one each).
+        command
+            .env("WAYPASS_DATABASE_URL", url)
+            .env("WAYPASS_SECRETS_KEY", BENCH_SECRETS_KEY);
     }
     command.envs(launch.env.iter().map(|(k, v)| (k, v)));
     let mut child = command

@@ -69,6 +69,10 @@ where
         codes_keep_every_field,
         expired_codes_are_not_returned,
         concurrent_takes_of_one_code_let_exactly_one_win,
+        a_code_is_taken_once_with_its_user_as_stored,
+        a_code_whose_user_is_gone_is_taken_without_one,
+        an_expired_or_unknown_code_is_not_taken_with_a_user,
+        concurrent_takes_with_the_user_of_one_code_let_exactly_one_win,
         access_tokens_can_be_read_until_they_expire,
         deleting_a_clients_access_tokens_leaves_other_clients_tokens,
         unknown_keys_are_absent,
@@ -672,6 +676,94 @@ pub async fn concurrent_takes_of_one_code_let_exactly_one_win(store: &dyn Store)
         assert_eq!(
             winners, 1,
             "round {round}: exactly one of {RACERS} concurrent redemptions wins"
+        );
+        assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
+    }
+}
+
+/// A token exchange takes its code and reads the code's user in one call:
+/// the grant whole, the user as `get_user` reads it, and the code gone.
+pub async fn a_code_is_taken_once_with_its_user_as_stored(store: &dyn Store) {
+    login(store, "u1").await;
+    login(store, "u2").await;
+    let g = grant("u1", NOW + 60);
+    let expected = grant_fields(&g);
+    store.put_code(key("code"), g).await.expect("put");
+    let (back, user) = store
+        .take_code_with_user(key("code"), NOW)
+        .await
+        .expect("take")
+        .expect("present");
+    assert_eq!(grant_fields(&back), expected, "the grant reads back whole");
+    let stored = store.get_user("u1").await.expect("get").expect("u1");
+    assert_eq!(user, Some(stored), "the code's user, not another");
+    assert!(
+        matches!(store.take_code_with_user(key("code"), NOW).await, Ok(None)),
+        "a second redemption gets nothing"
+    );
+    assert!(
+        matches!(store.take_code(key("code"), NOW).await, Ok(None)),
+        "the code is gone for take_code too"
+    );
+}
+
+/// A user deleted between the login and the token exchange: the code is
+/// taken (it cannot be redeemed again) and no user comes with it.
+pub async fn a_code_whose_user_is_gone_is_taken_without_one(store: &dyn Store) {
+    login(store, "u1").await;
+    store
+        .put_code(key("code"), grant("u1", NOW + 60))
+        .await
+        .expect("put");
+    assert!(store.delete_user("u1").await.expect("delete"));
+    let taken = store
+        .take_code_with_user(key("code"), NOW)
+        .await
+        .expect("take");
+    let (back, user) = taken.expect("the code is still there");
+    assert_eq!(back.user_id, "u1");
+    assert_eq!(user, None, "no user comes with it");
+    assert!(matches!(store.take_code(key("code"), NOW).await, Ok(None)));
+}
+
+pub async fn an_expired_or_unknown_code_is_not_taken_with_a_user(store: &dyn Store) {
+    login(store, "u1").await;
+    store
+        .put_code(key("old"), grant("u1", NOW))
+        .await
+        .expect("put");
+    let old = store.take_code_with_user(key("old"), NOW).await;
+    assert!(
+        matches!(old, Ok(None)),
+        "a code expiring now is refused: {old:?}"
+    );
+    let unknown = store.take_code_with_user(key("never stored"), NOW).await;
+    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
+}
+
+/// A code replayed in parallel is redeemed once, with its user read or not.
+pub async fn concurrent_takes_with_the_user_of_one_code_let_exactly_one_win(store: &dyn Store) {
+    login(store, "oauth2|acme|1").await;
+    for round in 0..10 {
+        let code = key(&format!("raced code {round}"));
+        store
+            .put_code(code, grant("oauth2|acme|1", NOW + 60))
+            .await
+            .expect("put");
+        let won = race(RACERS, |_| store.take_code_with_user(code, NOW));
+        let winners: Vec<_> = won
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.as_ref())
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one of {RACERS} concurrent redemptions wins"
+        );
+        assert_eq!(
+            winners[0].1.as_ref().map(|u| u.user_id.as_str()),
+            Some("oauth2|acme|1"),
+            "the winner gets the user"
         );
         assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
     }

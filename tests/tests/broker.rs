@@ -603,6 +603,32 @@ async fn a_code_works_once_and_a_replay_is_invalid_grant() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_code_whose_user_was_deleted_is_invalid_grant_and_spent() {
+    use waypass::store::Store as _;
+    let tb = TestBed::start(|_, _| {}).await;
+    let code = login_app(&tb, &[]).await.param("code").expect("code");
+    let user_id = format!("oauth2|{CONNECTION}|{}", default_user().uuid);
+    assert!(tb.store.delete_user(&user_id).await.expect("delete"));
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(body["error_description"], "the user no longer exists");
+    // Taken with the attempt: logging in again is the way back.
+    let (status, body) = redeem(&tb, &code, &[]).await;
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (
+            400,
+            Some("the authorization code is invalid, expired or already used")
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_client_secret_is_invalid_client_and_keeps_the_code_usable() {
     let tb = TestBed::start(|_, _| {}).await;
     let code = login_app(&tb, &[]).await.param("code").expect("code");

@@ -295,10 +295,12 @@ impl Broker {
         let code = params.require("code")?;
         let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
         let now = self.clock.now();
-        // Taken, so a second redemption of the same code fails (RFC 6749 §4.1.2).
-        let mut grant = self
+        // Taken, so a second redemption of the same code fails (RFC 6749
+        // §4.1.2); its user read with it (one store call, not two), and
+        // refused below only after the code's own checks.
+        let (mut grant, user) = self
             .store
-            .take_code(SecretHash::of(code), now)
+            .take_code_with_user(SecretHash::of(code), now)
             .await
             .map_err(|e| store_unavailable(&e))?
             .ok_or_else(|| {
@@ -341,12 +343,7 @@ impl Broker {
             }
             (None, None) => {}
         }
-        let user = self
-            .store
-            .get_user(&grant.user_id)
-            .await
-            .map_err(|e| store_unavailable(&e))?
-            .ok_or_else(|| invalid_grant("the user no longer exists"))?;
+        let user = user.ok_or_else(|| invalid_grant("the user no longer exists"))?;
         let api = match &grant.audience {
             Some(audience) => Some(self.resource_server(audience).ok_or_else(|| {
                 invalid_grant("the API the code was issued for no longer exists")

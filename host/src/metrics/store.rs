@@ -90,6 +90,17 @@ impl Store for InstrumentedStore {
         self.timed("take_code", self.inner.take_code(code, now))
             .await
     }
+    async fn take_code_with_user(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<(AuthorizationGrant, Option<User>)>, StoreError> {
+        self.timed(
+            "take_code_with_user",
+            self.inner.take_code_with_user(code, now),
+        )
+        .await
+    }
     async fn put_access_token(
         &self,
         token: SecretHash,

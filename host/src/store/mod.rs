@@ -433,6 +433,23 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
         code: SecretHash,
         now: u64,
     ) -> Result<Option<AuthorizationGrant>, StoreError>;
+    /// [`Store::take_code`], then [`Store::get_user`] of the grant's user:
+    /// a token exchange's two reads as one where the backend can (SQLite:
+    /// one hand-off to its thread; PostgreSQL: one statement), as
+    /// [`Store::put_session_and_code`] joins a callback's. `None` when the
+    /// code is absent or expired; the user is `None` when it no longer
+    /// exists (the code is taken all the same).
+    async fn take_code_with_user(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<(AuthorizationGrant, Option<User>)>, StoreError> {
+        let Some(grant) = self.take_code(code, now).await? else {
+            return Ok(None);
+        };
+        let user = self.get_user(&grant.user_id).await?;
+        Ok(Some((grant, user)))
+    }
     async fn put_access_token(
         &self,
         token: SecretHash,

@@ -774,6 +774,21 @@ macro_rules! user_columns {
     };
 }
 
+/// Takes a live code (as `CODES.take`) and reads its user in one
+/// statement: the user's columns (as [`read_user`] reads them, null when
+/// the user is gone), then the code's `expires_at` and payload. `json`,
+/// not `jsonb`, as for [`TAKE_BOUND_TRANSACTION`].
+const TAKE_CODE_WITH_USER: &str = concat!(
+    "WITH taken AS (
+         DELETE FROM authorization_codes WHERE key_hash = $1 AND expires_at > $2
+         RETURNING expires_at, payload),
+     owner AS (
+         SELECT ",
+    user_columns!(),
+    " FROM users WHERE user_id = (SELECT payload::json->>'user_id' FROM taken))
+     SELECT owner.*, taken.expires_at, taken.payload FROM taken LEFT JOIN owner ON true"
+);
+
 // After `user_columns!`, which it uses.
 mod identities;
 
@@ -1309,6 +1324,39 @@ impl Store for PostgresStore {
                 expires_at,
                 ..grant
             }))
+    }
+
+    async fn take_code_with_user(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<(AuthorizationGrant, Option<User>)>, StoreError> {
+        let now = to_db(now, "now")?;
+        let Some(row) = self
+            .query_opt(
+                TAKE_CODE_WITH_USER,
+                &[&&code.as_bytes()[..], &now],
+                CODES.table,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let expires_at = unsigned(&row, 8, CODES.table)?;
+        let grant: AuthorizationGrant =
+            from_json(&column::<String>(&row, 9, CODES.table)?, CODES.table)?;
+        // The user's columns are null when the join found nobody.
+        let user = match column::<Option<String>>(&row, 0, "users")? {
+            Some(_) => Some(read_user(&row)?),
+            None => None,
+        };
+        Ok(Some((
+            AuthorizationGrant {
+                expires_at,
+                ..grant
+            },
+            user,
+        )))
     }
 
     async fn put_access_token(

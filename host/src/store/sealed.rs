@@ -305,6 +305,13 @@ impl Store for SealedStore {
     ) -> Result<Option<AuthorizationGrant>, StoreError> {
         self.inner.take_code(code, now).await
     }
+    async fn take_code_with_user(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<(AuthorizationGrant, Option<User>)>, StoreError> {
+        self.inner.take_code_with_user(code, now).await
+    }
     async fn put_access_token(
         &self,
         token: SecretHash,

@@ -895,6 +895,14 @@ macro_rules! user_columns {
     };
 }
 
+/// The row of the user `user_id`, if there is one.
+fn read_user(conn: &Connection, user_id: &str) -> Result<Option<UserRow>, StoreError> {
+    const GET_USER: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
+    conn.prepare_cached(GET_USER)
+        .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
+        .map_err(backend("reading a user"))
+}
+
 // After `user_columns!`, which it uses.
 mod identities;
 
@@ -1016,6 +1024,42 @@ impl Store for SqliteStore {
                 expires_at,
                 ..grant
             }))
+    }
+
+    async fn take_code_with_user(
+        &self,
+        code: SecretHash,
+        now: u64,
+    ) -> Result<Option<(AuthorizationGrant, Option<User>)>, StoreError> {
+        let key = *code.as_bytes();
+        let taken = self
+            .call_plain(move |conn| {
+                let row: Option<(u64, String)> = conn
+                    .prepare_cached(CODES.take)
+                    .and_then(|mut s| {
+                        s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(backend(CODES.table))?;
+                // Taken whether live or not, as `take_code` does.
+                let Some((expires_at, payload)) = row.filter(|(e, _)| *e > now) else {
+                    return Ok(None);
+                };
+                let grant: AuthorizationGrant = from_json(&payload, CODES.table)?;
+                let user = read_user(conn, &grant.user_id)?;
+                Ok(Some((
+                    AuthorizationGrant {
+                        expires_at,
+                        ..grant
+                    },
+                    user,
+                )))
+            })
+            .await?;
+        let Some((grant, user)) = taken else {
+            return Ok(None);
+        };
+        Ok(Some((grant, user.map(UserRow::into_user).transpose()?)))
     }
 
     async fn put_access_token(
@@ -1151,17 +1195,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
-        const GET_USER: &str =
-            concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = ?1");
         let user_id = user_id.to_owned();
-        self.call_plain(move |conn| {
-            conn.prepare_cached(GET_USER)
-                .and_then(|mut s| s.query_row(params![user_id], UserRow::read).optional())
-                .map_err(backend("reading a user"))
-        })
-        .await?
-        .map(UserRow::into_user)
-        .transpose()
+        self.call_plain(move |conn| read_user(conn, &user_id))
+            .await?
+            .map(UserRow::into_user)
+            .transpose()
     }
 
     async fn list_users(
