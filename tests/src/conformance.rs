@@ -71,8 +71,6 @@ where
         concurrent_takes_of_one_code_let_exactly_one_win,
         a_code_is_taken_once_with_its_user_as_stored,
         a_code_whose_user_is_gone_is_taken_without_one,
-        an_expired_or_unknown_code_is_not_taken_with_a_user,
-        concurrent_takes_with_the_user_of_one_code_let_exactly_one_win,
         access_tokens_can_be_read_until_they_expire,
         deleting_a_clients_access_tokens_leaves_other_clients_tokens,
         unknown_keys_are_absent,
@@ -642,42 +640,77 @@ pub async fn codes_keep_every_field(store: &dyn Store) {
 }
 
 /// `expires_at` is the first second a code is no longer valid.
+/// With `take_code`, and with `take_code_with_user` (its user there).
 pub async fn expired_codes_are_not_returned(store: &dyn Store) {
-    store
-        .put_code(key("old"), grant("u", NOW))
-        .await
-        .expect("put");
-    store
-        .put_code(key("fresh"), grant("u", NOW + 1))
-        .await
-        .expect("put");
-    let old = store.take_code(key("old"), NOW).await;
-    assert!(
-        matches!(old, Ok(None)),
-        "a code expiring now is refused: {old:?}"
-    );
-    let fresh = store.take_code(key("fresh"), NOW).await;
-    assert!(
-        matches!(fresh, Ok(Some(_))),
-        "a code expiring in a second is still valid: {fresh:?}"
-    );
-}
-
-/// A code replayed in parallel is redeemed once (RFC 6749 §4.1.2).
-pub async fn concurrent_takes_of_one_code_let_exactly_one_win(store: &dyn Store) {
-    for round in 0..10 {
-        let code = key(&format!("raced code {round}"));
+    login(store, "u").await;
+    for with_user in [false, true] {
+        let (old, fresh) = (
+            key(&format!("old {with_user}")),
+            key(&format!("fresh {with_user}")),
+        );
+        store.put_code(old, grant("u", NOW)).await.expect("put");
         store
-            .put_code(code, grant("oauth2|acme|1", NOW + 60))
+            .put_code(fresh, grant("u", NOW + 1))
             .await
             .expect("put");
-        let won = race(RACERS, |_| store.take_code(code, NOW));
-        let winners = won.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
-        assert_eq!(
-            winners, 1,
-            "round {round}: exactly one of {RACERS} concurrent redemptions wins"
+        let old = take_code(store, old, with_user).await;
+        assert!(
+            matches!(old, Ok(None)),
+            "a code expiring now is refused: {old:?}"
         );
-        assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
+        let fresh = take_code(store, fresh, with_user).await;
+        assert!(
+            matches!(fresh, Ok(Some(_))),
+            "a code expiring in a second is still valid: {fresh:?}"
+        );
+    }
+}
+
+/// What `take_code` takes, or `take_code_with_user` when `with_user`
+/// (with the id of the user it read).
+async fn take_code(
+    store: &dyn Store,
+    code: SecretHash,
+    with_user: bool,
+) -> Result<Option<(AuthorizationGrant, Option<String>)>, StoreError> {
+    if with_user {
+        let taken = store.take_code_with_user(code, NOW).await?;
+        Ok(taken.map(|(grant, user)| (grant, user.map(|u| u.user_id))))
+    } else {
+        Ok(store.take_code(code, NOW).await?.map(|grant| (grant, None)))
+    }
+}
+
+/// A code replayed in parallel is redeemed once (RFC 6749 §4.1.2), by
+/// `take_code` and by `take_code_with_user` (the winner with its user).
+pub async fn concurrent_takes_of_one_code_let_exactly_one_win(store: &dyn Store) {
+    login(store, "oauth2|acme|1").await;
+    for with_user in [false, true] {
+        for round in 0..10 {
+            let code = key(&format!("raced code {round} {with_user}"));
+            store
+                .put_code(code, grant("oauth2|acme|1", NOW + 60))
+                .await
+                .expect("put");
+            let won = race(RACERS, |_| take_code(store, code, with_user));
+            let winners: Vec<_> = won
+                .iter()
+                .filter_map(|r| r.as_ref().ok()?.as_ref())
+                .collect();
+            assert_eq!(
+                winners.len(),
+                1,
+                "round {round}: exactly one of {RACERS} concurrent redemptions wins"
+            );
+            if with_user {
+                assert_eq!(
+                    winners[0].1.as_deref(),
+                    Some("oauth2|acme|1"),
+                    "the winner gets the user"
+                );
+            }
+            assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
+        }
     }
 }
 
@@ -724,49 +757,6 @@ pub async fn a_code_whose_user_is_gone_is_taken_without_one(store: &dyn Store) {
     assert_eq!(back.user_id, "u1");
     assert_eq!(user, None, "no user comes with it");
     assert!(matches!(store.take_code(key("code"), NOW).await, Ok(None)));
-}
-
-pub async fn an_expired_or_unknown_code_is_not_taken_with_a_user(store: &dyn Store) {
-    login(store, "u1").await;
-    store
-        .put_code(key("old"), grant("u1", NOW))
-        .await
-        .expect("put");
-    let old = store.take_code_with_user(key("old"), NOW).await;
-    assert!(
-        matches!(old, Ok(None)),
-        "a code expiring now is refused: {old:?}"
-    );
-    let unknown = store.take_code_with_user(key("never stored"), NOW).await;
-    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
-}
-
-/// A code replayed in parallel is redeemed once, with its user read or not.
-pub async fn concurrent_takes_with_the_user_of_one_code_let_exactly_one_win(store: &dyn Store) {
-    login(store, "oauth2|acme|1").await;
-    for round in 0..10 {
-        let code = key(&format!("raced code {round}"));
-        store
-            .put_code(code, grant("oauth2|acme|1", NOW + 60))
-            .await
-            .expect("put");
-        let won = race(RACERS, |_| store.take_code_with_user(code, NOW));
-        let winners: Vec<_> = won
-            .iter()
-            .filter_map(|r| r.as_ref().ok()?.as_ref())
-            .collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: exactly one of {RACERS} concurrent redemptions wins"
-        );
-        assert_eq!(
-            winners[0].1.as_ref().map(|u| u.user_id.as_str()),
-            Some("oauth2|acme|1"),
-            "the winner gets the user"
-        );
-        assert!(won.iter().all(Result::is_ok), "no take fails: {won:?}");
-    }
 }
 
 /// Access tokens are read, not taken, and stop at `expires_at`.
@@ -852,10 +842,12 @@ pub async fn unknown_keys_are_absent(store: &dyn Store) {
         ),
         "no such transaction"
     );
-    assert!(
-        matches!(store.take_code(unknown, NOW).await, Ok(None)),
-        "no such code"
-    );
+    for with_user in [false, true] {
+        assert!(
+            matches!(take_code(store, unknown, with_user).await, Ok(None)),
+            "no such code"
+        );
+    }
     assert!(
         matches!(store.get_access_token(unknown, NOW).await, Ok(None)),
         "no such token"
