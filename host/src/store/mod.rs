@@ -434,7 +434,7 @@ pub trait Store: SessionStore + IdpTokenStore + Send + Sync {
         now: u64,
     ) -> Result<Option<AuthorizationGrant>, StoreError>;
     /// [`Store::take_code`], then [`Store::get_user`] of the grant's user:
-    /// a token exchange's two reads as one where the backend can (SQLite:
+    /// a token exchange's two calls as one where the backend can (SQLite:
     /// one hand-off to its thread; PostgreSQL: one statement), as
     /// [`Store::put_session_and_code`] joins a callback's. `None` when the
     /// code is absent or expired; the user is `None` when it no longer
