@@ -547,19 +547,8 @@ impl SqliteStore {
         check_now: u64,
     ) -> Result<Option<(u64, T)>, StoreError> {
         let key = *key.as_bytes();
-        let row: Option<(u64, String)> = self
-            .call_plain(move |conn| {
-                let mut statement = conn.prepare_cached(sql).map_err(backend(table.table))?;
-                let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String)> {
-                    Ok((r.get(0)?, r.get(1)?))
-                };
-                match now {
-                    Some(now) => statement.query_row(params![key, now], read),
-                    None => statement.query_row(params![key], read),
-                }
-                .optional()
-                .map_err(backend(table.table))
-            })
+        let row = self
+            .call_plain(move |conn| expiring_row(conn, table, sql, &key, now))
             .await?;
         match row {
             Some((expires_at, payload)) if expires_at > check_now => {
@@ -568,6 +557,26 @@ impl SqliteStore {
             _ => Ok(None),
         }
     }
+}
+
+/// The `(expires_at, payload)` row `sql` (a take or a get of `table`)
+/// returns for `key`, with `now` bound as `?2` when given.
+fn expiring_row(
+    conn: &Connection,
+    table: Expiring,
+    sql: &str,
+    key: &[u8; 32],
+    now: Option<u64>,
+) -> Result<Option<(u64, String)>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(backend(table.table))?;
+    let read =
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String)> { Ok((r.get(0)?, r.get(1)?)) };
+    match now {
+        Some(now) => statement.query_row(params![key, now], read),
+        None => statement.query_row(params![key], read),
+    }
+    .optional()
+    .map_err(backend(table.table))
 }
 
 impl Drop for SqliteStore {
@@ -1034,14 +1043,8 @@ impl Store for SqliteStore {
         let key = *code.as_bytes();
         let taken = self
             .call_plain(move |conn| {
-                let row: Option<(u64, String)> = conn
-                    .prepare_cached(CODES.take)
-                    .and_then(|mut s| {
-                        s.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(backend(CODES.table))?;
                 // Taken whether live or not, as `take_code` does.
+                let row = expiring_row(conn, CODES, CODES.take, &key, None)?;
                 let Some((expires_at, payload)) = row.filter(|(e, _)| *e > now) else {
                     return Ok(None);
                 };
