@@ -511,6 +511,19 @@ mod server {
             }
         }
 
+        /// Takes a single-use row (`delete`: a `DELETE … RETURNING
+        /// payload` of the row whose key is `key`), which must be there.
+        async fn take(&self, delete: &'static str, key: String) {
+            self.write(move |db| {
+                let payload = db
+                    .prepare_cached(delete)?
+                    .query_row(params![key], |row| row.get::<_, String>(0))?;
+                assert!(!payload.is_empty());
+                Ok(())
+            })
+            .await;
+        }
+
         async fn authorize(&self, req: Request<Incoming>) -> Response<Body> {
             let state = query(&req, "state").expect("state");
             let location = format!("http://provider/authorize?state={state}");
@@ -537,15 +550,10 @@ mod server {
 
         async fn callback(&self, req: Request<Incoming>) -> Response<Body> {
             let state = query(&req, "state").expect("state");
-            self.write(move |db| {
-                let taken = db
-                    .prepare_cached(
-                        "DELETE FROM login_transactions WHERE state = ?1 RETURNING payload",
-                    )?
-                    .query_row(params![state], |row| row.get::<_, String>(0))?;
-                assert!(!taken.is_empty());
-                Ok(())
-            })
+            self.take(
+                "DELETE FROM login_transactions WHERE state = ?1 RETURNING payload",
+                state,
+            )
             .await;
             let token = self
                 .provider(request(
@@ -617,15 +625,10 @@ mod server {
                 .find(|(k, _)| k == "code")
                 .map(|(_, v)| v.into_owned())
                 .expect("code");
-            self.write(move |db| {
-                let taken = db
-                    .prepare_cached(
-                        "DELETE FROM authorization_codes WHERE code_hash = ?1 RETURNING payload",
-                    )?
-                    .query_row(params![code], |row| row.get::<_, String>(0))?;
-                assert!(!taken.is_empty());
-                Ok(())
-            })
+            self.take(
+                "DELETE FROM authorization_codes WHERE code_hash = ?1 RETURNING payload",
+                code,
+            )
             .await;
             let id_token = match self.parts.alg() {
                 Some(alg) => self
@@ -704,25 +707,28 @@ mod clients {
             .expect("a redirect")
     }
 
+    /// GETs `uri`, which must answer with a redirect; its headers.
+    async fn redirected(client: &mut Client, uri: &str) -> http::HeaderMap {
+        let (status, headers, _) = client
+            .request(request(Method::GET, uri, Bytes::new()))
+            .await;
+        assert_eq!(status, StatusCode::FOUND, "{uri}");
+        headers
+    }
+
     async fn login(client: &mut Client) {
         static STATES: AtomicU64 = AtomicU64::new(0);
         let state = format!("st{:016x}", STATES.fetch_add(1, Ordering::Relaxed));
-        let (status, _, _) = client
-            .request(request(
-                Method::GET,
-                &format!("/authorize?response_type=code&client_id=app&redirect_uri=http%3A%2F%2Fapp.bench%2Fcallback&scope=openid&state={state}&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"),
-                Bytes::new(),
-            ))
-            .await;
-        assert_eq!(status, StatusCode::FOUND);
-        let (status, headers, _) = client
-            .request(request(
-                Method::GET,
-                &format!("/callback?code=provider-code&state={state}"),
-                Bytes::new(),
-            ))
-            .await;
-        assert_eq!(status, StatusCode::FOUND);
+        redirected(
+            client,
+            &format!("/authorize?response_type=code&client_id=app&redirect_uri=http%3A%2F%2Fapp.bench%2Fcallback&scope=openid&state={state}&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"),
+        )
+        .await;
+        let headers = redirected(
+            client,
+            &format!("/callback?code=provider-code&state={state}"),
+        )
+        .await;
         let back = url::Url::parse(location(&headers)).expect("location");
         let code = back
             .query_pairs()
