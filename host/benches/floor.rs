@@ -178,9 +178,8 @@ fn main() {
         for &parts in &args.parts {
             let data = tempfile::tempdir().expect("tempdir");
             let callgrind = args.callgrind.then(|| data.path().join("callgrind"));
-            let (mut child, addr) =
-                start_server(parts, provider, data.path(), callgrind.as_deref());
-            let pid = child.id();
+            let (server, addr) = start_server(parts, provider, data.path(), callgrind.as_deref());
+            let pid = server.0.id();
             rt.block_on(clients::run(addr, args.warmup, args.concurrency, args.rate));
             if let Some(dir) = &callgrind {
                 callgrind_control("--zero", pid);
@@ -206,8 +205,7 @@ fn main() {
                     per_1000(sys1 - sys0),
                 );
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(server);
         }
     }
     println!("load average after: {}", load_average());
@@ -222,6 +220,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// A server process, killed when dropped (a failed assertion in the bench
+/// leaves none behind).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts this executable as a server running `parts`, its SQLite file in
 /// `data` (under callgrind, its dumps in `callgrind`); returns it with the
 /// address it printed.
@@ -230,7 +239,7 @@ fn start_server(
     provider: SocketAddr,
     data: &std::path::Path,
     callgrind: Option<&std::path::Path>,
-) -> (Child, SocketAddr) {
+) -> (Server, SocketAddr) {
     let own = std::env::current_exe().expect("own path");
     let mut command = match callgrind {
         Some(dir) => {
@@ -246,21 +255,22 @@ fn start_server(
         }
         None => Command::new(own),
     };
-    let mut child = command
+    let mut server = command
         .env(ROLE, parts.name())
         .env(PROVIDER, provider.to_string())
         .current_dir(data)
         .stdout(Stdio::piped())
         .spawn()
+        .map(Server)
         .expect("start the floor server");
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")),
         &mut line,
     )
     .expect("the server's address");
     let addr = line.trim().parse().expect("the server prints its address");
-    (child, addr)
+    (server, addr)
 }
 
 type Body = Full<Bytes>;
