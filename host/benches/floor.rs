@@ -11,7 +11,8 @@
 //! one id_token. This bench runs exactly that and nothing else, with the
 //! parts Waypass uses (hyper's HTTP/1 server and client connections over
 //! keep-alive, tokio's multi-thread runtime, SQLite in WAL mode with
-//! `synchronous = NORMAL` on a thread of its own taking jobs in groups,
+//! `synchronous = NORMAL` on a thread of its own taking whatever is queued
+//! as one transaction (the broker runs some writes alone; this groups all),
 //! aws-lc-rs through [`KeySet::sign`], mimalloc), as a server process of
 //! its own whose CPU is read from `/proc` like the login bench reads the
 //! broker's. No mapper, no templates, no cookies parsed, no JSON beyond the
