@@ -1342,9 +1342,13 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let expires_at = unsigned(&row, 8, CODES.table)?;
-        let grant: AuthorizationGrant =
-            from_json(&column::<String>(&row, 9, CODES.table)?, CODES.table)?;
+        // The code's two columns come last, after however many the user has.
+        let code_at = row.len() - 2;
+        let expires_at = unsigned(&row, code_at, CODES.table)?;
+        let grant: AuthorizationGrant = from_json(
+            &column::<String>(&row, code_at + 1, CODES.table)?,
+            CODES.table,
+        )?;
         // The user's columns are null when the join found nobody.
         let user = match column::<Option<String>>(&row, 0, "users")? {
             Some(_) => Some(read_user(&row)?),
